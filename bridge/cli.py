@@ -1,0 +1,178 @@
+"""The verbs: run, check, map, sandbox, demo.
+
+Exit codes: 0 success; 1 ``map`` had events that failed, ``check`` found
+problems; 2 the configuration was refused; 3 a permanent failure with no
+dead-letter topic; 4 a fatal Kafka error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
+
+from . import logs
+from .config import BridgeConfig, load_config
+from .decode import decode_json
+from .errors import ConfigError, RecordError
+from .mapping import Mapper, compile_rules
+
+EXIT_FAILED, EXIT_CONFIG = 1, 2
+
+
+def load(path: str, strict_env: bool = True) -> tuple[BridgeConfig, Mapper]:
+    config = load_config(path, strict_env=strict_env)
+    mapper = compile_rules(config, path)
+    logs.register_secret(config.intilery.auth_token.get_secret_value())
+    for key, value in config.kafka.items():
+        if "password" in key or "secret" in key:
+            logs.register_secret(str(value))
+    return config, mapper
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import Bridge
+
+    config, mapper = load(args.config)
+    logs.configure(args.log_level or config.log.level)
+    bridge = Bridge(config, mapper, args.config, until_caught_up=args.until_caught_up)
+    return asyncio.run(bridge.run())
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .source import consumer_config
+
+    config, mapper = load(args.config)
+    consumer_config(config.kafka, args.config)
+    print(f"{args.config}: OK ({len(mapper)} rules, topics: {', '.join(config.source.topics)})")
+    return 0
+
+
+def map_lines(mapper: Mapper, lines: Iterable[str], topic: str, out: TextIO, err: TextIO) -> int:
+    """Map JSON Lines events; print commands to ``out``, failures to ``err``; count failures."""
+    failures = 0
+    now_ms = int(time.time() * 1000)
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = decode_json(line.encode())
+            meta = {
+                "topic": topic,
+                "partition": 0,
+                "offset": number - 1,
+                "key": None,
+                "timestamp": now_ms,
+                "headers": {},
+            }
+            overrides = event.pop("_kafka", None)
+            if isinstance(overrides, dict):
+                meta.update(overrides)
+            commands = mapper.map(event, meta)
+        except RecordError as exc:
+            failures += 1
+            rule = f" rule {exc.rule}:" if exc.rule else ""
+            print(f"line {number}: {exc.error_class}:{rule} {exc.reason}", file=err)
+            continue
+        for command in commands:
+            out.write(json.dumps(command.as_json_line(), ensure_ascii=False) + "\n")
+    return failures
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    config, mapper = load(args.config, strict_env=False)
+    topic = args.topic or config.source.topics[0]
+    if topic not in config.source.topics:
+        print(f"--topic {topic}: not in source.topics ({', '.join(config.source.topics)})", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.file == "-":
+        failures = map_lines(mapper, sys.stdin, topic, sys.stdout, sys.stderr)
+    else:
+        with open(args.file, encoding="utf-8") as handle:
+            failures = map_lines(mapper, handle, topic, sys.stdout, sys.stderr)
+    return EXIT_FAILED if failures else 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from .sandbox import Sandbox
+
+    sandbox = Sandbox(port=args.port, token=args.token, host=args.host, rate=args.rate, burst=args.burst)
+    print(f"intilery sandbox listening on {sandbox.url} (token: set with --token)", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        sandbox.serve_forever()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(log_level=args.log_level or "warning")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="intilery-bridge",
+        description="Kafka domain events → mapping rules → Intilery commands, at least once.",
+    )
+    verbs = top.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, help_text: str, config: bool = True) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        if config:
+            sub.add_argument("--config", "-c", required=True, help="the bridge YAML file")
+        return sub
+
+    run = verb("run", "Consume, map and deliver until stopped (SIGTERM/SIGINT stop it cleanly).")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides log.level")
+    run.add_argument(
+        "--until-caught-up",
+        action="store_true",
+        help="exit 0 once every assigned partition is read to its end and committed",
+    )
+    run.set_defaults(func=cmd_run)
+
+    check = verb("check", "Validate the file, every rule and template; touches neither Kafka nor Intilery.")
+    check.set_defaults(func=cmd_check)
+
+    mapping = verb("map", "Map events (JSON Lines) to the commands that would be posted, offline.")
+    mapping.add_argument("--topic", help="the topic the events come from (default: the first source topic)")
+    mapping.add_argument("file", nargs="?", default="-", metavar="FILE|-", help="events file, - for stdin")
+    mapping.set_defaults(func=cmd_map)
+
+    sandbox = verb("sandbox", "Run the local Intilery-compatible server.", config=False)
+    sandbox.add_argument("--port", type=int, default=8080)
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--token", default="sandbox-token", help="the auth-token it accepts")
+    sandbox.add_argument(
+        "--rate", type=float, default=100, help="requests/s of its token bucket; 0: no limit"
+    )
+    sandbox.add_argument("--burst", type=int, default=500, help="burst of its token bucket")
+    sandbox.set_defaults(func=cmd_sandbox)
+
+    demo = verb("demo", "Embedded Kafka + sandbox + the example rules, end to end.", config=False)
+    demo.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    demo.set_defaults(func=cmd_demo)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args: Any = parser().parse_args(argv)
+    logs.configure("warning", sys.stderr)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG if args.verb != "check" else EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""The YAML configuration: ``${ENV}`` expansion and pydantic models.
+
+Takes a path, gives a validated :class:`BridgeConfig`, raises
+:class:`~bridge.errors.ConfigError` with one line per problem, each naming the
+file and the field (``bridge.yaml: rules[2] (abandoned-sms).when: ...``).
+Rule expressions and templates are compiled by :mod:`bridge.mapping`, which
+reports its problems in the same form.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
+
+_ENV = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Model):
+    topics: list[str] = Field(min_length=1)
+    format: Literal["json"] = "json"
+
+
+class IntileryConfig(_Model):
+    url: str = "https://tracking.intilery.com"
+    client_id: str = Field(min_length=1)
+    account_id: str = Field(min_length=1)
+    brand_id: str | None = None
+    auth_token: SecretStr
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @property
+    def brand(self) -> str:
+        return (self.brand_id or self.account_id).upper()
+
+    def endpoint(self, action: str) -> str:
+        client, account = self.client_id.lower(), self.account_id.lower()
+        return f"{self.url}/track/{client}/{account}/{self.brand}/v1/{action}"
+
+
+class RetryConfig(_Model):
+    initial_backoff_ms: int = Field(default=200, ge=1)
+    max_backoff_ms: int = Field(default=30_000, ge=1)
+    max_attempts: int | None = Field(default=None, ge=1)
+    auth_backoff_ms: int = Field(default=30_000, ge=1)
+
+
+class DeliveryConfig(_Model):
+    max_in_flight: int = Field(default=32, ge=1, le=1024)
+    max_buffered_records: int = Field(default=10_000, ge=1)
+    dead_letter_topic: str | None = None
+    commit_interval_ms: int = Field(default=1_000, ge=10)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    retry: RetryConfig = RetryConfig()
+
+
+class LogConfig(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    summary_interval_s: float = Field(default=30.0, gt=0)
+
+
+class RuleConfig(_Model):
+    name: str = Field(min_length=1)
+    topics: list[str] | None = None
+    when: str | None = None
+    emit: dict[str, Any]
+
+
+class BridgeConfig(_Model):
+    kafka: dict[str, str | int | float | bool]
+    source: SourceConfig
+    intilery: IntileryConfig
+    delivery: DeliveryConfig = DeliveryConfig()
+    log: LogConfig = LogConfig()
+    rules: list[RuleConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> BridgeConfig:
+        if "bootstrap.servers" not in self.kafka:
+            raise ValueError("kafka: bootstrap.servers is required")
+        names: set[str] = set()
+        for index, rule in enumerate(self.rules):
+            where = f"rules[{index}] ({rule.name})"
+            if rule.name in names:
+                raise ValueError(f"{where}.name: duplicate rule name")
+            names.add(rule.name)
+            unknown = sorted(set(rule.topics or ()) - set(self.source.topics))
+            if unknown:
+                raise ValueError(f"{where}.topics: not in source.topics: {', '.join(unknown)}")
+        return self
+
+
+def expand_env(node: Any, env: Mapping[str, str], problems: list[str] | None, path: str = "") -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string; ``$${`` is a literal ``${``."""
+    if isinstance(node, dict):
+        return {k: expand_env(v, env, problems, _join(path, str(k))) for k, v in node.items()}
+    if isinstance(node, list):
+        return [expand_env(v, env, problems, f"{path}[{i}]") for i, v in enumerate(node)]
+    if not isinstance(node, str) or "${" not in node:
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        escaped, name, has_default, default = match.groups()
+        if escaped:
+            return match.group(0)[1:]
+        if name in env:
+            return env[name]
+        if has_default:
+            return default or ""
+        if problems is not None:  # None: lenient, for offline tools like `map`
+            problems.append(f"{path}: environment variable {name} is not set")
+        return ""
+
+    return _ENV.sub(substitute, node)
+
+
+def load_config(
+    path: str | Path, env: Mapping[str, str] | None = None, strict_env: bool = True
+) -> BridgeConfig:
+    """Read, expand and validate the file at ``path``.
+
+    With ``strict_env`` false an unset variable without a default expands to an
+    empty string instead of being an error (offline tools need no secrets).
+    """
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{name}: cannot read: {exc.strerror}"]) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError([f"{name}: invalid YAML{where}: {problem}"]) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{name}: the top level must be a mapping of sections"])
+    problems: list[str] = []
+    expanded = expand_env(raw, os.environ if env is None else env, problems if strict_env else None)
+    if problems:
+        raise ConfigError([f"{name}: {p}" for p in problems])
+    try:
+        return BridgeConfig.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError([f"{name}: {line}" for line in describe_validation(exc, expanded)]) from exc
+
+
+def describe_validation(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
+    """One line per pydantic error, with the rule's name beside its index."""
+    lines = []
+    for error in exc.errors():
+        loc = error["loc"]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not loc:
+            lines.append(message)
+            continue
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{field_path(loc, raw)}: {message}")
+    return lines
+
+
+def field_path(loc: tuple[Any, ...], raw: Any) -> str:
+    """``('rules', 2, 'emit')`` → ``rules[2] (abandoned-sms).emit``."""
+    out = ""
+    node = raw
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(node, dict) and out.startswith("rules[") and out.count("[") == 1:
+                rule_name = node.get("name")
+                if isinstance(rule_name, str):
+                    out += f" ({rule_name})"
+        else:
+            out = _join(out, str(part))
+            node = node.get(part) if isinstance(node, dict) else None
+    return out
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key

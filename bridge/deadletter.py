@@ -1,0 +1,124 @@
+"""The dead-letter producer for records that can never be delivered.
+
+Takes a :class:`~bridge.source.Record` and the :class:`~bridge.errors.RecordError`
+that condemned it; writes the record to the dead-letter topic with its key,
+value and headers unchanged plus ``x-bridge-*`` headers, and calls ``on_done``
+only once the broker has acknowledged the write. A failed write is retried
+with backoff, forever, and logged each time: the record's offset stays
+uncommitted until the write succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from confluent_kafka import KafkaError, Producer
+
+from .errors import RecordError
+from .source import Record
+
+log = structlog.get_logger("bridge.deadletter")
+
+# Consumer-only properties that the producer would warn about.
+_CONSUMER_ONLY = (
+    "group.id",
+    "group.instance.id",
+    "auto.offset.reset",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "partition.assignment.strategy",
+    "enable.partition.eof",
+    "fetch.",
+    "queued.",
+    "isolation.level",
+    "check.crcs",
+    "group.protocol",
+    "auto.commit.interval.ms",
+    "fetch.wait.max.ms",
+)
+
+
+def producer_config(kafka: dict[str, Any]) -> dict[str, Any]:
+    conf = {k: v for k, v in kafka.items() if not k.startswith(_CONSUMER_ONLY)}
+    return {**conf, "acks": "all", "enable.idempotence": True, "linger.ms": 5}
+
+
+def dead_letter_headers(record: Record, error: RecordError) -> list[tuple[str, bytes | None]]:
+    extra = {
+        "x-bridge-source-topic": record.topic,
+        "x-bridge-source-partition": str(record.partition),
+        "x-bridge-source-offset": str(record.offset),
+        "x-bridge-error-class": error.error_class,
+        "x-bridge-error-reason": error.reason,
+    }
+    if error.rule:
+        extra["x-bridge-rule"] = error.rule
+    if error.status is not None:
+        extra["x-bridge-http-status"] = str(error.status)
+    return [*record.headers, *((k, v.encode()) for k, v in extra.items())]
+
+
+class DeadLetters:
+    def __init__(self, topic: str, producer: Any, retry_delay_s: float = 1.0) -> None:
+        self.topic = topic
+        self._producer = producer
+        self._retry_delay = retry_delay_s
+        self.pending = 0
+
+    @classmethod
+    def create(cls, topic: str, kafka: dict[str, Any]) -> DeadLetters:
+        return cls(topic, Producer(producer_config(kafka)))
+
+    def send(self, record: Record, error: RecordError, on_done: Callable[[], None], attempt: int = 1) -> None:
+        self.pending += 1
+
+        def delivered(err: KafkaError | None, _message: Any) -> None:
+            self.pending -= 1
+            if err is None:
+                on_done()
+                return
+            log.error(
+                "dead_letter_write_failed",
+                topic=self.topic,
+                source_topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                attempt=attempt,
+                error=err.str(),
+            )
+            asyncio.get_running_loop().call_later(
+                self._retry_delay, self.send, record, error, on_done, attempt + 1
+            )
+
+        try:
+            self._producer.produce(
+                self.topic,
+                key=record.key,
+                value=record.value,
+                headers=dead_letter_headers(record, error),
+                on_delivery=delivered,
+            )
+        except Exception as exc:  # local queue full (BufferError) or producer refused: retry later
+            self.pending -= 1
+            log.error(
+                "dead_letter_write_failed",
+                topic=self.topic,
+                offset=record.offset,
+                attempt=attempt,
+                error=str(exc),
+            )
+            asyncio.get_running_loop().call_later(
+                self._retry_delay, self.send, record, error, on_done, attempt + 1
+            )
+
+    def poll(self) -> None:
+        self._producer.poll(0)
+
+    def flush(self, timeout: float) -> int:
+        return int(self._producer.flush(timeout))

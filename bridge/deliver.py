@@ -1,0 +1,219 @@
+"""The Intilery client: one pooled httpx client, answers classified, retries.
+
+Takes a :class:`~bridge.mapping.Command`, gives a :class:`Delivered` once
+Intilery answers 2xx. Raises :class:`~bridge.errors.RejectedError` for a
+permanent refusal (other 4xx) after translating every httpx error once here:
+
+- connection errors, timeouts, 408, 429 and 5xx → :class:`RetryableError`
+  (with ``Retry-After`` when Intilery sends it);
+- 401/403 → :class:`AuthError`: the credentials, not the record.
+
+:class:`Sender` wraps the client with capped exponential backoff with
+jitter, a process-wide :class:`Gate` that holds every request back after a 429
+with ``Retry-After`` or an auth failure, and the in-flight limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from .config import IntileryConfig, RetryConfig
+from .errors import AuthError, DeliveryError, RejectedError, RetryableError
+from .mapping import Command
+
+RETRYABLE_STATUS = frozenset({408, 429})
+AUTH_STATUS = frozenset({401, 403})
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    status: int
+    event_id: str | None
+    latency_ms: float
+    attempt: int = 1
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    return str(body.get("message", "")) if isinstance(body, dict) else str(body)[:200]
+
+
+def classify(response: httpx.Response, latency_ms: float = 0.0) -> Delivered:
+    """Translate an answer: return on 2xx, raise the right error otherwise."""
+    status = response.status_code
+    if 200 <= status < 300:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if isinstance(body, dict) and body.get("success") is False:
+            raise RejectedError(
+                f"Intilery answered {status} with success false: {_message(response)}", status=status
+            )
+        event_id = body.get("eventId") if isinstance(body, dict) else None
+        return Delivered(status, event_id, latency_ms)
+    if status in AUTH_STATUS:
+        raise AuthError(f"Intilery refused the credentials ({status}): {_message(response)}", status=status)
+    if status in RETRYABLE_STATUS or status >= 500:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        raise RetryableError(f"Intilery answered {status}", status=status, retry_after=retry_after)
+    raise RejectedError(f"Intilery rejected the command ({status}): {_message(response)}", status=status)
+
+
+class IntileryClient:
+    """Posts commands with one pooled ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        config: IntileryConfig,
+        max_connections: int,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._config = config
+        self._urls = {action: config.endpoint(action) for action in ("track", "identify", "batch")}
+        self._client = httpx.AsyncClient(
+            headers={
+                "content-type": "application/json",
+                "auth-token": config.auth_token.get_secret_value(),
+                "user-agent": "intilery-bridge",
+            },
+            timeout=httpx.Timeout(config.timeout_s, connect=min(config.timeout_s, 5.0)),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+        )
+
+    async def post(self, command: Command) -> Delivered:
+        started = time.perf_counter()
+        try:
+            response = await self._client.post(self._urls[command.action], content=command.payload)
+        except httpx.TimeoutException as exc:
+            raise RetryableError(f"timed out: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise RetryableError(f"connection failed: {type(exc).__name__}") from exc
+        return classify(response, (time.perf_counter() - started) * 1000)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class Gate:
+    """Holds every request back until a moment: after a 429 or an auth failure."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.open_at = 0.0
+        self.auth_failed = False
+
+    def hold(self, seconds: float) -> None:
+        self.open_at = max(self.open_at, self._clock() + seconds)
+
+    async def wait(self, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+        while (delay := self.open_at - self._clock()) > 0:
+            await sleep(delay)
+
+
+class Backoff:
+    """Capped exponential backoff; jitter picks between half and all of the step."""
+
+    def __init__(self, config: RetryConfig, rand: Callable[[], float] = random.random) -> None:
+        self._initial = config.initial_backoff_ms / 1000
+        self._cap = config.max_backoff_ms / 1000
+        self._rand = rand
+
+    def delay(self, attempt: int) -> float:
+        ceiling = min(self._cap, self._initial * 2.0 ** min(attempt - 1, 30))
+        return ceiling * (0.5 + 0.5 * self._rand())
+
+
+Post = Callable[[Command], Awaitable[Delivered]]
+OnRetry = Callable[[Command, int, DeliveryError, float], None]
+
+
+class Sender:
+    """Sends one command until Intilery takes it, refuses it, or attempts run out."""
+
+    def __init__(
+        self,
+        post: Post,
+        retry: RetryConfig,
+        max_in_flight: int,
+        on_retry: OnRetry,
+        gate: Gate | None = None,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self._post = post
+        self._retry = retry
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._on_retry = on_retry
+        self.gate = gate or Gate()
+        self._backoff = backoff or Backoff(retry)
+        self._sleep = sleep
+        self.in_flight = 0
+
+    async def send(self, command: Command) -> Delivered:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                delivered = await self._attempt(command)
+            except DeliveryError as exc:
+                delay = self._delay_after(exc, attempt)
+                gives_up = self._retry.max_attempts and attempt >= self._retry.max_attempts
+                if gives_up and not isinstance(exc, AuthError):
+                    raise RejectedError(
+                        f"gave up after {attempt} attempts: {exc.reason}", status=exc.status
+                    ) from exc
+                self._on_retry(command, attempt, exc, delay)
+                await self._sleep(delay)
+                continue
+            self.gate.auth_failed = False
+            return Delivered(delivered.status, delivered.event_id, delivered.latency_ms, attempt)
+
+    async def _attempt(self, command: Command) -> Delivered:
+        await self.gate.wait(self._sleep)
+        async with self._slots:
+            await self.gate.wait(self._sleep)
+            self.in_flight += 1
+            try:
+                return await self._post(command)
+            finally:
+                self.in_flight -= 1
+
+    def _delay_after(self, exc: DeliveryError, attempt: int) -> float:
+        if isinstance(exc, AuthError):
+            self.gate.auth_failed = True
+            delay = self._retry.auth_backoff_ms / 1000
+            self.gate.hold(delay)
+            return delay
+        if exc.retry_after is not None:
+            self.gate.hold(exc.retry_after)
+            return exc.retry_after
+        return self._backoff.delay(attempt)

@@ -1,0 +1,74 @@
+"""One error hierarchy for the whole bridge.
+
+::
+
+    BridgeError
+    ├── ConfigError              the file is refused at start-up (one line per problem)
+    ├── RecordError              permanent for one record: it goes to the dead-letter topic
+    │   ├── DecodeError          bytes that are not an event          (class ``decode``)
+    │   ├── MappingError         an event the rules cannot turn into valid commands
+    │   │                                                              (class ``mapping``)
+    │   └── RejectedError        Intilery refused the command (4xx)    (class ``rejected``)
+    └── DeliveryError            not the record's fault: retry, never dead-letter
+        ├── RetryableError       connection errors, timeouts, 408, 429, 5xx
+        └── AuthError            401/403: the credentials are wrong, pause everything
+
+Foreign exceptions (httpx, json, jmespath, confluent-kafka) are translated once,
+at the edge that meets them, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base of every error the bridge raises on purpose."""
+
+
+class ConfigError(BridgeError):
+    """The configuration is refused; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class RecordError(BridgeError):
+    """A permanent failure of one record; it is dead-lettered with this reason."""
+
+    error_class = "record"
+
+    def __init__(self, reason: str, *, rule: str | None = None, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.rule = rule
+        self.status = status
+
+
+class DecodeError(RecordError):
+    error_class = "decode"
+
+
+class MappingError(RecordError):
+    error_class = "mapping"
+
+
+class RejectedError(RecordError):
+    error_class = "rejected"
+
+
+class DeliveryError(BridgeError):
+    """A failure to deliver that says nothing about the record; retried."""
+
+    def __init__(self, reason: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+
+
+class RetryableError(DeliveryError):
+    pass
+
+
+class AuthError(DeliveryError):
+    pass

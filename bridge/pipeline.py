@@ -1,0 +1,319 @@
+"""Wires the stages: source → decode → map → deliver → commit.
+
+:class:`Bridge` reads as the list of stage calls a record goes through
+(:meth:`Bridge._on_record`, :meth:`Bridge._deliver`); each stage lives in its
+own module. Delivery guarantees:
+
+- a record's offset is committed only when it and every earlier record of its
+  partition are finished: delivered (2xx), dead-lettered (acknowledged by the
+  broker) or skipped;
+- commands of one Kafka key (per partition) are posted in record order, at most
+  ``max_in_flight`` at once overall;
+- without a dead-letter topic the first permanent failure stops the bridge,
+  its offset uncommitted, and :meth:`Bridge.run` returns a non-zero code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import structlog
+
+from .config import BridgeConfig
+from .deadletter import DeadLetters
+from .decode import decode_json
+from .deliver import IntileryClient, Sender
+from .errors import DeliveryError, RecordError, RejectedError
+from .lanes import Lanes
+from .mapping import Command, Mapper
+from .offsets import OffsetTracker, PartitionOffsets, TopicPartitionKey
+from .source import Record, Source, consumer_config
+
+log = structlog.get_logger("bridge")
+
+FETCH_BATCH = 500
+IDLE_SLEEP_S = 0.01
+EXIT_OK, EXIT_PERMANENT_FAILURE, EXIT_KAFKA_FATAL = 0, 3, 4
+
+
+@dataclass(slots=True)
+class Work:
+    record: Record
+    part: PartitionOffsets
+    commands: list[Command]
+
+
+class Bridge:
+    """The long-lived consumer. ``await bridge.run()`` gives the exit code."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        mapper: Mapper,
+        source_name: str = "bridge.yaml",
+        *,
+        until_caught_up: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+        dead_letters: DeadLetters | None = None,
+        consumer_factory: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.mapper = mapper
+        self.until_caught_up = until_caught_up
+        self.counts: Counter[str] = Counter()
+        self.offsets = OffsetTracker()
+        self.lanes: Lanes[Work] = Lanes(self._deliver)
+        delivery = config.delivery
+        self.client = IntileryClient(config.intilery, delivery.max_in_flight, transport)
+        self.sender = Sender(self.client.post, delivery.retry, delivery.max_in_flight, self._log_retry)
+        if dead_letters is None and delivery.dead_letter_topic:
+            dead_letters = DeadLetters.create(delivery.dead_letter_topic, config.kafka)
+        self.dead_letters = dead_letters
+        source_kwargs = {"factory": consumer_factory} if consumer_factory else {}
+        self.source = Source(
+            consumer_config(config.kafka, source_name),
+            config.source.topics,
+            self._assigned,
+            self._revoked,
+            self.offsets.mark_committed,
+            **source_kwargs,
+        )
+        self._stop = asyncio.Event()
+        self.failure: str | None = None
+        self.exit_code = EXIT_OK
+
+    # --- the record path --------------------------------------------------
+
+    def _on_record(self, record: Record) -> None:
+        part = self.offsets.get(record.tp)
+        if part is None:
+            return  # fetched just before its partition was revoked; the next owner reads it
+        part.add(record.offset)
+        self.counts["consumed"] += 1
+        try:
+            event = decode_json(record.value)
+            commands = self.mapper.map(event, record.meta())
+        except RecordError as exc:
+            self._reject(record, part, exc)
+            return
+        if not commands:
+            self.counts["skipped"] += 1
+            log.debug("record_skipped", **_where(record))
+            part.finish(record.offset)
+            return
+        # Keyed records share a lane per key; unkeyed records need no order between them.
+        lane = (*record.tp, record.key) if record.key is not None else (*record.tp, None, record.offset)
+        self.lanes.submit(lane, Work(record, part, commands))
+
+    async def _deliver(self, work: Work) -> None:
+        try:
+            for command in work.commands:
+                try:
+                    delivered = await self.sender.send(command)
+                except RejectedError as exc:
+                    exc.rule = command.rule
+                    self._reject(work.record, work.part, exc, command)
+                    return
+                self.counts["delivered"] += 1
+                log.info(
+                    "command_delivered",
+                    **_describe(command),
+                    **_where(work.record),
+                    attempt=delivered.attempt,
+                    status=delivered.status,
+                    latency_ms=round(delivered.latency_ms, 1),
+                    event_id=delivered.event_id,
+                )
+            work.part.finish(work.record.offset)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug: stop rather than commit past a record we did not finish
+            log.exception("delivery_crashed", **_where(work.record))
+            self._fail(f"internal error while delivering: {exc!r}")
+
+    def _reject(
+        self, record: Record, part: PartitionOffsets, error: RecordError, command: Command | None = None
+    ) -> None:
+        fields = {
+            **_where(record),
+            **(_describe(command) if command else {}),
+            "rule": error.rule,
+            "error_class": error.error_class,
+            "reason": error.reason,
+            "status": error.status,
+        }
+        if self.dead_letters is None:
+            log.error("record_failed", **fields)
+            self._fail(
+                f"{record.topic}[{record.partition}]@{record.offset}: {error.error_class}: "
+                f"{error.reason} (no delivery.dead_letter_topic is set, so the bridge stops)"
+            )
+            return
+
+        def written() -> None:
+            self.counts["dead_lettered"] += 1
+            log.warning("record_dead_lettered", **fields)
+            part.finish(record.offset)
+
+        self.dead_letters.send(record, error, written)
+
+    def _log_retry(self, command: Command, attempt: int, error: DeliveryError, delay: float) -> None:
+        self.counts["retries"] += 1
+        event = "intilery_auth_failed" if self.sender.gate.auth_failed else "command_retry"
+        emit = log.error if event == "intilery_auth_failed" else log.warning
+        emit(
+            event,
+            **_describe(command),
+            attempt=attempt,
+            status=error.status,
+            reason=error.reason,
+            retry_in_ms=round(delay * 1000),
+        )
+
+    # --- rebalance and commits ---------------------------------------------
+
+    def _assigned(self, keys: list[TopicPartitionKey]) -> None:
+        for key in keys:
+            self.offsets.assign(key)
+
+    def _revoked(self, keys: list[TopicPartitionKey], lost: bool) -> None:
+        if not lost:
+            self.source.commit(self.offsets.to_commit(set(keys)), wait=True)
+        for key in keys:
+            self.offsets.revoke(key)
+        revoked = set(keys)
+        self.lanes.cancel(lambda lane: lane[:2] in revoked)  # type: ignore[index]
+
+    def commit(self, wait: bool = False) -> None:
+        self.source.commit(self.offsets.to_commit(), wait=wait)
+
+    # --- the loop -------------------------------------------------------------
+
+    async def run(self) -> int:
+        self._install_signal_handlers()
+        self.source.start()
+        log.info(
+            "bridge_started",
+            topics=self.config.source.topics,
+            rules=len(self.mapper),
+            max_in_flight=self.config.delivery.max_in_flight,
+        )
+        background = [
+            asyncio.create_task(self._every(self.config.delivery.commit_interval_ms / 1000, self.commit)),
+            asyncio.create_task(self._every(self.config.log.summary_interval_s, self._summary)),
+        ]
+        try:
+            await self._consume()
+        finally:
+            for task in background:
+                task.cancel()
+            await self._shutdown()
+        return self.exit_code
+
+    async def _consume(self) -> None:
+        max_buffered = self.config.delivery.max_buffered_records
+        while not self._stop.is_set():
+            records = self.source.fetch(FETCH_BATCH)
+            for record in records:
+                self._on_record(record)
+            if self.dead_letters:
+                self.dead_letters.poll()
+            unfinished = self.offsets.unfinished()
+            blocked = self.sender.gate.auth_failed
+            self.source.pause(
+                blocked
+                or unfinished >= max_buffered
+                or (self.source.paused and unfinished > max_buffered // 2)
+            )
+            if self.source.fatal:
+                self._fail(f"Kafka: {self.source.fatal}", EXIT_KAFKA_FATAL)
+            if self.until_caught_up and self._caught_up():
+                log.info("caught_up")
+                break
+            await asyncio.sleep(0 if records else IDLE_SLEEP_S)
+
+    def _caught_up(self) -> bool:
+        assigned = self.source.assigned
+        return (
+            bool(assigned)
+            and assigned <= self.source.at_end
+            and self.offsets.unfinished() == 0
+            and not self.offsets.to_commit()
+            and not (self.dead_letters and self.dead_letters.pending)
+        )
+
+    async def _shutdown(self) -> None:
+        grace = self.config.delivery.shutdown_grace_s
+        deadline = time.monotonic() + grace
+        log.info("bridge_stopping", in_flight=self.sender.in_flight, grace_s=grace)
+        while time.monotonic() < deadline and (len(self.lanes) or self._dead_letters_pending()):
+            if self.dead_letters:
+                self.dead_letters.poll()
+            await self.lanes.wait(0.05)
+        abandoned = self.lanes.cancel(lambda lane: True)
+        await asyncio.sleep(0)
+        self.commit(wait=True)
+        self.source.close()
+        await self.client.close()
+        self._summary()
+        log.info("bridge_stopped", abandoned_lanes=abandoned, failure=self.failure)
+
+    def _dead_letters_pending(self) -> bool:
+        return bool(self.dead_letters and self.dead_letters.pending)
+
+    # --- helpers -----------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _fail(self, message: str, code: int = EXIT_PERMANENT_FAILURE) -> None:
+        if self.failure is None:
+            self.failure, self.exit_code = message, code
+            log.error("bridge_failed", reason=message)
+        self._stop.set()
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+                loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("signal_received", signal=sig.name)
+        self.stop()
+
+    async def _every(self, seconds: float, action: Callable[[], None]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            action()
+
+    def _summary(self) -> None:
+        log.info(
+            "bridge_summary",
+            **self.counts,
+            in_flight=self.sender.in_flight,
+            unfinished=self.offsets.unfinished(),
+            auth_failed=self.sender.gate.auth_failed,
+        )
+
+
+def _where(record: Record) -> dict[str, Any]:
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+
+
+def _describe(command: Command) -> dict[str, Any]:
+    body = command.body
+    return {
+        "rule": command.rule,
+        "command": body.get("event"),
+        "user_id": body.get("userId"),
+        "asset_id": body.get("assetId"),
+    }

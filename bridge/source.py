@@ -1,0 +1,191 @@
+"""The Kafka consumer: poll without blocking, pause/resume, rebalance.
+
+Takes the ``kafka`` section (librdkafka properties, passed through) and the
+topics; gives :class:`Record` batches. Offsets are never committed
+automatically: the pipeline commits what :mod:`bridge.offsets` says is safe.
+Broker errors are logged here and kept apart from record errors.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from .errors import ConfigError
+from .offsets import Position, TopicPartitionKey
+
+log = structlog.get_logger("bridge.source")
+
+# The bridge owns these: offsets are committed only after delivery.
+_FORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False, "enable.partition.eof": True}
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+    timestamp_ms: int | None
+
+    @property
+    def tp(self) -> TopicPartitionKey:
+        return (self.topic, self.partition)
+
+    def meta(self) -> dict[str, Any]:
+        """The ``_kafka`` root every expression sees."""
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "key": _text(self.key),
+            "timestamp": self.timestamp_ms,
+            "headers": {name: _text(value) for name, value in self.headers},
+        }
+
+
+def _text(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(value).decode()
+
+
+def consumer_config(kafka: dict[str, Any], source_name: str) -> dict[str, Any]:
+    """The librdkafka properties for the consumer; refuse settings that break at-least-once."""
+    problems = [
+        f"{source_name}: kafka.{key}: must not be true; the bridge commits offsets after delivery"
+        for key in ("enable.auto.commit", "enable.auto.offset.store")
+        if str(kafka.get(key, "false")).lower() == "true"
+    ]
+    if "group.id" not in kafka:
+        problems.append(f"{source_name}: kafka.group.id: required")
+    if problems:
+        raise ConfigError(problems)
+    return {**kafka, **_FORCED}
+
+
+class Source:
+    """A subscribed consumer; call :meth:`fetch` often, it never blocks."""
+
+    def __init__(
+        self,
+        conf: dict[str, Any],
+        topics: list[str],
+        on_assign: Callable[[list[TopicPartitionKey]], None],
+        on_revoke: Callable[[list[TopicPartitionKey], bool], None],
+        on_committed: Callable[[Position], None],
+        factory: Callable[[dict[str, Any]], Any] = Consumer,
+    ) -> None:
+        self._on_assign, self._on_revoke, self._on_committed = on_assign, on_revoke, on_committed
+        self._consumer = factory({**conf, "on_commit": self._committed, "error_cb": self._error})
+        self._topics = topics
+        self.at_end: set[TopicPartitionKey] = set()
+        self.assigned: set[TopicPartitionKey] = set()
+        self.paused = False
+        self.fatal: str | None = None
+
+    def start(self) -> None:
+        self._consumer.subscribe(
+            self._topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
+        )
+
+    def fetch(self, max_records: int) -> list[Record]:
+        records = []
+        for message in self._consumer.consume(num_messages=max_records, timeout=0):
+            error = message.error()
+            key = (message.topic(), message.partition())
+            if error is None:
+                self.at_end.discard(key)
+                records.append(_record(message))
+            elif error.code() == KafkaError._PARTITION_EOF:
+                self.at_end.add(key)
+            else:
+                self._error(error)
+        return records
+
+    def pause(self, paused: bool) -> None:
+        """Pause (or resume) every assigned partition; the consumer keeps polling."""
+        if paused != self.paused and self.assigned:
+            partitions = [TopicPartition(t, p) for t, p in self.assigned]
+            (self._consumer.pause if paused else self._consumer.resume)(partitions)
+            log.info("consumer_paused" if paused else "consumer_resumed", partitions=len(partitions))
+        self.paused = paused
+
+    def commit(self, positions: Iterable[Position], wait: bool) -> None:
+        offsets = [TopicPartition(p.topic, p.partition, p.offset) for p in positions]
+        if not offsets:
+            return
+        try:
+            result = self._consumer.commit(offsets=offsets, asynchronous=not wait)
+        except KafkaException as exc:
+            log.warning("commit_failed", error=str(exc.args[0]) if exc.args else str(exc))
+            return
+        if wait and result:
+            self._committed(None, result)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    # --- librdkafka callbacks (served inside consume(), on this thread) ---
+
+    def _assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        self.assigned.update(keys)
+        log.info("partitions_assigned", partitions=[f"{t}[{p}]" for t, p in keys])
+        self._on_assign(keys)
+        if self.paused:
+            consumer.pause(partitions)
+
+    def _revoked(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._release(partitions, lost=False)
+
+    def _lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._release(partitions, lost=True)
+
+    def _release(self, partitions: list[TopicPartition], lost: bool) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        log.info(
+            "partitions_lost" if lost else "partitions_revoked", partitions=[f"{t}[{p}]" for t, p in keys]
+        )
+        self._on_revoke(keys, lost)
+        self.assigned.difference_update(keys)
+        self.at_end.difference_update(keys)
+
+    def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if error is not None:
+            log.warning("commit_failed", error=error.str())
+        for tp in partitions:
+            if tp.error is None and tp.offset >= 0:
+                self._on_committed(Position(tp.topic, tp.partition, tp.offset))
+            elif tp.error is not None:
+                log.warning("commit_failed", topic=tp.topic, partition=tp.partition, error=tp.error.str())
+
+    def _error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self.fatal = error.str()
+            log.error("kafka_fatal_error", error=error.str())
+        else:
+            log.warning("kafka_error", error=error.str(), retriable=error.retriable())
+
+
+def _record(message: Any) -> Record:
+    _, timestamp = message.timestamp()
+    return Record(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=message.key(),
+        value=message.value(),
+        headers=list(message.headers() or ()),
+        timestamp_ms=timestamp if timestamp and timestamp > 0 else None,
+    )

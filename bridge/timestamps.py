@@ -1,0 +1,51 @@
+"""Event times: anything a rule may yield → Intilery's ISO-8601 UTC form.
+
+Accepts ISO-8601 with any offset (a time without one is taken as UTC), epoch
+seconds or epoch milliseconds (numbers or digit strings; values of 1e11 and
+above are milliseconds). Gives ``2019-11-18T13:30:12.984Z``. Raises
+``ValueError`` with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+_NUMERIC = re.compile(r"^[+-]?\d+(\.\d+)?$")
+_MS_THRESHOLD = 1e11  # 1e11 seconds is the year 5138; smaller values are seconds
+
+
+def format_utc(moment: datetime) -> str:
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def from_epoch_ms(ms: int) -> str:
+    return format_utc(datetime.fromtimestamp(ms / 1000, tz=UTC))
+
+
+def parse_time(value: Any) -> datetime:
+    """The moment ``value`` names, timezone-aware."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a time")
+    if isinstance(value, str) and _NUMERIC.match(value.strip()):
+        value = float(value)
+    if isinstance(value, int | float):
+        seconds = value / 1000 if abs(value) >= _MS_THRESHOLD else value
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise ValueError(f"epoch value out of range: {value}") from exc
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError(f"not an ISO-8601 time or epoch number: {text[:40]!r}") from exc
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    raise ValueError(f"a {type(value).__name__} is not a time")
+
+
+def normalise(value: Any) -> str:
+    return format_utc(parse_time(value))

@@ -1,0 +1,231 @@
+"""Shared fixtures: a real mock Kafka cluster, the sandbox over real HTTP, and
+helpers to run the bridge as a subprocess the way users run it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from bridge.sandbox import Sandbox
+from bridge.testing.mockcluster import MockCluster
+
+TOKEN = "test-token-5f2b9c"
+
+
+@pytest.fixture
+def cluster() -> Iterator[MockCluster]:
+    with MockCluster() as mock:
+        yield mock
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(token=TOKEN, rate=0) as server:
+        yield server
+
+
+def base_config(cluster: MockCluster, sandbox_url: str, group: str, **delivery: Any) -> dict[str, Any]:
+    return {
+        "kafka": {
+            "bootstrap.servers": cluster.bootstrap_servers,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500,
+        },
+        "source": {"topics": ["bookings"], "format": "json"},
+        "intilery": {
+            "url": sandbox_url,
+            "client_id": "acme",
+            "account_id": "acme",
+            "brand_id": "ACME",
+            "auth_token": "${TEST_INTILERY_TOKEN}",
+            "timeout_s": 5,
+        },
+        "delivery": {
+            "max_in_flight": 16,
+            "dead_letter_topic": "bookings.dlq",
+            "commit_interval_ms": 200,
+            "shutdown_grace_s": 5,
+            "retry": {"initial_backoff_ms": 50, "max_backoff_ms": 500},
+            **delivery,
+        },
+        "log": {"level": "info", "summary_interval_s": 2},
+        "rules": [
+            {
+                "name": "abandoned-sms",
+                "when": "type == 'booking_abandoned' && channel == 'sms'",
+                "emit": {
+                    "event": "send_sms",
+                    "userId": "{{ customer.id }}",
+                    "assetId": "ASSET-SMS",
+                    "timestamp": "{{ occurredAt }}",
+                    "bookingId": "{{ booking.id }}",
+                    "seq": "{{ seq }}",
+                },
+            },
+            {
+                "name": "abandoned-email",
+                "when": "type == 'booking_abandoned' && channel == 'email'",
+                "emit": {
+                    "event": "SEND_EMAIL",
+                    "userId": "{{ customer.id }}",
+                    "assetId": "ASSET-EMAIL",
+                    "subject": "Your booking {{ booking.id }} is waiting",
+                    "seq": "{{ seq }}",
+                },
+            },
+            {
+                "name": "big-basket",
+                "when": "type == 'booking_abandoned' && booking.value > `1000`",
+                "emit": {
+                    "event": "start_journey",
+                    "userId": "{{ customer.id }}",
+                    "seq": "{{ seq }}",
+                    "properties": {"journeyIdToTrigger": "J-1", "stepIdToTrigger": "{{ booking.stepId }}"},
+                },
+            },
+            {
+                "name": "identify",
+                "when": "type == 'customer_registered'",
+                "emit": {
+                    "event": "identify",
+                    "userId": "{{ customer.id }}",
+                    "seq": "{{ seq }}",
+                    "traits": {"email": "{{ customer.email }}"},
+                },
+            },
+            {
+                "name": "print",
+                "when": "type == 'letter'",
+                "emit": {
+                    "event": "send_print",
+                    "userId": "{{ customer.id }}",
+                    "assetId": "ASSET-PRINT",
+                    "seq": "{{ seq }}",
+                    "partition": "{{ _kafka.partition }}",
+                },
+            },
+            {
+                "name": "push",
+                "when": "type == 'app_reminder'",
+                "emit": {
+                    "event": "send_push",
+                    "userId": "{{ customer.id }}",
+                    "assetId": "ASSET-PUSH",
+                    "seq": "{{ seq }}",
+                    "source": "{{ _kafka.headers.source }}",
+                },
+            },
+            {
+                "name": "viewed",
+                "when": "type == 'booking_viewed'",
+                "emit": {
+                    "event": "Booking Viewed",
+                    "userId": "{{ customer.id }}",
+                    "seq": "{{ seq }}",
+                    "properties": {"bookingId": "{{ booking.id }}"},
+                },
+            },
+        ],
+    }
+
+
+def write_config(tmp_path: Path, config: dict[str, Any]) -> Path:
+    path = tmp_path / "bridge.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def bridge_env() -> dict[str, str]:
+    return {**os.environ, "TEST_INTILERY_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+
+
+def start_bridge(config_path: Path, log_path: Path, *extra: str) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "bridge", "run", "--config", str(config_path), *extra],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=bridge_env(),
+        )
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    records: list[tuple[str | None, bytes, list[tuple[str, bytes]]]],
+    partition_of: Callable[[int], int] | None = None,
+) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for index, (key, value, headers) in enumerate(records):
+        kwargs: dict[str, Any] = {"key": key, "value": value, "headers": headers}
+        if partition_of is not None:
+            kwargs["partition"] = partition_of(index)
+        producer.produce(topic, **kwargs)
+    assert producer.flush(30) == 0
+
+
+def read_all(bootstrap: str, topic: str, partitions: int = 1) -> list[Any]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "test-reader", "enable.partition.eof": True}
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    messages, ends = [], 0
+    deadline = time.monotonic() + 20
+    while ends < partitions and time.monotonic() < deadline:
+        message = consumer.poll(1)
+        if message is None:
+            continue
+        if message.error():
+            ends += 1
+            continue
+        messages.append(message)
+    consumer.close()
+    return messages
+
+
+def committed_and_ends(bootstrap: str, group: str, topic: str, partitions: int) -> list[tuple[int, int]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+    result = [(tp.offset, consumer.get_watermark_offsets(tp, timeout=10)[1]) for tp in tps]
+    consumer.close()
+    return result
+
+
+def accepted(sandbox: Sandbox) -> list[dict[str, Any]]:
+    return list(sandbox.state.listing("requests", 0)["requests"])
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def log_events(log_path: Path) -> list[dict[str, Any]]:
+    events = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(line))
+    return events
+
+
+def sandbox_http(sandbox: Sandbox) -> httpx.Client:
+    return httpx.Client(base_url=sandbox.url, timeout=5)
