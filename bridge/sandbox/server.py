@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -230,6 +231,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], state: SandboxState) -> None:
         super().__init__(address, _Handler)
         self.state = state
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that vanishes mid-request (killed, timed out) is normal here.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class Sandbox:

@@ -1,0 +1,129 @@
+"""The verbs as users call them: `check` and `map` (offline), `--help`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).parents[2]
+EXAMPLE = ROOT / "examples" / "bridge.yaml"
+
+
+def cli(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("verb", ["run", "check", "map", "sandbox", "demo"])
+def test_every_verb_has_help(verb: str) -> None:
+    result = cli(verb, "--help")
+    assert result.returncode == 0 and "usage: intilery-bridge" in result.stdout
+
+
+def test_check_accepts_the_example() -> None:
+    result = cli("check", "--config", str(EXAMPLE), env={"INTILERY_AUTH_TOKEN": "secret-value-123"})
+    assert result.returncode == 0, result.stderr
+    assert "OK (7 rules" in result.stdout and "secret-value-123" not in result.stdout + result.stderr
+
+
+def test_check_reports_one_line_per_problem(tmp_path: Path) -> None:
+    config = yaml.safe_load(EXAMPLE.read_text())
+    config["rules"][1]["emit"].pop("assetId")
+    config["rules"][2]["when"] = "type =="
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = cli("check", "--config", str(path), env={"INTILERY_AUTH_TOKEN": "t"})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == f"{path}: rules[1] (abandoned-sms).emit.assetId: required for send_sms"
+    assert lines[1].startswith(f"{path}: rules[2] (abandoned-email).when: invalid JMESPath 'type =='")
+    assert len(lines) == 2 and "Traceback" not in result.stderr
+
+
+def test_check_refuses_missing_env() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "INTILERY_AUTH_TOKEN"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bridge", "check", "--config", str(EXAMPLE)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "intilery.auth_token: environment variable INTILERY_AUTH_TOKEN is not set" in result.stderr
+
+
+def test_run_refuses_bad_config_at_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("kafka: {bootstrap.servers: x}\n")
+    result = cli("run", "--config", str(path))
+    assert result.returncode == 2 and f"{path}: source: Field required" in result.stderr
+
+
+def test_map_prints_commands_and_reports_failures() -> None:
+    events = [
+        {
+            "type": "booking_abandoned",
+            "channel": "sms",
+            "occurredAt": "2026-01-02T03:04:05+01:00",
+            "customer": {"id": "C-1"},
+            "booking": {"id": "B-1", "value": 10},
+        },
+        {"type": "booking_abandoned", "channel": "sms", "customer": {}, "booking": {"id": "B-2"}},
+        {
+            "type": "booking_abandoned",
+            "channel": "sms",
+            "customer": {"id": "C-3"},
+            "booking": {"id": "B-3"},
+            "_kafka": {"timestamp": 1574083812984},
+        },
+    ]
+    stdin = "\n".join(json.dumps(e) for e in events) + "\nnot json\n"
+    result = cli("map", "--config", str(EXAMPLE), "-", stdin=stdin)
+    assert result.returncode == 1
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert out[0] == {
+        "rule": "abandoned-sms",
+        "action": "track",
+        "body": {
+            "event": "send_sms",
+            "userId": "C-1",
+            "assetId": "202007-B-AbandonedBooking",
+            "timestamp": "2026-01-02T02:04:05.000Z",
+            "bookingId": "B-1",
+            "booking": {"id": "B-1", "value": 10},
+        },
+    }
+    assert out[1]["body"]["userId"] == "C-3"
+    assert out[1]["body"]["timestamp"] == "2019-11-18T13:30:12.984Z"  # from the event's _kafka override
+    assert len(out) == 2
+    assert result.stderr.splitlines() == [
+        "line 2: mapping: rule abandoned-sms: userId: required for send_sms",
+        "line 4: decode: invalid JSON: Expecting value (line 1, column 1)",
+    ]
+
+
+def test_map_topic_selects_rules(tmp_path: Path) -> None:
+    event = {"type": "app_reminder", "customer": {"id": "C-1"}, "message": "hi", "occurredAt": 0}
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps(event) + "\n")
+    assert cli("map", "--config", str(EXAMPLE), str(events)).stdout == ""
+    result = cli("map", "--config", str(EXAMPLE), "--topic", "app-events", str(events))
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["body"]["timestamp"] == "1970-01-01T00:00:00.000Z"

@@ -1,0 +1,103 @@
+"""The Intilery client against the sandbox over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import httpx
+import pytest
+
+from bridge.config import IntileryConfig
+from bridge.deliver import Delivered, IntileryClient
+from bridge.errors import AuthError, RejectedError, RetryableError
+from bridge.mapping import Command
+from bridge.sandbox import Sandbox
+from tests.conftest import TOKEN
+
+SMS = Command(
+    rule="r",
+    action="track",
+    payload=b'{"event":"send_sms","userId":"u","assetId":"a"}',
+    body={"event": "send_sms", "userId": "u", "assetId": "a"},
+)
+IDENTIFY = Command(
+    rule="i",
+    action="identify",
+    payload=b'{"event":"identify","userId":"u","traits":{}}',
+    body={"event": "identify", "userId": "u", "traits": {}},
+)
+
+
+def config(url: str, token: str = TOKEN, timeout: float = 5) -> IntileryConfig:
+    return IntileryConfig(url=url, client_id="Acme", account_id="acme", auth_token=token, timeout_s=timeout)
+
+
+async def post(url: str, command: Command = SMS, **kwargs: object) -> Delivered:
+    client = IntileryClient(config(url, **kwargs), 4)  # type: ignore[arg-type]
+    try:
+        return await client.post(command)
+    finally:
+        await client.close()
+
+
+def test_posts_to_the_documented_path_with_headers(sandbox: Sandbox) -> None:
+    delivered = asyncio.run(post(sandbox.url))
+    identify = asyncio.run(post(sandbox.url, IDENTIFY))
+    assert delivered.status == 200 and delivered.event_id and identify.event_id != delivered.event_id
+    paths = [a["path"] for a in sandbox.state.attempts]
+    assert paths == ["/track/acme/acme/ACME/v1/track", "/track/acme/acme/ACME/v1/identify"]
+    assert [r["action"] for r in sandbox.state.accepted] == ["track", "identify"]
+
+
+def test_wrong_token_is_auth_error(sandbox: Sandbox) -> None:
+    with pytest.raises(AuthError) as info:
+        asyncio.run(post(sandbox.url, token="wrong"))
+    assert info.value.status == 403 and "wrong" not in str(info.value)
+
+
+def test_400_is_rejected_with_message(sandbox: Sandbox) -> None:
+    bad = Command(rule="r", action="track", payload=b'{"event":"send_sms","userId":"u"}', body={})
+    with pytest.raises(RejectedError, match="assetId must not be empty"):
+        asyncio.run(post(sandbox.url, bad))
+
+
+def test_injected_faults_are_retryable(sandbox: Sandbox) -> None:
+    sandbox.state.set_faults({"status": 503, "count": 1})
+    with pytest.raises(RetryableError) as info:
+        asyncio.run(post(sandbox.url))
+    assert info.value.status == 503
+    sandbox.state.set_faults({"drop": 1})
+    with pytest.raises(RetryableError, match="connection failed"):
+        asyncio.run(post(sandbox.url))
+    sandbox.state.set_faults({"latency_ms": 1500})
+    with pytest.raises(RetryableError, match="timed out"):
+        asyncio.run(post(sandbox.url, timeout=0.3))
+
+
+def test_refused_connection_is_retryable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(RetryableError, match="connection failed"):
+        asyncio.run(post(f"http://127.0.0.1:{port}"))
+
+
+def test_control_endpoints_over_http(sandbox: Sandbox) -> None:
+    with httpx.Client(base_url=sandbox.url) as http:
+        assert http.post("/_sandbox/faults", json={"status": 502, "count": 1}).json()["count"] == 1
+        answer = http.post(
+            "/track/acme/acme/ACME/v1/track",
+            content=SMS.payload,
+            headers={"auth-token": TOKEN, "content-type": "application/json"},
+        )
+        assert answer.status_code == 502
+        http.post(
+            "/track/acme/acme/ACME/v1/track",
+            content=SMS.payload,
+            headers={"auth-token": TOKEN, "content-type": "application/json"},
+        )
+        assert http.get("/_sandbox/requests").json()["total"] == 1
+        assert [a["status"] for a in http.get("/_sandbox/attempts").json()["attempts"]] == [502, 200]
+        assert http.delete("/_sandbox/requests").status_code == 200
+        assert http.get("/_sandbox/requests").json() == {"requests": [], "total": 0}

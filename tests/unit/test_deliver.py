@@ -1,0 +1,168 @@
+"""Retry classification, Retry-After, backoff, and the Sender's retry loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from bridge.config import RetryConfig
+from bridge.deliver import Backoff, Delivered, Gate, Sender, classify, parse_retry_after
+from bridge.errors import AuthError, DeliveryError, RejectedError, RetryableError
+from bridge.mapping import Command
+
+COMMAND = Command(rule="r", action="track", body={"event": "x", "userId": "u"}, payload=b"{}")
+
+
+def response(status: int, body: object = None, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, json=body if body is not None else {}, headers=headers)
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 507])
+def test_retryable_statuses(status: int) -> None:
+    with pytest.raises(RetryableError) as info:
+        classify(response(status))
+    assert info.value.status == status
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_statuses(status: int) -> None:
+    with pytest.raises(AuthError):
+        classify(response(status, {"success": False, "message": "no token supplied"}))
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 413, 422])
+def test_other_4xx_are_permanent(status: int) -> None:
+    with pytest.raises(RejectedError) as info:
+        classify(response(status, {"success": False, "message": "userId must not be empty"}))
+    assert info.value.status == status and "userId must not be empty" in info.value.reason
+    assert info.value.error_class == "rejected"
+
+
+def test_success_gives_event_id() -> None:
+    delivered = classify(response(200, {"success": True, "eventId": "e-1"}), 12.5)
+    assert (delivered.status, delivered.event_id, delivered.latency_ms) == (200, "e-1", 12.5)
+
+
+def test_2xx_with_success_false_is_rejected() -> None:
+    with pytest.raises(RejectedError):
+        classify(response(200, {"success": False, "message": "nope"}))
+
+
+def test_retry_after_header() -> None:
+    with pytest.raises(RetryableError) as info:
+        classify(response(429, headers={"Retry-After": "3"}))
+    assert info.value.retry_after == 3.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_backoff_is_capped_and_jittered() -> None:
+    config = RetryConfig(initial_backoff_ms=100, max_backoff_ms=1000)
+    assert Backoff(config, rand=lambda: 1.0).delay(1) == pytest.approx(0.1)
+    assert Backoff(config, rand=lambda: 0.0).delay(2) == pytest.approx(0.1)
+    assert Backoff(config, rand=lambda: 1.0).delay(50) == pytest.approx(1.0)
+
+
+class Script:
+    """A post function answering from a list of outcomes; records sleeps."""
+
+    def __init__(self, outcomes: list[DeliveryError | RejectedError | None]) -> None:
+        self.outcomes = outcomes
+        self.calls = 0
+        self.sleeps: list[float] = []
+        self.now = 0.0
+
+    async def post(self, command: Command) -> Delivered:
+        self.calls += 1
+        outcome = self.outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        return Delivered(200, "e", 1.0)
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 3))
+        self.now += seconds
+
+    def sender(self, **retry: int) -> tuple[Sender, list[int]]:
+        retries: list[int] = []
+        gate = Gate(clock=lambda: self.now)
+        config = RetryConfig(initial_backoff_ms=100, max_backoff_ms=1000, auth_backoff_ms=5000, **retry)
+        sender = Sender(
+            self.post,
+            config,
+            4,
+            lambda c, attempt, e, d: retries.append(attempt),
+            gate=gate,
+            backoff=Backoff(config, rand=lambda: 1.0),
+            sleep=self.sleep,
+        )
+        return sender, retries
+
+
+def test_retries_until_success_with_growing_backoff() -> None:
+    script = Script([RetryableError("503", status=503), RetryableError("timeout"), None])
+    sender, retries = script.sender()
+    delivered = asyncio.run(sender.send(COMMAND))
+    assert delivered.attempt == 3 and retries == [1, 2]
+    assert script.sleeps == [0.1, 0.2]
+
+
+def test_retry_after_holds_the_gate_for_every_request() -> None:
+    script = Script([RetryableError("429", status=429, retry_after=7), None])
+    sender, _ = script.sender()
+    asyncio.run(sender.send(COMMAND))
+    assert script.now >= 7 and sender.gate.open_at == 7
+
+
+def test_auth_failure_never_gives_up_and_flags_the_gate() -> None:
+    script = Script([AuthError("403", status=403)] * 5 + [None])
+    sender, retries = script.sender(max_attempts=2)
+    states: list[bool] = []
+    original = script.sleep
+
+    async def sleep(seconds: float) -> None:
+        states.append(sender.gate.auth_failed)
+        await original(seconds)
+
+    sender._sleep = sleep
+    delivered = asyncio.run(sender.send(COMMAND))
+    assert delivered.attempt == 6 and all(states) and sender.gate.auth_failed is False
+    assert 5.0 in script.sleeps and retries == [1, 2, 3, 4, 5]
+
+
+def test_max_attempts_turns_into_rejection() -> None:
+    script = Script([RetryableError("503", status=503)] * 3)
+    sender, _ = script.sender(max_attempts=3)
+    with pytest.raises(RejectedError, match="gave up after 3 attempts") as info:
+        asyncio.run(sender.send(COMMAND))
+    assert info.value.status == 503 and script.calls == 3
+
+
+def test_rejection_is_not_retried() -> None:
+    script = Script([RejectedError("400", status=400)])
+    sender, retries = script.sender()
+    with pytest.raises(RejectedError):
+        asyncio.run(sender.send(COMMAND))
+    assert script.calls == 1 and retries == []
+
+
+def test_in_flight_never_exceeds_the_limit() -> None:
+    peak = 0
+    current = 0
+
+    async def post(command: Command) -> Delivered:
+        nonlocal peak, current
+        current += 1
+        peak = max(peak, current)
+        await asyncio.sleep(0.001)
+        current -= 1
+        return Delivered(200, "e", 1.0)
+
+    async def main() -> None:
+        sender = Sender(post, RetryConfig(), 3, lambda *a: None)
+        await asyncio.gather(*(sender.send(COMMAND) for _ in range(20)))
+
+    asyncio.run(main())
+    assert peak == 3

@@ -1,0 +1,212 @@
+"""Rules and templates: typed values, mixed text, nulls, `when`, the command contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bridge.config import RuleConfig
+from bridge.errors import MappingError
+from bridge.mapping import MAX_CALL_BYTES, CompiledRule, Mapper
+
+META = {
+    "topic": "bookings",
+    "partition": 2,
+    "offset": 7,
+    "key": "C-1",
+    "timestamp": 1574083812984,
+    "headers": {"source": "web"},
+}
+EVENT = {
+    "type": "booking_abandoned",
+    "channel": "sms",
+    "customer": {"id": "C-1", "tier": None},
+    "booking": {"id": "B-1", "value": 1200.5, "lines": [{"sku": "A"}], "stepId": "S-1"},
+    "count": 0,
+}
+
+
+def rule(
+    emit: dict[str, Any], when: str | None = None, name: str = "r", topics: list[str] | None = None
+) -> CompiledRule:
+    problems: list[str] = []
+    compiled = CompiledRule(
+        RuleConfig(name=name, when=when, emit=emit, topics=topics), f"rules[0] ({name})", problems
+    )
+    assert problems == []
+    return compiled
+
+
+def run(emit: dict[str, Any], when: str | None = None, event: dict[str, Any] = EVENT) -> dict[str, Any]:
+    command = Mapper([rule(emit, when)], ["bookings"]).map(event, META)
+    assert len(command) == 1
+    return command[0].body
+
+
+def test_whole_expression_keeps_type() -> None:
+    body = run(
+        {
+            "event": "x",
+            "userId": "{{ customer.id }}",
+            "booking": "{{ booking }}",
+            "value": "{{ booking.value }}",
+            "lines": "{{ booking.lines }}",
+            "n": "{{count}}",
+        }
+    )
+    assert body["booking"] == EVENT["booking"]
+    assert body["value"] == 1200.5 and body["lines"] == [{"sku": "A"}] and body["n"] == 0
+
+
+def test_mixed_text_renders_a_string() -> None:
+    body = run(
+        {
+            "event": "x",
+            "userId": "u",
+            "url": "https://x/{{ booking.id }}?v={{ booking.value }}",
+            "obj": "lines: {{ booking.lines }}",
+        }
+    )
+    assert body["url"] == "https://x/B-1?v=1200.5"
+    assert body["obj"] == 'lines: [{"sku":"A"}]'
+
+
+def test_literals_stay_literal() -> None:
+    body = run({"event": "x", "userId": "u", "n": 5, "flag": False, "list": [1, "a"], "nested": {"k": None}})
+    assert body["n"] == 5 and body["flag"] is False and body["list"] == [1, "a"]
+    assert body["nested"] == {"k": None}
+
+
+def test_null_leaves_key_out() -> None:
+    body = run(
+        {
+            "event": "x",
+            "userId": "u",
+            "tier": "{{ customer.tier }}",
+            "missing": "{{ nope.deeper }}",
+            "mixed": "tier {{ customer.tier }}",
+            "nested": {"a": "{{ nope }}", "b": 1},
+        }
+    )
+    assert "tier" not in body and "missing" not in body and "mixed" not in body
+    assert body["nested"] == {"b": 1}
+
+
+def test_kafka_metadata_visible() -> None:
+    body = run(
+        {
+            "event": "x",
+            "userId": "u",
+            "t": "{{ _kafka.topic }}",
+            "p": "{{ _kafka.partition }}",
+            "o": "{{ _kafka.offset }}",
+            "k": "{{ _kafka.key }}",
+            "h": "{{ _kafka.headers.source }}",
+        },
+        when="_kafka.headers.source == 'web'",
+    )
+    assert (body["t"], body["p"], body["o"], body["k"], body["h"]) == ("bookings", 2, 7, "C-1", "web")
+
+
+@pytest.mark.parametrize(
+    ("when", "matches"),
+    [
+        ("type == 'booking_abandoned'", True),
+        ("type == 'other'", False),
+        ("count", True),
+        ("customer.tier", False),
+        ("booking.lines", True),
+        ("`[]`", False),
+        ("''", False),
+        ("booking.value > `1000`", True),
+        ("booking.value > `2000`", False),
+    ],
+)
+def test_when_uses_jmespath_truthiness(when: str, matches: bool) -> None:
+    commands = Mapper([rule({"event": "x", "userId": "u"}, when)], ["bookings"]).map(EVENT, META)
+    assert bool(commands) is matches
+
+
+def test_command_names_normalised_and_actions() -> None:
+    mapper = Mapper(
+        [
+            rule({"event": "SEND_SMS", "userId": "u", "assetId": "a"}, name="a"),
+            rule({"event": "Identify", "userId": "u", "traits": {}}, name="b"),
+            rule({"event": "Booking Abandoned", "userId": "u"}, name="c"),
+            rule(
+                {"event": "Start_Journey", "userId": "u", "properties": {"journeyIdToTrigger": "j"}}, name="d"
+            ),
+        ],
+        ["bookings"],
+    )
+    commands = mapper.map(EVENT, META)
+    assert [(c.rule, c.action, c.name) for c in commands] == [
+        ("a", "track", "send_sms"),
+        ("b", "identify", "identify"),
+        ("c", "track", "Booking Abandoned"),
+        ("d", "track", "start_journey"),
+    ]
+
+
+def test_rules_emit_in_order_and_respect_topics() -> None:
+    mapper = Mapper(
+        [
+            rule({"event": "x", "userId": "u"}, name="one", topics=["other"]),
+            rule({"event": "y", "userId": "u"}, name="two"),
+        ],
+        ["bookings", "other"],
+    )
+    assert [c.rule for c in mapper.map(EVENT, META)] == ["two"]
+    assert [c.rule for c in mapper.map(EVENT, {**META, "topic": "other"})] == ["one", "two"]
+
+
+def test_timestamp_defaults_to_record_time_and_is_normalised() -> None:
+    assert run({"event": "x", "userId": "u"})["timestamp"] == "2019-11-18T13:30:12.984Z"
+    body = run({"event": "x", "userId": "u", "timestamp": "{{ t }}"}, event={**EVENT, "t": 1574083812})
+    assert body["timestamp"] == "2019-11-18T13:30:12.000Z"
+
+
+@pytest.mark.parametrize(
+    ("emit", "reason"),
+    [
+        (
+            {"event": "send_sms", "userId": "{{ customer.nope }}", "assetId": "a"},
+            "userId: required for send_sms",
+        ),
+        ({"event": "send_email", "userId": "u", "assetId": "{{ nope }}"}, "assetId: required for send_email"),
+        ({"event": "send_push", "userId": "u", "assetId": "{{ ' ' }}"}, "assetId: required for send_push"),
+        (
+            {"event": "start_journey", "userId": "u", "properties": {"journeyIdToTrigger": "{{ nope }}"}},
+            "properties.journeyIdToTrigger: required for start_journey",
+        ),
+        ({"event": "{{ nope }}", "userId": "u"}, "event: required, a non-empty string"),
+        ({"event": "x", "userId": "{{ nope }}"}, "userId: userId or anonymousId required for a track event"),
+        ({"event": "x", "userId": "u", "timestamp": "{{ type }}"}, "timestamp: not an ISO-8601 time"),
+    ],
+)
+def test_rendered_body_breaking_contract_is_mapping_error(emit: dict[str, Any], reason: str) -> None:
+    with pytest.raises(MappingError) as info:
+        Mapper([rule(emit, name="bad")], ["bookings"]).map(EVENT, META)
+    assert info.value.reason.startswith(reason)
+    assert info.value.rule == "bad" and info.value.error_class == "mapping"
+
+
+def test_anonymous_track_allowed() -> None:
+    assert run({"event": "Page Seen", "anonymousId": "anon-1"})["anonymousId"] == "anon-1"
+
+
+def test_body_over_32kb_is_mapping_error() -> None:
+    big = {**EVENT, "blob": "x" * MAX_CALL_BYTES}
+    with pytest.raises(MappingError, match="over Intilery's 32 KB"):
+        Mapper([rule({"event": "x", "userId": "u", "blob": "{{ blob }}"})], ["bookings"]).map(big, META)
+
+
+def test_expression_runtime_error_is_mapping_error() -> None:
+    with pytest.raises(MappingError, match="failed"):
+        run({"event": "x", "userId": "u", "n": "{{ abs(type) }}"})
+
+
+def test_payload_is_compact_json_of_body() -> None:
+    [command] = Mapper([rule({"event": "x", "userId": "ü"})], ["bookings"]).map(EVENT, META)
+    assert command.payload == '{"event":"x","userId":"ü","timestamp":"2019-11-18T13:30:12.984Z"}'.encode()
