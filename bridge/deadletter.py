@@ -70,10 +70,18 @@ class DeadLetters:
         self._producer = producer
         self._retry_delay = retry_delay_s
         self.pending = 0
+        self.fatal: str | None = None
 
     @classmethod
     def create(cls, topic: str, kafka: dict[str, Any]) -> DeadLetters:
-        return cls(topic, Producer(producer_config(kafka)))
+        dead_letters = cls(topic, None)
+        dead_letters._producer = Producer({**producer_config(kafka), "error_cb": dead_letters._error})
+        return dead_letters
+
+    def _error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self.fatal = error.str()
+        log.warning("dead_letter_producer_error", error=error.str(), fatal=error.fatal())
 
     def send(self, record: Record, error: RecordError, on_done: Callable[[], None], attempt: int = 1) -> None:
         self.pending += 1

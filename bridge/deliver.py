@@ -117,6 +117,8 @@ class IntileryClient:
             raise RetryableError(f"timed out: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
             raise RetryableError(f"connection failed: {type(exc).__name__}") from exc
+        except httpx.RequestError as exc:  # decoding errors, redirect loops: not the record's fault
+            raise RetryableError(f"request failed: {type(exc).__name__}") from exc
         return classify(response, (time.perf_counter() - started) * 1000)
 
     async def close(self) -> None:
@@ -214,6 +216,7 @@ class Sender:
             self.gate.hold(delay)
             return delay
         if exc.retry_after is not None:
-            self.gate.hold(exc.retry_after)
-            return exc.retry_after
+            delay = max(exc.retry_after, self._retry.initial_backoff_ms / 1000)  # never a zero-wait loop
+            self.gate.hold(delay)
+            return delay
         return self._backoff.delay(attempt)

@@ -29,10 +29,14 @@ class PartitionOffsets:
         return len(self._pending)
 
     def add(self, offset: int) -> None:
-        if self._last_added is not None and offset <= self._last_added:
+        if not self.accepts(offset):
             raise ValueError(f"offset {offset} is not after {self._last_added}")
         self._last_added = offset
         self._pending.append(offset)
+
+    def accepts(self, offset: int) -> bool:
+        """Whether ``offset`` comes after every offset added so far."""
+        return self._last_added is None or offset > self._last_added
 
     def finish(self, offset: int) -> None:
         if not self._pending or offset < self._pending[0]:

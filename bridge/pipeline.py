@@ -88,6 +88,7 @@ class Bridge:
         )
         self._stop = asyncio.Event()
         self.failure: str | None = None
+        self._stopped_at: dict[TopicPartitionKey, int] = {}  # the record each failure stopped at
         self.exit_code = EXIT_OK
 
     # --- the record path --------------------------------------------------
@@ -96,6 +97,8 @@ class Bridge:
         part = self.offsets.get(record.tp)
         if part is None:
             return  # fetched just before its partition was revoked; the next owner reads it
+        if not part.accepts(record.offset):
+            part = self._reset_partition(record)
         part.add(record.offset)
         self.counts["consumed"] += 1
         try:
@@ -116,6 +119,8 @@ class Bridge:
     async def _deliver(self, work: Work) -> None:
         try:
             for command in work.commands:
+                if self._halted(work.record):
+                    return  # nothing after a failed record of its partition may be sent
                 try:
                     delivered = await self.sender.send(command)
                 except RejectedError as exc:
@@ -137,7 +142,7 @@ class Bridge:
             raise
         except Exception as exc:  # a bug: stop rather than commit past a record we did not finish
             log.exception("delivery_crashed", **_where(work.record))
-            self._fail(f"internal error while delivering: {exc!r}")
+            self._fail(f"internal error while delivering: {exc!r}", at=work.record)
 
     def _reject(
         self, record: Record, part: PartitionOffsets, error: RecordError, command: Command | None = None
@@ -154,7 +159,8 @@ class Bridge:
             log.error("record_failed", **fields)
             self._fail(
                 f"{record.topic}[{record.partition}]@{record.offset}: {error.error_class}: "
-                f"{error.reason} (no delivery.dead_letter_topic is set, so the bridge stops)"
+                f"{error.reason} (no delivery.dead_letter_topic is set, so the bridge stops)",
+                at=record,
             )
             return
 
@@ -189,8 +195,17 @@ class Bridge:
             self.source.commit(self.offsets.to_commit(set(keys)), wait=True)
         for key in keys:
             self.offsets.revoke(key)
-        revoked = set(keys)
-        self.lanes.cancel(lambda lane: lane[:2] in revoked)  # type: ignore[index]
+        self._abandon(set(keys))
+
+    def _abandon(self, partitions: set[TopicPartitionKey]) -> None:
+        """Cancel the lanes of these partitions; their records stay unfinished (uncommitted)."""
+        self.lanes.cancel(lambda lane: lane[:2] in partitions)  # type: ignore[index]
+
+    def _reset_partition(self, record: Record) -> PartitionOffsets:
+        """The consumer moved backwards (an offset reset): start this partition afresh."""
+        log.warning("partition_offset_reset", **_where(record))
+        self._abandon({record.tp})
+        return self.offsets.assign(record.tp)
 
     def commit(self, wait: bool = False) -> None:
         self.source.commit(self.offsets.to_commit(), wait=wait)
@@ -223,18 +238,23 @@ class Bridge:
         while not self._stop.is_set():
             records = self.source.fetch(FETCH_BATCH)
             for record in records:
+                if self.failure is not None:
+                    break
                 self._on_record(record)
             if self.dead_letters:
                 self.dead_letters.poll()
             unfinished = self.offsets.unfinished()
-            blocked = self.sender.gate.auth_failed
+            # While Intilery refuses the credentials, hold back; once no lane is left to
+            # probe them (all revoked), resume so new records probe again.
+            blocked = self.sender.gate.auth_failed and len(self.lanes) > 0
             self.source.pause(
                 blocked
                 or unfinished >= max_buffered
                 or (self.source.paused and unfinished > max_buffered // 2)
             )
-            if self.source.fatal:
-                self._fail(f"Kafka: {self.source.fatal}", EXIT_KAFKA_FATAL)
+            fatal = self.source.fatal or (self.dead_letters and self.dead_letters.fatal)
+            if fatal:
+                self._fail(f"Kafka: {fatal}", EXIT_KAFKA_FATAL)
             if self.until_caught_up and self._caught_up():
                 log.info("caught_up")
                 break
@@ -254,12 +274,18 @@ class Bridge:
         grace = self.config.delivery.shutdown_grace_s
         deadline = time.monotonic() + grace
         log.info("bridge_stopping", in_flight=self.sender.in_flight, grace_s=grace)
+        self.source.pause(True)
         while time.monotonic() < deadline and (len(self.lanes) or self._dead_letters_pending()):
+            # Keep polling so the group keeps this member; records fetched now are never
+            # tracked, so never committed: the next owner reads them.
+            self.source.fetch(FETCH_BATCH)
             if self.dead_letters:
                 self.dead_letters.poll()
             await self.lanes.wait(0.05)
         abandoned = self.lanes.cancel(lambda lane: True)
         await asyncio.sleep(0)
+        if self.dead_letters:
+            self.dead_letters.flush(max(0.0, deadline - time.monotonic()))
         self.commit(wait=True)
         self.source.close()
         await self.client.close()
@@ -274,7 +300,14 @@ class Bridge:
     def stop(self) -> None:
         self._stop.set()
 
-    def _fail(self, message: str, code: int = EXIT_PERMANENT_FAILURE) -> None:
+    def _halted(self, record: Record) -> bool:
+        stopped_at = self._stopped_at.get(record.tp)
+        return stopped_at is not None and record.offset >= stopped_at
+
+    def _fail(self, message: str, code: int = EXIT_PERMANENT_FAILURE, at: Record | None = None) -> None:
+        """Stop the bridge; records from ``at`` on in its partition are never sent or finished."""
+        if at is not None:
+            self._stopped_at[at.tp] = min(at.offset, self._stopped_at.get(at.tp, at.offset))
         if self.failure is None:
             self.failure, self.exit_code = message, code
             log.error("bridge_failed", reason=message)

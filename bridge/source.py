@@ -88,6 +88,8 @@ class Source:
     ) -> None:
         self._on_assign, self._on_revoke, self._on_committed = on_assign, on_revoke, on_committed
         self._consumer = factory({**conf, "on_commit": self._committed, "error_cb": self._error})
+        strategy = str(conf.get("partition.assignment.strategy", ""))
+        self._incremental = "cooperative" in strategy or conf.get("group.protocol") == "consumer"
         self._topics = topics
         self.at_end: set[TopicPartitionKey] = set()
         self.assigned: set[TopicPartitionKey] = set()
@@ -114,7 +116,10 @@ class Source:
         return records
 
     def pause(self, paused: bool) -> None:
-        """Pause (or resume) every assigned partition; the consumer keeps polling."""
+        """Pause (or resume) every assigned partition; the consumer keeps polling.
+
+        The state is also applied to partitions assigned later.
+        """
         if paused != self.paused and self.assigned:
             partitions = [TopicPartition(t, p) for t, p in self.assigned]
             (self._consumer.pause if paused else self._consumer.resume)(partitions)
@@ -143,8 +148,10 @@ class Source:
         self.assigned.update(keys)
         log.info("partitions_assigned", partitions=[f"{t}[{p}]" for t, p in keys])
         self._on_assign(keys)
-        if self.paused:
-            consumer.pause(partitions)
+        # Assign now rather than after this callback, so the pause state can be applied:
+        # librdkafka remembers a partition's pause across revocation and reassignment.
+        (consumer.incremental_assign if self._incremental else consumer.assign)(partitions)
+        (consumer.pause if self.paused else consumer.resume)(partitions)
 
     def _revoked(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._release(partitions, lost=False)

@@ -290,5 +290,6 @@ def test_without_dead_letter_topic_stops_and_leaves_offset(
     assert process.wait(timeout=60) == 3
     text = log_path.read_text()
     assert "no delivery.dead_letter_topic is set" in text
+    assert sorted(r["body"]["seq"] for r in accepted(sandbox)) == [0, 1, 2, 3, 4], "nothing after the failure"
     [(committed, end)] = committed_and_ends(cluster.bootstrap_servers, "no-dlq", "bookings", 1)
     assert (committed, end) == (5, 10)

@@ -116,6 +116,13 @@ def test_retry_after_holds_the_gate_for_every_request() -> None:
     assert script.now >= 7 and sender.gate.open_at == 7
 
 
+def test_retry_after_zero_still_backs_off() -> None:
+    script = Script([RetryableError("429", status=429, retry_after=0), None])
+    sender, _ = script.sender()
+    asyncio.run(sender.send(COMMAND))
+    assert script.sleeps == [0.1]
+
+
 def test_auth_failure_never_gives_up_and_flags_the_gate() -> None:
     script = Script([AuthError("403", status=403)] * 5 + [None])
     sender, retries = script.sender(max_attempts=2)

@@ -1,0 +1,109 @@
+"""The consumer's pause state survives rebalances. librdkafka keeps a
+partition's pause across revocation and reassignment, and a pause inside the
+assignment callback before the assignment is lost, so the source applies its
+own state on every assignment."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from bridge.source import Source, consumer_config
+from bridge.testing.mockcluster import MockCluster
+
+
+def spin(
+    source: Source,
+    other: Consumer | None,
+    until: Callable[[], bool],
+    timeout: float = 30,
+    each: Callable[[], None] = lambda: None,
+) -> int:
+    fetched, deadline = 0, time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, "timed out"
+        fetched += len(source.fetch(100))
+        each()
+        if other is not None:
+            other.consume(100, timeout=0.01)
+        time.sleep(0.01)
+    return fetched
+
+
+def setup(cluster: MockCluster, strategy: str) -> tuple[Source, dict[str, object], Producer]:
+    cluster.create_topic("t", 2)
+    conf = consumer_config(
+        {
+            "bootstrap.servers": cluster.bootstrap_servers,
+            "group.id": f"g-{strategy}",
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": strategy,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 300,
+        },
+        "test.yaml",
+    )
+    source = Source(conf, ["t"], lambda keys: None, lambda keys, lost: None, lambda pos: None)
+    source.start()
+    spin(source, None, lambda: len(source.assigned) == 2)
+    return source, conf, Producer({"bootstrap.servers": cluster.bootstrap_servers})
+
+
+def produce(producer: Producer, count: int = 20) -> None:
+    for i in range(count):
+        producer.produce("t", value=b"x", partition=i % 2)
+    producer.flush(10)
+
+
+def fetch_until(source: Source, count: int, timeout: float = 20) -> None:
+    fetched, deadline = 0, time.monotonic() + timeout
+    while fetched < count:
+        assert time.monotonic() < deadline, f"fetched {fetched} of {count}: still paused"
+        fetched += len(source.fetch(100))
+        time.sleep(0.01)
+
+
+def fetch_for(source: Source, seconds: float) -> int:
+    fetched, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        fetched += len(source.fetch(100))
+        time.sleep(0.01)
+    return fetched
+
+
+@pytest.mark.parametrize("strategy", ["cooperative-sticky"])
+def test_partitions_assigned_while_paused_stay_paused(cluster: MockCluster, strategy: str) -> None:
+    source, conf, producer = setup(cluster, strategy)
+    other = Consumer(conf)
+    other.subscribe(["t"])
+    spin(source, other, lambda: len(source.assigned) == 1)
+    source.pause(True)  # only the partition it holds now
+    other.close()
+    spin(source, None, lambda: len(source.assigned) == 2)  # the other one arrives while paused
+    produce(producer)
+    assert fetch_for(source, 1.5) == 0
+    source.pause(False)
+    fetch_until(source, 20)
+    source.close()
+
+
+@pytest.mark.parametrize("strategy", ["range"])
+def test_resume_while_unassigned_applies_on_reassignment(cluster: MockCluster, strategy: str) -> None:
+    source, conf, producer = setup(cluster, strategy)
+    source.pause(True)
+    other = Consumer(conf)
+    other.subscribe(["t"])
+
+    def resume_when_empty() -> None:  # what the pipeline does once revoked work is dropped
+        if not source.assigned and source.paused:
+            source.pause(False)
+
+    spin(source, other, lambda: len(source.assigned) == 1 and not source.paused, each=resume_when_empty)
+    other.close()
+    spin(source, None, lambda: len(source.assigned) == 2)
+    produce(producer)
+    fetch_until(source, 20)
+    source.close()
