@@ -18,6 +18,7 @@ import structlog
 from confluent_kafka import KafkaError, Producer
 
 from .errors import RecordError
+from .logs import kafka_logger
 from .source import Record
 
 log = structlog.get_logger("bridge.deadletter")
@@ -75,7 +76,8 @@ class DeadLetters:
     @classmethod
     def create(cls, topic: str, kafka: dict[str, Any]) -> DeadLetters:
         dead_letters = cls(topic, None)
-        dead_letters._producer = Producer({**producer_config(kafka), "error_cb": dead_letters._error})
+        callbacks = {"error_cb": dead_letters._error, "logger": kafka_logger()}
+        dead_letters._producer = Producer({**producer_config(kafka), **callbacks})
         return dead_letters
 
     def _error(self, error: KafkaError) -> None:

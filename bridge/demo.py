@@ -30,7 +30,7 @@ TOKEN = "demo-token-not-a-secret"
 
 
 def produce_samples(bootstrap: str) -> int:
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({"bootstrap.servers": bootstrap, "logger": logs.kafka_logger()})
     count = 0
     for path in sorted((EXAMPLES / "events").glob("*.jsonl")):
         for line in path.read_text().splitlines():
@@ -48,6 +48,7 @@ def read_topic(bootstrap: str, topic: str) -> list[Any]:
         {
             "bootstrap.servers": bootstrap,
             "group.id": "demo-reader",
+            "logger": logs.kafka_logger(),
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
         }
@@ -64,7 +65,7 @@ def read_topic(bootstrap: str, topic: str) -> list[Any]:
 
 
 def committed(bootstrap: str, group: str) -> list[str]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "logger": logs.kafka_logger()})
     partitions = [TopicPartition(t, p) for t, n in TOPICS.items() if not t.endswith("dlq") for p in range(n)]
     lines = []
     for tp in consumer.committed(partitions, timeout=10):
@@ -128,7 +129,7 @@ def run_demo(log_level: str = "warning") -> int:
                     f"@{headers['x-bridge-source-offset']}",
                     headers["x-bridge-error-class"],
                     headers.get("x-bridge-rule", ""),
-                    headers["x-bridge-error-reason"][:70],
+                    headers["x-bridge-error-reason"][:90],
                 ]
             )
         print(table(rows, ["source", "class", "rule", "reason"]))

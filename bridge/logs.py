@@ -38,6 +38,25 @@ def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
     return event
 
 
+class _KafkaLogHandler(logging.Handler):
+    """librdkafka's own log lines, as ``kafka_log`` events in the same JSON stream."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        structlog.get_logger("bridge.librdkafka").log(
+            record.levelno, "kafka_log", message=record.getMessage()
+        )
+
+
+def kafka_logger() -> logging.Logger:
+    """The logger to pass to confluent-kafka clients as their ``logger`` property."""
+    logger = logging.getLogger("bridge.librdkafka")
+    if not logger.handlers:
+        logger.addHandler(_KafkaLogHandler())
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG)
+    return logger
+
+
 def configure(level: str = "info", stream: TextIO | None = None) -> None:
     structlog.configure(
         processors=[

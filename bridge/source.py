@@ -17,6 +17,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from .errors import ConfigError
+from .logs import kafka_logger
 from .offsets import Position, TopicPartitionKey
 
 log = structlog.get_logger("bridge.source")
@@ -87,7 +88,8 @@ class Source:
         factory: Callable[[dict[str, Any]], Any] = Consumer,
     ) -> None:
         self._on_assign, self._on_revoke, self._on_committed = on_assign, on_revoke, on_committed
-        self._consumer = factory({**conf, "on_commit": self._committed, "error_cb": self._error})
+        callbacks = {"on_commit": self._committed, "error_cb": self._error, "logger": kafka_logger()}
+        self._consumer = factory({**conf, **callbacks})
         strategy = str(conf.get("partition.assignment.strategy", ""))
         self._incremental = "cooperative" in strategy or conf.get("group.protocol") == "consumer"
         self._topics = topics

@@ -150,7 +150,7 @@ class SandboxState:
             return None
         for call in payload.get("batch", [payload]):
             if all(call.get(field) == value for field, value in rule.items()):
-                return "rejected by the sandbox's reject rule: " + ", ".join(sorted(rule))
+                return "sandbox reject rule matched " + ", ".join(sorted(rule))
         return None
 
     def listing(self, which: str, since: int) -> dict[str, Any]:

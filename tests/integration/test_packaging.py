@@ -1,0 +1,32 @@
+"""What can be checked of the container set-up without a Docker engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_compose_parses_and_names_existing_paths() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"kafka", "producer", "sandbox", "bridge"} <= set(services)
+    for service in services.values():
+        for volume in service.get("volumes", []):
+            assert (ROOT / volume.split(":")[0]).exists(), volume
+        if "build" in service:
+            assert (ROOT / service["build"] / "Dockerfile").exists()
+    bridge = services["bridge"]
+    mount = next(v for v in bridge["volumes"] if v.split(":")[1] == "/config")
+    config_arg = bridge["command"][bridge["command"].index("--config") + 1]
+    assert (ROOT / mount.split(":")[0] / Path(config_arg).name).exists()
+    assert services["sandbox"]["command"][0] == "sandbox"
+
+
+def test_dockerfile_entrypoint_is_the_console_script() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["intilery-bridge"]' in text and "USER bridge" in text
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'intilery-bridge = "bridge.cli:main"' in pyproject
