@@ -156,7 +156,7 @@ class Bridge:
             "status": error.status,
         }
         if self.dead_letters is None:
-            log.error("record_failed", **fields)
+            log.error("command_failed", **fields)
             self._fail(
                 f"{record.topic}[{record.partition}]@{record.offset}: {error.error_class}: "
                 f"{error.reason} (no delivery.dead_letter_topic is set, so the bridge stops)",
@@ -166,7 +166,7 @@ class Bridge:
 
         def written() -> None:
             self.counts["dead_lettered"] += 1
-            log.warning("record_dead_lettered", **fields)
+            log.warning("command_dead_lettered", **fields)
             part.finish(record.offset)
 
         self.dead_letters.send(record, error, written)
