@@ -326,7 +326,10 @@ class Bridge:
     async def _every(self, seconds: float, action: Callable[[], None]) -> None:
         while True:
             await asyncio.sleep(seconds)
-            action()
+            try:
+                action()
+            except Exception:  # keep committing and reporting whatever one round did
+                log.exception("periodic_task_failed", task=getattr(action, "__name__", "?"))
 
     def _summary(self) -> None:
         log.info(
