@@ -13,12 +13,15 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
+from fastavro.types import Schema
+
 from . import logs
+from .avro import load_schema, read_json
 from .config import BridgeConfig, load_config
-from .decode import decode_json
+from .decode import Decoder, decode_json, resolve_path
 from .errors import ConfigError, RecordError
 from .mapping import Mapper, compile_rules
 
@@ -49,19 +52,45 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     config, mapper = load(args.config)
     consumer_config(config.kafka, args.config)
-    print(f"{args.config}: OK ({len(mapper)} rules, topics: {', '.join(config.source.topics)})")
+    Decoder(config.source, args.config)  # loads every local schema
+    print(f"{args.config}: OK ({len(mapper)} rules, topics: {', '.join(config.source.topic_names)})")
     return 0
 
 
-def map_lines(mapper: Mapper, lines: Iterable[str], topic: str, out: TextIO, err: TextIO) -> int:
+DecodeLine = Callable[[str], dict[str, Any]]
+
+
+def avro_json_decoder(schema: Schema) -> DecodeLine:
+    """Events in the schema's JSON form; a ``_kafka`` object beside the fields is kept."""
+
+    def decode(line: str) -> dict[str, Any]:
+        raw = decode_json(line.encode())
+        overrides = raw.pop("_kafka", None)
+        event = read_json(json.dumps(raw), schema)
+        if overrides is not None:
+            event["_kafka"] = overrides
+        return event
+
+    return decode
+
+
+def map_lines(
+    mapper: Mapper,
+    lines: Iterable[str],
+    topic: str,
+    out: TextIO,
+    err: TextIO,
+    decode: DecodeLine | None = None,
+) -> int:
     """Map JSON Lines events; print commands to ``out``, failures to ``err``; count failures."""
+    decode = decode or (lambda line: decode_json(line.encode()))
     failures = 0
     now_ms = int(time.time() * 1000)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            event = decode_json(line.encode())
+            event = decode(line)
             meta = {
                 "topic": topic,
                 "partition": 0,
@@ -86,15 +115,33 @@ def map_lines(mapper: Mapper, lines: Iterable[str], topic: str, out: TextIO, err
 
 def cmd_map(args: argparse.Namespace) -> int:
     config, mapper = load(args.config, strict_env=False)
-    topic = args.topic or config.source.topics[0]
-    if topic not in config.source.topics:
-        print(f"--topic {topic}: not in source.topics ({', '.join(config.source.topics)})", file=sys.stderr)
+    topic = args.topic or config.source.topic_names[0]
+    if topic not in config.source.topic_names:
+        print(
+            f"--topic {topic}: not in source.topics ({', '.join(config.source.topic_names)})", file=sys.stderr
+        )
         return EXIT_CONFIG
+    decode = None
+    if args.format == "avro":
+        configured = next(t for t in config.source.resolved() if t.name == topic).schema_path
+        path = args.schema or configured
+        if not path:
+            print(
+                f"--format avro: give --schema FILE.avsc (topic {topic} takes its schemas from the registry)",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        try:
+            schema = load_schema(path if args.schema else resolve_path(path, args.config))
+        except ValueError as exc:
+            print(f"--schema: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        decode = avro_json_decoder(schema)
     if args.file == "-":
-        failures = map_lines(mapper, sys.stdin, topic, sys.stdout, sys.stderr)
+        failures = map_lines(mapper, sys.stdin, topic, sys.stdout, sys.stderr, decode)
     else:
         with open(args.file, encoding="utf-8") as handle:
-            failures = map_lines(mapper, handle, topic, sys.stdout, sys.stderr)
+            failures = map_lines(mapper, handle, topic, sys.stdout, sys.stderr, decode)
     return EXIT_FAILED if failures else 0
 
 
@@ -141,6 +188,14 @@ def parser() -> argparse.ArgumentParser:
 
     mapping = verb("map", "Map events (JSON Lines) to the commands that would be posted, offline.")
     mapping.add_argument("--topic", help="the topic the events come from (default: the first source topic)")
+    mapping.add_argument(
+        "--format",
+        choices=["json", "avro"],
+        default="json",
+        help="avro: events in the Avro schema's JSON form, decoded with --schema "
+        "(default: the topic's local schema)",
+    )
+    mapping.add_argument("--schema", help="an .avsc file, for --format avro")
     mapping.add_argument("file", nargs="?", default="-", metavar="FILE|-", help="events file, - for stdin")
     mapping.set_defaults(func=cmd_map)
 

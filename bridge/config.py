@@ -35,9 +35,59 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Format = Literal["json", "avro"]
+
+
+class TopicConfig(_Model):
+    """One source topic; ``schema`` is a local .avsc for plain (unframed) Avro."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(min_length=1)
+    format: Format | None = None
+    schema_path: str | None = Field(default=None, alias="schema")
+
+
+class SchemaRegistryConfig(_Model):
+    url: str
+    basic_auth: SecretStr | None = None  # user:password
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_url(value)
+
+
 class SourceConfig(_Model):
-    topics: list[str] = Field(min_length=1)
-    format: Literal["json"] = "json"
+    topics: list[str | TopicConfig] = Field(min_length=1)
+    format: Format = "json"
+    schema_registry: SchemaRegistryConfig | None = None
+
+    @property
+    def topic_names(self) -> list[str]:
+        return [t if isinstance(t, str) else t.name for t in self.topics]
+
+    def resolved(self) -> list[TopicConfig]:
+        """Every topic as a TopicConfig with its format filled in."""
+        return [
+            TopicConfig(name=t, format=self.format)
+            if isinstance(t, str)
+            else TopicConfig(name=t.name, format=t.format or self.format, schema=t.schema_path)
+            for t in self.topics
+        ]
+
+    @model_validator(mode="after")
+    def _avro_needs_a_schema(self) -> SourceConfig:
+        names = self.topic_names
+        if len(set(names)) != len(names):
+            raise ValueError("source.topics: a topic is listed twice")
+        for index, topic in enumerate(self.resolved()):
+            where = f"source.topics[{index}] ({topic.name})"
+            if topic.schema_path and topic.format != "avro":
+                raise ValueError(f"{where}.schema: only for format avro")
+            if topic.format == "avro" and not topic.schema_path and self.schema_registry is None:
+                raise ValueError(f"{where}: format avro without a schema needs source.schema_registry.url")
+        return self
 
 
 class IntileryConfig(_Model):
@@ -51,9 +101,7 @@ class IntileryConfig(_Model):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return _check_url(value)
 
     @property
     def brand(self) -> str:
@@ -110,10 +158,16 @@ class BridgeConfig(_Model):
             if rule.name in names:
                 raise ValueError(f"{where}.name: duplicate rule name")
             names.add(rule.name)
-            unknown = sorted(set(rule.topics or ()) - set(self.source.topics))
+            unknown = sorted(set(rule.topics or ()) - set(self.source.topic_names))
             if unknown:
                 raise ValueError(f"{where}.topics: not in source.topics: {', '.join(unknown)}")
         return self
+
+
+def _check_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
 
 
 def expand_env(node: Any, env: Mapping[str, str], problems: list[str] | None, path: str = "") -> Any:
@@ -195,10 +249,8 @@ def field_path(loc: tuple[Any, ...], raw: Any) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
             node = node[part] if isinstance(node, list) and part < len(node) else None
-            if isinstance(node, dict) and out.startswith("rules[") and out.count("[") == 1:
-                rule_name = node.get("name")
-                if isinstance(rule_name, str):
-                    out += f" ({rule_name})"
+            if isinstance(node, dict) and isinstance(node.get("name"), str):
+                out += f" ({node['name']})"  # rules and topics are easier found by name
         else:
             out = _join(out, str(part))
             node = node.get(part) if isinstance(node, dict) else None

@@ -1,15 +1,26 @@
-"""Record bytes → event.
+"""Record bytes → event, per topic: JSON, plain Avro, or Avro via the registry.
 
-Takes a Kafka record value, gives the decoded event (a JSON object as a dict),
-raises :class:`~bridge.errors.DecodeError` with a precise reason.
+Takes a Kafka record value and its topic; gives the decoded event (a JSON
+object as a dict); raises :class:`~bridge.errors.DecodeError` with a precise
+reason, or :class:`~bridge.avro.SchemaNotCached` when the registry must be
+asked first (see :mod:`bridge.avro` for the Avro side and its logical types).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from .errors import DecodeError
+from fastavro.types import Schema
+
+from .avro import SchemaNotCached, load_schema, read_binary, split_frame
+from .config import SourceConfig
+from .errors import ConfigError, DecodeError
+from .registry import SchemaRegistry
+
+Decode = Callable[[bytes | None], dict[str, Any]]
 
 
 def _reject_constant(name: str) -> Any:
@@ -34,3 +45,61 @@ def decode_json(value: bytes | None) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise DecodeError(f"event is a JSON {type(event).__name__}, expected an object")
     return event
+
+
+def resolve_path(path: str, config_file: str) -> Path:
+    """A relative path is tried against the current directory, then the config file's."""
+    candidate = Path(path)
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    return Path(config_file).resolve().parent / candidate
+
+
+def _plain_avro(schema: Schema) -> Decode:
+    def decode(value: bytes | None) -> dict[str, Any]:
+        if value is None:
+            raise DecodeError("record has no value (tombstone)")
+        return read_binary(value, schema)
+
+    return decode
+
+
+class Decoder:
+    """Decodes each topic as ``source.topics`` says; local schemas load at start-up."""
+
+    def __init__(
+        self, source: SourceConfig, config_file: str, registry: SchemaRegistry | None = None
+    ) -> None:
+        self.registry = registry
+        self._by_topic: dict[str, Decode] = {}
+        problems = []
+        for index, topic in enumerate(source.resolved()):
+            if topic.format == "json":
+                self._by_topic[topic.name] = decode_json
+            elif topic.schema_path:
+                try:
+                    schema = load_schema(resolve_path(topic.schema_path, config_file))
+                except ValueError as exc:
+                    problems.append(f"{config_file}: source.topics[{index}] ({topic.name}).schema: {exc}")
+                    continue
+                self._by_topic[topic.name] = _plain_avro(schema)
+            else:
+                self._by_topic[topic.name] = self._framed
+                if self.registry is None and source.schema_registry is not None:
+                    auth = source.schema_registry.basic_auth
+                    self.registry = SchemaRegistry(
+                        source.schema_registry.url, auth.get_secret_value() if auth else None
+                    )
+        if problems:
+            raise ConfigError(problems)
+
+    def decode(self, topic: str, value: bytes | None) -> dict[str, Any]:
+        return self._by_topic.get(topic, decode_json)(value)
+
+    def _framed(self, value: bytes | None) -> dict[str, Any]:
+        schema_id = split_frame(value)
+        assert self.registry is not None and value is not None
+        schema = self.registry.cached(schema_id)
+        if schema is None:
+            raise SchemaNotCached(schema_id)
+        return read_binary(value, schema, offset=5)

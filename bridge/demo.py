@@ -1,37 +1,52 @@
 """``intilery-bridge demo``: the whole flow on one machine, nothing to install.
 
-Starts an embedded Kafka (librdkafka's mock cluster) and the sandbox, produces
-the sample events of ``examples/events/`` (plus one record that is not JSON),
-runs the bridge with ``examples/bridge.yaml`` until it has caught up, then
-prints what the sandbox received, what was dead-lettered, and the committed
+Starts an embedded Kafka (librdkafka's mock cluster), the sandbox and a local
+schema registry. Part one produces the JSON sample events of
+``examples/events/`` (plus one record that is not JSON) and runs the bridge with
+``examples/bridge.yaml``; part two produces the Avro samples of
+``examples/avro-events/`` (registry-framed and plain) and runs it with
+``examples/bridge-avro.yaml``. Each part runs until the bridge has caught up,
+then prints what the sandbox received, the dead letters and the committed
 offsets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import fastavro
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
 
 from . import logs
+from .avro import load_schema
 from .cli import load
 from .pipeline import Bridge
 from .sandbox import Sandbox
 from .testing.mockcluster import MockCluster
+from .testing.registry import LocalRegistry
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-TOPICS = {"bookings": 3, "app-events": 1, "bookings.intilery-dlq": 1}
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
 TOKEN = "demo-token-not-a-secret"
+JSON_TOPICS = {"bookings": 3, "app-events": 1}
+AVRO_TOPICS = {"bookings-avro": 2, "app-events-avro": 1}
 
 
-def produce_samples(bootstrap: str) -> int:
-    producer = Producer({"bootstrap.servers": bootstrap, "logger": logs.kafka_logger()})
-    count = 0
+def _producer(bootstrap: str) -> Producer:
+    return Producer({"bootstrap.servers": bootstrap, "logger": logs.kafka_logger()})
+
+
+def produce_json(bootstrap: str) -> int:
+    producer, count = _producer(bootstrap), 0
     for path in sorted((EXAMPLES / "events").glob("*.jsonl")):
         for line in path.read_text().splitlines():
             if line.strip():
@@ -41,6 +56,31 @@ def produce_samples(bootstrap: str) -> int:
     producer.produce("bookings", key="C-1002", value=b'{"type": "booking_abandoned", "channel": ')
     producer.flush(10)
     return count + 1
+
+
+def produce_avro(bootstrap: str, registry_url: str) -> int:
+    """Booking events framed with registered schema ids; reminders as plain Avro."""
+    producer, count = _producer(bootstrap), 0
+    client = SchemaRegistryClient({"url": registry_url})
+    for name, topic in (
+        ("booking_abandoned", "bookings-avro"),
+        ("booking_confirmed", "bookings-avro"),
+        ("app_reminder", "app-events-avro"),
+    ):
+        schema = load_schema(ROOT / "schemas" / f"{name}.avsc")
+        serialize = AvroSerializer(client, (ROOT / "schemas" / f"{name}.avsc").read_text())
+        lines = (EXAMPLES / "avro-events" / f"{name}.jsonl").read_text()
+        for event in fastavro.json_reader(io.StringIO(lines), schema):
+            if topic == "bookings-avro":
+                value = serialize(event, SerializationContext(topic, MessageField.VALUE))
+            else:
+                buffer = io.BytesIO()
+                fastavro.schemaless_writer(buffer, schema, event)
+                value = buffer.getvalue()
+            producer.produce(topic, key=cast(dict[str, Any], event)["customer"]["id"], value=value)
+            count += 1
+    producer.flush(10)
+    return count
 
 
 def read_topic(bootstrap: str, topic: str) -> list[Any]:
@@ -64,13 +104,14 @@ def read_topic(bootstrap: str, topic: str) -> list[Any]:
     return messages
 
 
-def committed(bootstrap: str, group: str) -> list[str]:
+def committed(bootstrap: str, group: str, topics: dict[str, int]) -> list[str]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "logger": logs.kafka_logger()})
-    partitions = [TopicPartition(t, p) for t, n in TOPICS.items() if not t.endswith("dlq") for p in range(n)]
+    partitions = [TopicPartition(t, p) for t, n in topics.items() for p in range(n)]
     lines = []
     for tp in consumer.committed(partitions, timeout=10):
         _, high = consumer.get_watermark_offsets(tp, timeout=10)
-        lines.append(f"  {tp.topic}[{tp.partition}]  committed {tp.offset:>3} of {high}")
+        done = "empty" if high == 0 else f"committed {tp.offset:>3} of {high}"
+        lines.append(f"  {tp.topic}[{tp.partition}]  {done}")
     consumer.close()
     return lines
 
@@ -95,46 +136,82 @@ def received_rows(requests: list[dict[str, Any]]) -> list[list[str]]:
     return sorted(rows, key=lambda r: (r[2], r[4], r[1]))
 
 
+def dead_letter_rows(messages: list[Any]) -> list[list[str]]:
+    rows = []
+    for message in messages:
+        headers = {k: (v or b"").decode() for k, v in message.headers() or []}
+        source = (
+            f"{headers['x-bridge-source-topic']}[{headers['x-bridge-source-partition']}]"
+            f"@{headers['x-bridge-source-offset']}"
+        )
+        rows.append(
+            [
+                source,
+                headers["x-bridge-error-class"],
+                headers.get("x-bridge-rule", ""),
+                headers["x-bridge-error-reason"][:90],
+            ]
+        )
+    return rows
+
+
+def run_part(
+    cluster: MockCluster,
+    sandbox: Sandbox,
+    config_name: str,
+    group: str,
+    topics: dict[str, int],
+    log_level: str,
+) -> int:
+    """Run the bridge with one example config until it catches up, then show what happened."""
+    seen = sandbox.state.listing("requests", 0)["total"]
+    os.environ["KAFKA_GROUP_ID"] = group
+    config, mapper = load(str(EXAMPLES / config_name))
+    logs.configure(log_level, sys.stderr)
+    code = asyncio.run(Bridge(config, mapper, f"examples/{config_name}", until_caught_up=True).run())
+    requests = sandbox.state.listing("requests", seen)["requests"]
+    print(f"Intilery sandbox accepted {len(requests)} calls:\n")
+    print(table(received_rows(requests), ["action", "event", "userId", "asset / journey", "timestamp"]))
+    dlq = config.delivery.dead_letter_topic or ""
+    dead = read_topic(cluster.bootstrap_servers, dlq)
+    print(f"\nDead-letter topic {dlq} holds {len(dead)} records:\n")
+    print(table(dead_letter_rows(dead), ["source", "class", "rule", "reason"]))
+    print(f"\nCommitted offsets of group {group}:")
+    print("\n".join(committed(cluster.bootstrap_servers, group, topics)))
+    return code
+
+
 def run_demo(log_level: str = "warning") -> int:
-    with MockCluster() as cluster, Sandbox(token=TOKEN) as sandbox:
-        for topic, partitions in TOPICS.items():
+    with MockCluster() as cluster, Sandbox(token=TOKEN) as sandbox, LocalRegistry() as registry:
+        for topic, partitions in {**JSON_TOPICS, **AVRO_TOPICS}.items():
             cluster.create_topic(topic, partitions)
+        for topic in ("bookings.intilery-dlq", "bookings-avro.intilery-dlq"):
+            cluster.create_topic(topic, 1)
         sandbox.state.set_faults({"reject": {"userId": "C-BLOCKED"}})
         os.environ.update(
             KAFKA_BOOTSTRAP_SERVERS=cluster.bootstrap_servers,
             INTILERY_URL=sandbox.url,
             INTILERY_AUTH_TOKEN=TOKEN,
-            KAFKA_GROUP_ID="intilery-bridge-demo",
+            SCHEMA_REGISTRY_URL=registry.url,
         )
-        produced = produce_samples(cluster.bootstrap_servers)
-        print(f"embedded Kafka at {cluster.bootstrap_servers}, sandbox at {sandbox.url}")
         print(
-            f"produced {produced} records to {', '.join(t for t in TOPICS if 'dlq' not in t)}; "
-            f"running the bridge with examples/bridge.yaml until it catches up...\n"
+            f"embedded Kafka at {cluster.bootstrap_servers}, sandbox at {sandbox.url}, "
+            f"schema registry at {registry.url}\n"
         )
-        config, mapper = load(str(EXAMPLES / "bridge.yaml"))
-        logs.configure(log_level, sys.stderr)
-        code = asyncio.run(Bridge(config, mapper, "examples/bridge.yaml", until_caught_up=True).run())
-        requests = sandbox.state.listing("requests", 0)["requests"]
-        print(f"Intilery sandbox accepted {len(requests)} calls:\n")
-        print(table(received_rows(requests), ["action", "event", "userId", "asset / journey", "timestamp"]))
-        dead = read_topic(cluster.bootstrap_servers, "bookings.intilery-dlq")
-        print(f"\nDead-letter topic bookings.intilery-dlq holds {len(dead)} records:\n")
-        rows = []
-        for message in dead:
-            headers = {k: (v or b"").decode() for k, v in message.headers() or []}
-            rows.append(
-                [
-                    f"{headers['x-bridge-source-topic']}[{headers['x-bridge-source-partition']}]"
-                    f"@{headers['x-bridge-source-offset']}",
-                    headers["x-bridge-error-class"],
-                    headers.get("x-bridge-rule", ""),
-                    headers["x-bridge-error-reason"][:90],
-                ]
-            )
-        print(table(rows, ["source", "class", "rule", "reason"]))
-        print("\nCommitted offsets of group intilery-bridge-demo:")
-        print("\n".join(committed(cluster.bootstrap_servers, "intilery-bridge-demo")))
+        produced = produce_json(cluster.bootstrap_servers)
+        print(
+            f"== JSON: produced {produced} records to {', '.join(JSON_TOPICS)}; running the bridge with "
+            "examples/bridge.yaml until it catches up...\n"
+        )
+        code = run_part(cluster, sandbox, "bridge.yaml", "intilery-bridge-demo", JSON_TOPICS, log_level)
+        produced = produce_avro(cluster.bootstrap_servers, registry.url)
+        print(
+            f"\n== Avro: produced {produced} records to {', '.join(AVRO_TOPICS)}; running the bridge with "
+            "examples/bridge-avro.yaml until it catches up...\n"
+        )
+        code = code or run_part(
+            cluster, sandbox, "bridge-avro.yaml", "intilery-bridge-avro-demo", AVRO_TOPICS, log_level
+        )
         print(
             "\nTry your own rules offline: intilery-bridge map --config examples/bridge.yaml "
             "examples/events/bookings.jsonl"

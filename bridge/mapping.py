@@ -253,4 +253,4 @@ def compile_rules(config: BridgeConfig, source: str) -> Mapper:
     rules = [CompiledRule(rule, f"rules[{i}] ({rule.name})", problems) for i, rule in enumerate(config.rules)]
     if problems:
         raise ConfigError([f"{source}: {p}" for p in problems])
-    return Mapper(rules, config.source.topics)
+    return Mapper(rules, config.source.topic_names)

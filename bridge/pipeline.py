@@ -27,11 +27,12 @@ from typing import Any
 import httpx
 import structlog
 
+from .avro import SchemaNotCached
 from .config import BridgeConfig
 from .deadletter import DeadLetters
-from .decode import decode_json
-from .deliver import IntileryClient, Sender
-from .errors import DeliveryError, RecordError, RejectedError
+from .decode import Decoder
+from .deliver import Backoff, IntileryClient, Sender
+from .errors import DeliveryError, RecordError, RejectedError, RetryableError
 from .lanes import Lanes
 from .mapping import Command, Mapper
 from .offsets import OffsetTracker, PartitionOffsets, TopicPartitionKey
@@ -48,7 +49,7 @@ EXIT_OK, EXIT_PERMANENT_FAILURE, EXIT_KAFKA_FATAL = 0, 3, 4
 class Work:
     record: Record
     part: PartitionOffsets
-    commands: list[Command]
+    commands: list[Command] | None  # None: decoded in the lane, once its schema is fetched
 
 
 class Bridge:
@@ -74,13 +75,15 @@ class Bridge:
         delivery = config.delivery
         self.client = IntileryClient(config.intilery, delivery.max_in_flight, transport)
         self.sender = Sender(self.client.post, delivery.retry, delivery.max_in_flight, self._log_retry)
+        self._backoff = Backoff(delivery.retry)
+        self.decoder = Decoder(config.source, source_name)
         if dead_letters is None and delivery.dead_letter_topic:
             dead_letters = DeadLetters.create(delivery.dead_letter_topic, config.kafka)
         self.dead_letters = dead_letters
         source_kwargs = {"factory": consumer_factory} if consumer_factory else {}
         self.source = Source(
             consumer_config(config.kafka, source_name),
-            config.source.topics,
+            config.source.topic_names,
             self._assigned,
             self._revoked,
             self.offsets.mark_committed,
@@ -101,23 +104,65 @@ class Bridge:
             part = self._reset_partition(record)
         part.add(record.offset)
         self.counts["consumed"] += 1
+        # Keyed records share a lane per key; unkeyed records need no order between them.
+        lane = (*record.tp, record.key) if record.key is not None else (*record.tp, None, record.offset)
         try:
-            event = decode_json(record.value)
-            commands = self.mapper.map(event, record.meta())
+            commands = self._decode_and_map(record)
+        except SchemaNotCached:
+            self.lanes.submit(lane, Work(record, part, None))  # the lane fetches the schema first
+            return
         except RecordError as exc:
             self._reject(record, part, exc)
             return
         if not commands:
-            self.counts["skipped"] += 1
-            log.debug("record_skipped", **_where(record))
-            part.finish(record.offset)
+            self._skip(record, part)
             return
-        # Keyed records share a lane per key; unkeyed records need no order between them.
-        lane = (*record.tp, record.key) if record.key is not None else (*record.tp, None, record.offset)
         self.lanes.submit(lane, Work(record, part, commands))
+
+    def _decode_and_map(self, record: Record) -> list[Command]:
+        event = self.decoder.decode(record.topic, record.value)
+        return self.mapper.map(event, record.meta())
+
+    def _skip(self, record: Record, part: PartitionOffsets) -> None:
+        self.counts["skipped"] += 1
+        log.debug("record_skipped", **_where(record))
+        part.finish(record.offset)
+
+    async def _fetch_schema_then_map(self, work: Work) -> list[Command] | None:
+        """Wait for the record's schema (retrying while the registry is down), then map it."""
+        attempt = 0
+        while True:
+            try:
+                return self._decode_and_map(work.record)
+            except SchemaNotCached as missing:
+                assert self.decoder.registry is not None
+                try:
+                    await self.decoder.registry.ensure(missing.schema_id)
+                except RetryableError as exc:
+                    attempt += 1
+                    delay = self._backoff.delay(attempt)
+                    log.warning(
+                        "schema_registry_retry",
+                        **_where(work.record),
+                        schema_id=missing.schema_id,
+                        attempt=attempt,
+                        reason=exc.reason,
+                        retry_in_ms=round(delay * 1000),
+                    )
+                    await asyncio.sleep(delay)
+            except RecordError as exc:
+                self._reject(work.record, work.part, exc)
+                return None
 
     async def _deliver(self, work: Work) -> None:
         try:
+            if work.commands is None:
+                work.commands = await self._fetch_schema_then_map(work)
+                if work.commands is None:
+                    return
+                if not work.commands:
+                    self._skip(work.record, work.part)
+                    return
             for command in work.commands:
                 if self._halted(work.record):
                     return  # nothing after a failed record of its partition may be sent
@@ -217,7 +262,7 @@ class Bridge:
         self.source.start()
         log.info(
             "bridge_started",
-            topics=self.config.source.topics,
+            topics=self.config.source.topic_names,
             rules=len(self.mapper),
             max_in_flight=self.config.delivery.max_in_flight,
         )
