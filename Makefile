@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/intilery-bridge demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check bridge tests
+	$(BIN)/ruff check bridge tests bench
 	$(BIN)/mypy bridge
 
 test: lint

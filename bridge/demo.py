@@ -60,8 +60,12 @@ def produce_json(bootstrap: str) -> int:
 
 def produce_avro(bootstrap: str, registry_url: str) -> int:
     """Booking events framed with registered schema ids; reminders as plain Avro."""
-    producer, count = _producer(bootstrap), 0
-    client = SchemaRegistryClient({"url": registry_url})
+    with SchemaRegistryClient({"url": registry_url}) as client:
+        return _produce_avro(_producer(bootstrap), client)
+
+
+def _produce_avro(producer: Producer, client: SchemaRegistryClient) -> int:
+    count = 0
     for name, topic in (
         ("booking_abandoned", "bookings-avro"),
         ("booking_confirmed", "bookings-avro"),

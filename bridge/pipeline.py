@@ -129,27 +129,29 @@ class Bridge:
         part.finish(record.offset)
 
     async def _fetch_schema_then_map(self, work: Work) -> list[Command] | None:
-        """Wait for the record's schema (retrying while the registry is down), then map it."""
+        """Wait for the record's schema (retrying while the registry is down), then map it.
+
+        Gives None when the record was dead-lettered instead.
+        """
         attempt = 0
         while True:
             try:
-                return self._decode_and_map(work.record)
-            except SchemaNotCached as missing:
-                assert self.decoder.registry is not None
                 try:
+                    return self._decode_and_map(work.record)
+                except SchemaNotCached as missing:
+                    assert self.decoder.registry is not None
                     await self.decoder.registry.ensure(missing.schema_id)
-                except RetryableError as exc:
-                    attempt += 1
-                    delay = self._backoff.delay(attempt)
-                    log.warning(
-                        "schema_registry_retry",
-                        **_where(work.record),
-                        schema_id=missing.schema_id,
-                        attempt=attempt,
-                        reason=exc.reason,
-                        retry_in_ms=round(delay * 1000),
-                    )
-                    await asyncio.sleep(delay)
+            except RetryableError as exc:
+                attempt += 1
+                delay = self._backoff.delay(attempt)
+                log.warning(
+                    "schema_registry_retry",
+                    **_where(work.record),
+                    attempt=attempt,
+                    reason=exc.reason,
+                    retry_in_ms=round(delay * 1000),
+                )
+                await asyncio.sleep(delay)
             except RecordError as exc:
                 self._reject(work.record, work.part, exc)
                 return None

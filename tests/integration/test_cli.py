@@ -127,3 +127,53 @@ def test_map_topic_selects_rules(tmp_path: Path) -> None:
     result = cli("map", "--config", str(EXAMPLE), "--topic", "app-events", str(events))
     assert result.returncode == 0
     assert json.loads(result.stdout)["body"]["timestamp"] == "1970-01-01T00:00:00.000Z"
+
+
+AVRO_EXAMPLE = ROOT / "examples" / "bridge-avro.yaml"
+
+
+def test_map_avro_json_form_with_the_topic_schema() -> None:
+    result = cli(
+        "map",
+        "--config",
+        str(AVRO_EXAMPLE),
+        "--topic",
+        "app-events-avro",
+        "--format",
+        "avro",
+        str(ROOT / "examples/avro-events/app_reminder.jsonl"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["body"] == {
+        "event": "send_push",
+        "userId": "C-2001",
+        "assetId": "202101-P-Reminder",
+        "timestamp": "2026-12-17T08:30:00.000Z",
+        "message": "Your stay starts tomorrow",
+        "deepLink": "acme://bookings/B-7001",
+    }
+
+
+def test_map_avro_registry_topic_needs_a_schema_file() -> None:
+    args = ["map", "--config", str(AVRO_EXAMPLE), "--topic", "bookings-avro", "--format", "avro"]
+    events = str(ROOT / "examples/avro-events/booking_abandoned.jsonl")
+    assert "give --schema" in cli(*args, events).stderr
+    result = cli(*args, "--schema", str(ROOT / "schemas/booking_abandoned.avsc"), events)
+    assert result.returncode == 0, result.stderr
+    bodies = [json.loads(line)["body"] for line in result.stdout.splitlines()]
+    assert bodies[0]["total"] == "420.50" and bodies[0]["checkIn"] == "2026-12-18"
+    assert [b["event"] for b in bodies] == ["send_sms", "send_email", "start_journey"]
+
+
+def test_check_loads_every_local_schema(tmp_path: Path) -> None:
+    config = yaml.safe_load(AVRO_EXAMPLE.read_text())
+    bad = tmp_path / "bad.avsc"
+    bad.write_text('{"type": "record", "name": "R", "fields": [{"name": "x"}]}')
+    config["source"]["topics"][1]["schema"] = str(bad)
+    path = tmp_path / "avro.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = cli("check", "--config", str(path), env={"INTILERY_AUTH_TOKEN": "t"})
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"{path}: source.topics[1] (app-events-avro).schema: ")
+    assert "not a valid Avro schema" in result.stderr
+    assert cli("check", "--config", str(AVRO_EXAMPLE), env={"INTILERY_AUTH_TOKEN": "t"}).returncode == 0
