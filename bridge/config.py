@@ -90,6 +90,11 @@ class SourceConfig(_Model):
         return self
 
 
+class RateLimitConfig(_Model):
+    per_second: float = Field(default=100.0, ge=0)  # 0: no limit
+    burst: int = Field(default=500, ge=1)
+
+
 class IntileryConfig(_Model):
     url: str = "https://tracking.intilery.com"
     client_id: str = Field(min_length=1)
@@ -97,6 +102,7 @@ class IntileryConfig(_Model):
     brand_id: str | None = None
     auth_token: SecretStr
     timeout_s: float = Field(default=10.0, gt=0)
+    rate_limit: RateLimitConfig = RateLimitConfig()
 
     @field_validator("url")
     @classmethod
@@ -119,6 +125,12 @@ class RetryConfig(_Model):
     auth_backoff_ms: int = Field(default=30_000, ge=1)
 
 
+class BatchConfig(_Model):
+    max_calls: int = Field(default=100, ge=1)
+    max_bytes: int = Field(default=1_000_000, ge=1024, le=1024 * 1024)
+    linger_ms: float = Field(default=20, ge=0)
+
+
 class DeliveryConfig(_Model):
     max_in_flight: int = Field(default=32, ge=1, le=1024)
     max_buffered_records: int = Field(default=10_000, ge=1)
@@ -126,6 +138,7 @@ class DeliveryConfig(_Model):
     commit_interval_ms: int = Field(default=1_000, ge=10)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     retry: RetryConfig = RetryConfig()
+    batch: BatchConfig | None = None
 
 
 class LogConfig(_Model):

@@ -28,6 +28,7 @@ import httpx
 import structlog
 
 from .avro import SchemaNotCached
+from .batching import Batcher
 from .config import BridgeConfig
 from .deadletter import DeadLetters
 from .decode import Decoder
@@ -36,6 +37,7 @@ from .errors import DeliveryError, RecordError, RejectedError, RetryableError
 from .lanes import Lanes
 from .mapping import Command, Mapper
 from .offsets import OffsetTracker, PartitionOffsets, TopicPartitionKey
+from .ratelimit import RateLimiter
 from .source import Record, Source, consumer_config
 
 log = structlog.get_logger("bridge")
@@ -73,8 +75,16 @@ class Bridge:
         self.offsets = OffsetTracker()
         self.lanes: Lanes[Work] = Lanes(self._deliver)
         delivery = config.delivery
-        self.client = IntileryClient(config.intilery, delivery.max_in_flight, transport)
-        self.sender = Sender(self.client.post, delivery.retry, delivery.max_in_flight, self._log_retry)
+        rate = config.intilery.rate_limit
+        self.limiter = RateLimiter(rate.per_second, rate.burst) if rate.per_second > 0 else None
+        self.client = IntileryClient(config.intilery, delivery.max_in_flight, transport, self.limiter)
+        post, in_flight = self.client.post, delivery.max_in_flight
+        self.batcher: Batcher | None = None
+        if delivery.batch is not None:
+            # max_in_flight bounds requests; each request carries up to max_calls commands.
+            self.batcher = Batcher(self.client, delivery.batch, delivery.max_in_flight)
+            post, in_flight = self.batcher.post, delivery.max_in_flight * delivery.batch.max_calls
+        self.sender = Sender(post, delivery.retry, in_flight, self._log_retry)
         self._backoff = Backoff(delivery.retry)
         self.decoder = Decoder(config.source, source_name)
         if dead_letters is None and delivery.dead_letter_topic:

@@ -53,6 +53,7 @@ def base_config(cluster: MockCluster, sandbox_url: str, group: str, **delivery: 
             "brand_id": "ACME",
             "auth_token": "${TEST_INTILERY_TOKEN}",
             "timeout_s": 5,
+            "rate_limit": {"per_second": 0},
         },
         "delivery": {
             "max_in_flight": 16,

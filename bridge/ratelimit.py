@@ -1,0 +1,63 @@
+"""The process-wide request rate limit: a token bucket that backs off on 429.
+
+Takes one token per HTTP request to Intilery (a batch is one request). Keeps
+the bridge under ``per_second`` with bursts up to ``burst``, holding 10% of the
+burst in reserve so that network jitter never lets requests reach Intilery's
+own bucket faster than it refills. When Intilery answers 429 anyway (another
+client shares the account), :meth:`RateLimiter.throttled` halves the rate; it
+then recovers by a tenth of the limit per second. Tokens are reserved, not
+polled: each caller sleeps exactly until its turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+RESERVE = 0.1  # of the burst, kept back to absorb jitter
+RECOVERY_PER_S = 0.1  # of the limit, regained each second after a 429
+FLOOR = 0.05  # of the limit: the slowest a run of 429s can make it
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        per_second: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.limit = per_second
+        self.rate = per_second
+        self.capacity = max(1.0, burst * (1 - RESERVE))
+        self._tokens = self.capacity
+        self._clock, self._sleep = clock, sleep
+        self._at = clock()
+        self.waited_s = 0.0
+
+    async def acquire(self) -> float:
+        """Wait for this request's turn; gives the seconds waited."""
+        now = self._clock()
+        self._refill(now)
+        self._tokens -= 1
+        if self._tokens >= 0:
+            return 0.0
+        wait = -self._tokens / self.rate
+        self.waited_s += wait
+        await self._sleep(wait)
+        return wait
+
+    def throttled(self) -> None:
+        """Intilery answered 429: halve the rate and forget saved-up tokens."""
+        self._refill(self._clock())
+        self.rate = max(self.limit * FLOOR, self.rate / 2)
+        self._tokens = min(self._tokens, 0.0)
+
+    def _refill(self, now: float) -> None:
+        elapsed = max(0.0, now - self._at)
+        self._at = now
+        if self.rate < self.limit:
+            self.rate = min(self.limit, self.rate + self.limit * RECOVERY_PER_S * elapsed)
+        self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
