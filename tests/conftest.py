@@ -207,7 +207,16 @@ def committed_and_ends(bootstrap: str, group: str, topic: str, partitions: int) 
 
 
 def accepted(sandbox: Sandbox) -> list[dict[str, Any]]:
-    return list(sandbox.state.listing("requests", 0)["requests"])
+    """Every call the sandbox accepted, batch requests flattened into their calls."""
+    calls = []
+    for request in sandbox.state.listing("requests", 0)["requests"]:
+        if request["action"] != "batch":
+            calls.append(request)
+            continue
+        for call in request["body"]["batch"]:
+            action = "identify" if call["event"] == "identify" else "track"
+            calls.append({"action": action, "body": call, "eventId": request["eventId"]})
+    return calls
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import Producer
 
 from bridge.sandbox import Sandbox
@@ -174,7 +175,10 @@ def make_event(seq: int) -> tuple[dict[str, Any] | None, list[tuple[str, dict[st
     return {"type": "nothing_to_do", "seq": seq, "customer": {"id": user}}, []
 
 
-def test_every_rule_kind_end_to_end(cluster: MockCluster, sandbox: Sandbox, tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", [None, {"max_calls": 7, "linger_ms": 5}], ids=["one-per-request", "batch"])
+def test_every_rule_kind_end_to_end(
+    cluster: MockCluster, sandbox: Sandbox, tmp_path: Path, batch: dict[str, Any] | None
+) -> None:
     """Exact bodies reach Intilery, bad records are dead-lettered with their
     reasons, per-key order holds, and committed offsets reach every end."""
     cluster.create_topic("bookings", PARTITIONS)
@@ -228,7 +232,7 @@ def test_every_rule_kind_end_to_end(cluster: MockCluster, sandbox: Sandbox, tmp_
         if body["event"] == "send_print":
             body["partition"] = partition_of[body["userId"]]
 
-    config = write_config(tmp_path, base_config(cluster, sandbox.url, "e2e"))
+    config = write_config(tmp_path, base_config(cluster, sandbox.url, "e2e", batch=batch))
     log_path = tmp_path / "bridge.log"
     process = start_bridge(config, log_path, "--until-caught-up")
     assert process.wait(timeout=120) == 0, log_path.read_text()[-3000:]
@@ -263,6 +267,11 @@ def test_every_rule_kind_end_to_end(cluster: MockCluster, sandbox: Sandbox, tmp_
 
     for committed, end in committed_and_ends(cluster.bootstrap_servers, "e2e", "bookings", PARTITIONS):
         assert committed == end
+    batches = [r for r in sandbox.state.listing("requests", 0)["requests"] if r["action"] == "batch"]
+    if batch:
+        assert batches and max(len(r["body"]["batch"]) for r in batches) <= 7
+    else:
+        assert not batches
 
     events = log_events(log_path)
     delivered = [e for e in events if e["event"] == "command_delivered"]
