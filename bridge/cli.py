@@ -20,39 +20,28 @@ from fastavro.types import Schema
 
 from . import logs
 from .avro import load_schema, read_json
-from .config import BridgeConfig, load_config
-from .decode import Decoder, decode_json, resolve_path
+from .decode import decode_json, resolve_path
 from .errors import ConfigError, RecordError
-from .mapping import Mapper, compile_rules
+from .loading import load, load_offline
+from .mapping import Mapper
 
 EXIT_FAILED, EXIT_CONFIG = 1, 2
-
-
-def load(path: str, strict_env: bool = True) -> tuple[BridgeConfig, Mapper]:
-    config = load_config(path, strict_env=strict_env)
-    mapper = compile_rules(config, path)
-    logs.register_secret(config.intilery.auth_token.get_secret_value())
-    for key, value in config.kafka.items():
-        if "password" in key or "secret" in key:
-            logs.register_secret(str(value))
-    return config, mapper
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import Bridge
 
-    config, mapper = load(args.config)
+    config, mapper, decoder = load(args.config)
     logs.configure(args.log_level or config.log.level)
-    bridge = Bridge(config, mapper, args.config, until_caught_up=args.until_caught_up)
-    return asyncio.run(bridge.run())
+    bridge = Bridge(config, mapper, args.config, until_caught_up=args.until_caught_up, decoder=decoder)
+    code = asyncio.run(bridge.run())
+    if bridge.failure:
+        print(f"intilery-bridge: stopped: {logs.redact(bridge.failure)}", file=sys.stderr)
+    return code
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .source import consumer_config
-
-    config, mapper = load(args.config)
-    consumer_config(config.kafka, args.config)
-    Decoder(config.source, args.config)  # loads every local schema
+    config, mapper, _ = load(args.config)  # every rule, template and local schema
     print(f"{args.config}: OK ({len(mapper)} rules, topics: {', '.join(config.source.topic_names)})")
     return 0
 
@@ -106,7 +95,7 @@ def map_lines(
         except RecordError as exc:
             failures += 1
             rule = f" rule {exc.rule}:" if exc.rule else ""
-            print(f"line {number}: {exc.error_class}:{rule} {exc.reason}", file=err)
+            print(f"line {number}: {exc.error_class}:{rule} {logs.redact(exc.reason)}", file=err)
             continue
         for command in commands:
             out.write(json.dumps(command.as_json_line(), ensure_ascii=False) + "\n")
@@ -114,16 +103,14 @@ def map_lines(
 
 
 def cmd_map(args: argparse.Namespace) -> int:
-    config, mapper = load(args.config, strict_env=False)
-    topic = args.topic or config.source.topic_names[0]
-    if topic not in config.source.topic_names:
-        print(
-            f"--topic {topic}: not in source.topics ({', '.join(config.source.topic_names)})", file=sys.stderr
-        )
+    source, mapper = load_offline(args.config)
+    topic = args.topic or source.topic_names[0]
+    if topic not in source.topic_names:
+        print(f"--topic {topic}: not in source.topics ({', '.join(source.topic_names)})", file=sys.stderr)
         return EXIT_CONFIG
     decode = None
     if args.format == "avro":
-        configured = next(t for t in config.source.resolved() if t.name == topic).schema_path
+        configured = next(t for t in source.resolved() if t.name == topic).schema_path
         path = args.schema or configured
         if not path:
             print(
@@ -140,7 +127,12 @@ def cmd_map(args: argparse.Namespace) -> int:
     if args.file == "-":
         failures = map_lines(mapper, sys.stdin, topic, sys.stdout, sys.stderr, decode)
     else:
-        with open(args.file, encoding="utf-8") as handle:
+        try:
+            handle = open(args.file, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            print(f"{args.file}: cannot read: {exc.strerror}", file=sys.stderr)
+            return EXIT_CONFIG
+        with handle:
             failures = map_lines(mapper, handle, topic, sys.stdout, sys.stderr, decode)
     return EXIT_FAILED if failures else 0
 
@@ -149,6 +141,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from .sandbox import Sandbox
 
     sandbox = Sandbox(port=args.port, token=args.token, host=args.host, rate=args.rate, burst=args.burst)
+    if args.latency_ms:
+        sandbox.state.set_faults({"latency_ms": args.latency_ms})
     print(f"intilery sandbox listening on {sandbox.url} (token: set with --token)", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         sandbox.serve_forever()
@@ -202,11 +196,14 @@ def parser() -> argparse.ArgumentParser:
     sandbox = verb("sandbox", "Run the local Intilery-compatible server.", config=False)
     sandbox.add_argument("--port", type=int, default=8080)
     sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--token", default="sandbox-token", help="the auth-token it accepts")
+    sandbox.add_argument(
+        "--token", default="sandbox-token", help="the auth-token it accepts (default: %(default)s)"
+    )
     sandbox.add_argument(
         "--rate", type=float, default=100, help="requests/s of its token bucket; 0: no limit"
     )
     sandbox.add_argument("--burst", type=int, default=500, help="burst of its token bucket")
+    sandbox.add_argument("--latency-ms", type=float, default=0, help="delay every answer by this much")
     sandbox.set_defaults(func=cmd_sandbox)
 
     demo = verb("demo", "Embedded Kafka + sandbox + the example rules, end to end.", config=False)

@@ -161,20 +161,46 @@ class BridgeConfig(_Model):
     log: LogConfig = LogConfig()
     rules: list[RuleConfig] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _cross_checks(self) -> BridgeConfig:
-        if "bootstrap.servers" not in self.kafka:
-            raise ValueError("kafka: bootstrap.servers is required")
-        names: set[str] = set()
-        for index, rule in enumerate(self.rules):
-            where = f"rules[{index}] ({rule.name})"
-            if rule.name in names:
-                raise ValueError(f"{where}.name: duplicate rule name")
-            names.add(rule.name)
-            unknown = sorted(set(rule.topics or ()) - set(self.source.topic_names))
-            if unknown:
-                raise ValueError(f"{where}.topics: not in source.topics: {', '.join(unknown)}")
-        return self
+
+def cross_problems(raw: dict[str, Any]) -> list[str]:
+    """Checks across sections, on the raw data, so they report beside field errors."""
+    problems = []
+    kafka = _dict(raw.get("kafka"))
+    for key in ("bootstrap.servers", "group.id"):
+        if key not in kafka:
+            problems.append(f"kafka.{key}: required")
+    problems += [
+        f"kafka.{key}: must not be true; the bridge commits offsets after delivery"
+        for key in ("enable.auto.commit", "enable.auto.offset.store")
+        if str(kafka.get(key, "false")).lower() == "true"
+    ]
+    known = set(raw_topic_names(raw))
+    names: set[str] = set()
+    for index, rule in enumerate(_list(raw.get("rules"))):
+        if not isinstance(rule, dict):
+            continue
+        name = rule.get("name")
+        where = f"rules[{index}] ({name})"
+        if isinstance(name, str) and name in names:
+            problems.append(f"{where}.name: duplicate rule name")
+        names.add(str(name))
+        unknown = sorted(str(t) for t in _list(rule.get("topics")) if t not in known)
+        if unknown and known:
+            problems.append(f"{where}.topics: not in source.topics: {', '.join(unknown)}")
+    return problems
+
+
+def raw_topic_names(raw: dict[str, Any]) -> list[str]:
+    topics = _list(_dict(raw.get("source")).get("topics"))
+    return [t if isinstance(t, str) else str(_dict(t).get("name")) for t in topics]
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _check_url(value: str) -> str:
@@ -196,10 +222,12 @@ def expand_env(node: Any, env: Mapping[str, str], problems: list[str] | None, pa
         escaped, name, has_default, default = match.groups()
         if escaped:
             return match.group(0)[1:]
-        if name in env:
+        if env.get(name):
             return env[name]
-        if has_default:
+        if has_default:  # as in a shell, ${VAR:-default} also replaces an empty VAR
             return default or ""
+        if name in env:
+            return ""
         if problems is not None:  # None: lenient, for offline tools like `map`
             problems.append(f"{path}: environment variable {name} is not set")
         return ""
@@ -207,14 +235,8 @@ def expand_env(node: Any, env: Mapping[str, str], problems: list[str] | None, pa
     return _ENV.sub(substitute, node)
 
 
-def load_config(
-    path: str | Path, env: Mapping[str, str] | None = None, strict_env: bool = True
-) -> BridgeConfig:
-    """Read, expand and validate the file at ``path``.
-
-    With ``strict_env`` false an unset variable without a default expands to an
-    empty string instead of being an error (offline tools need no secrets).
-    """
+def read_raw(path: str | Path) -> dict[str, Any]:
+    """The parsed YAML mapping; ConfigError if it cannot be read or parsed."""
     name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -229,14 +251,45 @@ def load_config(
         raise ConfigError([f"{name}: invalid YAML{where}: {problem}"]) from exc
     if not isinstance(raw, dict):
         raise ConfigError([f"{name}: the top level must be a mapping of sections"])
+    return raw
+
+
+def validate(expanded: dict[str, Any]) -> tuple[BridgeConfig | None, list[str]]:
+    """The model, or None, and every problem: field errors and cross-section checks."""
+    problems = cross_problems(expanded)
+    try:
+        config = BridgeConfig.model_validate(expanded)
+    except ValidationError as exc:
+        return None, describe_validation(exc, expanded) + problems
+    return (None if problems else config), problems
+
+
+def load_config(
+    path: str | Path, env: Mapping[str, str] | None = None, strict_env: bool = True
+) -> BridgeConfig:
+    """Read, expand and validate the file at ``path``; ConfigError lists every problem.
+
+    With ``strict_env`` false an unset variable without a default expands to an
+    empty string instead of being an error (offline tools need no secrets).
+    """
+    raw = read_raw(path)
     problems: list[str] = []
     expanded = expand_env(raw, os.environ if env is None else env, problems if strict_env else None)
-    if problems:
-        raise ConfigError([f"{name}: {p}" for p in problems])
-    try:
-        return BridgeConfig.model_validate(expanded)
-    except ValidationError as exc:
-        raise ConfigError([f"{name}: {line}" for line in describe_validation(exc, expanded)]) from exc
+    config, more = validate(expanded)
+    problems += without_env_echoes(more, problems)
+    if problems or config is None:
+        raise ConfigError([f"{path}: {p}" for p in problems])
+    return config
+
+
+def without_env_echoes(problems: list[str], env_problems: list[str]) -> list[str]:
+    """Drop field errors at a path already reported as an unset variable."""
+    unset = {_bare(p.split(": ")[0]) for p in env_problems}
+    return [p for p in problems if _bare(p.split(": ")[0]) not in unset]
+
+
+def _bare(path: str) -> str:
+    return re.sub(r" \([^)]*\)", "", path)
 
 
 def describe_validation(exc: ValidationError, raw: dict[str, Any]) -> list[str]:

@@ -18,7 +18,7 @@ import structlog
 from confluent_kafka import KafkaError, Producer
 
 from .errors import RecordError
-from .logs import kafka_logger
+from .logs import kafka_logger, redact
 from .source import Record
 
 log = structlog.get_logger("bridge.deadletter")
@@ -56,7 +56,7 @@ def dead_letter_headers(record: Record, error: RecordError) -> list[tuple[str, b
         "x-bridge-source-partition": str(record.partition),
         "x-bridge-source-offset": str(record.offset),
         "x-bridge-error-class": error.error_class,
-        "x-bridge-error-reason": error.reason,
+        "x-bridge-error-reason": redact(error.reason),
     }
     if error.rule:
         extra["x-bridge-rule"] = error.rule
@@ -112,6 +112,7 @@ class DeadLetters:
                 key=record.key,
                 value=record.value,
                 headers=dead_letter_headers(record, error),
+                timestamp=record.timestamp_ms or 0,  # keep the event's time for redrive
                 on_delivery=delivered,
             )
         except Exception as exc:  # local queue full (BufferError) or producer refused: retry later

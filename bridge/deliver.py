@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -176,7 +177,7 @@ class Backoff:
 
 
 Post = Callable[[Command], Awaitable[Delivered]]
-OnRetry = Callable[[Command, int, DeliveryError, float], None]
+OnRetry = Callable[[Command, int, DeliveryError, float, Mapping[str, Any]], None]
 
 
 class Sender:
@@ -201,7 +202,8 @@ class Sender:
         self._sleep = sleep
         self.in_flight = 0
 
-    async def send(self, command: Command) -> Delivered:
+    async def send(self, command: Command, context: Mapping[str, Any] = MappingProxyType({})) -> Delivered:
+        """``context`` (where the command comes from) is passed to ``on_retry`` for its log line."""
         attempt = 0
         while True:
             attempt += 1
@@ -214,7 +216,7 @@ class Sender:
                     raise RejectedError(
                         f"gave up after {attempt} attempts: {exc.reason}", status=exc.status
                     ) from exc
-                self._on_retry(command, attempt, exc, delay)
+                self._on_retry(command, attempt, exc, delay, context)
                 await self._sleep(delay)
                 continue
             self.gate.auth_failed = False

@@ -28,7 +28,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from . import logs
 from .avro import load_schema
-from .cli import load
+from .loading import load
 from .pipeline import Bridge
 from .sandbox import Sandbox
 from .testing.mockcluster import MockCluster
@@ -170,9 +170,10 @@ def run_part(
     """Run the bridge with one example config until it catches up, then show what happened."""
     seen = sandbox.state.listing("requests", 0)["total"]
     os.environ["KAFKA_GROUP_ID"] = group
-    config, mapper = load(str(EXAMPLES / config_name))
+    config, mapper, decoder = load(str(EXAMPLES / config_name))
     logs.configure(log_level, sys.stderr)
-    code = asyncio.run(Bridge(config, mapper, f"examples/{config_name}", until_caught_up=True).run())
+    bridge = Bridge(config, mapper, f"examples/{config_name}", until_caught_up=True, decoder=decoder)
+    code = asyncio.run(bridge.run())
     requests = sandbox.state.listing("requests", seen)["requests"]
     print(f"Intilery sandbox accepted {len(requests)} calls:\n")
     print(table(received_rows(requests), ["action", "event", "userId", "asset / journey", "timestamp"]))

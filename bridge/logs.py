@@ -23,12 +23,16 @@ def register_secret(value: str | None) -> None:
         _SECRETS.add(value)
 
 
+def redact(text: str) -> str:
+    """``text`` with every registered secret replaced."""
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
 def _redact(value: Any) -> Any:
-    if isinstance(value, str):
-        for secret in _SECRETS:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-    return value
+    return redact(value) if isinstance(value, str) else value
 
 
 def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

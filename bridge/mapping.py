@@ -23,10 +23,11 @@ from typing import Any
 import jmespath
 import jmespath.exceptions
 from jmespath.parser import ParsedResult
+from pydantic import ValidationError
 
 from . import timestamps
-from .config import BridgeConfig, RuleConfig
-from .errors import ConfigError, MappingError
+from .config import RuleConfig
+from .errors import MappingError
 
 SEND_COMMANDS = frozenset({"send_email", "send_sms", "send_print", "send_push"})
 COMMANDS = SEND_COMMANDS | {"start_journey"}
@@ -70,7 +71,8 @@ def _compile_expr(text: str, where: str, problems: list[str]) -> ParsedResult | 
     try:
         return jmespath.compile(text)
     except jmespath.exceptions.JMESPathError as exc:
-        problems.append(f"{where}: invalid JMESPath {text!r}: {str(exc).splitlines()[0]}")
+        reason = str(exc).splitlines()[0].removeprefix("Invalid jmespath expression: ").rstrip(": ")
+        problems.append(f"{where}: invalid JMESPath {text!r}: {reason}")
         return None
 
 
@@ -181,6 +183,12 @@ class CompiledRule:
         problem = command_problem(config.emit, literal=True)
         if problem:
             problems.append(f"{where}.emit.{problem[0]}: {problem[1]}")
+        literal_time = config.emit.get("timestamp")
+        if literal_time is not None and not _is_dynamic(literal_time):
+            try:
+                timestamps.normalise(literal_time)
+            except ValueError as exc:
+                problems.append(f"{where}.emit.timestamp: {exc}")
 
     def applies_to(self, topic: str) -> bool:
         return self.topics is None or topic in self.topics
@@ -247,10 +255,18 @@ class Mapper:
         return commands
 
 
-def compile_rules(config: BridgeConfig, source: str) -> Mapper:
-    """Compile every rule; raise ConfigError listing every problem found."""
+def compile_rules(raw_rules: Any, topics: Sequence[str]) -> tuple[Mapper, list[str]]:
+    """Compile every rule that parses; give the Mapper and every problem found.
+
+    Rules that do not parse as a rule at all are left to the configuration's
+    own validation, which reports them.
+    """
     problems: list[str] = []
-    rules = [CompiledRule(rule, f"rules[{i}] ({rule.name})", problems) for i, rule in enumerate(config.rules)]
-    if problems:
-        raise ConfigError([f"{source}: {p}" for p in problems])
-    return Mapper(rules, config.source.topic_names)
+    rules = []
+    for index, raw in enumerate(raw_rules if isinstance(raw_rules, list) else []):
+        try:
+            rule = RuleConfig.model_validate(raw)
+        except ValidationError:
+            continue
+        rules.append(CompiledRule(rule, f"rules[{index}] ({rule.name})", problems))
+    return Mapper(rules, topics), problems

@@ -20,12 +20,13 @@ import contextlib
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import structlog
+from confluent_kafka import KafkaException
 
 from .avro import SchemaNotCached
 from .batching import Batcher
@@ -33,7 +34,7 @@ from .config import BridgeConfig
 from .deadletter import DeadLetters
 from .decode import Decoder
 from .deliver import Backoff, IntileryClient, Sender
-from .errors import DeliveryError, RecordError, RejectedError, RetryableError
+from .errors import ConfigError, DeliveryError, RecordError, RejectedError, RetryableError
 from .lanes import Lanes
 from .mapping import Command, Mapper
 from .offsets import OffsetTracker, PartitionOffsets, TopicPartitionKey
@@ -45,6 +46,7 @@ log = structlog.get_logger("bridge")
 FETCH_BATCH = 500
 IDLE_SLEEP_S = 0.01
 EXIT_OK, EXIT_PERMANENT_FAILURE, EXIT_KAFKA_FATAL = 0, 3, 4
+COUNTS = ("consumed", "delivered", "dead_lettered", "skipped", "retries")
 
 
 @dataclass(slots=True)
@@ -65,13 +67,12 @@ class Bridge:
         *,
         until_caught_up: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
-        dead_letters: DeadLetters | None = None,
-        consumer_factory: Callable[[dict[str, Any]], Any] | None = None,
+        decoder: Decoder | None = None,
     ) -> None:
         self.config = config
         self.mapper = mapper
         self.until_caught_up = until_caught_up
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter(dict.fromkeys(COUNTS, 0))
         self.offsets = OffsetTracker()
         self.lanes: Lanes[Work] = Lanes(self._deliver)
         delivery = config.delivery
@@ -86,19 +87,22 @@ class Bridge:
             post, in_flight = self.batcher.post, delivery.max_in_flight * delivery.batch.max_calls
         self.sender = Sender(post, delivery.retry, in_flight, self._log_retry)
         self._backoff = Backoff(delivery.retry)
-        self.decoder = Decoder(config.source, source_name)
-        if dead_letters is None and delivery.dead_letter_topic:
-            dead_letters = DeadLetters.create(delivery.dead_letter_topic, config.kafka)
-        self.dead_letters = dead_letters
-        source_kwargs = {"factory": consumer_factory} if consumer_factory else {}
-        self.source = Source(
-            consumer_config(config.kafka, source_name),
-            config.source.topic_names,
-            self._assigned,
-            self._revoked,
-            self.offsets.mark_committed,
-            **source_kwargs,
-        )
+        self.decoder = decoder or Decoder(config.source, source_name)
+        try:
+            self.dead_letters = (
+                DeadLetters.create(delivery.dead_letter_topic, config.kafka)
+                if delivery.dead_letter_topic
+                else None
+            )
+            self.source = Source(
+                consumer_config(config.kafka),
+                config.source.topic_names,
+                self._assigned,
+                self._revoked,
+                self.offsets.mark_committed,
+            )
+        except KafkaException as exc:  # librdkafka refused a property
+            raise ConfigError([f"{source_name}: kafka: {exc.args[0].str() if exc.args else exc}"]) from exc
         self._stop = asyncio.Event()
         self.failure: str | None = None
         self._stopped_at: dict[TopicPartitionKey, int] = {}  # the record each failure stopped at
@@ -179,7 +183,7 @@ class Bridge:
                 if self._halted(work.record):
                     return  # nothing after a failed record of its partition may be sent
                 try:
-                    delivered = await self.sender.send(command)
+                    delivered = await self.sender.send(command, _where(work.record))
                 except RejectedError as exc:
                     exc.rule = command.rule
                     self._reject(work.record, work.part, exc, command)
@@ -192,7 +196,7 @@ class Bridge:
                     attempt=delivered.attempt,
                     status=delivered.status,
                     latency_ms=round(delivered.latency_ms, 1),
-                    event_id=delivered.event_id,
+                    eventId=delivered.event_id,
                 )
             work.part.finish(work.record.offset)
         except asyncio.CancelledError:
@@ -228,13 +232,16 @@ class Bridge:
 
         self.dead_letters.send(record, error, written)
 
-    def _log_retry(self, command: Command, attempt: int, error: DeliveryError, delay: float) -> None:
+    def _log_retry(
+        self, command: Command, attempt: int, error: DeliveryError, delay: float, context: Mapping[str, Any]
+    ) -> None:
         self.counts["retries"] += 1
         event = "intilery_auth_failed" if self.sender.gate.auth_failed else "command_retry"
         emit = log.error if event == "intilery_auth_failed" else log.warning
         emit(
             event,
             **_describe(command),
+            **context,
             attempt=attempt,
             status=error.status,
             reason=error.reason,
@@ -407,6 +414,6 @@ def _describe(command: Command) -> dict[str, Any]:
     return {
         "rule": command.rule,
         "command": body.get("event"),
-        "user_id": body.get("userId"),
-        "asset_id": body.get("assetId"),
+        "userId": body.get("userId"),
+        "assetId": body.get("assetId"),
     }

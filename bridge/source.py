@@ -16,7 +16,6 @@ from typing import Any
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from .errors import ConfigError
 from .logs import kafka_logger
 from .offsets import Position, TopicPartitionKey
 
@@ -61,17 +60,8 @@ def _text(value: bytes | None) -> str | None:
         return "base64:" + base64.b64encode(value).decode()
 
 
-def consumer_config(kafka: dict[str, Any], source_name: str) -> dict[str, Any]:
-    """The librdkafka properties for the consumer; refuse settings that break at-least-once."""
-    problems = [
-        f"{source_name}: kafka.{key}: must not be true; the bridge commits offsets after delivery"
-        for key in ("enable.auto.commit", "enable.auto.offset.store")
-        if str(kafka.get(key, "false")).lower() == "true"
-    ]
-    if "group.id" not in kafka:
-        problems.append(f"{source_name}: kafka.group.id: required")
-    if problems:
-        raise ConfigError(problems)
+def consumer_config(kafka: dict[str, Any]) -> dict[str, Any]:
+    """The librdkafka properties for the consumer: the user's, plus what the bridge owns."""
     return {**kafka, **_FORCED}
 
 

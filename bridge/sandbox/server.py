@@ -15,6 +15,8 @@ Control endpoints (no token needed), for tests and curious users:
   fails the next requests; ``{"latency_ms": 20}`` delays every answer;
   ``{"drop": 3}`` closes the next connections without answering;
   ``{"reject": {"userId": "C-9"}}`` answers 400 to calls with those fields.
+  A ``status`` without a ``count`` lasts until cleared; ``GET /_sandbox/faults``
+  shows the current faults.
 - ``DELETE /_sandbox/faults``: back to normal.
 """
 
@@ -36,13 +38,14 @@ from .validation import ACTIONS, MAX_REQUEST_BYTES, validate
 
 _PATH = re.compile(r"^/track/(?P<client>[^/]+)/(?P<account>[^/]+)/(?P<brand>[^/]+)/v1/(?P<action>[a-z]+)$")
 DROP = "drop"
+FOREVER = 2**62
 
 
 @dataclass
 class Faults:
     status: int | None = None
     count: int = 0
-    retry_after: float | None = None
+    retry_after: float | str | None = None  # seconds, or an HTTP date
     latency_ms: float = 0.0
     drop: int = 0
     reject: dict[str, Any] | None = None  # calls whose root fields equal these get a 400
@@ -83,8 +86,26 @@ class SandboxState:
         self._lock = threading.Lock()
 
     def set_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``spec`` into the faults; a status without a count lasts until cleared.
+
+        Raises ValueError naming what is wrong with ``spec``.
+        """
+        unknown = sorted(set(spec) - set(Faults.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown fault fields: {', '.join(unknown)}")
+        if spec.get("status") is not None and "count" not in spec:
+            spec = {**spec, "count": FOREVER}
         with self._lock:
-            self.faults = Faults(**{**asdict(self.faults), **spec})
+            try:
+                faults = Faults(**{**asdict(self.faults), **spec})
+                _check_faults(faults)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"bad faults: {exc}") from exc
+            self.faults = faults
+            return asdict(self.faults)
+
+    def current_faults(self) -> dict[str, Any]:
+        with self._lock:
             return asdict(self.faults)
 
     def clear(self) -> None:
@@ -111,7 +132,7 @@ class SandboxState:
             return DROP
         if faults.count > 0 and faults.status is not None:
             faults.count -= 1
-            extra = {"Retry-After": f"{faults.retry_after:g}"} if faults.retry_after is not None else {}
+            extra = {"Retry-After": _header(faults.retry_after)} if faults.retry_after is not None else {}
             return faults.status, extra, {"success": False, "message": f"injected fault {faults.status}"}
         match = _PATH.match(path)
         if not match or match["action"] not in ACTIONS:
@@ -159,6 +180,24 @@ class SandboxState:
             return {which: items[since:], "total": len(items)}
 
 
+def _check_faults(faults: Faults) -> None:
+    if faults.status is not None and not (isinstance(faults.status, int) and 100 <= faults.status <= 599):
+        raise ValueError("status must be an HTTP status code")
+    for name in ("count", "drop"):
+        if not isinstance(getattr(faults, name), int) or getattr(faults, name) < 0:
+            raise ValueError(f"{name} must be a whole number >= 0")
+    if not isinstance(faults.latency_ms, int | float) or faults.latency_ms < 0:
+        raise ValueError("latency_ms must be a number >= 0")
+    if faults.reject is not None and not isinstance(faults.reject, dict):
+        raise ValueError("reject must be an object of field: value")
+    if faults.retry_after is not None and not isinstance(faults.retry_after, int | float | str):
+        raise ValueError("retry_after must be seconds or an HTTP date")
+
+
+def _header(retry_after: float | str) -> str:
+    return retry_after if isinstance(retry_after, str) else f"{retry_after:g}"
+
+
 def _fail(status: int, message: str) -> Answer:
     return status, {}, {"success": False, "message": message}
 
@@ -187,10 +226,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         state = self.server.state
+        declared = int(self.headers.get("content-length") or 0)
+        if declared > MAX_REQUEST_BYTES:  # answer without reading a body we would refuse anyway
+            self.close_connection = True
+            self._send(413, {"success": False, "message": "request too large"})
+            return
         body = self._body()
         url = urlsplit(self.path)
         if url.path == "/_sandbox/faults":
-            self._send(200, state.set_faults(json.loads(body or b"{}")))
+            try:
+                spec = json.loads(body or b"{}")
+                if not isinstance(spec, dict):
+                    raise ValueError("faults must be a JSON object")
+                self._send(200, state.set_faults(spec))
+            except ValueError as exc:
+                self._send(400, {"success": False, "message": str(exc)})
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         answer = state.handle(url.path, headers, body)
@@ -206,11 +256,17 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         which = url.path.removeprefix("/_sandbox/")
+        if which == "faults":
+            self._send(200, self.server.state.current_faults())
+            return
         if which not in ("requests", "attempts"):
             self._send(404, {"success": False, "message": "unknown path"})
             return
-        since = int(parse_qs(url.query).get("since", ["0"])[0])
-        self._send(200, self.server.state.listing(which, since))
+        since = parse_qs(url.query).get("since", ["0"])[0]
+        if not since.isdigit():
+            self._send(400, {"success": False, "message": "since must be a whole number"})
+            return
+        self._send(200, self.server.state.listing(which, int(since)))
 
     def do_DELETE(self) -> None:
         path = urlsplit(self.path).path

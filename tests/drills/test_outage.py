@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.pipeline import FETCH_BATCH
 from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
 from tests.conftest import accepted, log_events, start_bridge, wait_for, write_config
@@ -26,7 +27,9 @@ def test_503_outage_then_recovery(
     outage_s: float,
 ) -> None:
     produce_stream(drill_cluster, records // 3)
-    config = write_config(tmp_path, drill_config(drill_cluster, sandbox, "outage", max_buffered_records=500))
+    config = write_config(
+        tmp_path, drill_config(drill_cluster, sandbox, "outage", max_buffered_records=records // 6)
+    )
     log_path = tmp_path / "bridge.log"
     process = start_bridge(config, log_path)
     try:
@@ -51,6 +54,11 @@ def test_503_outage_then_recovery(
     retries = [e for e in events if e["event"] == "command_retry"]
     assert retries and all(e["status"] == 503 for e in retries)
     assert during < records, "the outage must have held deliveries back"
+    # The backlog is held at the buffer limit: the consumer pauses, then resumes after recovery.
+    kinds = [e["event"] for e in events]
+    assert "consumer_paused" in kinds and "consumer_resumed" in kinds[kinds.index("consumer_paused") :]
+    summaries = [e for e in events if e["event"] == "bridge_summary"]
+    assert summaries and max(e["unfinished"] for e in summaries) <= records // 6 + FETCH_BATCH
     rebalances = [e for e in events if e["event"] == "partitions_assigned"]
     assert len(rebalances) == 1, "the consumer must not leave the group during the outage"
     report(

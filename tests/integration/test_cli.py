@@ -177,3 +177,21 @@ def test_check_loads_every_local_schema(tmp_path: Path) -> None:
     assert result.stderr.startswith(f"{path}: source.topics[1] (app-events-avro).schema: ")
     assert "not a valid Avro schema" in result.stderr
     assert cli("check", "--config", str(AVRO_EXAMPLE), env={"INTILERY_AUTH_TOKEN": "t"}).returncode == 0
+
+
+def test_map_missing_file_is_a_clean_error() -> None:
+    result = cli("map", "--config", str(EXAMPLE), "no-such-file.jsonl")
+    assert (
+        result.returncode == 2
+        and result.stderr.strip() == "no-such-file.jsonl: cannot read: No such file or directory"
+    )
+
+
+def test_run_refuses_a_property_librdkafka_rejects(tmp_path: Path) -> None:
+    config = yaml.safe_load(EXAMPLE.read_text())
+    config["kafka"]["no.such.property"] = 1
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = cli("run", "--config", str(path), env={"INTILERY_AUTH_TOKEN": "t"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"{path}: kafka: ") and "no.such.property" in result.stderr

@@ -101,3 +101,29 @@ def test_control_endpoints_over_http(sandbox: Sandbox) -> None:
         assert [a["status"] for a in http.get("/_sandbox/attempts").json()["attempts"]] == [502, 200]
         assert http.delete("/_sandbox/requests").status_code == 200
         assert http.get("/_sandbox/requests").json() == {"requests": [], "total": 0}
+
+
+def test_control_endpoints_refuse_bad_input(sandbox: Sandbox) -> None:
+    with httpx.Client(base_url=sandbox.url) as http:
+        assert http.get("/_sandbox/requests?since=abc").status_code == 400
+        for body in (b'{"bogus": 1}', b"notjson", b'{"status": "x"}', b"[1]"):
+            answer = http.post("/_sandbox/faults", content=body)
+            assert answer.status_code == 400 and answer.json()["success"] is False
+        http.post("/_sandbox/faults", json={"status": 429, "retry_after": "Wed, 21 Oct 2015 07:28:00 GMT"})
+        assert http.get("/_sandbox/faults").json()["count"] > 10**9, "a status without a count lasts"
+        answer = http.post(
+            "/track/acme/acme/ACME/v1/track",
+            content=SMS.payload,
+            headers={"auth-token": TOKEN, "content-type": "application/json"},
+        )
+        assert answer.status_code == 429 and answer.headers["retry-after"] == "Wed, 21 Oct 2015 07:28:00 GMT"
+        http.delete("/_sandbox/faults")
+        assert http.get("/_sandbox/faults").json()["status"] is None
+
+
+def test_oversized_declared_body_is_refused_without_reading_it(sandbox: Sandbox) -> None:
+    with socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as conn:
+        conn.sendall(
+            b"POST /track/acme/acme/ACME/v1/track HTTP/1.1\r\nHost: x\r\ncontent-length: 99999999\r\n\r\n{}"
+        )
+        assert conn.recv(200).startswith(b"HTTP/1.1 413")

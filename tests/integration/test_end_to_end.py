@@ -223,7 +223,7 @@ def test_every_rule_kind_end_to_end(
         ),
     ]
     for key, value, headers in bad:
-        producer.produce("bookings", key=key, value=value, headers=headers)
+        producer.produce("bookings", key=key, value=value, headers=headers, timestamp=BASE_MS - 1)
     assert producer.flush(30) == 0
     # The print rule renders the record's partition: fill it in now the producer has placed each key.
     for message in read_all(cluster.bootstrap_servers, "bookings", PARTITIONS):
@@ -264,6 +264,7 @@ def test_every_rule_kind_end_to_end(
     assert rejected_h["x-bridge-http-status"] == "400" and rejected_h["x-bridge-rule"] == "abandoned-sms"
     for h in headers:
         assert {"x-bridge-source-partition", "x-bridge-source-offset"} <= set(h)
+    assert all(m.timestamp()[1] == BASE_MS - 1 for m in dead), "dead letters keep the record's time"
 
     for committed, end in committed_and_ends(cluster.bootstrap_servers, "e2e", "bookings", PARTITIONS):
         assert committed == end
@@ -274,9 +275,16 @@ def test_every_rule_kind_end_to_end(
         assert not batches
 
     events = log_events(log_path)
+    summary = [e for e in events if e["event"] == "bridge_summary"][-1]
+    assert {k: summary[k] for k in ("consumed", "delivered", "dead_lettered", "skipped")} == {
+        "consumed": total + 3,
+        "delivered": len(expected),
+        "dead_lettered": 3,
+        "skipped": total // 8 * 2,
+    }
     delivered = [e for e in events if e["event"] == "command_delivered"]
     assert len(delivered) == len(expected)
-    assert all(e["event_id"] and e["status"] == 200 for e in delivered)
+    assert all(e["eventId"] and e["status"] == 200 for e in delivered)
     assert not any("test-token-5f2b9c" in line for line in log_path.read_text().splitlines())
 
 

@@ -44,7 +44,6 @@ def setup(cluster: MockCluster, strategy: str) -> tuple[Source, dict[str, object
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 300,
         },
-        "test.yaml",
     )
     source = Source(conf, ["t"], lambda keys: None, lambda keys, lost: None, lambda pos: None)
     source.start()

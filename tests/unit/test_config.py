@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from bridge.cli import load
 from bridge.config import expand_env, load_config
 from bridge.errors import ConfigError
+from bridge.loading import load, load_offline
 from bridge.source import consumer_config
 
 GOOD: dict[str, Any] = {
@@ -30,13 +30,13 @@ def write(tmp_path: Path, data: Any) -> Path:
     return path
 
 
-def problems(tmp_path: Path, data: Any, env: dict[str, str] | None = None) -> list[str]:
+def problems(tmp_path: Path, data: Any, monkeypatch: pytest.MonkeyPatch | None = None) -> list[str]:
+    """Every problem `load` (what run and check use) reports for ``data``."""
     path = write(tmp_path, data)
-    with pytest.raises(ConfigError) as info:
-        config = load_config(path, env={"TOKEN": "t"} if env is None else env)
-        from bridge.mapping import compile_rules
-
-        compile_rules(config, str(path))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TOKEN", "t")
+        with pytest.raises(ConfigError) as info:
+            load(str(path))
     return info.value.problems
 
 
@@ -118,15 +118,74 @@ def test_missing_sections_and_bootstrap(tmp_path: Path) -> None:
     assert "rules: List should have at least 1 item" in joined
 
 
-def test_auto_commit_refused() -> None:
-    with pytest.raises(ConfigError) as info:
-        consumer_config({"bootstrap.servers": "x", "group.id": "g", "enable.auto.commit": True}, "f.yaml")
-    assert "kafka.enable.auto.commit: must not be true" in info.value.problems[0]
-    conf = consumer_config({"bootstrap.servers": "x", "group.id": "g"}, "f.yaml")
+def test_auto_commit_refused(tmp_path: Path) -> None:
+    kafka = {"bootstrap.servers": "x", "group.id": "g", "enable.auto.commit": True}
+    assert problems(tmp_path, {**GOOD, "kafka": kafka}) == [
+        f"{tmp_path / 'bridge.yaml'}: kafka.enable.auto.commit: must not be true; "
+        "the bridge commits offsets after delivery"
+    ]
+    conf = consumer_config({"bootstrap.servers": "x", "group.id": "g"})
     assert conf["enable.auto.offset.store"] is False and conf["enable.auto.commit"] is False
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    rules = [
+        GOOD["rules"][0],
+        GOOD["rules"][0],
+        {"name": "t", "topics": ["nope"], "emit": {"event": "x", "userId": "u"}},
+        {"name": "noemit"},
+        {"name": "j", "when": "a ==", "emit": {"event": "send_sms", "userId": "u", "timestamp": "yesterday"}},
+    ]
+    data = {**GOOD, "kafka": {"group.id": "g"}, "rules": rules}
+    lines = [line.split(": ", 1)[1] for line in problems(tmp_path, data)]
+    assert sorted(lines) == sorted(
+        [
+            "kafka.bootstrap.servers: required",
+            "rules[1] (abandoned-sms).name: duplicate rule name",
+            "rules[2] (t).topics: not in source.topics: nope",
+            "rules[3] (noemit).emit: Field required",
+            "rules[4] (j).when: invalid JMESPath 'a ==': Incomplete expression",
+            "rules[4] (j).emit.assetId: required for send_sms",
+            "rules[4] (j).emit.timestamp: not an ISO-8601 time or epoch number: 'yesterday'",
+        ]
+    )
+
+
+def test_missing_variable_hides_no_other_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = {**GOOD, "intilery": {**GOOD["intilery"], "url": "${NO_SUCH_URL}"}, "rules": [{"name": "x"}]}
+    path = write(tmp_path, data)
+    monkeypatch.setenv("TOKEN", "t")
+    monkeypatch.delenv("NO_SUCH_URL", raising=False)
+    with pytest.raises(ConfigError) as info:
+        load(str(path))
+    assert info.value.problems == [
+        f"{path}: intilery.url: environment variable NO_SUCH_URL is not set",
+        f"{path}: rules[0] (x).emit: Field required",
+    ]
+
+
+def test_offline_load_needs_only_source_and_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = {
+        **GOOD,
+        "intilery": {
+            "url": "${NO_URL}",
+            "client_id": "${NO_ID}",
+            "account_id": "a",
+            "auth_token": "${NO_TOKEN}",
+        },
+    }
+    for name in ("NO_URL", "NO_ID", "NO_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    source, mapper = load_offline(str(write(tmp_path, data)))
+    assert source.topic_names == ["bookings"] and len(mapper) == 1
+
+
+def test_empty_variable_takes_the_default() -> None:
+    assert expand_env("${E:-fallback}", {"E": ""}, []) == "fallback"
+    assert expand_env("${E}", {"E": ""}, []) == ""
 
 
 def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTILERY_AUTH_TOKEN", "t")
-    config, mapper = load(str(Path(__file__).parents[2] / "examples" / "bridge.yaml"))
+    config, mapper, _ = load(str(Path(__file__).parents[2] / "examples" / "bridge.yaml"))
     assert len(mapper) == len(config.rules) == 7

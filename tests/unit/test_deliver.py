@@ -93,7 +93,7 @@ class Script:
             self.post,
             config,
             4,
-            lambda c, attempt, e, d: retries.append(attempt),
+            lambda c, attempt, e, d, ctx: retries.append(attempt),
             gate=gate,
             backoff=Backoff(config, rand=lambda: 1.0),
             sleep=self.sleep,

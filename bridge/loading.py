@@ -1,0 +1,85 @@
+"""Load a configuration file with everything it names: the model, the compiled
+rules and the decoders (local Avro schemas).
+
+Takes a path; gives what ``run`` and ``check`` need, or what offline ``map``
+needs (only ``source`` and ``rules``, no secrets); raises
+:class:`~bridge.errors.ConfigError` listing every problem found, each naming the
+file, the rule or topic, and the field.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from pydantic import ValidationError
+
+from . import logs
+from .config import (
+    BridgeConfig,
+    SourceConfig,
+    cross_problems,
+    describe_validation,
+    expand_env,
+    raw_topic_names,
+    read_raw,
+    validate,
+    without_env_echoes,
+)
+from .decode import Decoder
+from .errors import ConfigError
+from .mapping import Mapper, compile_rules
+
+
+class Loaded(NamedTuple):
+    config: BridgeConfig
+    mapper: Mapper
+    decoder: Decoder
+
+
+def load(path: str) -> Loaded:
+    raw = read_raw(path)
+    env_problems: list[str] = []
+    expanded = expand_env(raw, os.environ, env_problems)
+    config, problems = validate(expanded)
+    mapper, rule_problems = compile_rules(expanded.get("rules"), raw_topic_names(expanded))
+    problems = env_problems + without_env_echoes(problems + rule_problems, env_problems)
+    decoder = None
+    if config is not None:
+        try:
+            decoder = Decoder(config.source, path)
+        except ConfigError as exc:
+            problems += [p.removeprefix(f"{path}: ") for p in exc.problems]
+    if problems or config is None or decoder is None:
+        raise ConfigError([f"{path}: {p}" for p in problems])
+    _register_secrets(config)
+    return Loaded(config, mapper, decoder)
+
+
+def load_offline(path: str) -> tuple[SourceConfig, Mapper]:
+    """Only ``source`` and ``rules``; unset variables expand to empty strings."""
+    expanded = expand_env(read_raw(path), os.environ, None)
+    problems = [p for p in cross_problems(expanded) if p.startswith("rules")]
+    source = None
+    try:
+        source = SourceConfig.model_validate(expanded.get("source"))
+    except ValidationError as exc:
+        lines = (
+            describe_validation(exc, expanded.get("source") or {}) if expanded.get("source") else ["required"]
+        )
+        problems += [line if line.startswith("source.") else f"source.{line}" for line in lines]
+    mapper, rule_problems = compile_rules(expanded.get("rules"), raw_topic_names(expanded))
+    problems += rule_problems
+    if problems or source is None:
+        raise ConfigError([f"{path}: {p}" for p in problems])
+    return source, mapper
+
+
+def _register_secrets(config: BridgeConfig) -> None:
+    logs.register_secret(config.intilery.auth_token.get_secret_value())
+    registry = config.source.schema_registry
+    if registry is not None and registry.basic_auth is not None:
+        logs.register_secret(registry.basic_auth.get_secret_value())
+    for key, value in config.kafka.items():
+        if "password" in key or "secret" in key:
+            logs.register_secret(str(value))
