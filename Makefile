@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint drills clean
+.PHONY: demo test lint drills bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: lint
 
 drills: $(STAMP)
 	$(BIN)/pytest -m slow tests/drills -s
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+	$(BIN)/python bench/decode.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -74,8 +74,13 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=500)
     parser.add_argument("--down", action="store_true")
     args = parser.parse_args()
-    web.run_app(app(args.latency_ms, args.rate, args.burst, args.down), host="127.0.0.1", port=args.port,
-                print=None, access_log=None)
+    web.run_app(
+        app(args.latency_ms, args.rate, args.burst, args.down),
+        host="127.0.0.1",
+        port=args.port,
+        print=None,
+        access_log=None,
+    )
 
 
 if __name__ == "__main__":

@@ -104,7 +104,8 @@ class IntileryClient:
         transport: httpx.AsyncBaseTransport | None = None,
         limiter: RateLimiter | None = None,
     ) -> None:
-        self._urls = {action: config.endpoint(action) for action in ("track", "identify", "batch")}
+        # Parsed once: httpx would otherwise parse the URL string again on every request.
+        self._urls = {action: httpx.URL(config.endpoint(action)) for action in ("track", "identify", "batch")}
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._client = httpx.AsyncClient(
             headers={
