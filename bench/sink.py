@@ -11,30 +11,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-
-class Bucket:
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst, self.tokens, self.at = rate, burst, float(burst), time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bridge.sandbox.server import TokenBucket
 
 
 def app(latency_ms: float, rate: float, burst: int, down: bool) -> web.Application:
     stats: dict[str, Any] = {"requests": 0, "calls": 0, "status_429": 0, "status_503": 0, "arrivals": []}
-    bucket = Bucket(rate, burst) if rate > 0 else None
+    bucket = TokenBucket(rate, burst) if rate > 0 else None
 
     async def track(request: web.Request) -> web.Response:
         body = await request.read()

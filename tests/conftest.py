@@ -13,10 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
@@ -164,21 +163,6 @@ def start_bridge(config_path: Path, log_path: Path, *extra: str) -> subprocess.P
         )
 
 
-def produce(
-    bootstrap: str,
-    topic: str,
-    records: list[tuple[str | None, bytes, list[tuple[str, bytes]]]],
-    partition_of: Callable[[int], int] | None = None,
-) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    for index, (key, value, headers) in enumerate(records):
-        kwargs: dict[str, Any] = {"key": key, "value": value, "headers": headers}
-        if partition_of is not None:
-            kwargs["partition"] = partition_of(index)
-        producer.produce(topic, **kwargs)
-    assert producer.flush(30) == 0
-
-
 def read_all(bootstrap: str, topic: str, partitions: int = 1) -> list[Any]:
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "test-reader", "enable.partition.eof": True}
@@ -235,7 +219,3 @@ def log_events(log_path: Path) -> list[dict[str, Any]]:
             with contextlib.suppress(ValueError):
                 events.append(json.loads(line))
     return events
-
-
-def sandbox_http(sandbox: Sandbox) -> httpx.Client:
-    return httpx.Client(base_url=sandbox.url, timeout=5)
