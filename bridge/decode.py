@@ -27,6 +27,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # built once, not per record
+
+
 def decode_json(value: bytes | None) -> dict[str, Any]:
     if value is None:
         raise DecodeError("record has no value (tombstone)")
@@ -35,7 +38,7 @@ def decode_json(value: bytes | None) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise DecodeError(f"value is not valid UTF-8 (byte {exc.start})") from exc
     try:
-        event = json.loads(text, parse_constant=_reject_constant)
+        event = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise DecodeError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
     except ValueError as exc:

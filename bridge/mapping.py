@@ -20,14 +20,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import jmespath
 import jmespath.exceptions
-from jmespath.parser import ParsedResult
 from pydantic import ValidationError
 
 from . import timestamps
 from .config import RuleConfig
 from .errors import MappingError
+from .expressions import Evaluate, compile_expression, is_false
 
 SEND_COMMANDS = frozenset({"send_email", "send_sms", "send_print", "send_push"})
 COMMANDS = SEND_COMMANDS | {"start_journey"}
@@ -36,6 +35,7 @@ KAFKA_ROOT = "_kafka"
 
 _EXPR = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.S)
 _MISSING = object()
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)  # built once
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +60,22 @@ class Command:
 Render = Callable[[dict[str, Any]], Any]
 
 
-def _search(expr: ParsedResult, context: dict[str, Any]) -> Any:
-    try:
-        return expr.search(context)
-    except jmespath.exceptions.JMESPathError as exc:
-        raise MappingError(f"expression {expr.expression!r} failed: {exc}") from exc
+@dataclass(frozen=True, slots=True)
+class Expression:
+    text: str
+    evaluate: Evaluate
 
 
-def _compile_expr(text: str, where: str, problems: list[str]) -> ParsedResult | None:
+def _search(expr: Expression, context: dict[str, Any]) -> Any:
     try:
-        return jmespath.compile(text)
+        return expr.evaluate(context)
+    except (jmespath.exceptions.JMESPathError, TypeError, ValueError) as exc:
+        raise MappingError(f"expression {expr.text!r} failed: {exc}") from exc
+
+
+def _compile_expr(text: str, where: str, problems: list[str]) -> Expression | None:
+    try:
+        return Expression(text, compile_expression(text))
     except jmespath.exceptions.JMESPathError as exc:
         reason = str(exc).splitlines()[0].removeprefix("Invalid jmespath expression: ").rstrip(": ")
         problems.append(f"{where}: invalid JMESPath {text!r}: {reason}")
@@ -127,11 +133,6 @@ def compile_template(node: Any, where: str, problems: list[str]) -> Render:
 
 
 # --- rules -------------------------------------------------------------------
-
-
-def _truthy(value: Any) -> bool:
-    """JMESPath truthiness: false, null and empty strings/lists/objects are false; 0 is true."""
-    return not (value is None or value is False or value in ("", [], {}))
 
 
 def _is_dynamic(value: Any) -> bool:
@@ -194,7 +195,7 @@ class CompiledRule:
         return self.topics is None or topic in self.topics
 
     def __call__(self, context: dict[str, Any]) -> Command | None:
-        if self._when is not None and not _truthy(_search(self._when, context)):
+        if self._when is not None and is_false(_search(self._when, context)):
             return None
         body = self._emit(context)
         return finish_command(self.name, body, context[KAFKA_ROOT].get("timestamp"))
@@ -216,7 +217,7 @@ def finish_command(rule: str, body: dict[str, Any], record_ms: int | None) -> Co
     except ValueError as exc:
         raise MappingError(f"timestamp: {exc}", rule=rule) from exc
     try:
-        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        payload = _ENCODER.encode(body).encode()
     except (TypeError, ValueError) as exc:
         raise MappingError(f"body is not valid JSON: {exc}", rule=rule) from exc
     if len(payload) > MAX_CALL_BYTES:
@@ -239,7 +240,7 @@ class Mapper:
         return self._by_topic.get(topic, self._all)
 
     def map(self, event: dict[str, Any], meta: dict[str, Any]) -> list[Command]:
-        context = dict(event)
+        context = event  # the decoded event is ours: add the metadata root instead of copying it
         context[KAFKA_ROOT] = meta
         commands = []
         for rule in self.rules_for(meta["topic"]):

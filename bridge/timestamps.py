@@ -16,9 +16,15 @@ _NUMERIC = re.compile(r"^[+-]?\d+(\.\d+)?$")
 _MS_THRESHOLD = 1e11  # 1e11 seconds is the year 5138; smaller values are seconds
 
 
+_CANONICAL = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
 def format_utc(moment: datetime) -> str:
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    m = moment.astimezone(UTC)
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}."
+        f"{m.microsecond // 1000:03d}Z"
+    )
 
 
 def from_epoch_ms(ms: int) -> str:
@@ -48,4 +54,7 @@ def parse_time(value: Any) -> datetime:
 
 
 def normalise(value: Any) -> str:
+    if isinstance(value, str) and _CANONICAL.match(value):
+        parse_time(value)  # still refuse impossible dates such as month 13
+        return value
     return format_utc(parse_time(value))
