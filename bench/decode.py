@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bridge.avro import jsonable, load_schema  # noqa: E402
-from bridge.cli import load  # noqa: E402
-from bridge.decode import Decoder, decode_json  # noqa: E402
+from bridge.decode import decode_json  # noqa: E402
+from bridge.loading import load  # noqa: E402
 
 
 def samples(count: int) -> list[dict[str, Any]]:
@@ -45,10 +45,9 @@ def rate(count: int, work: Callable[[], None]) -> float:
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
     os.environ.setdefault("INTILERY_AUTH_TOKEN", "bench")
-    config, mapper = load(str(ROOT / "examples/bridge-avro.yaml"))
+    _, mapper, decoder = load(str(ROOT / "examples/bridge-avro.yaml"))
     schema = load_schema(ROOT / "schemas/booking_abandoned.avsc")
     events = samples(count)
-    decoder = Decoder(config.source, str(ROOT / "examples/bridge-avro.yaml"))
     assert decoder.registry is not None
     decoder.registry._schemas[1] = schema  # pre-cached, as after the first record of a schema id
 

@@ -30,3 +30,19 @@ def test_dockerfile_entrypoint_is_the_console_script() -> None:
     assert 'ENTRYPOINT ["intilery-bridge"]' in text and "USER bridge" in text
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert 'intilery-bridge = "bridge.cli:main"' in pyproject
+
+
+def test_decode_benchmark_runs() -> None:
+    """`make bench` runs bench/decode.py after bench/run.py; keep it runnable."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench/decode.py"), "300"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "avro/json ratio" in result.stdout
