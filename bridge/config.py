@@ -146,11 +146,34 @@ class LogConfig(_Model):
     summary_interval_s: float = Field(default=30.0, gt=0)
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float:
+    """``90s``, ``15m``, ``2h``, ``1d``, ``1h30m``, ``500ms`` or a number of seconds → seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (text := value.replace(" ", "")) and _DURATION_PART.sub("", text) == "":
+        seconds = sum(float(n) * _UNIT_S[unit] for n, unit in _DURATION_PART.findall(text))
+    else:
+        raise ValueError("a duration such as 90s, 15m, 2h, 1d or 1h30m")
+    if seconds <= 0:
+        raise ValueError("must be longer than zero")
+    return seconds
+
+
 class RuleConfig(_Model):
     name: str = Field(min_length=1)
     topics: list[str] | None = None
     when: str | None = None
+    max_age: float | None = None  # seconds; written as a duration such as 2h
     emit: dict[str, Any]
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
 
 
 class BridgeConfig(_Model):

@@ -28,7 +28,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from .config import IntileryConfig, RetryConfig
-from .errors import AuthError, DeliveryError, RejectedError, RetryableError
+from .errors import AuthError, DeliveryError, RejectedError, RetryableError, StaleCommand
 from .mapping import Command
 from .ratelimit import RateLimiter
 
@@ -182,7 +182,12 @@ OnRetry = Callable[[Command, int, DeliveryError, float, Mapping[str, Any]], None
 
 
 class Sender:
-    """Sends one command until Intilery takes it, refuses it, or attempts run out."""
+    """Sends one command until Intilery takes it, refuses it, or attempts run out.
+
+    Before every attempt a command past its rule's ``max_age`` raises
+    :class:`StaleCommand` instead (unless ``guard_stale`` is off, as for
+    ``replay --ignore-max-age``).
+    """
 
     def __init__(
         self,
@@ -193,6 +198,7 @@ class Sender:
         gate: Gate | None = None,
         backoff: Backoff | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        guard_stale: bool = True,
     ) -> None:
         self._post = post
         self._retry = retry
@@ -201,6 +207,7 @@ class Sender:
         self.gate = gate or Gate()
         self._backoff = backoff or Backoff(retry)
         self._sleep = sleep
+        self.guard_stale = guard_stale
         self.in_flight = 0
 
     async def send(self, command: Command, context: Mapping[str, Any] = MappingProxyType({})) -> Delivered:
@@ -227,6 +234,8 @@ class Sender:
         await self.gate.wait(self._sleep)
         async with self._slots:
             await self.gate.wait(self._sleep)
+            if self.guard_stale and command.is_stale(int(time.time() * 1000)):
+                raise StaleCommand(f"older than {command.max_age_s:g}s")
             self.in_flight += 1
             try:
                 return await self._post(command)

@@ -12,6 +12,7 @@
     └── DeliveryError            not the record's fault: retry, never dead-letter
         ├── RetryableError       connection errors, timeouts, 408, 429, 5xx
         └── AuthError            401/403: the credentials are wrong, pause everything
+    StaleCommand                 past its rule's max_age when it would be sent: skipped
 
 Foreign exceptions (httpx, json, jmespath, confluent-kafka) are translated once,
 at the edge that meets them, with ``raise ... from exc``.
@@ -68,6 +69,10 @@ class DeliveryError(BridgeError):
 
 class RetryableError(DeliveryError):
     pass
+
+
+class StaleCommand(BridgeError):
+    """The command's event is older than its rule's ``max_age``: it is skipped, not sent."""
 
 
 class AuthError(DeliveryError):

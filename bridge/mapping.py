@@ -46,6 +46,15 @@ class Command:
     action: str
     body: dict[str, Any]
     payload: bytes = field(repr=False)
+    event_ms: int | None = None  # the event's time: the rendered timestamp, else the record's
+    max_age_s: float | None = None  # the rule's stale-event guard
+
+    def is_stale(self, now_ms: int) -> bool:
+        return (
+            self.max_age_s is not None
+            and self.event_ms is not None
+            and now_ms - self.event_ms > self.max_age_s * 1000
+        )
 
     @property
     def name(self) -> str:
@@ -178,6 +187,7 @@ class CompiledRule:
 
     def __init__(self, config: RuleConfig, where: str, problems: list[str]) -> None:
         self.name = config.name
+        self.max_age_s = config.max_age
         self.topics = frozenset(config.topics) if config.topics else None
         self._when = _compile_expr(config.when, f"{where}.when", problems) if config.when else None
         self._emit = compile_template(config.emit, f"{where}.emit", problems)
@@ -198,10 +208,12 @@ class CompiledRule:
         if self._when is not None and is_false(_search(self._when, context)):
             return None
         body = self._emit(context)
-        return finish_command(self.name, body, context[KAFKA_ROOT].get("timestamp"))
+        return finish_command(self.name, body, context[KAFKA_ROOT].get("timestamp"), self.max_age_s)
 
 
-def finish_command(rule: str, body: dict[str, Any], record_ms: int | None) -> Command:
+def finish_command(
+    rule: str, body: dict[str, Any], record_ms: int | None, max_age_s: float | None = None
+) -> Command:
     """Normalise the event name and timestamp, check the contract and the size."""
     event = body.get("event")
     if isinstance(event, str) and event.lower() in COMMANDS | {"identify"}:
@@ -209,9 +221,10 @@ def finish_command(rule: str, body: dict[str, Any], record_ms: int | None) -> Co
     problem = command_problem(body, literal=False)
     if problem:
         raise MappingError(f"{problem[0]}: {problem[1]}", rule=rule)
+    event_ms = record_ms
     try:
         if "timestamp" in body:
-            body["timestamp"] = timestamps.normalise(body["timestamp"])
+            body["timestamp"], event_ms = timestamps.normalise_ms(body["timestamp"])
         elif record_ms is not None:
             body["timestamp"] = timestamps.from_epoch_ms(record_ms)
     except ValueError as exc:
@@ -223,7 +236,7 @@ def finish_command(rule: str, body: dict[str, Any], record_ms: int | None) -> Co
     if len(payload) > MAX_CALL_BYTES:
         raise MappingError(f"body is {len(payload)} bytes, over Intilery's 32 KB per call", rule=rule)
     action = "identify" if body["event"] == "identify" else "track"
-    return Command(rule=rule, action=action, body=body, payload=payload)
+    return Command(rule, action, body, payload, event_ms, max_age_s)
 
 
 class Mapper:

@@ -34,7 +34,7 @@ from .config import BridgeConfig
 from .deadletter import DeadLetters
 from .decode import Decoder
 from .deliver import Backoff, IntileryClient, Sender
-from .errors import ConfigError, DeliveryError, RecordError, RejectedError, RetryableError
+from .errors import ConfigError, DeliveryError, RecordError, RejectedError, RetryableError, StaleCommand
 from .lanes import Lanes
 from .mapping import Command, Mapper
 from .offsets import OffsetTracker, PartitionOffsets, TopicPartitionKey
@@ -46,7 +46,7 @@ log = structlog.get_logger("bridge")
 FETCH_BATCH = 500
 IDLE_SLEEP_S = 0.01
 EXIT_OK, EXIT_PERMANENT_FAILURE, EXIT_KAFKA_FATAL = 0, 3, 4
-COUNTS = ("consumed", "delivered", "dead_lettered", "skipped", "retries")
+COUNTS = ("consumed", "delivered", "dead_lettered", "skipped", "stale", "retries")
 
 
 @dataclass(slots=True)
@@ -184,6 +184,10 @@ class Bridge:
                     return  # nothing after a failed record of its partition may be sent
                 try:
                     delivered = await self.sender.send(command, _where(work.record))
+                except StaleCommand as stale:
+                    self.counts["stale"] += 1
+                    log.info("command_stale", **_describe(command), **_where(work.record), reason=str(stale))
+                    continue
                 except RejectedError as exc:
                     exc.rule = command.rule
                     self._reject(work.record, work.part, exc, command)

@@ -54,7 +54,11 @@ def parse_time(value: Any) -> datetime:
 
 
 def normalise(value: Any) -> str:
-    if isinstance(value, str) and _CANONICAL.match(value):
-        parse_time(value)  # still refuse impossible dates such as month 13
-        return value
-    return format_utc(parse_time(value))
+    return normalise_ms(value)[0]
+
+
+def normalise_ms(value: Any) -> tuple[str, int]:
+    """The Intilery form of ``value`` and the same moment in epoch milliseconds."""
+    moment = parse_time(value)  # also refuses impossible dates such as month 13
+    text = value if isinstance(value, str) and _CANONICAL.match(value) else format_utc(moment)
+    return text, int(moment.timestamp() * 1000)

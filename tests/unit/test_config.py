@@ -189,3 +189,21 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTILERY_AUTH_TOKEN", "t")
     config, mapper, _ = load(str(Path(__file__).parents[2] / "examples" / "bridge.yaml"))
     assert len(mapper) == len(config.rules) == 7
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400), ("1h30m", 5400), ("500ms", 0.5), (45, 45)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    from bridge.config import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+def test_bad_max_age_names_the_rule(tmp_path: Path) -> None:
+    rule = {**GOOD["rules"][0], "max_age": "two hours"}
+    assert problems(tmp_path, {**GOOD, "rules": [rule]}) == [
+        f"{tmp_path / 'bridge.yaml'}: rules[0] (abandoned-sms).max_age: "
+        "a duration such as 90s, 15m, 2h, 1d or 1h30m"
+    ]

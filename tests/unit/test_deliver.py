@@ -173,3 +173,26 @@ def test_in_flight_never_exceeds_the_limit() -> None:
 
     asyncio.run(main())
     assert peak == 3
+
+
+def test_stale_command_is_not_sent_and_guard_can_be_off() -> None:
+    from dataclasses import replace
+
+    from bridge.errors import StaleCommand
+
+    old = replace(COMMAND, event_ms=0, max_age_s=3600)
+    script = Script([None])
+    sender, _ = script.sender()
+    with pytest.raises(StaleCommand):
+        asyncio.run(sender.send(old))
+    assert script.calls == 0
+    sender.guard_stale = False
+    assert asyncio.run(sender.send(old)).status == 200
+
+
+def test_command_staleness() -> None:
+    from dataclasses import replace
+
+    assert not COMMAND.is_stale(10**13)  # no max_age: never stale
+    fresh = replace(COMMAND, event_ms=1_000_000, max_age_s=60)
+    assert not fresh.is_stale(1_000_000 + 60_000) and fresh.is_stale(1_000_000 + 60_001)
