@@ -185,6 +185,7 @@ def bridge_config(cluster: MockCluster, sink: Sink, topic: str, group: str, **ex
         },
         "delivery": delivery,
         "log": {"level": "warning"},
+        "observability": {"host": "127.0.0.1", "port": 0},
         "rules": [RULE],
     }
 

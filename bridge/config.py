@@ -141,6 +141,12 @@ class DeliveryConfig(_Model):
     batch: BatchConfig | None = None
 
 
+class ObservabilityConfig(_Model):
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = Field(default=9400, ge=0, le=65535)  # 0: any free port (logged at start-up)
+
+
 class LogConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     summary_interval_s: float = Field(default=30.0, gt=0)
@@ -182,6 +188,7 @@ class BridgeConfig(_Model):
     intilery: IntileryConfig
     delivery: DeliveryConfig = DeliveryConfig()
     log: LogConfig = LogConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
     rules: list[RuleConfig] = Field(min_length=1)
 
 

@@ -30,6 +30,7 @@ from httpx_aiohttp import AiohttpTransport
 from .config import IntileryConfig, RetryConfig
 from .errors import AuthError, DeliveryError, RejectedError, RetryableError, StaleCommand
 from .mapping import Command
+from .metrics import Metrics
 from .ratelimit import RateLimiter
 
 RETRYABLE_STATUS = frozenset({408, 429})
@@ -103,6 +104,7 @@ class IntileryClient:
         max_connections: int,
         transport: httpx.AsyncBaseTransport | None = None,
         limiter: RateLimiter | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         # Parsed once: httpx would otherwise parse the URL string again on every request.
         self._urls = {action: httpx.URL(config.endpoint(action)) for action in ("track", "identify", "batch")}
@@ -118,21 +120,30 @@ class IntileryClient:
             transport=transport or AiohttpTransport(limits=limits),
         )
         self.limiter = limiter
+        self.metrics = metrics
 
     async def post(self, command: Command) -> Delivered:
         return await self.send(command.action, command.payload)
 
     async def send(self, action: str, payload: bytes) -> Delivered:
         if self.limiter is not None:
-            await self.limiter.acquire()
+            waited = await self.limiter.acquire()
+            if waited and self.metrics is not None:
+                self.metrics.limiter_wait.inc(waited)
         started = time.perf_counter()
         try:
             response = await self._client.post(self._urls[action], content=payload)
         except httpx.RequestError as exc:
+            self._observe("error", started)
             raise RetryableError(_transport_reason(exc)) from exc
+        self._observe(str(response.status_code), started)
         if response.status_code == 429 and self.limiter is not None:
             self.limiter.throttled()
         return classify(response, (time.perf_counter() - started) * 1000)
+
+    def _observe(self, status: str, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.http.labels(status).observe(time.perf_counter() - started)
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -209,6 +220,7 @@ class Sender:
         self._sleep = sleep
         self.guard_stale = guard_stale
         self.in_flight = 0
+        self.failing_since: float | None = None  # since when every attempt has failed
 
     async def send(self, command: Command, context: Mapping[str, Any] = MappingProxyType({})) -> Delivered:
         """``context`` (where the command comes from) is passed to ``on_retry`` for its log line."""
@@ -218,6 +230,8 @@ class Sender:
             try:
                 delivered = await self._attempt(command)
             except DeliveryError as exc:
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
                 delay = self._delay_after(exc, attempt)
                 gives_up = self._retry.max_attempts and attempt >= self._retry.max_attempts
                 if gives_up and not isinstance(exc, AuthError):
@@ -228,6 +242,7 @@ class Sender:
                 await self._sleep(delay)
                 continue
             self.gate.auth_failed = False
+            self.failing_since = None
             return Delivered(delivered.status, delivered.event_id, delivered.latency_ms, attempt)
 
     async def _attempt(self, command: Command) -> Delivered:

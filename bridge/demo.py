@@ -198,6 +198,7 @@ def run_demo(log_level: str = "warning") -> int:
             INTILERY_URL=sandbox.url,
             INTILERY_AUTH_TOKEN=TOKEN,
             SCHEMA_REGISTRY_URL=registry.url,
+            OBSERVABILITY_PORT="0",
         )
         print(
             f"embedded Kafka at {cluster.bootstrap_servers}, sandbox at {sandbox.url}, "

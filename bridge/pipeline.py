@@ -37,6 +37,8 @@ from .deliver import Backoff, IntileryClient, Sender
 from .errors import ConfigError, DeliveryError, RecordError, RejectedError, RetryableError, StaleCommand
 from .lanes import Lanes
 from .mapping import Command, Mapper
+from .metrics import Metrics
+from .observability import ObservabilityServer
 from .offsets import OffsetTracker, PartitionOffsets, TopicPartitionKey
 from .ratelimit import RateLimiter
 from .source import Record, Source, consumer_config
@@ -47,6 +49,10 @@ FETCH_BATCH = 500
 IDLE_SLEEP_S = 0.01
 EXIT_OK, EXIT_PERMANENT_FAILURE, EXIT_KAFKA_FATAL = 0, 3, 4
 COUNTS = ("consumed", "delivered", "dead_lettered", "skipped", "stale", "retries")
+NO_RULE = "-"  # label value where no rule or command applies
+OUTAGE_AFTER_S = 10.0  # every attempt failing this long: not ready
+LOOP_STALL_S = 30.0  # the consume loop not going round this long: not healthy
+LAG_INTERVAL_S = 5.0
 
 
 @dataclass(slots=True)
@@ -78,7 +84,10 @@ class Bridge:
         delivery = config.delivery
         rate = config.intilery.rate_limit
         self.limiter = RateLimiter(rate.per_second, rate.burst) if rate.per_second > 0 else None
-        self.client = IntileryClient(config.intilery, delivery.max_in_flight, transport, self.limiter)
+        self.metrics = Metrics()
+        self.client = IntileryClient(
+            config.intilery, delivery.max_in_flight, transport, self.limiter, self.metrics
+        )
         post, in_flight = self.client.post, delivery.max_in_flight
         self.batcher: Batcher | None = None
         if delivery.batch is not None:
@@ -103,6 +112,15 @@ class Bridge:
             )
         except KafkaException as exc:  # librdkafka refused a property
             raise ConfigError([f"{source_name}: kafka: {exc.args[0].str() if exc.args else exc}"]) from exc
+        self.metrics.in_flight.set_function(lambda: self.sender.in_flight)
+        self.metrics.unfinished.set_function(self.offsets.unfinished)
+        observe = config.observability
+        self.server = (
+            ObservabilityServer(self.metrics, self.health, self.readiness, observe.host, observe.port)
+            if observe.enabled
+            else None
+        )
+        self._loop_at = time.monotonic()
         self._stop = asyncio.Event()
         self.failure: str | None = None
         self._stopped_at: dict[TopicPartitionKey, int] = {}  # the record each failure stopped at
@@ -118,6 +136,7 @@ class Bridge:
             part = self._reset_partition(record)
         part.add(record.offset)
         self.counts["consumed"] += 1
+        self.metrics.records.labels(record.topic).inc()
         # Keyed records share a lane per key; unkeyed records need no order between them.
         lane = (*record.tp, record.key) if record.key is not None else (*record.tp, None, record.offset)
         try:
@@ -139,6 +158,7 @@ class Bridge:
 
     def _skip(self, record: Record, part: PartitionOffsets) -> None:
         self.counts["skipped"] += 1
+        self.metrics.commands.labels(NO_RULE, NO_RULE, "skipped").inc()
         log.debug("record_skipped", **_where(record))
         part.finish(record.offset)
 
@@ -186,6 +206,7 @@ class Bridge:
                     delivered = await self.sender.send(command, _where(work.record))
                 except StaleCommand as stale:
                     self.counts["stale"] += 1
+                    self.metrics.commands.labels(command.rule, command.name, "stale").inc()
                     log.info("command_stale", **_describe(command), **_where(work.record), reason=str(stale))
                     continue
                 except RejectedError as exc:
@@ -193,6 +214,9 @@ class Bridge:
                     self._reject(work.record, work.part, exc, command)
                     return
                 self.counts["delivered"] += 1
+                self.metrics.commands.labels(command.rule, command.name, "delivered").inc()
+                if command.event_ms is not None:
+                    self.metrics.event_to_ack.observe(max(0.0, time.time() - command.event_ms / 1000))
                 log.info(
                     "command_delivered",
                     **_describe(command),
@@ -231,6 +255,10 @@ class Bridge:
 
         def written() -> None:
             self.counts["dead_lettered"] += 1
+            self.metrics.dead_letters.labels(error.error_class).inc()
+            self.metrics.commands.labels(
+                error.rule or NO_RULE, command.name if command else NO_RULE, "dead_lettered"
+            ).inc()
             log.warning("command_dead_lettered", **fields)
             part.finish(record.offset)
 
@@ -240,6 +268,7 @@ class Bridge:
         self, command: Command, attempt: int, error: DeliveryError, delay: float, context: Mapping[str, Any]
     ) -> None:
         self.counts["retries"] += 1
+        self.metrics.commands.labels(command.rule, command.name, "retried").inc()
         event = "intilery_auth_failed" if self.sender.gate.auth_failed else "command_retry"
         emit = log.error if event == "intilery_auth_failed" else log.warning
         emit(
@@ -282,16 +311,20 @@ class Bridge:
 
     async def run(self) -> int:
         self._install_signal_handlers()
+        if self.server is not None:
+            await self.server.start()
         self.source.start()
         log.info(
             "bridge_started",
             topics=self.config.source.topic_names,
             rules=len(self.mapper),
             max_in_flight=self.config.delivery.max_in_flight,
+            observability_port=self.server.port if self.server else None,
         )
         background = [
             asyncio.create_task(self._every(self.config.delivery.commit_interval_ms / 1000, self.commit)),
             asyncio.create_task(self._every(self.config.log.summary_interval_s, self._summary)),
+            asyncio.create_task(self._every(LAG_INTERVAL_S, self._update_lag)),
         ]
         try:
             await self._consume()
@@ -304,6 +337,7 @@ class Bridge:
     async def _consume(self) -> None:
         max_buffered = self.config.delivery.max_buffered_records
         while not self._stop.is_set():
+            self._loop_at = time.monotonic()
             records = self.source.fetch(FETCH_BATCH)
             for record in records:
                 if self.failure is not None:
@@ -357,6 +391,8 @@ class Bridge:
         self.commit(wait=True)
         self.source.close()
         await self.client.close()
+        if self.server is not None:
+            await self.server.stop()
         self._summary()
         log.info("bridge_stopped", abandoned_lanes=abandoned, failure=self.failure)
 
@@ -398,6 +434,30 @@ class Bridge:
                 action()
             except Exception:  # keep committing and reporting whatever one round did
                 log.exception("periodic_task_failed", task=getattr(action, "__name__", "?"))
+
+    # --- health ------------------------------------------------------------------
+
+    def health(self) -> list[str]:
+        stalled = time.monotonic() - self._loop_at
+        return [f"the consume loop has not run for {stalled:.0f}s"] if stalled > LOOP_STALL_S else []
+
+    def readiness(self) -> list[str]:
+        reasons = []
+        if not self.source.assigned:
+            reasons.append("no partitions assigned")
+        if self.sender.gate.auth_failed:
+            reasons.append("Intilery refuses the credentials (401/403)")
+        failing = self.sender.failing_since
+        if failing is not None and time.monotonic() - failing > OUTAGE_AFTER_S:
+            reasons.append(f"every request to Intilery has failed for {time.monotonic() - failing:.0f}s")
+        if self._stop.is_set():
+            reasons.append("stopping")
+        return reasons
+
+    def _update_lag(self) -> None:
+        for (topic, partition), records, seconds in self.source.lag():
+            self.metrics.lag_records.labels(topic, str(partition)).set(records)
+            self.metrics.lag_seconds.labels(topic, str(partition)).set(seconds)
 
     def _summary(self) -> None:
         log.info(

@@ -9,6 +9,7 @@ Broker errors are logged here and kept apart from record errors.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,7 @@ class Source:
         self._incremental = "cooperative" in strategy or conf.get("group.protocol") == "consumer"
         self._topics = topics
         self.at_end: set[TopicPartitionKey] = set()
+        self.last_read: dict[TopicPartitionKey, tuple[int, int | None]] = {}
         self.assigned: set[TopicPartitionKey] = set()
         self.paused = False
         self.fatal: str | None = None
@@ -100,7 +102,9 @@ class Source:
             key = (message.topic(), message.partition())
             if error is None:
                 self.at_end.discard(key)
-                records.append(_record(message))
+                record = _record(message)
+                self.last_read[key] = (record.offset, record.timestamp_ms)
+                records.append(record)
             elif error.code() == KafkaError._PARTITION_EOF:
                 self.at_end.add(key)
             else:
@@ -117,6 +121,22 @@ class Source:
             (self._consumer.pause if paused else self._consumer.resume)(partitions)
             log.info("consumer_paused" if paused else "consumer_resumed", partitions=len(partitions))
         self.paused = paused
+
+    def lag(self) -> list[tuple[TopicPartitionKey, int, float]]:
+        """Per assigned partition: records behind the high watermark, and seconds behind
+        (the age of the last record read) while there are records left to read."""
+        now_ms = time.time() * 1000
+        result = []
+        for key in sorted(self.assigned):
+            try:
+                _, high = self._consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
+            except KafkaException:
+                continue
+            offset, timestamp = self.last_read.get(key, (-1, None))
+            behind = max(0, high - (offset + 1)) if high >= 0 else 0
+            seconds = (now_ms - timestamp) / 1000 if behind and timestamp else 0.0
+            result.append((key, behind, max(0.0, seconds)))
+        return result
 
     def commit(self, positions: Iterable[Position], wait: bool) -> None:
         offsets = [TopicPartition(p.topic, p.partition, p.offset) for p in positions]
@@ -159,6 +179,8 @@ class Source:
         self._on_revoke(keys, lost)
         self.assigned.difference_update(keys)
         self.at_end.difference_update(keys)
+        for key in keys:
+            self.last_read.pop(key, None)
 
     def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if error is not None:

@@ -63,6 +63,7 @@ def base_config(cluster: MockCluster, sandbox_url: str, group: str, **delivery: 
             **delivery,
         },
         "log": {"level": "info", "summary_interval_s": 2},
+        "observability": {"host": "127.0.0.1", "port": 0},
         "rules": [
             {
                 "name": "abandoned-sms",

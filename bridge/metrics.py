@@ -1,0 +1,66 @@
+"""Prometheus metrics of one bridge (its own registry, so several can share a process).
+
+Every metric is documented in the README ("Metrics"); names start with
+``intilery_bridge_``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_EVENT_AGE = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 21600, 86400, 604800)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.records = Counter(
+            "intilery_bridge_records_consumed", "Records read from Kafka.", ["topic"], registry=r
+        )
+        self.commands = Counter(
+            "intilery_bridge_commands",
+            "Commands by rule, command and outcome (delivered, dead_lettered, skipped, stale, retried).",
+            ["rule", "command", "outcome"],
+            registry=r,
+        )
+        self.http = Histogram(
+            "intilery_bridge_http_request_duration_seconds",
+            "Requests to Intilery by HTTP status (error: no answer).",
+            ["status"],
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "intilery_bridge_dead_letters",
+            "Records written to the dead-letter topic.",
+            ["error_class"],
+            registry=r,
+        )
+        self.lag_records = Gauge(
+            "intilery_bridge_consumer_lag_records",
+            "High watermark minus position.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.lag_seconds = Gauge(
+            "intilery_bridge_consumer_lag_seconds",
+            "Age of the last record read, while the partition has records left to read.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.in_flight = Gauge("intilery_bridge_in_flight_commands", "Commands being sent now.", registry=r)
+        self.unfinished = Gauge(
+            "intilery_bridge_unfinished_records", "Records fetched and not yet finished.", registry=r
+        )
+        self.limiter_wait = Counter(
+            "intilery_bridge_limiter_wait_seconds", "Time requests waited for the rate limiter.", registry=r
+        )
+        self.event_to_ack = Histogram(
+            "intilery_bridge_event_to_ack_seconds",
+            "From the event's time to Intilery's acknowledgement.",
+            buckets=_EVENT_AGE,
+            registry=r,
+        )
+        self.ready = Gauge("intilery_bridge_ready", "1 when /readyz answers 200.", registry=r)

@@ -1,0 +1,60 @@
+"""``/metrics``, ``/healthz`` and ``/readyz`` on ``observability.port``.
+
+Served by aiohttp on the bridge's own event loop, so ``/healthz`` answering at
+all shows the loop is alive; it also checks that the consume loop went round
+recently. ``/readyz`` is 200 only with partitions assigned and Intilery neither
+refusing the credentials nor failing every request (an open outage).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .metrics import Metrics
+
+Check = Callable[[], list[str]]  # the reasons it is not OK; empty when OK
+
+
+class ObservabilityServer:
+    def __init__(self, metrics: Metrics, health: Check, readiness: Check, host: str, port: int) -> None:
+        self._metrics, self._health, self._readiness = metrics, health, readiness
+        self._host, self._port = host, port
+        self._runner: web.AppRunner | None = None
+        self.port = port
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._serve_metrics)
+        app.router.add_get("/healthz", self._serve_health)
+        app.router.add_get("/readyz", self._serve_ready)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port).start()
+        self.port = int(self._runner.addresses[0][1])  # the real one when 0 asked for any free port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _serve_metrics(self, _: web.Request) -> web.Response:
+        body = generate_latest(self._metrics.registry)
+        return web.Response(body=body, headers={"content-type": CONTENT_TYPE_LATEST})
+
+    async def _serve_health(self, _: web.Request) -> web.Response:
+        return self._answer(self._health())
+
+    async def _serve_ready(self, _: web.Request) -> web.Response:
+        reasons = self._readiness()
+        self._metrics.ready.set(0 if reasons else 1)
+        return self._answer(reasons)
+
+    @staticmethod
+    def _answer(reasons: list[str]) -> web.Response:
+        body = {"status": "ok"} if not reasons else {"status": "unavailable", "reasons": reasons}
+        return web.Response(
+            status=503 if reasons else 200, text=json.dumps(body), content_type="application/json"
+        )
