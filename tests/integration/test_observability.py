@@ -1,0 +1,117 @@
+"""/metrics exposes every documented metric with plausible values after a run;
+/healthz answers; /readyz flips to 503 while Intilery refuses the credentials."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+from confluent_kafka import Producer
+
+from bridge.sandbox import Sandbox
+from bridge.testing.mockcluster import MockCluster
+from tests.conftest import accepted, base_config, log_events, start_bridge, wait_for, write_config
+
+DOCUMENTED = [
+    "intilery_bridge_records_consumed_total",
+    "intilery_bridge_commands_total",
+    "intilery_bridge_http_request_duration_seconds_bucket",
+    "intilery_bridge_dead_letters_total",
+    "intilery_bridge_consumer_lag_records",
+    "intilery_bridge_consumer_lag_seconds",
+    "intilery_bridge_in_flight_commands",
+    "intilery_bridge_unfinished_records",
+    "intilery_bridge_limiter_wait_seconds_total",
+    "intilery_bridge_event_to_ack_seconds_bucket",
+    "intilery_bridge_ready",
+]
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of the sample ``name`` whose labels include ``labels``."""
+    for line in text.splitlines():
+        found = re.fullmatch(re.escape(name) + r"(?:\{(.*)\})? (\S+)", line)
+        if found and labels.items() <= dict(re.findall(r'(\w+)="([^"]*)"', found.group(1) or "")).items():
+            return float(found.group(2))
+    raise AssertionError(f"{name} {labels} not in /metrics")
+
+
+def test_metrics_health_and_readiness(cluster: MockCluster, sandbox: Sandbox, tmp_path: Path) -> None:
+    cluster.create_topic("bookings", 2)
+    cluster.create_topic("bookings.dlq", 1)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+    for seq in range(30):
+        event = {
+            "type": "booking_abandoned",
+            "channel": "sms",
+            "seq": seq,
+            "occurredAt": "2026-11-01T00:00:00Z",
+            "customer": {"id": f"C-{seq % 4}"},
+            "booking": {"id": "B", "value": 1},
+        }
+        producer.produce("bookings", key=f"C-{seq % 4}", value=json.dumps(event).encode())
+    producer.produce("bookings", key="C-x", value=b"not json")
+    producer.flush(10)
+    config = base_config(cluster, sandbox.url, "observed")
+    config["intilery"]["rate_limit"] = {"per_second": 1000, "burst": 5}  # some requests wait for the limiter
+    config["delivery"]["retry"]["auth_backoff_ms"] = 300
+    log_path = tmp_path / "bridge.log"
+    process = start_bridge(write_config(tmp_path, config), log_path)
+    try:
+        wait_for(lambda: any(e["event"] == "bridge_started" for e in log_events(log_path)), 20, "start")
+        port = next(e for e in log_events(log_path) if e["event"] == "bridge_started")["observability_port"]
+        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5)
+        wait_for(lambda: len(accepted(sandbox)) == 30, 30, "deliveries")
+        wait_for(lambda: http.get("/readyz").status_code == 200, 20, "ready")
+        assert http.get("/healthz").json() == {"status": "ok"}
+        wait_for(
+            lambda: "intilery_bridge_consumer_lag_records{" in http.get("/metrics").text, 15, "lag gauges"
+        )
+        text = http.get("/metrics").text
+        for name in DOCUMENTED:
+            assert name in text, name
+        assert sample(text, "intilery_bridge_records_consumed_total", topic="bookings") == 31
+        assert (
+            sample(
+                text,
+                "intilery_bridge_commands_total",
+                rule="abandoned-sms",
+                command="send_sms",
+                outcome="delivered",
+            )
+            == 30
+        )
+        assert sample(text, "intilery_bridge_dead_letters_total", error_class="decode") == 1
+        assert sample(text, "intilery_bridge_http_request_duration_seconds_count", status="200") == 30
+        assert sample(text, "intilery_bridge_event_to_ack_seconds_count") == 30
+        assert sample(text, "intilery_bridge_limiter_wait_seconds_total") > 0
+        assert sample(text, "intilery_bridge_consumer_lag_records", topic="bookings", partition="0") == 0
+
+        sandbox.state.set_faults({"status": 403})
+        producer.produce("bookings", key="C-1", value=json.dumps({"type": "booking_viewed"}).encode())
+        producer.produce(
+            "bookings",
+            key="C-1",
+            value=json.dumps(
+                {
+                    "type": "booking_abandoned",
+                    "channel": "sms",
+                    "seq": 99,
+                    "customer": {"id": "C-1"},
+                    "booking": {"id": "B", "value": 1},
+                }
+            ).encode(),
+        )
+        producer.flush(10)
+        wait_for(lambda: http.get("/readyz").status_code == 503, 20, "not ready during the 403 episode")
+        assert "Intilery refuses the credentials (401/403)" in http.get("/readyz").json()["reasons"]
+        assert http.get("/healthz").status_code == 200
+        sandbox.state.set_faults({"status": None, "count": 0})
+        wait_for(lambda: http.get("/readyz").status_code == 200, 20, "ready again")
+        assert 99 in [r["body"]["seq"] for r in accepted(sandbox)]
+        http.close()
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
