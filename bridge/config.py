@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from . import timestamps
 from .errors import ConfigError
 
 _ENV = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}")
@@ -62,6 +63,24 @@ class SourceConfig(_Model):
     topics: list[str | TopicConfig] = Field(min_length=1)
     format: Format = "json"
     schema_registry: SchemaRegistryConfig | None = None
+    start_from: str | None = None  # latest | earliest | an ISO-8601 time, for partitions never committed
+
+    @field_validator("start_from")
+    @classmethod
+    def _start(cls, value: str | None) -> str | None:
+        if value is None or value in ("latest", "earliest"):
+            return value
+        try:
+            timestamps.parse_time(value)
+        except ValueError as exc:
+            raise ValueError("latest, earliest or an ISO-8601 time") from exc
+        return value
+
+    @property
+    def start_at_ms(self) -> int | None:
+        if self.start_from in (None, "latest", "earliest"):
+            return None
+        return int(timestamps.parse_time(self.start_from).timestamp() * 1000)
 
     @property
     def topic_names(self) -> list[str]:
@@ -199,6 +218,9 @@ def cross_problems(raw: dict[str, Any]) -> list[str]:
     for key in ("bootstrap.servers", "group.id"):
         if key not in kafka:
             problems.append(f"kafka.{key}: required")
+    start_from = _dict(raw.get("source")).get("start_from")
+    if start_from is not None and "auto.offset.reset" in kafka:
+        problems.append("kafka.auto.offset.reset: set source.start_from or this, not both")
     problems += [
         f"kafka.{key}: must not be true; the bridge commits offsets after delivery"
         for key in ("enable.auto.commit", "enable.auto.offset.store")

@@ -104,11 +104,12 @@ class Bridge:
                 else None
             )
             self.source = Source(
-                consumer_config(config.kafka),
+                consumer_config(config.kafka, config.source.start_from),
                 config.source.topic_names,
                 self._assigned,
                 self._revoked,
                 self.offsets.mark_committed,
+                start_at_ms=config.source.start_at_ms,
             )
         except KafkaException as exc:  # librdkafka refused a property
             raise ConfigError([f"{source_name}: kafka: {exc.args[0].str() if exc.args else exc}"]) from exc

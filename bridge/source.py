@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from .logs import kafka_logger
 from .offsets import Position, TopicPartitionKey
@@ -61,9 +61,18 @@ def _text(value: bytes | None) -> str | None:
         return "base64:" + base64.b64encode(value).decode()
 
 
-def consumer_config(kafka: dict[str, Any]) -> dict[str, Any]:
-    """The librdkafka properties for the consumer: the user's, plus what the bridge owns."""
-    return {**kafka, **_FORCED}
+def consumer_config(kafka: dict[str, Any], start_from: str | None = None) -> dict[str, Any]:
+    """The librdkafka properties for the consumer: the user's, plus what the bridge owns.
+
+    ``source.start_from`` ``earliest``/``latest`` becomes ``auto.offset.reset``; a time
+    also falls back to ``earliest`` for a partition reset after its offsets expire.
+    """
+    reset = (
+        {}
+        if start_from is None
+        else {"auto.offset.reset": start_from if start_from == "latest" else "earliest"}
+    )
+    return {**kafka, **reset, **_FORCED}
 
 
 class Source:
@@ -77,7 +86,10 @@ class Source:
         on_revoke: Callable[[list[TopicPartitionKey], bool], None],
         on_committed: Callable[[Position], None],
         factory: Callable[[dict[str, Any]], Any] = Consumer,
+        start_at_ms: int | None = None,
     ) -> None:
+        """``start_at_ms``: where a partition with no committed offset starts (a time)."""
+        self._start_at_ms = start_at_ms
         self._on_assign, self._on_revoke, self._on_committed = on_assign, on_revoke, on_committed
         callbacks = {"on_commit": self._committed, "error_cb": self._error, "logger": kafka_logger()}
         self._consumer = factory({**conf, **callbacks})
@@ -160,10 +172,30 @@ class Source:
         self.assigned.update(keys)
         log.info("partitions_assigned", partitions=[f"{t}[{p}]" for t, p in keys])
         self._on_assign(keys)
+        if self._start_at_ms is not None:
+            partitions = self._start_new_partitions_at_time(consumer, partitions, self._start_at_ms)
         # Assign now rather than after this callback, so the pause state can be applied:
         # librdkafka remembers a partition's pause across revocation and reassignment.
         (consumer.incremental_assign if self._incremental else consumer.assign)(partitions)
         (consumer.pause if self.paused else consumer.resume)(partitions)
+
+    def _start_new_partitions_at_time(
+        self, consumer: Any, partitions: list[TopicPartition], at_ms: int
+    ) -> list[TopicPartition]:
+        """Partitions the group has never committed start at the first record at or after
+        ``source.start_from``; the others resume where the group left them."""
+        committed = consumer.committed(partitions, timeout=10)
+        fresh = [TopicPartition(tp.topic, tp.partition, at_ms) for tp in committed if tp.offset < 0]
+        if not fresh:
+            return partitions
+        found = {(tp.topic, tp.partition): tp.offset for tp in consumer.offsets_for_times(fresh, timeout=10)}
+        log.info("start_from_time", partitions={f"{t}[{p}]": o for (t, p), o in found.items()})
+        return [
+            TopicPartition(tp.topic, tp.partition, found[key] if found[key] >= 0 else OFFSET_END)
+            if (key := (tp.topic, tp.partition)) in found
+            else tp
+            for tp in partitions
+        ]
 
     def _revoked(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._release(partitions, lost=False)

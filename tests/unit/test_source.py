@@ -1,0 +1,72 @@
+"""The consumer side without sockets: where a new group starts (source.start_from)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import OFFSET_END, TopicPartition
+
+from bridge.config import SourceConfig
+from bridge.source import Source, consumer_config
+
+
+class FakeConsumer:
+    """Answers committed() and offsets_for_times() from tables; records the assignment."""
+
+    def __init__(self, committed: dict[int, int], by_time: dict[int, int]) -> None:
+        self._committed, self._by_time = committed, by_time
+        self.assigned: list[TopicPartition] = []
+        self.asked_times: list[int] = []
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [
+            TopicPartition(tp.topic, tp.partition, self._committed.get(tp.partition, -1001))
+            for tp in partitions
+        ]
+
+    def offsets_for_times(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        self.asked_times += [tp.offset for tp in partitions]
+        return [TopicPartition(tp.topic, tp.partition, self._by_time[tp.partition]) for tp in partitions]
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self.assigned = partitions
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        pass
+
+    pause = resume
+
+
+def test_start_from_time_seeks_only_partitions_never_committed() -> None:
+    source_config = SourceConfig.model_validate({"topics": ["t"], "start_from": "2026-11-01T00:00:00Z"})
+    fake = FakeConsumer(committed={0: 42}, by_time={1: 7, 2: -1})
+    source = Source(
+        consumer_config({"group.id": "g"}, source_config.start_from),
+        ["t"],
+        lambda keys: None,
+        lambda keys, lost: None,
+        lambda position: None,
+        factory=lambda conf: fake,
+        start_at_ms=source_config.start_at_ms,
+    )
+    source._assigned(fake, [TopicPartition("t", p) for p in range(3)])
+    assert [(tp.partition, tp.offset) for tp in fake.assigned] == [(0, -1001), (1, 7), (2, OFFSET_END)]
+    assert fake.asked_times == [1793491200000, 1793491200000]  # 2026-11-01T00:00:00Z in ms
+
+
+def test_start_from_sets_the_reset_policy() -> None:
+    assert consumer_config({}, "latest")["auto.offset.reset"] == "latest"
+    assert consumer_config({}, "earliest")["auto.offset.reset"] == "earliest"
+    assert consumer_config({}, "2026-11-01T00:00:00Z")["auto.offset.reset"] == "earliest"
+    assert "auto.offset.reset" not in consumer_config({})
+
+
+def test_start_from_refuses_nonsense() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="latest, earliest or an ISO-8601 time"):
+        SourceConfig.model_validate({"topics": ["t"], "start_from": "yesterday"})
+
+
+def test_unused(monkeypatch: Any) -> None:
+    assert SourceConfig.model_validate({"topics": ["t"], "start_from": "latest"}).start_at_ms is None
