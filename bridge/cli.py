@@ -1,4 +1,4 @@
-"""The verbs: run, check, map, sandbox, demo.
+"""The verbs: run, check, map, replay, sandbox, demo.
 
 Exit codes: 0 success; 1 ``map`` had events that failed, ``check`` found
 problems; 2 the configuration was refused; 3 a permanent failure with no
@@ -137,6 +137,14 @@ def cmd_map(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failures else 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import replay
+
+    loaded = load(args.config)
+    logs.configure(args.log_level or loaded.config.log.level, sys.stderr if args.dry_run else sys.stdout)
+    return replay(loaded, args.config, args)
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from .sandbox import Sandbox
 
@@ -192,6 +200,31 @@ def parser() -> argparse.ArgumentParser:
     mapping.add_argument("--schema", help="an .avsc file, for --format avro")
     mapping.add_argument("file", nargs="?", default="-", metavar="FILE|-", help="events file, - for stdin")
     mapping.set_defaults(func=cmd_map)
+
+    again = verb("replay", "Re-run a window of one topic through the rules, as a group of its own.")
+    again.add_argument("--topic", required=True, help="the topic to replay (one of source.topics)")
+    start = again.add_mutually_exclusive_group(required=True)
+    start.add_argument(
+        "--from", dest="from_time", metavar="TIME", help="first record at or after this ISO-8601 time"
+    )
+    start.add_argument(
+        "--from-offset", metavar="P:O[,P:O...]", help="first offset per partition (only these)"
+    )
+    start.add_argument("--from-beginning", action="store_true", help="every partition from its first record")
+    end = again.add_mutually_exclusive_group()
+    end.add_argument(
+        "--to", dest="to_time", metavar="TIME", help="last record at or before this ISO-8601 time"
+    )
+    end.add_argument("--to-offset", metavar="P:O[,P:O...]", help="last offset per partition (inclusive)")
+    again.add_argument(
+        "--dry-run", action="store_true", help="print the commands (as map does); send nothing"
+    )
+    again.add_argument("--group", help="record progress in this consumer group, so a rerun resumes")
+    again.add_argument(
+        "--ignore-max-age", action="store_true", help="send even what rules' max_age would skip"
+    )
+    again.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    again.set_defaults(func=cmd_replay)
 
     sandbox = verb("sandbox", "Run the local Intilery-compatible server.", config=False)
     sandbox.add_argument("--port", type=int, default=8080)

@@ -42,6 +42,7 @@ from .observability import ObservabilityServer
 from .offsets import OffsetTracker, PartitionOffsets, TopicPartitionKey
 from .ratelimit import RateLimiter
 from .source import Record, Source, consumer_config
+from .window import Window
 
 log = structlog.get_logger("bridge")
 
@@ -74,10 +75,14 @@ class Bridge:
         until_caught_up: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
         decoder: Decoder | None = None,
+        window: Window | None = None,
     ) -> None:
+        """``window``: replay exactly these offsets (see :mod:`bridge.replay`) instead of
+        following the group; the bridge stops once every partition reached its end."""
         self.config = config
         self.mapper = mapper
-        self.until_caught_up = until_caught_up
+        self.window = window
+        self.until_caught_up = until_caught_up or window is not None
         self.counts: Counter[str] = Counter(dict.fromkeys(COUNTS, 0))
         self.offsets = OffsetTracker()
         self.lanes: Lanes[Work] = Lanes(self._deliver)
@@ -103,13 +108,15 @@ class Bridge:
                 if delivery.dead_letter_topic
                 else None
             )
+            kafka = {**config.kafka, "group.id": window.group} if window else config.kafka
             self.source = Source(
-                consumer_config(config.kafka, config.source.start_from),
-                config.source.topic_names,
+                consumer_config(kafka, config.source.start_from),
+                [window.topic] if window else config.source.topic_names,
                 self._assigned,
                 self._revoked,
                 self.offsets.mark_committed,
                 start_at_ms=config.source.start_at_ms,
+                assignment=window.assignment() if window else None,
             )
         except KafkaException as exc:  # librdkafka refused a property
             raise ConfigError([f"{source_name}: kafka: {exc.args[0].str() if exc.args else exc}"]) from exc
@@ -125,6 +132,7 @@ class Bridge:
         self._stop = asyncio.Event()
         self.failure: str | None = None
         self._stopped_at: dict[TopicPartitionKey, int] = {}  # the record each failure stopped at
+        self._draining = False
         self.exit_code = EXIT_OK
 
     # --- the record path --------------------------------------------------
@@ -133,6 +141,8 @@ class Bridge:
         part = self.offsets.get(record.tp)
         if part is None:
             return  # fetched just before its partition was revoked; the next owner reads it
+        if self.window is not None and not self.window.wants(record.tp, record.offset):
+            return  # past the replay window's end: never tracked, never committed
         if not part.accepts(record.offset):
             part = self._reset_partition(record)
         part.add(record.offset)
@@ -201,8 +211,8 @@ class Bridge:
                     self._skip(work.record, work.part)
                     return
             for command in work.commands:
-                if self._halted(work.record):
-                    return  # nothing after a failed record of its partition may be sent
+                if self._draining or self._halted(work.record):
+                    return  # stopping, or after a failed record of its partition: send nothing more
                 try:
                     delivered = await self.sender.send(command, _where(work.record))
                 except StaleCommand as stale:
@@ -306,7 +316,8 @@ class Bridge:
         return self.offsets.assign(record.tp)
 
     def commit(self, wait: bool = False) -> None:
-        self.source.commit(self.offsets.to_commit(), wait=wait)
+        if self.window is None or self.window.commits:
+            self.source.commit(self.offsets.to_commit(), wait=wait)
 
     # --- the loop -------------------------------------------------------------
 
@@ -365,11 +376,19 @@ class Bridge:
 
     def _caught_up(self) -> bool:
         assigned = self.source.assigned
+        if self.window is not None:
+            read_all = all(
+                key in self.source.at_end
+                or self.window.finished(key, self.source.last_read.get(key, (-1, None))[0])
+                for key in assigned
+            )
+        else:
+            read_all = assigned <= self.source.at_end
         return (
             bool(assigned)
-            and assigned <= self.source.at_end
+            and read_all
             and self.offsets.unfinished() == 0
-            and not self.offsets.to_commit()
+            and not (self.offsets.to_commit() and (self.window is None or self.window.commits))
             and not (self.dead_letters and self.dead_letters.pending)
         )
 
@@ -403,6 +422,9 @@ class Bridge:
     # --- helpers -----------------------------------------------------------------
 
     def stop(self) -> None:
+        """Stop on request (SIGTERM/SIGINT): commands in flight finish, queued ones are
+        abandoned (left uncommitted, so whoever reads the partition next sends them)."""
+        self._draining = True
         self._stop.set()
 
     def _halted(self, record: Record) -> bool:

@@ -87,9 +87,13 @@ class Source:
         on_committed: Callable[[Position], None],
         factory: Callable[[dict[str, Any]], Any] = Consumer,
         start_at_ms: int | None = None,
+        assignment: list[TopicPartition] | None = None,
     ) -> None:
-        """``start_at_ms``: where a partition with no committed offset starts (a time)."""
+        """``start_at_ms``: where a partition with no committed offset starts (a time).
+        ``assignment``: read exactly these partitions from these offsets (replay), never
+        joining the group."""
         self._start_at_ms = start_at_ms
+        self._assignment = assignment
         self._on_assign, self._on_revoke, self._on_committed = on_assign, on_revoke, on_committed
         callbacks = {"on_commit": self._committed, "error_cb": self._error, "logger": kafka_logger()}
         self._consumer = factory({**conf, **callbacks})
@@ -103,6 +107,9 @@ class Source:
         self.fatal: str | None = None
 
     def start(self) -> None:
+        if self._assignment is not None:
+            self._assigned(self._consumer, self._assignment)
+            return
         self._consumer.subscribe(
             self._topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
         )
@@ -114,7 +121,7 @@ class Source:
             key = (message.topic(), message.partition())
             if error is None:
                 self.at_end.discard(key)
-                record = _record(message)
+                record = record_from_message(message)
                 self.last_read[key] = (record.offset, record.timestamp_ms)
                 records.append(record)
             elif error.code() == KafkaError._PARTITION_EOF:
@@ -231,7 +238,7 @@ class Source:
             log.warning("kafka_error", error=error.str(), retriable=error.retriable())
 
 
-def _record(message: Any) -> Record:
+def record_from_message(message: Any) -> Record:
     _, timestamp = message.timestamp()
     return Record(
         topic=message.topic(),

@@ -1,0 +1,201 @@
+"""``intilery-bridge replay``: re-run one topic's records through the rules, on purpose.
+
+Takes a topic and a window (times, offsets, or the beginning); reads it with
+``assign()`` as a consumer group of its own, so the live group's offsets are
+never touched. ``--dry-run`` prints the commands it would send (the JSON Lines
+of ``map``) and sends nothing; otherwise it delivers with every guarantee of
+``run`` and ends with a summary. ``--group NAME`` commits progress to NAME, so
+an interrupted replay started again resumes where it stopped. Rules' ``max_age``
+applies unless ``--ignore-max-age``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import structlog
+from confluent_kafka import Consumer, TopicPartition
+
+from . import logs, timestamps
+from .errors import ConfigError, RecordError
+from .loading import Loaded
+from .pipeline import Bridge
+from .source import consumer_config, record_from_message
+from .window import Window
+
+log = structlog.get_logger("bridge.replay")
+PROGRESS_LOG_S = 10.0
+
+
+def parse_offsets(text: str | None, flag: str) -> dict[int, int]:
+    """``0:120,3:5`` → ``{0: 120, 3: 5}``."""
+    if not text:
+        return {}
+    try:
+        pairs = [item.split(":") for item in text.split(",") if item.strip()]
+        return {int(p): int(o) for p, o in pairs}
+    except ValueError as exc:
+        raise ConfigError([f"{flag}: expected PARTITION:OFFSET[,PARTITION:OFFSET...], got {text!r}"]) from exc
+
+
+def plan(consumer: Any, topic: str, group: str, commits: bool, args: Any) -> Window:
+    """Resolve the flags into per-partition (start, end) offsets."""
+    metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        raise ConfigError([f"--topic {topic}: no such topic"])
+    partitions = sorted(metadata.partitions)
+    marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
+    starts = parse_offsets(args.from_offset, "--from-offset")
+    ends = {
+        p: o + 1 for p, o in parse_offsets(args.to_offset, "--to-offset").items()
+    }  # --to-offset is inclusive
+    if args.from_time:
+        starts = _offsets_at(consumer, topic, partitions, _ms(args.from_time, "--from"))
+    elif args.from_beginning:
+        starts = {p: marks[p][0] for p in partitions}
+    if args.to_time:
+        ends = _offsets_at(consumer, topic, partitions, _ms(args.to_time, "--to") + 1)
+    unknown = sorted(set(starts) - set(partitions))
+    if unknown:
+        raise ConfigError([f"--from-offset: {topic} has no partition {unknown[0]}"])
+    bounds = {
+        p: (max(start, marks[p][0]), min(ends.get(p, marks[p][1]), marks[p][1]))
+        for p, start in starts.items()
+    }
+    if commits:  # resume after what an earlier run with this --group finished
+        asked = [TopicPartition(topic, p) for p in bounds]
+        for tp in consumer.committed(asked, timeout=10):
+            start, end = bounds[tp.partition]
+            bounds[tp.partition] = (min(max(start, tp.offset), end), end)
+    return Window(topic, group, commits, bounds)
+
+
+def _ms(text: str, flag: str) -> int:
+    try:
+        return int(timestamps.parse_time(text).timestamp() * 1000)
+    except ValueError as exc:
+        raise ConfigError([f"{flag}: {exc}"]) from exc
+
+
+def _offsets_at(consumer: Any, topic: str, partitions: list[int], at_ms: int) -> dict[int, int]:
+    """The first offset at or after ``at_ms`` per partition (the end offset if none)."""
+    asked = [TopicPartition(topic, p, at_ms) for p in partitions]
+    found = consumer.offsets_for_times(asked, timeout=10)
+    result = {}
+    for tp in found:
+        result[tp.partition] = (
+            tp.offset if tp.offset >= 0 else consumer.get_watermark_offsets(tp, timeout=10)[1]
+        )
+    return result
+
+
+def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: TextIO) -> int:
+    """Print the commands the window would send; send nothing, commit nothing."""
+    consumer.assign(window.assignment())
+    remaining = {p for p, (start, end) in window.bounds.items() if start < end}
+    failures = 0
+    while remaining:
+        for message in consumer.consume(500, 1.0):
+            if message.error() is not None or message.partition() not in remaining:
+                continue
+            record = record_from_message(message)
+            if not window.wants(record.tp, record.offset):
+                remaining.discard(record.partition)
+                continue
+            try:
+                event = loaded.decoder.decode(record.topic, record.value)
+                commands = loaded.mapper.map(event, record.meta())
+            except RecordError as exc:
+                failures += 1
+                print(
+                    f"{record.topic}[{record.partition}]@{record.offset}: {exc.error_class}: "
+                    f"{logs.redact(exc.reason)}",
+                    file=err,
+                )
+            else:
+                for command in commands:
+                    out.write(json.dumps(command.as_json_line(), ensure_ascii=False) + "\n")
+            if window.finished(record.tp, record.offset):
+                remaining.discard(record.partition)
+    return 1 if failures else 0
+
+
+async def _report_progress(bridge: Bridge, total: int, stream: TextIO) -> None:
+    started = time.monotonic()
+    interactive = stream.isatty()
+    while True:
+        await asyncio.sleep(1.0 if interactive else PROGRESS_LOG_S)
+        done = bridge.counts["consumed"]
+        elapsed = time.monotonic() - started
+        rate = done / elapsed if elapsed else 0.0
+        eta = (total - done) / rate if rate else None
+        if interactive:
+            eta_text = f"{eta:.0f}s" if eta is not None else "?"
+            stream.write(f"\rreplay: {done}/{total} records, {rate:.0f}/s, ETA {eta_text}   ")
+            stream.flush()
+        else:
+            log.info(
+                "replay_progress",
+                done=done,
+                total=total,
+                rate=round(rate, 1),
+                eta_s=round(eta, 1) if eta is not None else None,
+            )
+
+
+async def _run(bridge: Bridge, total: int) -> int:
+    progress = asyncio.create_task(_report_progress(bridge, total, sys.stderr))
+    try:
+        return await bridge.run()
+    finally:
+        progress.cancel()
+
+
+def replay(
+    loaded: Loaded, config_file: str, args: Any, consumer_factory: Callable[..., Any] = Consumer
+) -> int:
+    topic = args.topic
+    if topic not in loaded.config.source.topic_names:
+        raise ConfigError(
+            [f"--topic {topic}: not in source.topics ({', '.join(loaded.config.source.topic_names)})"]
+        )
+    group = args.group or f"intilery-bridge-replay-{uuid.uuid4().hex[:12]}"
+    if group == loaded.config.kafka.get("group.id"):
+        raise ConfigError([f"--group {group}: that is the live group; replay must not move its offsets"])
+    kafka = {**consumer_config(loaded.config.kafka), "group.id": group, "logger": logs.kafka_logger()}
+    consumer = consumer_factory(kafka)
+    try:
+        window = plan(consumer, topic, group, bool(args.group), args)
+        log.info(
+            "replay_planned",
+            topic=topic,
+            group=group,
+            total=window.total,
+            partitions={p: list(b) for p, b in window.bounds.items()},
+        )
+        if args.dry_run:
+            return dry_run(loaded, window, consumer, sys.stdout, sys.stderr)
+    finally:
+        consumer.close()
+    if window.total == 0:
+        print(f"replay: nothing to replay in {topic} for that window", file=sys.stderr)
+        return 0
+    bridge = Bridge(loaded.config, loaded.mapper, config_file, decoder=loaded.decoder, window=window)
+    bridge.sender.guard_stale = not args.ignore_max_age
+    code = asyncio.run(_run(bridge, window.total))
+    counts = dict(bridge.counts)
+    print(
+        f"\nreplay of {topic}: {counts['consumed']} of {window.total} records read; "
+        + ", ".join(
+            f"{counts[k]} {k.replace('_', '-')}" for k in ("delivered", "dead_lettered", "skipped", "stale")
+        ),
+        file=sys.stderr,
+    )
+    log.info("replay_finished", topic=topic, group=group, **counts)
+    return code
