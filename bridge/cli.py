@@ -1,4 +1,4 @@
-"""The verbs: run, check, map, replay, sandbox, demo.
+"""The verbs: run, check, map, replay, redrive, sandbox, demo.
 
 Exit codes: 0 success; 1 ``map`` had events that failed, ``check`` found
 problems; 2 the configuration was refused; 3 a permanent failure with no
@@ -145,6 +145,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return replay(loaded, args.config, args)
 
 
+def cmd_redrive(args: argparse.Namespace) -> int:
+    from .replay import redrive
+
+    loaded = load(args.config)
+    logs.configure(args.log_level or loaded.config.log.level, sys.stderr if args.dry_run else sys.stdout)
+    return redrive(loaded, args.config, args)
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from .sandbox import Sandbox
 
@@ -225,6 +233,18 @@ def parser() -> argparse.ArgumentParser:
     )
     again.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     again.set_defaults(func=cmd_replay)
+
+    drive = verb(
+        "redrive", "Run the dead-letter topic through the current rules, as from the original topics."
+    )
+    drive.add_argument(
+        "--dry-run", action="store_true", help="print the commands (as map does); send nothing"
+    )
+    drive.add_argument(
+        "--group", help="the consumer group that records progress (default: <group.id>-redrive)"
+    )
+    drive.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    drive.set_defaults(func=cmd_redrive)
 
     sandbox = verb("sandbox", "Run the local Intilery-compatible server.", config=False)
     sandbox.add_argument("--port", type=int, default=8080)

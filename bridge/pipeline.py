@@ -34,7 +34,15 @@ from .config import BridgeConfig
 from .deadletter import DeadLetters
 from .decode import Decoder
 from .deliver import Backoff, IntileryClient, Sender
-from .errors import ConfigError, DeliveryError, RecordError, RejectedError, RetryableError, StaleCommand
+from .errors import (
+    ConfigError,
+    DecodeError,
+    DeliveryError,
+    RecordError,
+    RejectedError,
+    RetryableError,
+    StaleCommand,
+)
 from .lanes import Lanes
 from .mapping import Command, Mapper
 from .metrics import Metrics
@@ -58,9 +66,10 @@ LAG_INTERVAL_S = 5.0
 
 @dataclass(slots=True)
 class Work:
-    record: Record
+    record: Record  # where the record was read: its offset is tracked and committed
     part: PartitionOffsets
     commands: list[Command] | None  # None: decoded in the lane, once its schema is fetched
+    origin: Record  # what the rules see: the record itself, or for redrive its original
 
 
 class Bridge:
@@ -82,6 +91,7 @@ class Bridge:
         self.config = config
         self.mapper = mapper
         self.window = window
+        self._topics = frozenset(config.source.topic_names)
         self.until_caught_up = until_caught_up or window is not None
         self.counts: Counter[str] = Counter(dict.fromkeys(COUNTS, 0))
         self.offsets = OffsetTracker()
@@ -151,17 +161,27 @@ class Bridge:
         # Keyed records share a lane per key; unkeyed records need no order between them.
         lane = (*record.tp, record.key) if record.key is not None else (*record.tp, None, record.offset)
         try:
-            commands = self._decode_and_map(record)
+            origin = self.window.origin(record) if self.window is not None else record
+            if origin.topic not in self._topics:  # a dead letter from a topic this config does not read
+                raise DecodeError(f"source topic {origin.topic} is not in source.topics")
+            commands = self._decode_and_map(origin)
         except SchemaNotCached:
-            self.lanes.submit(lane, Work(record, part, None))  # the lane fetches the schema first
+            self.lanes.submit(lane, Work(record, part, None, origin))  # the lane fetches the schema first
             return
         except RecordError as exc:
-            self._reject(record, part, exc)
+            self._reject(record, part, exc, origin=self._origin_or(record))
             return
         if not commands:
             self._skip(record, part)
             return
-        self.lanes.submit(lane, Work(record, part, commands))
+        self.lanes.submit(lane, Work(record, part, commands, origin))
+
+    def _origin_or(self, record: Record) -> Record:
+        """The original record when it can be recovered, else the record as read."""
+        try:
+            return self.window.origin(record) if self.window is not None else record
+        except RecordError:
+            return record
 
     def _decode_and_map(self, record: Record) -> list[Command]:
         event = self.decoder.decode(record.topic, record.value)
@@ -182,7 +202,7 @@ class Bridge:
         while True:
             try:
                 try:
-                    return self._decode_and_map(work.record)
+                    return self._decode_and_map(work.origin)
                 except SchemaNotCached as missing:
                     assert self.decoder.registry is not None
                     await self.decoder.registry.ensure(missing.schema_id)
@@ -198,7 +218,7 @@ class Bridge:
                 )
                 await asyncio.sleep(delay)
             except RecordError as exc:
-                self._reject(work.record, work.part, exc)
+                self._reject(work.record, work.part, exc, origin=work.origin)
                 return None
 
     async def _deliver(self, work: Work) -> None:
@@ -222,7 +242,7 @@ class Bridge:
                     continue
                 except RejectedError as exc:
                     exc.rule = command.rule
-                    self._reject(work.record, work.part, exc, command)
+                    self._reject(work.record, work.part, exc, command, work.origin)
                     return
                 self.counts["delivered"] += 1
                 self.metrics.commands.labels(command.rule, command.name, "delivered").inc()
@@ -245,10 +265,17 @@ class Bridge:
             self._fail(f"internal error while delivering: {exc!r}", at=work.record)
 
     def _reject(
-        self, record: Record, part: PartitionOffsets, error: RecordError, command: Command | None = None
+        self,
+        record: Record,
+        part: PartitionOffsets,
+        error: RecordError,
+        command: Command | None = None,
+        origin: Record | None = None,
     ) -> None:
+        """Dead-letter ``origin`` (the record itself unless redriving); then ``record`` is finished."""
+        origin = origin or record
         fields = {
-            **_where(record),
+            **_where(origin),
             **(_describe(command) if command else {}),
             "rule": error.rule,
             "error_class": error.error_class,
@@ -273,7 +300,7 @@ class Bridge:
             log.warning("command_dead_lettered", **fields)
             part.finish(record.offset)
 
-        self.dead_letters.send(record, error, written)
+        self.dead_letters.send(origin, error, written)
 
     def _log_retry(
         self, command: Command, attempt: int, error: DeliveryError, delay: float, context: Mapping[str, Any]

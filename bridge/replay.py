@@ -109,15 +109,13 @@ def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: Tex
                 remaining.discard(record.partition)
                 continue
             try:
-                event = loaded.decoder.decode(record.topic, record.value)
-                commands = loaded.mapper.map(event, record.meta())
+                origin = window.origin(record)
+                event = loaded.decoder.decode(origin.topic, origin.value)
+                commands = loaded.mapper.map(event, origin.meta())
             except RecordError as exc:
                 failures += 1
-                print(
-                    f"{record.topic}[{record.partition}]@{record.offset}: {exc.error_class}: "
-                    f"{logs.redact(exc.reason)}",
-                    file=err,
-                )
+                where = f"{record.topic}[{record.partition}]@{record.offset}"
+                print(f"{where}: {exc.error_class}: {logs.redact(exc.reason)}", file=err)
             else:
                 for command in commands:
                     out.write(json.dumps(command.as_json_line(), ensure_ascii=False) + "\n")
@@ -162,40 +160,84 @@ def replay(
 ) -> int:
     topic = args.topic
     if topic not in loaded.config.source.topic_names:
-        raise ConfigError(
-            [f"--topic {topic}: not in source.topics ({', '.join(loaded.config.source.topic_names)})"]
-        )
+        names = ", ".join(loaded.config.source.topic_names)
+        raise ConfigError([f"--topic {topic}: not in source.topics ({names})"])
     group = args.group or f"intilery-bridge-replay-{uuid.uuid4().hex[:12]}"
+    window = _planned(
+        loaded, args, consumer_factory, group, lambda c: plan(c, topic, group, bool(args.group), args)
+    )
+    return _deliver_window(loaded, config_file, args, window)
+
+
+def redrive(
+    loaded: Loaded, config_file: str, args: Any, consumer_factory: Callable[..., Any] = Consumer
+) -> int:
+    """Read the dead-letter topic through the current rules, each record as if from its
+    original topic; progress is committed to ``--group`` (default ``<group.id>-redrive``)."""
+    topic = loaded.config.delivery.dead_letter_topic
+    if not topic:
+        raise ConfigError([f"{config_file}: delivery.dead_letter_topic: required for redrive"])
+    group = args.group or f"{loaded.config.kafka['group.id']}-redrive"
+    window = _planned(loaded, args, consumer_factory, group, lambda c: plan_redrive(c, topic, group))
+    return _deliver_window(loaded, config_file, args, window)
+
+
+def plan_redrive(consumer: Any, topic: str, group: str) -> Window:
+    """From where the redrive group stopped (else the first dead letter) to the end now."""
+    metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        raise ConfigError([f"delivery.dead_letter_topic: {topic}: no such topic"])
+    asked = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+    bounds = {}
+    for tp in consumer.committed(asked, timeout=10):
+        low, high = consumer.get_watermark_offsets(tp, timeout=10)
+        bounds[tp.partition] = (max(low, tp.offset), high)
+    return Window(topic, group, True, bounds, redrive=True)
+
+
+def _planned(
+    loaded: Loaded, args: Any, consumer_factory: Callable[..., Any], group: str, make: Callable[[Any], Window]
+) -> Window | int:
+    """The window to read (or, with ``--dry-run``, the exit code of printing it)."""
     if group == loaded.config.kafka.get("group.id"):
-        raise ConfigError([f"--group {group}: that is the live group; replay must not move its offsets"])
+        raise ConfigError([f"--group {group}: that is the live group; its offsets must not move"])
     kafka = {**consumer_config(loaded.config.kafka), "group.id": group, "logger": logs.kafka_logger()}
     consumer = consumer_factory(kafka)
     try:
-        window = plan(consumer, topic, group, bool(args.group), args)
+        window = make(consumer)
         log.info(
-            "replay_planned",
-            topic=topic,
+            "window_planned",
+            topic=window.topic,
             group=group,
             total=window.total,
+            redrive=window.redrive,
             partitions={p: list(b) for p, b in window.bounds.items()},
         )
         if args.dry_run:
             return dry_run(loaded, window, consumer, sys.stdout, sys.stderr)
+        return window
     finally:
         consumer.close()
+
+
+def _deliver_window(loaded: Loaded, config_file: str, args: Any, window: Window | int) -> int:
+    """Deliver the window with every guarantee of ``run``, then summarise."""
+    if isinstance(window, int):  # a dry run already printed it
+        return window
+    verb = "redrive" if window.redrive else "replay"
     if window.total == 0:
-        print(f"replay: nothing to replay in {topic} for that window", file=sys.stderr)
+        print(f"{verb}: nothing to read in {window.topic}", file=sys.stderr)
         return 0
     bridge = Bridge(loaded.config, loaded.mapper, config_file, decoder=loaded.decoder, window=window)
-    bridge.sender.guard_stale = not args.ignore_max_age
+    bridge.sender.guard_stale = not getattr(args, "ignore_max_age", False)
     code = asyncio.run(_run(bridge, window.total))
     counts = dict(bridge.counts)
+    outcomes = ", ".join(
+        f"{counts[k]} {k.replace('_', '-')}" for k in ("delivered", "dead_lettered", "skipped", "stale")
+    )
     print(
-        f"\nreplay of {topic}: {counts['consumed']} of {window.total} records read; "
-        + ", ".join(
-            f"{counts[k]} {k.replace('_', '-')}" for k in ("delivered", "dead_lettered", "skipped", "stale")
-        ),
+        f"\n{verb} of {window.topic}: {counts['consumed']} of {window.total} records read; {outcomes}",
         file=sys.stderr,
     )
-    log.info("replay_finished", topic=topic, group=group, **counts)
+    log.info(f"{verb}_finished", topic=window.topic, group=window.group, **counts)
     return code

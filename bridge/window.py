@@ -9,7 +9,27 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import TopicPartition
 
+from .errors import DecodeError
 from .offsets import TopicPartitionKey
+from .source import Record
+
+BRIDGE_HEADER = "x-bridge-"
+
+
+def original_of(dead_letter: Record) -> Record:
+    """The record a dead letter was made from: its original topic, partition, offset and
+    headers (the ``x-bridge-*`` ones removed); key, value and time are kept as they were."""
+    headers = {name: value for name, value in dead_letter.headers}
+    try:
+        topic = (headers["x-bridge-source-topic"] or b"").decode()
+        partition = int(headers["x-bridge-source-partition"] or b"")
+        offset = int(headers["x-bridge-source-offset"] or b"")
+    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError("not a dead letter of this bridge: no x-bridge-source-* headers") from exc
+    kept = [(name, value) for name, value in dead_letter.headers if not name.startswith(BRIDGE_HEADER)]
+    return Record(
+        topic, partition, offset, dead_letter.key, dead_letter.value, kept, dead_letter.timestamp_ms
+    )
 
 
 @dataclass(frozen=True)
@@ -18,6 +38,11 @@ class Window:
     group: str  # the consumer group replay reads as: never the live one
     commits: bool  # record progress in ``group`` (``--group``), so a rerun resumes
     bounds: dict[int, tuple[int, int]] = field(default_factory=dict)  # partition → (start, end)
+    redrive: bool = False  # the topic holds dead letters: map each as its original record
+
+    def origin(self, record: Record) -> Record:
+        """What the rules see: the record, or for redrive the original it was dead-lettered from."""
+        return original_of(record) if self.redrive else record
 
     @property
     def total(self) -> int:
