@@ -124,11 +124,14 @@ def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: Tex
     return 1 if failures else 0
 
 
-async def _report_progress(bridge: Bridge, total: int, stream: TextIO) -> None:
+async def report_progress(
+    bridge: Any, total: int, stream: TextIO, log_every_s: float = PROGRESS_LOG_S
+) -> None:
+    """Records done of total, rate and ETA: a line redrawn on a terminal, else a log line."""
     started = time.monotonic()
     interactive = stream.isatty()
     while True:
-        await asyncio.sleep(1.0 if interactive else PROGRESS_LOG_S)
+        await asyncio.sleep(1.0 if interactive else log_every_s)
         done = bridge.counts["consumed"]
         elapsed = time.monotonic() - started
         rate = done / elapsed if elapsed else 0.0
@@ -148,7 +151,7 @@ async def _report_progress(bridge: Bridge, total: int, stream: TextIO) -> None:
 
 
 async def _run(bridge: Bridge, total: int) -> int:
-    progress = asyncio.create_task(_report_progress(bridge, total, sys.stderr))
+    progress = asyncio.create_task(report_progress(bridge, total, sys.stderr))
     try:
         return await bridge.run()
     finally:

@@ -1,0 +1,108 @@
+"""Replay planning without a broker: windows by time (offsets_for_times, which the
+mock cluster cannot answer truthfully), by offset, resuming a --group, progress."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from argparse import Namespace
+from collections import Counter
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicPartition
+from structlog.testing import capture_logs
+
+from bridge.errors import ConfigError
+from bridge.replay import parse_offsets, plan, report_progress
+
+FROM_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+TO_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
+
+
+class Metadata:
+    def __init__(self, partitions: int) -> None:
+        self.partitions = dict.fromkeys(range(partitions))
+        self.error = None
+
+
+class FakeConsumer:
+    """Two partitions with watermarks (0, 100) and (10, 50); a time index per partition."""
+
+    marks = {0: (0, 100), 1: (10, 50)}
+    index = {FROM_MS: {0: 20, 1: 30}, TO_MS + 1: {0: 80, 1: -1}}
+
+    def __init__(self, committed: dict[int, int] | None = None) -> None:
+        self._committed = committed or {}
+        self.asked: list[int] = []
+
+    def list_topics(self, topic: str, timeout: float) -> Any:
+        return Namespace(topics={"t": Metadata(2)})
+
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+        return self.marks[tp.partition]
+
+    def offsets_for_times(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        self.asked += [tp.offset for tp in partitions]
+        return [
+            TopicPartition(tp.topic, tp.partition, self.index[tp.offset][tp.partition]) for tp in partitions
+        ]
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [
+            TopicPartition(tp.topic, tp.partition, self._committed.get(tp.partition, -1001))
+            for tp in partitions
+        ]
+
+
+def args(**given: Any) -> Namespace:
+    defaults = {
+        "from_time": None,
+        "to_time": None,
+        "from_offset": None,
+        "to_offset": None,
+        "from_beginning": False,
+    }
+    return Namespace(**{**defaults, **given})
+
+
+def test_window_by_time_seeks_with_offsets_for_times() -> None:
+    consumer = FakeConsumer()
+    window = plan(
+        consumer, "t", "g", False, args(from_time="2026-11-01T00:00:00Z", to_time="2026-11-02T00:00:00Z")
+    )
+    # The end is the first record after --to; a partition with none runs to its high watermark.
+    assert window.bounds == {0: (20, 80), 1: (30, 50)}
+    assert consumer.asked == [FROM_MS, FROM_MS, TO_MS + 1, TO_MS + 1]
+    assert window.total == 80
+
+
+def test_window_by_offsets_is_inclusive_and_clamped() -> None:
+    window = plan(FakeConsumer(), "t", "g", False, args(from_offset="1:0", to_offset="1:19"))
+    assert window.bounds == {1: (10, 20)}  # starts at the low watermark, ends after offset 19
+    assert window.wants(("t", 1), 19) and not window.wants(("t", 1), 20) and not window.wants(("t", 0), 15)
+
+
+def test_from_beginning_and_resume_from_the_replay_group() -> None:
+    window = plan(FakeConsumer({0: 60}), "t", "g", True, args(from_beginning=True))
+    assert window.bounds == {0: (60, 100), 1: (10, 50)}
+
+
+@pytest.mark.parametrize("text", ["0-1", "a:b", "1:2,3"])
+def test_bad_offsets(text: str) -> None:
+    with pytest.raises(ConfigError, match="--from-offset: expected PARTITION:OFFSET"):
+        parse_offsets(text, "--from-offset")
+
+
+def test_progress_is_logged_when_not_a_terminal() -> None:
+    bridge = Namespace(counts=Counter(consumed=25))
+
+    async def run() -> None:
+        task = asyncio.create_task(report_progress(bridge, 100, io.StringIO(), log_every_s=0.01))
+        await asyncio.sleep(0.05)
+        task.cancel()
+
+    with capture_logs() as logs:
+        asyncio.run(run())
+    line = next(e for e in logs if e["event"] == "replay_progress")
+    assert (line["done"], line["total"]) == (25, 100) and line["rate"] > 0 and line["eta_s"] is not None
