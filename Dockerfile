@@ -1,11 +1,20 @@
 # The bridge as a container: configuration from a mounted file and the environment.
+#   docker build -t intilery-bridge .
+#   docker run -v $PWD/bridge.yaml:/config/bridge.yaml -e INTILERY_AUTH_TOKEN=... \
+#     intilery-bridge run --config /config/bridge.yaml
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 bridge
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bridge ./bridge
+# Runtime dependencies only (the [dev] extra stays out of the image).
 RUN pip install --no-cache-dir . && rm -rf /root/.cache
 COPY examples /app/examples
+COPY schemas /app/schemas
 USER bridge
+EXPOSE 9400
+# /healthz: the process loop is alive (observability.port, 9400 by default).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9400/healthz', timeout=4)"]
 ENTRYPOINT ["intilery-bridge"]
 CMD ["run", "--config", "/app/examples/bridge.yaml"]

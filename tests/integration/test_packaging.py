@@ -12,7 +12,9 @@ ROOT = Path(__file__).parents[2]
 def test_compose_parses_and_names_existing_paths() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"kafka", "producer", "sandbox", "bridge"} <= set(services)
+    assert {"kafka", "schema-registry", "producer", "sandbox", "bridge"} <= set(services)
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
     for service in services.values():
         for volume in service.get("volumes", []):
             assert (ROOT / volume.split(":")[0]).exists(), volume
@@ -28,6 +30,18 @@ def test_compose_parses_and_names_existing_paths() -> None:
 def test_dockerfile_entrypoint_is_the_console_script() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["intilery-bridge"]' in text and "USER bridge" in text
+    from bridge.config import ObservabilityConfig
+
+    port = ObservabilityConfig().port
+    assert f"http://127.0.0.1:{port}/healthz" in text and f"EXPOSE {port}" in text
+    default = text.split("CMD [")[-1]
+    assert (
+        '"run", "--config", "/app/examples/bridge.yaml"' in default
+        and (ROOT / "examples/bridge.yaml").exists()
+    )
+    copied = [word for line in text.splitlines() if line.startswith("COPY ") for word in line.split()[1:-1]]
+    assert {"bridge", "examples", "schemas", "pyproject.toml", "README.md"} <= set(copied)
+    assert all((ROOT / path).exists() for path in copied)
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert 'intilery-bridge = "bridge.cli:main"' in pyproject
 
