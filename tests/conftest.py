@@ -9,13 +9,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
@@ -162,6 +162,28 @@ def start_bridge(config_path: Path, log_path: Path, *extra: str) -> subprocess.P
             stderr=subprocess.STDOUT,
             env=bridge_env(),
         )
+
+
+def sms_event(seq: int, customers: int, occurred: Any = "2026-11-01T00:00:00Z") -> dict[str, Any]:
+    """An abandoned-booking event the first rule of ``base_config`` turns into one send_sms."""
+    return {
+        "type": "booking_abandoned",
+        "channel": "sms",
+        "seq": seq,
+        "occurredAt": occurred,
+        "customer": {"id": f"C-{seq % customers}"},
+        "booking": {"id": f"B-{seq}", "value": 1},
+    }
+
+
+def produce_events(bootstrap: str, topic: str, events: Iterable[dict[str, Any]]) -> None:
+    """Produce JSON events keyed by their customer id."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    for number, event in enumerate(events):
+        producer.produce(topic, key=event["customer"].get("id"), value=json.dumps(event).encode())
+        if number % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0
 
 
 def read_all(bootstrap: str, topic: str, partitions: int = 1) -> list[Any]:

@@ -9,30 +9,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 
 from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
-from tests.conftest import accepted, committed_and_ends, read_all
+from tests.conftest import accepted, committed_and_ends, produce_events, read_all, sms_event
 
 PARTITIONS = 3
 
 
 def produce_stream(cluster: MockCluster, count: int, start: int = 0) -> None:
-    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 20})
-    for seq in range(start, start + count):
-        event = {
-            "type": "booking_abandoned",
-            "channel": "sms",
-            "seq": seq,
-            "occurredAt": "2026-11-01T00:00:00Z",
-            "customer": {"id": f"C-{seq % 50}"},
-            "booking": {"id": f"B-{seq}", "value": 10},
-        }
-        producer.produce("bookings", key=f"C-{seq % 50}", value=json.dumps(event).encode())
-        if seq % 1000 == 0:
-            producer.poll(0)
-    assert producer.flush(30) == 0
+    produce_events(
+        cluster.bootstrap_servers, "bookings", (sms_event(seq, 50) for seq in range(start, start + count))
+    )
 
 
 @dataclass

@@ -4,10 +4,7 @@ its own."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-
-from confluent_kafka import Producer
 
 from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
@@ -16,6 +13,7 @@ from tests.conftest import (
     base_config,
     committed_and_ends,
     log_events,
+    produce_events,
     read_all,
     start_bridge,
     wait_for,
@@ -24,16 +22,11 @@ from tests.conftest import (
 
 
 def produce(cluster: MockCluster, seqs: range) -> None:
-    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
-    for seq in seqs:
-        event = {
-            "type": "booking_viewed",
-            "seq": seq,
-            "customer": {"id": f"C-{seq % 5}"},
-            "booking": {"id": "B"},
-        }
-        producer.produce("bookings", key=f"C-{seq % 5}", value=json.dumps(event).encode())
-    producer.flush(10)
+    events = (
+        {"type": "booking_viewed", "seq": seq, "customer": {"id": f"C-{seq % 5}"}, "booking": {"id": "B"}}
+        for seq in seqs
+    )
+    produce_events(cluster.bootstrap_servers, "bookings", events)
 
 
 def test_403_pauses_without_dead_letters_or_commits(

@@ -12,7 +12,16 @@ from confluent_kafka import Producer
 
 from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
-from tests.conftest import accepted, base_config, log_events, start_bridge, wait_for, write_config
+from tests.conftest import (
+    accepted,
+    base_config,
+    log_events,
+    produce_events,
+    sms_event,
+    start_bridge,
+    wait_for,
+    write_config,
+)
 
 DOCUMENTED = [
     "intilery_bridge_records_consumed_total",
@@ -41,17 +50,8 @@ def sample(text: str, name: str, **labels: str) -> float:
 def test_metrics_health_and_readiness(cluster: MockCluster, sandbox: Sandbox, tmp_path: Path) -> None:
     cluster.create_topic("bookings", 2)
     cluster.create_topic("bookings.dlq", 1)
+    produce_events(cluster.bootstrap_servers, "bookings", (sms_event(seq, 4) for seq in range(30)))
     producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
-    for seq in range(30):
-        event = {
-            "type": "booking_abandoned",
-            "channel": "sms",
-            "seq": seq,
-            "occurredAt": "2026-11-01T00:00:00Z",
-            "customer": {"id": f"C-{seq % 4}"},
-            "booking": {"id": "B", "value": 1},
-        }
-        producer.produce("bookings", key=f"C-{seq % 4}", value=json.dumps(event).encode())
     producer.produce("bookings", key="C-x", value=b"not json")
     producer.flush(10)
     config = base_config(cluster, sandbox.url, "observed")

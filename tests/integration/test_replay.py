@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
-
 from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
 from tests.conftest import (
@@ -22,7 +20,9 @@ from tests.conftest import (
     base_config,
     bridge_env,
     committed_and_ends,
+    produce_events,
     read_all,
+    sms_event,
     start_bridge,
     wait_for,
     write_config,
@@ -35,19 +35,10 @@ def seed(cluster: MockCluster, count: int = 40, hours_ago: float = 0) -> dict[tu
     """Produce sms events; gives (partition, offset) → seq."""
     cluster.create_topic("bookings", 2)
     cluster.create_topic("bookings.dlq", 1)
-    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
     occurred = time.time() - hours_ago * 3600
-    for seq in range(count):
-        event = {
-            "type": "booking_abandoned",
-            "channel": "sms",
-            "seq": seq,
-            "occurredAt": occurred,
-            "customer": {"id": f"C-{seq % 5}"},
-            "booking": {"id": f"B-{seq}", "value": 1},
-        }
-        producer.produce("bookings", key=f"C-{seq % 5}", value=json.dumps(event).encode())
-    producer.flush(10)
+    produce_events(
+        cluster.bootstrap_servers, "bookings", (sms_event(seq, 5, occurred) for seq in range(count))
+    )
     return {
         (m.partition(), m.offset()): json.loads(m.value())["seq"]
         for m in read_all(cluster.bootstrap_servers, "bookings", 2)

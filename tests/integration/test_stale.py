@@ -3,34 +3,29 @@ old when they would be sent; they are counted, logged and committed."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from confluent_kafka import Producer
-
 from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
-from tests.conftest import accepted, base_config, committed_and_ends, log_events, start_bridge, write_config
+from tests.conftest import (
+    accepted,
+    base_config,
+    committed_and_ends,
+    log_events,
+    produce_events,
+    sms_event,
+    start_bridge,
+    write_config,
+)
 
 
 def test_max_age_skips_old_events(cluster: MockCluster, sandbox: Sandbox, tmp_path: Path) -> None:
     cluster.create_topic("bookings", 1)
     cluster.create_topic("bookings.dlq", 1)
-    now_s = time.time()
-    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
-    for seq in range(20):
-        occurred = now_s - (3 * 3600 if seq % 2 else 60)  # odd ones happened three hours ago
-        event = {
-            "type": "booking_abandoned",
-            "channel": "sms",
-            "seq": seq,
-            "occurredAt": occurred,
-            "customer": {"id": f"C-{seq}"},
-            "booking": {"id": f"B-{seq}", "value": 5},
-        }
-        producer.produce("bookings", key=f"C-{seq}", value=json.dumps(event).encode())
-    producer.flush(10)
+    now_s = time.time()  # odd ones happened three hours ago
+    events = [sms_event(seq, 20, now_s - (3 * 3600 if seq % 2 else 60)) for seq in range(20)]
+    produce_events(cluster.bootstrap_servers, "bookings", events)
     config = base_config(cluster, sandbox.url, "stale")
     config["rules"][0]["max_age"] = "2h"
     log_path = tmp_path / "bridge.log"
