@@ -324,14 +324,24 @@ def load_config(
     With ``strict_env`` false an unset variable without a default expands to an
     empty string instead of being an error (offline tools need no secrets).
     """
-    raw = read_raw(path)
-    problems: list[str] = []
-    expanded = expand_env(raw, os.environ if env is None else env, problems if strict_env else None)
+    expanded, problems = read_expanded(path, env, strict_env)
     config, more = validate(expanded)
     problems += without_env_echoes(more, problems)
     if problems or config is None:
         raise ConfigError([f"{path}: {p}" for p in problems])
     return config
+
+
+def read_expanded(
+    path: str | Path, env: Mapping[str, str] | None = None, strict_env: bool = True
+) -> tuple[dict[str, Any], list[str]]:
+    """The file's mapping with ``${VAR}`` expanded, and the unset variables as problems
+    (none when ``strict_env`` is false: they expand to empty strings)."""
+    problems: list[str] = []
+    expanded = expand_env(
+        read_raw(path), os.environ if env is None else env, problems if strict_env else None
+    )
+    return expanded, problems
 
 
 def without_env_echoes(problems: list[str], env_problems: list[str]) -> list[str]:

@@ -9,7 +9,6 @@ file, the rule or topic, and the field.
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 from pydantic import ValidationError
@@ -20,9 +19,8 @@ from .config import (
     SourceConfig,
     cross_problems,
     describe_validation,
-    expand_env,
     raw_topic_names,
-    read_raw,
+    read_expanded,
     validate,
     without_env_echoes,
 )
@@ -38,9 +36,7 @@ class Loaded(NamedTuple):
 
 
 def load(path: str) -> Loaded:
-    raw = read_raw(path)
-    env_problems: list[str] = []
-    expanded = expand_env(raw, os.environ, env_problems)
+    expanded, env_problems = read_expanded(path)
     config, problems = validate(expanded)
     mapper, rule_problems = compile_rules(expanded.get("rules"), raw_topic_names(expanded))
     problems = env_problems + without_env_echoes(problems + rule_problems, env_problems)
@@ -58,7 +54,7 @@ def load(path: str) -> Loaded:
 
 def load_offline(path: str) -> tuple[SourceConfig, Mapper]:
     """Only ``source`` and ``rules``; unset variables expand to empty strings."""
-    expanded = expand_env(read_raw(path), os.environ, None)
+    expanded, _ = read_expanded(path, strict_env=False)
     problems = [p for p in cross_problems(expanded) if p.startswith("rules")]
     source = None
     try:

@@ -24,7 +24,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import structlog
 from confluent_kafka import KafkaException
 
@@ -82,7 +81,6 @@ class Bridge:
         source_name: str = "bridge.yaml",
         *,
         until_caught_up: bool = False,
-        transport: httpx.AsyncBaseTransport | None = None,
         decoder: Decoder | None = None,
         window: Window | None = None,
     ) -> None:
@@ -101,7 +99,7 @@ class Bridge:
         self.limiter = RateLimiter(rate.per_second, rate.burst) if rate.per_second > 0 else None
         self.metrics = Metrics()
         self.client = IntileryClient(
-            config.intilery, delivery.max_in_flight, transport, self.limiter, self.metrics
+            config.intilery, delivery.max_in_flight, limiter=self.limiter, metrics=self.metrics
         )
         post, in_flight = self.client.post, delivery.max_in_flight
         self.batcher: Batcher | None = None
@@ -416,7 +414,7 @@ class Bridge:
             and read_all
             and self.offsets.unfinished() == 0
             and not (self.offsets.to_commit() and (self.window is None or self.window.commits))
-            and not (self.dead_letters and self.dead_letters.pending)
+            and not self._dead_letters_pending()
         )
 
     async def _shutdown(self) -> None:

@@ -5,7 +5,6 @@ stale-event guard applied unless --ignore-max-age."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -134,4 +133,3 @@ def test_replay_refuses_the_live_group(cluster: MockCluster, sandbox: Sandbox, t
     config = write_config(tmp_path, base_config(cluster, sandbox.url, "live"))
     result = replay(config, "--from-beginning", "--group", "live")
     assert result.returncode == 2 and "that is the live group" in result.stderr
-    assert os.path.exists(config)
