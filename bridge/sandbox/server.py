@@ -83,6 +83,7 @@ class SandboxState:
         self.faults = Faults()
         self.accepted: list[dict[str, Any]] = []
         self.attempts: list[dict[str, Any]] = []
+        self.refusing = False  # not listening: requests on connections still open are dropped
         self._lock = threading.Lock()
 
     def set_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -127,6 +128,8 @@ class SandboxState:
 
     def _answer(self, path: str, headers: dict[str, str], body: bytes) -> Answer | str:
         faults = self.faults
+        if self.refusing:
+            return DROP
         if faults.drop > 0:
             faults.drop -= 1
             return DROP
@@ -303,6 +306,7 @@ class Sandbox:
     ) -> None:
         self.state = SandboxState(token, **limits)
         self._server = _Server((host, port), self.state)
+        self.host = host
         self.port: int = self._server.server_address[1]
         self.url = f"http://{host}:{self.port}"
         self._thread: threading.Thread | None = None
@@ -311,6 +315,17 @@ class Sandbox:
         self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox", daemon=True)
         self._thread.start()
         return self
+
+    def refuse_connections(self) -> None:
+        """Stop listening, so connecting is refused, and drop requests on open connections."""
+        self.state.refusing = True
+        self.stop()
+
+    def accept_connections(self) -> None:
+        """Listen again on the same port."""
+        self._server = _Server((self.host, self.port), self.state)
+        self.state.refusing = False
+        self.start()
 
     def serve_forever(self) -> None:
         self._server.serve_forever()

@@ -4,15 +4,18 @@ every drill ends with (no gaps, offsets at the end, duplicates counted)."""
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
-from tests.conftest import accepted, committed_and_ends, produce_events, read_all, sms_event
+from tests.conftest import accepted, committed_and_ends, log_events, produce_events, read_all, sms_event
 
 PARTITIONS = 3
 
@@ -30,12 +33,9 @@ class Outcome:
     duplicated: int
     dead_lettered: int
 
-    def row(self, name: str, recover_s: float | None = None) -> str:
-        recover = f"{recover_s:.1f}s" if recover_s is not None else "-"
-        return (
-            f"drill={name} records={self.records} lost={self.lost} duplicated={self.duplicated} "
-            f"dead_lettered={self.dead_lettered} time_to_recover={recover}"
-        )
+
+COLUMNS = ("drill", "records", "lost", "duplicated", "dead-lettered", "time to recover", "notes")
+ROWS: list[tuple[str, ...]] = []  # every drill's row, printed as one table at the end of the run
 
 
 def check_stream(cluster: MockCluster, sandbox: Sandbox, group: str, count: int) -> Outcome:
@@ -56,9 +56,56 @@ def drill_cluster(cluster: MockCluster) -> MockCluster:
     return cluster
 
 
-def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
-    with capsys.disabled():
-        print(f"\n[drill] {line}")
+def report(name: str, outcome: Outcome, recover_s: float | None = None, notes: str = "") -> None:
+    """Add the drill's row to the table printed at the end of the run."""
+    recover = f"{recover_s:.1f} s" if recover_s is not None else "-"
+    ROWS.append(
+        (
+            name,
+            str(outcome.records),
+            str(outcome.lost),
+            str(outcome.duplicated),
+            str(outcome.dead_lettered),
+            recover,
+            notes,
+        )
+    )
+
+
+def drill_table() -> str:
+    rows = [COLUMNS, *ROWS]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = [
+        "| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |" for row in rows
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if ROWS:
+        terminalreporter.section("drills")
+        terminalreporter.write_line(drill_table())
+
+
+def rss_mb(pid: int) -> float:
+    """The resident memory of a process, in MB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def ready(log_path: Path) -> bool:
+    """Whether the bridge logging to ``log_path`` answers 200 on /readyz."""
+    started = next(e for e in log_events(log_path) if e["event"] == "bridge_started")
+    url = f"http://127.0.0.1:{started['observability_port']}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 503, exc
+        return False
 
 
 def drill_config(cluster: MockCluster, sandbox: Sandbox, group: str, **delivery: Any) -> dict[str, Any]:

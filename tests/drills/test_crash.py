@@ -28,7 +28,6 @@ def test_sigkill_and_restart(
     drill_cluster: MockCluster,
     sandbox: Sandbox,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
     records: int,
     kills: int,
 ) -> None:
@@ -55,7 +54,8 @@ def test_sigkill_and_restart(
     # Per kill, at most the unfinished buffer plus what was finished but not yet committed.
     assert outcome.duplicated <= kills * (MAX_BUFFERED + FETCH_BATCH)
     report(
-        capsys,
-        outcome.row(f"sigkill-x{kills}", time.monotonic() - started)
-        + f" duplicates_per_kill={outcome.duplicated / kills:.0f}",
+        f"1 crash: SIGKILL x{kills}",
+        outcome,
+        time.monotonic() - started,
+        f"{outcome.duplicated / kills:.0f} duplicates per kill (bound {MAX_BUFFERED + FETCH_BATCH})",
     )
