@@ -166,6 +166,7 @@ class Gate:
         self._clock = clock
         self.open_at = 0.0
         self.auth_failed = False
+        self.probe = asyncio.Lock()
 
     def hold(self, seconds: float) -> None:
         self.open_at = max(self.open_at, self._clock() + seconds)
@@ -246,16 +247,27 @@ class Sender:
             return Delivered(delivered.status, delivered.event_id, delivered.latency_ms, attempt)
 
     async def _attempt(self, command: Command) -> Delivered:
-        await self.gate.wait(self._sleep)
-        async with self._slots:
+        while True:
             await self.gate.wait(self._sleep)
-            if self.guard_stale and command.is_stale(int(time.time() * 1000)):
-                raise StaleCommand(f"older than {command.max_age_s:g}s")
-            self.in_flight += 1
-            try:
-                return await self._post(command)
-            finally:
-                self.in_flight -= 1
+            if self.gate.auth_failed:
+                # While the credentials are refused, one request at a time probes them.
+                async with self.gate.probe:
+                    await self.gate.wait(self._sleep)
+                    if self.gate.auth_failed:
+                        return await self._post_now(command)
+            async with self._slots:
+                await self.gate.wait(self._sleep)
+                if not self.gate.auth_failed:  # else refused while waiting for a slot: probe
+                    return await self._post_now(command)
+
+    async def _post_now(self, command: Command) -> Delivered:
+        if self.guard_stale and command.is_stale(int(time.time() * 1000)):
+            raise StaleCommand(f"older than {command.max_age_s:g}s")
+        self.in_flight += 1
+        try:
+            return await self._post(command)
+        finally:
+            self.in_flight -= 1
 
     def _delay_after(self, exc: DeliveryError, attempt: int) -> float:
         if isinstance(exc, AuthError):

@@ -1,0 +1,90 @@
+"""The credentials are revoked mid-stream (403), then restored: nothing is
+dead-lettered, nothing committed past the first refused record, readiness is
+false while it lasts, and delivery resumes on its own."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from bridge.sandbox import Sandbox
+from bridge.testing.mockcluster import MockCluster
+from tests.conftest import (
+    TOKEN,
+    accepted,
+    committed_and_ends,
+    log_events,
+    read_all,
+    start_bridge,
+    wait_for,
+    write_config,
+)
+from tests.drills.conftest import PARTITIONS, check_stream, drill_config, produce_stream, ready, report
+
+AUTH_BACKOFF_S = 0.3
+
+
+@pytest.mark.parametrize(
+    ("records", "revoked_s"),
+    [pytest.param(300, 3, id="short"), pytest.param(3000, 30, id="long", marks=pytest.mark.slow)],
+)
+def test_credentials_revoked_then_restored(
+    drill_cluster: MockCluster, sandbox: Sandbox, tmp_path: Path, records: int, revoked_s: float
+) -> None:
+    produce_stream(drill_cluster, records // 3)
+    config = drill_config(drill_cluster, sandbox, "auth", max_buffered_records=records // 6)
+    config["delivery"]["retry"]["auth_backoff_ms"] = int(AUTH_BACKOFF_S * 1000)
+    log_path = tmp_path / "bridge.log"
+    process = start_bridge(write_config(tmp_path, config), log_path)
+    bootstrap = drill_cluster.bootstrap_servers
+    try:
+        wait_for(lambda: len(accepted(sandbox)) >= records // 6, 60, "first deliveries")
+        sandbox.state.token = "revoked"
+        produce_stream(drill_cluster, records - records // 3, start=records // 3)
+        wait_for(lambda: any(a["status"] == 403 for a in sandbox.state.attempts), 20, "the first 403")
+        first_refused = time.monotonic()
+        delivered_before = {r["body"]["seq"] for r in accepted(sandbox)}
+        seq_at = {
+            (m.partition(), m.offset()): json.loads(m.value())["seq"]
+            for m in read_all(bootstrap, "bookings", PARTITIONS)
+        }
+        deadline, ready_seen = time.monotonic() + revoked_s, []
+        while time.monotonic() < deadline:
+            ready_seen.append(ready(log_path))
+            for partition, (committed, _) in enumerate(
+                committed_and_ends(bootstrap, "auth", "bookings", PARTITIONS)
+            ):
+                passed = [seq_at[(partition, o)] for o in range(max(committed, 0))]
+                assert set(passed) <= delivered_before, (
+                    f"committed past an undelivered record in [{partition}]"
+                )
+            time.sleep(0.5)
+        assert {r["body"]["seq"] for r in accepted(sandbox)} == delivered_before, "nothing gets through"
+        sandbox.state.token = TOKEN
+        restored_at = time.monotonic()
+        refused_s = restored_at - first_refused
+        wait_for(lambda: len(accepted(sandbox)) > len(delivered_before), 30, "delivery to resume")
+        resume_s = time.monotonic() - restored_at
+        wait_for(lambda: len({r["body"]["seq"] for r in accepted(sandbox)}) >= records, 120, "all delivered")
+        wait_for(lambda: ready(log_path), 10, "ready again")
+        time.sleep(0.6)  # two commit intervals
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+    outcome = check_stream(drill_cluster, sandbox, "auth", records)
+    assert outcome.lost == 0 and outcome.dead_lettered == 0
+    assert ready_seen and not any(ready_seen[1:]), "not ready while the credentials are refused"
+    failures = [e for e in log_events(log_path) if e["event"] == "intilery_auth_failed"]
+    assert failures and all(e["level"] == "error" and e["status"] == 403 for e in failures)
+    # While refused, one request probes per back-off (after those already in flight).
+    refused = sum(1 for a in sandbox.state.attempts if a["status"] == 403)
+    assert refused <= config["delivery"]["max_in_flight"] + refused_s / AUTH_BACKOFF_S + 2
+    report(
+        f"4 credentials revoked {revoked_s:g} s",
+        outcome,
+        resume_s,
+        f"{refused} refused probes; not ready throughout; no commit past the first 403",
+    )

@@ -1,0 +1,60 @@
+"""Intilery takes seconds per request while a long backlog waits: the consumer
+stays in the group (max.poll.interval.ms is never exceeded, as the loop keeps
+polling) and throughput is what max_in_flight allows."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from bridge.sandbox import Sandbox
+from bridge.testing.mockcluster import MockCluster
+from tests.conftest import accepted, log_events, start_bridge, wait_for, write_config
+from tests.drills.conftest import check_stream, drill_config, produce_stream, report
+
+MAX_IN_FLIGHT = 8
+POLL_INTERVAL_MS = 6000  # the lowest librdkafka allows beside a 6 s session
+
+
+@pytest.mark.parametrize(
+    ("records", "latency_s"),
+    [pytest.param(100, 0.5, id="short"), pytest.param(240, 2.0, id="long", marks=pytest.mark.slow)],
+)
+def test_slow_intilery_long_backlog(
+    drill_cluster: MockCluster, sandbox: Sandbox, tmp_path: Path, records: int, latency_s: float
+) -> None:
+    produce_stream(drill_cluster, records)
+    sandbox.state.set_faults({"latency_ms": latency_s * 1000})
+    config = drill_config(drill_cluster, sandbox, "slow", max_in_flight=MAX_IN_FLIGHT)
+    config["kafka"]["max.poll.interval.ms"] = POLL_INTERVAL_MS
+    config["intilery"]["timeout_s"] = latency_s * 3
+    log_path = tmp_path / "bridge.log"
+    process = start_bridge(write_config(tmp_path, config), log_path)
+    try:
+        wait_for(
+            lambda: len(accepted(sandbox)) >= records, records / MAX_IN_FLIGHT * latency_s * 4 + 30, "all"
+        )
+        time.sleep(latency_s + 0.6)  # the last answers, then two commit intervals
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+    outcome = check_stream(drill_cluster, sandbox, "slow", records)
+    assert outcome.lost == 0 and outcome.dead_lettered == 0 and outcome.duplicated == 0
+    kinds = [e["event"] for e in log_events(log_path)]
+    running = kinds[: kinds.index("signal_received")]
+    assert running.count("partitions_assigned") == 1 and "partitions_revoked" not in running, "no rebalance"
+    arrivals = sorted(a["at"] for a in sandbox.state.attempts)
+    elapsed = arrivals[-1] - arrivals[0] + latency_s
+    assert elapsed * 1000 > 2 * POLL_INTERVAL_MS or latency_s < 1, (
+        "the backlog must outlast the poll interval"
+    )
+    rate, bound = records / elapsed, MAX_IN_FLIGHT / latency_s
+    assert rate >= 0.5 * bound, f"{rate:.1f}/s against {bound:.1f}/s that max_in_flight allows"
+    report(
+        f"8 slow Intilery, {latency_s:g} s per request",
+        outcome,
+        None,
+        f"{rate:.1f} rec/s = {rate / bound:.2f} of max_in_flight/latency; no rebalance",
+    )
