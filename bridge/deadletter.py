@@ -5,23 +5,28 @@ that condemned it; writes the record to the dead-letter topic with its key,
 value and headers unchanged plus ``x-bridge-*`` headers, and calls ``on_done``
 only once the broker has acknowledged the write. A failed write is retried
 with backoff, forever, and logged each time: the record's offset stays
-uncommitted until the write succeeds.
+uncommitted until the write succeeds. A record too large for the dead-letter
+topic is written without its value, with an ``x-bridge-value-omitted`` header
+(the source headers say where the original is, for ``replay``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import structlog
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from .errors import RecordError
 from .logs import kafka_logger, redact
 from .source import Record
 
 log = structlog.get_logger("bridge.deadletter")
+
+VALUE_OMITTED = "x-bridge-value-omitted"
 
 # Consumer-only properties that the producer would warn about.
 _CONSUMER_ONLY = (
@@ -50,7 +55,9 @@ def producer_config(kafka: dict[str, Any]) -> dict[str, Any]:
     return {**conf, "acks": "all", "enable.idempotence": True, "linger.ms": 5}
 
 
-def dead_letter_headers(record: Record, error: RecordError) -> list[tuple[str, bytes | None]]:
+def dead_letter_headers(
+    record: Record, error: RecordError, omitted: int | None = None
+) -> list[tuple[str, bytes | None]]:
     extra = {
         "x-bridge-source-topic": record.topic,
         "x-bridge-source-partition": str(record.partition),
@@ -62,6 +69,8 @@ def dead_letter_headers(record: Record, error: RecordError) -> list[tuple[str, b
         extra["x-bridge-rule"] = error.rule
     if error.status is not None:
         extra["x-bridge-http-status"] = str(error.status)
+    if omitted is not None:
+        extra[VALUE_OMITTED] = f"{omitted} bytes"
     return [*record.headers, *((k, v.encode()) for k, v in extra.items())]
 
 
@@ -85,13 +94,23 @@ class DeadLetters:
             self.fatal = error.str()
         log.warning("dead_letter_producer_error", error=error.str(), fatal=error.fatal())
 
-    def send(self, record: Record, error: RecordError, on_done: Callable[[], None], attempt: int = 1) -> None:
+    def send(
+        self,
+        record: Record,
+        error: RecordError,
+        on_done: Callable[[], None],
+        attempt: int = 1,
+        omitted: int | None = None,
+    ) -> None:
         self.pending += 1
 
         def delivered(err: KafkaError | None, _message: Any) -> None:
             self.pending -= 1
             if err is None:
                 on_done()
+                return
+            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and record.value:
+                self._without_value(record, error, on_done, attempt)
                 return
             log.error(
                 "dead_letter_write_failed",
@@ -111,12 +130,18 @@ class DeadLetters:
                 self.topic,
                 key=record.key,
                 value=record.value,
-                headers=dead_letter_headers(record, error),
+                headers=dead_letter_headers(record, error, omitted),
                 timestamp=record.timestamp_ms or 0,  # keep the event's time for redrive
                 on_delivery=delivered,
             )
         except Exception as exc:  # local queue full (BufferError) or producer refused: retry later
             self.pending -= 1
+            too_large = (
+                isinstance(exc, KafkaException) and exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
+            )
+            if too_large and record.value:
+                self._without_value(record, error, on_done, attempt)
+                return
             log.error(
                 "dead_letter_write_failed",
                 topic=self.topic,
@@ -127,6 +152,19 @@ class DeadLetters:
             asyncio.get_running_loop().call_later(
                 self._retry_delay, self.send, record, error, on_done, attempt + 1
             )
+
+    def _without_value(
+        self, record: Record, error: RecordError, on_done: Callable[[], None], attempt: int
+    ) -> None:
+        size = len(record.value or b"")
+        log.warning(
+            "dead_letter_value_omitted",
+            source_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            bytes=size,
+        )
+        self.send(dataclasses.replace(record, value=None), error, on_done, attempt, omitted=size)
 
     def poll(self) -> None:
         self._producer.poll(0)

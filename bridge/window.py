@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import TopicPartition
 
+from .deadletter import VALUE_OMITTED
 from .errors import DecodeError
 from .offsets import TopicPartitionKey
 from .source import Record
@@ -26,6 +27,12 @@ def original_of(dead_letter: Record) -> Record:
         offset = int(headers["x-bridge-source-offset"] or b"")
     except (KeyError, ValueError, UnicodeDecodeError) as exc:
         raise DecodeError("not a dead letter of this bridge: no x-bridge-source-* headers") from exc
+    omitted = headers.get(VALUE_OMITTED)
+    if omitted is not None:
+        raise DecodeError(
+            f"the dead letter was written without its value ({omitted.decode(errors='replace')}, too large); "
+            f"replay {topic} partition {partition} offset {offset} instead"
+        )
     kept = [(name, value) for name, value in dead_letter.headers if not name.startswith(BRIDGE_HEADER)]
     return Record(
         topic, partition, offset, dead_letter.key, dead_letter.value, kept, dead_letter.timestamp_ms

@@ -13,8 +13,11 @@ import pytest
 from confluent_kafka import TopicPartition
 from structlog.testing import capture_logs
 
-from bridge.errors import ConfigError
+from bridge.deadletter import VALUE_OMITTED, dead_letter_headers
+from bridge.errors import ConfigError, DecodeError
 from bridge.replay import parse_offsets, plan, report_progress
+from bridge.source import Record
+from bridge.window import original_of
 
 FROM_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 TO_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
@@ -106,3 +109,15 @@ def test_progress_is_logged_when_not_a_terminal() -> None:
         asyncio.run(run())
     line = next(e for e in logs if e["event"] == "replay_progress")
     assert (line["done"], line["total"]) == (25, 100) and line["rate"] > 0 and line["eta_s"] is not None
+
+
+def test_a_dead_letter_without_its_value_points_at_the_source_offset() -> None:
+    source = Record("bookings", 2, 41, b"k", b"x" * 10, [("seq", b"7")], 1)
+    headers = dead_letter_headers(source, DecodeError("nested too deeply"), omitted=10)
+    assert (VALUE_OMITTED, b"10 bytes") in headers
+    with pytest.raises(DecodeError, match="replay bookings partition 2 offset 41"):
+        original_of(Record("bookings.dlq", 0, 0, b"k", None, headers, 1))
+    full = original_of(
+        Record("bookings.dlq", 0, 0, b"k", source.value, dead_letter_headers(source, DecodeError("x")), 1)
+    )
+    assert full == source

@@ -1,0 +1,135 @@
+"""A stream where one record in ten is hostile: random bytes, truncated or
+deeply nested JSON, invalid UTF-8, a tombstone, a 2 MB value, wrong field
+types, or a field that makes a template render something huge. Every bad record
+is dead-lettered with its reason, every good one delivered, and the process
+never crashes."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from bridge.deadletter import VALUE_OMITTED
+from bridge.sandbox import Sandbox
+from bridge.testing.mockcluster import MockCluster
+from tests.conftest import (
+    accepted,
+    committed_and_ends,
+    log_events,
+    read_all,
+    sms_event,
+    start_bridge,
+    write_config,
+)
+from tests.drills.conftest import PARTITIONS, Outcome, drill_config, report
+
+BIG = 2 * 1024 * 1024
+
+
+def _good(seq: int) -> bytes:
+    return json.dumps(sms_event(seq, 50)).encode()
+
+
+# kind -> (the record's value, the error class and a word of the reason it is dead-lettered with)
+HOSTILE: dict[str, tuple[Callable[[int, random.Random], bytes | None], str, str]] = {
+    "random bytes": (lambda seq, rng: rng.randbytes(rng.randint(1, 300)), "decode", ""),
+    "truncated json": (lambda seq, rng: _good(seq)[: rng.randint(1, 60)], "decode", "invalid JSON"),
+    "deep nesting": (lambda seq, rng: b'{"a":' * 200_000 + b"1" + b"}" * 200_000, "decode", "nested"),
+    "invalid utf-8": (
+        lambda seq, rng: _good(seq).replace(b"booking_abandoned", b"booking_\xff\xfe"),
+        "decode",
+        "UTF-8",
+    ),
+    "tombstone": (lambda seq, rng: None, "decode", "tombstone"),
+    "not an object": (lambda seq, rng: b"[1, 2, 3]", "decode", "expected an object"),
+    "wrong types": (
+        lambda seq, rng: json.dumps({**sms_event(seq, 50), "customer": f"C-{seq}"}).encode(),
+        "mapping",
+        "userId",
+    ),
+    "huge render": (
+        lambda seq, rng: json.dumps({**sms_event(seq, 50), "booking": {"id": "x" * 200_000}}).encode(),
+        "mapping",
+        "bytes",
+    ),
+    "2 MB value": (
+        lambda seq, rng: json.dumps(
+            {**sms_event(seq, 50), "booking": {"id": "B", "notes": "y" * BIG}}
+        ).encode(),
+        "",  # a big event whose command is small: delivered
+        "",
+    ),
+}
+
+
+def produce_hostile(bootstrap: str, count: int, seed: int) -> dict[int, tuple[str, bytes | None]]:
+    """Every tenth record hostile, cycling through the kinds; gives seq -> (kind, value)."""
+    rng = random.Random(seed)
+    kinds = list(HOSTILE)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "message.max.bytes": 3 * BIG})
+    hostile = {}
+    for seq in range(count):
+        if seq % 10 == 9:
+            kind = kinds[(seq // 10) % len(kinds)]
+            value = HOSTILE[kind][0](seq, rng)
+            hostile[seq] = (kind, value)
+        else:
+            value = _good(seq)
+        producer.produce("bookings", key=f"C-{seq % 50}", value=value, headers={"seq": str(seq)})
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    return hostile
+
+
+@pytest.mark.parametrize(
+    "records", [pytest.param(300, id="short"), pytest.param(5000, id="long", marks=pytest.mark.slow)]
+)
+def test_hostile_input(drill_cluster: MockCluster, sandbox: Sandbox, tmp_path: Path, records: int) -> None:
+    bootstrap = drill_cluster.bootstrap_servers
+    hostile = produce_hostile(bootstrap, records, records)
+    bad = {seq for seq, (kind, _) in hostile.items() if HOSTILE[kind][1]}
+    good = set(range(records)) - bad
+    log_path = tmp_path / "bridge.log"
+    config = write_config(tmp_path, drill_config(drill_cluster, sandbox, "hostile"))
+    started = time.monotonic()
+    process = start_bridge(config, log_path, "--until-caught-up")
+    assert process.wait(timeout=120) == 0, "the bridge must catch up and exit cleanly"
+    elapsed = time.monotonic() - started
+    delivered = Counter(r["body"]["seq"] for r in accepted(sandbox))
+    assert set(delivered) == good
+    dead = read_all(bootstrap, "bookings.dlq")
+    dead_by_seq = {int(dict(m.headers())["seq"]): m for m in dead}
+    assert set(dead_by_seq) == bad and len(dead) == len(bad)
+    omitted = 0
+    for seq, message in dead_by_seq.items():
+        kind, value = hostile[seq]
+        headers = dict(message.headers())
+        reason = headers["x-bridge-error-reason"].decode()
+        assert headers["x-bridge-error-class"].decode() == HOSTILE[kind][1], (kind, reason)
+        assert HOSTILE[kind][2] in reason, (kind, reason)
+        if VALUE_OMITTED in headers:  # too large for the dead-letter topic: the source offset says where
+            assert message.value() is None and headers[VALUE_OMITTED] == f"{len(value or b'')} bytes".encode()
+            omitted += 1
+        else:
+            assert message.value() == value, kind
+    assert omitted == sum(1 for kind, _ in hostile.values() if kind == "deep nesting")
+    for committed, end in committed_and_ends(bootstrap, "hostile", "bookings", PARTITIONS):
+        assert committed == end
+    kinds = [e["event"] for e in log_events(log_path)]
+    assert "delivery_crashed" not in kinds and "bridge_failed" not in kinds
+    lost = records - len(set(delivered) | set(dead_by_seq))
+    outcome = Outcome(records, lost, sum(n - 1 for n in delivered.values()), len(dead))
+    report(
+        "7 hostile input, 1 in 10 bad",
+        outcome,
+        None,
+        f"{len(HOSTILE)} kinds, each bad one dead-lettered with its reason ({omitted} too large for the "
+        f"dead-letter topic written without value); caught up in {elapsed:.1f} s",
+    )
