@@ -1,0 +1,130 @@
+"""The dead-letter topic cannot be written: first it does not exist (and the
+cluster will not create it), then the broker refuses the writes. The bridge
+commits nothing past a record it could not dead-letter, loses nothing, retries,
+and says so in the logs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from bridge.sandbox import Sandbox
+from bridge.testing.mockcluster import MockCluster
+from tests.conftest import (
+    accepted,
+    committed_and_ends,
+    log_events,
+    read_all,
+    sms_event,
+    start_bridge,
+    wait_for,
+    write_config,
+)
+from tests.drills.conftest import PARTITIONS, Outcome, drill_config, report
+
+PRODUCE = 0  # the Kafka API key of Produce requests
+TOPIC_AUTHORIZATION_FAILED = 29
+POISON_EVERY = 20
+
+
+def produce_with_poison(bootstrap: str, count: int) -> dict[tuple[int, int], int]:
+    """Every twentieth record is not JSON; gives (partition, offset) -> seq."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    for seq in range(count):
+        value = b"not json" if seq % POISON_EVERY == 7 else json.dumps(sms_event(seq, 50)).encode()
+        producer.produce("bookings", key=f"C-{seq % 50}", value=value, headers={"seq": str(seq)})
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    return {(m.partition(), m.offset()): _seq(m) for m in read_all(bootstrap, "bookings", PARTITIONS)}
+
+
+def _seq(message: object) -> int:
+    return int(dict(message.headers())["seq"])  # type: ignore[attr-defined]
+
+
+def assert_no_commit_past_unfinished(
+    cluster: MockCluster, sandbox: Sandbox, at: dict[tuple[int, int], int], dead_letter_topic: bool = True
+) -> None:
+    """Every record below each committed offset was delivered or dead-lettered."""
+    finished = {r["body"]["seq"] for r in accepted(sandbox)}
+    if dead_letter_topic:
+        finished |= {_seq(m) for m in read_all(cluster.bootstrap_servers, "bookings.dlq")}
+    for partition, (committed, _) in enumerate(
+        committed_and_ends(cluster.bootstrap_servers, "dlqdown", "bookings", PARTITIONS)
+    ):
+        passed = {at[(partition, offset)] for offset in range(max(committed, 0))}
+        assert passed <= finished, f"committed past unfinished records of [{partition}]: {passed - finished}"
+
+
+@pytest.mark.parametrize(
+    ("records", "fault_s"),
+    [pytest.param(400, 3, id="short"), pytest.param(4000, 20, id="long", marks=pytest.mark.slow)],
+)
+def test_dead_letter_topic_cannot_be_written(
+    cluster: MockCluster, sandbox: Sandbox, tmp_path: Path, records: int, fault_s: float
+) -> None:
+    cluster.create_topic("bookings", PARTITIONS)  # and no bookings.dlq
+    at = produce_with_poison(cluster.bootstrap_servers, records)
+    poison = {seq for seq in at.values() if seq % POISON_EVERY == 7}
+    config = drill_config(cluster, sandbox, "dlqdown", max_buffered_records=records // 4)
+    config["kafka"]["allow.auto.create.topics"] = False
+    config["kafka"]["topic.metadata.refresh.interval.ms"] = 1000
+    config["kafka"]["message.timeout.ms"] = 2000  # how long a dead letter may wait for the broker
+    log_path = tmp_path / "bridge.log"
+    process = start_bridge(write_config(tmp_path, config), log_path)
+    try:
+        # 1. The topic is missing.
+        wait_for(lambda: _failures(log_path) >= 2, 60, "failed dead-letter writes to be logged")
+        time.sleep(fault_s)
+        assert_no_commit_past_unfinished(cluster, sandbox, at, dead_letter_topic=False)
+        missing_failures = _failures(log_path)
+        # 2. The topic exists, but the broker refuses writes for a while.
+        cluster.push_request_errors(PRODUCE, [TOPIC_AUTHORIZATION_FAILED] * 10_000)
+        cluster.create_topic("bookings.dlq", 1)
+        time.sleep(fault_s)
+        assert_no_commit_past_unfinished(cluster, sandbox, at)
+        assert read_all(cluster.bootstrap_servers, "bookings.dlq") == []
+        cluster.clear_request_errors(PRODUCE)
+        recovered_at = time.monotonic()
+        wait_for(
+            lambda: len(read_all(cluster.bootstrap_servers, "bookings.dlq")) >= len(poison),
+            60,
+            "dead letters",
+        )
+        recover_s = time.monotonic() - recovered_at
+        wait_for(
+            lambda: len({r["body"]["seq"] for r in accepted(sandbox)}) >= records - len(poison), 60, "all"
+        )
+        time.sleep(0.6)  # two commit intervals
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+    dead = read_all(cluster.bootstrap_servers, "bookings.dlq")
+    dead_seqs = [_seq(m) for m in dead]
+    delivered = [r["body"]["seq"] for r in accepted(sandbox)]
+    assert set(dead_seqs) == poison and set(delivered) == set(at.values()) - poison
+    for committed, end in committed_and_ends(cluster.bootstrap_servers, "dlqdown", "bookings", PARTITIONS):
+        assert committed == end
+    failures = [e for e in log_events(log_path) if e["event"] == "dead_letter_write_failed"]
+    reasons = " ".join(e["error"] for e in failures)
+    assert "Message timed out" in reasons and "authorization failed" in reasons and missing_failures >= 2
+    outcome = Outcome(
+        records,
+        records - len(set(delivered) | set(dead_seqs)),
+        len(delivered) - len(set(delivered)) + len(dead_seqs) - len(set(dead_seqs)),
+        len(dead),
+    )
+    report(
+        f"9 dead-letter topic missing {fault_s:g} s, then refusing writes {fault_s:g} s",
+        outcome,
+        recover_s,
+        f"{len(failures)} failed writes logged and retried; no commit past them",
+    )
+
+
+def _failures(log_path: Path) -> int:
+    return sum(1 for e in log_events(log_path) if e["event"] == "dead_letter_write_failed")
