@@ -21,7 +21,7 @@ import structlog
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from .errors import RecordError
-from .logs import kafka_logger, redact
+from .logs import Repeats, kafka_logger, redact
 from .source import Record
 
 log = structlog.get_logger("bridge.deadletter")
@@ -81,6 +81,7 @@ class DeadLetters:
         self._retry_delay = retry_delay_s
         self.pending = 0
         self.fatal: str | None = None
+        self._repeats = Repeats()
 
     @classmethod
     def create(cls, topic: str, kafka: dict[str, Any]) -> DeadLetters:
@@ -92,7 +93,10 @@ class DeadLetters:
     def _error(self, error: KafkaError) -> None:
         if error.fatal():
             self.fatal = error.str()
-        log.warning("dead_letter_producer_error", error=error.str(), fatal=error.fatal())
+        repeated = self._repeats.allow(error.str())
+        if error.fatal() or repeated is not None:
+            extra = {"repeated": repeated} if repeated else {}
+            log.warning("dead_letter_producer_error", error=error.str(), fatal=error.fatal(), **extra)
 
     def send(
         self,

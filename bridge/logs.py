@@ -8,7 +8,9 @@ rule that secrets are never logged at all.
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
@@ -42,13 +44,44 @@ def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
     return event
 
 
+class Repeats:
+    """Lets a message through once per ``window_s``; the numbers in it (timings,
+    counts) do not make it a different message. Says how many were held back."""
+
+    def __init__(self, window_s: float = 10.0, clock: Any = time.monotonic) -> None:
+        self._window_s = window_s
+        self._clock = clock
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def allow(self, message: str) -> int | None:
+        """None to drop this one; else how many like it were dropped since the last."""
+        key = re.sub(r"\d+", "#", message)
+        now = self._clock()
+        last = self._seen.get(key)
+        if last is not None and now - last[0] < self._window_s:
+            self._seen[key] = (last[0], last[1] + 1)
+            return None
+        if len(self._seen) > 1000:  # bounded: forget everything rather than grow
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        return last[1] if last else 0
+
+
 class _KafkaLogHandler(logging.Handler):
-    """librdkafka's own log lines, as ``kafka_log`` events in the same JSON stream."""
+    """librdkafka's own log lines, as ``kafka_log`` events in the same JSON stream
+    (a line repeated while a broker is unreachable is logged once per 10 s)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._repeats = Repeats()
 
     def emit(self, record: logging.LogRecord) -> None:
-        structlog.get_logger("bridge.librdkafka").log(
-            record.levelno, "kafka_log", message=record.getMessage()
-        )
+        message = record.getMessage()
+        repeated = self._repeats.allow(message)
+        if repeated is not None:
+            structlog.get_logger("bridge.librdkafka").log(
+                record.levelno, "kafka_log", message=message, **({"repeated": repeated} if repeated else {})
+            )
 
 
 def kafka_logger() -> logging.Logger:

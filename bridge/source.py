@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
-from .logs import kafka_logger
+from .logs import Repeats, kafka_logger
 from .offsets import Position, TopicPartitionKey
 
 log = structlog.get_logger("bridge.source")
@@ -105,6 +105,7 @@ class Source:
         self.assigned: set[TopicPartitionKey] = set()
         self.paused = False
         self.fatal: str | None = None
+        self._repeats = Repeats()  # a broker down repeats the same error many times a second
 
     def start(self) -> None:
         if self._assignment is not None:
@@ -234,8 +235,9 @@ class Source:
         if error.fatal():
             self.fatal = error.str()
             log.error("kafka_fatal_error", error=error.str())
-        else:
-            log.warning("kafka_error", error=error.str(), retriable=error.retriable())
+        elif (repeated := self._repeats.allow(error.str())) is not None:
+            extra = {"repeated": repeated} if repeated else {}
+            log.warning("kafka_error", error=error.str(), retriable=error.retriable(), **extra)
 
 
 def record_from_message(message: Any) -> Record:

@@ -1,0 +1,71 @@
+"""Broker faults injected through the mock cluster mid-stream: OffsetCommit
+errors (coordinator moved, rebalance in progress, coordinator not available),
+Fetch errors (leader moved, storage error), and the broker down, then up.
+Nothing is lost and the group's offsets reach the end."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from bridge.sandbox import Sandbox
+from bridge.testing.mockcluster import MockCluster
+from tests.conftest import accepted, log_events, start_bridge, wait_for, write_config
+from tests.drills.conftest import check_stream, drill_config, produce_stream, report
+
+FETCH, OFFSET_COMMIT = 1, 8  # Kafka API keys
+NOT_LEADER_OR_FOLLOWER, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR = 6, 15, 16
+REBALANCE_IN_PROGRESS, KAFKA_STORAGE_ERROR = 27, 56
+BROKER = 1
+
+
+@pytest.mark.parametrize(
+    ("records", "down_s"),
+    [pytest.param(600, 2, id="short"), pytest.param(6000, 5, id="long", marks=pytest.mark.slow)],
+)
+def test_broker_faults(
+    drill_cluster: MockCluster, sandbox: Sandbox, tmp_path: Path, records: int, down_s: float
+) -> None:
+    produce_stream(drill_cluster, records)
+    sandbox.state.set_faults({"latency_ms": 20})  # ~200 records/s: the stream goes on while faults land
+    config = drill_config(drill_cluster, sandbox, "faults", max_buffered_records=100, max_in_flight=4)
+    log_path = tmp_path / "bridge.log"
+    process = start_bridge(write_config(tmp_path, config), log_path)
+
+    def delivered() -> int:
+        return len({r["body"]["seq"] for r in accepted(sandbox)})
+
+    try:
+        wait_for(lambda: delivered() >= records // 5, 60, "first deliveries")
+        commits = [NOT_COORDINATOR, REBALANCE_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE] * 3
+        drill_cluster.push_request_errors(OFFSET_COMMIT, commits)
+        wait_for(lambda: delivered() >= 2 * records // 5, 60, "deliveries after commit errors")
+        drill_cluster.push_request_errors(FETCH, [NOT_LEADER_OR_FOLLOWER, KAFKA_STORAGE_ERROR] * 3)
+        wait_for(lambda: delivered() >= 3 * records // 5, 60, "deliveries after fetch errors")
+        drill_cluster.set_broker_down(BROKER)
+        time.sleep(down_s)
+        during = delivered()
+        assert during < records, "the faults must land mid-stream"
+        drill_cluster.set_broker_up(BROKER)
+        up_at = time.monotonic()
+        wait_for(lambda: delivered() > during, 60, "delivery after the broker is back")
+        recover_s = time.monotonic() - up_at
+        wait_for(lambda: delivered() >= records, 120, "all delivered")
+        time.sleep(0.6)  # two commit intervals
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+    outcome = check_stream(drill_cluster, sandbox, "faults", records)
+    assert outcome.lost == 0 and outcome.dead_lettered == 0
+    events = log_events(log_path)
+    failed_commits = [e for e in events if e["event"] == "commit_failed"]
+    assert failed_commits, "the injected OffsetCommit errors must have been seen"
+    rebalances = sum(1 for e in events if e["event"] == "partitions_assigned") - 1
+    report(
+        f"5 broker faults: commit and fetch errors, broker down {down_s:g} s",
+        outcome,
+        recover_s,
+        f"{len(failed_commits)} failed commits retried; {rebalances} rebalances",
+    )
