@@ -162,6 +162,7 @@ class Source:
         offsets = [TopicPartition(p.topic, p.partition, p.offset) for p in positions]
         if not offsets:
             return
+        log.debug("offsets_commit", offsets={f"{tp.topic}[{tp.partition}]": tp.offset for tp in offsets})
         try:
             result = self._consumer.commit(offsets=offsets, asynchronous=not wait)
         except KafkaException as exc:
@@ -213,10 +214,10 @@ class Source:
 
     def _release(self, partitions: list[TopicPartition], lost: bool) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
+        self._on_revoke(keys, lost)  # the last commit for them, unless lost
         log.info(
             "partitions_lost" if lost else "partitions_revoked", partitions=[f"{t}[{p}]" for t, p in keys]
         )
-        self._on_revoke(keys, lost)
         self.assigned.difference_update(keys)
         self.at_end.difference_update(keys)
         for key in keys:

@@ -38,13 +38,15 @@ COLUMNS = ("drill", "records", "lost", "duplicated", "dead-lettered", "time to r
 ROWS: list[tuple[str, ...]] = []  # every drill's row, printed as one table at the end of the run
 
 
-def check_stream(cluster: MockCluster, sandbox: Sandbox, group: str, count: int) -> Outcome:
+def check_stream(
+    cluster: MockCluster, sandbox: Sandbox, group: str, count: int, partitions: int = PARTITIONS
+) -> Outcome:
     """Every record delivered at least once or dead-lettered, offsets at the end."""
     seqs = Counter(r["body"]["seq"] for r in accepted(sandbox))
     dead = read_all(cluster.bootstrap_servers, "bookings.dlq")
     dead_seqs = {json.loads(m.value())["seq"] for m in dead}
     lost = [s for s in range(count) if s not in seqs and s not in dead_seqs]
-    for committed, end in committed_and_ends(cluster.bootstrap_servers, group, "bookings", PARTITIONS):
+    for committed, end in committed_and_ends(cluster.bootstrap_servers, group, "bookings", partitions):
         assert committed == end, f"committed {committed} of {end}"
     return Outcome(count, len(lost), sum(n - 1 for n in seqs.values()), len(dead))
 
