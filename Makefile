@@ -20,10 +20,10 @@ lint: $(STAMP)
 	$(BIN)/mypy bridge
 
 test: lint
-	$(BIN)/pytest -m "not slow" tests
+	$(BIN)/pytest -m "not slow" -n 3 tests
 
 drills: $(STAMP)
-	$(BIN)/pytest -m slow tests/drills -s
+	$(BIN)/pytest -m slow tests/drills
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -242,3 +242,34 @@ def log_events(log_path: Path) -> list[dict[str, Any]]:
             with contextlib.suppress(ValueError):
                 events.append(json.loads(line))
     return events
+
+
+# --- the drill table (rows written by tests/drills, one table at the end of the run) ---
+
+
+COLUMNS = ("drill", "records", "lost", "duplicated", "dead-lettered", "time to recover", "notes")
+# Every drill's row goes to this file (drills may run in several xdist workers); the
+# controlling process prints them as one table at the end of the run.
+ROWS_FILE = Path(__file__).parent.parent / ".pytest_cache" / "drill-rows.jsonl"
+
+
+def drill_table(table: list[tuple[str, ...]]) -> str:
+    rows = [COLUMNS, *sorted(table)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = [
+        "| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |" for row in rows
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controlling process, not an xdist worker
+        ROWS_FILE.unlink(missing_ok=True)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if ROWS_FILE.exists():
+        rows = [tuple(json.loads(line)) for line in ROWS_FILE.read_text().splitlines()]
+        terminalreporter.section("drills")
+        terminalreporter.write_line(drill_table(rows))

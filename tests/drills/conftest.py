@@ -15,7 +15,15 @@ import pytest
 
 from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
-from tests.conftest import accepted, committed_and_ends, log_events, produce_events, read_all, sms_event
+from tests.conftest import (
+    ROWS_FILE,
+    accepted,
+    committed_and_ends,
+    log_events,
+    produce_events,
+    read_all,
+    sms_event,
+)
 
 PARTITIONS = 3
 
@@ -32,10 +40,6 @@ class Outcome:
     lost: int
     duplicated: int
     dead_lettered: int
-
-
-COLUMNS = ("drill", "records", "lost", "duplicated", "dead-lettered", "time to recover", "notes")
-ROWS: list[tuple[str, ...]] = []  # every drill's row, printed as one table at the end of the run
 
 
 def check_stream(
@@ -61,33 +65,10 @@ def drill_cluster(cluster: MockCluster) -> MockCluster:
 def report(name: str, outcome: Outcome, recover_s: float | None = None, notes: str = "") -> None:
     """Add the drill's row to the table printed at the end of the run."""
     recover = f"{recover_s:.1f} s" if recover_s is not None else "-"
-    ROWS.append(
-        (
-            name,
-            str(outcome.records),
-            str(outcome.lost),
-            str(outcome.duplicated),
-            str(outcome.dead_lettered),
-            recover,
-            notes,
-        )
-    )
-
-
-def drill_table() -> str:
-    rows = [COLUMNS, *ROWS]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = [
-        "| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |" for row in rows
-    ]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if ROWS:
-        terminalreporter.section("drills")
-        terminalreporter.write_line(drill_table())
+    row = [name, outcome.records, outcome.lost, outcome.duplicated, outcome.dead_lettered, recover, notes]
+    ROWS_FILE.parent.mkdir(exist_ok=True)
+    with ROWS_FILE.open("a") as rows:
+        rows.write(json.dumps([str(cell) for cell in row]) + "\n")
 
 
 def rss_mb(pid: int) -> float:
