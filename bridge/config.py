@@ -266,7 +266,7 @@ def expand_env(node: Any, env: Mapping[str, str], problems: list[str] | None, pa
     if isinstance(node, dict):
         return {k: expand_env(v, env, problems, _join(path, str(k))) for k, v in node.items()}
     if isinstance(node, list):
-        return [expand_env(v, env, problems, f"{path}[{i}]") for i, v in enumerate(node)]
+        return [expand_env(v, env, problems, _item_path(path, i, v)) for i, v in enumerate(node)]
     if not isinstance(node, str) or "${" not in node:
         return node
 
@@ -285,6 +285,12 @@ def expand_env(node: Any, env: Mapping[str, str], problems: list[str] | None, pa
         return ""
 
     return _ENV.sub(substitute, node)
+
+
+def _item_path(path: str, index: int, item: Any) -> str:
+    """``rules[2] (abandoned-sms)`` for a named rule, else ``path[index]``."""
+    name = item.get("name") if isinstance(item, dict) and path == "rules" else None
+    return f"{path}[{index}] ({name})" if isinstance(name, str) and "${" not in name else f"{path}[{index}]"
 
 
 def read_raw(path: str | Path) -> dict[str, Any]:

@@ -248,9 +248,13 @@ def log_events(log_path: Path) -> list[dict[str, Any]]:
 
 
 COLUMNS = ("drill", "records", "lost", "duplicated", "dead-lettered", "time to recover", "notes")
-# Every drill's row goes to this file (drills may run in several xdist workers); the
-# controlling process prints them as one table at the end of the run.
-ROWS_FILE = Path(__file__).parent.parent / ".pytest_cache" / "drill-rows.jsonl"
+
+
+def drill_rows_file() -> Path:
+    """Where this run's drills write their rows: drills may run in several xdist workers
+    (children of the controlling process, which prints one table at the end)."""
+    controller = os.getppid() if "PYTEST_XDIST_WORKER" in os.environ else os.getpid()
+    return Path(__file__).parent.parent / ".pytest_cache" / f"drill-rows-{controller}.jsonl"
 
 
 def drill_table(table: list[tuple[str, ...]]) -> str:
@@ -265,11 +269,13 @@ def drill_table(table: list[tuple[str, ...]]) -> str:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if not hasattr(session.config, "workerinput"):  # the controlling process, not an xdist worker
-        ROWS_FILE.unlink(missing_ok=True)
+        drill_rows_file().unlink(missing_ok=True)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if ROWS_FILE.exists():
-        rows = [tuple(json.loads(line)) for line in ROWS_FILE.read_text().splitlines()]
+    rows_file = drill_rows_file()
+    if rows_file.exists():
+        rows = [tuple(json.loads(line)) for line in rows_file.read_text().splitlines()]
         terminalreporter.section("drills")
         terminalreporter.write_line(drill_table(rows))
+        rows_file.unlink()

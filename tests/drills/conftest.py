@@ -16,9 +16,9 @@ import pytest
 from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
 from tests.conftest import (
-    ROWS_FILE,
     accepted,
     committed_and_ends,
+    drill_rows_file,
     log_events,
     produce_events,
     read_all,
@@ -66,8 +66,9 @@ def report(name: str, outcome: Outcome, recover_s: float | None = None, notes: s
     """Add the drill's row to the table printed at the end of the run."""
     recover = f"{recover_s:.1f} s" if recover_s is not None else "-"
     row = [name, outcome.records, outcome.lost, outcome.duplicated, outcome.dead_lettered, recover, notes]
-    ROWS_FILE.parent.mkdir(exist_ok=True)
-    with ROWS_FILE.open("a") as rows:
+    rows_file = drill_rows_file()
+    rows_file.parent.mkdir(exist_ok=True)
+    with rows_file.open("a") as rows:
         rows.write(json.dumps([str(cell) for cell in row]) + "\n")
 
 
