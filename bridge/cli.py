@@ -156,7 +156,10 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from .sandbox import Sandbox
 
-    sandbox = Sandbox(port=args.port, token=args.token, host=args.host, rate=args.rate, burst=args.burst)
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    sandbox = Sandbox(
+        port=args.port, token=args.token, host=args.host, tls=tls, rate=args.rate, burst=args.burst
+    )
     if args.latency_ms:
         sandbox.state.set_faults({"latency_ms": args.latency_ms})
     print(f"intilery sandbox listening on {sandbox.url} (token: set with --token)", flush=True)
@@ -257,6 +260,8 @@ def parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument("--burst", type=int, default=500, help="burst of its token bucket")
     sandbox.add_argument("--latency-ms", type=float, default=0, help="delay every answer by this much")
+    sandbox.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (needs --tls-key)")
+    sandbox.add_argument("--tls-key", help="the PEM private key of --tls-cert")
     sandbox.set_defaults(func=cmd_sandbox)
 
     demo = verb("demo", "Embedded Kafka + sandbox + the example rules, end to end.", config=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -49,9 +50,29 @@ class TopicConfig(_Model):
     schema_path: str | None = Field(default=None, alias="schema")
 
 
+class TlsConfig(_Model):
+    """Certificate checks for an HTTPS endpoint: on by default."""
+
+    verify: bool = True
+    ca_file: str | None = None  # a PEM bundle to trust instead of the system's
+
+    @model_validator(mode="after")
+    def _ca_needs_verify(self) -> TlsConfig:
+        if self.ca_file is not None and not self.verify:
+            raise ValueError("ca_file is unused with verify: false; remove one")
+        return self
+
+    def context(self) -> ssl.SSLContext | bool:
+        """What an HTTP client takes: False (no checks), or the context to verify with."""
+        if not self.verify:
+            return False
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
+
+
 class SchemaRegistryConfig(_Model):
     url: str
     basic_auth: SecretStr | None = None  # user:password
+    tls: TlsConfig = TlsConfig()
 
     @field_validator("url")
     @classmethod
@@ -122,6 +143,7 @@ class IntileryConfig(_Model):
     auth_token: SecretStr
     timeout_s: float = Field(default=10.0, gt=0)
     rate_limit: RateLimitConfig = RateLimitConfig()
+    tls: TlsConfig = TlsConfig()
 
     @field_validator("url")
     @classmethod

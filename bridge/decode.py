@@ -89,9 +89,10 @@ class Decoder:
             else:
                 self._by_topic[topic.name] = self._framed
                 if self.registry is None and source.schema_registry is not None:
-                    auth = source.schema_registry.basic_auth
+                    where = source.schema_registry
+                    auth = where.basic_auth
                     self.registry = SchemaRegistry(
-                        source.schema_registry.url, auth.get_secret_value() if auth else None
+                        where.url, auth.get_secret_value() if auth else None, tls=where.tls
                     )
         if problems:
             raise ConfigError(problems)

@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 import httpx
+import structlog
 from httpx_aiohttp import AiohttpTransport
 
 from .config import IntileryConfig, RetryConfig
@@ -32,6 +33,8 @@ from .errors import AuthError, DeliveryError, RejectedError, RetryableError, Sta
 from .mapping import Command
 from .metrics import Metrics
 from .ratelimit import RateLimiter
+
+log = structlog.get_logger("bridge.deliver")
 
 RETRYABLE_STATUS = frozenset({408, 429})
 AUTH_STATUS = frozenset({401, 403})
@@ -117,8 +120,10 @@ class IntileryClient:
             },
             timeout=httpx.Timeout(config.timeout_s, connect=min(config.timeout_s, 5.0)),
             limits=limits,
-            transport=transport or AiohttpTransport(limits=limits),
+            transport=transport or AiohttpTransport(limits=limits, verify=config.tls.context()),
         )
+        if not config.tls.verify:
+            log.warning("tls_verification_disabled", service="intilery", url=config.url)
         self.limiter = limiter
         self.metrics = metrics
 

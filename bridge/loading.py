@@ -9,6 +9,7 @@ file, the rule or topic, and the field.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 from pydantic import ValidationError
@@ -42,6 +43,7 @@ def load(path: str) -> Loaded:
     problems = env_problems + without_env_echoes(problems + rule_problems, env_problems)
     decoder = None
     if config is not None:
+        problems += _missing_ca_files(config)
         try:
             decoder = Decoder(config.source, path)
         except ConfigError as exc:
@@ -69,6 +71,19 @@ def load_offline(path: str) -> tuple[SourceConfig, Mapper]:
     if problems or source is None:
         raise ConfigError([f"{path}: {p}" for p in problems])
     return source, mapper
+
+
+def _missing_ca_files(config: BridgeConfig) -> list[str]:
+    registry = config.source.schema_registry
+    tls = {
+        "intilery.tls": config.intilery.tls,
+        "source.schema_registry.tls": registry.tls if registry else None,
+    }
+    return [
+        f"{where}.ca_file: no such file: {t.ca_file}"
+        for where, t in tls.items()
+        if t is not None and t.ca_file is not None and not Path(t.ca_file).is_file()
+    ]
 
 
 def _register_secrets(config: BridgeConfig) -> None:

@@ -436,6 +436,8 @@ class Bridge:
         self.commit(wait=True)
         self.source.close()
         await self.client.close()
+        if self.decoder.registry is not None:
+            self.decoder.registry.close()
         if self.server is not None:
             await self.server.stop()
         self._summary()

@@ -17,21 +17,33 @@ import asyncio
 import time
 from typing import Any
 
+import structlog
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro.types import Schema
 
 from .avro import parse_schema_text
+from .config import TlsConfig
 from .errors import DecodeError, RetryableError
+
+log = structlog.get_logger("bridge.registry")
 
 NOT_FOUND_TTL_S = 60.0
 
 
 class SchemaRegistry:
-    def __init__(self, url: str, basic_auth: str | None = None, client: Any = None) -> None:
+    def __init__(
+        self, url: str, basic_auth: str | None = None, client: Any = None, tls: TlsConfig | None = None
+    ) -> None:
         conf: dict[str, Any] = {"url": url, "max.retries": 0, "timeout": 10}
         if basic_auth:
             conf["basic.auth.user.info"] = basic_auth
+        tls = tls or TlsConfig()
+        if not tls.verify:
+            conf["ssl.ca.location"] = False
+            log.warning("tls_verification_disabled", service="schema_registry", url=url)
+        elif tls.ca_file:
+            conf["ssl.ca.location"] = tls.ca_file
         self._client = client or SchemaRegistryClient(conf)
         self._schemas: dict[int, Schema] = {}
         self._not_found: dict[int, tuple[float, DecodeError]] = {}
@@ -58,6 +70,11 @@ class SchemaRegistry:
             self._inflight[schema_id] = task
             task.add_done_callback(lambda _: self._inflight.pop(schema_id, None))
         return await asyncio.shield(task)
+
+    def close(self) -> None:
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            close()
 
     def fetch(self, schema_id: int) -> Schema:
         """One blocking look-up; caches the answer."""

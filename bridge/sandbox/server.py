@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -288,9 +289,13 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], state: SandboxState) -> None:
+    def __init__(
+        self, address: tuple[str, int], state: SandboxState, tls: ssl.SSLContext | None = None
+    ) -> None:
         super().__init__(address, _Handler)
         self.state = state
+        if tls is not None:  # the handshake happens in the connection's thread, on first read
+            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that vanishes mid-request (killed, timed out) is normal here.
@@ -298,17 +303,30 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+def server_tls(certificate: str, key: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate, key)
+    return context
+
+
 class Sandbox:
     """The sandbox server on ``host:port`` (port 0 picks a free one)."""
 
     def __init__(
-        self, port: int = 0, token: str = "sandbox-token", host: str = "127.0.0.1", **limits: Any
+        self,
+        port: int = 0,
+        token: str = "sandbox-token",
+        host: str = "127.0.0.1",
+        tls: tuple[str, str] | None = None,
+        **limits: Any,
     ) -> None:
+        """``tls``: (certificate, key) PEM files to serve HTTPS instead of HTTP."""
         self.state = SandboxState(token, **limits)
-        self._server = _Server((host, port), self.state)
+        self._tls = server_tls(*tls) if tls else None
+        self._server = _Server((host, port), self.state, self._tls)
         self.host = host
         self.port: int = self._server.server_address[1]
-        self.url = f"http://{host}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
         self._thread: threading.Thread | None = None
 
     def start(self) -> Sandbox:
@@ -323,7 +341,7 @@ class Sandbox:
 
     def accept_connections(self) -> None:
         """Listen again on the same port."""
-        self._server = _Server((self.host, self.port), self.state)
+        self._server = _Server((self.host, self.port), self.state, self._tls)
         self.state.refusing = False
         self.start()
 

@@ -19,6 +19,8 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from bridge.sandbox.server import server_tls
+
 
 class RegistryState:
     def __init__(self) -> None:
@@ -143,12 +145,17 @@ class _Server(ThreadingHTTPServer):
 class LocalRegistry:
     """``with LocalRegistry() as registry: registry.url``; port 0 picks a free port."""
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", tls: tuple[str, str] | None = None) -> None:
+        """``tls``: (certificate, key) PEM files to serve HTTPS instead of HTTP."""
         self.state = RegistryState()
         self._host = host
         self._server = _Server((host, port), self.state)
+        if tls is not None:
+            self._server.socket = server_tls(*tls).wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.port: int = self._server.server_address[1]
-        self.url = f"http://{host}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
 
     def start(self) -> LocalRegistry:
         threading.Thread(target=self._server.serve_forever, name="registry", daemon=True).start()
