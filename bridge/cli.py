@@ -20,6 +20,7 @@ from fastavro.types import Schema
 
 from . import logs
 from .avro import load_schema, read_json
+from .config import BridgeConfig
 from .decode import decode_json, resolve_path
 from .errors import ConfigError, RecordError
 from .loading import load, load_offline
@@ -28,11 +29,16 @@ from .mapping import Mapper
 EXIT_FAILED, EXIT_CONFIG = 1, 2
 
 
+def configure_logs(args: argparse.Namespace, config: BridgeConfig, stream: TextIO | None = None) -> None:
+    """``--log-level`` over ``log.level``; log lines to ``stream`` (standard output)."""
+    logs.configure(args.log_level or config.log.level, stream, config.log.hash_user_ids)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import Bridge
 
     config, mapper, decoder = load(args.config)
-    logs.configure(args.log_level or config.log.level)
+    configure_logs(args, config)
     bridge = Bridge(config, mapper, args.config, until_caught_up=args.until_caught_up, decoder=decoder)
     code = asyncio.run(bridge.run())
     if bridge.failure:
@@ -141,7 +147,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .replay import replay
 
     loaded = load(args.config)
-    logs.configure(args.log_level or loaded.config.log.level, sys.stderr if args.dry_run else sys.stdout)
+    configure_logs(args, loaded.config, sys.stderr if args.dry_run else sys.stdout)
     return replay(loaded, args.config, args)
 
 
@@ -149,7 +155,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     from .replay import redrive
 
     loaded = load(args.config)
-    logs.configure(args.log_level or loaded.config.log.level, sys.stderr if args.dry_run else sys.stdout)
+    configure_logs(args, loaded.config, sys.stderr if args.dry_run else sys.stdout)
     return redrive(loaded, args.config, args)
 
 

@@ -30,7 +30,7 @@ from pydantic import (
 from . import timestamps
 from .errors import ConfigError
 
-_ENV = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}")
+_ENV = re.compile(r"\$(\$)?\{(?:file:([^}]+)|([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?)\}")
 
 
 class _Model(BaseModel):
@@ -191,6 +191,7 @@ class ObservabilityConfig(_Model):
 class LogConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     summary_interval_s: float = Field(default=30.0, gt=0)
+    hash_user_ids: bool = False  # userId in log lines as sha256:<16 hex> instead of the id
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -284,7 +285,8 @@ def _check_url(value: str) -> str:
 
 
 def expand_env(node: Any, env: Mapping[str, str], problems: list[str] | None, path: str = "") -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string; ``$${`` is a literal ``${``."""
+    """Replace ``${VAR}``, ``${VAR:-default}`` and ``${file:/path}`` (a file's content, for
+    container secrets) in every string; ``$${`` is a literal ``${``."""
     if isinstance(node, dict):
         return {k: expand_env(v, env, problems, _join(path, str(k))) for k, v in node.items()}
     if isinstance(node, list):
@@ -293,9 +295,11 @@ def expand_env(node: Any, env: Mapping[str, str], problems: list[str] | None, pa
         return node
 
     def substitute(match: re.Match[str]) -> str:
-        escaped, name, has_default, default = match.groups()
+        escaped, file, name, has_default, default = match.groups()
         if escaped:
             return match.group(0)[1:]
+        if file is not None:
+            return read_secret_file(file.strip(), path, problems)
         if env.get(name):
             return env[name]
         if has_default:  # as in a shell, ${VAR:-default} also replaces an empty VAR
@@ -307,6 +311,17 @@ def expand_env(node: Any, env: Mapping[str, str], problems: list[str] | None, pa
         return ""
 
     return _ENV.sub(substitute, node)
+
+
+def read_secret_file(file: str, path: str, problems: list[str] | None) -> str:
+    """The content of a mounted secret (``${file:/run/secrets/x}``), without its final newline."""
+    try:
+        return Path(file).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        if problems is not None:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            problems.append(f"{path}: cannot read secret file {file}: {reason}")
+        return ""
 
 
 def _item_path(path: str, index: int, item: Any) -> str:

@@ -7,6 +7,7 @@ rule that secrets are never logged at all.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import sys
@@ -94,12 +95,22 @@ def kafka_logger() -> logging.Logger:
     return logger
 
 
-def configure(level: str = "info", stream: TextIO | None = None) -> None:
+def hash_user_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """``userId`` as ``sha256:<16 hex>``: the same customer gives the same value, so log
+    lines still correlate, but the id itself is not in the logs (``log.hash_user_ids``)."""
+    user = event.get("userId")
+    if user is not None:
+        event["userId"] = "sha256:" + hashlib.sha256(str(user).encode()).hexdigest()[:16]
+    return event
+
+
+def configure(level: str = "info", stream: TextIO | None = None, hash_user_ids: bool = False) -> None:
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            *([hash_user_id] if hash_user_ids else []),
             redact_secrets,
             structlog.processors.JSONRenderer(),
         ],

@@ -207,3 +207,18 @@ def test_bad_max_age_names_the_rule(tmp_path: Path) -> None:
         f"{tmp_path / 'bridge.yaml'}: rules[0] (abandoned-sms).max_age: "
         "a duration such as 90s, 15m, 2h, 1d or 1h30m"
     ]
+
+
+def test_secrets_from_files(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("s3cret-from-file\n")
+    expanded = expand_env({"a": f"${{file:{secret}}}", "b": "x-${file: " + str(secret) + "}-y"}, {}, [])
+    assert expanded == {"a": "s3cret-from-file", "b": "x-s3cret-from-file-y"}
+    problems: list[str] = []
+    assert expand_env({"intilery": {"auth_token": "${file:/run/secrets/none}"}}, {}, problems) == {
+        "intilery": {"auth_token": ""}
+    }
+    assert problems == [
+        "intilery.auth_token: cannot read secret file /run/secrets/none: No such file or directory"
+    ]
+    assert expand_env({"a": "$${file:/x}"}, {}, []) == {"a": "${file:/x}"}
