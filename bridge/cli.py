@@ -283,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            print(logs.redact(problem), file=sys.stderr)
         return EXIT_CONFIG if args.verb != "check" else EXIT_FAILED
     except KeyboardInterrupt:
         return 130

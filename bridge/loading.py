@@ -10,7 +10,7 @@ file, the rule or topic, and the field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -38,6 +38,7 @@ class Loaded(NamedTuple):
 
 def load(path: str) -> Loaded:
     expanded, env_problems = read_expanded(path)
+    register_secrets(expanded)  # before anything could echo them, even in an error message
     config, problems = validate(expanded)
     mapper, rule_problems = compile_rules(expanded.get("rules"), raw_topic_names(expanded))
     problems = env_problems + without_env_echoes(problems + rule_problems, env_problems)
@@ -50,7 +51,6 @@ def load(path: str) -> Loaded:
             problems += [p.removeprefix(f"{path}: ") for p in exc.problems]
     if problems or config is None or decoder is None:
         raise ConfigError([f"{path}: {p}" for p in problems])
-    _register_secrets(config)
     return Loaded(config, mapper, decoder)
 
 
@@ -86,11 +86,22 @@ def _missing_ca_files(config: BridgeConfig) -> list[str]:
     ]
 
 
-def _register_secrets(config: BridgeConfig) -> None:
-    logs.register_secret(config.intilery.auth_token.get_secret_value())
-    registry = config.source.schema_registry
-    if registry is not None and registry.basic_auth is not None:
-        logs.register_secret(registry.basic_auth.get_secret_value())
-    for key, value in config.kafka.items():
-        if "password" in key or "secret" in key:
+SECRET_KEY_PARTS = ("password", "secret", "sasl.oauthbearer.config", "basic.auth.user.info")
+
+
+def register_secrets(expanded: dict[str, Any]) -> None:
+    """Every secret the (expanded) configuration holds, for redaction in logs and messages."""
+
+    def section(node: Any, name: str) -> dict[str, Any]:
+        value = node.get(name) if isinstance(node, dict) else None
+        return value if isinstance(value, dict) else {}
+
+    intilery, kafka = section(expanded, "intilery"), section(expanded, "kafka")
+    registry = section(section(expanded, "source"), "schema_registry")
+    values = [intilery.get("auth_token"), registry.get("basic_auth")]
+    values += [v for k, v in kafka.items() if any(part in str(k) for part in SECRET_KEY_PARTS)]
+    for value in values:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
             logs.register_secret(str(value))
+            if isinstance(value, str) and ":" in value:  # user:password: the password alone too
+                logs.register_secret(value.split(":", 1)[1])

@@ -21,6 +21,10 @@ from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
 
 TOKEN = "test-token-5f2b9c"
+SASL_PASSWORD = "sasl-pw-9d1e77"
+REGISTRY_AUTH = "drill-user:registry-pw-4c2a1b"
+# What must never appear in any output: logs, error messages, dead-letter headers.
+SECRETS = (TOKEN, SASL_PASSWORD, REGISTRY_AUTH, REGISTRY_AUTH.split(":")[1])
 
 
 @pytest.fixture
@@ -151,7 +155,13 @@ def write_config(tmp_path: Path, config: dict[str, Any]) -> Path:
 
 
 def bridge_env() -> dict[str, str]:
-    return {**os.environ, "TEST_INTILERY_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "TEST_INTILERY_TOKEN": TOKEN,
+        "TEST_SASL_PASSWORD": SASL_PASSWORD,
+        "TEST_REGISTRY_AUTH": REGISTRY_AUTH,
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def start_bridge(config_path: Path, log_path: Path, *extra: str) -> subprocess.Popen[bytes]:

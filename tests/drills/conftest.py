@@ -7,6 +7,7 @@ import json
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
 from tests.conftest import (
+    SECRETS,
     accepted,
     committed_and_ends,
     drill_rows_file,
@@ -48,6 +50,7 @@ def check_stream(
     """Every record delivered at least once or dead-lettered, offsets at the end."""
     seqs = Counter(r["body"]["seq"] for r in accepted(sandbox))
     dead = read_all(cluster.bootstrap_servers, "bookings.dlq")
+    assert_no_secret_in_headers(dead)
     dead_seqs = {json.loads(m.value())["seq"] for m in dead}
     lost = [s for s in range(count) if s not in seqs and s not in dead_seqs]
     for committed, end in committed_and_ends(cluster.bootstrap_servers, group, "bookings", partitions):
@@ -97,4 +100,24 @@ def drill_config(cluster: MockCluster, sandbox: Sandbox, group: str, **delivery:
 
     config = base_config(cluster, sandbox.url, group, **delivery)
     config["rules"] = config["rules"][:1]
+    # Secrets the drill's output is scanned for (the mock cluster ignores SASL on PLAINTEXT).
+    config["kafka"] |= {"sasl.username": "drill", "sasl.password": "${TEST_SASL_PASSWORD}"}
+    config["source"]["schema_registry"] = {"url": "http://127.0.0.1:9", "basic_auth": "${TEST_REGISTRY_AUTH}"}
     return config
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_any_output(tmp_path: Path) -> Iterator[None]:
+    """After every drill: no secret in any file it wrote (every bridge's log lines and
+    error messages go to files under ``tmp_path``)."""
+    yield
+    for file in tmp_path.rglob("*"):
+        if file.is_file():
+            found = [s for s in SECRETS if s.encode() in file.read_bytes()]
+            assert not found, f"secrets in {file.name}"
+
+
+def assert_no_secret_in_headers(messages: list[Any]) -> None:
+    for message in messages:
+        for name, value in message.headers() or []:
+            assert not any(s.encode() in (value or b"") for s in SECRETS), name

@@ -24,7 +24,7 @@ from tests.conftest import (
     wait_for,
     write_config,
 )
-from tests.drills.conftest import PARTITIONS, Outcome, drill_config, report
+from tests.drills.conftest import PARTITIONS, Outcome, assert_no_secret_in_headers, drill_config, report
 
 PRODUCE = 0  # the Kafka API key of Produce requests
 TOPIC_AUTHORIZATION_FAILED = 29
@@ -104,6 +104,7 @@ def test_dead_letter_topic_cannot_be_written(
         process.terminate()
         assert process.wait(timeout=30) == 0
     dead = read_all(cluster.bootstrap_servers, "bookings.dlq")
+    assert_no_secret_in_headers(dead)
     dead_seqs = [_seq(m) for m in dead]
     delivered = [r["body"]["seq"] for r in accepted(sandbox)]
     assert set(dead_seqs) == poison and set(delivered) == set(at.values()) - poison

@@ -29,7 +29,7 @@ from tests.conftest import (
     wait_for,
     write_config,
 )
-from tests.drills.conftest import PARTITIONS, Outcome, drill_config, report
+from tests.drills.conftest import PARTITIONS, Outcome, assert_no_secret_in_headers, drill_config, report
 
 BIG = 2 * 1024 * 1024
 # The mock cluster keeps only about 5 MB per partition (older records are deleted, read
@@ -128,6 +128,7 @@ def test_hostile_input(drill_cluster: MockCluster, sandbox: Sandbox, tmp_path: P
     delivered = Counter(r["body"]["seq"] for r in accepted(sandbox))
     assert set(delivered) == good
     dead = read_all(bootstrap, "bookings.dlq")
+    assert_no_secret_in_headers(dead)
     dead_by_seq = {int(dict(m.headers())["seq"]): m for m in dead}
     assert set(dead_by_seq) == bad and len(dead) == len(bad)
     omitted = 0

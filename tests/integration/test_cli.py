@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import REGISTRY_AUTH, SASL_PASSWORD, SECRETS, TOKEN
+
 ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "bridge.yaml"
 
@@ -195,3 +197,27 @@ def test_run_refuses_a_property_librdkafka_rejects(tmp_path: Path) -> None:
     result = cli("run", "--config", str(path), env={"INTILERY_AUTH_TOKEN": "t"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"{path}: kafka: ") and "no.such.property" in result.stderr
+
+
+def test_check_never_prints_a_secret(tmp_path: Path) -> None:
+    """Problems are reported without the secrets the configuration holds, wherever they sit."""
+    config = yaml.safe_load(EXAMPLE.read_text())
+    config["kafka"] |= {"sasl.password": "${TEST_SASL_PASSWORD}", "group.id": "${TEST_SASL_PASSWORD}"}
+    config["source"]["schema_registry"] = {
+        "url": "${TEST_REGISTRY_AUTH}",
+        "basic_auth": "${TEST_REGISTRY_AUTH}",
+    }
+    config["intilery"]["url"] = "${INTILERY_AUTH_TOKEN}"  # a secret where it does not belong
+    config["rules"][0]["when"] = "type =="
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {
+        "INTILERY_AUTH_TOKEN": TOKEN,
+        "TEST_SASL_PASSWORD": SASL_PASSWORD,
+        "TEST_REGISTRY_AUTH": REGISTRY_AUTH,
+    }
+    result = cli("check", "--config", str(path), env=env)
+    assert (
+        result.returncode == 1 and "intilery.url" in result.stderr and "schema_registry.url" in result.stderr
+    )
+    assert not [s for s in SECRETS if s in result.stdout + result.stderr], result.stderr
