@@ -284,23 +284,36 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {"success": True})
 
 
-class _Server(ThreadingHTTPServer):
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server for local stand-ins (the sandbox, the test registry):
+    HTTPS when given a TLS context; a client that vanishes mid-request (killed,
+    timed out) or refuses the certificate is normal here, not an error to print."""
+
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
 
     def __init__(
-        self, address: tuple[str, int], state: SandboxState, tls: ssl.SSLContext | None = None
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(address, _Handler)
-        self.state = state
+        super().__init__(address, handler)
         if tls is not None:  # the handshake happens in the connection's thread, on first read
             self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that vanishes mid-request (killed, timed out) is normal here.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
+        if not isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError):
             super().handle_error(request, client_address)
+
+
+class _Server(QuietHTTPServer):
+    def __init__(
+        self, address: tuple[str, int], state: SandboxState, tls: ssl.SSLContext | None = None
+    ) -> None:
+        super().__init__(address, _Handler, tls)
+        self.state = state
 
 
 def server_tls(certificate: str, key: str) -> ssl.SSLContext:

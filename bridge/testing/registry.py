@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from bridge.sandbox.server import server_tls
+from bridge.sandbox.server import QuietHTTPServer, server_tls
 
 
 class RegistryState:
@@ -133,12 +134,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(*self._route("POST"))
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], state: RegistryState) -> None:
-        super().__init__(address, _Handler)
+class _Server(QuietHTTPServer):
+    def __init__(self, address: tuple[str, int], state: RegistryState, tls: ssl.SSLContext | None) -> None:
+        super().__init__(address, _Handler, tls)
         self.state = state
 
 
@@ -149,11 +147,7 @@ class LocalRegistry:
         """``tls``: (certificate, key) PEM files to serve HTTPS instead of HTTP."""
         self.state = RegistryState()
         self._host = host
-        self._server = _Server((host, port), self.state)
-        if tls is not None:
-            self._server.socket = server_tls(*tls).wrap_socket(
-                self._server.socket, server_side=True, do_handshake_on_connect=False
-            )
+        self._server = _Server((host, port), self.state, server_tls(*tls) if tls else None)
         self.port: int = self._server.server_address[1]
         self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
 
