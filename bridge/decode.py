@@ -89,10 +89,10 @@ class Decoder:
             else:
                 self._by_topic[topic.name] = self._framed
                 if self.registry is None and source.schema_registry is not None:
-                    where = source.schema_registry
-                    auth = where.basic_auth
+                    settings = source.schema_registry
+                    auth = settings.basic_auth
                     self.registry = SchemaRegistry(
-                        where.url, auth.get_secret_value() if auth else None, tls=where.tls
+                        settings.url, auth.get_secret_value() if auth else None, tls=settings.tls
                     )
         if problems:
             raise ConfigError(problems)

@@ -196,3 +196,32 @@ def test_command_staleness() -> None:
     assert not COMMAND.is_stale(10**13)  # no max_age: never stale
     fresh = replace(COMMAND, event_ms=1_000_000, max_age_s=60)
     assert not fresh.is_stale(1_000_000 + 60_000) and fresh.is_stale(1_000_000 + 60_001)
+
+
+def test_while_credentials_are_refused_one_request_at_a_time_probes_them() -> None:
+    """Twenty commands wait; Intilery refuses the first six requests. The refusals
+    come one at a time after the first round, not one per waiting command."""
+    refusals = 6
+    concurrent = peak = calls = 0
+
+    async def post(command: Command) -> Delivered:
+        nonlocal concurrent, peak, calls
+        calls += 1
+        concurrent += 1
+        if 4 < calls <= refusals + 1:  # after the first round (4 slots), up to the accepted probe
+            peak = max(peak, concurrent)
+        await asyncio.sleep(0.002)
+        concurrent -= 1
+        if calls <= refusals:
+            raise AuthError("403", status=403)
+        return Delivered(200, "e", 1.0)
+
+    async def main() -> Sender:
+        config = RetryConfig(auth_backoff_ms=5)
+        sender = Sender(post, config, 4, lambda *a: None)
+        await asyncio.gather(*(sender.send(COMMAND) for _ in range(20)))
+        return sender
+
+    sender = asyncio.run(main())
+    assert peak == 1 and sender.gate.auth_failed is False
+    assert calls == 20 + refusals
