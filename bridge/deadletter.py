@@ -82,6 +82,7 @@ class DeadLetters:
         self.pending = 0
         self.fatal: str | None = None
         self._repeats = Repeats()
+        self._failures = Repeats()
 
     @classmethod
     def create(cls, topic: str, kafka: dict[str, Any]) -> DeadLetters:
@@ -116,18 +117,7 @@ class DeadLetters:
             if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and record.value:
                 self._without_value(record, error, on_done, attempt)
                 return
-            log.error(
-                "dead_letter_write_failed",
-                topic=self.topic,
-                source_topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                attempt=attempt,
-                error=err.str(),
-            )
-            asyncio.get_running_loop().call_later(
-                self._retry_delay, self.send, record, error, on_done, attempt + 1
-            )
+            self._retry_later(record, error, on_done, attempt, err.str())
 
         try:
             self._producer.produce(
@@ -146,16 +136,28 @@ class DeadLetters:
             if too_large and record.value:
                 self._without_value(record, error, on_done, attempt)
                 return
+            self._retry_later(record, error, on_done, attempt, str(exc))
+
+    def _retry_later(
+        self, record: Record, error: RecordError, on_done: Callable[[], None], attempt: int, reason: str
+    ) -> None:
+        # Every waiting dead letter fails the same way while the topic is unwritable:
+        # one line per reason per 10 s, with how many were held back.
+        repeated = self._failures.allow(reason)
+        if repeated is not None:
             log.error(
                 "dead_letter_write_failed",
                 topic=self.topic,
+                source_topic=record.topic,
+                partition=record.partition,
                 offset=record.offset,
                 attempt=attempt,
-                error=str(exc),
+                error=reason,
+                **({"repeated": repeated} if repeated else {}),
             )
-            asyncio.get_running_loop().call_later(
-                self._retry_delay, self.send, record, error, on_done, attempt + 1
-            )
+        asyncio.get_running_loop().call_later(
+            self._retry_delay, self.send, record, error, on_done, attempt + 1
+        )
 
     def _without_value(
         self, record: Record, error: RecordError, on_done: Callable[[], None], attempt: int

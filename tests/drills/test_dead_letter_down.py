@@ -78,7 +78,7 @@ def test_dead_letter_topic_cannot_be_written(
     process = start_bridge(write_config(tmp_path, config), log_path)
     try:
         # 1. The topic is missing.
-        wait_for(lambda: _failures(log_path) >= 2, 60, "failed dead-letter writes to be logged")
+        wait_for(lambda: _failures(log_path) >= 1, 60, "a failed dead-letter write to be logged")
         time.sleep(fault_s)
         assert_no_commit_past_unfinished(cluster, sandbox, at, dead_letter_topic=False)
         missing_failures = _failures(log_path)
@@ -112,7 +112,7 @@ def test_dead_letter_topic_cannot_be_written(
         assert committed == end
     failures = [e for e in log_events(log_path) if e["event"] == "dead_letter_write_failed"]
     reasons = " ".join(e["error"] for e in failures)
-    assert "Message timed out" in reasons and "authorization failed" in reasons and missing_failures >= 2
+    assert "Message timed out" in reasons and "authorization failed" in reasons and missing_failures >= 1
     outcome = Outcome(
         records,
         records - len(set(delivered) | set(dead_seqs)),
@@ -123,7 +123,7 @@ def test_dead_letter_topic_cannot_be_written(
         f"9 dead-letter topic missing {fault_s:g} s, then refusing writes {fault_s:g} s",
         outcome,
         recover_s,
-        f"{len(failures)} failed writes logged and retried; no commit past them",
+        f"failed writes retried, logged once per error per 10 s ({len(failures)} lines); no commit past them",
     )
 
 
