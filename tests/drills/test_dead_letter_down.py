@@ -108,6 +108,12 @@ def test_dead_letter_topic_cannot_be_written(
     dead_seqs = [_seq(m) for m in dead]
     delivered = [r["body"]["seq"] for r in accepted(sandbox)]
     assert set(dead_seqs) == poison and set(delivered) == set(at.values()) - poison
+    for message in dead:
+        headers = dict(message.headers())
+        assert (
+            headers["x-bridge-error-class"] == b"decode"
+            and b"invalid JSON" in headers["x-bridge-error-reason"]
+        )
     for committed, end in committed_and_ends(cluster.bootstrap_servers, "dlqdown", "bookings", PARTITIONS):
         assert committed == end
     failures = [e for e in log_events(log_path) if e["event"] == "dead_letter_write_failed"]
