@@ -142,6 +142,7 @@ class IntileryConfig(_Model):
     brand_id: str | None = None
     auth_token: SecretStr
     timeout_s: float = Field(default=10.0, gt=0)
+    max_timeout_s: float = Field(default=60.0, gt=0)  # how far time-outs may stretch the timeout
     rate_limit: RateLimitConfig = RateLimitConfig()
     tls: TlsConfig = TlsConfig()
 

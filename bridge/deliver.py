@@ -118,7 +118,7 @@ class IntileryClient:
                 "auth-token": config.auth_token.get_secret_value(),
                 "user-agent": "intilery-bridge",
             },
-            timeout=httpx.Timeout(config.timeout_s, connect=min(config.timeout_s, 5.0)),
+            timeout=_timeout(config.timeout_s),
             limits=limits,
             transport=transport or AiohttpTransport(limits=limits, verify=config.tls.context()),
         )
@@ -126,6 +126,9 @@ class IntileryClient:
             log.warning("tls_verification_disabled", service="intilery", url=config.url)
         self.limiter = limiter
         self.metrics = metrics
+        self._base_timeout_s = config.timeout_s
+        self._max_timeout_s = max(config.max_timeout_s, config.timeout_s)
+        self.timeout_s = config.timeout_s
 
     async def post(self, command: Command) -> Delivered:
         return await self.send(command.action, command.payload)
@@ -136,15 +139,33 @@ class IntileryClient:
             if waited and self.metrics is not None:
                 self.metrics.limiter_wait.inc(waited)
         started = time.perf_counter()
+        timeout = self.timeout_s
         try:
-            response = await self._client.post(self._urls[action], content=payload)
+            response = await self._client.post(self._urls[action], content=payload, timeout=_timeout(timeout))
         except httpx.RequestError as exc:
             self._observe("error", started)
+            if isinstance(exc, httpx.TimeoutException):
+                self._stretch(timeout)
             raise RetryableError(_transport_reason(exc)) from exc
         self._observe(str(response.status_code), started)
+        self._settle(time.perf_counter() - started)
         if response.status_code == 429 and self.limiter is not None:
             self.limiter.throttled()
         return classify(response, (time.perf_counter() - started) * 1000)
+
+    def _stretch(self, expired_s: float) -> None:
+        """A request timed out: Intilery may still have taken it, and a retry with the same
+        timeout would likely be taken and time out again, a duplicate each time. So the
+        following requests wait twice as long, up to ``max_timeout_s``."""
+        stretched = min(self._max_timeout_s, max(self.timeout_s, 2 * expired_s))
+        if stretched > self.timeout_s:
+            log.warning("intilery_timeout_stretched", timeout_s=round(stretched, 3))
+        self.timeout_s = stretched
+
+    def _settle(self, latency_s: float) -> None:
+        """An answer came: the timeout returns toward ``timeout_s`` as answers speed up
+        (never below four times this one's latency)."""
+        self.timeout_s = max(self._base_timeout_s, min(self.timeout_s, 4 * latency_s))
 
     def _observe(self, status: str, started: float) -> None:
         if self.metrics is not None:
@@ -152,6 +173,10 @@ class IntileryClient:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _timeout(seconds: float) -> httpx.Timeout:
+    return httpx.Timeout(seconds, connect=min(seconds, 5.0))
 
 
 def _transport_reason(exc: httpx.RequestError) -> str:

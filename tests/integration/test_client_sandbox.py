@@ -127,3 +127,31 @@ def test_oversized_declared_body_is_refused_without_reading_it(sandbox: Sandbox)
             b"POST /track/acme/acme/ACME/v1/track HTTP/1.1\r\nHost: x\r\ncontent-length: 99999999\r\n\r\n{}"
         )
         assert conn.recv(200).startswith(b"HTTP/1.1 413")
+
+
+def test_a_timeout_stretches_the_timeout_of_the_requests_after_it(sandbox: Sandbox) -> None:
+    """A retry sent with the timeout that just expired would likely be taken by Intilery
+    and time out again: a duplicate each round. The next requests wait longer."""
+
+    async def main() -> None:
+        settings = config(sandbox.url, timeout=0.3).model_copy(update={"max_timeout_s": 1.0})
+        client = IntileryClient(settings, 2)
+        try:
+            sandbox.state.set_faults({"latency_ms": 450})
+            with pytest.raises(RetryableError, match="timed out"):
+                await client.post(SMS)
+            assert client.timeout_s == pytest.approx(0.6)
+            assert (await client.post(SMS)).status == 200  # answered in 450 ms: no second duplicate
+            assert client.timeout_s == pytest.approx(0.6)
+            sandbox.state.set_faults({"latency_ms": 0})
+            await client.post(SMS)
+            assert client.timeout_s == pytest.approx(0.3)  # fast answers bring it back
+            sandbox.state.set_faults({"latency_ms": 1500})
+            for _ in range(3):
+                with pytest.raises(RetryableError):
+                    await client.post(SMS)
+            assert client.timeout_s == pytest.approx(1.0)  # never past max_timeout_s
+        finally:
+            await client.close()
+
+    asyncio.run(main())
