@@ -94,5 +94,5 @@ def test_outage_then_recovery(
         outcome,
         resume_s,
         f"drained in {drain_s:.1f} s; RSS {rss_before:.0f}->{rss_peak:.0f} MB; no rebalance; "
-        f"duplicates from requests answered after their time-out ({stretches} timeout stretch)",
+        f"duplicates from requests answered after their time-out ({stretches} timeout stretches)",
     )
