@@ -117,6 +117,12 @@ def no_secret_in_any_output(tmp_path: Path) -> Iterator[None]:
             assert not found, f"secrets in {file.name}"
 
 
+def assert_no_rebalance(kinds: list[str]) -> None:
+    """From the log's event names: one assignment and no revocation before the stop signal."""
+    running = kinds[: kinds.index("signal_received")]
+    assert running.count("partitions_assigned") == 1 and "partitions_revoked" not in running, "no rebalance"
+
+
 def assert_no_secret_in_headers(messages: list[Any]) -> None:
     for message in messages:
         for name, value in message.headers() or []:
