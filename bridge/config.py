@@ -238,11 +238,11 @@ class BridgeConfig(_Model):
 def cross_problems(raw: dict[str, Any]) -> list[str]:
     """Checks across sections, on the raw data, so they report beside field errors."""
     problems = []
-    kafka = _dict(raw.get("kafka"))
+    kafka = as_dict(raw.get("kafka"))
     for key in ("bootstrap.servers", "group.id"):
         if key not in kafka:
             problems.append(f"kafka.{key}: required")
-    start_from = _dict(raw.get("source")).get("start_from")
+    start_from = as_dict(raw.get("source")).get("start_from")
     if start_from is not None and "auto.offset.reset" in kafka:
         problems.append("kafka.auto.offset.reset: set source.start_from or this, not both")
     problems += [
@@ -267,11 +267,12 @@ def cross_problems(raw: dict[str, Any]) -> list[str]:
 
 
 def raw_topic_names(raw: dict[str, Any]) -> list[str]:
-    topics = _list(_dict(raw.get("source")).get("topics"))
-    return [t if isinstance(t, str) else str(_dict(t).get("name")) for t in topics]
+    topics = _list(as_dict(raw.get("source")).get("topics"))
+    return [t if isinstance(t, str) else str(as_dict(t).get("name")) for t in topics]
 
 
-def _dict(value: Any) -> dict[str, Any]:
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is a mapping, else an empty one (for raw, unvalidated YAML)."""
     return value if isinstance(value, dict) else {}
 
 

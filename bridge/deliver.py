@@ -118,7 +118,6 @@ class IntileryClient:
                 "auth-token": config.auth_token.get_secret_value(),
                 "user-agent": "intilery-bridge",
             },
-            timeout=_timeout(config.timeout_s),
             limits=limits,
             transport=transport or AiohttpTransport(limits=limits, verify=config.tls.context()),
         )

@@ -18,6 +18,7 @@ from . import logs
 from .config import (
     BridgeConfig,
     SourceConfig,
+    as_dict,
     cross_problems,
     describe_validation,
     raw_topic_names,
@@ -92,12 +93,8 @@ SECRET_KEY_PARTS = ("password", "secret", "sasl.oauthbearer.config", "basic.auth
 def register_secrets(expanded: dict[str, Any]) -> None:
     """Every secret the (expanded) configuration holds, for redaction in logs and messages."""
 
-    def section(node: Any, name: str) -> dict[str, Any]:
-        value = node.get(name) if isinstance(node, dict) else None
-        return value if isinstance(value, dict) else {}
-
-    intilery, kafka = section(expanded, "intilery"), section(expanded, "kafka")
-    registry = section(section(expanded, "source"), "schema_registry")
+    intilery, kafka = as_dict(expanded.get("intilery")), as_dict(expanded.get("kafka"))
+    registry = as_dict(as_dict(expanded.get("source")).get("schema_registry"))
     values = [intilery.get("auth_token"), registry.get("basic_auth")]
     values += [v for k, v in kafka.items() if any(part in str(k) for part in SECRET_KEY_PARTS)]
     for value in values:

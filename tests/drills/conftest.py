@@ -44,6 +44,32 @@ class Outcome:
     dead_lettered: int
 
 
+def delivered_seqs(sandbox: Sandbox) -> set[int]:
+    """The sequence numbers Intilery has accepted at least once."""
+    return {r["body"]["seq"] for r in accepted(sandbox)}
+
+
+def header_seq(message: Any) -> int:
+    """The sequence number a drill put in a record's ``seq`` header (kept by dead letters)."""
+    return int(dict(message.headers())["seq"])
+
+
+def assert_offsets_at_end(cluster: MockCluster, group: str, partitions: int = PARTITIONS) -> None:
+    for committed, end in committed_and_ends(cluster.bootstrap_servers, group, "bookings", partitions):
+        assert committed == end, f"committed {committed} of {end}"
+
+
+def assert_no_commit_past(
+    cluster: MockCluster, group: str, at: dict[tuple[int, int], int], finished: set[int]
+) -> None:
+    """Every record below each committed offset (``at``: (partition, offset) -> seq) is finished."""
+    for partition, (committed, _) in enumerate(
+        committed_and_ends(cluster.bootstrap_servers, group, "bookings", PARTITIONS)
+    ):
+        passed = {at[(partition, offset)] for offset in range(max(committed, 0))}
+        assert passed <= finished, f"committed past unfinished records of [{partition}]: {passed - finished}"
+
+
 def check_stream(
     cluster: MockCluster, sandbox: Sandbox, group: str, count: int, partitions: int = PARTITIONS
 ) -> Outcome:
@@ -53,8 +79,7 @@ def check_stream(
     assert_no_secret_in_headers(dead)
     dead_seqs = {json.loads(m.value())["seq"] for m in dead}
     lost = [s for s in range(count) if s not in seqs and s not in dead_seqs]
-    for committed, end in committed_and_ends(cluster.bootstrap_servers, group, "bookings", partitions):
-        assert committed == end, f"committed {committed} of {end}"
+    assert_offsets_at_end(cluster, group, partitions)
     return Outcome(count, len(lost), sum(n - 1 for n in seqs.values()), len(dead))
 
 

@@ -15,14 +15,22 @@ from bridge.testing.mockcluster import MockCluster
 from tests.conftest import (
     TOKEN,
     accepted,
-    committed_and_ends,
     log_events,
     read_all,
     start_bridge,
     wait_for,
     write_config,
 )
-from tests.drills.conftest import PARTITIONS, check_stream, drill_config, produce_stream, ready, report
+from tests.drills.conftest import (
+    PARTITIONS,
+    assert_no_commit_past,
+    check_stream,
+    delivered_seqs,
+    drill_config,
+    produce_stream,
+    ready,
+    report,
+)
 
 AUTH_BACKOFF_S = 0.3
 
@@ -46,7 +54,7 @@ def test_credentials_revoked_then_restored(
         produce_stream(drill_cluster, records - records // 3, start=records // 3)
         wait_for(lambda: any(a["status"] == 403 for a in sandbox.state.attempts), 20, "the first 403")
         first_refused = time.monotonic()
-        delivered_before = {r["body"]["seq"] for r in accepted(sandbox)}
+        delivered_before = delivered_seqs(sandbox)
         seq_at = {
             (m.partition(), m.offset()): json.loads(m.value())["seq"]
             for m in read_all(bootstrap, "bookings", PARTITIONS)
@@ -54,21 +62,15 @@ def test_credentials_revoked_then_restored(
         deadline, ready_seen = time.monotonic() + revoked_s, []
         while time.monotonic() < deadline:
             ready_seen.append(ready(log_path))
-            for partition, (committed, _) in enumerate(
-                committed_and_ends(bootstrap, "auth", "bookings", PARTITIONS)
-            ):
-                passed = [seq_at[(partition, o)] for o in range(max(committed, 0))]
-                assert set(passed) <= delivered_before, (
-                    f"committed past an undelivered record in [{partition}]"
-                )
+            assert_no_commit_past(drill_cluster, "auth", seq_at, delivered_before)
             time.sleep(0.5)
-        assert {r["body"]["seq"] for r in accepted(sandbox)} == delivered_before, "nothing gets through"
+        assert delivered_seqs(sandbox) == delivered_before, "nothing gets through"
         sandbox.state.token = TOKEN
         restored_at = time.monotonic()
         refused_s = restored_at - first_refused
         wait_for(lambda: len(accepted(sandbox)) > len(delivered_before), 30, "delivery to resume")
         resume_s = time.monotonic() - restored_at
-        wait_for(lambda: len({r["body"]["seq"] for r in accepted(sandbox)}) >= records, 120, "all delivered")
+        wait_for(lambda: len(delivered_seqs(sandbox)) >= records, 120, "all delivered")
         wait_for(lambda: ready(log_path), 10, "ready again")
         time.sleep(0.6)  # two commit intervals
     finally:

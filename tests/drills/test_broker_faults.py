@@ -13,7 +13,7 @@ import pytest
 from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
 from tests.conftest import accepted, log_events, start_bridge, wait_for, write_config
-from tests.drills.conftest import check_stream, drill_config, produce_stream, report
+from tests.drills.conftest import check_stream, delivered_seqs, drill_config, produce_stream, report
 
 FETCH, OFFSET_COMMIT = 1, 8  # Kafka API keys
 NOT_LEADER_OR_FOLLOWER, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR = 6, 15, 16
@@ -36,7 +36,7 @@ def test_broker_faults(
     process = start_bridge(write_config(tmp_path, config), log_path)
 
     def delivered() -> int:
-        return len({r["body"]["seq"] for r in accepted(sandbox)})
+        return len(delivered_seqs(sandbox))
 
     try:
         wait_for(lambda: delivered() >= records // 5, 60, "first deliveries")

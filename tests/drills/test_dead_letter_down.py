@@ -16,7 +16,6 @@ from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
 from tests.conftest import (
     accepted,
-    committed_and_ends,
     log_events,
     read_all,
     sms_event,
@@ -24,7 +23,17 @@ from tests.conftest import (
     wait_for,
     write_config,
 )
-from tests.drills.conftest import PARTITIONS, Outcome, assert_no_secret_in_headers, drill_config, report
+from tests.drills.conftest import (
+    PARTITIONS,
+    Outcome,
+    assert_no_commit_past,
+    assert_no_secret_in_headers,
+    assert_offsets_at_end,
+    delivered_seqs,
+    drill_config,
+    header_seq,
+    report,
+)
 
 PRODUCE = 0  # the Kafka API key of Produce requests
 TOPIC_AUTHORIZATION_FAILED = 29
@@ -39,25 +48,17 @@ def produce_with_poison(bootstrap: str, count: int) -> dict[tuple[int, int], int
         producer.produce("bookings", key=f"C-{seq % 50}", value=value, headers={"seq": str(seq)})
         producer.poll(0)
     assert producer.flush(30) == 0
-    return {(m.partition(), m.offset()): _seq(m) for m in read_all(bootstrap, "bookings", PARTITIONS)}
-
-
-def _seq(message: object) -> int:
-    return int(dict(message.headers())["seq"])  # type: ignore[attr-defined]
+    return {(m.partition(), m.offset()): header_seq(m) for m in read_all(bootstrap, "bookings", PARTITIONS)}
 
 
 def assert_no_commit_past_unfinished(
     cluster: MockCluster, sandbox: Sandbox, at: dict[tuple[int, int], int], dead_letter_topic: bool = True
 ) -> None:
     """Every record below each committed offset was delivered or dead-lettered."""
-    finished = {r["body"]["seq"] for r in accepted(sandbox)}
+    finished = delivered_seqs(sandbox)
     if dead_letter_topic:
-        finished |= {_seq(m) for m in read_all(cluster.bootstrap_servers, "bookings.dlq")}
-    for partition, (committed, _) in enumerate(
-        committed_and_ends(cluster.bootstrap_servers, "dlqdown", "bookings", PARTITIONS)
-    ):
-        passed = {at[(partition, offset)] for offset in range(max(committed, 0))}
-        assert passed <= finished, f"committed past unfinished records of [{partition}]: {passed - finished}"
+        finished |= {header_seq(m) for m in read_all(cluster.bootstrap_servers, "bookings.dlq")}
+    assert_no_commit_past(cluster, "dlqdown", at, finished)
 
 
 @pytest.mark.parametrize(
@@ -96,16 +97,14 @@ def test_dead_letter_topic_cannot_be_written(
             "dead letters",
         )
         recover_s = time.monotonic() - recovered_at
-        wait_for(
-            lambda: len({r["body"]["seq"] for r in accepted(sandbox)}) >= records - len(poison), 60, "all"
-        )
+        wait_for(lambda: len(delivered_seqs(sandbox)) >= records - len(poison), 60, "all")
         time.sleep(0.6)  # two commit intervals
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0
     dead = read_all(cluster.bootstrap_servers, "bookings.dlq")
     assert_no_secret_in_headers(dead)
-    dead_seqs = [_seq(m) for m in dead]
+    dead_seqs = [header_seq(m) for m in dead]
     delivered = [r["body"]["seq"] for r in accepted(sandbox)]
     assert set(dead_seqs) == poison and set(delivered) == set(at.values()) - poison
     for message in dead:
@@ -114,8 +113,7 @@ def test_dead_letter_topic_cannot_be_written(
             headers["x-bridge-error-class"] == b"decode"
             and b"invalid JSON" in headers["x-bridge-error-reason"]
         )
-    for committed, end in committed_and_ends(cluster.bootstrap_servers, "dlqdown", "bookings", PARTITIONS):
-        assert committed == end
+    assert_offsets_at_end(cluster, "dlqdown")
     failures = [e for e in log_events(log_path) if e["event"] == "dead_letter_write_failed"]
     reasons = " ".join(e["error"] for e in failures)
     assert "Message timed out" in reasons and "authorization failed" in reasons and missing_failures >= 1

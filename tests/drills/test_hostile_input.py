@@ -21,7 +21,6 @@ from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
 from tests.conftest import (
     accepted,
-    committed_and_ends,
     log_events,
     read_all,
     sms_event,
@@ -29,7 +28,15 @@ from tests.conftest import (
     wait_for,
     write_config,
 )
-from tests.drills.conftest import PARTITIONS, Outcome, assert_no_secret_in_headers, drill_config, report
+from tests.drills.conftest import (
+    Outcome,
+    assert_no_secret_in_headers,
+    assert_offsets_at_end,
+    delivered_seqs,
+    drill_config,
+    header_seq,
+    report,
+)
 
 BIG = 2 * 1024 * 1024
 # The mock cluster keeps only about 5 MB per partition (older records are deleted, read
@@ -117,7 +124,7 @@ def test_hostile_input(drill_cluster: MockCluster, sandbox: Sandbox, tmp_path: P
             produce_hostile(producer, range(start, start + CHUNK), rng, hostile)
             bad = {seq for seq, (kind, _) in hostile.items() if HOSTILE[kind][1]}
             good, bad_count = set(range(start + CHUNK)) - bad, len(bad)
-            wait_for(lambda g=good: {r["body"]["seq"] for r in accepted(sandbox)} >= g, 60, "good delivered")
+            wait_for(lambda g=good: delivered_seqs(sandbox) >= g, 60, "good delivered")
             wait_for(lambda b=bad_count: _dead_lettered(log_path) >= b, 60, "bad ones dead-lettered")
         elapsed = time.monotonic() - started
         time.sleep(0.6)  # two commit intervals
@@ -129,7 +136,7 @@ def test_hostile_input(drill_cluster: MockCluster, sandbox: Sandbox, tmp_path: P
     assert set(delivered) == good
     dead = read_all(bootstrap, "bookings.dlq")
     assert_no_secret_in_headers(dead)
-    dead_by_seq = {int(dict(m.headers())["seq"]): m for m in dead}
+    dead_by_seq = {header_seq(m): m for m in dead}
     assert set(dead_by_seq) == bad and len(dead) == len(bad)
     omitted = 0
     for seq, message in dead_by_seq.items():
@@ -147,8 +154,7 @@ def test_hostile_input(drill_cluster: MockCluster, sandbox: Sandbox, tmp_path: P
         1 for kind, value in hostile.values() if kind == "deep nesting" and len(value or b"") > 10**6
     )
     assert omitted >= 1
-    for committed, end in committed_and_ends(bootstrap, "hostile", "bookings", PARTITIONS):
-        assert committed == end
+    assert_offsets_at_end(drill_cluster, "hostile")
     kinds = [e["event"] for e in log_events(log_path)]
     assert "delivery_crashed" not in kinds and "bridge_failed" not in kinds
     lost = records - len(set(delivered) | set(dead_by_seq))

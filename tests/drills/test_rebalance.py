@@ -14,8 +14,8 @@ import pytest
 from bridge.pipeline import FETCH_BATCH
 from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
-from tests.conftest import accepted, log_events, start_bridge, wait_for, write_config
-from tests.drills.conftest import check_stream, drill_config, produce_stream, report
+from tests.conftest import log_events, start_bridge, wait_for, write_config
+from tests.drills.conftest import check_stream, delivered_seqs, drill_config, produce_stream, report
 
 PARTITIONS = 6
 MAX_BUFFERED = 100
@@ -51,7 +51,7 @@ def test_join_and_kill_in_a_group(
     logs = [tmp_path / f"bridge-{name}.log" for name in "abc"]
 
     def delivered() -> int:
-        return len({r["body"]["seq"] for r in accepted(sandbox)})
+        return len(delivered_seqs(sandbox))
 
     first, second = start_bridge(path, logs[0]), start_bridge(path, logs[1])
     processes = [first, second]

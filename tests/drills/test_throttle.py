@@ -10,8 +10,8 @@ import pytest
 
 from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
-from tests.conftest import accepted, log_events, start_bridge, wait_for, write_config
-from tests.drills.conftest import check_stream, drill_config, produce_stream, report
+from tests.conftest import log_events, start_bridge, wait_for, write_config
+from tests.drills.conftest import check_stream, delivered_seqs, drill_config, produce_stream, report
 
 # Requests already on the wire when the first 429 of a round comes back still
 # arrive just after it; anything later than this must wait for Retry-After.
@@ -35,7 +35,7 @@ def test_429_storm_honours_retry_after(
     log_path = tmp_path / "bridge.log"
     process = start_bridge(write_config(tmp_path, drill_config(drill_cluster, sandbox, "throttle")), log_path)
     try:
-        wait_for(lambda: len({r["body"]["seq"] for r in accepted(sandbox)}) >= records, 180, "all delivered")
+        wait_for(lambda: len(delivered_seqs(sandbox)) >= records, 180, "all delivered")
         time.sleep(0.6)  # two commit intervals
     finally:
         process.terminate()

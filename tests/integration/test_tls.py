@@ -19,6 +19,7 @@ from bridge.sandbox import Sandbox
 from bridge.testing.registry import LocalRegistry
 from tests.conftest import TOKEN
 from tests.integration.test_client_sandbox import SMS
+from tests.unit.test_config import GOOD, problems
 
 TLS_DIR = Path(__file__).parent.parent / "tls"
 CERT, KEY = str(TLS_DIR / "localhost.crt"), str(TLS_DIR / "localhost.key")
@@ -89,8 +90,6 @@ def test_registry_with_a_ca_bundle_or_without_checks(https_registry: tuple[Local
 
 
 def test_tls_settings_are_checked_at_start_up(tmp_path: Path) -> None:
-    from tests.unit.test_config import GOOD, problems
-
     config = {**GOOD, "intilery": {**GOOD["intilery"], "tls": {"ca_file": str(tmp_path / "none.pem")}}}
     assert any("intilery.tls.ca_file: no such file" in p for p in problems(tmp_path, config))
     config["intilery"]["tls"] = {"ca_file": CERT, "verify": False}
