@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint drills bench clean
+.PHONY: demo test lint drills bench kafka kafka-fetch clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,15 +19,23 @@ lint: $(STAMP)
 	$(BIN)/ruff check bridge tests bench
 	$(BIN)/mypy bridge
 
-test: lint
+test: lint kafka-fetch
 	$(BIN)/pytest -m "not slow" -n 3 tests
 
-drills: $(STAMP)
+drills: kafka-fetch
 	$(BIN)/pytest -m slow tests/drills
+
+# A real Apache Kafka (KRaft, from Maven Central via kafka/pom.xml; needs Java 17 and
+# Maven) on free loopback ports until Ctrl-C; NODES=3 for a three-node cluster.
+kafka: $(STAMP)
+	$(BIN)/python -m bridge.testing.kafka --nodes $(or $(NODES),1)
+
+kafka-fetch: $(STAMP)
+	$(BIN)/python -m bridge.testing.kafka --fetch-only
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/decode.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache
