@@ -225,6 +225,15 @@ class RuleConfig(_Model):
         return None if value is None else parse_duration(value)
 
 
+# Consumer properties of the classic group protocol that KIP-848 moves to the broker.
+CLASSIC_ONLY = {
+    "session.timeout.ms": "the broker's group.consumer.session.timeout.ms applies",
+    "heartbeat.interval.ms": "the broker's group.consumer.heartbeat.interval.ms applies",
+    "partition.assignment.strategy": "the broker assigns (group.remote.assignor to choose its assignor)",
+    "group.protocol.type": "only for the classic protocol",
+}
+
+
 class BridgeConfig(_Model):
     kafka: dict[str, str | int | float | bool]
     source: SourceConfig
@@ -245,6 +254,12 @@ def cross_problems(raw: dict[str, Any]) -> list[str]:
     start_from = as_dict(raw.get("source")).get("start_from")
     if start_from is not None and "auto.offset.reset" in kafka:
         problems.append("kafka.auto.offset.reset: set source.start_from or this, not both")
+    if str(kafka.get("group.protocol", "classic")).lower() == "consumer":
+        problems += [
+            f"kafka.{key}: not allowed with group.protocol: consumer (KIP-848); {instead}"
+            for key, instead in CLASSIC_ONLY.items()
+            if key in kafka
+        ]
     problems += [
         f"kafka.{key}: must not be true; the bridge commits offsets after delivery"
         for key in ("enable.auto.commit", "enable.auto.offset.store")

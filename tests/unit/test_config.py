@@ -128,6 +128,24 @@ def test_auto_commit_refused(tmp_path: Path) -> None:
     assert conf["enable.auto.offset.store"] is False and conf["enable.auto.commit"] is False
 
 
+def test_classic_group_settings_refused_with_kip848(tmp_path: Path) -> None:
+    kafka = {"bootstrap.servers": "x", "group.id": "g", "group.protocol": "consumer"}
+    assert load_config(write(tmp_path, {**GOOD, "kafka": kafka}), env={"TOKEN": "t"}).kafka == kafka
+    classic = {
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+        "partition.assignment.strategy": "range",
+    }
+    lines = problems(tmp_path, {**GOOD, "kafka": kafka | classic})
+    assert [line.split(": ")[1] for line in lines] == [f"kafka.{key}" for key in classic]
+    assert all("not allowed with group.protocol: consumer (KIP-848)" in line for line in lines)
+    classic_group = kafka | classic | {"group.protocol": "classic"}
+    assert (
+        load_config(write(tmp_path, {**GOOD, "kafka": classic_group}), env={"TOKEN": "t"}).kafka
+        == classic_group
+    )
+
+
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     rules = [
         GOOD["rules"][0],
