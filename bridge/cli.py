@@ -177,7 +177,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(log_level=args.log_level or "warning")
+    return run_demo(log_level=args.log_level or "warning", bootstrap_servers=args.bootstrap_servers)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -272,6 +272,11 @@ def parser() -> argparse.ArgumentParser:
 
     demo = verb("demo", "Embedded Kafka + sandbox + the example rules, end to end.", config=False)
     demo.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    demo.add_argument(
+        "--bootstrap-servers",
+        metavar="HOST:PORT",
+        help="run against this Kafka instead of the embedded one (topics created when missing)",
+    )
     demo.set_defaults(func=cmd_demo)
     return top
 

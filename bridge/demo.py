@@ -1,7 +1,9 @@
 """``intilery-bridge demo``: the whole flow on one machine, nothing to install.
 
-Starts an embedded Kafka (librdkafka's mock cluster), the sandbox and a local
-schema registry. Part one produces the JSON sample events of
+Starts an embedded Kafka (librdkafka's mock cluster), or uses the broker named by
+``--bootstrap-servers`` (topics are created when missing; a group that already
+read them goes on from its committed offsets), the sandbox and a local schema
+registry. Part one produces the JSON sample events of
 ``examples/events/`` (plus one record that is not JSON) and runs the bridge with
 ``examples/bridge.yaml``; part two produces the Avro samples of
 ``examples/avro-events/`` (registry-framed and plain) and runs it with
@@ -21,7 +23,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import fastavro
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -87,7 +90,39 @@ def _produce_avro(producer: Producer, client: SchemaRegistryClient) -> int:
     return count
 
 
-def read_topic(bootstrap: str, topic: str) -> list[Any]:
+class ExistingKafka:
+    """A broker the user runs (``demo --bootstrap-servers``), seen as the demo needs it."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 3})
+
+    def create_topic(self, name: str, partitions: int = 1) -> None:
+        """Create the topic unless it exists."""
+        future = self._admin.create_topics([NewTopic(name, partitions)])[name]
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+    def __enter__(self) -> ExistingKafka:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+def end_offset(bootstrap: str, topic: str) -> int:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "demo-reader", "logger": logs.kafka_logger()}
+    )
+    _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    consumer.close()
+    return int(high)
+
+
+def read_topic(bootstrap: str, topic: str, start: int = 0) -> list[Any]:
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -97,7 +132,7 @@ def read_topic(bootstrap: str, topic: str) -> list[Any]:
             "auto.offset.reset": "earliest",
         }
     )
-    consumer.assign([TopicPartition(topic, 0, 0)])
+    consumer.assign([TopicPartition(topic, 0, start)])
     messages = []
     while True:
         message = consumer.poll(5)
@@ -160,7 +195,7 @@ def dead_letter_rows(messages: list[Any]) -> list[list[str]]:
 
 
 def run_part(
-    cluster: MockCluster,
+    cluster: MockCluster | ExistingKafka,
     sandbox: Sandbox,
     config_name: str,
     group: str,
@@ -171,23 +206,25 @@ def run_part(
     seen = sandbox.state.listing("requests", 0)["total"]
     os.environ["KAFKA_GROUP_ID"] = group
     config, mapper, decoder = load(str(EXAMPLES / config_name))
+    dlq = config.delivery.dead_letter_topic or ""
+    dead_from = end_offset(cluster.bootstrap_servers, dlq)
     logs.configure(log_level, sys.stderr)
     bridge = Bridge(config, mapper, f"examples/{config_name}", until_caught_up=True, decoder=decoder)
     code = asyncio.run(bridge.run())
     requests = sandbox.state.listing("requests", seen)["requests"]
     print(f"Intilery sandbox accepted {len(requests)} calls:\n")
     print(table(received_rows(requests), ["action", "event", "userId", "asset / journey", "timestamp"]))
-    dlq = config.delivery.dead_letter_topic or ""
-    dead = read_topic(cluster.bootstrap_servers, dlq)
-    print(f"\nDead-letter topic {dlq} holds {len(dead)} records:\n")
+    dead = read_topic(cluster.bootstrap_servers, dlq, dead_from)
+    print(f"\nDead-letter topic {dlq} received {len(dead)} records:\n")
     print(table(dead_letter_rows(dead), ["source", "class", "rule", "reason"]))
     print(f"\nCommitted offsets of group {group}:")
     print("\n".join(committed(cluster.bootstrap_servers, group, topics)))
     return code
 
 
-def run_demo(log_level: str = "warning") -> int:
-    with MockCluster() as cluster, Sandbox(token=TOKEN) as sandbox, LocalRegistry() as registry:
+def run_demo(log_level: str = "warning", bootstrap_servers: str | None = None) -> int:
+    kafka = ExistingKafka(bootstrap_servers) if bootstrap_servers else MockCluster()
+    with kafka as cluster, Sandbox(token=TOKEN) as sandbox, LocalRegistry() as registry:
         for topic, partitions in {**JSON_TOPICS, **AVRO_TOPICS}.items():
             cluster.create_topic(topic, partitions)
         for topic in ("bookings.intilery-dlq", "bookings-avro.intilery-dlq"):
@@ -200,8 +237,9 @@ def run_demo(log_level: str = "warning") -> int:
             SCHEMA_REGISTRY_URL=registry.url,
             OBSERVABILITY_PORT="0",
         )
+        where = "Kafka" if bootstrap_servers else "embedded Kafka"
         print(
-            f"embedded Kafka at {cluster.bootstrap_servers}, sandbox at {sandbox.url}, "
+            f"{where} at {cluster.bootstrap_servers}, sandbox at {sandbox.url}, "
             f"schema registry at {registry.url}\n"
         )
         produced = produce_json(cluster.bootstrap_servers)

@@ -1,9 +1,12 @@
-"""Shared fixtures: a real mock Kafka cluster, the sandbox over real HTTP, and
-helpers to run the bridge as a subprocess the way users run it."""
+"""Shared fixtures: a real Apache Kafka broker (one per test process, each test
+with topics of its own), librdkafka's mock cluster where only it can stage a
+fault, the sandbox over real HTTP, and helpers to run the bridge as a
+subprocess the way users run it."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import subprocess
@@ -18,6 +21,7 @@ import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bridge.sandbox import Sandbox
+from bridge.testing.kafka import KafkaCluster
 from bridge.testing.mockcluster import MockCluster
 
 TOKEN = "test-token-5f2b9c"
@@ -27,10 +31,57 @@ REGISTRY_AUTH = "drill-user:registry-pw-4c2a1b"
 SECRETS = (TOKEN, SASL_PASSWORD, REGISTRY_AUTH, REGISTRY_AUTH.split(":")[1])
 
 
+_TEST_NUMBERS = itertools.count(1)
+
+
+class TestKafka:
+    """One test's view of a Kafka cluster: the bootstrap servers and topic names of
+    its own, so tests can share one broker without seeing each other's records."""
+
+    __test__ = False  # not a test class, whatever its name
+
+    def __init__(self, backend: KafkaCluster | MockCluster) -> None:
+        self.backend = backend
+        self.tag = f"t{next(_TEST_NUMBERS)}"
+        self.topic = self.name("bookings")
+        self.dlq = self.name("bookings.dlq")
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.backend.bootstrap_servers
+
+    def name(self, base: str) -> str:
+        """This test's name for a topic (or group) called ``base``."""
+        return f"{base}-{self.tag}"
+
+    def create_topic(self, name: str, partitions: int = 1, **config: str) -> None:
+        """Create a topic (``config``: topic settings, on a real broker only)."""
+        if isinstance(self.backend, MockCluster):
+            assert not config, "the mock cluster takes no topic settings"
+            self.backend.create_topic(name, partitions)
+        else:
+            self.backend.create_topic(name, partitions, **config)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaCluster]:
+    """One real KRaft broker per test process (xdist worker), stopped at the end."""
+    with KafkaCluster(nodes=1) as broker:
+        yield broker
+
+
 @pytest.fixture
-def cluster() -> Iterator[MockCluster]:
+def cluster(kafka_broker: KafkaCluster) -> TestKafka:
+    """The real broker, with this test's own topic names."""
+    return TestKafka(kafka_broker)
+
+
+@pytest.fixture
+def mock_cluster() -> Iterator[TestKafka]:
+    """librdkafka's mock cluster, for faults a real broker cannot stage (request-level
+    errors); each use says why."""
     with MockCluster() as mock:
-        yield mock
+        yield TestKafka(mock)
 
 
 @pytest.fixture
@@ -39,7 +90,7 @@ def sandbox() -> Iterator[Sandbox]:
         yield server
 
 
-def base_config(cluster: MockCluster, sandbox_url: str, group: str, **delivery: Any) -> dict[str, Any]:
+def base_config(cluster: TestKafka, sandbox_url: str, group: str, **delivery: Any) -> dict[str, Any]:
     return {
         "kafka": {
             "bootstrap.servers": cluster.bootstrap_servers,
@@ -48,7 +99,7 @@ def base_config(cluster: MockCluster, sandbox_url: str, group: str, **delivery: 
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 500,
         },
-        "source": {"topics": ["bookings"], "format": "json"},
+        "source": {"topics": [cluster.topic], "format": "json"},
         "intilery": {
             "url": sandbox_url,
             "client_id": "acme",
@@ -60,7 +111,7 @@ def base_config(cluster: MockCluster, sandbox_url: str, group: str, **delivery: 
         },
         "delivery": {
             "max_in_flight": 16,
-            "dead_letter_topic": "bookings.dlq",
+            "dead_letter_topic": cluster.dlq,
             "commit_interval_ms": 200,
             "shutdown_grace_s": 5,
             "retry": {"initial_backoff_ms": 50, "max_backoff_ms": 500},
@@ -283,6 +334,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if hasattr(terminalreporter.config, "workerinput"):  # a worker must not take the controller's rows
+        return
     rows_file = drill_rows_file()
     if rows_file.exists():
         rows = [tuple(json.loads(line)) for line in rows_file.read_text().splitlines()]

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from bridge.sandbox import Sandbox
-from bridge.testing.mockcluster import MockCluster
 from tests.conftest import (
     SECRETS,
+    TestKafka,
     accepted,
     committed_and_ends,
     drill_rows_file,
@@ -30,9 +30,9 @@ from tests.conftest import (
 PARTITIONS = 3
 
 
-def produce_stream(cluster: MockCluster, count: int, start: int = 0) -> None:
+def produce_stream(cluster: TestKafka, count: int, start: int = 0) -> None:
     produce_events(
-        cluster.bootstrap_servers, "bookings", (sms_event(seq, 50) for seq in range(start, start + count))
+        cluster.bootstrap_servers, cluster.topic, (sms_event(seq, 50) for seq in range(start, start + count))
     )
 
 
@@ -54,28 +54,28 @@ def header_seq(message: Any) -> int:
     return int(dict(message.headers())["seq"])
 
 
-def assert_offsets_at_end(cluster: MockCluster, group: str, partitions: int = PARTITIONS) -> None:
-    for committed, end in committed_and_ends(cluster.bootstrap_servers, group, "bookings", partitions):
+def assert_offsets_at_end(cluster: TestKafka, group: str, partitions: int = PARTITIONS) -> None:
+    for committed, end in committed_and_ends(cluster.bootstrap_servers, group, cluster.topic, partitions):
         assert committed == end, f"committed {committed} of {end}"
 
 
 def assert_no_commit_past(
-    cluster: MockCluster, group: str, at: dict[tuple[int, int], int], finished: set[int]
+    cluster: TestKafka, group: str, at: dict[tuple[int, int], int], finished: set[int]
 ) -> None:
     """Every record below each committed offset (``at``: (partition, offset) -> seq) is finished."""
     for partition, (committed, _) in enumerate(
-        committed_and_ends(cluster.bootstrap_servers, group, "bookings", PARTITIONS)
+        committed_and_ends(cluster.bootstrap_servers, group, cluster.topic, PARTITIONS)
     ):
         passed = {at[(partition, offset)] for offset in range(max(committed, 0))}
         assert passed <= finished, f"committed past unfinished records of [{partition}]: {passed - finished}"
 
 
 def check_stream(
-    cluster: MockCluster, sandbox: Sandbox, group: str, count: int, partitions: int = PARTITIONS
+    cluster: TestKafka, sandbox: Sandbox, group: str, count: int, partitions: int = PARTITIONS
 ) -> Outcome:
     """Every record delivered at least once or dead-lettered, offsets at the end."""
     seqs = Counter(r["body"]["seq"] for r in accepted(sandbox))
-    dead = read_all(cluster.bootstrap_servers, "bookings.dlq")
+    dead = read_all(cluster.bootstrap_servers, cluster.dlq)
     assert_no_secret_in_headers(dead)
     dead_seqs = {json.loads(m.value())["seq"] for m in dead}
     lost = [s for s in range(count) if s not in seqs and s not in dead_seqs]
@@ -84,9 +84,11 @@ def check_stream(
 
 
 @pytest.fixture
-def drill_cluster(cluster: MockCluster) -> MockCluster:
-    cluster.create_topic("bookings", PARTITIONS)
-    cluster.create_topic("bookings.dlq", 1)
+def drill_cluster(cluster: TestKafka) -> TestKafka:
+    # Records up to 8 MB (the hostile-input drill's largest is 2 MB); the dead-letter
+    # topic keeps the broker's default of 1 MB, so a 2 MB record is dead-lettered without its value.
+    cluster.create_topic(cluster.topic, PARTITIONS, **{"max.message.bytes": str(8 << 20)})
+    cluster.create_topic(cluster.dlq, 1)
     return cluster
 
 
@@ -120,12 +122,12 @@ def ready(log_path: Path) -> bool:
         return False
 
 
-def drill_config(cluster: MockCluster, sandbox: Sandbox, group: str, **delivery: Any) -> dict[str, Any]:
+def drill_config(cluster: TestKafka, sandbox: Sandbox, group: str, **delivery: Any) -> dict[str, Any]:
     from tests.conftest import base_config
 
     config = base_config(cluster, sandbox.url, group, **delivery)
     config["rules"] = config["rules"][:1]
-    # Secrets the drill's output is scanned for (the mock cluster ignores SASL on PLAINTEXT).
+    # Secrets the drill's output is scanned for (SASL settings are unused on a PLAINTEXT listener).
     config["kafka"] |= {"sasl.username": "drill", "sasl.password": "${TEST_SASL_PASSWORD}"}
     config["source"]["schema_registry"] = {"url": "http://127.0.0.1:9", "basic_auth": "${TEST_REGISTRY_AUTH}"}
     return config
@@ -152,3 +154,17 @@ def assert_no_secret_in_headers(messages: list[Any]) -> None:
     for message in messages:
         for name, value in message.headers() or []:
             assert not any(s.encode() in (value or b"") for s in SECRETS), name
+
+
+def commits_outside_ownership(events: list[dict[str, Any]]) -> list[str]:
+    """Commits an instance made for partitions not assigned to it at that moment."""
+    owned: set[str] = set()
+    strays = []
+    for event in events:
+        if event["event"] == "partitions_assigned":
+            owned |= set(event["partitions"])
+        elif event["event"] in ("partitions_revoked", "partitions_lost"):
+            owned -= set(event["partitions"])
+        elif event["event"] == "offsets_commit":
+            strays += [f"{p} at {event['timestamp']}" for p in event["offsets"] if p not in owned]
+    return strays

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from bridge.sandbox import Sandbox
-from bridge.testing.mockcluster import MockCluster
 from tests.conftest import (
     TOKEN,
+    TestKafka,
     accepted,
     log_events,
     read_all,
@@ -40,7 +40,7 @@ AUTH_BACKOFF_S = 0.3
     [pytest.param(300, 3, id="short"), pytest.param(3000, 30, id="long", marks=pytest.mark.slow)],
 )
 def test_credentials_revoked_then_restored(
-    drill_cluster: MockCluster, sandbox: Sandbox, tmp_path: Path, records: int, revoked_s: float
+    drill_cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, records: int, revoked_s: float
 ) -> None:
     produce_stream(drill_cluster, records // 3)
     config = drill_config(drill_cluster, sandbox, "auth", max_buffered_records=records // 6)
@@ -57,7 +57,7 @@ def test_credentials_revoked_then_restored(
         delivered_before = delivered_seqs(sandbox)
         seq_at = {
             (m.partition(), m.offset()): json.loads(m.value())["seq"]
-            for m in read_all(bootstrap, "bookings", PARTITIONS)
+            for m in read_all(bootstrap, drill_cluster.topic, PARTITIONS)
         }
         deadline, ready_seen = time.monotonic() + revoked_s, []
         while time.monotonic() < deadline:

@@ -1,7 +1,12 @@
-"""Broker faults injected through the mock cluster mid-stream: OffsetCommit
-errors (coordinator moved, rebalance in progress, coordinator not available),
-Fetch errors (leader moved, storage error), and the broker down, then up.
-Nothing is lost and the group's offsets reach the end."""
+"""Request-level broker faults mid-stream: OffsetCommit errors (coordinator
+moved, rebalance in progress, coordinator not available), Fetch errors (leader
+moved, storage error), and the broker down, then up. Nothing is lost and the
+group's offsets reach the end.
+
+This drill runs on librdkafka's mock cluster: a real broker cannot be made to
+answer one chosen request with one chosen error code. Real broker failures
+(a leader and the group coordinator SIGKILLed) are drilled on a three-node
+cluster in ``test_broker_failover.py``."""
 
 from __future__ import annotations
 
@@ -12,8 +17,15 @@ import pytest
 
 from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
-from tests.conftest import accepted, log_events, start_bridge, wait_for, write_config
-from tests.drills.conftest import check_stream, delivered_seqs, drill_config, produce_stream, report
+from tests.conftest import TestKafka, accepted, log_events, start_bridge, wait_for, write_config
+from tests.drills.conftest import (
+    PARTITIONS,
+    check_stream,
+    delivered_seqs,
+    drill_config,
+    produce_stream,
+    report,
+)
 
 FETCH, OFFSET_COMMIT = 1, 8  # Kafka API keys
 NOT_LEADER_OR_FOLLOWER, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR = 6, 15, 16
@@ -26,8 +38,12 @@ BROKER = 1
     [pytest.param(600, 2, id="short"), pytest.param(6000, 5, id="long", marks=pytest.mark.slow)],
 )
 def test_broker_faults(
-    drill_cluster: MockCluster, sandbox: Sandbox, tmp_path: Path, records: int, down_s: float
+    mock_cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, records: int, down_s: float
 ) -> None:
+    drill_cluster, mock = mock_cluster, mock_cluster.backend
+    assert isinstance(mock, MockCluster)
+    drill_cluster.create_topic(drill_cluster.topic, PARTITIONS)
+    drill_cluster.create_topic(drill_cluster.dlq, 1)
     rest = 4 * records // 5  # the last fifth is produced once the broker is back
     produce_stream(drill_cluster, rest)
     sandbox.state.set_faults({"latency_ms": 20})  # ~200 records/s: the stream goes on while faults land
@@ -41,13 +57,13 @@ def test_broker_faults(
     try:
         wait_for(lambda: delivered() >= records // 5, 60, "first deliveries")
         commits = [NOT_COORDINATOR, REBALANCE_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE] * 3
-        drill_cluster.push_request_errors(OFFSET_COMMIT, commits)
+        mock.push_request_errors(OFFSET_COMMIT, commits)
         wait_for(lambda: delivered() >= 2 * records // 5, 60, "deliveries after commit errors")
-        drill_cluster.push_request_errors(FETCH, [NOT_LEADER_OR_FOLLOWER, KAFKA_STORAGE_ERROR] * 3)
+        mock.push_request_errors(FETCH, [NOT_LEADER_OR_FOLLOWER, KAFKA_STORAGE_ERROR] * 3)
         wait_for(lambda: delivered() >= 3 * records // 5, 60, "deliveries after fetch errors")
-        drill_cluster.set_broker_down(BROKER)
+        mock.set_broker_down(BROKER)
         time.sleep(down_s)
-        drill_cluster.set_broker_up(BROKER)
+        mock.set_broker_up(BROKER)
         up_at = time.monotonic()
         produce_stream(drill_cluster, records - rest, start=rest)
         wait_for(
@@ -66,7 +82,7 @@ def test_broker_faults(
     assert failed_commits, "the injected OffsetCommit errors must have been seen"
     rebalances = sum(1 for e in events if e["event"] == "partitions_assigned") - 1
     report(
-        f"5 broker faults: commit and fetch errors, broker down {down_s:g} s",
+        f"5a broker faults (mock): commit and fetch errors, broker down {down_s:g} s",
         outcome,
         recover_s,
         f"{len(failed_commits)} failed commits retried; {rebalances} rebalances",

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from bridge.sandbox import Sandbox
-from bridge.testing.mockcluster import MockCluster
-from tests.conftest import accepted, start_bridge, wait_for, write_config
+from tests.conftest import TestKafka, accepted, start_bridge, wait_for, write_config
 from tests.drills.conftest import check_stream, delivered_seqs, drill_config, produce_stream, report
 
 MAX_BUFFERED = 200
@@ -25,7 +24,7 @@ FETCH_BATCH = 500  # the pipeline fetches at most this many records past the buf
     [pytest.param(1500, 1, id="short"), pytest.param(5000, 5, id="long", marks=pytest.mark.slow)],
 )
 def test_sigkill_and_restart(
-    drill_cluster: MockCluster,
+    drill_cluster: TestKafka,
     sandbox: Sandbox,
     tmp_path: Path,
     records: int,

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 
 from bridge.sandbox import Sandbox
-from bridge.testing.mockcluster import MockCluster
+from bridge.testing.kafka import AUTHORIZER, KafkaCluster
 from tests.conftest import (
+    TestKafka,
     accepted,
     log_events,
     read_all,
@@ -35,30 +37,38 @@ from tests.drills.conftest import (
     report,
 )
 
-PRODUCE = 0  # the Kafka API key of Produce requests
-TOPIC_AUTHORIZATION_FAILED = 29
 POISON_EVERY = 20
 
 
-def produce_with_poison(bootstrap: str, count: int) -> dict[tuple[int, int], int]:
+def produce_with_poison(cluster: TestKafka, count: int) -> dict[tuple[int, int], int]:
     """Every twentieth record is not JSON; gives (partition, offset) -> seq."""
+    bootstrap = cluster.bootstrap_servers
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
     for seq in range(count):
         value = b"not json" if seq % POISON_EVERY == 7 else json.dumps(sms_event(seq, 50)).encode()
-        producer.produce("bookings", key=f"C-{seq % 50}", value=value, headers={"seq": str(seq)})
+        producer.produce(cluster.topic, key=f"C-{seq % 50}", value=value, headers={"seq": str(seq)})
         producer.poll(0)
     assert producer.flush(30) == 0
-    return {(m.partition(), m.offset()): header_seq(m) for m in read_all(bootstrap, "bookings", PARTITIONS)}
+    return {
+        (m.partition(), m.offset()): header_seq(m) for m in read_all(bootstrap, cluster.topic, PARTITIONS)
+    }
 
 
 def assert_no_commit_past_unfinished(
-    cluster: MockCluster, sandbox: Sandbox, at: dict[tuple[int, int], int], dead_letter_topic: bool = True
+    cluster: TestKafka, sandbox: Sandbox, at: dict[tuple[int, int], int], dead_letter_topic: bool = True
 ) -> None:
     """Every record below each committed offset was delivered or dead-lettered."""
     finished = delivered_seqs(sandbox)
     if dead_letter_topic:
-        finished |= {header_seq(m) for m in read_all(cluster.bootstrap_servers, "bookings.dlq")}
+        finished |= {header_seq(m) for m in read_all(cluster.bootstrap_servers, cluster.dlq)}
     assert_no_commit_past(cluster, "dlqdown", at, finished)
+
+
+@pytest.fixture
+def cluster() -> Iterator[TestKafka]:
+    """A broker of this drill's own, with an authorizer so that it can refuse writes."""
+    with KafkaCluster(settings=AUTHORIZER) as broker:
+        yield TestKafka(broker)
 
 
 @pytest.mark.parametrize(
@@ -66,10 +76,12 @@ def assert_no_commit_past_unfinished(
     [pytest.param(400, 3, id="short"), pytest.param(4000, 20, id="long", marks=pytest.mark.slow)],
 )
 def test_dead_letter_topic_cannot_be_written(
-    cluster: MockCluster, sandbox: Sandbox, tmp_path: Path, records: int, fault_s: float
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, records: int, fault_s: float
 ) -> None:
-    cluster.create_topic("bookings", PARTITIONS)  # and no bookings.dlq
-    at = produce_with_poison(cluster.bootstrap_servers, records)
+    broker = cluster.backend
+    assert isinstance(broker, KafkaCluster)
+    cluster.create_topic(cluster.topic, PARTITIONS)  # and no dead-letter topic
+    at = produce_with_poison(cluster, records)
     poison = {seq for seq in at.values() if seq % POISON_EVERY == 7}
     config = drill_config(cluster, sandbox, "dlqdown", max_buffered_records=records // 4)
     config["kafka"]["allow.auto.create.topics"] = False
@@ -83,16 +95,16 @@ def test_dead_letter_topic_cannot_be_written(
         time.sleep(fault_s)
         assert_no_commit_past_unfinished(cluster, sandbox, at, dead_letter_topic=False)
         missing_failures = _failures(log_path)
-        # 2. The topic exists, but the broker refuses writes for a while.
-        cluster.push_request_errors(PRODUCE, [TOPIC_AUTHORIZATION_FAILED] * 10_000)
-        cluster.create_topic("bookings.dlq", 1)
+        # 2. The topic exists, but the broker refuses writes for a while (an ACL).
+        broker.refuse_writes(cluster.dlq)
+        broker.create_topic(cluster.dlq, 1, wait=False)  # metadata is refused too
         time.sleep(fault_s)
         assert_no_commit_past_unfinished(cluster, sandbox, at)
-        assert read_all(cluster.bootstrap_servers, "bookings.dlq") == []
-        cluster.clear_request_errors(PRODUCE)
+        assert read_all(cluster.bootstrap_servers, cluster.dlq) == []
+        broker.refuse_writes(cluster.dlq, refuse=False)
         recovered_at = time.monotonic()
         wait_for(
-            lambda: len(read_all(cluster.bootstrap_servers, "bookings.dlq")) >= len(poison),
+            lambda: len(read_all(cluster.bootstrap_servers, cluster.dlq)) >= len(poison),
             60,
             "dead letters",
         )
@@ -102,7 +114,7 @@ def test_dead_letter_topic_cannot_be_written(
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0
-    dead = read_all(cluster.bootstrap_servers, "bookings.dlq")
+    dead = read_all(cluster.bootstrap_servers, cluster.dlq)
     assert_no_secret_in_headers(dead)
     dead_seqs = [header_seq(m) for m in dead]
     delivered = [r["body"]["seq"] for r in accepted(sandbox)]

@@ -18,8 +18,8 @@ from confluent_kafka import Producer
 
 from bridge.deadletter import VALUE_OMITTED
 from bridge.sandbox import Sandbox
-from bridge.testing.mockcluster import MockCluster
 from tests.conftest import (
+    TestKafka,
     accepted,
     log_events,
     read_all,
@@ -39,13 +39,6 @@ from tests.drills.conftest import (
 )
 
 BIG = 2 * 1024 * 1024
-# The mock cluster keeps only about 5 MB per partition (older records are deleted, read
-# or not), so only the first record of each large kind is full size; later ones are 20 KB.
-SMALLER = 20 * 1024
-
-
-def size(seq: int, full: int) -> int:
-    return full if seq < 100 else SMALLER
 
 
 def _good(seq: int) -> bytes:
@@ -57,7 +50,7 @@ HOSTILE: dict[str, tuple[Callable[[int, random.Random], bytes | None], str, str]
     "random bytes": (lambda seq, rng: rng.randbytes(rng.randint(1, 300)), "decode", ""),
     "truncated json": (lambda seq, rng: _good(seq)[: rng.randint(1, 60)], "decode", "invalid JSON"),
     "deep nesting": (
-        lambda seq, rng: b'{"a":' * (size(seq, 1_200_000) // 6) + b"1" + b"}" * (size(seq, 1_200_000) // 6),
+        lambda seq, rng: b'{"a":' * (1_200_000 // 6) + b"1" + b"}" * (1_200_000 // 6),
         "decode",
         "nested",
     ),
@@ -80,7 +73,7 @@ HOSTILE: dict[str, tuple[Callable[[int, random.Random], bytes | None], str, str]
     ),
     "2 MB value": (
         lambda seq, rng: json.dumps(
-            {**sms_event(seq, 50), "booking": {"id": "B", "notes": "y" * size(seq, BIG)}}
+            {**sms_event(seq, 50), "booking": {"id": "B", "notes": "y" * BIG}}
         ).encode(),
         "",  # a big event whose command is small: delivered
         "",
@@ -89,7 +82,11 @@ HOSTILE: dict[str, tuple[Callable[[int, random.Random], bytes | None], str, str]
 
 
 def produce_hostile(
-    producer: Producer, seqs: range, rng: random.Random, hostile: dict[int, tuple[str, bytes | None]]
+    producer: Producer,
+    topic: str,
+    seqs: range,
+    rng: random.Random,
+    hostile: dict[int, tuple[str, bytes | None]],
 ) -> None:
     """Every tenth record hostile, cycling through the kinds; records seq -> (kind, value)."""
     kinds = list(HOSTILE)
@@ -100,18 +97,18 @@ def produce_hostile(
             hostile[seq] = (kind, value)
         else:
             value = _good(seq)
-        producer.produce("bookings", key=f"C-{seq % 50}", value=value, headers={"seq": str(seq)})
+        producer.produce(topic, key=f"C-{seq % 50}", value=value, headers={"seq": str(seq)})
         producer.poll(0)
     assert producer.flush(30) == 0
 
 
-CHUNK = 500  # produced while the bridge runs: the mock cluster keeps only ~5 MB per partition
+CHUNK = 500  # produced while the bridge runs
 
 
 @pytest.mark.parametrize(
     "records", [pytest.param(500, id="short"), pytest.param(5000, id="long", marks=pytest.mark.slow)]
 )
-def test_hostile_input(drill_cluster: MockCluster, sandbox: Sandbox, tmp_path: Path, records: int) -> None:
+def test_hostile_input(drill_cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, records: int) -> None:
     bootstrap = drill_cluster.bootstrap_servers
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "message.max.bytes": 3 * BIG})
     rng, hostile = random.Random(records), {}
@@ -121,7 +118,7 @@ def test_hostile_input(drill_cluster: MockCluster, sandbox: Sandbox, tmp_path: P
     process = start_bridge(config, log_path)
     try:
         for start in range(0, records, CHUNK):
-            produce_hostile(producer, range(start, start + CHUNK), rng, hostile)
+            produce_hostile(producer, drill_cluster.topic, range(start, start + CHUNK), rng, hostile)
             bad = {seq for seq, (kind, _) in hostile.items() if HOSTILE[kind][1]}
             good, bad_count = set(range(start + CHUNK)) - bad, len(bad)
             wait_for(lambda g=good: delivered_seqs(sandbox) >= g, 60, "good delivered")
@@ -134,7 +131,7 @@ def test_hostile_input(drill_cluster: MockCluster, sandbox: Sandbox, tmp_path: P
         assert process.wait(timeout=30) == 0
     delivered = Counter(r["body"]["seq"] for r in accepted(sandbox))
     assert set(delivered) == good
-    dead = read_all(bootstrap, "bookings.dlq")
+    dead = read_all(bootstrap, drill_cluster.dlq)
     assert_no_secret_in_headers(dead)
     dead_by_seq = {header_seq(m): m for m in dead}
     assert set(dead_by_seq) == bad and len(dead) == len(bad)

@@ -12,8 +12,7 @@ import pytest
 
 from bridge.pipeline import FETCH_BATCH, OUTAGE_AFTER_S
 from bridge.sandbox import Sandbox
-from bridge.testing.mockcluster import MockCluster
-from tests.conftest import accepted, log_events, start_bridge, wait_for, write_config
+from tests.conftest import TestKafka, accepted, log_events, start_bridge, wait_for, write_config
 from tests.drills.conftest import (
     assert_no_rebalance,
     check_stream,
@@ -34,7 +33,7 @@ MAX_IN_FLIGHT = 16
     [pytest.param(300, 6, id="short"), pytest.param(3000, 60, id="long", marks=pytest.mark.slow)],
 )
 def test_outage_then_recovery(
-    drill_cluster: MockCluster, sandbox: Sandbox, tmp_path: Path, records: int, outage_s: float
+    drill_cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, records: int, outage_s: float
 ) -> None:
     produce_stream(drill_cluster, records // 3)
     max_buffered = records // 6

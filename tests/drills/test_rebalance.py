@@ -13,39 +13,48 @@ import pytest
 
 from bridge.pipeline import FETCH_BATCH
 from bridge.sandbox import Sandbox
-from bridge.testing.mockcluster import MockCluster
-from tests.conftest import log_events, start_bridge, wait_for, write_config
-from tests.drills.conftest import check_stream, delivered_seqs, drill_config, produce_stream, report
+from tests.conftest import TestKafka, log_events, start_bridge, wait_for, write_config
+from tests.drills.conftest import (
+    check_stream,
+    commits_outside_ownership,
+    delivered_seqs,
+    drill_config,
+    produce_stream,
+    report,
+)
 
 PARTITIONS = 6
 MAX_BUFFERED = 100
 
 
-def commits_outside_ownership(events: list[dict[str, Any]]) -> list[str]:
-    """Commits an instance made for partitions not assigned to it at that moment."""
-    owned: set[str] = set()
-    strays = []
-    for event in events:
-        if event["event"] == "partitions_assigned":
-            owned |= set(event["partitions"])
-        elif event["event"] in ("partitions_revoked", "partitions_lost"):
-            owned -= set(event["partitions"])
-        elif event["event"] == "offsets_commit":
-            strays += [f"{p} at {event['timestamp']}" for p in event["offsets"] if p not in owned]
-    return strays
+# The group protocols a user can choose (README, Scaling out): librdkafka's default
+# (eager range,roundrobin), cooperative-sticky, and KIP-848 (the broker assigns).
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "eager": {},
+    "cooperative": {"partition.assignment.strategy": "cooperative-sticky"},
+    "kip848": {"group.protocol": "consumer"},
+}
 
 
+def with_protocol(kafka: dict[str, Any], protocol: str) -> dict[str, Any]:
+    if protocol == "kip848":  # the broker owns the session and heartbeat settings
+        kafka = {k: v for k, v in kafka.items() if k not in ("session.timeout.ms", "heartbeat.interval.ms")}
+    return kafka | PROTOCOLS[protocol]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize(
     "records", [pytest.param(1500, id="short"), pytest.param(6000, id="long", marks=pytest.mark.slow)]
 )
 def test_join_and_kill_in_a_group(
-    cluster: MockCluster, sandbox: Sandbox, tmp_path: Path, records: int
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, records: int, protocol: str
 ) -> None:
-    cluster.create_topic("bookings", PARTITIONS)
-    cluster.create_topic("bookings.dlq", 1)
+    cluster.create_topic(cluster.topic, PARTITIONS)
+    cluster.create_topic(cluster.dlq, 1)
     produce_stream(cluster, records)
     sandbox.state.set_faults({"latency_ms": 20})  # ~200 records/s per instance: the stream outlasts the moves
     config = drill_config(cluster, sandbox, "rebalance", max_in_flight=4, max_buffered_records=MAX_BUFFERED)
+    config["kafka"] = with_protocol(config["kafka"], protocol)
     config["log"]["level"] = "debug"  # offsets_commit lines
     path = write_config(tmp_path, config)
     logs = [tmp_path / f"bridge-{name}.log" for name in "abc"]
@@ -82,7 +91,7 @@ def test_join_and_kill_in_a_group(
     bound = rebalances * (MAX_BUFFERED + FETCH_BATCH)
     assert outcome.duplicated <= bound
     report(
-        "6 rebalance: 2 instances, 1 joins, 1 SIGKILLed",
+        f"6 rebalance ({protocol}): 2 instances, 1 joins, 1 SIGKILLed",
         outcome,
         recover_s,
         f"{rebalances} assignments; no commit outside ownership; duplicates bound {bound}",

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from bridge.sandbox import Sandbox
-from bridge.testing.mockcluster import MockCluster
-from tests.conftest import accepted, log_events, start_bridge, wait_for, write_config
+from tests.conftest import TestKafka, accepted, log_events, start_bridge, wait_for, write_config
 from tests.drills.conftest import assert_no_rebalance, check_stream, drill_config, produce_stream, report
 
 MAX_IN_FLIGHT = 8
@@ -23,7 +22,7 @@ POLL_INTERVAL_MS = 6000  # the lowest librdkafka allows beside a 6 s session
     [pytest.param(100, 0.5, id="short"), pytest.param(240, 2.0, id="long", marks=pytest.mark.slow)],
 )
 def test_slow_intilery_long_backlog(
-    drill_cluster: MockCluster, sandbox: Sandbox, tmp_path: Path, records: int, latency_s: float
+    drill_cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, records: int, latency_s: float
 ) -> None:
     produce_stream(drill_cluster, records)
     sandbox.state.set_faults({"latency_ms": latency_s * 1000})

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from bridge.sandbox import Sandbox
-from bridge.testing.mockcluster import MockCluster
-from tests.conftest import log_events, start_bridge, wait_for, write_config
+from tests.conftest import TestKafka, log_events, start_bridge, wait_for, write_config
 from tests.drills.conftest import check_stream, delivered_seqs, drill_config, produce_stream, report
 
 # Requests already on the wire when the first 429 of a round comes back still
@@ -23,7 +22,7 @@ IN_FLIGHT_SLACK_S = 0.3
     [pytest.param(300, 40, 1, id="short"), pytest.param(3000, 300, 2, id="long", marks=pytest.mark.slow)],
 )
 def test_429_storm_honours_retry_after(
-    drill_cluster: MockCluster,
+    drill_cluster: TestKafka,
     sandbox: Sandbox,
     tmp_path: Path,
     records: int,

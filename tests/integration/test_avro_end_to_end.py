@@ -21,9 +21,9 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from bridge.sandbox import Sandbox
-from bridge.testing.mockcluster import MockCluster
 from bridge.testing.registry import LocalRegistry
 from tests.conftest import (
+    TestKafka,
     accepted,
     base_config,
     committed_and_ends,
@@ -65,35 +65,38 @@ V1: dict[str, Any] = {
     ],
 }
 V2 = {**V1, "fields": [*V1["fields"], {"name": "loyaltyTier", "type": "string", "default": "none"}]}
-RULES = [
-    {
-        "name": "abandoned-sms",
-        "topics": ["bookings-avro"],
-        "when": "type == 'booking_abandoned' && to_number(booking.value) > `100`",
-        "emit": {
-            "event": "send_sms",
-            "userId": "{{ customer.id }}",
-            "assetId": "A-SMS",
-            "seq": "{{ seq }}",
-            "timestamp": "{{ occurredAt }}",
-            "total": "{{ booking.value }}",
-            "checkIn": "{{ booking.checkIn }}",
-            "tier": "{{ loyaltyTier }}",
+
+
+def rules(cluster: TestKafka) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "abandoned-sms",
+            "topics": [cluster.name("bookings-avro")],
+            "when": "type == 'booking_abandoned' && to_number(booking.value) > `100`",
+            "emit": {
+                "event": "send_sms",
+                "userId": "{{ customer.id }}",
+                "assetId": "A-SMS",
+                "seq": "{{ seq }}",
+                "timestamp": "{{ occurredAt }}",
+                "total": "{{ booking.value }}",
+                "checkIn": "{{ booking.checkIn }}",
+                "tier": "{{ loyaltyTier }}",
+            },
         },
-    },
-    {
-        "name": "reminder-push",
-        "topics": ["plain-avro"],
-        "emit": {
-            "event": "send_push",
-            "userId": "{{ customer.id }}",
-            "assetId": "A-PUSH",
-            "message": "{{ message }}",
-            "timestamp": "{{ occurredAt }}",
-            "link": "{{ deepLink }}",
+        {
+            "name": "reminder-push",
+            "topics": [cluster.name("plain-avro")],
+            "emit": {
+                "event": "send_push",
+                "userId": "{{ customer.id }}",
+                "assetId": "A-PUSH",
+                "message": "{{ message }}",
+                "timestamp": "{{ occurredAt }}",
+                "link": "{{ deepLink }}",
+            },
         },
-    },
-]
+    ]
 
 
 def event(seq: int, version: int) -> dict[str, Any]:
@@ -119,19 +122,21 @@ def expected_body(seq: int, version: int) -> dict[str, Any]:
     return body | ({"tier": "gold"} if version == 2 else {"tier": "none"} if version == 1.5 else {})
 
 
-def avro_config(
-    cluster: MockCluster, sandbox: Sandbox, registry: LocalRegistry, group: str
-) -> dict[str, Any]:
+def avro_config(cluster: TestKafka, sandbox: Sandbox, registry: LocalRegistry, group: str) -> dict[str, Any]:
     config = base_config(cluster, sandbox.url, group)
     config["source"] = {
         "topics": [
-            {"name": "bookings-avro", "format": "avro"},
-            {"name": "plain-avro", "format": "avro", "schema": str(ROOT / "schemas/app_reminder.avsc")},
+            {"name": cluster.name("bookings-avro"), "format": "avro"},
+            {
+                "name": cluster.name("plain-avro"),
+                "format": "avro",
+                "schema": str(ROOT / "schemas/app_reminder.avsc"),
+            },
         ],
         "schema_registry": {"url": registry.url, "basic_auth": "${SCHEMA_REGISTRY_AUTH:-}"},
     }
-    config["delivery"]["dead_letter_topic"] = "avro.dlq"
-    config["rules"] = RULES
+    config["delivery"]["dead_letter_topic"] = cluster.name("avro.dlq")
+    config["rules"] = rules(cluster)
     return config
 
 
@@ -148,24 +153,30 @@ def serializers(registry: LocalRegistry) -> Any:
 
 
 def test_avro_topics_end_to_end(
-    cluster: MockCluster, sandbox: Sandbox, registry: LocalRegistry, serializers: Any, tmp_path: Path
+    cluster: TestKafka, sandbox: Sandbox, registry: LocalRegistry, serializers: Any, tmp_path: Path
 ) -> None:
-    for topic, partitions in (("bookings-avro", 2), ("plain-avro", 1), ("avro.dlq", 1)):
+    for topic, partitions in (
+        (cluster.name("bookings-avro"), 2),
+        (cluster.name("plain-avro"), 1),
+        (cluster.name("avro.dlq"), 1),
+    ):
         cluster.create_topic(topic, partitions)
     write = serializers
-    context = SerializationContext("bookings-avro", MessageField.VALUE)
+    context = SerializationContext(cluster.name("bookings-avro"), MessageField.VALUE)
     producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
     expected = []
     for seq in range(60):
         version = 1 if seq % 3 else 2  # two schema versions interleaved on one topic
         producer.produce(
-            "bookings-avro", key=f"C-{seq % 7}", value=write[version](event(seq, version), context)
+            cluster.name("bookings-avro"),
+            key=f"C-{seq % 7}",
+            value=write[version](event(seq, version), context),
         )
         expected.append(expected_body(seq, version))
     good_frame = write[1](event(99, 1), context)
     bad = [b"\x00" + struct.pack(">I", 999) + b"\x02x", b'{"not": "avro"}', good_frame[:9]]
     for value in bad:
-        producer.produce("bookings-avro", key="C-bad", value=value)
+        producer.produce(cluster.name("bookings-avro"), key="C-bad", value=value)
     reminder = fastavro.parse_schema(json.loads((ROOT / "schemas/app_reminder.avsc").read_text()))
     plain = io.BytesIO()
     fastavro.schemaless_writer(
@@ -180,7 +191,7 @@ def test_avro_topics_end_to_end(
             "deviceToken": None,
         },
     )
-    producer.produce("plain-avro", key="C-1", value=plain.getvalue())
+    producer.produce(cluster.name("plain-avro"), key="C-1", value=plain.getvalue())
     assert producer.flush(10) == 0
 
     log_path = tmp_path / "bridge.log"
@@ -202,7 +213,7 @@ def test_avro_topics_end_to_end(
             "link": "acme://b/1",
         }
     ]
-    dead = read_all(cluster.bootstrap_servers, "avro.dlq")
+    dead = read_all(cluster.bootstrap_servers, cluster.name("avro.dlq"))
     reasons = {m.value(): {k: v.decode() for k, v in m.headers()} for m in dead}
     assert set(reasons) == set(bad)
     assert all(h["x-bridge-error-class"] == "decode" for h in reasons.values())
@@ -210,20 +221,28 @@ def test_avro_topics_end_to_end(
     assert reasons[bad[1]]["x-bridge-error-reason"].startswith("wrong magic byte 0x7b")
     assert reasons[bad[2]]["x-bridge-error-reason"].startswith("bytes do not decode with the Avro schema")
     assert registry.state.fetches == {1: 1, 2: 1, 999: 1}, "one registry request per schema id"
-    for committed, end in committed_and_ends(cluster.bootstrap_servers, "avro", "bookings-avro", 2):
+    for committed, end in committed_and_ends(
+        cluster.bootstrap_servers, "avro", cluster.name("bookings-avro"), 2
+    ):
         assert committed == end
 
 
 def test_registry_outage_delays_but_loses_nothing(
-    cluster: MockCluster, sandbox: Sandbox, registry: LocalRegistry, serializers: Any, tmp_path: Path
+    cluster: TestKafka, sandbox: Sandbox, registry: LocalRegistry, serializers: Any, tmp_path: Path
 ) -> None:
-    for topic, partitions in (("bookings-avro", 2), ("plain-avro", 1), ("avro.dlq", 1)):
+    for topic, partitions in (
+        (cluster.name("bookings-avro"), 2),
+        (cluster.name("plain-avro"), 1),
+        (cluster.name("avro.dlq"), 1),
+    ):
         cluster.create_topic(topic, partitions)
     write = serializers[2]
-    context = SerializationContext("bookings-avro", MessageField.VALUE)
+    context = SerializationContext(cluster.name("bookings-avro"), MessageField.VALUE)
     producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
     for seq in range(40):
-        producer.produce("bookings-avro", key=f"C-{seq % 7}", value=write(event(seq, 2), context))
+        producer.produce(
+            cluster.name("bookings-avro"), key=f"C-{seq % 7}", value=write(event(seq, 2), context)
+        )
     producer.flush(10)
     registry.state.fail_status = 503
     log_path = tmp_path / "bridge.log"
@@ -243,7 +262,9 @@ def test_registry_outage_delays_but_loses_nothing(
             lambda: (
                 [
                     c
-                    for c, e in committed_and_ends(cluster.bootstrap_servers, "outage", "bookings-avro", 2)
+                    for c, e in committed_and_ends(
+                        cluster.bootstrap_servers, "outage", cluster.name("bookings-avro"), 2
+                    )
                     if c != e
                 ]
                 == []
@@ -255,6 +276,6 @@ def test_registry_outage_delays_but_loses_nothing(
         process.terminate()
         assert process.wait(timeout=30) == 0
     assert sorted(r["body"]["seq"] for r in accepted(sandbox)) == list(range(40))
-    assert read_all(cluster.bootstrap_servers, "avro.dlq") == []
+    assert read_all(cluster.bootstrap_servers, cluster.name("avro.dlq")) == []
     retries = [e for e in log_events(log_path) if e["event"] == "schema_registry_retry"]
     assert all("503" in e["reason"] for e in retries)

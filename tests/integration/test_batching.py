@@ -17,8 +17,7 @@ from bridge.deliver import Delivered, IntileryClient
 from bridge.errors import RejectedError
 from bridge.mapping import Command
 from bridge.sandbox import Sandbox
-from bridge.testing.mockcluster import MockCluster
-from tests.conftest import TOKEN, accepted, base_config, start_bridge, write_config
+from tests.conftest import TOKEN, TestKafka, accepted, base_config, start_bridge, write_config
 
 
 def command(user: str, filler: int = 0) -> Command:
@@ -71,11 +70,11 @@ def test_batches_respect_max_calls_and_max_bytes(sandbox: Sandbox) -> None:
 
 @pytest.mark.parametrize("batch", [None, {"max_calls": 10, "linger_ms": 5}], ids=["one-per-request", "batch"])
 def test_limiter_keeps_the_bridge_under_intilerys_bucket(
-    cluster: MockCluster, tmp_path: Path, batch: dict[str, int] | None
+    cluster: TestKafka, tmp_path: Path, batch: dict[str, int] | None
 ) -> None:
     """The sandbox enforces 40/s burst 20; the bridge is configured the same: no 429."""
-    cluster.create_topic("bookings", 2)
-    cluster.create_topic("bookings.dlq", 1)
+    cluster.create_topic(cluster.topic, 2)
+    cluster.create_topic(cluster.dlq, 1)
     records = 300 if batch else 120
     producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
     for seq in range(records):
@@ -85,7 +84,7 @@ def test_limiter_keeps_the_bridge_under_intilerys_bucket(
             "customer": {"id": f"C-{seq % 9}"},
             "booking": {"id": "B"},
         }
-        producer.produce("bookings", key=f"C-{seq % 9}", value=json.dumps(event).encode())
+        producer.produce(cluster.topic, key=f"C-{seq % 9}", value=json.dumps(event).encode())
     producer.flush(10)
     with Sandbox(token=TOKEN, rate=40, burst=20) as limited:
         config = base_config(cluster, limited.url, "limited", batch=batch)

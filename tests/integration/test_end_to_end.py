@@ -13,8 +13,8 @@ import pytest
 from confluent_kafka import Producer
 
 from bridge.sandbox import Sandbox
-from bridge.testing.mockcluster import MockCluster
 from tests.conftest import (
+    TestKafka,
     accepted,
     base_config,
     committed_and_ends,
@@ -177,12 +177,12 @@ def make_event(seq: int) -> tuple[dict[str, Any] | None, list[tuple[str, dict[st
 
 @pytest.mark.parametrize("batch", [None, {"max_calls": 7, "linger_ms": 5}], ids=["one-per-request", "batch"])
 def test_every_rule_kind_end_to_end(
-    cluster: MockCluster, sandbox: Sandbox, tmp_path: Path, batch: dict[str, Any] | None
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, batch: dict[str, Any] | None
 ) -> None:
     """Exact bodies reach Intilery, bad records are dead-lettered with their
     reasons, per-key order holds, and committed offsets reach every end."""
-    cluster.create_topic("bookings", PARTITIONS)
-    cluster.create_topic("bookings.dlq", 1)
+    cluster.create_topic(cluster.topic, PARTITIONS)
+    cluster.create_topic(cluster.dlq, 1)
     sandbox.state.set_faults({"reject": {"userId": "C-REJECT"}})
     producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
     expected: list[tuple[str, dict[str, Any]]] = []
@@ -192,7 +192,7 @@ def test_every_rule_kind_end_to_end(
         event, out = make_event(seq)
         key = event["customer"]["id"]
         producer.produce(
-            "bookings",
+            cluster.topic,
             key=key,
             value=json.dumps(event).encode(),
             timestamp=BASE_MS + seq * 1000,
@@ -223,10 +223,10 @@ def test_every_rule_kind_end_to_end(
         ),
     ]
     for key, value, headers in bad:
-        producer.produce("bookings", key=key, value=value, headers=headers, timestamp=BASE_MS - 1)
+        producer.produce(cluster.topic, key=key, value=value, headers=headers, timestamp=BASE_MS - 1)
     assert producer.flush(30) == 0
     # The print rule renders the record's partition: fill it in now the producer has placed each key.
-    for message in read_all(cluster.bootstrap_servers, "bookings", PARTITIONS):
+    for message in read_all(cluster.bootstrap_servers, cluster.topic, PARTITIONS):
         partition_of[message.key().decode()] = message.partition()
     for _, body in expected:
         if body["event"] == "send_print":
@@ -248,14 +248,14 @@ def test_every_rule_kind_end_to_end(
     for user, seqs in by_user.items():
         assert seqs == sorted(seqs), f"{user} out of order: {seqs}"
 
-    dead = read_all(cluster.bootstrap_servers, "bookings.dlq")
+    dead = read_all(cluster.bootstrap_servers, cluster.dlq)
     headers = [{k: v.decode() for k, v in m.headers()} for m in dead]
     by_class = {h["x-bridge-error-class"]: (m, h) for m, h in zip(dead, headers, strict=True)}
     assert sorted(by_class) == ["decode", "mapping", "rejected"]
     decode_msg, decode_h = by_class["decode"]
     assert (decode_msg.key(), decode_msg.value()) == (b"C-01", b"{not json")
     assert decode_h["trace"] == "t-1" and decode_h["x-bridge-error-reason"].startswith("invalid JSON")
-    assert decode_h["x-bridge-source-topic"] == "bookings" and "x-bridge-rule" not in decode_h
+    assert decode_h["x-bridge-source-topic"] == cluster.topic and "x-bridge-rule" not in decode_h
     _, mapping_h = by_class["mapping"]
     assert mapping_h["x-bridge-rule"] == "abandoned-sms"
     assert mapping_h["x-bridge-error-reason"] == "userId: required for send_sms"
@@ -266,7 +266,7 @@ def test_every_rule_kind_end_to_end(
         assert {"x-bridge-source-partition", "x-bridge-source-offset"} <= set(h)
     assert all(m.timestamp()[1] == BASE_MS - 1 for m in dead), "dead letters keep the record's time"
 
-    for committed, end in committed_and_ends(cluster.bootstrap_servers, "e2e", "bookings", PARTITIONS):
+    for committed, end in committed_and_ends(cluster.bootstrap_servers, "e2e", cluster.topic, PARTITIONS):
         assert committed == end
     batches = [r for r in sandbox.state.listing("requests", 0)["requests"] if r["action"] == "batch"]
     if batch:
@@ -289,17 +289,17 @@ def test_every_rule_kind_end_to_end(
 
 
 def test_without_dead_letter_topic_stops_and_leaves_offset(
-    cluster: MockCluster, sandbox: Sandbox, tmp_path: Path
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
 ) -> None:
     """A permanent failure with no dead-letter topic: exit non-zero, the record
     and everything after it stay uncommitted."""
-    cluster.create_topic("bookings", 1)
+    cluster.create_topic(cluster.topic, 1)
     producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
     for seq in range(5):
-        producer.produce("bookings", key="C-1", value=json.dumps(make_event(5)[0] | {"seq": seq}).encode())
-    producer.produce("bookings", key="C-1", value=b"garbage")
+        producer.produce(cluster.topic, key="C-1", value=json.dumps(make_event(5)[0] | {"seq": seq}).encode())
+    producer.produce(cluster.topic, key="C-1", value=b"garbage")
     for seq in range(6, 10):
-        producer.produce("bookings", key="C-1", value=json.dumps(make_event(5)[0] | {"seq": seq}).encode())
+        producer.produce(cluster.topic, key="C-1", value=json.dumps(make_event(5)[0] | {"seq": seq}).encode())
     producer.flush(10)
     config = base_config(cluster, sandbox.url, "no-dlq", dead_letter_topic=None)
     log_path = tmp_path / "bridge.log"
@@ -308,5 +308,5 @@ def test_without_dead_letter_topic_stops_and_leaves_offset(
     text = log_path.read_text()
     assert "no delivery.dead_letter_topic is set" in text
     assert sorted(r["body"]["seq"] for r in accepted(sandbox)) == [0, 1, 2, 3, 4], "nothing after the failure"
-    [(committed, end)] = committed_and_ends(cluster.bootstrap_servers, "no-dlq", "bookings", 1)
+    [(committed, end)] = committed_and_ends(cluster.bootstrap_servers, "no-dlq", cluster.topic, 1)
     assert (committed, end) == (5, 10)

@@ -11,8 +11,8 @@ import httpx
 from confluent_kafka import Producer
 
 from bridge.sandbox import Sandbox
-from bridge.testing.mockcluster import MockCluster
 from tests.conftest import (
+    TestKafka,
     accepted,
     base_config,
     log_events,
@@ -47,15 +47,16 @@ def sample(text: str, name: str, **labels: str) -> float:
     raise AssertionError(f"{name} {labels} not in /metrics")
 
 
-def test_metrics_health_and_readiness(cluster: MockCluster, sandbox: Sandbox, tmp_path: Path) -> None:
-    cluster.create_topic("bookings", 2)
-    cluster.create_topic("bookings.dlq", 1)
-    produce_events(cluster.bootstrap_servers, "bookings", (sms_event(seq, 4) for seq in range(30)))
+def test_metrics_health_and_readiness(cluster: TestKafka, sandbox: Sandbox, tmp_path: Path) -> None:
+    cluster.create_topic(cluster.topic, 2)
+    cluster.create_topic(cluster.dlq, 1)
+    produce_events(cluster.bootstrap_servers, cluster.topic, (sms_event(seq, 4) for seq in range(30)))
     producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
-    producer.produce("bookings", key="C-x", value=b"not json")
+    producer.produce(cluster.topic, key="C-x", value=b"not json")
     producer.flush(10)
     config = base_config(cluster, sandbox.url, "observed")
-    config["intilery"]["rate_limit"] = {"per_second": 1000, "burst": 5}  # some requests wait for the limiter
+    # 30 requests through a bucket of 5 refilled at 20/s: at least 1.25 s of waiting, however fast the machine
+    config["intilery"]["rate_limit"] = {"per_second": 20, "burst": 5}
     config["delivery"]["retry"]["auth_backoff_ms"] = 300
     log_path = tmp_path / "bridge.log"
     process = start_bridge(write_config(tmp_path, config), log_path)
@@ -72,7 +73,7 @@ def test_metrics_health_and_readiness(cluster: MockCluster, sandbox: Sandbox, tm
         text = http.get("/metrics").text
         for name in DOCUMENTED:
             assert name in text, name
-        assert sample(text, "intilery_bridge_records_consumed_total", topic="bookings") == 31
+        assert sample(text, "intilery_bridge_records_consumed_total", topic=cluster.topic) == 31
         assert (
             sample(
                 text,
@@ -87,12 +88,12 @@ def test_metrics_health_and_readiness(cluster: MockCluster, sandbox: Sandbox, tm
         assert sample(text, "intilery_bridge_http_request_duration_seconds_count", status="200") == 30
         assert sample(text, "intilery_bridge_event_to_ack_seconds_count") == 30
         assert sample(text, "intilery_bridge_limiter_wait_seconds_total") > 0
-        assert sample(text, "intilery_bridge_consumer_lag_records", topic="bookings", partition="0") == 0
+        assert sample(text, "intilery_bridge_consumer_lag_records", topic=cluster.topic, partition="0") == 0
 
         sandbox.state.set_faults({"status": 403})
-        producer.produce("bookings", key="C-1", value=json.dumps({"type": "booking_viewed"}).encode())
+        producer.produce(cluster.topic, key="C-1", value=json.dumps({"type": "booking_viewed"}).encode())
         producer.produce(
-            "bookings",
+            cluster.topic,
             key="C-1",
             value=json.dumps(
                 {

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from bridge.testing.kafka import BROKER_SETTINGS, kafka_version
+
 ROOT = Path(__file__).parents[2]
 
 
@@ -25,6 +27,17 @@ def test_compose_parses_and_names_existing_paths() -> None:
     config_arg = bridge["command"][bridge["command"].index("--config") + 1]
     assert (ROOT / mount.split(":")[0] / Path(config_arg).name).exists()
     assert services["sandbox"]["command"][0] == "sandbox"
+
+
+def test_compose_runs_the_broker_the_tests_run() -> None:
+    """No Docker engine runs here, so compose itself is never started by the tests: this
+    keeps its broker the one they exercise (version from kafka/pom.xml, same settings)."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name in ("kafka", "producer"):
+        assert services[name]["image"] == f"apache/kafka:{kafka_version()}", name
+    environment = services["kafka"]["environment"]
+    for key, value in BROKER_SETTINGS.items():
+        assert str(environment["KAFKA_" + key.upper().replace(".", "_")]).lower() == value, key
 
 
 def test_dockerfile_entrypoint_is_the_console_script() -> None:

@@ -12,8 +12,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from bridge.sandbox import Sandbox
-from bridge.testing.mockcluster import MockCluster
-from tests.conftest import accepted, base_config, bridge_env, read_all, start_bridge, write_config
+from tests.conftest import TestKafka, accepted, base_config, bridge_env, read_all, start_bridge, write_config
 
 ROOT = Path(__file__).parents[2]
 
@@ -29,15 +28,15 @@ def redrive(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_redrive_after_a_fixed_rule(cluster: MockCluster, sandbox: Sandbox, tmp_path: Path) -> None:
-    cluster.create_topic("bookings", 2)
-    cluster.create_topic("bookings.dlq", 1)
+def test_redrive_after_a_fixed_rule(cluster: TestKafka, sandbox: Sandbox, tmp_path: Path) -> None:
+    cluster.create_topic(cluster.topic, 2)
+    cluster.create_topic(cluster.dlq, 1)
     producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
     for seq in range(12):
         customer = {"id": f"C-{seq}"} if seq != 7 else {}  # seq 7 cannot be fixed by the new rule
         event = {"type": "letter", "seq": seq, "customer": customer}
         producer.produce(
-            "bookings", key=f"C-{seq}", value=json.dumps(event).encode(), headers=[("trace", b"t")]
+            cluster.topic, key=f"C-{seq}", value=json.dumps(event).encode(), headers=[("trace", b"t")]
         )
     producer.flush(10)
     broken = base_config(cluster, sandbox.url, "live")
@@ -59,7 +58,7 @@ def test_redrive_after_a_fixed_rule(cluster: MockCluster, sandbox: Sandbox, tmp_
     v1 = write_config(tmp_path / "v1", broken)
     assert start_bridge(v1, tmp_path / "live.log", "--until-caught-up").wait(timeout=60) == 0
     assert accepted(sandbox) == []
-    dead = read_all(cluster.bootstrap_servers, "bookings.dlq")
+    dead = read_all(cluster.bootstrap_servers, cluster.dlq)
     assert len(dead) == 12
 
     fixed = json.loads(json.dumps(broken))
@@ -75,15 +74,15 @@ def test_redrive_after_a_fixed_rule(cluster: MockCluster, sandbox: Sandbox, tmp_
     assert result.returncode == 0, result.stderr
     bodies = sorted((r["body"] for r in accepted(sandbox)), key=lambda b: b["seq"])
     assert [b["seq"] for b in bodies] == [s for s in range(12) if s != 7]
-    assert all(b["source"] == "bookings" and b["trace"] == "t" for b in bodies), (
+    assert all(b["source"] == cluster.topic and b["trace"] == "t" for b in bodies), (
         "as if from the original topic"
     )
-    assert "redrive of bookings.dlq: 12 of 12 records read; 11 delivered, 1 dead-lettered" in result.stderr
+    assert f"redrive of {cluster.dlq}: 12 of 12 records read; 11 delivered, 1 dead-lettered" in result.stderr
 
-    again = read_all(cluster.bootstrap_servers, "bookings.dlq")[12:]
+    again = read_all(cluster.bootstrap_servers, cluster.dlq)[12:]
     assert len(again) == 1
     headers = {k: v.decode() for k, v in again[0].headers()}
-    assert json.loads(again[0].value())["seq"] == 7 and headers["x-bridge-source-topic"] == "bookings"
+    assert json.loads(again[0].value())["seq"] == 7 and headers["x-bridge-source-topic"] == cluster.topic
     original = next(m for m in dead if json.loads(m.value())["seq"] == 7)
     original_headers = {k: v.decode() for k, v in original.headers()}
     assert headers["x-bridge-source-offset"] == original_headers["x-bridge-source-offset"]
@@ -92,4 +91,4 @@ def test_redrive_after_a_fixed_rule(cluster: MockCluster, sandbox: Sandbox, tmp_
 
     second = redrive(v2)  # only the record dead-lettered by the first redrive is new
     assert second.returncode == 0, second.stderr
-    assert "redrive of bookings.dlq: 1 of 1 records read" in second.stderr
+    assert f"redrive of {cluster.dlq}: 1 of 1 records read" in second.stderr

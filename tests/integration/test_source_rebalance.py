@@ -12,7 +12,14 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from bridge.source import Source, consumer_config
-from bridge.testing.mockcluster import MockCluster
+from tests.conftest import TestKafka
+
+CLASSIC = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 300}
+PROTOCOLS: dict[str, dict[str, object]] = {
+    "eager": {"partition.assignment.strategy": "range,roundrobin", **CLASSIC},
+    "cooperative": {"partition.assignment.strategy": "cooperative-sticky", **CLASSIC},
+    "kip848": {"group.protocol": "consumer"},
+}
 
 
 def spin(
@@ -33,27 +40,25 @@ def spin(
     return fetched
 
 
-def setup(cluster: MockCluster, strategy: str) -> tuple[Source, dict[str, object], Producer]:
-    cluster.create_topic("t", 2)
+def setup(cluster: TestKafka, strategy: str) -> tuple[Source, dict[str, object], Producer]:
+    cluster.create_topic(cluster.topic, 2)
     conf = consumer_config(
         {
             "bootstrap.servers": cluster.bootstrap_servers,
-            "group.id": f"g-{strategy}",
+            "group.id": cluster.name("g"),
             "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": strategy,
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 300,
+            **PROTOCOLS[strategy],
         },
     )
-    source = Source(conf, ["t"], lambda keys: None, lambda keys, lost: None, lambda pos: None)
+    source = Source(conf, [cluster.topic], lambda keys: None, lambda keys, lost: None, lambda pos: None)
     source.start()
     spin(source, None, lambda: len(source.assigned) == 2)
     return source, conf, Producer({"bootstrap.servers": cluster.bootstrap_servers})
 
 
-def produce(producer: Producer, count: int = 20) -> None:
+def produce(producer: Producer, topic: str, count: int = 20) -> None:
     for i in range(count):
-        producer.produce("t", value=b"x", partition=i % 2)
+        producer.produce(topic, value=b"x", partition=i % 2)
     producer.flush(10)
 
 
@@ -73,28 +78,28 @@ def fetch_for(source: Source, seconds: float) -> int:
     return fetched
 
 
-@pytest.mark.parametrize("strategy", ["cooperative-sticky"])
-def test_partitions_assigned_while_paused_stay_paused(cluster: MockCluster, strategy: str) -> None:
+@pytest.mark.parametrize("strategy", PROTOCOLS)
+def test_partitions_assigned_while_paused_stay_paused(cluster: TestKafka, strategy: str) -> None:
     source, conf, producer = setup(cluster, strategy)
     other = Consumer(conf)
-    other.subscribe(["t"])
+    other.subscribe([cluster.topic])
     spin(source, other, lambda: len(source.assigned) == 1)
     source.pause(True)  # only the partition it holds now
     other.close()
     spin(source, None, lambda: len(source.assigned) == 2)  # the other one arrives while paused
-    produce(producer)
+    produce(producer, cluster.topic)
     assert fetch_for(source, 1.5) == 0
     source.pause(False)
     fetch_until(source, 20)
     source.close()
 
 
-@pytest.mark.parametrize("strategy", ["range"])
-def test_resume_while_unassigned_applies_on_reassignment(cluster: MockCluster, strategy: str) -> None:
+@pytest.mark.parametrize("strategy", ["eager"])  # only an eager revocation leaves it with nothing
+def test_resume_while_unassigned_applies_on_reassignment(cluster: TestKafka, strategy: str) -> None:
     source, conf, producer = setup(cluster, strategy)
     source.pause(True)
     other = Consumer(conf)
-    other.subscribe(["t"])
+    other.subscribe([cluster.topic])
 
     def resume_when_empty() -> None:  # what the pipeline does once revoked work is dropped
         if not source.assigned and source.paused:
@@ -103,6 +108,6 @@ def test_resume_while_unassigned_applies_on_reassignment(cluster: MockCluster, s
     spin(source, other, lambda: len(source.assigned) == 1 and not source.paused, each=resume_when_empty)
     other.close()
     spin(source, None, lambda: len(source.assigned) == 2)
-    produce(producer)
+    produce(producer, cluster.topic)
     fetch_until(source, 20)
     source.close()

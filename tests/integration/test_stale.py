@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from bridge.sandbox import Sandbox
-from bridge.testing.mockcluster import MockCluster
 from tests.conftest import (
+    TestKafka,
     accepted,
     base_config,
     committed_and_ends,
@@ -20,12 +20,12 @@ from tests.conftest import (
 )
 
 
-def test_max_age_skips_old_events(cluster: MockCluster, sandbox: Sandbox, tmp_path: Path) -> None:
-    cluster.create_topic("bookings", 1)
-    cluster.create_topic("bookings.dlq", 1)
+def test_max_age_skips_old_events(cluster: TestKafka, sandbox: Sandbox, tmp_path: Path) -> None:
+    cluster.create_topic(cluster.topic, 1)
+    cluster.create_topic(cluster.dlq, 1)
     now_s = time.time()  # odd ones happened three hours ago
     events = [sms_event(seq, 20, now_s - (3 * 3600 if seq % 2 else 60)) for seq in range(20)]
-    produce_events(cluster.bootstrap_servers, "bookings", events)
+    produce_events(cluster.bootstrap_servers, cluster.topic, events)
     config = base_config(cluster, sandbox.url, "stale")
     config["rules"][0]["max_age"] = "2h"
     log_path = tmp_path / "bridge.log"
@@ -36,4 +36,4 @@ def test_max_age_skips_old_events(cluster: MockCluster, sandbox: Sandbox, tmp_pa
     assert sorted(e["offset"] for e in stale) == list(range(1, 20, 2))
     assert all(e["rule"] == "abandoned-sms" for e in stale)
     assert [e for e in events if e["event"] == "bridge_summary"][-1]["stale"] == 10
-    assert committed_and_ends(cluster.bootstrap_servers, "stale", "bookings", 1) == [(20, 20)]
+    assert committed_and_ends(cluster.bootstrap_servers, "stale", cluster.topic, 1) == [(20, 20)]

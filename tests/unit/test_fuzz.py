@@ -43,7 +43,10 @@ event_types = st.sampled_from(
 
 
 class FakeCluster:
+    """What ``base_config`` reads of a cluster; nothing connects to it."""
+
     bootstrap_servers = "localhost:9092"
+    topic, dlq = "bookings", "bookings.dlq"
 
 
 def mapper() -> Any:
