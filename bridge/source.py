@@ -106,6 +106,7 @@ class Source:
         self.paused = False
         self.fatal: str | None = None
         self._repeats = Repeats()  # a broker down repeats the same error many times a second
+        self._commit_repeats = Repeats()
 
     def start(self) -> None:
         if self._assignment is not None:
@@ -166,7 +167,7 @@ class Source:
         try:
             result = self._consumer.commit(offsets=offsets, asynchronous=not wait)
         except KafkaException as exc:
-            log.warning("commit_failed", error=str(exc.args[0]) if exc.args else str(exc))
+            self._commit_failed(str(exc.args[0]) if exc.args else str(exc))
             return
         if wait and result:
             self._committed(None, result)
@@ -225,12 +226,18 @@ class Source:
 
     def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if error is not None:
-            log.warning("commit_failed", error=error.str())
+            self._commit_failed(error.str())
         for tp in partitions:
             if tp.error is None and tp.offset >= 0:
                 self._on_committed(Position(tp.topic, tp.partition, tp.offset))
             elif tp.error is not None:
-                log.warning("commit_failed", topic=tp.topic, partition=tp.partition, error=tp.error.str())
+                self._commit_failed(tp.error.str(), topic=tp.topic, partition=tp.partition)
+
+    def _commit_failed(self, error: str, **where: Any) -> None:
+        """Logged once per error per 10 s: while the group coordinator moves, every
+        commit fails the same way for seconds (the next commit carries the offsets)."""
+        if (repeated := self._commit_repeats.allow(error)) is not None:
+            log.warning("commit_failed", error=error, **where, **({"repeated": repeated} if repeated else {}))
 
     def _error(self, error: KafkaError) -> None:
         if error.fatal():
