@@ -239,7 +239,8 @@ def sms_event(seq: int, customers: int, occurred: Any = "2026-11-01T00:00:00Z") 
 
 def produce_events(bootstrap: str, topic: str, events: Iterable[dict[str, Any]]) -> None:
     """Produce JSON events keyed by their customer id."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    # Idempotent: a retried produce (a leader moving) must not write a record twice.
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
     for number, event in enumerate(events):
         producer.produce(topic, key=event["customer"].get("id"), value=json.dumps(event).encode())
         if number % 1000 == 0:
