@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -266,6 +266,11 @@ def cross_problems(raw: dict[str, Any]) -> list[str]:
         if str(kafka.get(key, "false")).lower() == "true"
     ]
     known = set(raw_topic_names(raw))
+    dead_letter_topic = as_dict(raw.get("delivery")).get("dead_letter_topic")
+    if dead_letter_topic in known:
+        problems.append(
+            "delivery.dead_letter_topic: is also a source topic; dead letters would be read again"
+        )
     names: set[str] = set()
     for index, rule in enumerate(_list(raw.get("rules"))):
         if not isinstance(rule, dict):
@@ -347,15 +352,58 @@ def _item_path(path: str, index: int, item: Any) -> str:
     return f"{path}[{index}] ({name})" if isinstance(name, str) and "${" not in name else f"{path}[{index}]"
 
 
+MAX_CONFIG_BYTES = 1 << 20
+MAX_EXPANDED_NODES = 100_000
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML that cannot silently lose a key or blow up: a duplicate key is an error (the
+    last one would win), and so is a document whose aliases expand to more than
+    ``MAX_EXPANDED_NODES`` values (an alias bomb: a few lines that ``${VAR}`` expansion,
+    which copies every alias, would turn into gigabytes)."""
+
+    def compose_document(self) -> Any:
+        document = super().compose_document()
+        sizes: dict[int, int] = {}
+
+        def expanded(node: Any) -> int:  # each node once: aliases share their node
+            if id(node) not in sizes:
+                children = node.value if isinstance(node.value, list) else []
+                pairs = [n for child in children for n in (child if isinstance(child, tuple) else (child,))]
+                sizes[id(node)] = 1 + sum(expanded(child) for child in pairs)
+            return sizes[id(node)]
+
+        if document is not None and expanded(document) > MAX_EXPANDED_NODES:
+            problem = f"aliases expand to more than {MAX_EXPANDED_NODES:,} values"
+            raise yaml.composer.ComposerError(None, None, problem, document.start_mark)
+        return document
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                problem = f"duplicate key {key!r} (the last one would silently win)"
+                raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_raw(path: str | Path) -> dict[str, Any]:
     """The parsed YAML mapping; ConfigError if it cannot be read or parsed."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError([f"{name}: cannot read: {exc.strerror}"]) from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{name}: larger than {MAX_CONFIG_BYTES >> 20} MB; not a configuration file?"])
     try:
-        raw = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{name}: not UTF-8 text (byte {exc.start + 1} cannot be decoded)"]) from exc
+    try:
+        raw = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -397,11 +445,23 @@ def read_expanded(
 ) -> tuple[dict[str, Any], list[str]]:
     """The file's mapping with ``${VAR}`` expanded, and the unset variables as problems
     (none when ``strict_env`` is false: they expand to empty strings)."""
-    problems: list[str] = []
-    expanded = expand_env(
-        read_raw(path), os.environ if env is None else env, problems if strict_env else None
-    )
+    raw = read_raw(path)
+    problems = list(unterminated_references(raw))
+    expanded = expand_env(raw, os.environ if env is None else env, problems if strict_env else None)
     return expanded, problems
+
+
+def unterminated_references(node: Any, path: str = "") -> Iterator[str]:
+    """A ``${`` that starts no valid reference (``${CLIENT_ID`` without its ``}``) would
+    otherwise be kept literally and sent."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from unterminated_references(value, _join(path, str(key)))
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from unterminated_references(item, _item_path(path, index, item))
+    elif isinstance(node, str) and "${" in _ENV.sub("", node).replace("$${", ""):
+        yield f"{path}: a ${{ without a matching }} or a valid variable name; write $${{ for a literal ${{"
 
 
 def without_env_echoes(problems: list[str], env_problems: list[str]) -> list[str]:

@@ -57,8 +57,8 @@ def load(path: str) -> Loaded:
 
 def load_offline(path: str) -> tuple[SourceConfig, Mapper]:
     """Only ``source`` and ``rules``; unset variables expand to empty strings."""
-    expanded, _ = read_expanded(path, strict_env=False)
-    problems = [p for p in cross_problems(expanded) if p.startswith("rules")]
+    expanded, problems = read_expanded(path, strict_env=False)  # only malformed ${ references
+    problems += [p for p in cross_problems(expanded) if p.startswith("rules")]
     source = None
     try:
         source = SourceConfig.model_validate(expanded.get("source"))

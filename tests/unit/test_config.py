@@ -240,3 +240,62 @@ def test_secrets_from_files(tmp_path: Path) -> None:
         "intilery.auth_token: cannot read secret file /run/secrets/none: No such file or directory"
     ]
     assert expand_env({"a": "$${file:/x}"}, {}, []) == {"a": "${file:/x}"}
+
+
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.yaml"
+    path.write_bytes(yaml.safe_dump(GOOD).encode() + b"# caf\xe9\n")
+    with pytest.raises(ConfigError) as info:
+        load(str(path))
+    [line] = info.value.problems
+    assert line.startswith(f"{path}: not UTF-8 text (byte ")
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 9)]
+    lines = problems(tmp_path, yaml.safe_dump(GOOD) + "bomb:\n  " + "\n  ".join(levels) + "\n")
+    # Refused while parsing, before ${VAR} expansion would copy 9**9 strings.
+    where = f"{tmp_path / 'bridge.yaml'}: invalid YAML (line 1, column 1)"
+    assert lines == [f"{where}: aliases expand to more than 100,000 values"]
+
+
+def test_a_duplicate_key_is_refused(tmp_path: Path) -> None:
+    text = yaml.safe_dump(GOOD) + "delivery:\n  max_in_flight: 4\n"
+    [line] = problems(tmp_path, text)
+    assert line.startswith(f"{tmp_path / 'bridge.yaml'}: invalid YAML (line ")
+    assert line.endswith("duplicate key 'delivery' (the last one would silently win)")
+
+
+def test_an_unterminated_variable_is_refused(tmp_path: Path) -> None:
+    broken = {**GOOD, "intilery": {**GOOD["intilery"], "client_id": "${CLIENT_ID"}}
+    expected = (
+        f"{tmp_path / 'bridge.yaml'}: intilery.client_id: a ${{ without a matching }} or a valid "
+        "variable name; write $${ for a literal ${"
+    )
+    assert problems(tmp_path, broken) == [expected]
+    with pytest.raises(ConfigError) as info:  # offline too: map would send it literally
+        load_offline(
+            str(
+                write(
+                    tmp_path,
+                    {
+                        **GOOD,
+                        "rules": [
+                            {**GOOD["rules"][0], "emit": {**GOOD["rules"][0]["emit"], "assetId": "${ASSET"}}
+                        ],
+                    },
+                )
+            )
+        )
+    assert "rules[0] (abandoned-sms).emit.assetId: a ${ without a matching }" in info.value.problems[0]
+    literal = {**GOOD, "intilery": {**GOOD["intilery"], "client_id": "$${CLIENT_ID}"}}
+    assert load_config(write(tmp_path, literal), env={"TOKEN": "t"}).intilery.client_id == "${CLIENT_ID}"
+
+
+def test_a_dead_letter_topic_that_is_a_source_topic_is_refused(tmp_path: Path) -> None:
+    loop = {**GOOD, "delivery": {**GOOD["delivery"], "dead_letter_topic": "bookings"}}
+    assert problems(tmp_path, loop) == [
+        f"{tmp_path / 'bridge.yaml'}: delivery.dead_letter_topic: is also a source topic; "
+        "dead letters would be read again"
+    ]
