@@ -14,6 +14,7 @@ else is literal. A template that yields null leaves its key out.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -191,7 +192,7 @@ class CompiledRule:
         self.topics = frozenset(config.topics) if config.topics else None
         self._when = _compile_expr(config.when, f"{where}.when", problems) if config.when else None
         self._emit = compile_template(config.emit, f"{where}.emit", problems)
-        problem = command_problem(config.emit, literal=True)
+        problem = command_problem(config.emit, literal=True) or misspelt_command(config.emit.get("event"))
         if problem:
             problems.append(f"{where}.emit.{problem[0]}: {problem[1]}")
         literal_time = config.emit.get("timestamp")
@@ -209,6 +210,20 @@ class CompiledRule:
             return None
         body = self._emit(context)
         return finish_command(self.name, body, context[KAFKA_ROOT].get("timestamp"), self.max_age_s)
+
+
+def misspelt_command(event: Any) -> tuple[str, str] | None:
+    """A literal event name a typo away from a command (``send_smss``): it would be
+    sent as a plain track event and no message would ever go out."""
+    if not isinstance(event, str) or _is_dynamic(event):
+        return None
+    name = re.sub(r"[\s-]+", "_", event.strip().lower())
+    if name in COMMANDS | {"identify"}:
+        return None
+    close = difflib.get_close_matches(name, sorted(COMMANDS | {"identify"}), n=1, cutoff=0.8)
+    if not close:
+        return None
+    return "event", f"{event!r} is not a command; did you mean {close[0]}? (as written, a plain track event)"
 
 
 def finish_command(

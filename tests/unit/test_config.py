@@ -299,3 +299,18 @@ def test_a_dead_letter_topic_that_is_a_source_topic_is_refused(tmp_path: Path) -
         f"{tmp_path / 'bridge.yaml'}: delivery.dead_letter_topic: is also a source topic; "
         "dead letters would be read again"
     ]
+
+
+@pytest.mark.parametrize(("written", "meant"), [("send_smss", "send_sms"), ("Send Mail", "send_email")])
+def test_an_event_name_a_typo_away_from_a_command_is_refused(
+    tmp_path: Path, written: str, meant: str
+) -> None:
+    rule = {"name": "abandoned-sms", "emit": {"event": written, "userId": "{{ c }}", "assetId": "A"}}
+    assert problems(tmp_path, {**GOOD, "rules": [rule]}) == [
+        f"{tmp_path / 'bridge.yaml'}: rules[0] (abandoned-sms).emit.event: {written!r} is not a command; "
+        f"did you mean {meant}? (as written, a plain track event)"
+    ]
+    plain = {**rule, "emit": {"event": "Booking Viewed", "userId": "{{ c }}"}}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TOKEN", "t")
+        assert len(load(str(write(tmp_path, {**GOOD, "rules": [plain]}))).mapper) == 1
