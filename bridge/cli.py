@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from fastavro.types import Schema
 
-from . import logs
+from . import __version__, logs
 from .avro import load_schema, read_json
 from .config import BridgeConfig
 from .decode import decode_json, resolve_path
@@ -185,6 +185,7 @@ def parser() -> argparse.ArgumentParser:
         prog="intilery-bridge",
         description="Kafka domain events → mapping rules → Intilery commands, at least once.",
     )
+    top.add_argument("--version", action="version", version=f"intilery-bridge {__version__}")
     verbs = top.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name: str, help_text: str, config: bool = True) -> argparse.ArgumentParser:

@@ -6,7 +6,9 @@ Every metric is documented in the README ("Metrics"); names start with
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+
+from . import __version__
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _EVENT_AGE = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 21600, 86400, 604800)
@@ -64,3 +66,5 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("intilery_bridge_ready", "1 when /readyz answers 200.", registry=r)
+        Info("intilery_bridge_build", "The running version.", registry=r).info({"version": __version__})
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...

@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 from confluent_kafka import KafkaException
 
+from . import __version__
 from .avro import SchemaNotCached
 from .batching import Batcher
 from .config import BridgeConfig
@@ -353,6 +354,7 @@ class Bridge:
         self.source.start()
         log.info(
             "bridge_started",
+            version=__version__,
             topics=self.config.source.topic_names,
             rules=len(self.mapper),
             max_in_flight=self.config.delivery.max_in_flight,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bridge import __version__
 from tests.conftest import REGISTRY_AUTH, SASL_PASSWORD, SECRETS, TOKEN
 
 ROOT = Path(__file__).parents[2]
@@ -35,6 +37,12 @@ def cli(
 def test_every_verb_has_help(verb: str) -> None:
     result = cli(verb, "--help")
     assert result.returncode == 0 and "usage: intilery-bridge" in result.stdout
+
+
+def test_version() -> None:
+    result = cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"intilery-bridge {__version__}"
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", __version__), "the installed package's version"
 
 
 def test_check_accepts_the_example() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 from confluent_kafka import Producer
 
+from bridge import __version__
 from bridge.sandbox import Sandbox
 from tests.conftest import (
     TestKafka,
@@ -35,6 +36,9 @@ DOCUMENTED = [
     "intilery_bridge_limiter_wait_seconds_total",
     "intilery_bridge_event_to_ack_seconds_bucket",
     "intilery_bridge_ready",
+    "intilery_bridge_build_info",
+    "process_resident_memory_bytes",
+    "process_cpu_seconds_total",
 ]
 
 
@@ -73,6 +77,9 @@ def test_metrics_health_and_readiness(cluster: TestKafka, sandbox: Sandbox, tmp_
         text = http.get("/metrics").text
         for name in DOCUMENTED:
             assert name in text, name
+        assert sample(text, "intilery_bridge_build_info", version=__version__) == 1
+        started = next(e for e in log_events(log_path) if e["event"] == "bridge_started")
+        assert started["version"] == __version__
         assert sample(text, "intilery_bridge_records_consumed_total", topic=cluster.topic) == 31
         assert (
             sample(
