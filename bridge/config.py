@@ -267,7 +267,7 @@ def cross_problems(raw: dict[str, Any]) -> list[str]:
     ]
     known = set(raw_topic_names(raw))
     dead_letter_topic = as_dict(raw.get("delivery")).get("dead_letter_topic")
-    if dead_letter_topic in known:
+    if isinstance(dead_letter_topic, str) and dead_letter_topic in known:
         problems.append(
             "delivery.dead_letter_topic: is also a source topic; dead letters would be read again"
         )
