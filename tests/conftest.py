@@ -90,6 +90,21 @@ def sandbox() -> Iterator[Sandbox]:
         yield server
 
 
+# The ways a group can move partitions (README, Scaling): librdkafka's default eager
+# assignors (range,roundrobin), cooperative-sticky, and KIP-848 (the broker assigns).
+GROUP_PROTOCOLS: dict[str, dict[str, Any]] = {
+    "eager": {},
+    "cooperative": {"partition.assignment.strategy": "cooperative-sticky"},
+    "kip848": {"group.protocol": "consumer"},
+}
+
+
+def with_protocol(kafka: dict[str, Any], protocol: str) -> dict[str, Any]:
+    if protocol == "kip848":  # the broker owns the session and heartbeat settings
+        kafka = {k: v for k, v in kafka.items() if k not in ("session.timeout.ms", "heartbeat.interval.ms")}
+    return kafka | GROUP_PROTOCOLS[protocol]
+
+
 def base_config(cluster: TestKafka, sandbox_url: str, group: str, **delivery: Any) -> dict[str, Any]:
     return {
         "kafka": {

@@ -7,13 +7,20 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from bridge.pipeline import FETCH_BATCH
 from bridge.sandbox import Sandbox
-from tests.conftest import TestKafka, log_events, start_bridge, wait_for, write_config
+from tests.conftest import (
+    GROUP_PROTOCOLS,
+    TestKafka,
+    log_events,
+    start_bridge,
+    wait_for,
+    with_protocol,
+    write_config,
+)
 from tests.drills.conftest import (
     check_stream,
     commits_outside_ownership,
@@ -27,22 +34,7 @@ PARTITIONS = 6
 MAX_BUFFERED = 100
 
 
-# The group protocols a user can choose (README, Scaling out): librdkafka's default
-# (eager range,roundrobin), cooperative-sticky, and KIP-848 (the broker assigns).
-PROTOCOLS: dict[str, dict[str, Any]] = {
-    "eager": {},
-    "cooperative": {"partition.assignment.strategy": "cooperative-sticky"},
-    "kip848": {"group.protocol": "consumer"},
-}
-
-
-def with_protocol(kafka: dict[str, Any], protocol: str) -> dict[str, Any]:
-    if protocol == "kip848":  # the broker owns the session and heartbeat settings
-        kafka = {k: v for k, v in kafka.items() if k not in ("session.timeout.ms", "heartbeat.interval.ms")}
-    return kafka | PROTOCOLS[protocol]
-
-
-@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("protocol", GROUP_PROTOCOLS)
 @pytest.mark.parametrize(
     "records", [pytest.param(1500, id="short"), pytest.param(6000, id="long", marks=pytest.mark.slow)]
 )

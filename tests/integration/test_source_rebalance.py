@@ -12,14 +12,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from bridge.source import Source, consumer_config
-from tests.conftest import TestKafka
-
-CLASSIC = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 300}
-PROTOCOLS: dict[str, dict[str, object]] = {
-    "eager": {"partition.assignment.strategy": "range,roundrobin", **CLASSIC},
-    "cooperative": {"partition.assignment.strategy": "cooperative-sticky", **CLASSIC},
-    "kip848": {"group.protocol": "consumer"},
-}
+from tests.conftest import GROUP_PROTOCOLS, TestKafka, with_protocol
 
 
 def spin(
@@ -47,7 +40,7 @@ def setup(cluster: TestKafka, strategy: str) -> tuple[Source, dict[str, object],
             "bootstrap.servers": cluster.bootstrap_servers,
             "group.id": cluster.name("g"),
             "auto.offset.reset": "earliest",
-            **PROTOCOLS[strategy],
+            **with_protocol({"session.timeout.ms": 6000, "heartbeat.interval.ms": 300}, strategy),
         },
     )
     source = Source(conf, [cluster.topic], lambda keys: None, lambda keys, lost: None, lambda pos: None)
@@ -78,7 +71,7 @@ def fetch_for(source: Source, seconds: float) -> int:
     return fetched
 
 
-@pytest.mark.parametrize("strategy", PROTOCOLS)
+@pytest.mark.parametrize("strategy", GROUP_PROTOCOLS)
 def test_partitions_assigned_while_paused_stay_paused(cluster: TestKafka, strategy: str) -> None:
     source, conf, producer = setup(cluster, strategy)
     other = Consumer(conf)
