@@ -495,8 +495,8 @@ class Bridge:
 
     def readiness(self) -> list[str]:
         reasons = []
-        if not self.source.assigned:
-            reasons.append("no partitions assigned")
+        if not self.source.member:  # a member with no partitions is a ready standby
+            reasons.append("not yet a member of the consumer group")
         if self.sender.gate.auth_failed:
             reasons.append("Intilery refuses the credentials (401/403)")
         failing = self.sender.failing_since

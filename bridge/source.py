@@ -103,6 +103,7 @@ class Source:
         self.at_end: set[TopicPartitionKey] = set()
         self.last_read: dict[TopicPartitionKey, tuple[int, int | None]] = {}
         self.assigned: set[TopicPartitionKey] = set()
+        self.member = False  # an assignment (maybe empty) was received: the group knows us
         self.paused = False
         self.fatal: str | None = None
         self._repeats = Repeats()  # a broker down repeats the same error many times a second
@@ -179,6 +180,7 @@ class Source:
 
     def _assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
+        self.member = True  # even with nothing assigned: a standby member of the group
         self.assigned.update(keys)
         log.info("partitions_assigned", partitions=[f"{t}[{p}]" for t, p in keys])
         self._on_assign(keys)
@@ -211,6 +213,7 @@ class Source:
         self._release(partitions, lost=False)
 
     def _lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.member = False  # until the group assigns again
         self._release(partitions, lost=True)
 
     def _release(self, partitions: list[TopicPartition], lost: bool) -> None:

@@ -1,5 +1,6 @@
 """/metrics exposes every documented metric with plausible values after a run;
-/healthz answers; /readyz flips to 503 while Intilery refuses the credentials."""
+/healthz answers; /readyz flips to 503 while Intilery refuses the credentials, and
+is 200 for a member of the group that has no partitions (a standby)."""
 
 from __future__ import annotations
 
@@ -123,3 +124,43 @@ def test_metrics_health_and_readiness(cluster: TestKafka, sandbox: Sandbox, tmp_
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0
+
+
+def observability_client(log_path: Path) -> httpx.Client:
+    wait_for(lambda: any(e["event"] == "bridge_started" for e in log_events(log_path)), 20, "start")
+    port = next(e for e in log_events(log_path) if e["event"] == "bridge_started")["observability_port"]
+    return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5)
+
+
+def owned_now(log_path: Path) -> set[str]:
+    """The partitions a bridge holds, from its assignment log lines."""
+    owned: set[str] = set()
+    for event in log_events(log_path):
+        if event["event"] == "partitions_assigned":
+            owned |= set(event["partitions"])
+        elif event["event"] in ("partitions_revoked", "partitions_lost"):
+            owned -= set(event["partitions"])
+    return owned
+
+
+def test_a_member_without_partitions_is_a_ready_standby(
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """More replicas than partitions: the one the group gives nothing is ready too, so a
+    rolling update's readiness gate completes."""
+    cluster.create_topic(cluster.topic, 1)
+    path = write_config(tmp_path, base_config(cluster, sandbox.url, "standby"))
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    processes = [start_bridge(path, log) for log in logs]
+    try:
+        clients = [observability_client(log) for log in logs]
+        for client in clients:
+            wait_for(lambda c=client: c.get("/readyz").status_code == 200, 30, "both ready")
+        assert sorted(len(owned_now(log)) for log in logs) == [0, 1], "one owner, one standby"
+        for client in clients:
+            client.close()
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            assert process.wait(timeout=30) == 0
