@@ -77,13 +77,15 @@ def map_lines(
     err: TextIO,
     decode: DecodeLine | None = None,
 ) -> int:
-    """Map JSON Lines events; print commands to ``out``, failures to ``err``; count failures."""
+    """Map JSON Lines events; print commands to ``out``, failures to ``err``, then a
+    summary line to ``err``; count failures."""
     decode = decode or (lambda line: decode_json(line.encode()))
-    failures = 0
+    failures = read = produced = unmatched = 0
     now_ms = int(time.time() * 1000)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        read += 1
         try:
             event = decode(line)
             meta = {
@@ -103,8 +105,14 @@ def map_lines(
             rule = f" rule {exc.rule}:" if exc.rule else ""
             print(f"line {number}: {exc.error_class}:{rule} {logs.redact(exc.reason)}", file=err)
             continue
+        produced += len(commands)
+        unmatched += not commands
         for command in commands:
             out.write(json.dumps(command.as_json_line(), ensure_ascii=False) + "\n")
+    print(
+        f"map: {read} events read, {produced} commands, {unmatched} matched no rule, {failures} failed",
+        file=err,
+    )
     return failures
 
 
@@ -163,9 +171,14 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from .sandbox import Sandbox
 
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
-    sandbox = Sandbox(
-        port=args.port, token=args.token, host=args.host, tls=tls, rate=args.rate, burst=args.burst
-    )
+    try:
+        sandbox = Sandbox(
+            port=args.port, token=args.token, host=args.host, tls=tls, rate=args.rate, burst=args.burst
+        )
+    except OSError as exc:
+        raise ConfigError(
+            [f"--port {args.port}: cannot listen on {args.host}:{args.port}: {exc.strerror}"]
+        ) from exc
     if args.latency_ms:
         sandbox.state.set_faults({"latency_ms": args.latency_ms})
     print(f"intilery sandbox listening on {sandbox.url} (token: set with --token)", flush=True)
@@ -242,6 +255,10 @@ def parser() -> argparse.ArgumentParser:
         "--ignore-max-age", action="store_true", help="send even what rules' max_age would skip"
     )
     again.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    again.add_argument(
+        "--observability-port", type=int, metavar="PORT",
+        help="serve /metrics, /healthz, /readyz on this port (default: none, beside a live bridge)",
+    )  # fmt: skip
     again.set_defaults(func=cmd_replay)
 
     drive = verb(
@@ -254,6 +271,10 @@ def parser() -> argparse.ArgumentParser:
         "--group", help="the consumer group that records progress (default: <group.id>-redrive)"
     )
     drive.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    drive.add_argument(
+        "--observability-port", type=int, metavar="PORT",
+        help="serve /metrics, /healthz, /readyz on this port (default: none, beside a live bridge)",
+    )  # fmt: skip
     drive.set_defaults(func=cmd_redrive)
 
     sandbox = verb("sandbox", "Run the local Intilery-compatible server.", config=False)

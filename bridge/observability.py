@@ -9,12 +9,17 @@ refusing the credentials nor failing every request (an open outage).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .errors import ConfigError
 from .metrics import Metrics
+
+log = structlog.get_logger(__name__)
 
 Check = Callable[[], list[str]]  # the reasons it is not OK; empty when OK
 
@@ -33,7 +38,14 @@ class ObservabilityServer:
         app.router.add_get("/readyz", self._serve_ready)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
+        try:
+            await web.TCPSite(self._runner, self._host, self._port).start()
+        except OSError as exc:  # a second bridge on the host, say: one line, not a traceback
+            await self._runner.cleanup()
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            problem = f"observability.port: cannot listen on {self._host}:{self._port}: {reason}"
+            log.error("observability_port_unavailable", host=self._host, port=self._port, error=reason)
+            raise ConfigError([problem]) from exc
         self.port = int(self._runner.addresses[0][1])  # the real one when 0 asked for any free port
 
     async def stop(self) -> None:

@@ -23,6 +23,7 @@ import structlog
 from confluent_kafka import Consumer, TopicPartition
 
 from . import logs, timestamps
+from .config import BridgeConfig
 from .errors import ConfigError, RecordError
 from .loading import Loaded
 from .pipeline import Bridge
@@ -223,6 +224,14 @@ def _planned(
         consumer.close()
 
 
+def _observed(config: BridgeConfig, args: Any) -> BridgeConfig:
+    """Replay and redrive run beside a live bridge (same host, or inside its pod), so
+    they serve /metrics only on the port ``--observability-port`` asks for."""
+    port = getattr(args, "observability_port", None)
+    observe = config.observability.model_copy(update={"enabled": port is not None, "port": port or 0})
+    return config.model_copy(update={"observability": observe})
+
+
 def _deliver_window(loaded: Loaded, config_file: str, args: Any, window: Window | int) -> int:
     """Deliver the window with every guarantee of ``run``, then summarise."""
     if isinstance(window, int):  # a dry run already printed it
@@ -231,7 +240,9 @@ def _deliver_window(loaded: Loaded, config_file: str, args: Any, window: Window 
     if window.total == 0:
         print(f"{verb}: nothing to read in {window.topic}", file=sys.stderr)
         return 0
-    bridge = Bridge(loaded.config, loaded.mapper, config_file, decoder=loaded.decoder, window=window)
+    bridge = Bridge(
+        _observed(loaded.config, args), loaded.mapper, config_file, decoder=loaded.decoder, window=window
+    )
     bridge.sender.guard_stale = not getattr(args, "ignore_max_age", False)
     code = asyncio.run(_run(bridge, window.total))
     counts = dict(bridge.counts)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -126,7 +128,12 @@ def test_map_prints_commands_and_reports_failures() -> None:
     assert result.stderr.splitlines() == [
         "line 2: mapping: rule abandoned-sms: userId: required for send_sms",
         "line 4: decode: invalid JSON: Expecting value (line 1, column 1)",
+        "map: 4 events read, 2 commands, 0 matched no rule, 2 failed",
     ]
+    viewed = json.dumps({"type": "booking_viewed", "customer": {"id": "C-9"}})
+    quiet = cli("map", "--config", str(EXAMPLE), "-", stdin=viewed + "\n")
+    assert quiet.returncode == 0 and quiet.stdout == ""
+    assert quiet.stderr.splitlines() == ["map: 1 events read, 0 commands, 1 matched no rule, 0 failed"]
 
 
 def test_map_topic_selects_rules(tmp_path: Path) -> None:
@@ -229,3 +236,34 @@ def test_check_never_prints_a_secret(tmp_path: Path) -> None:
         result.returncode == 1 and "intilery.url" in result.stderr and "schema_registry.url" in result.stderr
     )
     assert not [s for s in SECRETS if s in result.stdout + result.stderr], result.stderr
+
+
+@pytest.fixture
+def busy_port() -> Any:
+    """A loopback port another process already listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_run_on_a_busy_observability_port_is_one_line(tmp_path: Path, busy_port: int) -> None:
+    config = yaml.safe_load(EXAMPLE.read_text())
+    config["observability"] = {"host": "127.0.0.1", "port": busy_port}
+    path = tmp_path / "bridge.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = cli("run", "--config", str(path), env={"INTILERY_AUTH_TOKEN": "t"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"observability.port: cannot listen on 127.0.0.1:{busy_port}: Address already in use"
+    ]
+    logged = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [e["port"] for e in logged if e["event"] == "observability_port_unavailable"] == [busy_port]
+
+
+def test_sandbox_on_a_busy_port_is_one_line(busy_port: int) -> None:
+    result = cli("sandbox", "--port", str(busy_port))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"--port {busy_port}: cannot listen on 127.0.0.1:{busy_port}: Address already in use"
+    ]

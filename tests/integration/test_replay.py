@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -174,3 +175,31 @@ def test_start_from_a_time_starts_a_new_group_there(
     assert sorted(r["body"]["seq"] for r in accepted(sandbox)) == list(range(25, 40))
     ends = committed_and_ends(cluster.bootstrap_servers, cluster.name("fresh"), cluster.topic, 2)
     assert all(committed == end for committed, end in ends)
+
+
+def test_replay_and_redrive_beside_a_live_bridge_bind_no_port(
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The live bridge holds observability.port; replay and redrive on the same host
+    serve nothing unless --observability-port asks."""
+    seed(cluster, count=5)
+    with socket.socket() as live:
+        live.bind(("127.0.0.1", 0))
+        live.listen()
+        port = live.getsockname()[1]
+        config_data = base_config(cluster, sandbox.url, "live")
+        config_data["observability"] = {"host": "127.0.0.1", "port": port}
+        config = write_config(tmp_path, config_data)
+        replayed = replay(config, cluster.topic, "--from-beginning")
+        assert replayed.returncode == 0, replayed.stderr
+        assert sorted(r["body"]["seq"] for r in accepted(sandbox)) == list(range(5))
+        command = [sys.executable, "-m", "bridge", "redrive", "--config", str(config)]
+        redriven = subprocess.run(
+            command, capture_output=True, text=True, env=bridge_env(), timeout=120, cwd=ROOT
+        )
+        assert redriven.returncode == 0, redriven.stderr
+        asked = replay(config, cluster.topic, "--from-beginning", "--observability-port", str(port))
+        assert asked.returncode == 2
+        assert (
+            f"observability.port: cannot listen on 127.0.0.1:{port}: Address already in use" in asked.stderr
+        )
