@@ -29,6 +29,7 @@ from .config import (
 from .decode import Decoder
 from .errors import ConfigError
 from .mapping import Mapper, compile_rules
+from .source import consumer_config, librdkafka_problems
 
 
 class Loaded(NamedTuple):
@@ -46,6 +47,7 @@ def load(path: str) -> Loaded:
     decoder = None
     if config is not None:
         problems += _missing_ca_files(config)
+        problems += librdkafka_problems(consumer_config(config.kafka, config.source.start_from))
         try:
             decoder = Decoder(config.source, path)
         except ConfigError as exc:

@@ -9,6 +9,7 @@ Broker errors are logged here and kept apart from record errors.
 from __future__ import annotations
 
 import base64
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -73,6 +74,27 @@ def consumer_config(kafka: dict[str, Any], start_from: str | None = None) -> dic
         else {"auto.offset.reset": start_from if start_from == "latest" else "earliest"}
     )
     return {**kafka, **reset, **_FORCED}
+
+
+def librdkafka_problems(conf: dict[str, Any]) -> list[str]:
+    """What librdkafka refuses in a consumer configuration (``auto.ofset.reset``,
+    ``auto.offset.reset: earlist``), found offline: the consumer is built with no
+    bootstrap servers and closed at once. librdkafka stops at the first bad property,
+    so each one found is set aside and the rest tried again."""
+    conf = {**conf, "bootstrap.servers": "", "log_level": 0}
+    problems: list[str] = []
+    while True:
+        try:
+            Consumer(conf).close()
+            return problems
+        except KafkaException as exc:
+            message = exc.args[0].str() if exc.args else str(exc)
+            named = re.findall(r'"([^"]+)"', message)
+            key = named[-1] if named else None
+            problems.append(f"kafka.{key}: {message}" if key in conf else f"kafka: {message}")
+            if key not in conf or key in ("bootstrap.servers", "log_level"):
+                return problems
+            conf.pop(key)
 
 
 class Source:

@@ -314,3 +314,14 @@ def test_an_event_name_a_typo_away_from_a_command_is_refused(
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TOKEN", "t")
         assert len(load(str(write(tmp_path, {**GOOD, "rules": [plain]}))).mapper) == 1
+
+
+def test_librdkafka_property_typos_are_found_offline(tmp_path: Path) -> None:
+    """check builds the consumer configuration without connecting anywhere."""
+    kafka = {**GOOD["kafka"], "auto.ofset.reset": "earliest", "auto.offset.reset": "earlist"}
+    where = tmp_path / "bridge.yaml"
+    assert sorted(problems(tmp_path, {**GOOD, "kafka": kafka})) == [
+        f'{where}: kafka.auto.offset.reset: Invalid value "earlist" for configuration property '
+        '"auto.offset.reset"',
+        f'{where}: kafka.auto.ofset.reset: No such configuration property: "auto.ofset.reset"',
+    ]
