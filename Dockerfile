@@ -13,8 +13,9 @@ COPY examples /app/examples
 COPY schemas /app/schemas
 USER bridge
 EXPOSE 9400
-# /healthz: the process loop is alive (observability.port, 9400 by default).
+# /healthz: the process loop is alive, on observability.port: the examples read it from
+# OBSERVABILITY_PORT (9400 unless set); set the variable when your configuration moves it.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9400/healthz', timeout=4)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('OBSERVABILITY_PORT', '9400'), timeout=4)"]
 ENTRYPOINT ["intilery-bridge"]
 CMD ["run", "--config", "/app/examples/bridge.yaml"]

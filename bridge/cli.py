@@ -167,6 +167,9 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     return redrive(loaded, args.config, args)
 
 
+SANDBOX_TOKEN = "sandbox-token"  # not a secret: the sandbox is for local use
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from .sandbox import Sandbox
 
@@ -181,7 +184,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         ) from exc
     if args.latency_ms:
         sandbox.state.set_faults({"latency_ms": args.latency_ms})
-    print(f"intilery sandbox listening on {sandbox.url} (token: set with --token)", flush=True)
+    token = "the default, sandbox-token" if args.token == SANDBOX_TOKEN else "as given with --token"
+    print(f"intilery sandbox listening on {sandbox.url} (token: {token})", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         sandbox.serve_forever()
     return 0
@@ -281,7 +285,7 @@ def parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8080)
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument(
-        "--token", default="sandbox-token", help="the auth-token it accepts (default: %(default)s)"
+        "--token", default=SANDBOX_TOKEN, help="the auth-token it accepts (default: %(default)s)"
     )
     sandbox.add_argument(
         "--rate", type=float, default=100, help="requests/s of its token bucket; 0: no limit"

@@ -267,3 +267,22 @@ def test_sandbox_on_a_busy_port_is_one_line(busy_port: int) -> None:
     assert result.stderr.strip().splitlines() == [
         f"--port {busy_port}: cannot listen on 127.0.0.1:{busy_port}: Address already in use"
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"), [((), "the default, sandbox-token"), (("--token", "t-123"), "as given with --token")]
+)
+def test_sandbox_banner_says_which_token(args: tuple[str, ...], said: str) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "bridge", "sandbox", "--port", str(port), *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline().strip()
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+    assert banner == f"intilery sandbox listening on http://127.0.0.1:{port} (token: {said})"
+    assert "t-123" not in banner

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -46,7 +53,7 @@ def test_dockerfile_entrypoint_is_the_console_script() -> None:
     from bridge.config import ObservabilityConfig
 
     port = ObservabilityConfig().port
-    assert f"http://127.0.0.1:{port}/healthz" in text and f"EXPOSE {port}" in text
+    assert f"'OBSERVABILITY_PORT', '{port}'" in text and f"EXPOSE {port}" in text
     default = text.split("CMD [")[-1]
     assert (
         '"run", "--config", "/app/examples/bridge.yaml"' in default
@@ -73,3 +80,41 @@ def test_decode_benchmark_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "avro/json ratio" in result.stdout
+
+
+def healthcheck(dockerfile: str) -> list[str]:
+    """The image's HEALTHCHECK command (exec form)."""
+    line = dockerfile.split("HEALTHCHECK", 1)[1].split("CMD", 1)[1].split("\n")[0]
+    return list(json.loads(line))
+
+
+def test_the_image_health_check_follows_observability_port() -> None:
+    """The HEALTHCHECK, run as Docker would, against a /healthz on a port of our choosing."""
+    command = healthcheck((ROOT / "Dockerfile").read_text())
+    command[0] = sys.executable
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/healthz" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with http.server.HTTPServer(("127.0.0.1", 0), Health) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = str(server.server_address[1])
+        assert subprocess.run(command, env={**os.environ, "OBSERVABILITY_PORT": port}).returncode == 0
+        server.shutdown()
+    assert (
+        subprocess.run(
+            command, env={**os.environ, "OBSERVABILITY_PORT": port}, capture_output=True
+        ).returncode
+        != 0
+    )
+
+
+def test_compose_sandbox_checks_its_own_port() -> None:
+    sandbox = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["sandbox"]
+    port = sandbox["command"][sandbox["command"].index("--port") + 1]
+    assert f"http://127.0.0.1:{port}/_sandbox/" in " ".join(sandbox["healthcheck"]["test"])
