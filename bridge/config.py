@@ -15,6 +15,7 @@ import ssl
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -78,6 +79,19 @@ class SchemaRegistryConfig(_Model):
     @classmethod
     def _http_url(cls, value: str) -> str:
         return _check_url(value)
+
+    @field_validator("basic_auth")
+    @classmethod
+    def _user_and_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() and ":" not in value.get_secret_value():
+            raise ValueError("expected USER:PASSWORD (no colon found)")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials_once(self) -> SchemaRegistryConfig:
+        if self.basic_auth and self.basic_auth.get_secret_value() and urlsplit(self.url).username:
+            raise ValueError("credentials both in url and in basic_auth; give them once (basic_auth)")
+        return self
 
 
 class SourceConfig(_Model):

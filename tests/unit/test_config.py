@@ -325,3 +325,18 @@ def test_librdkafka_property_typos_are_found_offline(tmp_path: Path) -> None:
         '"auto.offset.reset"',
         f'{where}: kafka.auto.ofset.reset: No such configuration property: "auto.ofset.reset"',
     ]
+
+
+def test_registry_credentials_are_checked_without_echoing_them(tmp_path: Path) -> None:
+    where = f"{tmp_path / 'bridge.yaml'}: source.schema_registry"
+
+    def with_registry(registry: dict[str, Any]) -> dict[str, Any]:
+        return {**GOOD, "source": {**GOOD["source"], "schema_registry": registry}}
+
+    [line] = problems(tmp_path, with_registry({"url": "http://r:8081", "basic_auth": "no-colon-secret"}))
+    assert line.startswith(f"{where}.basic_auth: ") and "expected USER:PASSWORD" in line
+    assert "no-colon-secret" not in line
+    both = {"url": "http://u:p@r:8081", "basic_auth": "user:pw-secret"}
+    [line] = problems(tmp_path, with_registry(both))
+    assert line.startswith(f"{where}: ") and "credentials both in url and in basic_auth" in line
+    assert "pw-secret" not in line
