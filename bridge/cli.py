@@ -20,7 +20,7 @@ from fastavro.types import Schema
 
 from . import __version__, logs
 from .avro import load_schema, read_json
-from .config import BridgeConfig
+from .config import BridgeConfig, read_expanded
 from .decode import decode_json, resolve_path
 from .errors import ConfigError, RecordError
 from .loading import load, load_offline
@@ -47,8 +47,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config, mapper, _ = load(args.config)  # every rule, template and local schema
+    # Every rule, template and local schema; secrets may be unset unless --require-env.
+    config, mapper, _ = load(args.config, require_secrets=args.require_env)
     print(f"{args.config}: OK ({len(mapper)} rules, topics: {', '.join(config.source.topic_names)})")
+    for problem in read_expanded(args.config)[1]:
+        print(f"{args.config}: {problem} (fine for check; --require-env refuses it)", file=sys.stderr)
     return 0
 
 
@@ -221,6 +224,11 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     check = verb("check", "Validate the file, every rule and template; touches neither Kafka nor Intilery.")
+    check.add_argument(
+        "--require-env",
+        action="store_true",
+        help="also refuse unset variables in secret fields (for a deploy step; a rules CI needs no secrets)",
+    )
     check.set_defaults(func=cmd_check)
 
     mapping = verb("map", "Map events (JSON Lines) to the commands that would be posted, offline.")
