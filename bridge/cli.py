@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
+import structlog
 from fastavro.types import Schema
 
 from . import __version__, logs
@@ -27,6 +28,7 @@ from .loading import load, load_offline
 from .mapping import Mapper
 
 EXIT_FAILED, EXIT_CONFIG = 1, 2
+log = structlog.get_logger(__name__)
 
 
 def configure_logs(args: argparse.Namespace, config: BridgeConfig, stream: TextIO | None = None) -> None:
@@ -39,6 +41,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config, mapper, decoder = load(args.config)
     configure_logs(args, config)
+    for warning in mapper.warnings:
+        log.warning("rule_warning", warning=warning)
     bridge = Bridge(config, mapper, args.config, until_caught_up=args.until_caught_up, decoder=decoder)
     code = asyncio.run(bridge.run())
     if bridge.failure:
@@ -49,6 +53,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     # Every rule, template and local schema; secrets may be unset unless --require-env.
     config, mapper, _ = load(args.config, require_secrets=args.require_env)
+    for warning in mapper.warnings:
+        print(f"{args.config}: warning: {warning}", file=sys.stderr)
+    if args.strict and mapper.warnings:
+        return EXIT_FAILED
     print(f"{args.config}: OK ({len(mapper)} rules, topics: {', '.join(config.source.topic_names)})")
     for problem in read_expanded(args.config)[1]:
         print(f"{args.config}: {problem} (fine for check; --require-env refuses it)", file=sys.stderr)
@@ -224,6 +232,9 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     check = verb("check", "Validate the file, every rule and template; touches neither Kafka nor Intilery.")
+    check.add_argument(
+        "--strict", action="store_true", help="fail on warnings too (likely mistakes in rules)"
+    )
     check.add_argument(
         "--require-env",
         action="store_true",

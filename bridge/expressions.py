@@ -16,6 +16,8 @@ from numbers import Number
 from typing import Any
 
 import jmespath
+import jmespath.exceptions
+from jmespath.lexer import Lexer
 from jmespath.visitor import Options, TreeInterpreter
 
 Evaluate = Callable[[Any], Any]
@@ -29,6 +31,25 @@ def compile_expression(text: str) -> Evaluate:
     if fast is not None:
         return fast
     return lambda value: _INTERPRETER.visit(ast, value)
+
+
+_COMPARATORS = {"eq", "ne", "lt", "gt", "lte", "gte"}
+
+
+def quoted_field_comparisons(text: str) -> list[str]:
+    """Double-quoted names beside a comparison (``type == "booking_abandoned"``): in
+    JMESPath a double-quoted string is a field name, so such a rule almost never
+    matches; the value was meant as ``'booking_abandoned'``."""
+    try:
+        tokens = list(Lexer().tokenize(text))
+    except jmespath.exceptions.JMESPathError:
+        return []  # the compiler reports bad syntax
+    return [
+        token["value"]
+        for before, token, after in zip([None, *tokens[:-1]], tokens, [*tokens[1:], None], strict=True)
+        if token["type"] == "quoted_identifier"
+        and any(t is not None and t["type"] in _COMPARATORS for t in (before, after))
+    ]
 
 
 def _is_number(value: Any) -> bool:

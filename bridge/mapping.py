@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from . import timestamps
 from .config import RuleConfig
 from .errors import MappingError
-from .expressions import Evaluate, compile_expression, is_false
+from .expressions import Evaluate, compile_expression, is_false, quoted_field_comparisons
 
 SEND_COMMANDS = frozenset({"send_email", "send_sms", "send_print", "send_push"})
 COMMANDS = SEND_COMMANDS | {"start_journey"}
@@ -260,6 +260,7 @@ class Mapper:
     def __init__(self, rules: Sequence[CompiledRule], topics: Sequence[str]) -> None:
         self._by_topic = {t: [r for r in rules if r.applies_to(t)] for t in topics}
         self._all = list(rules)
+        self.warnings: list[str] = []  # likely mistakes that are still valid rules
 
     def __len__(self) -> int:
         return len(self._all)
@@ -291,6 +292,7 @@ def compile_rules(raw_rules: Any, topics: Sequence[str]) -> tuple[Mapper, list[s
     own validation, which reports them.
     """
     problems: list[str] = []
+    mapper_warnings: list[str] = []
     rules = []
     for index, raw in enumerate(raw_rules if isinstance(raw_rules, list) else []):
         try:
@@ -298,4 +300,11 @@ def compile_rules(raw_rules: Any, topics: Sequence[str]) -> tuple[Mapper, list[s
         except ValidationError:
             continue
         rules.append(CompiledRule(rule, f"rules[{index}] ({rule.name})", problems))
-    return Mapper(rules, topics), problems
+        mapper_warnings += [
+            f'rules[{index}] ({rule.name}).when: "{name}" is a field name in JMESPath, not text; '
+            f"to compare with the text write '{name}'"
+            for name in (quoted_field_comparisons(rule.when) if rule.when else [])
+        ]
+    mapper = Mapper(rules, topics)
+    mapper.warnings = mapper_warnings
+    return mapper, problems

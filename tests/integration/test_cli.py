@@ -293,3 +293,21 @@ def test_sandbox_banner_says_which_token(args: tuple[str, ...], said: str) -> No
         process.communicate(timeout=10)
     assert banner == f"intilery sandbox listening on http://127.0.0.1:{port} (token: {said})"
     assert "t-123" not in banner
+
+
+def test_check_warns_of_a_double_quoted_value_and_strict_fails(tmp_path: Path) -> None:
+    """In JMESPath "booking_abandoned" is a field name: the rule would never match."""
+    config = yaml.safe_load(EXAMPLE.read_text())
+    config["rules"][1]["when"] = "type == \"booking_abandoned\" && channel == 'sms'"
+    path = tmp_path / "quoted.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    warning = (
+        f'{path}: warning: rules[1] (abandoned-sms).when: "booking_abandoned" is a field name in JMESPath, '
+        "not text; to compare with the text write 'booking_abandoned'"
+    )
+    relaxed = cli("check", "--config", str(path), env={"INTILERY_AUTH_TOKEN": "t"})
+    assert relaxed.returncode == 0 and relaxed.stderr.strip().splitlines() == [warning]
+    strict = cli("check", "--strict", "--config", str(path), env={"INTILERY_AUTH_TOKEN": "t"})
+    assert strict.returncode == 1 and strict.stderr.strip().splitlines() == [warning]
+    clean = cli("check", "--strict", "--config", str(EXAMPLE), env={"INTILERY_AUTH_TOKEN": "t"})
+    assert clean.returncode == 0 and clean.stderr == ""
