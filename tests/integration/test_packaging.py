@@ -21,7 +21,10 @@ ROOT = Path(__file__).parents[2]
 def test_compose_parses_and_names_existing_paths() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"kafka", "schema-registry", "producer", "sandbox", "bridge"} <= set(services)
+    assert {"kafka", "producer", "sandbox", "bridge"} <= set(services)
+    built = [name for name, service in services.items() if "build" in service]
+    assert built == ["bridge"], "the image is built once"
+    assert services["sandbox"]["image"] == services["bridge"]["image"]
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
     for service in services.values():
