@@ -51,11 +51,13 @@ def decode_json(value: bytes | None) -> dict[str, Any]:
 
 
 def resolve_path(path: str, config_file: str) -> Path:
-    """A relative path is tried against the current directory, then the config file's."""
+    """A relative path is taken from the config file's folder, so a configuration works
+    from any directory; then (as before) from the current directory."""
     candidate = Path(path)
-    if candidate.is_absolute() or candidate.exists():
+    if candidate.is_absolute():
         return candidate
-    return Path(config_file).resolve().parent / candidate
+    beside = Path(config_file).resolve().parent / candidate
+    return beside if beside.exists() or not candidate.exists() else candidate
 
 
 def _plain_avro(schema: Schema) -> Decode:

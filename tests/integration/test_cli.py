@@ -311,3 +311,12 @@ def test_check_warns_of_a_double_quoted_value_and_strict_fails(tmp_path: Path) -
     assert strict.returncode == 1 and strict.stderr.strip().splitlines() == [warning]
     clean = cli("check", "--strict", "--config", str(EXAMPLE), env={"INTILERY_AUTH_TOKEN": "t"})
     assert clean.returncode == 0 and clean.stderr == ""
+
+
+def test_check_the_avro_example_from_another_directory(tmp_path: Path) -> None:
+    """Its local schema path is taken from the config file's folder, not the current one."""
+    config = ROOT / "examples" / "bridge-avro.yaml"
+    command = [sys.executable, "-m", "bridge", "check", "--config", str(config)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "OK (" in result.stdout
