@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -386,12 +386,6 @@ class KafkaCluster:
             )  # fmt: skip
 
 
-@contextlib.contextmanager
-def running(nodes: int = 1, **settings: str) -> Iterator[KafkaCluster]:
-    with KafkaCluster(nodes=nodes, settings=settings) as cluster:
-        yield cluster
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run Apache Kafka (KRaft) on loopback until interrupted.")
     parser.add_argument("--nodes", type=int, choices=[1, 3], default=1)
@@ -400,7 +394,7 @@ def main() -> None:
     if args.fetch_only:
         print(fetch())
         return
-    with running(args.nodes) as cluster:
+    with KafkaCluster(nodes=args.nodes) as cluster:
         print(f"Kafka {kafka_version()} up in {cluster.started_in_s:.1f}s: {cluster.bootstrap_servers}")
         print(f"logs under {cluster.workdir}; Ctrl-C stops it", flush=True)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
