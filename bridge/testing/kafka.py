@@ -150,9 +150,11 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    """Run in the child before exec: the kernel kills the broker when its parent dies."""
+    """Run in the child before exec: the kernel kills the broker when its parent dies,
+    and no signal the parent holds back (``main``) stays blocked for the broker."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
 @dataclass
@@ -394,11 +396,12 @@ def main() -> None:
     if args.fetch_only:
         print(fetch())
         return
+    stop = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # held until started, then it stops cleanly
     with KafkaCluster(nodes=args.nodes) as cluster:
         print(f"Kafka {kafka_version()} up in {cluster.started_in_s:.1f}s: {cluster.bootstrap_servers}")
         print(f"logs under {cluster.workdir}; Ctrl-C stops it", flush=True)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stop)
 
 
 if __name__ == "__main__":
