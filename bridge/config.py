@@ -418,6 +418,8 @@ def read_raw(path: str | Path) -> dict[str, Any]:
         raise ConfigError([f"{name}: not UTF-8 text (byte {exc.start + 1} cannot be decoded)"]) from exc
     try:
         raw = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
+    except RecursionError as exc:
+        raise ConfigError([f"{name}: invalid YAML: nested too deeply"]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

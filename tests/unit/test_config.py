@@ -340,3 +340,9 @@ def test_registry_credentials_are_checked_without_echoing_them(tmp_path: Path) -
     [line] = problems(tmp_path, with_registry(both))
     assert line.startswith(f"{where}: ") and "credentials both in url and in basic_auth" in line
     assert "pw-secret" not in line
+
+
+def test_yaml_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
+    assert problems(tmp_path, "a: " + "[" * 5000 + "]" * 5000 + "\n") == [
+        f"{tmp_path / 'bridge.yaml'}: invalid YAML: nested too deeply"
+    ]
