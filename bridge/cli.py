@@ -21,9 +21,9 @@ from fastavro.types import Schema
 
 from . import __version__, logs
 from .avro import load_schema, read_json
-from .config import BridgeConfig, read_expanded
+from .config import BridgeConfig
 from .decode import decode_json, resolve_path
-from .errors import ConfigError, RecordError
+from .errors import ConfigError, RecordError, cannot_listen
 from .loading import load, load_offline
 from .mapping import Mapper
 
@@ -52,13 +52,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     # Every rule, template and local schema; secrets may be unset unless --require-env.
-    config, mapper, _ = load(args.config, require_secrets=args.require_env)
+    unset_secrets: list[str] | None = None if args.require_env else []
+    config, mapper, _ = load(args.config, unset_secrets)
     for warning in mapper.warnings:
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
     if args.strict and mapper.warnings:
         return EXIT_FAILED
     print(f"{args.config}: OK ({len(mapper)} rules, topics: {', '.join(config.source.topic_names)})")
-    for problem in read_expanded(args.config)[1]:
+    for problem in unset_secrets or []:
         print(f"{args.config}: {problem} (fine for check; --require-env refuses it)", file=sys.stderr)
     return 0
 
@@ -190,9 +191,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             port=args.port, token=args.token, host=args.host, tls=tls, rate=args.rate, burst=args.burst
         )
     except OSError as exc:
-        raise ConfigError(
-            [f"--port {args.port}: cannot listen on {args.host}:{args.port}: {exc.strerror}"]
-        ) from exc
+        raise cannot_listen(f"--port {args.port}", args.host, args.port, exc) from exc
     if args.latency_ms:
         sandbox.state.set_faults({"latency_ms": args.latency_ms})
     token = "the default, sandbox-token" if args.token == SANDBOX_TOKEN else "as given with --token"

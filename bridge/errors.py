@@ -20,6 +20,8 @@ at the edge that meets them, with ``raise ... from exc``.
 
 from __future__ import annotations
 
+import os
+
 
 class BridgeError(Exception):
     """Base of every error the bridge raises on purpose."""
@@ -31,6 +33,12 @@ class ConfigError(BridgeError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+def cannot_listen(field: str, host: str, port: int, exc: OSError) -> ConfigError:
+    """A port that cannot be bound (another process has it): one line naming the setting."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return ConfigError([f"{field}: cannot listen on {host}:{port}: {reason}"])
 
 
 class RecordError(BridgeError):

@@ -38,15 +38,18 @@ class Loaded(NamedTuple):
     decoder: Decoder
 
 
-def load(path: str, require_secrets: bool = True) -> Loaded:
-    """``require_secrets`` false (``check`` without ``--require-env``): an unset variable
-    in a secret field is no problem, so rules can be checked where the secrets are not."""
+def load(path: str, unset_secrets: list[str] | None = None) -> Loaded:
+    """With ``unset_secrets`` (``check`` without ``--require-env``) an unset variable in a
+    secret field is no problem but a note added there, so rules can be checked where
+    the secrets are not."""
     expanded, env_problems = read_expanded(path)
     register_secrets(expanded)  # before anything could echo them, even in an error message
     config, problems = validate(expanded)
     mapper, rule_problems = compile_rules(expanded.get("rules"), raw_topic_names(expanded))
     problems = without_env_echoes(problems + rule_problems, env_problems)
-    problems = [p for p in env_problems if require_secrets or not is_secret_field(p)] + problems
+    if unset_secrets is not None:
+        unset_secrets += [p for p in env_problems if is_secret_field(p)]
+    problems = [p for p in env_problems if unset_secrets is None or p not in unset_secrets] + problems
     decoder = None
     if config is not None:
         problems += _missing_ca_files(config)

@@ -9,14 +9,13 @@ refusing the credentials nor failing every request (an open outage).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .errors import ConfigError
+from .errors import cannot_listen
 from .metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -42,10 +41,9 @@ class ObservabilityServer:
             await web.TCPSite(self._runner, self._host, self._port).start()
         except OSError as exc:  # a second bridge on the host, say: one line, not a traceback
             await self._runner.cleanup()
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            problem = f"observability.port: cannot listen on {self._host}:{self._port}: {reason}"
-            log.error("observability_port_unavailable", host=self._host, port=self._port, error=reason)
-            raise ConfigError([problem]) from exc
+            error = cannot_listen("observability.port", self._host, self._port, exc)
+            log.error("observability_port_unavailable", host=self._host, port=self._port, error=str(error))
+            raise error from exc
         self.port = int(self._runner.addresses[0][1])  # the real one when 0 asked for any free port
 
     async def stop(self) -> None:

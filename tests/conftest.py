@@ -329,6 +329,17 @@ def log_events(log_path: Path) -> list[dict[str, Any]]:
     return events
 
 
+def with_ownership(events: Iterable[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], set[str]]]:
+    """Each log event of one bridge with the partitions it held at that moment."""
+    owned: set[str] = set()
+    for event in events:
+        if event["event"] == "partitions_assigned":
+            owned = owned | set(event["partitions"])
+        elif event["event"] in ("partitions_revoked", "partitions_lost"):
+            owned = owned - set(event["partitions"])
+        yield event, owned
+
+
 # --- the drill table (rows written by tests/drills, one table at the end of the run) ---
 
 

@@ -25,6 +25,7 @@ from tests.conftest import (
     produce_events,
     read_all,
     sms_event,
+    with_ownership,
 )
 
 PARTITIONS = 3
@@ -158,13 +159,10 @@ def assert_no_secret_in_headers(messages: list[Any]) -> None:
 
 def commits_outside_ownership(events: list[dict[str, Any]]) -> list[str]:
     """Commits an instance made for partitions not assigned to it at that moment."""
-    owned: set[str] = set()
-    strays = []
-    for event in events:
-        if event["event"] == "partitions_assigned":
-            owned |= set(event["partitions"])
-        elif event["event"] in ("partitions_revoked", "partitions_lost"):
-            owned -= set(event["partitions"])
-        elif event["event"] == "offsets_commit":
-            strays += [f"{p} at {event['timestamp']}" for p in event["offsets"] if p not in owned]
-    return strays
+    return [
+        f"{p} at {event['timestamp']}"
+        for event, owned in with_ownership(events)
+        if event["event"] == "offsets_commit"
+        for p in event["offsets"]
+        if p not in owned
+    ]

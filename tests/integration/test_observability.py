@@ -22,6 +22,7 @@ from tests.conftest import (
     sms_event,
     start_bridge,
     wait_for,
+    with_ownership,
     write_config,
 )
 
@@ -52,6 +53,13 @@ def sample(text: str, name: str, **labels: str) -> float:
     raise AssertionError(f"{name} {labels} not in /metrics")
 
 
+def observability_client(log_path: Path) -> httpx.Client:
+    """A client of the endpoints of the bridge logging to ``log_path``, once it started."""
+    wait_for(lambda: any(e["event"] == "bridge_started" for e in log_events(log_path)), 20, "start")
+    port = next(e for e in log_events(log_path) if e["event"] == "bridge_started")["observability_port"]
+    return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5)
+
+
 def test_metrics_health_and_readiness(cluster: TestKafka, sandbox: Sandbox, tmp_path: Path) -> None:
     cluster.create_topic(cluster.topic, 2)
     cluster.create_topic(cluster.dlq, 1)
@@ -66,9 +74,7 @@ def test_metrics_health_and_readiness(cluster: TestKafka, sandbox: Sandbox, tmp_
     log_path = tmp_path / "bridge.log"
     process = start_bridge(write_config(tmp_path, config), log_path)
     try:
-        wait_for(lambda: any(e["event"] == "bridge_started" for e in log_events(log_path)), 20, "start")
-        port = next(e for e in log_events(log_path) if e["event"] == "bridge_started")["observability_port"]
-        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5)
+        http = observability_client(log_path)
         wait_for(lambda: len(accepted(sandbox)) == 30, 30, "deliveries")
         wait_for(lambda: http.get("/readyz").status_code == 200, 20, "ready")
         assert http.get("/healthz").json() == {"status": "ok"}
@@ -126,21 +132,9 @@ def test_metrics_health_and_readiness(cluster: TestKafka, sandbox: Sandbox, tmp_
         assert process.wait(timeout=30) == 0
 
 
-def observability_client(log_path: Path) -> httpx.Client:
-    wait_for(lambda: any(e["event"] == "bridge_started" for e in log_events(log_path)), 20, "start")
-    port = next(e for e in log_events(log_path) if e["event"] == "bridge_started")["observability_port"]
-    return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5)
-
-
 def owned_now(log_path: Path) -> set[str]:
     """The partitions a bridge holds, from its assignment log lines."""
-    owned: set[str] = set()
-    for event in log_events(log_path):
-        if event["event"] == "partitions_assigned":
-            owned |= set(event["partitions"])
-        elif event["event"] in ("partitions_revoked", "partitions_lost"):
-            owned -= set(event["partitions"])
-    return owned
+    return next(reversed([owned for _, owned in with_ownership(log_events(log_path))]), set())
 
 
 def test_a_member_without_partitions_is_a_ready_standby(
