@@ -62,6 +62,9 @@ def _text(value: bytes | None) -> str | None:
         return "base64:" + base64.b64encode(value).decode()
 
 
+TIME_LOOKUP_TRIES = 5
+
+
 def consumer_config(kafka: dict[str, Any], start_from: str | None = None) -> dict[str, Any]:
     """The librdkafka properties for the consumer: the user's, plus what the bridge owns.
 
@@ -222,7 +225,26 @@ class Source:
         fresh = [TopicPartition(tp.topic, tp.partition, at_ms) for tp in committed if tp.offset < 0]
         if not fresh:
             return partitions
-        found = {(tp.topic, tp.partition): tp.offset for tp in consumer.offsets_for_times(fresh, timeout=10)}
+        found: dict[TopicPartitionKey, int] = {}
+        errors: dict[TopicPartitionKey, str] = {}
+        for _ in range(TIME_LOOKUP_TRIES):  # a failed look-up must not read as "no record since"
+            pending = [tp for tp in fresh if (tp.topic, tp.partition) not in found]
+            try:
+                answers = consumer.offsets_for_times(pending, timeout=10)
+            except KafkaException as exc:
+                errors |= {(tp.topic, tp.partition): exc.args[0].str() for tp in pending}
+                continue
+            for tp in answers:
+                if tp.error is None:
+                    found[tp.topic, tp.partition] = tp.offset
+                else:
+                    errors[tp.topic, tp.partition] = tp.error.str()
+            if len(found) == len(fresh):
+                break
+        else:
+            where = ", ".join(f"{t}[{p}]: {errors[t, p]}" for t, p in errors if (t, p) not in found)
+            self.fatal = f"source.start_from: the time look-up failed for {where}"
+            return []
         log.info("start_from_time", partitions={f"{t}[{p}]": o for (t, p), o in found.items()})
         return [
             TopicPartition(tp.topic, tp.partition, found[key] if found[key] >= 0 else OFFSET_END)

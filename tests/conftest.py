@@ -252,15 +252,40 @@ def sms_event(seq: int, customers: int, occurred: Any = "2026-11-01T00:00:00Z") 
     }
 
 
-def produce_events(bootstrap: str, topic: str, events: Iterable[dict[str, Any]]) -> None:
-    """Produce JSON events keyed by their customer id."""
+class CheckedProducer(Producer):
+    """A producer whose ``flush`` fails the test unless every record reached the broker
+    (a plain flush returns 0 after a delivery failure too: the record is silently gone)."""
+
+    def __init__(self, bootstrap: str, config: dict[str, Any] | None = None) -> None:
+        super().__init__({"bootstrap.servers": bootstrap, **(config or {})})
+        self.failures: list[str] = []
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        super().produce(*args, on_delivery=self._delivered, **kwargs)
+
+    def _delivered(self, error: Any, message: Any) -> None:
+        if error is not None:
+            self.failures.append(f"{message.topic()}: {error.str()}")
+
+    def flush(self, timeout: float = 30) -> int:
+        left = super().flush(timeout)
+        assert left == 0 and not self.failures, f"{left} records undelivered; failures {self.failures[:3]}"
+        return left
+
+
+def produce_events(
+    bootstrap: str, topic: str, events: Iterable[dict[str, Any]], timestamps: Iterable[int] | None = None
+) -> None:
+    """Produce JSON events keyed by their customer id (at the given timestamps, in ms)."""
     # Idempotent: a retried produce (a leader moving) must not write a record twice.
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
+    producer = CheckedProducer(bootstrap, {"linger.ms": 20, "enable.idempotence": True})
+    times = iter(timestamps) if timestamps is not None else itertools.repeat(0)
     for number, event in enumerate(events):
-        producer.produce(topic, key=event["customer"].get("id"), value=json.dumps(event).encode())
+        key, value = event["customer"].get("id"), json.dumps(event).encode()
+        producer.produce(topic, key=key, value=value, timestamp=next(times))
         if number % 1000 == 0:
             producer.poll(0)
-    assert producer.flush(30) == 0
+    producer.flush()
 
 
 def _end_offset(consumer: Consumer, topic: str, partition: int) -> int:

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
 
 from bridge.sandbox import Sandbox
 from bridge.testing.kafka import AUTHORIZER, KafkaCluster
 from tests.conftest import (
+    CheckedProducer,
     TestKafka,
     accepted,
     log_events,
@@ -43,12 +43,12 @@ POISON_EVERY = 20
 def produce_with_poison(cluster: TestKafka, count: int) -> dict[tuple[int, int], int]:
     """Every twentieth record is not JSON; gives (partition, offset) -> seq."""
     bootstrap = cluster.bootstrap_servers
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    producer = CheckedProducer(bootstrap, {"linger.ms": 20})
     for seq in range(count):
         value = b"not json" if seq % POISON_EVERY == 7 else json.dumps(sms_event(seq, 50)).encode()
         producer.produce(cluster.topic, key=f"C-{seq % 50}", value=value, headers={"seq": str(seq)})
         producer.poll(0)
-    assert producer.flush(30) == 0
+    producer.flush()
     return {
         (m.partition(), m.offset()): header_seq(m) for m in read_all(bootstrap, cluster.topic, PARTITIONS)
     }

@@ -15,7 +15,6 @@ from typing import Any
 
 import fastavro
 import pytest
-from confluent_kafka import Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -23,6 +22,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from bridge.sandbox import Sandbox
 from bridge.testing.registry import LocalRegistry
 from tests.conftest import (
+    CheckedProducer,
     TestKafka,
     accepted,
     base_config,
@@ -163,7 +163,7 @@ def test_avro_topics_end_to_end(
         cluster.create_topic(topic, partitions)
     write = serializers
     context = SerializationContext(cluster.name("bookings-avro"), MessageField.VALUE)
-    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+    producer = CheckedProducer(cluster.bootstrap_servers)
     expected = []
     for seq in range(60):
         version = 1 if seq % 3 else 2  # two schema versions interleaved on one topic
@@ -192,7 +192,7 @@ def test_avro_topics_end_to_end(
         },
     )
     producer.produce(cluster.name("plain-avro"), key="C-1", value=plain.getvalue())
-    assert producer.flush(10) == 0
+    assert producer.flush() == 0
 
     log_path = tmp_path / "bridge.log"
     config = write_config(tmp_path, avro_config(cluster, sandbox, registry, "avro"))
@@ -238,12 +238,12 @@ def test_registry_outage_delays_but_loses_nothing(
         cluster.create_topic(topic, partitions)
     write = serializers[2]
     context = SerializationContext(cluster.name("bookings-avro"), MessageField.VALUE)
-    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+    producer = CheckedProducer(cluster.bootstrap_servers)
     for seq in range(40):
         producer.produce(
             cluster.name("bookings-avro"), key=f"C-{seq % 7}", value=write(event(seq, 2), context)
         )
-    producer.flush(10)
+    producer.flush()
     registry.state.fail_status = 503
     log_path = tmp_path / "bridge.log"
     process = start_bridge(

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
 
 from bridge.batching import Batcher
 from bridge.config import BatchConfig, IntileryConfig
@@ -17,7 +16,15 @@ from bridge.deliver import Delivered, IntileryClient
 from bridge.errors import RejectedError
 from bridge.mapping import Command
 from bridge.sandbox import Sandbox
-from tests.conftest import TOKEN, TestKafka, accepted, base_config, start_bridge, write_config
+from tests.conftest import (
+    TOKEN,
+    CheckedProducer,
+    TestKafka,
+    accepted,
+    base_config,
+    start_bridge,
+    write_config,
+)
 
 
 def command(user: str, filler: int = 0) -> Command:
@@ -76,7 +83,7 @@ def test_limiter_keeps_the_bridge_under_intilerys_bucket(
     cluster.create_topic(cluster.topic, 2)
     cluster.create_topic(cluster.dlq, 1)
     records = 300 if batch else 120
-    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+    producer = CheckedProducer(cluster.bootstrap_servers)
     for seq in range(records):
         event = {
             "type": "booking_viewed",
@@ -85,7 +92,7 @@ def test_limiter_keeps_the_bridge_under_intilerys_bucket(
             "booking": {"id": "B"},
         }
         producer.produce(cluster.topic, key=f"C-{seq % 9}", value=json.dumps(event).encode())
-    producer.flush(10)
+    producer.flush()
     with Sandbox(token=TOKEN, rate=40, burst=20) as limited:
         config = base_config(cluster, limited.url, "limited", batch=batch)
         config["intilery"]["rate_limit"] = {"per_second": 40, "burst": 20}

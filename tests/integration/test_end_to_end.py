@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 
 from bridge.sandbox import Sandbox
 from tests.conftest import (
+    CheckedProducer,
     TestKafka,
     accepted,
     base_config,
@@ -184,7 +184,7 @@ def test_every_rule_kind_end_to_end(
     cluster.create_topic(cluster.topic, PARTITIONS)
     cluster.create_topic(cluster.dlq, 1)
     sandbox.state.set_faults({"reject": {"userId": "C-REJECT"}})
-    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+    producer = CheckedProducer(cluster.bootstrap_servers)
     expected: list[tuple[str, dict[str, Any]]] = []
     partition_of: dict[str, int] = {}
     total = 320
@@ -224,7 +224,7 @@ def test_every_rule_kind_end_to_end(
     ]
     for key, value, headers in bad:
         producer.produce(cluster.topic, key=key, value=value, headers=headers, timestamp=BASE_MS - 1)
-    assert producer.flush(30) == 0
+    assert producer.flush() == 0
     # The print rule renders the record's partition: fill it in now the producer has placed each key.
     for message in read_all(cluster.bootstrap_servers, cluster.topic, PARTITIONS):
         partition_of[message.key().decode()] = message.partition()
@@ -294,13 +294,13 @@ def test_without_dead_letter_topic_stops_and_leaves_offset(
     """A permanent failure with no dead-letter topic: exit non-zero, the record
     and everything after it stay uncommitted."""
     cluster.create_topic(cluster.topic, 1)
-    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+    producer = CheckedProducer(cluster.bootstrap_servers)
     for seq in range(5):
         producer.produce(cluster.topic, key="C-1", value=json.dumps(make_event(5)[0] | {"seq": seq}).encode())
     producer.produce(cluster.topic, key="C-1", value=b"garbage")
     for seq in range(6, 10):
         producer.produce(cluster.topic, key="C-1", value=json.dumps(make_event(5)[0] | {"seq": seq}).encode())
-    producer.flush(10)
+    producer.flush()
     config = base_config(cluster, sandbox.url, "no-dlq", dead_letter_topic=None)
     log_path = tmp_path / "bridge.log"
     process = start_bridge(write_config(tmp_path, config), log_path)

@@ -9,11 +9,11 @@ import re
 from pathlib import Path
 
 import httpx
-from confluent_kafka import Producer
 
 from bridge import __version__
 from bridge.sandbox import Sandbox
 from tests.conftest import (
+    CheckedProducer,
     TestKafka,
     accepted,
     base_config,
@@ -64,9 +64,9 @@ def test_metrics_health_and_readiness(cluster: TestKafka, sandbox: Sandbox, tmp_
     cluster.create_topic(cluster.topic, 2)
     cluster.create_topic(cluster.dlq, 1)
     produce_events(cluster.bootstrap_servers, cluster.topic, (sms_event(seq, 4) for seq in range(30)))
-    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+    producer = CheckedProducer(cluster.bootstrap_servers)
     producer.produce(cluster.topic, key="C-x", value=b"not json")
-    producer.flush(10)
+    producer.flush()
     config = base_config(cluster, sandbox.url, "observed")
     # 30 requests through a bucket of 5 refilled at 20/s: at least 1.25 s of waiting, however fast the machine
     config["intilery"]["rate_limit"] = {"per_second": 20, "burst": 5}
@@ -119,7 +119,7 @@ def test_metrics_health_and_readiness(cluster: TestKafka, sandbox: Sandbox, tmp_
                 }
             ).encode(),
         )
-        producer.flush(10)
+        producer.flush()
         wait_for(lambda: http.get("/readyz").status_code == 503, 20, "not ready during the 403 episode")
         assert "Intilery refuses the credentials (401/403)" in http.get("/readyz").json()["reasons"]
         assert http.get("/healthz").status_code == 200

@@ -9,10 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from confluent_kafka import Producer
-
 from bridge.sandbox import Sandbox
-from tests.conftest import TestKafka, accepted, base_config, bridge_env, read_all, start_bridge, write_config
+from tests.conftest import (
+    CheckedProducer,
+    TestKafka,
+    accepted,
+    base_config,
+    bridge_env,
+    read_all,
+    start_bridge,
+    write_config,
+)
 
 ROOT = Path(__file__).parents[2]
 
@@ -31,14 +38,14 @@ def redrive(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_redrive_after_a_fixed_rule(cluster: TestKafka, sandbox: Sandbox, tmp_path: Path) -> None:
     cluster.create_topic(cluster.topic, 2)
     cluster.create_topic(cluster.dlq, 1)
-    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+    producer = CheckedProducer(cluster.bootstrap_servers)
     for seq in range(12):
         customer = {"id": f"C-{seq}"} if seq != 7 else {}  # seq 7 cannot be fixed by the new rule
         event = {"type": "letter", "seq": seq, "customer": customer}
         producer.produce(
             cluster.topic, key=f"C-{seq}", value=json.dumps(event).encode(), headers=[("trace", b"t")]
         )
-    producer.flush(10)
+    producer.flush()
     broken = base_config(cluster, sandbox.url, "live")
     broken["rules"] = [
         {

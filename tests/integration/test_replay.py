@@ -15,8 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
-
 from bridge.sandbox import Sandbox
 from tests.conftest import (
     TestKafka,
@@ -137,12 +135,9 @@ def seed_timed(cluster: TestKafka, count: int = 40) -> None:
     """Record ``seq`` carries the timestamp BASE + seq seconds, over two partitions."""
     cluster.create_topic(cluster.topic, 2)
     cluster.create_topic(cluster.dlq, 1)
-    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
-    for seq in range(count):
-        at_ms = int((BASE + timedelta(seconds=seq)).timestamp() * 1000)
-        value = json.dumps(sms_event(seq, 5)).encode()
-        producer.produce(cluster.topic, key=f"C-{seq % 5}", value=value, timestamp=at_ms)
-    assert producer.flush(30) == 0
+    times = (int((BASE + timedelta(seconds=seq)).timestamp() * 1000) for seq in range(count))
+    events = (sms_event(seq, 5) for seq in range(count))
+    produce_events(cluster.bootstrap_servers, cluster.topic, events, times)
 
 
 def iso(seconds: int) -> str:

@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 
 from bridge.source import Source, consumer_config
-from tests.conftest import GROUP_PROTOCOLS, TestKafka, with_protocol
+from tests.conftest import GROUP_PROTOCOLS, CheckedProducer, TestKafka, with_protocol
 
 
 def spin(
@@ -33,7 +33,7 @@ def spin(
     return fetched
 
 
-def setup(cluster: TestKafka, strategy: str) -> tuple[Source, dict[str, object], Producer]:
+def setup(cluster: TestKafka, strategy: str) -> tuple[Source, dict[str, object], CheckedProducer]:
     cluster.create_topic(cluster.topic, 2)
     conf = consumer_config(
         {
@@ -46,13 +46,13 @@ def setup(cluster: TestKafka, strategy: str) -> tuple[Source, dict[str, object],
     source = Source(conf, [cluster.topic], lambda keys: None, lambda keys, lost: None, lambda pos: None)
     source.start()
     spin(source, None, lambda: len(source.assigned) == 2)
-    return source, conf, Producer({"bootstrap.servers": cluster.bootstrap_servers})
+    return source, conf, CheckedProducer(cluster.bootstrap_servers)
 
 
-def produce(producer: Producer, topic: str, count: int = 20) -> None:
+def produce(producer: CheckedProducer, topic: str, count: int = 20) -> None:
     for i in range(count):
         producer.produce(topic, value=b"x", partition=i % 2)
-    producer.flush(10)
+    producer.flush()
 
 
 def fetch_until(source: Source, count: int, timeout: float = 20) -> None:
