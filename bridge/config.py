@@ -191,8 +191,9 @@ class DeliveryConfig(_Model):
     max_in_flight: int = Field(default=32, ge=1, le=1024)
     max_buffered_records: int = Field(default=10_000, ge=1)
     dead_letter_topic: str | None = None
-    commit_interval_ms: int = Field(default=1_000, ge=10)
+    commit_interval_ms: int = Field(default=100, ge=10)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+    rebalance_grace_s: float = Field(default=5.0, ge=0)
     retry: RetryConfig = RetryConfig()
     batch: BatchConfig | None = None
 

@@ -49,9 +49,10 @@ class Lanes(Generic[W]):
             del self._queues[lane]
         return len(doomed)
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for every lane to empty; True if they did."""
-        tasks = list(self._tasks.values())
+    async def wait(self, timeout: float, which: Callable[[Hashable], bool] = lambda lane: True) -> bool:
+        """Wait up to ``timeout`` for the lanes ``which`` selects (all by default) to empty;
+        True if they did."""
+        tasks = [task for lane, task in self._tasks.items() if which(lane)]
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
-        return not self._tasks
+        return not any(which(lane) for lane in self._tasks)

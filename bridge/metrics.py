@@ -65,6 +65,17 @@ class Metrics:
             buckets=_EVENT_AGE,
             registry=r,
         )
+        self.already_finished = Counter(
+            "intilery_bridge_records_already_finished",
+            "Records read again whose commands the last commit's map named finished: not sent again.",
+            registry=r,
+        )
+        self.map_overflow = Counter(
+            "intilery_bridge_offset_map_overflow",
+            "Finished offsets left out of a commit's map (over offset.metadata.max.bytes): sent again "
+            "if the partition is read again from that commit.",
+            registry=r,
+        )
         self.ready = Gauge("intilery_bridge_ready", "1 when /readyz answers 200.", registry=r)
         Info("intilery_bridge_build", "The running version.", registry=r).info({"version": __version__})
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...

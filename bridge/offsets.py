@@ -1,16 +1,22 @@
-"""Which offsets are safe to commit.
+"""Which offsets are safe to commit, and which records after them are finished.
 
 Takes the offsets of fetched records, in fetch order, and their completions in
-any order; gives, per partition, the next offset to commit: one past the
-highest offset below which every record is finished (delivered,
-dead-lettered or skipped). An offset that goes backwards is refused, and a
-commit never passes an unfinished record.
+any order; gives, per partition, the next offset to commit: the first record
+not yet finished (delivered, dead-lettered or skipped), with the finished ones
+after it named in the commit's metadata (:mod:`bridge.offsetmap`). An offset
+that goes backwards is refused, and a commit never passes an unfinished record.
+A partition assigned with a map from its last commit knows those records are
+finished before it reads them again, and keeps naming them until it passes them.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain
+
+from . import offsetmap
 
 TopicPartitionKey = tuple[str, int]
 
@@ -18,12 +24,15 @@ TopicPartitionKey = tuple[str, int]
 class PartitionOffsets:
     """The in-order offsets of one partition and which of them are finished."""
 
-    def __init__(self) -> None:
+    def __init__(self, finished_earlier: Iterable[int] = ()) -> None:
         self._pending: deque[int] = deque()
-        self._finished: set[int] = set()
+        self._finished: set[int] = set()  # read and finished, after the first unfinished
+        self._earlier = set(finished_earlier)  # named finished by the last commit, not read again yet
         self._last_added: int | None = None
         self.next_commit: int | None = None
-        self.committed: int | None = None
+        self.committed: int | None = None  # the last offset the broker acknowledged
+        self._changes = 0
+        self._sent = 0  # the changes the last commit taken carried
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -38,20 +47,46 @@ class PartitionOffsets:
         """Whether ``offset`` comes after every offset added so far."""
         return self._last_added is None or offset > self._last_added
 
+    def finished_earlier(self, offset: int) -> bool:
+        """Whether the last commit's map names ``offset`` as finished (not to be sent again)."""
+        return offset in self._earlier
+
     def finish(self, offset: int) -> None:
         if not self._pending or offset < self._pending[0]:
             return  # already finished, or from before a seek; nothing to do
+        self._earlier.discard(offset)
         self._finished.add(offset)
+        self._changes += 1
         while self._pending and self._pending[0] in self._finished:
             done = self._pending.popleft()
             self._finished.discard(done)
             self.next_commit = done + 1
 
-    def to_commit(self) -> int | None:
-        """The offset to commit now, or None if nothing new is finished."""
-        if self.next_commit is None or (self.committed is not None and self.next_commit <= self.committed):
+    def position(self) -> int | None:
+        """Where a commit would point: the first unfinished record read, else one past the
+        last finished; None before anything was finished or read."""
+        return self._pending[0] if self._pending else self.next_commit
+
+    def to_commit(self, force: bool = False) -> tuple[int, str, int] | None:
+        """The offset to commit, its map and how many finished offsets the map left out;
+        None when nothing changed since the last call (``force``: unless nothing is known)."""
+        position = self.position()
+        if position is None or (self._sent == self._changes and not force):
             return None
-        return self.next_commit
+        self._sent = self._changes
+        self._earlier = {offset for offset in self._earlier if offset >= position}
+        finished = sorted(o for o in chain(self._finished, self._earlier) if o >= position)
+        metadata, left_out = offsetmap.encode(position, finished)
+        return position, metadata, left_out
+
+    def commit_failed(self) -> None:
+        """The last commit did not reach the broker: the next call commits again."""
+        self._sent = -1
+
+    def uncommitted(self) -> bool:
+        """Whether the broker has yet to acknowledge the current position."""
+        position = self.position()
+        return position is not None and position != self.committed
 
 
 @dataclass
@@ -59,6 +94,8 @@ class Position:
     topic: str
     partition: int
     offset: int
+    metadata: str = ""  # the finished offsets after ``offset`` (bridge.offsetmap)
+    left_out: int = 0  # finished offsets the metadata had no room for
 
 
 class OffsetTracker:
@@ -67,8 +104,8 @@ class OffsetTracker:
     def __init__(self) -> None:
         self._partitions: dict[TopicPartitionKey, PartitionOffsets] = {}
 
-    def assign(self, key: TopicPartitionKey) -> PartitionOffsets:
-        self._partitions[key] = PartitionOffsets()
+    def assign(self, key: TopicPartitionKey, finished_earlier: Iterable[int] = ()) -> PartitionOffsets:
+        self._partitions[key] = PartitionOffsets(finished_earlier)
         return self._partitions[key]
 
     def revoke(self, key: TopicPartitionKey) -> PartitionOffsets | None:
@@ -80,14 +117,24 @@ class OffsetTracker:
     def unfinished(self) -> int:
         return sum(len(p) for p in self._partitions.values())
 
-    def to_commit(self, keys: set[TopicPartitionKey] | None = None) -> list[Position]:
+    def to_commit(self, keys: set[TopicPartitionKey] | None = None, force: bool = False) -> list[Position]:
+        """What changed since the last call (``force``: everything known), per partition."""
         return [
-            Position(topic, partition, offset)
+            Position(topic, partition, *commit)
             for (topic, partition), part in self._partitions.items()
-            if (keys is None or (topic, partition) in keys) and (offset := part.to_commit()) is not None
+            if (keys is None or (topic, partition) in keys) and (commit := part.to_commit(force)) is not None
         ]
+
+    def uncommitted(self) -> bool:
+        return any(part.uncommitted() for part in self._partitions.values())
 
     def mark_committed(self, position: Position) -> None:
         part = self._partitions.get((position.topic, position.partition))
         if part is not None and (part.committed is None or position.offset > part.committed):
             part.committed = position.offset
+
+    def commit_failed(self, key: TopicPartitionKey | None) -> None:
+        """A commit failed for one partition (``None``: for all of them)."""
+        for found, part in self._partitions.items():
+            if key is None or found == key:
+                part.commit_failed()

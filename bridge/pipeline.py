@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,9 +49,9 @@ from .lanes import Lanes
 from .mapping import Command, Mapper
 from .metrics import Metrics
 from .observability import ObservabilityServer
-from .offsets import OffsetTracker, PartitionOffsets, TopicPartitionKey
+from .offsets import OffsetTracker, PartitionOffsets, Position, TopicPartitionKey
 from .ratelimit import RateLimiter
-from .source import Record, Source, consumer_config
+from .source import Record, Source, SourceListener, consumer_config
 from .window import Window
 
 log = structlog.get_logger("bridge")
@@ -57,7 +59,7 @@ log = structlog.get_logger("bridge")
 FETCH_BATCH = 500
 IDLE_SLEEP_S = 0.01
 EXIT_OK, EXIT_PERMANENT_FAILURE, EXIT_KAFKA_FATAL = 0, 3, 4
-COUNTS = ("consumed", "delivered", "dead_lettered", "skipped", "stale", "retries")
+COUNTS = ("consumed", "delivered", "dead_lettered", "skipped", "stale", "retries", "already_finished")
 NO_RULE = "-"  # label value where no rule or command applies
 OUTAGE_AFTER_S = 10.0  # every attempt failing this long: not ready
 LOOP_STALL_S = 30.0  # the consume loop not going round this long: not healthy
@@ -118,12 +120,11 @@ class Bridge:
                 else None
             )
             kafka = {**config.kafka, "group.id": window.group} if window else config.kafka
+            self._rebalances = _OnTheLoop(self)
             self.source = Source(
                 consumer_config(kafka, config.source.start_from),
                 [window.topic] if window else config.source.topic_names,
-                self._assigned,
-                self._revoked,
-                self.offsets.mark_committed,
+                self._rebalances,
                 start_at_ms=config.source.start_at_ms,
                 assignment=window.assignment() if window else None,
             )
@@ -142,6 +143,10 @@ class Bridge:
         self.failure: str | None = None
         self._stopped_at: dict[TopicPartitionKey, int] = {}  # the record each failure stopped at
         self._draining = False
+        self._releasing: set[TopicPartitionKey] = set()  # being revoked: send nothing new for them
+        # Consumer calls that serve librdkafka's callbacks run here, so that the event loop
+        # keeps delivering while a revocation waits for the commands on the wire.
+        self._kafka = ThreadPoolExecutor(1, thread_name_prefix="kafka")
         self.exit_code = EXIT_OK
 
     # --- the record path --------------------------------------------------
@@ -157,6 +162,12 @@ class Bridge:
         part.add(record.offset)
         self.counts["consumed"] += 1
         self.metrics.records.labels(record.topic).inc()
+        if part.finished_earlier(record.offset):  # the last commit's map names it: sent before
+            self.counts["already_finished"] += 1
+            self.metrics.already_finished.inc()
+            log.debug("record_already_finished", **_where(record))
+            part.finish(record.offset)
+            return
         # Keyed records share a lane per key; unkeyed records need no order between them.
         lane = (*record.tp, record.key) if record.key is not None else (*record.tp, None, record.offset)
         try:
@@ -230,8 +241,8 @@ class Bridge:
                     self._skip(work.record, work.part)
                     return
             for command in work.commands:
-                if self._draining or self._halted(work.record):
-                    return  # stopping, or after a failed record of its partition: send nothing more
+                if self._draining or self._halted(work.record) or work.record.tp in self._releasing:
+                    return  # stopping, revoked, or after a failed record of its partition: send no more
                 try:
                     delivered = await self.sender.send(command, _where(work.record))
                 except StaleCommand as stale:
@@ -320,16 +331,26 @@ class Bridge:
 
     # --- rebalance and commits ---------------------------------------------
 
-    def _assigned(self, keys: list[TopicPartitionKey]) -> None:
+    def _assigned(self, keys: list[TopicPartitionKey], finished: dict[TopicPartitionKey, set[int]]) -> None:
         for key in keys:
-            self.offsets.assign(key)
+            self.offsets.assign(key, finished.get(key, ()))
 
-    def _revoked(self, keys: list[TopicPartitionKey], lost: bool) -> None:
-        if not lost:
-            self.source.commit(self.offsets.to_commit(set(keys)), wait=True)
+    async def _finish_revoked(self, keys: set[TopicPartitionKey]) -> list[Position]:
+        """A clean hand-over: the commands on the wire for these partitions finish (within
+        ``delivery.rebalance_grace_s``), nothing new starts; gives their last commit."""
+        self._releasing |= keys
+        grace = self.config.delivery.rebalance_grace_s
+        if not await self.lanes.wait(grace, lambda lane: lane[:2] in keys):  # type: ignore[index]
+            log.warning(
+                "rebalance_grace_expired", partitions=sorted(f"{t}[{p}]" for t, p in keys), grace_s=grace
+            )
+        return self._committable(keys, force=True)
+
+    def _forget(self, keys: set[TopicPartitionKey]) -> None:
         for key in keys:
             self.offsets.revoke(key)
-        self._abandon(set(keys))
+        self._abandon(keys)
+        self._releasing -= keys
 
     def _abandon(self, partitions: set[TopicPartitionKey]) -> None:
         """Cancel the lanes of these partitions; their records stay unfinished (uncommitted)."""
@@ -341,17 +362,29 @@ class Bridge:
         self._abandon({record.tp})
         return self.offsets.assign(record.tp)
 
-    def commit(self, wait: bool = False) -> None:
-        if self.window is None or self.window.commits:
-            self.source.commit(self.offsets.to_commit(), wait=wait)
+    async def commit(self, wait: bool = False) -> None:
+        """Commit what changed since the last commit (``wait``: everything, synchronously)."""
+        await self._on_kafka_thread(self.source.commit, self._committable(force=wait), wait)
+
+    def _committable(self, keys: set[TopicPartitionKey] | None = None, force: bool = False) -> list[Position]:
+        if self.window is not None and not self.window.commits:
+            return []
+        positions = self.offsets.to_commit(keys, force)
+        if left_out := sum(position.left_out for position in positions):
+            self.metrics.map_overflow.inc(left_out)
+        return positions
 
     # --- the loop -------------------------------------------------------------
 
     async def run(self) -> int:
         self._install_signal_handlers()
+        self._rebalances.loop, self._rebalances.loop_thread = (
+            asyncio.get_running_loop(),
+            threading.get_ident(),
+        )
         if self.server is not None:
             await self.server.start()
-        self.source.start()
+        await self._on_kafka_thread(self.source.start)
         log.info(
             "bridge_started",
             version=__version__,
@@ -377,7 +410,7 @@ class Bridge:
         max_buffered = self.config.delivery.max_buffered_records
         while not self._stop.is_set():
             self._loop_at = time.monotonic()
-            records = self.source.fetch(FETCH_BATCH)
+            records = await self._on_kafka_thread(self.source.fetch, FETCH_BATCH)
             for record in records:
                 if self.failure is not None:
                     break
@@ -388,11 +421,13 @@ class Bridge:
             # While Intilery refuses the credentials, hold back; once no lane is left to
             # probe them (all revoked), resume so new records probe again.
             blocked = self.sender.gate.auth_failed and len(self.lanes) > 0
-            self.source.pause(
+            pause = (
                 blocked
                 or unfinished >= max_buffered
                 or (self.source.paused and unfinished > max_buffered // 2)
             )
+            if pause != self.source.paused:
+                await self._on_kafka_thread(self.source.pause, pause)
             fatal = self.source.fatal or (self.dead_letters and self.dead_letters.fatal)
             if fatal:
                 self._fail(f"Kafka: {fatal}", EXIT_KAFKA_FATAL)
@@ -415,7 +450,7 @@ class Bridge:
             bool(assigned)
             and read_all
             and self.offsets.unfinished() == 0
-            and not (self.offsets.to_commit() and (self.window is None or self.window.commits))
+            and not (self.offsets.uncommitted() and (self.window is None or self.window.commits))
             and not self._dead_letters_pending()
         )
 
@@ -423,11 +458,11 @@ class Bridge:
         grace = self.config.delivery.shutdown_grace_s
         deadline = time.monotonic() + grace
         log.info("bridge_stopping", in_flight=self.sender.in_flight, grace_s=grace)
-        self.source.pause(True)
+        await self._on_kafka_thread(self.source.pause, True)
         while time.monotonic() < deadline and (len(self.lanes) or self._dead_letters_pending()):
             # Keep polling so the group keeps this member; records fetched now are never
             # tracked, so never committed: the next owner reads them.
-            self.source.fetch(FETCH_BATCH)
+            await self._on_kafka_thread(self.source.fetch, FETCH_BATCH)
             if self.dead_letters:
                 self.dead_letters.poll()
             await self.lanes.wait(0.05)
@@ -435,8 +470,9 @@ class Bridge:
         await asyncio.sleep(0)
         if self.dead_letters:
             self.dead_letters.flush(max(0.0, deadline - time.monotonic()))
-        self.commit(wait=True)
-        self.source.close()
+        await self.commit(wait=True)
+        await self._on_kafka_thread(self.source.close)
+        self._kafka.shutdown()
         await self.client.close()
         if self.decoder.registry is not None:
             self.decoder.registry.close()
@@ -444,6 +480,9 @@ class Bridge:
             await self.server.stop()
         self._summary()
         log.info("bridge_stopped", abandoned_lanes=abandoned, failure=self.failure)
+
+    async def _on_kafka_thread(self, call: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._kafka, call, *args)
 
     def _dead_letters_pending(self) -> bool:
         return bool(self.dead_letters and self.dead_letters.pending)
@@ -479,11 +518,12 @@ class Bridge:
         log.info("signal_received", signal=sig.name)
         self.stop()
 
-    async def _every(self, seconds: float, action: Callable[[], None]) -> None:
+    async def _every(self, seconds: float, action: Callable[[], Awaitable[None] | None]) -> None:
         while True:
             await asyncio.sleep(seconds)
             try:
-                action()
+                if (pending := action()) is not None:
+                    await pending
             except Exception:  # keep committing and reporting whatever one round did
                 log.exception("periodic_task_failed", task=getattr(action, "__name__", "?"))
 
@@ -506,8 +546,8 @@ class Bridge:
             reasons.append("stopping")
         return reasons
 
-    def _update_lag(self) -> None:
-        for (topic, partition), records, seconds in self.source.lag():
+    async def _update_lag(self) -> None:
+        for (topic, partition), records, seconds in await self._on_kafka_thread(self.source.lag):
             self.metrics.lag_records.labels(topic, str(partition)).set(records)
             self.metrics.lag_seconds.labels(topic, str(partition)).set(seconds)
 
@@ -519,6 +559,45 @@ class Bridge:
             unfinished=self.offsets.unfinished(),
             auth_failed=self.sender.gate.auth_failed,
         )
+
+
+class _OnTheLoop(SourceListener):
+    """The bridge's side of the source's callbacks. They come on the Kafka thread (inside
+    :meth:`Source.fetch`); each is handled on the event loop, the Kafka thread waiting
+    for assignments and revocations, so that records of a partition are tracked before
+    they are handled, and a revocation lets the commands on the wire finish first."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self._bridge = bridge
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread: int | None = None
+
+    def assigned(self, keys: list[TopicPartitionKey], finished: dict[TopicPartitionKey, set[int]]) -> None:
+        self._wait(self._call(self._bridge._assigned, keys, finished))
+
+    def revoked(self, keys: list[TopicPartitionKey], lost: bool) -> None:
+        revoked = set(keys)
+        if not lost:  # a lost partition may already be another member's: nothing to wait for
+            self._bridge.source.commit(self._wait(self._bridge._finish_revoked(revoked)), wait=True)
+        self._wait(self._call(self._bridge._forget, revoked))
+
+    def committed(self, position: Position) -> None:
+        self._soon(self._bridge.offsets.mark_committed, position)
+
+    def commit_failed(self, key: TopicPartitionKey | None) -> None:
+        self._soon(self._bridge.offsets.commit_failed, key)
+
+    def _wait(self, work: Awaitable[Any]) -> Any:
+        assert self.loop is not None and threading.get_ident() != self.loop_thread, "would wait for itself"
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result()  # type: ignore[arg-type]
+
+    def _soon(self, call: Callable[..., None], *args: Any) -> None:
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(call, *args)
+
+    @staticmethod
+    async def _call(call: Callable[..., None], *args: Any) -> None:
+        call(*args)
 
 
 def _where(record: Record) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
+from . import offsetmap
 from .logs import Repeats, kafka_logger
 from .offsets import Position, TopicPartitionKey
 
@@ -100,6 +101,23 @@ def librdkafka_problems(conf: dict[str, Any]) -> list[str]:
             conf.pop(key)
 
 
+class SourceListener:
+    """What the :class:`Source` tells its owner; every method is called on the thread
+    that calls :meth:`Source.fetch` (librdkafka serves its callbacks there)."""
+
+    def assigned(self, keys: list[TopicPartitionKey], finished: dict[TopicPartitionKey, set[int]]) -> None:
+        """Partitions assigned, each with the offsets its last commit named finished."""
+
+    def revoked(self, keys: list[TopicPartitionKey], lost: bool) -> None:
+        """Partitions taken away; ``lost``: without the chance to commit."""
+
+    def committed(self, position: Position) -> None:
+        """The broker acknowledged a commit."""
+
+    def commit_failed(self, key: TopicPartitionKey | None) -> None:
+        """A commit failed for one partition (``None``: for all it carried)."""
+
+
 class Source:
     """A subscribed consumer; call :meth:`fetch` often, it never blocks."""
 
@@ -107,9 +125,7 @@ class Source:
         self,
         conf: dict[str, Any],
         topics: list[str],
-        on_assign: Callable[[list[TopicPartitionKey]], None],
-        on_revoke: Callable[[list[TopicPartitionKey], bool], None],
-        on_committed: Callable[[Position], None],
+        listener: SourceListener,
         factory: Callable[[dict[str, Any]], Any] = Consumer,
         start_at_ms: int | None = None,
         assignment: list[TopicPartition] | None = None,
@@ -119,7 +135,7 @@ class Source:
         joining the group."""
         self._start_at_ms = start_at_ms
         self._assignment = assignment
-        self._on_assign, self._on_revoke, self._on_committed = on_assign, on_revoke, on_committed
+        self._listener = listener
         callbacks = {"on_commit": self._committed, "error_cb": self._error, "logger": kafka_logger()}
         self._consumer = factory({**conf, **callbacks})
         strategy = str(conf.get("partition.assignment.strategy", ""))
@@ -186,7 +202,13 @@ class Source:
         return result
 
     def commit(self, positions: Iterable[Position], wait: bool) -> None:
-        offsets = [TopicPartition(p.topic, p.partition, p.offset) for p in positions]
+        """Commit these positions, for the partitions still assigned (a commit taken before
+        a revocation may reach here after it: the partition is then another member's)."""
+        offsets = [
+            TopicPartition(p.topic, p.partition, p.offset, metadata=p.metadata)
+            for p in positions
+            if (p.topic, p.partition) in self.assigned
+        ]
         if not offsets:
             return
         log.debug("offsets_commit", offsets={f"{tp.topic}[{tp.partition}]": tp.offset for tp in offsets})
@@ -194,6 +216,7 @@ class Source:
             result = self._consumer.commit(offsets=offsets, asynchronous=not wait)
         except KafkaException as exc:
             self._commit_failed(str(exc.args[0]) if exc.args else str(exc))
+            self._listener.commit_failed(None)
             return
         if wait and result:
             self._committed(None, result)
@@ -208,21 +231,49 @@ class Source:
         self.member = True  # even with nothing assigned: a standby member of the group
         self.assigned.update(keys)
         log.info("partitions_assigned", partitions=[f"{t}[{p}]" for t, p in keys])
-        self._on_assign(keys)
+        committed = self._committed_offsets(consumer, partitions)
+        self._listener.assigned(keys, {key: finished_map(tp) for key, tp in (committed or {}).items()})
         if self._start_at_ms is not None:
-            partitions = self._start_new_partitions_at_time(consumer, partitions, self._start_at_ms)
+            if committed is None:  # which partitions are new is unknown: do not guess
+                self.fatal = "source.start_from: the group's committed offsets could not be read"
+                partitions = []
+            else:
+                partitions = self._start_new_partitions_at_time(
+                    consumer, partitions, committed, self._start_at_ms
+                )
         # Assign now rather than after this callback, so the pause state can be applied:
         # librdkafka remembers a partition's pause across revocation and reassignment.
         (consumer.incremental_assign if self._incremental else consumer.assign)(partitions)
         (consumer.pause if self.paused else consumer.resume)(partitions)
 
+    def _committed_offsets(
+        self, consumer: Any, partitions: list[TopicPartition]
+    ) -> dict[TopicPartitionKey, TopicPartition] | None:
+        """The group's committed offsets (and metadata) of these partitions; None when the
+        look-up fails (then nothing is skipped as finished)."""
+        if not partitions:
+            return {}
+        try:
+            found = consumer.committed(partitions, timeout=10)
+        except KafkaException as exc:
+            log.warning("committed_offsets_unavailable", error=str(exc.args[0]) if exc.args else str(exc))
+            return None
+        return {(tp.topic, tp.partition): tp for tp in found if tp.error is None}
+
     def _start_new_partitions_at_time(
-        self, consumer: Any, partitions: list[TopicPartition], at_ms: int
+        self,
+        consumer: Any,
+        partitions: list[TopicPartition],
+        committed: dict[TopicPartitionKey, TopicPartition],
+        at_ms: int,
     ) -> list[TopicPartition]:
         """Partitions the group has never committed start at the first record at or after
         ``source.start_from``; the others resume where the group left them."""
-        committed = consumer.committed(partitions, timeout=10)
-        fresh = [TopicPartition(tp.topic, tp.partition, at_ms) for tp in committed if tp.offset < 0]
+        fresh = [
+            TopicPartition(tp.topic, tp.partition, at_ms)
+            for tp in partitions
+            if (known := committed.get((tp.topic, tp.partition))) is not None and known.offset < 0
+        ]
         if not fresh:
             return partitions
         found: dict[TopicPartitionKey, int] = {}
@@ -262,7 +313,7 @@ class Source:
 
     def _release(self, partitions: list[TopicPartition], lost: bool) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
-        self._on_revoke(keys, lost)  # the last commit for them, unless lost
+        self._listener.revoked(keys, lost)  # the last commit for them, unless lost
         log.info(
             "partitions_lost" if lost else "partitions_revoked", partitions=[f"{t}[{p}]" for t, p in keys]
         )
@@ -274,11 +325,13 @@ class Source:
     def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if error is not None:
             self._commit_failed(error.str())
+            self._listener.commit_failed(None)
         for tp in partitions:
             if tp.error is None and tp.offset >= 0:
-                self._on_committed(Position(tp.topic, tp.partition, tp.offset))
+                self._listener.committed(Position(tp.topic, tp.partition, tp.offset))
             elif tp.error is not None:
                 self._commit_failed(tp.error.str(), topic=tp.topic, partition=tp.partition)
+                self._listener.commit_failed((tp.topic, tp.partition))
 
     def _commit_failed(self, error: str, **where: Any) -> None:
         """Logged once per error per 10 s: while the group coordinator moves, every
@@ -293,6 +346,23 @@ class Source:
         elif (repeated := self._repeats.allow(error.str())) is not None:
             extra = {"repeated": repeated} if repeated else {}
             log.warning("kafka_error", error=error.str(), retriable=error.retriable(), **extra)
+
+
+def finished_map(committed: TopicPartition) -> set[int]:
+    """The finished offsets a committed offset's metadata names; an unreadable map (another
+    tool's, corrupt, a newer format) is ignored with a warning: nothing is skipped."""
+    metadata = committed.metadata or ""
+    found = offsetmap.decode(metadata, committed.offset) if committed.offset >= 0 else set()
+    if found is None:
+        log.warning(
+            "offset_metadata_unreadable",
+            topic=committed.topic,
+            partition=committed.partition,
+            committed=committed.offset,
+            metadata_bytes=len(metadata),
+        )
+        return set()
+    return found
 
 
 def record_from_message(message: Any) -> Record:

@@ -127,7 +127,6 @@ def base_config(cluster: TestKafka, sandbox_url: str, group: str, **delivery: An
         "delivery": {
             "max_in_flight": 16,
             "dead_letter_topic": cluster.dlq,
-            "commit_interval_ms": 200,
             "shutdown_grace_s": 5,
             "retry": {"initial_backoff_ms": 50, "max_backoff_ms": 500},
             **delivery,
@@ -332,7 +331,9 @@ def accepted(sandbox: Sandbox) -> list[dict[str, Any]]:
             continue
         for call in request["body"]["batch"]:
             action = "identify" if call["event"] == "identify" else "track"
-            calls.append({"action": action, "body": call, "eventId": request["eventId"]})
+            calls.append(
+                {"action": action, "at": request["at"], "body": call, "eventId": request["eventId"]}
+            )
     return calls
 
 

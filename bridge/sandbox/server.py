@@ -8,13 +8,15 @@ bucket, and ``{"success": true, "eventId": <uuid>}`` otherwise.
 
 Control endpoints (no token needed), for tests and curious users:
 
-- ``GET /_sandbox/requests[?since=N]``: the accepted calls, in arrival order.
+- ``GET /_sandbox/requests[?since=N]``: the accepted calls, in arrival order (``at``:
+  when each arrived, Unix seconds).
 - ``GET /_sandbox/attempts[?since=N]``: every request with its status and time.
 - ``DELETE /_sandbox/requests``: forget both lists.
 - ``POST /_sandbox/faults``: ``{"status": 503, "count": 5, "retry_after": 2}``
   fails the next requests; ``{"latency_ms": 20}`` delays every answer;
   ``{"drop": 3}`` closes the next connections without answering;
-  ``{"reject": {"userId": "C-9"}}`` answers 400 to calls with those fields.
+  ``{"reject": {"userId": "C-9"}}`` answers 400 to calls with those fields;
+  ``{"unavailable": {"userId": "C-9"}}`` answers 503 to them (retried: held back).
   A ``status`` without a ``count`` lasts until cleared; ``GET /_sandbox/faults``
   shows the current faults.
 - ``DELETE /_sandbox/faults``: back to normal.
@@ -50,6 +52,7 @@ class Faults:
     latency_ms: float = 0.0
     drop: int = 0
     reject: dict[str, Any] | None = None  # calls whose root fields equal these get a 400
+    unavailable: dict[str, Any] | None = None  # ... get a 503
 
 
 class TokenBucket:
@@ -160,28 +163,36 @@ class SandboxState:
             payload = json.loads(body)
         except ValueError:
             return _fail(400, "body is not valid JSON")
-        problem = validate(match["action"], payload) or self._rejected(payload)
-        if problem:
-            return _fail(400, problem)
+        if _matching(self.faults.unavailable, payload):
+            return _fail(503, "sandbox unavailable rule matched")
+        problem = validate(match["action"], payload)
+        if problem or _matching(self.faults.reject, payload):
+            return _fail(
+                400, problem or "sandbox reject rule matched " + ", ".join(sorted(self.faults.reject or {}))
+            )
         event_id = str(uuid.uuid4())
         self.accepted.append(
-            {"seq": len(self.accepted), "action": match["action"], "body": payload, "eventId": event_id}
+            {
+                "seq": len(self.accepted),
+                "at": time.time(),
+                "action": match["action"],
+                "body": payload,
+                "eventId": event_id,
+            }
         )
         return 200, {}, {"success": True, "eventId": event_id}
-
-    def _rejected(self, payload: Any) -> str | None:
-        rule = self.faults.reject
-        if not rule or not isinstance(payload, dict):
-            return None
-        for call in payload.get("batch", [payload]):
-            if all(call.get(field) == value for field, value in rule.items()):
-                return "sandbox reject rule matched " + ", ".join(sorted(rule))
-        return None
 
     def listing(self, which: str, since: int) -> dict[str, Any]:
         with self._lock:
             items = self.accepted if which == "requests" else self.attempts
             return {which: items[since:], "total": len(items)}
+
+
+def _matching(rule: dict[str, Any] | None, payload: Any) -> bool:
+    """Whether a call of the request has every field of ``rule`` with its value."""
+    if not rule or not isinstance(payload, dict):
+        return False
+    return any(all(call.get(f) == v for f, v in rule.items()) for call in payload.get("batch", [payload]))
 
 
 def _check_faults(faults: Faults) -> None:
@@ -192,8 +203,9 @@ def _check_faults(faults: Faults) -> None:
             raise ValueError(f"{name} must be a whole number >= 0")
     if not isinstance(faults.latency_ms, int | float) or faults.latency_ms < 0:
         raise ValueError("latency_ms must be a number >= 0")
-    if faults.reject is not None and not isinstance(faults.reject, dict):
-        raise ValueError("reject must be an object of field: value")
+    for name in ("reject", "unavailable"):
+        if getattr(faults, name) is not None and not isinstance(getattr(faults, name), dict):
+            raise ValueError(f"{name} must be an object of field: value")
     if faults.retry_after is not None and not isinstance(faults.retry_after, int | float | str):
         raise ValueError("retry_after must be seconds or an HTTP date")
 

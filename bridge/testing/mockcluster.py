@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,6 +61,13 @@ def _load_librdkafka() -> ctypes.CDLL:
     lib.rd_kafka_mock_broker_set_down.restype = ctypes.c_int
     lib.rd_kafka_mock_broker_set_up.argtypes = [ctypes.c_void_p, ctypes.c_int32]
     lib.rd_kafka_mock_broker_set_up.restype = ctypes.c_int
+    lib.rd_kafka_mock_start_request_tracking.argtypes = [ctypes.c_void_p]
+    lib.rd_kafka_mock_get_requests.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t)]
+    lib.rd_kafka_mock_get_requests.restype = ctypes.POINTER(ctypes.c_void_p)
+    lib.rd_kafka_mock_request_api_key.argtypes = [ctypes.c_void_p]
+    lib.rd_kafka_mock_request_api_key.restype = ctypes.c_int16
+    lib.rd_kafka_mock_request_destroy_array.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t]
+    lib.rd_kafka_mock_clear_requests.argtypes = [ctypes.c_void_p]
     lib.rd_kafka_err2str.argtypes = [ctypes.c_int]
     lib.rd_kafka_err2str.restype = ctypes.c_char_p
     return lib
@@ -83,6 +91,7 @@ class MockCluster:
             self._lib.rd_kafka_destroy(self._rk)
             raise RuntimeError("rd_kafka_mock_cluster_new failed")
         self.bootstrap_servers: str = self._lib.rd_kafka_mock_cluster_bootstraps(self._cluster).decode()
+        self._tracking = False
 
     def create_topic(self, name: str, partitions: int = 1, replication: int = 1) -> None:
         err = self._lib.rd_kafka_mock_topic_create(self._cluster, name.encode(), partitions, replication)
@@ -95,6 +104,19 @@ class MockCluster:
 
     def clear_request_errors(self, api_key: int) -> None:
         self._lib.rd_kafka_mock_clear_request_errors(self._cluster, api_key)
+
+    def requests(self) -> Counter[int]:
+        """The requests the brokers received since the last call, per API key (the
+        first call starts counting)."""
+        if not self._tracking:
+            self._lib.rd_kafka_mock_start_request_tracking(self._cluster)
+            self._tracking = True
+        count = ctypes.c_size_t()
+        array = self._lib.rd_kafka_mock_get_requests(self._cluster, ctypes.byref(count))
+        keys = Counter(self._lib.rd_kafka_mock_request_api_key(array[i]) for i in range(count.value))
+        self._lib.rd_kafka_mock_request_destroy_array(array, count)
+        self._lib.rd_kafka_mock_clear_requests(self._cluster)
+        return keys
 
     def set_broker_down(self, broker_id: int) -> None:
         self._check(self._lib.rd_kafka_mock_broker_set_down(self._cluster, broker_id), "broker down")

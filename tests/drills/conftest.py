@@ -45,6 +45,32 @@ class Outcome:
     dead_lettered: int
 
 
+# A command finished this long before a SIGKILL may be resent: the commit interval (100
+# ms by default), plus the commit's trip to the broker and the event loop's turn.
+COMMIT_WINDOW_S = 0.1 + 0.05
+
+
+def acceptances(sandbox: Sandbox) -> dict[int, list[float]]:
+    """Per sequence number, when Intilery accepted it (Unix seconds, in order)."""
+    times: dict[int, list[float]] = {}
+    for call in accepted(sandbox):
+        times.setdefault(call["body"]["seq"], []).append(call["at"])
+    return times
+
+
+def resends(times: dict[int, list[float]], start: float, end: float = float("inf")) -> int:
+    """Acceptances in [start, end) of commands accepted before (each one a duplicate)."""
+    return sum(1 for ats in times.values() for at in ats[1:] if start <= at < end)
+
+
+def resend_bound(times: dict[int, list[float]], killed_at: float, latency_s: float) -> int:
+    """What a SIGKILL at ``killed_at`` may resend: the commands in flight then (their
+    requests arrived within the sandbox's latency before it) and those finished in the
+    last commit window."""
+    since = killed_at - latency_s - COMMIT_WINDOW_S
+    return sum(1 for ats in times.values() if any(since <= at < killed_at for at in ats))
+
+
 def delivered_seqs(sandbox: Sandbox) -> set[int]:
     """The sequence numbers Intilery has accepted at least once."""
     return {r["body"]["seq"] for r in accepted(sandbox)}

@@ -1,6 +1,7 @@
 """SIGKILL the bridge mid-stream and restart it: every command arrives at least
-once; duplicates are counted and bounded by what can be unfinished or
-uncommitted at the moment of the kill."""
+once; per kill, the commands sent again are at most those in flight at the kill
+and those finished in the last commit window (the restarted bridge skips every
+other finished record: the commit's map names them)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,19 @@ import pytest
 
 from bridge.sandbox import Sandbox
 from tests.conftest import TestKafka, accepted, start_bridge, wait_for, write_config
-from tests.drills.conftest import check_stream, delivered_seqs, drill_config, produce_stream, report
+from tests.drills.conftest import (
+    acceptances,
+    check_stream,
+    delivered_seqs,
+    drill_config,
+    produce_stream,
+    report,
+    resend_bound,
+    resends,
+)
 
 MAX_BUFFERED = 200
-FETCH_BATCH = 500  # the pipeline fetches at most this many records past the buffer limit
+LATENCY_S = 0.01
 
 
 @pytest.mark.parametrize(
@@ -31,17 +41,19 @@ def test_sigkill_and_restart(
     kills: int,
 ) -> None:
     produce_stream(drill_cluster, records)
-    sandbox.state.set_faults({"latency_ms": 10})  # slow enough that kills land mid-stream
+    sandbox.state.set_faults({"latency_ms": LATENCY_S * 1000})  # slow enough that kills land mid-stream
     config = write_config(
         tmp_path, drill_config(drill_cluster, sandbox, "crash", max_buffered_records=MAX_BUFFERED)
     )
     log_path = tmp_path / "bridge.log"
     rng = random.Random(records)
+    kills_at: list[float] = []
     for kill in range(kills):
         target = records * (kill + rng.uniform(0.3, 0.8)) / (kills + 1)
         process = start_bridge(config, log_path)
         wait_for(lambda t=target: len(accepted(sandbox)) >= t, 90, f"{target:.0f} deliveries")
         time.sleep(rng.uniform(0, 0.05))
+        kills_at.append(time.time())
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         assert len(delivered_seqs(sandbox)) < records, "the kill must land mid-stream"
@@ -50,11 +62,17 @@ def test_sigkill_and_restart(
     assert final.wait(timeout=180) == 0
     outcome = check_stream(drill_cluster, sandbox, "crash", records)
     assert outcome.lost == 0 and outcome.dead_lettered == 0
-    # Per kill, at most the unfinished buffer plus what was finished but not yet committed.
-    assert outcome.duplicated <= kills * (MAX_BUFFERED + FETCH_BATCH)
+    times = acceptances(sandbox)
+    ends = [*kills_at[1:], float("inf")]
+    resent = [resends(times, killed, end) for killed, end in zip(kills_at, ends, strict=True)]
+    bounds = [resend_bound(times, killed, LATENCY_S) for killed in kills_at]
+    assert sum(resent) == outcome.duplicated  # every duplicate is a resend after a kill
+    assert all(r <= b for r, b in zip(resent, bounds, strict=True)), f"resent {resent}, bounds {bounds}"
     report(
         f"1 crash: SIGKILL x{kills}",
         outcome,
         time.monotonic() - started,
-        f"{outcome.duplicated / kills:.0f} duplicates per kill (bound {MAX_BUFFERED + FETCH_BATCH})",
+        "resent per kill "
+        + ", ".join(f"{r} (bound {b})" for r, b in zip(resent, bounds, strict=True))
+        + ": in flight at the kill + finished in the last commit window",
     )

@@ -1,6 +1,7 @@
-"""Two bridge processes share a group; a third joins mid-stream; one is
-SIGKILLed. Nothing is lost, no instance commits for a partition it does not
-own, and duplicates stay within what a rebalance can leave unfinished."""
+"""Two bridge processes share a group; a third joins mid-stream, one is SIGTERMed,
+then another SIGKILLed. Nothing is lost, no instance commits for a partition it
+does not own; the join and the SIGTERM (clean hand-overs) resend nothing, and the
+SIGKILL resends at most what was in flight or finished in its last commit window."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from bridge.pipeline import FETCH_BATCH
 from bridge.sandbox import Sandbox
 from tests.conftest import (
     GROUP_PROTOCOLS,
@@ -22,16 +22,20 @@ from tests.conftest import (
     write_config,
 )
 from tests.drills.conftest import (
+    acceptances,
     check_stream,
     commits_outside_ownership,
     delivered_seqs,
     drill_config,
     produce_stream,
     report,
+    resend_bound,
+    resends,
 )
 
 PARTITIONS = 6
 MAX_BUFFERED = 100
+LATENCY_S = 0.02
 
 
 @pytest.mark.parametrize("protocol", GROUP_PROTOCOLS)
@@ -44,7 +48,8 @@ def test_join_and_kill_in_a_group(
     cluster.create_topic(cluster.topic, PARTITIONS)
     cluster.create_topic(cluster.dlq, 1)
     produce_stream(cluster, records)
-    sandbox.state.set_faults({"latency_ms": 20})  # ~200 records/s per instance: the stream outlasts the moves
+    # ~200 records/s per instance: the stream outlasts the moves
+    sandbox.state.set_faults({"latency_ms": LATENCY_S * 1000})
     config = drill_config(cluster, sandbox, "rebalance", max_in_flight=4, max_buffered_records=MAX_BUFFERED)
     config["kafka"] = with_protocol(config["kafka"], protocol)
     config["log"]["level"] = "debug"  # offsets_commit lines
@@ -59,19 +64,23 @@ def test_join_and_kill_in_a_group(
     try:
         wait_for(lambda: delivered() >= records // 5, 60, "first deliveries")
         processes.append(start_bridge(path, logs[2]))
-        wait_for(lambda: delivered() >= records // 2, 120, "deliveries after the join")
+        wait_for(lambda: delivered() >= records * 2 // 5, 120, "deliveries after the join")
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0
+        wait_for(lambda: delivered() >= records * 3 // 5, 120, "deliveries after the SIGTERM")
+        killed_at = time.time()
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
-        killed_at = time.monotonic()
+        recover_from = time.monotonic()
         assert delivered() < records, "the kill must land mid-stream"
         wait_for(lambda: delivered() >= records, 180, "all delivered")
-        recover_s = time.monotonic() - killed_at
-        time.sleep(0.6)  # two commit intervals
+        recover_s = time.monotonic() - recover_from
+        time.sleep(0.3)  # a few commit intervals
     finally:
-        for process in processes[1:]:
-            process.terminate()
-        for process in processes[1:]:
-            assert process.wait(timeout=30) == 0
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                assert process.wait(timeout=30) == 0
     outcome = check_stream(cluster, sandbox, "rebalance", records, PARTITIONS)
     assert outcome.lost == 0 and outcome.dead_lettered == 0
     rebalances = 0
@@ -79,12 +88,15 @@ def test_join_and_kill_in_a_group(
         events = log_events(log_path)
         assert not commits_outside_ownership(events), log_path.name
         rebalances += sum(1 for e in events if e["event"] == "partitions_assigned")
-    # Per instance and rebalance, at most its unfinished buffer is read again by the next owner.
-    bound = rebalances * (MAX_BUFFERED + FETCH_BATCH)
-    assert outcome.duplicated <= bound
+    times = acceptances(sandbox)
+    clean = resends(times, 0, killed_at)  # the join and the SIGTERM: clean hand-overs
+    killed, bound = resends(times, killed_at), resend_bound(times, killed_at, LATENCY_S)
+    assert clean == 0, f"{clean} commands resent after a clean hand-over"
+    assert killed <= bound and clean + killed == outcome.duplicated
     report(
-        f"6 rebalance ({protocol}): 2 instances, 1 joins, 1 SIGKILLed",
+        f"6 rebalance ({protocol}): 2 instances, 1 joins, 1 SIGTERMed, 1 SIGKILLed",
         outcome,
         recover_s,
-        f"{rebalances} assignments; no commit outside ownership; duplicates bound {bound}",
+        f"{rebalances} assignments; no commit outside ownership; resent after the join and the SIGTERM "
+        f"{clean}, after the SIGKILL {killed} (bound {bound})",
     )

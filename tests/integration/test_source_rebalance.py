@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import Consumer
 
-from bridge.source import Source, consumer_config
+from bridge.source import Source, SourceListener, consumer_config
 from tests.conftest import GROUP_PROTOCOLS, CheckedProducer, TestKafka, with_protocol
 
 
@@ -43,7 +43,7 @@ def setup(cluster: TestKafka, strategy: str) -> tuple[Source, dict[str, object],
             **with_protocol({"session.timeout.ms": 6000, "heartbeat.interval.ms": 300}, strategy),
         },
     )
-    source = Source(conf, [cluster.topic], lambda keys: None, lambda keys, lost: None, lambda pos: None)
+    source = Source(conf, [cluster.topic], SourceListener())
     source.start()
     spin(source, None, lambda: len(source.assigned) == 2)
     return source, conf, CheckedProducer(cluster.bootstrap_servers)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bridge.source import TIME_LOOKUP_TRIES, Source, consumer_config
+from bridge.source import TIME_LOOKUP_TRIES, Source, SourceListener, consumer_config
 from tests.conftest import TestKafka
 
 LIST_OFFSETS, TOPIC_AUTHORIZATION_FAILED = 2, 29
@@ -22,9 +22,7 @@ def start(mock_cluster: TestKafka, failures: int) -> Source:
         {"bootstrap.servers": mock_cluster.bootstrap_servers, "group.id": mock_cluster.name("g")},
         "2026-01-01T00:00:00Z",
     )
-    source = Source(
-        conf, [mock_cluster.topic], lambda keys: None, lambda keys, lost: None, lambda pos: None, start_at_ms=1
-    )
+    source = Source(conf, [mock_cluster.topic], SourceListener(), start_at_ms=1)
     source.start()
     deadline = time.monotonic() + 20
     while source.fatal is None and len(source.at_end) < 2:
@@ -47,7 +45,8 @@ def test_a_look_up_that_keeps_failing_stops_the_bridge_naming_the_partitions(moc
     source = start(mock_cluster, TIME_LOOKUP_TRIES)
     try:
         topic = mock_cluster.topic
-        assert source.fatal is not None and source.fatal.startswith("source.start_from: the time look-up failed")
+        assert source.fatal is not None
+        assert source.fatal.startswith("source.start_from: the time look-up failed")
         assert f"{topic}[0]: " in source.fatal and f"{topic}[1]: " in source.fatal
         assert "Topic authorization failed" in source.fatal
     finally:

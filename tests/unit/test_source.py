@@ -9,7 +9,7 @@ from confluent_kafka import OFFSET_END, KafkaError, TopicPartition
 from structlog.testing import capture_logs
 
 from bridge.config import SourceConfig
-from bridge.source import Source, consumer_config
+from bridge.source import Source, SourceListener, consumer_config
 
 
 class FakeConsumer:
@@ -45,9 +45,7 @@ def test_start_from_time_seeks_only_partitions_never_committed() -> None:
     source = Source(
         consumer_config({"group.id": "g"}, source_config.start_from),
         ["t"],
-        lambda keys: None,
-        lambda keys, lost: None,
-        lambda position: None,
+        SourceListener(),
         factory=lambda conf: fake,
         start_at_ms=source_config.start_at_ms,
     )
@@ -59,8 +57,7 @@ def test_start_from_time_seeks_only_partitions_never_committed() -> None:
 def test_a_commit_failure_repeated_is_logged_once_per_window() -> None:
     """A moving group coordinator fails every commit for seconds (seen on the three-node
     drill: 190 lines in 4 s); one line per error per 10 s, with how many were held back."""
-    source = Source({"group.id": "g"}, ["t"], lambda keys: None, lambda keys, lost: None, lambda p: None,
-                    factory=lambda conf: FakeConsumer({}, {}))  # fmt: skip
+    source = Source({"group.id": "g"}, ["t"], SourceListener(), factory=lambda conf: FakeConsumer({}, {}))
     waiting = KafkaError(KafkaError._WAIT_COORD)
     with capture_logs() as logs:
         for _ in range(40):

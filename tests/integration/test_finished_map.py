@@ -1,0 +1,125 @@
+"""Finished offsets in the commit's metadata, on a real broker: a bridge assigned a
+partition whose last commit names finished records skips exactly those; metadata it
+cannot read (another tool's, a newer format) is ignored with one warning and skips
+nothing; the commits the bridge writes carry the map."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+
+from bridge.offsetmap import decode, encode
+from bridge.sandbox import Sandbox
+from tests.conftest import (
+    TestKafka,
+    accepted,
+    base_config,
+    log_events,
+    produce_events,
+    read_all,
+    sms_event,
+    start_bridge,
+    write_config,
+)
+
+RECORDS = 30
+
+
+def seed(cluster: TestKafka) -> dict[int, int]:
+    """One partition of sms events; offset -> seq."""
+    cluster.create_topic(cluster.topic, 1)
+    cluster.create_topic(cluster.dlq, 1)
+    produce_events(cluster.bootstrap_servers, cluster.topic, (sms_event(seq, 7) for seq in range(RECORDS)))
+    return {
+        m.offset(): json.loads(m.value())["seq"] for m in read_all(cluster.bootstrap_servers, cluster.topic)
+    }
+
+
+def commit(cluster: TestKafka, group: str, offset: int, metadata: str) -> None:
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": group})
+    consumer.commit(offsets=[TopicPartition(cluster.topic, 0, offset, metadata=metadata)], asynchronous=False)
+    consumer.close()
+
+
+def committed(cluster: TestKafka, group: str) -> TopicPartition:
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": group})
+    [found] = consumer.committed([TopicPartition(cluster.topic, 0)], timeout=10)
+    consumer.close()
+    return found
+
+
+def run_to_the_end(cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, group: str) -> list[dict]:
+    config = write_config(tmp_path, base_config(cluster, sandbox.url, group) | {"log": {"level": "debug"}})
+    log_path = tmp_path / f"{group}.log"
+    assert start_bridge(config, log_path, "--until-caught-up").wait(timeout=60) == 0
+    return log_events(log_path)
+
+
+def test_the_records_the_map_names_are_skipped_and_only_those(
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    seqs = seed(cluster)
+    group = cluster.name("mapped")
+    finished = [6, 7, 9, 15, 16, 17, 29]
+    metadata, _ = encode(5, finished)
+    commit(cluster, group, 5, metadata)
+    events = run_to_the_end(cluster, sandbox, tmp_path, group)
+    sent = sorted(call["body"]["seq"] for call in accepted(sandbox))
+    assert sent == sorted(seqs[o] for o in range(5, RECORDS) if o not in finished)
+    skipped = sorted(e["offset"] for e in events if e["event"] == "record_already_finished")
+    assert skipped == finished
+    [summary] = [e for e in events if e["event"] == "bridge_summary"][-1:]
+    assert summary["already_finished"] == len(finished)
+    final = committed(cluster, group)
+    assert final.offset == RECORDS and decode(final.metadata or "", final.offset) == set()
+
+
+def test_metadata_the_bridge_cannot_read_skips_nothing(
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    seed(cluster)
+    newer = "ib2b" + encode(5, [6, 7])[0][4:]
+    for number, metadata in enumerate(["written by another tool", newer, "ib1b!!corrupt"]):
+        group = cluster.name(f"foreign{number}")
+        commit(cluster, group, 5, metadata)
+        sandbox.state.clear()
+        events = run_to_the_end(cluster, sandbox, tmp_path, group)
+        assert len(accepted(sandbox)) == RECORDS - 5, metadata  # nothing skipped
+        warnings = [e for e in events if e["event"] == "offset_metadata_unreadable"]
+        assert len(warnings) == 1 and warnings[0]["committed"] == 5
+        assert metadata not in json.dumps(warnings[0])  # its length only: it may hold anything
+
+
+def test_a_commit_with_records_unfinished_names_those_finished_after_them(
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Intilery refuses one customer's commands for a while (retried); the others finish,
+    and the commits meanwhile name them."""
+    cluster.create_topic(cluster.topic, 1)
+    cluster.create_topic(cluster.dlq, 1)
+    produce_events(cluster.bootstrap_servers, cluster.topic, (sms_event(seq, 7) for seq in range(21)))
+    sandbox.state.set_faults({"unavailable": {"userId": "C-0"}})
+    group = cluster.name("held")
+    config = write_config(tmp_path, base_config(cluster, sandbox.url, group))
+    process = start_bridge(config, tmp_path / "held.log")
+    try:
+        offset, named = wait_for_map(cluster, group, 18)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert offset == 0  # record 0 (customer C-0) is not finished
+    assert named == {o for o in range(21) if o % 7 != 0}  # every other customer's record is
+
+
+def wait_for_map(cluster: TestKafka, group: str, size: int) -> tuple[int, set[int]]:
+    deadline = time.monotonic() + 30
+    while True:
+        found = committed(cluster, group)
+        named = decode(found.metadata or "", found.offset) if found.offset >= 0 else None
+        if named and len(named) == size:
+            return found.offset, named
+        assert time.monotonic() < deadline, f"committed {found.offset} {named}"
+        time.sleep(0.2)
