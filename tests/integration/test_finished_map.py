@@ -6,10 +6,12 @@ nothing; the commits the bridge writes carry the map."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from bridge.offsetmap import decode, encode
 from bridge.sandbox import Sandbox
@@ -17,6 +19,7 @@ from tests.conftest import (
     TestKafka,
     accepted,
     base_config,
+    bridge_env,
     log_events,
     produce_events,
     read_all,
@@ -45,10 +48,20 @@ def commit(cluster: TestKafka, group: str, offset: int, metadata: str) -> None:
 
 
 def committed(cluster: TestKafka, group: str) -> TopicPartition:
+    """The group's commit of partition 0 (retried while the group's coordinator moves)."""
     consumer = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": group})
-    [found] = consumer.committed([TopicPartition(cluster.topic, 0)], timeout=10)
-    consumer.close()
-    return found
+    try:
+        for attempt in range(20):
+            try:
+                [found] = consumer.committed([TopicPartition(cluster.topic, 0)], timeout=10)
+                return found
+            except KafkaException:  # NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS on a new broker
+                if attempt == 19:
+                    raise
+                time.sleep(0.25)
+    finally:
+        consumer.close()
+    raise AssertionError("unreachable")
 
 
 def run_to_the_end(cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, group: str) -> list[dict]:
@@ -123,3 +136,21 @@ def wait_for_map(cluster: TestKafka, group: str, size: int) -> tuple[int, set[in
             return found.offset, named
         assert time.monotonic() < deadline, f"committed {found.offset} {named}"
         time.sleep(0.2)
+
+
+def test_replay_and_redrive_leave_the_live_groups_commit_and_map_alone(
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """They read with groups of their own; the live group's offset and map stay as they were."""
+    seed(cluster)
+    live = cluster.name("live")
+    metadata, _ = encode(5, [6, 9])
+    commit(cluster, live, 5, metadata)
+    config = write_config(tmp_path, base_config(cluster, sandbox.url, live))
+    for verb, *args in (("replay", "--topic", cluster.topic, "--from-beginning"), ("redrive",)):
+        command = [sys.executable, "-m", "bridge", verb, "--config", str(config), *args]
+        result = subprocess.run(command, capture_output=True, text=True, env=bridge_env(), timeout=120)
+        assert result.returncode == 0, result.stderr
+    assert len(accepted(sandbox)) == RECORDS  # the replay sent every record, the map notwithstanding
+    after = committed(cluster, live)
+    assert (after.offset, after.metadata) == (5, metadata)
