@@ -9,6 +9,7 @@ reports its problems in the same form.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import ssl
@@ -280,6 +281,14 @@ def cross_problems(raw: dict[str, Any]) -> list[str]:
         for key in ("enable.auto.commit", "enable.auto.offset.store")
         if str(kafka.get(key, "false")).lower() == "true"
     ]
+    grace = as_dict(raw.get("delivery")).get("rebalance_grace_s", 5.0)
+    poll_interval = kafka.get("max.poll.interval.ms", 300_000)
+    with contextlib.suppress(TypeError, ValueError):  # the fields' own checks report bad types
+        if float(grace) * 1000 >= float(poll_interval):
+            problems.append(
+                "delivery.rebalance_grace_s: must be shorter than kafka.max.poll.interval.ms "
+                f"({poll_interval} ms): the group waits for it in a rebalance"
+            )
     known = set(raw_topic_names(raw))
     dead_letter_topic = as_dict(raw.get("delivery")).get("dead_letter_topic")
     if isinstance(dead_letter_topic, str) and dead_letter_topic in known:

@@ -128,6 +128,18 @@ def test_auto_commit_refused(tmp_path: Path) -> None:
     assert conf["enable.auto.offset.store"] is False and conf["enable.auto.commit"] is False
 
 
+def test_a_rebalance_grace_near_the_poll_interval_is_refused(tmp_path: Path) -> None:
+    kafka = {"bootstrap.servers": "x", "group.id": "g", "max.poll.interval.ms": 60000}
+    delivery = {**GOOD.get("delivery", {}), "rebalance_grace_s": 60}
+    assert problems(tmp_path, {**GOOD, "kafka": kafka, "delivery": delivery}) == [
+        f"{tmp_path / 'bridge.yaml'}: delivery.rebalance_grace_s: must be shorter than "
+        "kafka.max.poll.interval.ms (60000 ms): the group waits for it in a rebalance"
+    ]
+    shorter = {**delivery, "rebalance_grace_s": 29}  # a commit's wait and the rejoin fit in the rest
+    loaded = load_config(write(tmp_path, {**GOOD, "kafka": kafka, "delivery": shorter}), env={"TOKEN": "t"})
+    assert loaded.delivery.rebalance_grace_s == 29
+
+
 def test_classic_group_settings_refused_with_kip848(tmp_path: Path) -> None:
     kafka = {"bootstrap.servers": "x", "group.id": "g", "group.protocol": "consumer"}
     assert load_config(write(tmp_path, {**GOOD, "kafka": kafka}), env={"TOKEN": "t"}).kafka == kafka
