@@ -292,6 +292,17 @@ def parser() -> argparse.ArgumentParser:
     drive.add_argument(
         "--group", help="the consumer group that records progress (default: <group.id>-redrive)"
     )
+    drive.add_argument(
+        "--error-class", action="append", choices=["decode", "mapping", "rejected"],
+        help="redrive only dead letters of this class (repeat for several)",
+    )  # fmt: skip
+    drive.add_argument(
+        "--rule", action="append", metavar="NAME", help="redrive only dead letters of this rule (repeatable)"
+    )
+    drive.add_argument(
+        "--source-topic", action="append", metavar="TOPIC",
+        help="redrive only dead letters from this source topic (repeatable)",
+    )  # fmt: skip
     drive.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     drive.add_argument(
         "--observability-port", type=int, metavar="PORT",

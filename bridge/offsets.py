@@ -33,9 +33,16 @@ class PartitionOffsets:
         self.committed: int | None = None  # the last offset the broker acknowledged
         self._changes = 0
         self._sent = 0  # the changes the last commit taken carried
+        self._left: set[int] = set()  # done with for now, never finished: commits stop before them
 
     def __len__(self) -> int:
-        return len(self._pending)
+        """Records held: read and not yet passed by the commit position (finished ones
+        behind an unfinished one included), those left aside not counted."""
+        return len(self._pending) - len(self._left)
+
+    def unfinished(self) -> int:
+        """Records read and not finished (nor left aside)."""
+        return len(self) - len(self._finished)
 
     def add(self, offset: int) -> None:
         if not self.accepts(offset):
@@ -50,6 +57,13 @@ class PartitionOffsets:
     def finished_earlier(self, offset: int) -> bool:
         """Whether the last commit's map names ``offset`` as finished (not to be sent again)."""
         return offset in self._earlier
+
+    def leave(self, offset: int) -> None:
+        """Done with ``offset`` for this run without finishing it (a dead letter that fails
+        again in a redrive): no commit passes it, so the next run reads it again."""
+        if self._pending and offset >= self._pending[0]:
+            self._left.add(offset)
+            self._changes += 1  # worth a commit: the position stops here for good
 
     def finish(self, offset: int) -> None:
         if not self._pending or offset < self._pending[0]:
@@ -114,8 +128,12 @@ class OffsetTracker:
     def get(self, key: TopicPartitionKey) -> PartitionOffsets | None:
         return self._partitions.get(key)
 
-    def unfinished(self) -> int:
+    def held(self) -> int:
+        """Records held across partitions: what ``max_buffered_records`` bounds."""
         return sum(len(p) for p in self._partitions.values())
+
+    def unfinished(self) -> int:
+        return sum(p.unfinished() for p in self._partitions.values())
 
     def to_commit(self, keys: set[TopicPartitionKey] | None = None, force: bool = False) -> list[Position]:
         """What changed since the last call (``force``: everything known), per partition."""

@@ -131,7 +131,7 @@ class Bridge:
         except KafkaException as exc:  # librdkafka refused a property
             raise ConfigError([f"{source_name}: kafka: {exc.args[0].str() if exc.args else exc}"]) from exc
         self.metrics.in_flight.set_function(lambda: self.sender.in_flight)
-        self.metrics.unfinished.set_function(self.offsets.unfinished)
+        self.metrics.unfinished.set_function(self.offsets.held)
         observe = config.observability
         self.server = (
             ObservabilityServer(self.metrics, self.health, self.readiness, observe.host, observe.port)
@@ -162,6 +162,10 @@ class Bridge:
         part.add(record.offset)
         self.counts["consumed"] += 1
         self.metrics.records.labels(record.topic).inc()
+        if self.window is not None and not self.window.selects(record):
+            self.counts["not_selected"] += 1  # a redrive's filters leave it for another run
+            part.leave(record.offset)
+            return
         if part.finished_earlier(record.offset):  # the last commit's map names it: sent before
             self.counts["already_finished"] += 1
             self.metrics.already_finished.inc()
@@ -292,6 +296,13 @@ class Bridge:
             "reason": error.reason,
             "status": error.status,
         }
+        if self.window is not None and self.window.redrive:
+            # A dead letter that fails again stays where it is, its offset never committed
+            # past, rather than being written again (the next redrive would read it twice).
+            self.counts["failing_again"] += 1
+            log.warning("redrive_failed_again", **fields, dead_letter=_position(record))
+            part.leave(record.offset)
+            return
         if self.dead_letters is None:
             log.error("command_failed", **fields)
             self._fail(
@@ -417,15 +428,11 @@ class Bridge:
                 self._on_record(record)
             if self.dead_letters:
                 self.dead_letters.poll()
-            unfinished = self.offsets.unfinished()
+            held = self.offsets.held()
             # While Intilery refuses the credentials, hold back; once no lane is left to
             # probe them (all revoked), resume so new records probe again.
             blocked = self.sender.gate.auth_failed and len(self.lanes) > 0
-            pause = (
-                blocked
-                or unfinished >= max_buffered
-                or (self.source.paused and unfinished > max_buffered // 2)
-            )
+            pause = blocked or held >= max_buffered or (self.source.paused and held > max_buffered // 2)
             if pause != self.source.paused:
                 await self._on_kafka_thread(self.source.pause, pause)
             fatal = self.source.fatal or (self.dead_letters and self.dead_letters.fatal)
@@ -556,7 +563,7 @@ class Bridge:
             "bridge_summary",
             **self.counts,
             in_flight=self.sender.in_flight,
-            unfinished=self.offsets.unfinished(),
+            unfinished=self.offsets.held(),
             auth_failed=self.sender.gate.auth_failed,
         )
 
@@ -598,6 +605,10 @@ class _OnTheLoop(SourceListener):
     @staticmethod
     async def _call(call: Callable[..., None], *args: Any) -> None:
         call(*args)
+
+
+def _position(record: Record) -> str:
+    return f"{record.topic}[{record.partition}]@{record.offset}"
 
 
 def _where(record: Record) -> dict[str, Any]:

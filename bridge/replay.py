@@ -27,7 +27,14 @@ from .config import BridgeConfig
 from .errors import ConfigError, RecordError
 from .loading import Loaded
 from .pipeline import Bridge
-from .source import consumer_config, record_from_message
+from .source import (
+    Record,
+    TimeLookupFailed,
+    consumer_config,
+    finished_map,
+    offsets_at_time,
+    record_from_message,
+)
 from .window import Window
 
 log = structlog.get_logger("bridge.replay")
@@ -86,19 +93,28 @@ def _ms(text: str, flag: str) -> int:
 
 def _offsets_at(consumer: Any, topic: str, partitions: list[int], at_ms: int) -> dict[int, int]:
     """The first offset at or after ``at_ms`` per partition (the end offset if none)."""
-    asked = [TopicPartition(topic, p, at_ms) for p in partitions]
-    found = consumer.offsets_for_times(asked, timeout=10)
+    try:
+        found = offsets_at_time(consumer, [TopicPartition(topic, p, at_ms) for p in partitions])
+    except TimeLookupFailed as exc:
+        raise ConfigError([f"{topic}: {exc}"]) from exc
     result = {}
-    for tp in found:
-        result[tp.partition] = (
-            tp.offset if tp.offset >= 0 else consumer.get_watermark_offsets(tp, timeout=10)[1]
-        )
+    for (_, partition), offset in found.items():
+        end = TopicPartition(topic, partition)
+        result[partition] = offset if offset >= 0 else consumer.get_watermark_offsets(end, timeout=10)[1]
     return result
 
 
 def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: TextIO) -> int:
-    """Print the commands the window would send; send nothing, commit nothing."""
-    consumer.assign(window.assignment())
+    """Print the commands the window would send; send nothing, commit nothing. Records the
+    group's last commit names finished, and dead letters the filters leave, are passed over
+    as a real run would."""
+    assignment = window.assignment()
+    consumer.assign(assignment)
+    finished = (
+        {(tp.topic, tp.partition): finished_map(tp) for tp in consumer.committed(assignment, timeout=10)}
+        if window.commits and assignment
+        else {}
+    )
     remaining = {p for p, (start, end) in window.bounds.items() if start < end}
     failures = 0
     while remaining:
@@ -109,20 +125,35 @@ def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: Tex
             if not window.wants(record.tp, record.offset):
                 remaining.discard(record.partition)
                 continue
+            passed_over = record.offset in finished.get(record.tp, ()) or not window.selects(record)
             try:
-                origin = window.origin(record)
-                event = loaded.decoder.decode(origin.topic, origin.value)
-                commands = loaded.mapper.map(event, origin.meta())
+                if passed_over:
+                    commands = []
+                else:
+                    origin = window.origin(record)
+                    event = loaded.decoder.decode(origin.topic, origin.value)
+                    commands = loaded.mapper.map(event, origin.meta())
             except RecordError as exc:
                 failures += 1
-                where = f"{record.topic}[{record.partition}]@{record.offset}"
-                print(f"{where}: {exc.error_class}: {logs.redact(exc.reason)}", file=err)
+                print(f"{_named(window, record)}: {exc.error_class}: {logs.redact(exc.reason)}", file=err)
             else:
                 for command in commands:
                     out.write(json.dumps(command.as_json_line(), ensure_ascii=False) + "\n")
             if window.finished(record.tp, record.offset):
                 remaining.discard(record.partition)
     return 1 if failures else 0
+
+
+def _named(window: Window, record: Record) -> str:
+    """A record as ``topic[p]@o``; a dead letter as its original, then where it is now."""
+    here = f"{record.topic}[{record.partition}]@{record.offset}"
+    try:
+        origin = window.origin(record)
+    except RecordError:
+        return here
+    if origin is record:
+        return here
+    return f"{origin.topic}[{origin.partition}]@{origin.offset} (dead letter {here})"
 
 
 async def report_progress(
@@ -182,11 +213,24 @@ def redrive(
     if not topic:
         raise ConfigError([f"{config_file}: delivery.dead_letter_topic: required for redrive"])
     group = args.group or f"{loaded.config.kafka['group.id']}-redrive"
-    window = _planned(loaded, args, consumer_factory, group, lambda c: plan_redrive(c, topic, group))
+    filters = redrive_filters(args)
+    window = _planned(loaded, args, consumer_factory, group, lambda c: plan_redrive(c, topic, group, filters))
     return _deliver_window(loaded, config_file, args, window)
 
 
-def plan_redrive(consumer: Any, topic: str, group: str) -> Window:
+def redrive_filters(args: Any) -> dict[str, tuple[str, ...]]:
+    """``--error-class``, ``--rule``, ``--source-topic`` as the dead-letter headers they match."""
+    flags = {
+        "x-bridge-error-class": "error_class",
+        "x-bridge-rule": "rule",
+        "x-bridge-source-topic": "source_topic",
+    }
+    return {header: tuple(values) for header, name in flags.items() if (values := getattr(args, name, None))}
+
+
+def plan_redrive(
+    consumer: Any, topic: str, group: str, filters: dict[str, tuple[str, ...]] | None = None
+) -> Window:
     """From where the redrive group stopped (else the first dead letter) to the end now."""
     metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
     if metadata is None or metadata.error is not None or not metadata.partitions:
@@ -196,7 +240,7 @@ def plan_redrive(consumer: Any, topic: str, group: str) -> Window:
     for tp in consumer.committed(asked, timeout=10):
         low, high = consumer.get_watermark_offsets(tp, timeout=10)
         bounds[tp.partition] = (max(low, tp.offset), high)
-    return Window(topic, group, True, bounds, redrive=True)
+    return Window(topic, group, True, bounds, redrive=True, filters=filters or {})
 
 
 def _planned(
@@ -245,13 +289,22 @@ def _deliver_window(loaded: Loaded, config_file: str, args: Any, window: Window 
     )
     bridge.sender.guard_stale = not getattr(args, "ignore_max_age", False)
     code = asyncio.run(_run(bridge, window.total))
-    counts = dict(bridge.counts)
+    counts = bridge.counts
     outcomes = ", ".join(
         f"{counts[k]} {k.replace('_', '-')}" for k in ("delivered", "dead_lettered", "skipped", "stale")
     )
-    print(
-        f"\n{verb} of {window.topic}: {counts['consumed']} of {window.total} records read; {outcomes}",
-        file=sys.stderr,
-    )
+    summary = f"\n{verb} of {window.topic}: {counts['consumed']} of {window.total} records read; {outcomes}"
+    if counts["already_finished"]:
+        summary += f"; {counts['already_finished']} done by an earlier run (not sent again)"
+    if window.redrive:
+        if counts["failing_again"]:
+            summary += f"; {counts['failing_again']} failing again, left in {window.topic}"
+        if counts["not_selected"]:
+            summary += f"; {counts['not_selected']} not selected by the filters, left in {window.topic}"
+        if not counts["delivered"]:
+            summary += "; nothing sent, nothing written"
+        if counts["failing_again"] and code == 0:
+            code = 1  # dead letters remain unrecovered
+    print(summary, file=sys.stderr)
     log.info(f"{verb}_finished", topic=window.topic, group=window.group, **counts)
     return code

@@ -66,6 +66,34 @@ def _text(value: bytes | None) -> str | None:
 TIME_LOOKUP_TRIES = 5
 
 
+class TimeLookupFailed(Exception):
+    """The broker did not answer a look-up by time, even when asked again."""
+
+
+def offsets_at_time(consumer: Any, partitions: list[TopicPartition]) -> dict[TopicPartitionKey, int]:
+    """Per partition, the first offset at or after the time each ``TopicPartition``
+    carries as its offset (-1: no record that late). A failed look-up is asked again,
+    then raised: it must never read as "no record since", which would skip to the end."""
+    found: dict[TopicPartitionKey, int] = {}
+    errors: dict[TopicPartitionKey, str] = {}
+    for _ in range(TIME_LOOKUP_TRIES):
+        pending = [tp for tp in partitions if (tp.topic, tp.partition) not in found]
+        try:
+            answers = consumer.offsets_for_times(pending, timeout=10)
+        except KafkaException as exc:
+            errors |= {(tp.topic, tp.partition): exc.args[0].str() for tp in pending}
+            continue
+        for tp in answers:
+            if tp.error is None:
+                found[tp.topic, tp.partition] = tp.offset
+            else:
+                errors[tp.topic, tp.partition] = tp.error.str()
+        if len(found) == len(partitions):
+            return found
+    where = ", ".join(f"{t}[{p}]: {errors[t, p]}" for t, p in errors if (t, p) not in found)
+    raise TimeLookupFailed(f"the time look-up failed for {where}")
+
+
 def consumer_config(kafka: dict[str, Any], start_from: str | None = None) -> dict[str, Any]:
     """The librdkafka properties for the consumer: the user's, plus what the bridge owns.
 
@@ -276,25 +304,10 @@ class Source:
         ]
         if not fresh:
             return partitions
-        found: dict[TopicPartitionKey, int] = {}
-        errors: dict[TopicPartitionKey, str] = {}
-        for _ in range(TIME_LOOKUP_TRIES):  # a failed look-up must not read as "no record since"
-            pending = [tp for tp in fresh if (tp.topic, tp.partition) not in found]
-            try:
-                answers = consumer.offsets_for_times(pending, timeout=10)
-            except KafkaException as exc:
-                errors |= {(tp.topic, tp.partition): exc.args[0].str() for tp in pending}
-                continue
-            for tp in answers:
-                if tp.error is None:
-                    found[tp.topic, tp.partition] = tp.offset
-                else:
-                    errors[tp.topic, tp.partition] = tp.error.str()
-            if len(found) == len(fresh):
-                break
-        else:
-            where = ", ".join(f"{t}[{p}]: {errors[t, p]}" for t, p in errors if (t, p) not in found)
-            self.fatal = f"source.start_from: the time look-up failed for {where}"
+        try:
+            found = offsets_at_time(consumer, fresh)
+        except TimeLookupFailed as exc:
+            self.fatal = f"source.start_from: {exc}"
             return []
         log.info("start_from_time", partitions={f"{t}[{p}]": o for (t, p), o in found.items()})
         return [

@@ -46,6 +46,15 @@ class Window:
     commits: bool  # record progress in ``group`` (``--group``), so a rerun resumes
     bounds: dict[int, tuple[int, int]] = field(default_factory=dict)  # partition → (start, end)
     redrive: bool = False  # the topic holds dead letters: map each as its original record
+    # redrive only the dead letters whose x-bridge-* header has one of these values
+    filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def selects(self, record: Record) -> bool:
+        """Whether the filters take this dead letter (always, without filters)."""
+        if not self.filters:
+            return True
+        headers = {name: (value or b"").decode(errors="replace") for name, value in record.headers}
+        return all(headers.get(name) in wanted for name, wanted in self.filters.items())
 
     def origin(self, record: Record) -> Record:
         """What the rules see: the record, or for redrive the original it was dead-lettered from."""

@@ -1,6 +1,7 @@
 """Redrive: after a rule is fixed, the dead-letter topic runs through the
-current rules as if from its original topics; what fails again goes back with
-its new reason; progress is kept so a second run reads only what is new."""
+current rules as if from its original topics; what fails again stays where it is
+(never written again) and the run exits 1; a second run with nothing changed
+sends nothing and writes nothing; filters pick which dead letters to redrive."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tests.conftest import (
     base_config,
     bridge_env,
     read_all,
+    sms_event,
     start_bridge,
     write_config,
 )
@@ -77,25 +79,74 @@ def test_redrive_after_a_fixed_rule(cluster: TestKafka, sandbox: Sandbox, tmp_pa
     assert dry.returncode == 1 and accepted(sandbox) == []  # 1: one record still fails
     assert len(dry.stdout.splitlines()) == 11 and "userId: required for send_print" in dry.stderr
 
+    dry = redrive(v2, "--dry-run")
+    [reason] = [line for line in dry.stderr.splitlines() if "userId: required" in line]
+    original = next(
+        m for m in read_all(cluster.bootstrap_servers, cluster.topic, 2) if b'"seq": 7' in m.value()
+    )
+    seven = next(m for m in dead if json.loads(m.value())["seq"] == 7)
+    named = f"{cluster.topic}[{original.partition()}]@{original.offset()}"
+    assert reason.startswith(f"{named} (dead letter {cluster.dlq}[0]@{seven.offset()}): mapping: ")
+
     result = redrive(v2)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # one dead letter remains unrecovered
     bodies = sorted((r["body"] for r in accepted(sandbox)), key=lambda b: b["seq"])
     assert [b["seq"] for b in bodies] == [s for s in range(12) if s != 7]
     assert all(b["source"] == cluster.topic and b["trace"] == "t" for b in bodies), (
         "as if from the original topic"
     )
-    assert f"redrive of {cluster.dlq}: 12 of 12 records read; 11 delivered, 1 dead-lettered" in result.stderr
+    assert f"redrive of {cluster.dlq}: 12 of 12 records read; 11 delivered, 0 dead-lettered" in result.stderr
+    assert f"1 failing again, left in {cluster.dlq}" in result.stderr
+    [failed] = [json.loads(line) for line in result.stdout.splitlines() if "redrive_failed_again" in line]
+    assert (
+        failed["offset"] == original.offset()
+        and failed["dead_letter"] == f"{cluster.dlq}[0]@{seven.offset()}"
+    )
+    assert failed["reason"] == "userId: required for send_print"
+    assert len(read_all(cluster.bootstrap_servers, cluster.dlq)) == 12  # nothing written back
 
-    again = read_all(cluster.bootstrap_servers, cluster.dlq)[12:]
-    assert len(again) == 1
-    headers = {k: v.decode() for k, v in again[0].headers()}
-    assert json.loads(again[0].value())["seq"] == 7 and headers["x-bridge-source-topic"] == cluster.topic
-    original = next(m for m in dead if json.loads(m.value())["seq"] == 7)
-    original_headers = {k: v.decode() for k, v in original.headers()}
-    assert headers["x-bridge-source-offset"] == original_headers["x-bridge-source-offset"]
-    assert headers["x-bridge-error-reason"] == "userId: required for send_print" and headers["trace"] == "t"
-    assert [k for k, _ in again[0].headers()].count("x-bridge-error-reason") == 1
+    second = redrive(v2)  # nothing changed: nothing sent, nothing written, and it says so
+    assert second.returncode == 1, second.stderr
+    assert len(accepted(sandbox)) == 11 and len(read_all(cluster.bootstrap_servers, cluster.dlq)) == 12
+    assert "0 delivered" in second.stderr and "nothing sent, nothing written" in second.stderr
+    assert "1 failing again" in second.stderr
+    dry_again = redrive(v2, "--dry-run")
+    assert dry_again.stdout == "" and dry_again.returncode == 1  # only seq 7 is left, and it fails
 
-    second = redrive(v2)  # only the record dead-lettered by the first redrive is new
-    assert second.returncode == 0, second.stderr
-    assert f"redrive of {cluster.dlq}: 1 of 1 records read" in second.stderr
+
+def test_redrive_filters_pick_the_dead_letters(cluster: TestKafka, sandbox: Sandbox, tmp_path: Path) -> None:
+    """Dead letters of two classes: each filtered redrive takes its own and leaves the
+    others for a later run; --source-topic and --rule narrow the same way."""
+    cluster.create_topic(cluster.topic, 1)
+    cluster.create_topic(cluster.dlq, 1)
+    producer = CheckedProducer(cluster.bootstrap_servers)
+    for seq in range(6):
+        producer.produce(
+            cluster.topic, key=f"C-{seq}", value=json.dumps(sms_event(seq, 6) | {"customer": {}}).encode()
+        )
+    producer.produce(cluster.topic, key="C-x", value=b"not json")
+    producer.flush()
+    config = base_config(cluster, sandbox.url, "filtered")
+    assert (
+        start_bridge(write_config(tmp_path, config), tmp_path / "live.log", "--until-caught-up").wait(60) == 0
+    )
+    assert len(read_all(cluster.bootstrap_servers, cluster.dlq)) == 7  # 6 mapping, 1 decode
+    config["rules"][0]["emit"]["userId"] = "C-fixed"
+    fixed = write_config(tmp_path, config)
+
+    none = redrive(fixed, "--source-topic", "elsewhere")
+    assert none.returncode == 0 and accepted(sandbox) == []
+    assert "7 not selected by the filters" in none.stderr
+    decode_only = redrive(fixed, "--error-class", "decode")
+    assert decode_only.returncode == 1 and accepted(sandbox) == []  # the garbage fails again
+    assert "1 failing again" in decode_only.stderr and "6 not selected" in decode_only.stderr
+    mapping = redrive(
+        fixed, "--error-class", "mapping", "--rule", "abandoned-sms", "--source-topic", cluster.topic
+    )
+    assert mapping.returncode == 0, mapping.stderr
+    assert sorted(r["body"]["seq"] for r in accepted(sandbox)) == list(range(6))
+    everything = redrive(fixed)  # from the one left: everything before it was redriven
+    assert everything.returncode == 1 and len(accepted(sandbox)) == 6
+    assert f"redrive of {cluster.dlq}: 1 of 1 records read" in everything.stderr
+    assert "1 failing again" in everything.stderr and "nothing sent, nothing written" in everything.stderr
+    assert len(read_all(cluster.bootstrap_servers, cluster.dlq)) == 7

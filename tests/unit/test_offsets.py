@@ -29,6 +29,20 @@ def test_commits_the_first_unfinished_record_with_a_map_of_those_finished_after_
     assert part.to_commit(force=True) == (15, "", 0)  # on revocation and shutdown: whatever is known
 
 
+def test_a_record_left_aside_holds_the_position_and_is_not_unfinished() -> None:
+    """A redrive leaves a dead letter that fails again: no commit passes it, the records
+    after it are named finished, and nothing counts as unfinished any more."""
+    part = PartitionOffsets()
+    for offset in (3, 4, 5):
+        part.add(offset)
+    part.leave(3)
+    part.finish(4)
+    part.finish(5)
+    assert part.unfinished() == 0 and len(part) == 2  # 4 and 5 still held behind 3
+    offset, metadata, _ = part.to_commit() or (None, "", 0)
+    assert offset == 3 and decode(metadata, 3) == {4, 5}
+
+
 def test_a_failed_commit_is_taken_again() -> None:
     part = PartitionOffsets()
     part.add(0)

@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 from structlog.testing import capture_logs
 
 from bridge.deadletter import VALUE_OMITTED, dead_letter_headers
@@ -78,6 +78,42 @@ def test_window_by_time_seeks_with_offsets_for_times() -> None:
     assert window.bounds == {0: (20, 80), 1: (30, 50)}
     assert consumer.asked == [FROM_MS, FROM_MS, TO_MS + 1, TO_MS + 1]
     assert window.total == 80
+
+
+class FlakyTimeIndex(FakeConsumer):
+    """Answers a look-up by time with a per-partition error ``failures`` times first."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def offsets_for_times(self, partitions: list[TopicPartition], timeout: float) -> list[Any]:
+        if self.failures > 0:
+            self.failures -= 1
+            first = partitions[0]  # a TopicPartition's error cannot be set: a stand-in
+            failed = Namespace(
+                topic=first.topic,
+                partition=first.partition,
+                offset=-1,
+                error=KafkaError(KafkaError.LEADER_NOT_AVAILABLE),
+            )
+            return [failed, *super().offsets_for_times(partitions[1:], timeout)]
+        return super().offsets_for_times(partitions, timeout)
+
+
+def test_a_failed_look_up_by_time_is_asked_again_never_read_as_the_end() -> None:
+    """A per-partition error leaves the offset at -1, which also means "no record that
+    late": read as such, the window would silently be empty."""
+    window = plan(
+        FlakyTimeIndex(failures=2),
+        "t",
+        "g",
+        False,
+        args(from_time="2026-11-01T00:00:00Z", to_time="2026-11-02T00:00:00Z"),
+    )
+    assert window.bounds == {0: (20, 80), 1: (30, 50)}
+    with pytest.raises(ConfigError, match=r"t: the time look-up failed for t\[0\]: .*Leader not available"):
+        plan(FlakyTimeIndex(failures=99), "t", "g", False, args(from_time="2026-11-01T00:00:00Z"))
 
 
 def test_window_by_offsets_is_inclusive_and_clamped() -> None:
