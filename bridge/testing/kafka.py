@@ -65,6 +65,10 @@ BROKER_SETTINGS: dict[str, str] = {
     "num.network.threads": "2",
     "num.io.threads": "4",
 }
+# Records are kept whatever their timestamps: tests produce records dated days or weeks
+# ago (replay and start_from by time), which the default 7-day retention would delete
+# once its first check runs, 5 minutes into a test run (an empty replay window, found so).
+KEEP_RECORDS = {"log.retention.ms": "-1"}
 # For clusters whose writes a test refuses (:meth:`KafkaCluster.refuse_writes`).
 AUTHORIZER = {
     "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
@@ -359,6 +363,7 @@ class KafkaCluster:
             **{key: str(self.nodes) for key in _REPLICATION_KEYS},
             **{key: str(min(2, self.nodes)) for key in _MIN_ISR_KEYS},
             **BROKER_SETTINGS,
+            **KEEP_RECORDS,
             **self.settings,
         }
         if self.nodes == 1:  # a dynamic quorum of one, formatted --standalone

@@ -1,5 +1,6 @@
-"""The test broker itself (bridge/testing/kafka.py): it answers, it stops, and it dies
-with the process that started it, so a killed test run leaves no JVM behind."""
+"""The test broker itself (bridge/testing/kafka.py): it answers, it stops, it dies with
+the process that started it, so a killed test run leaves no JVM behind, and it keeps
+records whatever their timestamps."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
 from bridge.testing.kafka import KafkaCluster
-from tests.conftest import wait_for
+from tests.conftest import CheckedProducer, wait_for
 
 ROOT = Path(__file__).parents[2]
 CHILD = """
@@ -52,3 +57,33 @@ def test_close_stops_every_node_cleanly() -> None:
     # Exited on SIGTERM (a controlled shutdown), not SIGKILLed after the 20 s grace.
     assert all(p is not None and p.returncode not in (None, -signal.SIGKILL) for p in processes)
     assert workdir is not None and not workdir.exists()
+
+
+def low_watermark_after(cluster: KafkaCluster, seconds: float) -> int:
+    """The topic's first kept offset once ``seconds`` have passed (or once it moved)."""
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": "watermarks"})
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            low, _ = consumer.get_watermark_offsets(TopicPartition("old", 0), timeout=10)
+            if low > 0 or time.monotonic() > deadline:
+                return int(low)
+            time.sleep(0.2)
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "kept"), [({}, True), ({"log.retention.ms": str(7 * 86_400_000)}, False)]
+)
+def test_records_dated_weeks_ago_are_kept(settings: dict[str, str], kept: bool) -> None:
+    """Tests produce records dated weeks ago; with the broker's default retention (7 days,
+    the control case) its check deletes them minutes into a run."""
+    checks = {"log.initial.task.delay.ms": "0", "log.retention.check.interval.ms": "300"}
+    with KafkaCluster(settings={**checks, **settings}) as cluster:
+        cluster.create_topic("old", 1)
+        month_ago = int((time.time() - 30 * 86_400) * 1000)
+        producer = CheckedProducer(cluster.bootstrap_servers)
+        producer.produce("old", value=b"x", timestamp=month_ago)
+        producer.flush()
+        assert (low_watermark_after(cluster, 8) == 0) is kept
