@@ -9,8 +9,9 @@ COPY pyproject.toml README.md ./
 COPY bridge ./bridge
 # Runtime dependencies only (the [dev] extra stays out of the image).
 RUN pip install --no-cache-dir . && rm -rf /root/.cache
-COPY examples /app/examples
-COPY schemas /app/schemas
+# The examples and schemas also ship inside the package (demo); here at a fixed path too.
+COPY bridge/examples /app/examples
+COPY bridge/schemas /app/schemas
 USER bridge
 EXPOSE 9400
 # /healthz: the process loop is alive, on observability.port: the examples read it from

@@ -37,8 +37,8 @@ from .sandbox import Sandbox
 from .testing.mockcluster import MockCluster
 from .testing.registry import LocalRegistry
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
+PACKAGE = Path(__file__).resolve().parent  # the examples and schemas ship inside it
+EXAMPLES = PACKAGE / "examples"
 TOKEN = "demo-token-not-a-secret"
 JSON_TOPICS = {"bookings": 3, "app-events": 1}
 AVRO_TOPICS = {"bookings-avro": 2, "app-events-avro": 1}
@@ -74,8 +74,8 @@ def _produce_avro(producer: Producer, client: SchemaRegistryClient) -> int:
         ("booking_confirmed", "bookings-avro"),
         ("app_reminder", "app-events-avro"),
     ):
-        schema = load_schema(ROOT / "schemas" / f"{name}.avsc")
-        serialize = AvroSerializer(client, (ROOT / "schemas" / f"{name}.avsc").read_text())
+        schema = load_schema(PACKAGE / "schemas" / f"{name}.avsc")
+        serialize = AvroSerializer(client, (PACKAGE / "schemas" / f"{name}.avsc").read_text())
         lines = (EXAMPLES / "avro-events" / f"{name}.jsonl").read_text()
         for event in fastavro.json_reader(io.StringIO(lines), schema):
             if topic == "bookings-avro":

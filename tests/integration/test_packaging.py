@@ -63,7 +63,7 @@ def test_dockerfile_entrypoint_is_the_console_script() -> None:
         and (ROOT / "examples/bridge.yaml").exists()
     )
     copied = [word for line in text.splitlines() if line.startswith("COPY ") for word in line.split()[1:-1]]
-    assert {"bridge", "examples", "schemas", "pyproject.toml", "README.md"} <= set(copied)
+    assert {"bridge", "bridge/examples", "bridge/schemas", "pyproject.toml", "README.md"} <= set(copied)
     assert all((ROOT / path).exists() for path in copied)
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert 'intilery-bridge = "bridge.cli:main"' in pyproject
