@@ -54,7 +54,9 @@ class Metrics:
         )
         self.in_flight = Gauge("intilery_bridge_in_flight_commands", "Commands being sent now.", registry=r)
         self.unfinished = Gauge(
-            "intilery_bridge_unfinished_records", "Records fetched and not yet finished.", registry=r
+            "intilery_bridge_unfinished_records",
+            "Records fetched and not yet committed past (finished ones behind an unfinished one included).",
+            registry=r,
         )
         self.limiter_wait = Counter(
             "intilery_bridge_limiter_wait_seconds", "Time requests waited for the rate limiter.", registry=r

@@ -36,13 +36,20 @@ class PartitionOffsets:
         self._left: set[int] = set()  # done with for now, never finished: commits stop before them
 
     def __len__(self) -> int:
-        """Records held: read and not yet passed by the commit position (finished ones
-        behind an unfinished one included), those left aside not counted."""
-        return len(self._pending) - len(self._left)
+        """Records held: read and not yet passed by the commit position, finished ones
+        behind an unfinished one included; records left aside, and finished ones behind
+        nothing but those, are not (they hold no work back)."""
+        if not self._left:
+            return len(self._pending)
+        done = self._finished | self._left
+        first_open = next((offset for offset in self._pending if offset not in done), None)
+        if first_open is None:
+            return 0
+        return sum(1 for offset in self._pending if offset >= first_open and offset not in self._left)
 
     def unfinished(self) -> int:
         """Records read and not finished (nor left aside)."""
-        return len(self) - len(self._finished)
+        return len(self._pending) - len(self._finished) - len(self._left)
 
     def add(self, offset: int) -> None:
         if not self.accepts(offset):

@@ -125,7 +125,7 @@ class Bridge:
                 consumer_config(kafka, config.source.start_from),
                 [window.topic] if window else config.source.topic_names,
                 self._rebalances,
-                start_at_ms=config.source.start_at_ms,
+                start_at_ms=config.source.start_at_ms if window is None else None,
                 assignment=window.assignment() if window else None,
             )
         except KafkaException as exc:  # librdkafka refused a property
@@ -306,7 +306,7 @@ class Bridge:
         if self.dead_letters is None:
             log.error("command_failed", **fields)
             self._fail(
-                f"{record.topic}[{record.partition}]@{record.offset}: {error.error_class}: "
+                f"{_position(record)}: {error.error_class}: "
                 f"{error.reason} (no delivery.dead_letter_topic is set, so the bridge stops)",
                 at=record,
             )
@@ -351,7 +351,12 @@ class Bridge:
         ``delivery.rebalance_grace_s``), nothing new starts; gives their last commit."""
         self._releasing |= keys
         grace = self.config.delivery.rebalance_grace_s
-        if not await self.lanes.wait(grace, lambda lane: lane[:2] in keys):  # type: ignore[index]
+        deadline = time.monotonic() + grace
+        finished = await self.lanes.wait(grace, lambda lane: lane[:2] in keys)  # type: ignore[index]
+        while self._dead_letters_pending() and time.monotonic() < deadline:
+            self.dead_letters.poll()  # type: ignore[union-attr]  # their records finish on delivery
+            await asyncio.sleep(0.01)
+        if not finished or self._dead_letters_pending():
             log.warning(
                 "rebalance_grace_expired", partitions=sorted(f"{t}[{p}]" for t, p in keys), grace_s=grace
             )
@@ -375,7 +380,8 @@ class Bridge:
 
     async def commit(self, wait: bool = False) -> None:
         """Commit what changed since the last commit (``wait``: everything, synchronously)."""
-        await self._on_kafka_thread(self.source.commit, self._committable(force=wait), wait)
+        positions, rebalances = self._committable(force=wait), self.source.rebalances
+        await self._on_kafka_thread(self.source.commit, positions, wait, rebalances)
 
     def _committable(self, keys: set[TopicPartitionKey] | None = None, force: bool = False) -> list[Position]:
         if self.window is not None and not self.window.commits:

@@ -173,6 +173,7 @@ class Source:
         self.last_read: dict[TopicPartitionKey, tuple[int, int | None]] = {}
         self.assigned: set[TopicPartitionKey] = set()
         self.member = False  # an assignment (maybe empty) was received: the group knows us
+        self.rebalances = 0  # assignments and revocations so far
         self.paused = False
         self.fatal: str | None = None
         self._repeats = Repeats()  # a broker down repeats the same error many times a second
@@ -229,9 +230,13 @@ class Source:
             result.append((key, behind, max(0.0, seconds)))
         return result
 
-    def commit(self, positions: Iterable[Position], wait: bool) -> None:
-        """Commit these positions, for the partitions still assigned (a commit taken before
-        a revocation may reach here after it: the partition is then another member's)."""
+    def commit(self, positions: Iterable[Position], wait: bool, rebalances: int | None = None) -> None:
+        """Commit these positions, for the partitions still assigned. ``rebalances``: the
+        count when they were taken; a commit taken before a rebalance that reaches here
+        after it is dropped (the partition may be another member's, or assigned again and
+        committed further on revocation)."""
+        if rebalances is not None and rebalances != self.rebalances:
+            return
         offsets = [
             TopicPartition(p.topic, p.partition, p.offset, metadata=p.metadata)
             for p in positions
@@ -257,6 +262,7 @@ class Source:
     def _assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
         self.member = True  # even with nothing assigned: a standby member of the group
+        self.rebalances += 1
         self.assigned.update(keys)
         log.info("partitions_assigned", partitions=[f"{t}[{p}]" for t, p in keys])
         committed = self._committed_offsets(consumer, partitions)
@@ -326,6 +332,7 @@ class Source:
 
     def _release(self, partitions: list[TopicPartition], lost: bool) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
+        self.rebalances += 1
         self._listener.revoked(keys, lost)  # the last commit for them, unless lost
         log.info(
             "partitions_lost" if lost else "partitions_revoked", partitions=[f"{t}[{p}]" for t, p in keys]

@@ -38,9 +38,13 @@ def test_a_record_left_aside_holds_the_position_and_is_not_unfinished() -> None:
     part.leave(3)
     part.finish(4)
     part.finish(5)
-    assert part.unfinished() == 0 and len(part) == 2  # 4 and 5 still held behind 3
+    assert part.unfinished() == 0 and len(part) == 0  # nothing holds work back
     offset, metadata, _ = part.to_commit() or (None, "", 0)
     assert offset == 3 and decode(metadata, 3) == {4, 5}
+    for offset in range(6, 20):
+        part.add(offset)
+    part.finish(7)
+    assert part.unfinished() == 13 and len(part) == 14  # from 6, the first open one, on
 
 
 def test_a_failed_commit_is_taken_again() -> None:

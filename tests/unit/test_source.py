@@ -9,6 +9,7 @@ from confluent_kafka import OFFSET_END, KafkaError, TopicPartition
 from structlog.testing import capture_logs
 
 from bridge.config import SourceConfig
+from bridge.offsets import Position
 from bridge.source import Source, SourceListener, consumer_config
 
 
@@ -19,6 +20,7 @@ class FakeConsumer:
         self._committed, self._by_time = committed, by_time
         self.assigned: list[TopicPartition] = []
         self.asked_times: list[int] = []
+        self.commits: list[list[tuple[int, int]]] = []
 
     def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
         return [
@@ -32,6 +34,9 @@ class FakeConsumer:
 
     def assign(self, partitions: list[TopicPartition]) -> None:
         self.assigned = partitions
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        self.commits.append([(tp.partition, tp.offset) for tp in offsets])
 
     def resume(self, partitions: list[TopicPartition]) -> None:
         pass
@@ -90,3 +95,21 @@ def test_start_from_refuses_nonsense() -> None:
 
 def test_unused(monkeypatch: Any) -> None:
     assert SourceConfig.model_validate({"topics": ["t"], "start_from": "latest"}).start_at_ms is None
+
+
+def test_a_commit_taken_before_a_rebalance_is_dropped_after_it() -> None:
+    """A periodic commit is taken on the event loop and runs on the Kafka thread; when a
+    rebalance came in between (revoked and assigned again in one poll, with eager groups),
+    its positions may be older than what the revocation committed: it is dropped."""
+    fake = FakeConsumer(committed={}, by_time={})
+    source = Source({"group.id": "g"}, ["t"], SourceListener(), factory=lambda conf: fake)
+    partition = [TopicPartition("t", 0)]
+    source._assigned(fake, partition)
+    taken = source.rebalances
+    source.commit([Position("t", 0, 5)], wait=False, rebalances=taken)
+    source._revoked(fake, partition)
+    source._assigned(fake, partition)
+    source.commit([Position("t", 0, 3)], wait=False, rebalances=taken)  # taken before: dropped
+    source.commit([Position("t", 0, 9)], wait=False, rebalances=source.rebalances)
+    source.commit([Position("t", 1, 9)], wait=False)  # not assigned: dropped
+    assert fake.commits == [[(0, 5)], [(0, 9)]]
