@@ -13,45 +13,19 @@ second, and the ratios. Nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.run import OFFSET_COMMIT, Sink, bridge_config, delivery_rate, produce  # noqa: E402
+from bench.run import Sink, bridge_config, delivery_rate, produce, run_bridge_counting  # noqa: E402
 from bridge.testing.mockcluster import MockCluster  # noqa: E402
 
 RECORDS = 20_000
 ROWS = {"3 one per request": {}, "4 batch mode": {"delivery": {"batch": {"max_calls": 100, "linger_ms": 20}}}}
-
-
-def run_once(checkout: Path, cluster: MockCluster, config: dict[str, Any], workdir: Path) -> dict[str, float]:
-    path = workdir / f"{config['kafka']['group.id']}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    cluster.requests()  # count afresh
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "run", "--config", str(path), "--until-caught-up"],
-        cwd=checkout,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _, _, usage = os.wait4(process.pid, 0)
-    seconds, requests = time.monotonic() - started, cluster.requests()
-    return {
-        "cpu_us_per_record": (usage.ru_utime + usage.ru_stime) / RECORDS * 1e6,
-        "broker_requests_per_s": sum(requests.values()) / seconds,
-        "commits_per_s": requests[OFFSET_COMMIT] / seconds,
-    }
 
 
 def main() -> None:
@@ -72,12 +46,9 @@ def main() -> None:
                 for row, extra in ROWS.items():
                     sink = Sink()
                     group = f"{name}-{row[0]}-{round_}"
-                    figures = run_once(
-                        checkouts[name],
-                        cluster,
-                        bridge_config(cluster, sink, "bench", group, **extra),
-                        Path(tmp),
-                    )
+                    config = bridge_config(cluster, sink, "bench", group, **extra)
+                    usage, figures = run_bridge_counting(cluster, config, Path(tmp), checkouts[name])
+                    figures["cpu_us_per_record"] = (usage.ru_utime + usage.ru_stime) / RECORDS * 1e6
                     figures["records_per_s"] = delivery_rate(sink.stats())
                     results[(name, row)].append(figures)
                     sink.close()

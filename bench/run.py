@@ -191,12 +191,13 @@ def bridge_config(cluster: MockCluster, sink: Sink, topic: str, group: str, **ex
     }
 
 
-def run_bridge(config: dict[str, Any], workdir: Path, wait: bool = True) -> Any:
+def run_bridge(config: dict[str, Any], workdir: Path, wait: bool = True, checkout: Path = ROOT) -> Any:
+    """The bridge of ``checkout`` (this one by default) on ``config``, to the end of its topic."""
     path = workdir / f"{config['kafka']['group.id']}.yaml"
     path.write_text(yaml.safe_dump(config))
     process = subprocess.Popen(
         [sys.executable, "-m", "bridge", "run", "--config", str(path), "--until-caught-up"],
-        cwd=ROOT,
+        cwd=checkout,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -211,13 +212,13 @@ OFFSET_COMMIT = 8  # Kafka API key
 
 
 def run_bridge_counting(
-    cluster: MockCluster, config: dict[str, Any], workdir: Path
+    cluster: MockCluster, config: dict[str, Any], workdir: Path, checkout: Path = ROOT
 ) -> tuple[Any, dict[str, float]]:
     """Run the bridge to the end of its topic; also the broker requests it made per second
     (all of them, and offset commits), from the mock cluster's request log."""
     cluster.requests()  # start counting afresh
     started = time.monotonic()
-    usage = run_bridge(config, workdir)
+    usage = run_bridge(config, workdir, checkout=checkout)
     seconds, requests = time.monotonic() - started, cluster.requests()
     rates = {
         "broker_requests_per_s": sum(requests.values()) / seconds,
