@@ -90,29 +90,30 @@ def decode(metadata: str, committed: int) -> set[int] | None:
 def _smallest(committed: int, finished: Sequence[int]) -> str:
     if not finished:
         return ""
-    head = _varint(committed)
-    bits = bytearray((finished[-1] - committed) // 8 + 1)
-    for offset in finished:
-        relative = offset - committed
-        bits[relative // 8] |= 1 << relative % 8
-    runs = bytearray()
+    runs = _runs(finished)
+    size = (finished[-1] - committed) // 8 + 1  # the bitset's length
+    body = bytearray()
     at = committed
-    for start, end in _runs(finished):
-        runs += _varint(start - at) + _varint(end - start)
+    for start, end in runs:
+        for value in (start - at, end - start):
+            body += _varint(value) if value > 0x7F else bytes((value,))
         at = end
-    mode, body = (BITSET, bits) if len(bits) <= len(runs) else (RUNS, runs)
-    return PREFIX + mode + base64.b64encode(head + body).decode("ascii")
+        if len(body) >= size:  # the bitset is no longer: take it
+            bits = sum(((1 << (stop - first)) - 1) << (first - committed) for first, stop in runs)
+            return _metadata(BITSET, committed, bits.to_bytes(size, "little"))
+    return _metadata(RUNS, committed, body)
+
+
+def _metadata(mode: str, committed: int, body: bytes | bytearray) -> str:
+    return PREFIX + mode + base64.b64encode(_varint(committed) + body).decode("ascii")
 
 
 def _runs(finished: Sequence[int]) -> list[tuple[int, int]]:
     """Consecutive offsets as [start, end) ranges."""
-    ranges: list[tuple[int, int]] = []
-    for offset in finished:
-        if ranges and ranges[-1][1] == offset:
-            ranges[-1] = (ranges[-1][0], offset + 1)
-        else:
-            ranges.append((offset, offset + 1))
-    return ranges
+    breaks = [index for index in range(1, len(finished)) if finished[index] != finished[index - 1] + 1]
+    starts = [0, *breaks]
+    ends = [*breaks, len(finished)]
+    return [(finished[start], finished[end - 1] + 1) for start, end in zip(starts, ends, strict=True)]
 
 
 def _varint(value: int) -> bytes:

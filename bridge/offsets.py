@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import chain
 
 from . import offsetmap
 
@@ -96,7 +95,7 @@ class PartitionOffsets:
             return None
         self._sent = self._changes
         self._earlier = {offset for offset in self._earlier if offset >= position}
-        finished = sorted(o for o in chain(self._finished, self._earlier) if o >= position)
+        finished = sorted(self._finished | self._earlier)  # all after the position
         metadata, left_out = offsetmap.encode(position, finished)
         return position, metadata, left_out
 
