@@ -58,6 +58,7 @@ log = structlog.get_logger("bridge")
 
 FETCH_BATCH = 500
 IDLE_SLEEP_S = 0.01
+COMMIT_RETRY_S = 0.1  # at shutdown, between commits a rebalance refused
 EXIT_OK, EXIT_PERMANENT_FAILURE, EXIT_KAFKA_FATAL = 0, 3, 4
 COUNTS = ("consumed", "delivered", "dead_lettered", "skipped", "stale", "retries", "already_finished")
 NO_RULE = "-"  # label value where no rule or command applies
@@ -378,10 +379,11 @@ class Bridge:
         self._abandon({record.tp})
         return self.offsets.assign(record.tp)
 
-    async def commit(self, wait: bool = False) -> None:
-        """Commit what changed since the last commit (``wait``: everything, synchronously)."""
+    async def commit(self, wait: bool = False) -> bool:
+        """Commit what changed since the last commit (``wait``: everything, synchronously;
+        False when the broker refused it)."""
         positions, rebalances = self._committable(force=wait), self.source.rebalances
-        await self._on_kafka_thread(self.source.commit, positions, wait, rebalances)
+        return bool(await self._on_kafka_thread(self.source.commit, positions, wait, rebalances))
 
     def _committable(self, keys: set[TopicPartitionKey] | None = None, force: bool = False) -> list[Position]:
         if self.window is not None and not self.window.commits:
@@ -483,7 +485,12 @@ class Bridge:
         await asyncio.sleep(0)
         if self.dead_letters:
             self.dead_letters.flush(max(0.0, deadline - time.monotonic()))
-        await self.commit(wait=True)
+        while not await self.commit(wait=True) and time.monotonic() < deadline:
+            # A rebalance under way refuses commits (REBALANCE_IN_PROGRESS, or ILLEGAL_GENERATION
+            # for one sent while this member was rejoining, a cooperative rebalance's second
+            # round): serve it, then commit again, rather than leave the work to be resent.
+            await self._on_kafka_thread(self.source.fetch, FETCH_BATCH)
+            await asyncio.sleep(COMMIT_RETRY_S)
         await self._on_kafka_thread(self.source.close)
         self._kafka.shutdown()
         await self.client.close()
@@ -531,7 +538,7 @@ class Bridge:
         log.info("signal_received", signal=sig.name)
         self.stop()
 
-    async def _every(self, seconds: float, action: Callable[[], Awaitable[None] | None]) -> None:
+    async def _every(self, seconds: float, action: Callable[[], Awaitable[object] | None]) -> None:
         while True:
             await asyncio.sleep(seconds)
             try:

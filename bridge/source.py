@@ -230,29 +230,31 @@ class Source:
             result.append((key, behind, max(0.0, seconds)))
         return result
 
-    def commit(self, positions: Iterable[Position], wait: bool, rebalances: int | None = None) -> None:
+    def commit(self, positions: Iterable[Position], wait: bool, rebalances: int | None = None) -> bool:
         """Commit these positions, for the partitions still assigned. ``rebalances``: the
         count when they were taken; a commit taken before a rebalance that reaches here
         after it is dropped (the partition may be another member's, or assigned again and
-        committed further on revocation)."""
+        committed further on revocation). False when a synchronous commit was refused."""
         if rebalances is not None and rebalances != self.rebalances:
-            return
+            return True
         offsets = [
             TopicPartition(p.topic, p.partition, p.offset, metadata=p.metadata)
             for p in positions
             if (p.topic, p.partition) in self.assigned
         ]
         if not offsets:
-            return
+            return True
         log.debug("offsets_commit", offsets={f"{tp.topic}[{tp.partition}]": tp.offset for tp in offsets})
         try:
             result = self._consumer.commit(offsets=offsets, asynchronous=not wait)
         except KafkaException as exc:
             self._commit_failed(str(exc.args[0]) if exc.args else str(exc))
             self._listener.commit_failed(None)
-            return
+            return False
         if wait and result:
             self._committed(None, result)
+            return all(tp.error is None for tp in result)
+        return True
 
     def close(self) -> None:
         self._consumer.close()
