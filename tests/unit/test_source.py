@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from confluent_kafka import OFFSET_END, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_END, KafkaError, KafkaException, TopicPartition
 from structlog.testing import capture_logs
 
 from bridge.config import SourceConfig
@@ -113,3 +113,40 @@ def test_a_commit_taken_before_a_rebalance_is_dropped_after_it() -> None:
     source.commit([Position("t", 0, 9)], wait=False, rebalances=source.rebalances)
     source.commit([Position("t", 1, 9)], wait=False)  # not assigned: dropped
     assert fake.commits == [[(0, 5)], [(0, 9)]]
+
+
+class RefusingConsumer(FakeConsumer):
+    """Refuses synchronous commits as a broker does during a rebalance, then accepts them."""
+
+    def __init__(self, refusals: list[Any]) -> None:
+        super().__init__(committed={}, by_time={})
+        self.refusals = refusals  # per call: an error code to raise or set on the partitions, or None
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> list[Any]:
+        super().commit(offsets, asynchronous)
+        code = self.refusals.pop(0)
+        if code == KafkaError.REBALANCE_IN_PROGRESS:
+            raise KafkaException(KafkaError(code))
+        error = KafkaError(code) if code is not None else None
+        return [
+            SimpleNamespace(topic=tp.topic, partition=tp.partition, offset=tp.offset, error=error)
+            for tp in offsets
+        ]
+
+
+def test_a_synchronous_commit_says_whether_the_broker_took_it() -> None:
+    """Shutdown commits again while this is False (a rebalance under way refuses commits)."""
+    failed: list[Any] = []
+
+    class Listener(SourceListener):
+        def commit_failed(self, key: Any) -> None:
+            failed.append(key)
+
+    fake = RefusingConsumer([KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION, None])
+    source = Source({"group.id": "g"}, ["t"], Listener(), factory=lambda conf: fake)
+    source._assigned(fake, [TopicPartition("t", 0)])
+    assert source.commit([Position("t", 0, 5)], wait=True) is False
+    assert source.commit([Position("t", 0, 5)], wait=True) is False
+    assert source.commit([Position("t", 0, 5)], wait=True) is True
+    assert source.commit([Position("t", 1, 5)], wait=True) is True  # nothing of ours to commit
+    assert failed == [None, ("t", 0)] and len(fake.commits) == 3
