@@ -179,6 +179,19 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     return redrive(loaded, args.config, args)
 
 
+RATE_HELP = (
+    "requests/s to Intilery (default: a tenth of intilery.rate_limit.per_second, the live "
+    "bridge having the rest; 0: no limit)"
+)
+
+
+def non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
 SANDBOX_TOKEN = "sandbox-token"  # not a secret: the sandbox is for local use
 
 
@@ -276,6 +289,7 @@ def parser() -> argparse.ArgumentParser:
     again.add_argument(
         "--ignore-max-age", action="store_true", help="send even what rules' max_age would skip"
     )
+    again.add_argument("--rate", type=non_negative, metavar="PER_SECOND", help=RATE_HELP)
     again.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     again.add_argument(
         "--observability-port", type=int, metavar="PORT",
@@ -303,6 +317,7 @@ def parser() -> argparse.ArgumentParser:
         "--source-topic", action="append", metavar="TOPIC",
         help="redrive only dead letters from this source topic (repeatable)",
     )  # fmt: skip
+    drive.add_argument("--rate", type=non_negative, metavar="PER_SECOND", help=RATE_HELP)
     drive.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     drive.add_argument(
         "--observability-port", type=int, metavar="PORT",

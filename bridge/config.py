@@ -146,8 +146,11 @@ class SourceConfig(_Model):
 
 
 class RateLimitConfig(_Model):
-    per_second: float = Field(default=100.0, ge=0)  # 0: no limit
+    per_second: float = Field(default=100.0, ge=0)  # 0: no limit; the account's, not a replica's
     burst: int = Field(default=500, ge=1)
+    # partitions: each replica takes per_second and burst times its share of the
+    # partitions (README "Scaling"); whole: each takes all of them
+    share: Literal["partitions", "whole"] = "partitions"
 
 
 class IntileryConfig(_Model):

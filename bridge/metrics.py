@@ -58,6 +58,12 @@ class Metrics:
             "Records fetched and not yet committed past (finished ones behind an unfinished one included).",
             registry=r,
         )
+        self.rate_limit = Gauge(
+            "intilery_bridge_rate_limit_per_second",
+            "Requests per second this process may send now: its share of the account's limit, "
+            "less any back-off after 429s.",
+            registry=r,
+        )
         self.limiter_wait = Counter(
             "intilery_bridge_limiter_wait_seconds", "Time requests waited for the rate limiter.", registry=r
         )

@@ -134,6 +134,10 @@ class OffsetTracker:
     def get(self, key: TopicPartitionKey) -> PartitionOffsets | None:
         return self._partitions.get(key)
 
+    def __len__(self) -> int:
+        """Partitions assigned."""
+        return len(self._partitions)
+
     def held(self) -> int:
         """Records held across partitions: what ``max_buffered_records`` bounds."""
         return sum(len(p) for p in self._partitions.values())

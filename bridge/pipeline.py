@@ -101,7 +101,10 @@ class Bridge:
         self.lanes: Lanes[Work] = Lanes(self._deliver)
         delivery = config.delivery
         rate = config.intilery.rate_limit
-        self.limiter = RateLimiter(rate.per_second, rate.burst) if rate.per_second > 0 else None
+        self._shared = rate.share == "partitions" and window is None  # replicas share the account
+        self.limiter = None
+        if rate.per_second > 0:
+            self.limiter = RateLimiter(rate.per_second, rate.burst, full=not self._shared)
         self.metrics = Metrics()
         self.client = IntileryClient(
             config.intilery, delivery.max_in_flight, limiter=self.limiter, metrics=self.metrics
@@ -134,6 +137,9 @@ class Bridge:
             raise ConfigError([f"{source_name}: kafka: {exc.args[0].str() if exc.args else exc}"]) from exc
         self.metrics.in_flight.set_function(lambda: self.sender.in_flight)
         self.metrics.unfinished.set_function(self.offsets.held)
+        if self.limiter is not None:
+            limiter = self.limiter
+            self.metrics.rate_limit.set_function(lambda: limiter.rate)
         observe = config.observability
         self.server = (
             ObservabilityServer(self.metrics, self.health, self.readiness, observe.host, observe.port)
@@ -347,6 +353,24 @@ class Bridge:
     def _assigned(self, keys: list[TopicPartitionKey], finished: dict[TopicPartitionKey, set[int]]) -> None:
         for key in keys:
             self.offsets.assign(key, finished.get(key, ()))
+        self._share_rate()
+
+    def _share_rate(self) -> None:
+        """The account's rate limit, shared by the group's replicas: each takes the share of
+        the partitions it holds (``intilery.rate_limit.share: partitions``)."""
+        total = self.source.partitions_total
+        if self.limiter is None or not self._shared or not total:
+            return
+        before = self.limiter.limit
+        self.limiter.share(len(self.offsets) / total)
+        if self.limiter.limit != before:
+            log.info(
+                "rate_limit_shared",
+                partitions=len(self.offsets),
+                of=total,
+                per_second=round(self.limiter.limit, 2),
+                burst=round(self.limiter.capacity, 1),
+            )
 
     async def _finish_revoked(self, keys: set[TopicPartitionKey]) -> list[Position]:
         """A clean hand-over: the commands on the wire for these partitions finish (within
@@ -369,6 +393,7 @@ class Bridge:
             self.offsets.revoke(key)
         self._abandon(keys)
         self._releasing -= keys
+        self._share_rate()
 
     def _abandon(self, partitions: set[TopicPartitionKey]) -> None:
         """Cancel the lanes of these partitions; their records stay unfinished (uncommitted)."""

@@ -7,6 +7,10 @@ own bucket faster than it refills. When Intilery answers 429 anyway (another
 client shares the account), :meth:`RateLimiter.throttled` halves the rate; it
 then recovers by a tenth of the limit per second. Tokens are reserved, not
 polled: each caller sleeps exactly until its turn.
+
+The limit is the account's: replicas of one group each take their share of it
+(:meth:`RateLimiter.share`, their share of the partitions), so that together they
+stay under it whatever their number.
 """
 
 from __future__ import annotations
@@ -28,11 +32,16 @@ class RateLimiter:
         burst: int,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        full: bool = True,
     ) -> None:
+        """``full``: start with the burst saved up; a replica sharing an account starts
+        empty instead (the others may have spent the account's burst already)."""
+        self._account = (per_second, burst)  # what the Intilery account allows in all
+        self.fraction = 1.0
         self.limit = per_second
         self.rate = per_second
         self.capacity = max(1.0, burst * (1 - RESERVE))
-        self._tokens = self.capacity
+        self._tokens = self.capacity if full else 0.0
         self._clock, self._sleep = clock, sleep
         self._at = clock()
         self.waited_s = 0.0
@@ -48,6 +57,21 @@ class RateLimiter:
         self.waited_s += wait
         await self._sleep(wait)
         return wait
+
+    def share(self, fraction: float) -> None:
+        """Take ``fraction`` of the account's rate and burst (this replica's share of the
+        partitions); a back-off in progress keeps its proportion. 0 keeps the last share:
+        a replica without partitions has nothing to send."""
+        if fraction <= 0 or fraction == self.fraction:
+            return
+        self._refill(self._clock())
+        per_second, burst = self._account
+        backed_off = self.rate / self.limit
+        self.fraction = fraction
+        self.limit = per_second * fraction
+        self.rate = self.limit * backed_off
+        self.capacity = max(1.0, burst * fraction * (1 - RESERVE))
+        self._tokens = min(self._tokens, self.capacity)
 
     def throttled(self) -> None:
         """Intilery answered 429: halve the rate and forget saved-up tokens."""

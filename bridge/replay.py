@@ -268,12 +268,21 @@ def _planned(
         consumer.close()
 
 
-def _observed(config: BridgeConfig, args: Any) -> BridgeConfig:
-    """Replay and redrive run beside a live bridge (same host, or inside its pod), so
-    they serve /metrics only on the port ``--observability-port`` asks for."""
+REPLAY_SHARE = 0.1  # of the account's rate, for a replay or redrive without --rate
+
+
+def _beside_live(config: BridgeConfig, args: Any) -> BridgeConfig:
+    """Replay and redrive run beside a live bridge (same host, or inside its pod): they
+    serve /metrics only on the port ``--observability-port`` asks for, and send at
+    ``--rate`` requests/s (by default a tenth of the account's limit, which the live
+    replicas share; their back-off on 429 makes room for it)."""
     port = getattr(args, "observability_port", None)
     observe = config.observability.model_copy(update={"enabled": port is not None, "port": port or 0})
-    return config.model_copy(update={"observability": observe})
+    limit = config.intilery.rate_limit
+    rate = args.rate if getattr(args, "rate", None) is not None else limit.per_second * REPLAY_SHARE
+    paced = limit.model_copy(update={"per_second": rate, "burst": max(1, min(limit.burst, round(rate)))})
+    intilery = config.intilery.model_copy(update={"rate_limit": paced})
+    return config.model_copy(update={"observability": observe, "intilery": intilery})
 
 
 def _deliver_window(loaded: Loaded, config_file: str, args: Any, window: Window | int) -> int:
@@ -285,7 +294,7 @@ def _deliver_window(loaded: Loaded, config_file: str, args: Any, window: Window 
         print(f"{verb}: nothing to read in {window.topic}", file=sys.stderr)
         return 0
     bridge = Bridge(
-        _observed(loaded.config, args), loaded.mapper, config_file, decoder=loaded.decoder, window=window
+        _beside_live(loaded.config, args), loaded.mapper, config_file, decoder=loaded.decoder, window=window
     )
     bridge.sender.guard_stale = not getattr(args, "ignore_max_age", False)
     code = asyncio.run(_run(bridge, window.total))

@@ -174,6 +174,7 @@ class Source:
         self.assigned: set[TopicPartitionKey] = set()
         self.member = False  # an assignment (maybe empty) was received: the group knows us
         self.rebalances = 0  # assignments and revocations so far
+        self.partitions_total: int | None = None  # of the subscribed topics, as of the last assignment
         self.paused = False
         self.fatal: str | None = None
         self._repeats = Repeats()  # a broker down repeats the same error many times a second
@@ -268,6 +269,8 @@ class Source:
         self.assigned.update(keys)
         log.info("partitions_assigned", partitions=[f"{t}[{p}]" for t, p in keys])
         committed = self._committed_offsets(consumer, partitions)
+        if self._assignment is None:
+            self.partitions_total = self._partition_total(consumer) or self.partitions_total
         self._listener.assigned(keys, {key: finished_map(tp) for key, tp in (committed or {}).items()})
         if self._start_at_ms is not None:
             if committed is None:  # which partitions are new is unknown: do not guess
@@ -281,6 +284,16 @@ class Source:
         # librdkafka remembers a partition's pause across revocation and reassignment.
         (consumer.incremental_assign if self._incremental else consumer.assign)(partitions)
         (consumer.pause if self.paused else consumer.resume)(partitions)
+
+    def _partition_total(self, consumer: Any) -> int | None:
+        """The partitions of the subscribed topics in all; None when the metadata is not
+        to be had (the last count stands)."""
+        try:
+            topics = consumer.list_topics(timeout=5).topics
+        except KafkaException as exc:
+            log.warning("topic_metadata_unavailable", error=str(exc.args[0]) if exc.args else str(exc))
+            return None
+        return sum(len(topics[name].partitions) for name in self._topics if name in topics)
 
     def _committed_offsets(
         self, consumer: Any, partitions: list[TopicPartition]

@@ -9,6 +9,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,11 @@ def delivered_seqs(sandbox: Sandbox) -> set[int]:
 def header_seq(message: Any) -> int:
     """The sequence number a drill put in a record's ``seq`` header (kept by dead letters)."""
     return int(dict(message.headers())["seq"])
+
+
+def iso_seconds(timestamp: str) -> float:
+    """A log line's ISO-8601 UTC timestamp as seconds since the epoch."""
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def offsets_at_end(cluster: TestKafka, group: str, partitions: int = PARTITIONS) -> bool:

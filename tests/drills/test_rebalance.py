@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import signal
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ from tests.drills.conftest import (
     commits_outside_ownership,
     delivered_seqs,
     drill_config,
+    iso_seconds,
     offsets_at_end,
     produce_stream,
     report,
@@ -120,8 +120,3 @@ def test_join_and_kill_in_a_group(
         f"{rebalances} assignments; no commit outside ownership; resent after the join and the SIGTERM "
         f"{clean}, after the SIGKILL {killed} (bound {bound})",
     )
-
-
-def iso_seconds(timestamp: str) -> float:
-    """A log line's ISO-8601 UTC timestamp as seconds since the epoch."""
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()

@@ -199,3 +199,30 @@ def test_replay_and_redrive_beside_a_live_bridge_bind_no_port(
         assert (
             f"observability.port: cannot listen on 127.0.0.1:{port}: Address already in use" in asked.stderr
         )
+
+
+def test_replay_takes_a_share_of_the_account_rate(
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Without --rate a replay sends at a tenth of intilery.rate_limit.per_second (the live
+    replicas share the rest); --rate sets it. A lower bound on the time taken: only a
+    faster pace than asked could make it shorter."""
+    seed(cluster, count=40)
+    data = base_config(cluster, sandbox.url, "live")
+    data["intilery"]["rate_limit"] = {"per_second": 200, "burst": 500}
+    config = write_config(tmp_path, data)
+
+    def spread(*args: str) -> float:
+        sandbox.state.clear()
+        result = replay(config, cluster.topic, "--from-beginning", *args)
+        assert result.returncode == 0, result.stderr
+        times = sorted(r["at"] for r in accepted(sandbox))
+        assert len(times) == 40
+        return times[-1] - times[0]
+
+    # 20/s, burst 20 (18 at once, 10% kept back): the other 22 take at least 1.1 s
+    assert spread() >= 22 / 20 * 0.95
+    # 10/s, burst 10 (9 at once): the other 31 take at least 3.1 s
+    paced = spread("--rate", "10")
+    assert paced >= 31 / 10 * 0.95
+    assert spread("--rate", "0") < paced / 2, "0: no limit"

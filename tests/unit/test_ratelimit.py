@@ -89,3 +89,45 @@ def test_429_halves_then_recovers() -> None:
     for _ in range(20):
         limiter.throttled()
     assert limiter.rate == 5  # never below 5% of the limit
+
+
+def test_replicas_sharing_the_partitions_together_stay_under_the_account() -> None:
+    """Three replicas holding 2, 2 and 2 of 6 partitions: each a third of rate and burst;
+    their send times merged never empty a bucket of the account's size."""
+    merged: list[float] = []
+    for _ in range(3):
+        clock = Clock()
+        limiter = RateLimiter(100, 500, clock=clock, sleep=clock.sleep)
+        limiter.share(2 / 6)
+        assert limiter.limit == pytest.approx(100 / 3)
+        merged += send_times(limiter, clock, 1000)
+    tokens, last = 500.0, 0.0
+    for at in sorted(merged):
+        tokens = min(500.0, tokens + (at - last) * 100)
+        last = at
+        assert tokens >= 1, "the account's bucket would answer 429"
+        tokens -= 1
+    # the three together use the account's rate once past the burst
+    steady = sorted(merged)[1500:]
+    assert (len(steady) - 1) / (steady[-1] - steady[0]) == pytest.approx(100, rel=0.02)
+
+
+def test_a_share_keeps_a_back_off_and_none_keeps_the_last_share() -> None:
+    clock = Clock()
+    limiter = RateLimiter(100, 500, clock=clock, sleep=clock.sleep)
+    limiter.throttled()  # 429: half the limit
+    limiter.share(0.5)
+    assert (limiter.limit, limiter.rate) == (50, 25)
+    assert limiter.capacity == pytest.approx(500 * 0.5 * 0.9)
+    limiter.share(0)  # no partitions left: nothing to send, the last share stands
+    assert limiter.limit == 50
+    limiter.share(1)
+    assert (limiter.limit, limiter.rate) == (100, 50)
+
+
+def test_a_replica_sharing_the_account_starts_without_a_burst() -> None:
+    """Others may have spent the account's burst already: it starts at the steady rate."""
+    clock = Clock()
+    limiter = RateLimiter(100, 500, clock=clock, sleep=clock.sleep, full=False)
+    times = send_times(limiter, clock, 100)
+    assert times[0] == pytest.approx(0.01) and times[-1] == pytest.approx(1.0)

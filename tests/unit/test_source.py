@@ -35,6 +35,10 @@ class FakeConsumer:
     def assign(self, partitions: list[TopicPartition]) -> None:
         self.assigned = partitions
 
+    def list_topics(self, timeout: float) -> Any:
+        partitions = dict.fromkeys(range(6))
+        return SimpleNamespace(topics={"t": SimpleNamespace(partitions=partitions)})
+
     def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
         self.commits.append([(tp.partition, tp.offset) for tp in offsets])
 

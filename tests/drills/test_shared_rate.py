@@ -1,0 +1,107 @@
+"""Three replicas of one group against an Intilery account limited to 100 requests/s
+(burst 500), each with the default configuration (the account's rate, nothing divided
+by hand): each takes its share of the partitions' worth of the rate, so together they
+keep under the account's limit and still use most of it."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from bridge.sandbox import Sandbox
+from tests.conftest import TOKEN, TestKafka, log_events, start_bridge, wait_for, write_config
+from tests.drills.conftest import (
+    check_stream,
+    delivered_seqs,
+    drill_config,
+    iso_seconds,
+    produce_stream,
+    report,
+)
+
+ACCOUNT_RATE, ACCOUNT_BURST = 100, 500
+REPLICAS = 3
+SETTLE_S = 2.0  # after the last replica's assignment: start-up over
+
+
+@pytest.mark.parametrize(
+    ("records", "kill"),
+    [pytest.param(1800, False, id="short"), pytest.param(6000, True, id="long", marks=pytest.mark.slow)],
+)
+def test_replicas_share_the_account_rate(
+    drill_cluster: TestKafka, tmp_path: Path, records: int, kill: bool
+) -> None:
+    """The long version also SIGKILLs one replica halfway: the survivors take its share
+    once the group has moved its partitions."""
+    produce_stream(drill_cluster, records)
+    with Sandbox(token=TOKEN, rate=ACCOUNT_RATE, burst=ACCOUNT_BURST) as account:
+        config = drill_config(drill_cluster, account, "share")
+        del config["intilery"]["rate_limit"]  # the defaults: the account's 100/s, burst 500
+        path = write_config(tmp_path, config)
+        logs = [tmp_path / f"bridge-{n}.log" for n in range(REPLICAS)]
+        processes = [start_bridge(path, log) for log in logs]
+
+        def shares(of: list[Path] = logs) -> list[float]:
+            """Each replica's last logged rate (its share of the account's)."""
+            found = []
+            for log in of:
+                events = log_events(log) if log.exists() else []
+                shared = [e for e in events if e["event"] == "rate_limit_shared"]
+                found.append(shared[-1]["per_second"] if shared else ACCOUNT_RATE)
+            return found
+
+        killed_at = taken_over_at = None
+        try:
+            wait_for(lambda: sum(shares()) <= ACCOUNT_RATE + 0.01, 60, "every replica's share")
+            settled_at, settled_shares = time.time() + SETTLE_S, shares()
+            if kill:
+                wait_for(lambda: len(delivered_seqs(account)) >= records // 2, 240, "half delivered")
+                processes[0].send_signal(signal.SIGKILL)
+                processes[0].wait(timeout=10)
+                killed_at = time.time()
+                wait_for(lambda: sum(shares(logs[1:])) >= ACCOUNT_RATE - 0.01, 60, "the survivors' shares")
+                taken_over_at = time.time() + SETTLE_S
+            wait_for(lambda: len(delivered_seqs(account)) >= records, 300, "all delivered")
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.terminate()
+                    assert process.wait(timeout=30) == 0
+        outcome = check_stream(drill_cluster, account, "share", records)
+        attempts = account.state.attempts
+    assert outcome.lost == 0 and outcome.dead_lettered == 0
+
+    def measured(start: float, until_first_idle: list[Path], end: float | None = None) -> tuple[float, int]:
+        """Accepted requests per second and 429s from ``start`` until ``end`` or the first
+        of these replicas ran out of records: from then on the others, capped at their
+        shares, cannot use all of the account (partitions of unequal load: README)."""
+        busy_until = min(
+            max(iso_seconds(e["timestamp"]) for e in log_events(log) if e["event"] == "command_delivered")
+            for log in until_first_idle
+        )
+        window = [a for a in attempts if start <= a["at"] <= min(busy_until, end or busy_until)]
+        accepted = sorted(a["at"] for a in window if a["status"] == 200)
+        rate = (len(accepted) - 1) / (accepted[-1] - accepted[0])
+        return rate, sum(1 for a in window if a["status"] == 429)
+
+    rate, throttled = measured(settled_at, logs, killed_at)
+    startup = sum(1 for a in attempts if a["at"] < settled_at and a["status"] == 429)
+    assert throttled == 0, f"{throttled} requests refused with 429 after start-up"
+    assert rate >= 0.9 * ACCOUNT_RATE, f"{rate:.1f}/s in aggregate"
+    notes = (
+        f"shares {', '.join(f'{s:.1f}' for s in settled_shares)}/s; after start-up 0 x 429 and {rate:.1f}/s "
+        f"in aggregate ({rate / ACCOUNT_RATE:.2f} of the limit); {startup} x 429 during start-up"
+    )
+    if taken_over_at is not None and killed_at is not None:
+        after, throttled = measured(taken_over_at, logs[1:])
+        assert throttled == 0, f"{throttled} requests refused with 429 after the take-over"
+        assert after >= 0.9 * ACCOUNT_RATE, f"{after:.1f}/s in aggregate after the take-over"
+        notes += (
+            f"; one SIGKILLed: the two left took its share {taken_over_at - SETTLE_S - killed_at:.1f} s "
+            f"later, then {after:.1f}/s, 0 x 429"
+        )
+    name = f"10 {REPLICAS} replicas share the account's {ACCOUNT_RATE}/s (burst {ACCOUNT_BURST})"
+    report(name, outcome, None, notes)
