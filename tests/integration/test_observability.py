@@ -25,6 +25,7 @@ from tests.conftest import (
     with_ownership,
     write_config,
 )
+from tests.unit.test_monitoring import monitored_metrics
 
 DOCUMENTED = [
     "intilery_bridge_records_consumed_total",
@@ -35,6 +36,7 @@ DOCUMENTED = [
     "intilery_bridge_consumer_lag_seconds",
     "intilery_bridge_in_flight_commands",
     "intilery_bridge_unfinished_records",
+    "intilery_bridge_rate_limit_per_second",
     "intilery_bridge_limiter_wait_seconds_total",
     "intilery_bridge_event_to_ack_seconds_bucket",
     "intilery_bridge_ready",
@@ -83,6 +85,8 @@ def test_metrics_health_and_readiness(cluster: TestKafka, sandbox: Sandbox, tmp_
         )
         text = http.get("/metrics").text
         for name in DOCUMENTED:
+            assert name in text, name
+        for name in monitored_metrics():  # what the dashboard and the alert rules query
             assert name in text, name
         assert sample(text, "intilery_bridge_build_info", version=__version__) == 1
         started = next(e for e in log_events(log_path) if e["event"] == "bridge_started")
