@@ -145,12 +145,29 @@ class SourceConfig(_Model):
         return self
 
 
+class RedisConfig(_Model):
+    """A Redis that every replica, replay and redrive of the account draw one bucket from."""
+
+    url: str  # redis://host:6379/0, or rediss:// for TLS
+    password: SecretStr | None = None  # from a secret: ${REDIS_PASSWORD}
+    ca_file: str | None = None  # a PEM bundle to trust for rediss://
+    key_prefix: str = "intilery-bridge"  # the bucket's key: <prefix>:<account_id>:<brand_id>
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://")):
+            raise ValueError("must start with redis:// or rediss:// (TLS)")
+        return value
+
+
 class RateLimitConfig(_Model):
     per_second: float = Field(default=100.0, ge=0)  # 0: no limit; the account's, not a replica's
     burst: int = Field(default=500, ge=1)
     # partitions: each replica takes per_second and burst times its share of the
     # partitions (README "Scaling"); whole: each takes all of them
     share: Literal["partitions", "whole"] = "partitions"
+    redis: RedisConfig | None = None  # exact sharing through Redis (README "Scaling")
 
 
 class IntileryConfig(_Model):

@@ -32,7 +32,7 @@ from .config import IntileryConfig, RetryConfig
 from .errors import AuthError, DeliveryError, RejectedError, RetryableError, StaleCommand
 from .mapping import Command
 from .metrics import Metrics
-from .ratelimit import RateLimiter
+from .ratelimit import Limiter
 
 log = structlog.get_logger("bridge.deliver")
 
@@ -106,7 +106,7 @@ class IntileryClient:
         config: IntileryConfig,
         max_connections: int,
         transport: httpx.AsyncBaseTransport | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         # Parsed once: httpx would otherwise parse the URL string again on every request.
@@ -149,7 +149,7 @@ class IntileryClient:
         self._observe(str(response.status_code), started)
         self._settle(time.perf_counter() - started)
         if response.status_code == 429 and self.limiter is not None:
-            self.limiter.throttled()
+            self.limiter.throttled(parse_retry_after(response.headers.get("retry-after")))
         return classify(response, (time.perf_counter() - started) * 1000)
 
     def _stretch(self, expired_s: float) -> None:

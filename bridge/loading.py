@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -99,9 +100,14 @@ def is_secret_field(problem: str) -> bool:
     """Whether a problem line (``field: reason``) is about a field that holds a secret."""
     field = problem.split(": ")[0]
     kafka_secret = field.startswith("kafka.") and any(part in field for part in SECRET_KEY_PARTS)
-    return field in ("intilery.auth_token", "source.schema_registry.basic_auth") or kafka_secret
+    return field in SECRET_FIELDS or kafka_secret
 
 
+SECRET_FIELDS = (
+    "intilery.auth_token",
+    "source.schema_registry.basic_auth",
+    "intilery.rate_limit.redis.password",
+)
 SECRET_KEY_PARTS = ("password", "secret", "sasl.oauthbearer.config", "basic.auth.user.info")
 
 
@@ -110,7 +116,9 @@ def register_secrets(expanded: dict[str, Any]) -> None:
 
     intilery, kafka = as_dict(expanded.get("intilery")), as_dict(expanded.get("kafka"))
     registry = as_dict(as_dict(expanded.get("source")).get("schema_registry"))
-    values = [intilery.get("auth_token"), registry.get("basic_auth")]
+    redis = as_dict(as_dict(intilery.get("rate_limit")).get("redis"))
+    values = [intilery.get("auth_token"), registry.get("basic_auth"), redis.get("password")]
+    values.append(urlsplit(str(redis.get("url") or "")).password)  # redis://:password@host
     values += [v for k, v in kafka.items() if any(part in str(k) for part in SECRET_KEY_PARTS)]
     for value in values:
         if isinstance(value, str | int | float) and not isinstance(value, bool):

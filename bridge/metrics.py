@@ -64,6 +64,12 @@ class Metrics:
             "less any back-off after 429s.",
             registry=r,
         )
+        self.redis_up = Gauge(
+            "intilery_bridge_rate_limit_redis_up",
+            "1 while the account's bucket in Redis answers, 0 while the local bucket stands in "
+            "(only with intilery.rate_limit.redis).",
+            registry=r,
+        )
         self.limiter_wait = Counter(
             "intilery_bridge_limiter_wait_seconds", "Time requests waited for the rate limiter.", registry=r
         )

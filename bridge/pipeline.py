@@ -32,7 +32,7 @@ from confluent_kafka import KafkaException
 from . import __version__
 from .avro import SchemaNotCached
 from .batching import Batcher
-from .config import BridgeConfig
+from .config import BridgeConfig, IntileryConfig
 from .deadletter import DeadLetters
 from .decode import Decoder
 from .deliver import Backoff, IntileryClient, Sender
@@ -50,7 +50,8 @@ from .mapping import Command, Mapper
 from .metrics import Metrics
 from .observability import ObservabilityServer
 from .offsets import OffsetTracker, PartitionOffsets, Position, TopicPartitionKey
-from .ratelimit import RateLimiter
+from .ratelimit import Limiter, RateLimiter
+from .redislimit import RedisRateLimiter, connect
 from .source import Record, Source, SourceListener, consumer_config
 from .window import Window
 
@@ -88,9 +89,12 @@ class Bridge:
         until_caught_up: bool = False,
         decoder: Decoder | None = None,
         window: Window | None = None,
+        rate: float | None = None,
     ) -> None:
         """``window``: replay exactly these offsets (see :mod:`bridge.replay`) instead of
-        following the group; the bridge stops once every partition reached its end."""
+        following the group; the bridge stops once every partition reached its end.
+        ``rate``: requests/s of its own (replay, redrive) instead of a share of the
+        account's (0: no limit); with Redis, what it sends at while Redis is away."""
         self.config = config
         self.mapper = mapper
         self.window = window
@@ -100,12 +104,9 @@ class Bridge:
         self.offsets = OffsetTracker()
         self.lanes: Lanes[Work] = Lanes(self._deliver)
         delivery = config.delivery
-        rate = config.intilery.rate_limit
-        self._shared = rate.share == "partitions" and window is None  # replicas share the account
-        self.limiter = None
-        if rate.per_second > 0:
-            self.limiter = RateLimiter(rate.per_second, rate.burst, full=not self._shared)
         self.metrics = Metrics()
+        self._shared = config.intilery.rate_limit.share == "partitions" and rate is None
+        self.limiter = self._rate_limiter(config.intilery, rate)
         self.client = IntileryClient(
             config.intilery, delivery.max_in_flight, limiter=self.limiter, metrics=self.metrics
         )
@@ -156,6 +157,29 @@ class Bridge:
         # keeps delivering while a revocation waits for the commands on the wire.
         self._kafka = ThreadPoolExecutor(1, thread_name_prefix="kafka")
         self.exit_code = EXIT_OK
+
+    def _rate_limiter(self, intilery: IntileryConfig, own: float | None) -> Limiter | None:
+        """The local bucket: the account's rate (shared by partitions) or ``own``; with
+        Redis, the account's bucket there, the local one serving while Redis is away."""
+        account = intilery.rate_limit
+        per_second = account.per_second if own is None else own
+        if per_second <= 0 or account.per_second <= 0:
+            return None
+        burst = account.burst if own is None else max(1, min(account.burst, round(own)))
+        local = RateLimiter(per_second, burst, full=not self._shared)
+        if account.redis is None:
+            return local
+        redis = account.redis
+        password = redis.password.get_secret_value() if redis.password else None
+        self.metrics.redis_up.set(1)
+        return RedisRateLimiter(
+            connect(redis.url, password, redis.ca_file),
+            f"{redis.key_prefix}:{intilery.account_id}:{intilery.brand_id or '-'}",
+            account.per_second,
+            account.burst,
+            local,
+            on_state=lambda up: self.metrics.redis_up.set(1 if up else 0),
+        )
 
     # --- the record path --------------------------------------------------
 
@@ -527,6 +551,8 @@ class Bridge:
         await self._on_kafka_thread(self.source.close)
         self._kafka.shutdown()
         await self.client.close()
+        if isinstance(self.limiter, RedisRateLimiter):
+            await self.limiter.close()
         if self.decoder.registry is not None:
             self.decoder.registry.close()
         if self.server is not None:

@@ -18,11 +18,30 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 RESERVE = 0.1  # of the burst, kept back to absorb jitter
 RECOVERY_PER_S = 0.1  # of the limit, regained each second after a 429
 FLOOR = 0.05  # of the limit: the slowest a run of 429s can make it
+
+
+class Limiter(Protocol):
+    """What paces requests to Intilery: this module's bucket, or the account's in Redis."""
+
+    @property
+    def limit(self) -> float: ...  # requests/s allowed: the share, before any back-off
+
+    @property
+    def rate(self) -> float: ...  # requests/s allowed now
+
+    @property
+    def capacity(self) -> float: ...  # the burst it may send at once
+
+    async def acquire(self) -> float: ...
+
+    def throttled(self, retry_after: float | None = None) -> None: ...
+
+    def share(self, fraction: float) -> None: ...
 
 
 class RateLimiter:
@@ -73,8 +92,9 @@ class RateLimiter:
         self.capacity = max(1.0, burst * fraction * (1 - RESERVE))
         self._tokens = min(self._tokens, self.capacity)
 
-    def throttled(self) -> None:
-        """Intilery answered 429: halve the rate and forget saved-up tokens."""
+    def throttled(self, retry_after: float | None = None) -> None:
+        """Intilery answered 429: halve the rate and forget saved-up tokens (``Retry-After``
+        is the sender's to honour, for the whole process)."""
         self._refill(self._clock())
         self.rate = max(self.limit * FLOOR, self.rate / 2)
         self._tokens = min(self._tokens, 0.0)

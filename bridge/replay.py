@@ -271,18 +271,16 @@ def _planned(
 REPLAY_SHARE = 0.1  # of the account's rate, for a replay or redrive without --rate
 
 
-def _beside_live(config: BridgeConfig, args: Any) -> BridgeConfig:
+def _beside_live(config: BridgeConfig, args: Any) -> tuple[BridgeConfig, float]:
     """Replay and redrive run beside a live bridge (same host, or inside its pod): they
     serve /metrics only on the port ``--observability-port`` asks for, and send at
     ``--rate`` requests/s (by default a tenth of the account's limit, which the live
-    replicas share; their back-off on 429 makes room for it)."""
+    replicas share; their back-off on 429 makes room for it). Gives the rate too."""
     port = getattr(args, "observability_port", None)
     observe = config.observability.model_copy(update={"enabled": port is not None, "port": port or 0})
-    limit = config.intilery.rate_limit
-    rate = args.rate if getattr(args, "rate", None) is not None else limit.per_second * REPLAY_SHARE
-    paced = limit.model_copy(update={"per_second": rate, "burst": max(1, min(limit.burst, round(rate)))})
-    intilery = config.intilery.model_copy(update={"rate_limit": paced})
-    return config.model_copy(update={"observability": observe, "intilery": intilery})
+    rate = getattr(args, "rate", None)
+    rate = rate if rate is not None else config.intilery.rate_limit.per_second * REPLAY_SHARE
+    return config.model_copy(update={"observability": observe}), rate
 
 
 def _deliver_window(loaded: Loaded, config_file: str, args: Any, window: Window | int) -> int:
@@ -293,9 +291,8 @@ def _deliver_window(loaded: Loaded, config_file: str, args: Any, window: Window 
     if window.total == 0:
         print(f"{verb}: nothing to read in {window.topic}", file=sys.stderr)
         return 0
-    bridge = Bridge(
-        _beside_live(loaded.config, args), loaded.mapper, config_file, decoder=loaded.decoder, window=window
-    )
+    config, rate = _beside_live(loaded.config, args)
+    bridge = Bridge(config, loaded.mapper, config_file, decoder=loaded.decoder, window=window, rate=rate)
     bridge.sender.guard_stale = not getattr(args, "ignore_max_age", False)
     code = asyncio.run(_run(bridge, window.total))
     counts = bridge.counts

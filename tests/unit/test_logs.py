@@ -33,3 +33,15 @@ def test_user_ids_can_be_hashed_in_log_lines() -> None:
     assert "C-42" not in stream.getvalue()
     assert lines[0]["userId"] == lines[1]["userId"] and lines[0]["userId"].startswith("sha256:")
     assert len(lines[0]["userId"]) == len("sha256:") + 16 and lines[0]["rule"] == "r"
+
+
+def test_redis_passwords_are_secrets() -> None:
+    """intilery.rate_limit.redis: the password field and one inside the URL are redacted."""
+    from bridge.loading import is_secret_field, register_secrets
+    from bridge.logs import redact
+
+    redis = {"url": "redis://:url-pw-7c1@r:6379/0", "password": "field-pw-3b9"}
+    register_secrets({"intilery": {"rate_limit": {"redis": redis}}})
+    assert "url-pw-7c1" not in redact("redis://:url-pw-7c1@r:6379/0")
+    assert "field-pw-3b9" not in redact("auth failed for field-pw-3b9")
+    assert is_secret_field("intilery.rate_limit.redis.password: REDIS_PASSWORD is not set")
