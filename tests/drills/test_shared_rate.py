@@ -6,14 +6,17 @@ keep under the account's limit and still use most of it."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from bridge.sandbox import Sandbox
-from tests.conftest import TOKEN, TestKafka, log_events, start_bridge, wait_for, write_config
+from tests.conftest import TOKEN, TestKafka, bridge_env, log_events, start_bridge, wait_for, write_config
 from tests.drills.conftest import (
+    PARTITIONS,
     check_stream,
     delivered_seqs,
     drill_config,
@@ -21,6 +24,7 @@ from tests.drills.conftest import (
     produce_stream,
     report,
 )
+from tests.integration.test_redis_rate import RedisServer
 
 ACCOUNT_RATE, ACCOUNT_BURST = 100, 500
 REPLICAS = 3
@@ -105,3 +109,56 @@ def test_replicas_share_the_account_rate(
         )
     name = f"10 {REPLICAS} replicas share the account's {ACCOUNT_RATE}/s (burst {ACCOUNT_BURST})"
     report(name, outcome, None, notes)
+
+
+@pytest.mark.slow
+def test_replicas_and_a_replay_share_the_account_through_redis(
+    drill_cluster: TestKafka, tmp_path: Path
+) -> None:
+    """With intilery.rate_limit.redis, the three replicas and a replay beside them draw
+    from one bucket in Redis: no 429, and together most of the account's rate."""
+    records, replayed = 4000, 1000
+    produce_stream(drill_cluster, records)
+    redis = RedisServer()
+    redis.start()
+    try:
+        with Sandbox(token=TOKEN, rate=ACCOUNT_RATE, burst=ACCOUNT_BURST) as account:
+            config = drill_config(drill_cluster, account, "share-redis")
+            config["intilery"]["rate_limit"] = {"redis": {"url": redis.url}}
+            path = write_config(tmp_path, config)
+            logs = [tmp_path / f"bridge-{n}.log" for n in range(REPLICAS)]
+            processes = [start_bridge(path, log) for log in logs]
+            try:
+                wait_for(lambda: len(delivered_seqs(account)) >= records // 4, 120, "deliveries")
+                started_at = time.time()
+                replay = subprocess.run(
+                    [sys.executable, "-m", "bridge", "replay", "--config", str(path),
+                     "--topic", drill_cluster.topic, "--from-beginning", "--to-offset",
+                     ",".join(f"{p}:{replayed // PARTITIONS}" for p in range(PARTITIONS))],
+                    capture_output=True, text=True, env=bridge_env(), timeout=300,
+                )  # fmt: skip
+                assert replay.returncode == 0, replay.stderr
+                replay_done_at = time.time()
+                wait_for(lambda: len(delivered_seqs(account)) >= records, 300, "all delivered")
+            finally:
+                for process in processes:
+                    process.terminate()
+                    assert process.wait(timeout=30) == 0
+            outcome = check_stream(drill_cluster, account, "share-redis", records)
+            attempts = account.state.attempts
+    finally:
+        redis.stop()
+    assert outcome.lost == 0 and outcome.dead_lettered == 0
+    window = [a for a in attempts if started_at <= a["at"] <= replay_done_at]
+    throttled = sum(1 for a in attempts if a["status"] == 429)
+    accepted = sorted(a["at"] for a in window if a["status"] == 200)
+    rate = (len(accepted) - 1) / (accepted[-1] - accepted[0])
+    assert throttled == 0, f"{throttled} requests refused with 429"
+    assert rate >= 0.9 * ACCOUNT_RATE, f"{rate:.1f}/s in aggregate while the replay ran"
+    report(
+        f"10 {REPLICAS} replicas and a replay share the account through Redis",
+        outcome,
+        None,
+        f"0 x 429 from start to end; {rate:.1f}/s in aggregate ({rate / ACCOUNT_RATE:.2f} of the limit) "
+        f"while a replay of {outcome.duplicated} records ran beside them (counted as duplicated)",
+    )
