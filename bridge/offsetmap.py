@@ -96,7 +96,7 @@ def _smallest(committed: int, finished: Sequence[int]) -> str:
     at = committed
     for start, end in runs:
         for value in (start - at, end - start):
-            body += _varint(value) if value > 0x7F else bytes((value,))
+            body += _varint(value)
         at = end
         if len(body) >= size:  # the bitset is no longer: take it
             bits = sum(((1 << (stop - first)) - 1) << (first - committed) for first, stop in runs)
@@ -117,6 +117,8 @@ def _runs(finished: Sequence[int]) -> list[tuple[int, int]]:
 
 
 def _varint(value: int) -> bytes:
+    if value < 0x80:  # most run lengths: one byte
+        return bytes((value,))
     out = bytearray()
     while True:
         byte, value = value & 0x7F, value >> 7

@@ -332,13 +332,13 @@ class Bridge:
             # A dead letter that fails again stays where it is, its offset never committed
             # past, rather than being written again (the next redrive would read it twice).
             self.counts["failing_again"] += 1
-            log.warning("redrive_failed_again", **fields, dead_letter=_position(record))
+            log.warning("redrive_failed_again", **fields, dead_letter=record.position)
             part.leave(record.offset)
             return
         if self.dead_letters is None:
             log.error("command_failed", **fields)
             self._fail(
-                f"{_position(record)}: {error.error_class}: "
+                f"{record.position}: {error.error_class}: "
                 f"{error.reason} (no delivery.dead_letter_topic is set, so the bridge stops)",
                 at=record,
             )
@@ -677,10 +677,6 @@ class _OnTheLoop(SourceListener):
     @staticmethod
     async def _call(call: Callable[..., None], *args: Any) -> None:
         call(*args)
-
-
-def _position(record: Record) -> str:
-    return f"{record.topic}[{record.partition}]@{record.offset}"
 
 
 def _where(record: Record) -> dict[str, Any]:

@@ -83,7 +83,6 @@ class RedisRateLimiter:
         self._on_state, self._sleep = on_state, sleep
         self.up = True
         self._retry_at = 0.0
-        self.waited_s = 0.0
         self._holding: set[asyncio.Task[None]] = set()
 
     # What the bridge reads and sets: the local bucket's (its share, for the fallback).
@@ -116,7 +115,6 @@ class RedisRateLimiter:
         self._restored()
         wait = max(0.0, int(waited_us) / 1_000_000)
         if wait:
-            self.waited_s += wait
             await self._sleep(wait)
         return wait
 

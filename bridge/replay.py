@@ -146,14 +146,13 @@ def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: Tex
 
 def _named(window: Window, record: Record) -> str:
     """A record as ``topic[p]@o``; a dead letter as its original, then where it is now."""
-    here = f"{record.topic}[{record.partition}]@{record.offset}"
     try:
         origin = window.origin(record)
     except RecordError:
-        return here
+        return record.position
     if origin is record:
-        return here
-    return f"{origin.topic}[{origin.partition}]@{origin.offset} (dead letter {here})"
+        return record.position
+    return f"{origin.position} (dead letter {record.position})"
 
 
 async def report_progress(

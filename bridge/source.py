@@ -42,6 +42,11 @@ class Record:
     def tp(self) -> TopicPartitionKey:
         return (self.topic, self.partition)
 
+    @property
+    def position(self) -> str:
+        """Where it was read, as ``topic[partition]@offset`` (log lines, messages)."""
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
     def meta(self) -> dict[str, Any]:
         """The ``_kafka`` root every expression sees."""
         return {

@@ -19,12 +19,7 @@ from structlog.testing import capture_logs
 
 from bridge.ratelimit import RateLimiter
 from bridge.redislimit import RedisRateLimiter, connect
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from bridge.testing.kafka import free_port
 
 
 class RedisServer:
