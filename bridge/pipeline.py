@@ -133,6 +133,7 @@ class Bridge:
                 self._rebalances,
                 start_at_ms=config.source.start_at_ms if window is None else None,
                 assignment=window.assignment() if window else None,
+                count_partitions=self._shared,
             )
         except KafkaException as exc:  # librdkafka refused a property
             raise ConfigError([f"{source_name}: kafka: {exc.args[0].str() if exc.args else exc}"]) from exc
@@ -665,6 +666,9 @@ class _OnTheLoop(SourceListener):
 
     def commit_failed(self, key: TopicPartitionKey | None) -> None:
         self._soon(self._bridge.offsets.commit_failed, key)
+
+    def partitions_counted(self) -> None:
+        self._soon(self._bridge._share_rate)
 
     def _wait(self, work: Awaitable[Any]) -> Any:
         assert self.loop is not None and threading.get_ident() != self.loop_thread, "would wait for itself"

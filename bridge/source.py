@@ -150,6 +150,9 @@ class SourceListener:
     def commit_failed(self, key: TopicPartitionKey | None) -> None:
         """A commit failed for one partition (``None``: for all it carried)."""
 
+    def partitions_counted(self) -> None:
+        """:attr:`Source.partitions_total` was counted again (after an assignment)."""
+
 
 class Source:
     """A subscribed consumer; call :meth:`fetch` often, it never blocks."""
@@ -162,10 +165,12 @@ class Source:
         factory: Callable[[dict[str, Any]], Any] = Consumer,
         start_at_ms: int | None = None,
         assignment: list[TopicPartition] | None = None,
+        count_partitions: bool = False,
     ) -> None:
         """``start_at_ms``: where a partition with no committed offset starts (a time).
         ``assignment``: read exactly these partitions from these offsets (replay), never
-        joining the group."""
+        joining the group. ``count_partitions``: keep :attr:`partitions_total` (all the
+        partitions of the topics) counted after each assignment of the group."""
         self._start_at_ms = start_at_ms
         self._assignment = assignment
         self._listener = listener
@@ -180,6 +185,8 @@ class Source:
         self.member = False  # an assignment (maybe empty) was received: the group knows us
         self.rebalances = 0  # assignments and revocations so far
         self.partitions_total: int | None = None  # of the subscribed topics, as of the last assignment
+        self._count_partitions = count_partitions and assignment is None
+        self._recount = False
         self.paused = False
         self.fatal: str | None = None
         self._repeats = Repeats()  # a broker down repeats the same error many times a second
@@ -207,6 +214,10 @@ class Source:
                 self.at_end.add(key)
             else:
                 self._error(error)
+        if self._recount:  # not inside the callback: see _assigned
+            self._recount = False
+            self.partitions_total = self._partition_total() or self.partitions_total
+            self._listener.partitions_counted()
         return records
 
     def pause(self, paused: bool) -> None:
@@ -274,8 +285,10 @@ class Source:
         self.assigned.update(keys)
         log.info("partitions_assigned", partitions=[f"{t}[{p}]" for t, p in keys])
         committed = self._committed_offsets(consumer, partitions)
-        if self._assignment is None:
-            self.partitions_total = self._partition_total(consumer) or self.partitions_total
+        # Counted once consume() returns: list_topics() inside a callback ends the Python
+        # client's call state of the consume() serving it, and its next callback (a log
+        # line, a second rebalance) aborts the process (CallState_get: cs != NULL).
+        self._recount = self._count_partitions
         self._listener.assigned(keys, {key: finished_map(tp) for key, tp in (committed or {}).items()})
         if self._start_at_ms is not None:
             if committed is None:  # which partitions are new is unknown: do not guess
@@ -290,11 +303,11 @@ class Source:
         (consumer.incremental_assign if self._incremental else consumer.assign)(partitions)
         (consumer.pause if self.paused else consumer.resume)(partitions)
 
-    def _partition_total(self, consumer: Any) -> int | None:
+    def _partition_total(self) -> int | None:
         """The partitions of the subscribed topics in all; None when the metadata is not
         to be had (the last count stands)."""
         try:
-            topics = consumer.list_topics(timeout=5).topics
+            topics = self._consumer.list_topics(timeout=5).topics
         except KafkaException as exc:
             log.warning("topic_metadata_unavailable", error=str(exc.args[0]) if exc.args else str(exc))
             return None

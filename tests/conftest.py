@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -337,11 +337,19 @@ def accepted(sandbox: Sandbox) -> list[dict[str, Any]]:
     return calls
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str,
+    alive: Sequence[subprocess.Popen[bytes]] = (),
+) -> None:
+    """Wait until ``predicate``; fails at once when a process in ``alive`` has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
+        exited = [f"pid {p.pid} exit code {p.returncode}" for p in alive if p.poll() is not None]
+        assert not exited, f"waiting for {what}, a process exited: {', '.join(exited)}"
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 

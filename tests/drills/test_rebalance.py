@@ -78,24 +78,25 @@ def test_join_and_kill_in_a_group(
     first, second = start_bridge(path, logs[0]), start_bridge(path, logs[1])
     processes = [first, second]
     try:
-        wait_for(lambda: delivered() >= records // 5, 60, "first deliveries")
+        wait_for(lambda: delivered() >= records // 5, 60, "first deliveries", processes)
         processes.append(start_bridge(path, logs[2]))
-        wait_for(settled, 60, "the joiner's partitions")
-        wait_for(lambda: delivered() >= records * 2 // 5, 120, "deliveries after the join")
+        wait_for(settled, 60, "the joiner's partitions", processes)
+        wait_for(lambda: delivered() >= records * 2 // 5, 120, "deliveries after the join", processes)
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == 0
-        wait_for(settled, 60, "the SIGTERMed member's partitions moved")
-        wait_for(lambda: delivered() >= records * 3 // 5, 120, "deliveries after the SIGTERM")
+        running = [first, processes[2]]
+        wait_for(settled, 60, "the SIGTERMed member's partitions moved", running)
+        wait_for(lambda: delivered() >= records * 3 // 5, 120, "deliveries after the SIGTERM", running)
         killed_at = time.time()
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         recover_from = time.monotonic()
         assert delivered() < records, "the kill must land mid-stream"
-        wait_for(lambda: delivered() >= records, 180, "all delivered")
+        wait_for(lambda: delivered() >= records, 180, "all delivered", processes[2:])
         recover_s = time.monotonic() - recover_from
         # Every command may have arrived before the killed member's partitions moved (its
         # last ones in flight at the kill): the survivor commits them once its session ends.
-        wait_for(committed_to_the_end, 60, "the group's commits at the end")
+        wait_for(committed_to_the_end, 60, "the group's commits at the end", processes[2:])
     finally:
         for process in processes:
             if process.poll() is None:

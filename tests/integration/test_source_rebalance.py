@@ -104,3 +104,44 @@ def test_resume_while_unassigned_applies_on_reassignment(cluster: TestKafka, str
     produce(producer, cluster.topic)
     fetch_until(source, 20)
     source.close()
+
+
+class Counted(SourceListener):
+    def __init__(self) -> None:
+        self.totals: list[int | None] = []
+        self.source: Source | None = None
+
+    def partitions_counted(self) -> None:
+        assert self.source is not None
+        self.totals.append(self.source.partitions_total)
+
+
+@pytest.mark.parametrize("strategy", GROUP_PROTOCOLS)
+def test_partitions_are_counted_after_each_assignment_outside_its_callback(
+    cluster: TestKafka, strategy: str
+) -> None:
+    """The rate share needs every partition of the topics. Counting them (list_topics)
+    inside the assignment callback ended the client's call state, and the next callback
+    the same consume() served (here: a debug log line, there are many) aborted the
+    process; now they are counted once consume() returns, on every assignment."""
+    cluster.create_topic(cluster.topic, 3)
+    conf = consumer_config(
+        {
+            "bootstrap.servers": cluster.bootstrap_servers,
+            "group.id": cluster.name("g"),
+            "debug": "cgrp,consumer",  # a log callback in every consume() around a rebalance
+            "log_level": 7,
+            **with_protocol({"session.timeout.ms": 6000, "heartbeat.interval.ms": 300}, strategy),
+        },
+    )
+    listener = Counted()
+    source = listener.source = Source(conf, [cluster.topic], listener, count_partitions=True)
+    source.start()
+    spin(source, None, lambda: len(source.assigned) == 3)
+    other = Consumer({key: value for key, value in conf.items() if key not in ("debug", "log_level")})
+    other.subscribe([cluster.topic])
+    spin(source, other, lambda: 0 < len(source.assigned) < 3)
+    other.close()
+    spin(source, None, lambda: len(source.assigned) == 3)
+    source.close()
+    assert len(listener.totals) >= 2 and set(listener.totals) == {3}, listener.totals
