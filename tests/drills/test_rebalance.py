@@ -42,9 +42,11 @@ MAX_BUFFERED = 100
 LATENCY_S = 0.02
 
 
-@pytest.mark.parametrize("protocol", GROUP_PROTOCOLS)
+# `make test` runs the short drill under the examples' protocol; `make drills` all three, long.
 @pytest.mark.parametrize(
-    "records", [pytest.param(3000, id="short"), pytest.param(6000, id="long", marks=pytest.mark.slow)]
+    ("records", "protocol"),
+    [pytest.param(3000, "cooperative", id="short-cooperative")]
+    + [pytest.param(6000, p, id=f"long-{p}", marks=pytest.mark.slow) for p in GROUP_PROTOCOLS],
 )
 def test_join_and_kill_in_a_group(
     cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, records: int, protocol: str
