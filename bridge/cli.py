@@ -1,8 +1,8 @@
-"""The verbs: run, check, map, replay, redrive, sandbox, demo.
+"""The verbs: run, check, map, test, schema, replay, redrive, sandbox, demo.
 
-Exit codes: 0 success; 1 ``map`` had events that failed, ``check`` found
-problems; 2 the configuration was refused; 3 a permanent failure with no
-dead-letter topic; 4 a fatal Kafka error.
+Exit codes: 0 success; 1 ``map`` had events that failed, ``test`` had cases that
+failed, ``check`` found problems; 2 the configuration (or a test file) was
+refused; 3 a permanent failure with no dead-letter topic; 4 a fatal Kafka error.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import structlog
 from fastavro.types import Schema
 
-from . import __version__, logs
+from . import __version__, logs, ruletests
 from .avro import load_schema, read_json
 from .config import BridgeConfig
 from .decode import decode_json, resolve_path
@@ -54,11 +54,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     # Every rule, template and local schema; secrets may be unset unless --require-env.
     unset_secrets: list[str] | None = None if args.require_env else []
     config, mapper, _ = load(args.config, unset_secrets)
-    for warning in mapper.warnings:
+    warnings = list(mapper.warnings)
+    tested = ""
+    if args.tests:
+        results = ruletests.run(
+            ruletests.load_suites(args.tests, config.source, mapper, args.config),
+            mapper,
+            config.source.topic_names[0],
+        )
+        untested = ruletests.untested_rules(results, mapper)
+        warnings += [f"rule {name}: no test case exercises it" for name in untested]
+        tested = f", {len(results)} test cases exercise {len(mapper) - len(untested)} of them"
+    for warning in warnings:
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
-    if args.strict and mapper.warnings:
+    if args.strict and warnings:
         return EXIT_FAILED
-    print(f"{args.config}: OK ({len(mapper)} rules, topics: {', '.join(config.source.topic_names)})")
+    print(f"{args.config}: OK ({len(mapper)} rules{tested}, topics: {', '.join(config.source.topic_names)})")
     for problem in unset_secrets or []:
         print(f"{args.config}: {problem} (fine for check; --require-env refuses it)", file=sys.stderr)
     return 0
@@ -163,6 +174,38 @@ def cmd_map(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failures else 0
 
 
+def cmd_test(args: argparse.Namespace) -> int:
+    source, mapper = load_offline(args.config)
+    try:
+        suites = ruletests.load_suites(args.files, source, mapper, args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        if args.junit_xml:
+            write_junit(args.junit_xml, ruletests.junit_xml([], exc.problems))
+        return EXIT_CONFIG
+    results = ruletests.run(suites, mapper, source.topic_names[0])
+    ruletests.report(results, sys.stdout)
+    if args.junit_xml:
+        write_junit(args.junit_xml, ruletests.junit_xml(results))
+    return 0 if all(r.passed for r in results) else EXIT_FAILED
+
+
+def write_junit(path: str, report: bytes) -> None:
+    try:
+        with open(path, "wb") as out:
+            out.write(report)
+    except OSError as exc:
+        raise ConfigError([f"--junit-xml {path}: cannot write: {exc.strerror}"]) from exc
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .schema import config_schema
+
+    print(json.dumps(config_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from .replay import replay
 
@@ -253,6 +296,10 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also refuse unset variables in secret fields (for a deploy step; a rules CI needs no secrets)",
     )
+    check.add_argument(
+        "--tests", nargs="+", metavar="FILE",
+        help="test files (or globs): also warn of rules no test case exercises",
+    )  # fmt: skip
     check.set_defaults(func=cmd_check)
 
     mapping = verb("map", "Map events (JSON Lines) to the commands that would be posted, offline.")
@@ -267,6 +314,16 @@ def parser() -> argparse.ArgumentParser:
     mapping.add_argument("--schema", help="an .avsc file, for --format avro")
     mapping.add_argument("file", nargs="?", default="-", metavar="FILE|-", help="events file, - for stdin")
     mapping.set_defaults(func=cmd_map)
+
+    test = verb(
+        "test", "Run the rules' test cases (YAML golden files) offline: no Kafka, Intilery or secrets."
+    )
+    test.add_argument("files", nargs="+", metavar="FILE", help="test files, or globs such as 'tests/*.yaml'")
+    test.add_argument("--junit-xml", metavar="FILE", help="also write a JUnit XML report here, for CI")
+    test.set_defaults(func=cmd_test)
+
+    schema = verb("schema", "Print the JSON Schema of the configuration file, for editors.", config=False)
+    schema.set_defaults(func=cmd_schema)
 
     again = verb("replay", "Re-run a window of one topic through the rules, as a group of its own.")
     again.add_argument("--topic", required=True, help="the topic to replay (one of source.topics)")

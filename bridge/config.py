@@ -36,7 +36,8 @@ _ENV = re.compile(r"\$(\$)?\{(?:file:([^}]+)|([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A docstring under a field is its description: the JSON Schema (`schema`) shows it.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 Format = Literal["json", "avro"]
@@ -45,18 +46,32 @@ Format = Literal["json", "avro"]
 class TopicConfig(_Model):
     """One source topic; ``schema`` is a local .avsc for plain (unframed) Avro."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True
+    )
 
     name: str = Field(min_length=1)
+    """The topic."""
     format: Format | None = None
+    """`json` or `avro` for this topic."""
     schema_path: str | None = Field(default=None, alias="schema")
+    """An `.avsc` file: the topic holds plain Avro binary written with this schema, no framing.
+    Without it an `avro` topic uses the schema registry wire format. A relative path is taken
+    from the config file's folder (then, if not found there, from the current directory).
+    """
 
 
 class TlsConfig(_Model):
     """Certificate checks for an HTTPS endpoint: on by default."""
 
     verify: bool = True
-    ca_file: str | None = None  # a PEM bundle to trust instead of the system's
+    """Check the server's certificate. `false` turns checks off and logs `tls_verification_disabled`
+    (warning) at start-up.
+    """
+    ca_file: str | None = None
+    """A PEM bundle to trust instead of the system's CAs (a private CA, a TLS-inspecting proxy);
+    must exist at start-up.
+    """
 
     @model_validator(mode="after")
     def _ca_needs_verify(self) -> TlsConfig:
@@ -73,8 +88,13 @@ class TlsConfig(_Model):
 
 class SchemaRegistryConfig(_Model):
     url: str
-    basic_auth: SecretStr | None = None  # user:password
+    """A Confluent-compatible schema registry (Confluent Schema Registry, Karapace, Apicurio's
+    ccompat API); required when an `avro` topic has no `schema`.
+    """
+    basic_auth: SecretStr | None = None
+    """`user:password` for the registry; never logged."""
     tls: TlsConfig = TlsConfig()
+    """Certificate checks for the registry's HTTPS endpoint."""
 
     @field_validator("url")
     @classmethod
@@ -97,9 +117,18 @@ class SchemaRegistryConfig(_Model):
 
 class SourceConfig(_Model):
     topics: list[str | TopicConfig] = Field(min_length=1)
+    """Topics to consume (at least one): names, or objects `{name, format, schema}` (see
+    [Avro](#avro-topics)); both forms can be mixed.
+    """
     format: Format = "json"
+    """Default format of the topics: `json` (a UTF-8 JSON object per record) or `avro`."""
     schema_registry: SchemaRegistryConfig | None = None
-    start_from: str | None = None  # latest | earliest | an ISO-8601 time, for partitions never committed
+    """A Confluent-compatible schema registry, for `avro` topics without a local `schema`."""
+    start_from: str | None = None
+    """Where a group starts on partitions it has never committed: `earliest`, `latest`, or an
+    ISO-8601 time (the first record at or after it). Sets `auto.offset.reset` (so do not set
+    both). See [Operations](#operations) for the risks.
+    """
 
     @field_validator("start_from")
     @classmethod
@@ -148,10 +177,23 @@ class SourceConfig(_Model):
 class RedisConfig(_Model):
     """A Redis that every replica, replay and redrive of the account draw one bucket from."""
 
-    url: str  # redis://host:6379/0, or rediss:// for TLS
-    password: SecretStr | None = None  # from a secret: ${REDIS_PASSWORD}
-    ca_file: str | None = None  # a PEM bundle to trust for rediss://
-    key_prefix: str = "intilery-bridge"  # the bucket's key: <prefix>:<account_id>:<brand_id>
+    url: str
+    """`redis://host:6379/0` (`rediss://` for TLS): every replica, `replay` and `redrive` of the
+    account draw from one GCRA bucket in Redis (an atomic Lua script on Redis' clock; key
+    `<key_prefix>:<account_id>:<brand_id>`), and a `Retry-After` one of them is given holds back
+    all of them. Redis not answering within 0.5 s: each process falls back at once to its local
+    bucket (its partition share; replay and redrive their `--rate`), logs
+    `rate_limit_redis_unavailable` once per episode, sets `intilery_bridge_rate_limit_redis_up`
+    to 0, asks Redis again every 5 s and logs `rate_limit_redis_restored` when it answers.
+    """
+    password: SecretStr | None = None
+    """Redis' password (`${REDIS_PASSWORD}`: a secret, never logged; a password in the URL is
+    redacted too).
+    """
+    ca_file: str | None = None
+    """A PEM bundle to trust for `rediss://`."""
+    key_prefix: str = "intilery-bridge"
+    """The bucket's key prefix."""
 
     @field_validator("url")
     @classmethod
@@ -162,24 +204,54 @@ class RedisConfig(_Model):
 
 
 class RateLimitConfig(_Model):
-    per_second: float = Field(default=100.0, ge=0)  # 0: no limit; the account's, not a replica's
+    per_second: float = Field(default=100.0, ge=0)
+    """The Intilery account's limit (Intilery's documented one), not a replica's: each replica of
+    the group takes its share (see `share`). Paces every request (a batch is one request). `0`
+    turns the limiter off.
+    """
     burst: int = Field(default=500, ge=1)
+    """The bucket's size. The bridge keeps 10% of it in reserve so network jitter never makes
+    requests reach Intilery faster than its own bucket refills. On a 429 (another client shares
+    the account) the bridge halves its rate, honours `Retry-After`, and regains a tenth of the
+    limit per second.
+    """
     # partitions: each replica takes per_second and burst times its share of the
     # partitions (README "Scaling"); whole: each takes all of them
     share: Literal["partitions", "whole"] = "partitions"
+    """`partitions`: each replica takes `per_second` and `burst` times the share of the topics'
+    partitions it holds, recomputed on every assignment and revocation (`rate_limit_shared` log
+    line, `intilery_bridge_rate_limit_per_second`), and starts with an empty bucket (the others
+    may have spent the account's burst). `whole`: each replica takes all of it (one replica per
+    account, or you divide by hand).
+    """
     redis: RedisConfig | None = None  # exact sharing through Redis (README "Scaling")
+    """Exact sharing of the account's rate through Redis (README "Scaling")."""
 
 
 class IntileryConfig(_Model):
     url: str = "https://tracking.intilery.com"
+    """Base URL. Requests go to `{url}/track/{client_id}/{account_id}/{BRAND_ID}/v1/{action}`."""
     client_id: str = Field(min_length=1)
+    """Sent lower case."""
     account_id: str = Field(min_length=1)
+    """Sent lower case."""
     brand_id: str | None = None
+    """Sent upper case."""
     auth_token: SecretStr
+    """Sent as the `auth-token` header. Never logged (every log line is also scrubbed of it)."""
     timeout_s: float = Field(default=10.0, gt=0)
-    max_timeout_s: float = Field(default=60.0, gt=0)  # how far time-outs may stretch the timeout
+    """Per-request timeout (connect: at most 5 s). A timeout is retried; Intilery may have taken the
+    command it did not answer in time, so a timeout can mean a duplicate. After one, the
+    following requests wait twice as long (`intilery_timeout_stretched`, up to `max_timeout_s`),
+    so a slow Intilery is not sent the same command again and again; as answers speed up the
+    timeout returns to this value (never below four times the latest answer's time).
+    """
+    max_timeout_s: float = Field(default=60.0, gt=0)
+    """How far time-outs may stretch the timeout."""
     rate_limit: RateLimitConfig = RateLimitConfig()
+    """Pacing of the requests to the account (Intilery's limit: 100 requests/s, burst 500)."""
     tls: TlsConfig = TlsConfig()
+    """Certificate checks for Intilery's HTTPS endpoint."""
 
     @field_validator("url")
     @classmethod
@@ -197,38 +269,78 @@ class IntileryConfig(_Model):
 
 class RetryConfig(_Model):
     initial_backoff_ms: int = Field(default=200, ge=1)
+    """First retry delay; doubles each attempt, with jitter (half to all of the step)."""
     max_backoff_ms: int = Field(default=30_000, ge=1)
+    """Cap on the retry delay."""
     max_attempts: int | None = Field(default=None, ge=1)
+    """Give up after this many attempts and dead-letter the record (class `rejected`, reason `gave
+    up after N attempts: ...`). Auth failures never give up.
+    """
     auth_backoff_ms: int = Field(default=30_000, ge=1)
+    """Delay between attempts while Intilery answers 401/403."""
 
 
 class BatchConfig(_Model):
     max_calls: int = Field(default=100, ge=1)
+    """Commands per batch request at most."""
     max_bytes: int = Field(default=1_000_000, ge=1024, le=1024 * 1024)
+    """Bytes per batch request at most (Intilery: 1 MB; every call is already at most 32 KB)."""
     linger_ms: float = Field(default=20, ge=0)
+    """How long a command waits for others to share its request."""
 
 
 class DeliveryConfig(_Model):
     max_in_flight: int = Field(default=32, ge=1, le=1024)
+    """Requests in flight at once across all partitions (one command per request, or one batch in
+    batch mode); also the size of the HTTP connection pool.
+    """
     max_buffered_records: int = Field(default=10_000, ge=1)
+    """Fetched but unfinished records; at this many the consumer pauses its partitions (it keeps
+    polling, so it stays in the group) and resumes below half.
+    """
     dead_letter_topic: str | None = None
+    """Where permanent failures go (not one of the source topics). Without it, the first permanent
+    failure stops the bridge (exit 3) with that offset uncommitted.
+    """
     commit_interval_ms: int = Field(default=100, ge=10)
+    """How soon finished work is committed: at most this often, only when something changed
+    (asynchronously; synchronously on revocation and shutdown). What a crash can resend grows
+    with it.
+    """
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+    """On SIGTERM/SIGINT, how long in-flight commands may take to finish."""
     rebalance_grace_s: float = Field(default=5.0, ge=0)
+    """When partitions are revoked in a rebalance, how long the commands already sent for them may
+    take to finish before they are committed and released (nothing new starts meanwhile). It must
+    be shorter than `max.poll.interval.ms` (refused otherwise), and should be well under it: with
+    eager assignors the whole group waits for it.
+    """
     retry: RetryConfig = RetryConfig()
+    """Retries of transient failures (network, 5xx, 429, time-outs)."""
     batch: BatchConfig | None = None
+    """Batch mode: post to `/v1/batch` instead of one command per request to `/v1/track` or
+    `/v1/identify`.
+    """
 
 
 class ObservabilityConfig(_Model):
     enabled: bool = True
+    """Serve `/metrics`, `/healthz` and `/readyz`."""
     host: str = "0.0.0.0"
-    port: int = Field(default=9400, ge=0, le=65535)  # 0: any free port (logged at start-up)
+    """Address to listen on."""
+    port: int = Field(default=9400, ge=0, le=65535)
+    """Port; `0` takes any free port (logged as `observability_port` in `bridge_started`)."""
 
 
 class LogConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    """`debug`, `info`, `warning` or `error`."""
     summary_interval_s: float = Field(default=30.0, gt=0)
-    hash_user_ids: bool = False  # userId in log lines as sha256:<16 hex> instead of the id
+    """How often the `bridge_summary` line is written."""
+    hash_user_ids: bool = False
+    """Write `userId` in log lines as `sha256:` and 16 hex digits of its SHA-256 instead of the id:
+    lines of one customer still correlate, the id itself stays out of the logs.
+    """
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -250,10 +362,21 @@ def parse_duration(value: Any) -> float:
 
 class RuleConfig(_Model):
     name: str = Field(min_length=1)
+    """Unique; appears in logs, `map` output and dead-letter headers."""
     topics: list[str] | None = None
+    """Limit the rule to these topics (each must be in `source.topics`)."""
     when: str | None = None
+    """A JMESPath condition on the event, with JMESPath truthiness: `false`, `null`, `""`, `[]` and
+    `{}` are false; `0` is true.
+    """
     max_age: float | None = None  # seconds; written as a duration such as 2h
+    """Stale-event guard, a duration (`90s`, `15m`, `2h`, `1d`, `1h30m`): a command whose event time
+    (the rendered `timestamp`, else the record's timestamp) is older than this when it would be
+    sent (checked before every attempt) is skipped, counted and logged as `command_stale`, and
+    its record committed. `replay` applies it too unless `--ignore-max-age`.
+    """
     emit: dict[str, Any]
+    """The body to post, exactly as Intilery documents it, with templates."""
 
     @field_validator("max_age", mode="before")
     @classmethod
@@ -272,12 +395,28 @@ CLASSIC_ONLY = {
 
 class BridgeConfig(_Model):
     kafka: dict[str, str | int | float | bool]
+    """librdkafka consumer properties, passed through (security settings included).
+    `bootstrap.servers` and `group.id` are required. The bridge sets `enable.auto.commit=false`,
+    `enable.auto.offset.store=false` and `enable.partition.eof=true` itself; setting either auto-
+    commit property to true is refused. With `group.protocol: consumer` (KIP-848) the broker owns
+    the group's timing and assignment, so `session.timeout.ms`, `heartbeat.interval.ms`,
+    `partition.assignment.strategy` and `group.protocol.type` are refused (naming the key); see
+    [Scaling](#scaling) for choosing a protocol. `auto.offset.reset` decides where a new group
+    starts (librdkafka's default is `latest`). The dead-letter producer uses the same properties
+    minus consumer-only ones, with `acks=all` and idempotence on.
+    """
     source: SourceConfig
+    """What to consume and how to decode it."""
     intilery: IntileryConfig
+    """Intilery's API: where, who, and how fast."""
     delivery: DeliveryConfig = DeliveryConfig()
+    """How commands are sent, retried, batched and committed."""
     log: LogConfig = LogConfig()
+    """Log lines (JSON, one per line, on standard output)."""
     observability: ObservabilityConfig = ObservabilityConfig()
+    """The `/metrics`, `/healthz` and `/readyz` endpoints."""
     rules: list[RuleConfig] = Field(min_length=1)
+    """Evaluated in order for every record; see below."""
 
 
 def cross_problems(raw: dict[str, Any]) -> list[str]:
@@ -400,7 +539,7 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_EXPANDED_NODES = 100_000
 
 
-class _StrictLoader(yaml.SafeLoader):
+class StrictLoader(yaml.SafeLoader):
     """YAML that cannot silently lose a key or blow up: a duplicate key is an error (the
     last one would win), and so is a document whose aliases expand to more than
     ``MAX_EXPANDED_NODES`` values (an alias bomb: a few lines that ``${VAR}`` expansion,
@@ -433,7 +572,7 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def read_raw(path: str | Path) -> dict[str, Any]:
+def read_raw(path: str | Path, loader: type[StrictLoader] = StrictLoader) -> dict[str, Any]:
     """The parsed YAML mapping; ConfigError if it cannot be read or parsed."""
     name = str(path)
     try:
@@ -447,7 +586,7 @@ def read_raw(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{name}: not UTF-8 text (byte {exc.start + 1} cannot be decoded)"]) from exc
     try:
-        raw = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
+        raw = yaml.load(text, Loader=loader)  # a SafeLoader: no arbitrary objects
     except RecursionError as exc:
         raise ConfigError([f"{name}: invalid YAML: nested too deeply"]) from exc
     except yaml.YAMLError as exc:

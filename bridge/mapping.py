@@ -265,6 +265,11 @@ class Mapper:
     def __len__(self) -> int:
         return len(self._all)
 
+    @property
+    def names(self) -> list[str]:
+        """The rules' names, in order."""
+        return [rule.name for rule in self._all]
+
     def rules_for(self, topic: str) -> list[CompiledRule]:
         return self._by_topic.get(topic, self._all)
 

@@ -35,7 +35,7 @@ def cli(
     )
 
 
-@pytest.mark.parametrize("verb", ["run", "check", "map", "sandbox", "demo"])
+@pytest.mark.parametrize("verb", ["run", "check", "map", "test", "schema", "sandbox", "demo"])
 def test_every_verb_has_help(verb: str) -> None:
     result = cli(verb, "--help")
     assert result.returncode == 0 and "usage: intilery-bridge" in result.stdout
