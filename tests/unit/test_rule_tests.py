@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bridge.cli import main
+from tests.support import run_cli as run
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "examples"
@@ -44,12 +44,6 @@ def sms_case(**changes: Any) -> dict[str, Any]:
         "expect": [{"rule": "abandoned-sms", "action": "track", "body": SMS_BODY}],
     }
     return {**case, **changes}
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("config", ["bridge", "bridge-avro"])

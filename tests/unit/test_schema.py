@@ -11,9 +11,9 @@ import yaml
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel
 
-from bridge.cli import main
 from bridge.config import BridgeConfig
 from bridge.schema import config_schema
+from tests.support import run_cli
 
 ROOT = Path(__file__).parents[2]
 COMMITTED = ROOT / "examples" / "intilery-bridge.schema.json"
@@ -101,8 +101,9 @@ def test_every_field_of_every_model_is_in_the_schema_with_its_description_and_de
 
 
 def test_the_committed_schema_is_what_the_models_give(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["schema"]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    code, out, _ = run_cli(capsys, "schema")
+    assert code == 0
+    printed = json.loads(out)
     assert printed == config_schema()
     assert json.loads(COMMITTED.read_text()) == printed, (
         "examples/intilery-bridge.schema.json is stale: "
