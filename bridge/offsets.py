@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from . import offsetmap
 
 TopicPartitionKey = tuple[str, int]
+MIN_MAP_BYTES = 64  # below this a map names too little to be worth it
 
 
 class PartitionOffsets:
@@ -87,16 +88,17 @@ class PartitionOffsets:
         last finished; None before anything was finished or read."""
         return self._pending[0] if self._pending else self.next_commit
 
-    def to_commit(self, force: bool = False) -> tuple[int, str, int] | None:
-        """The offset to commit, its map and how many finished offsets the map left out;
-        None when nothing changed since the last call (``force``: unless nothing is known)."""
+    def to_commit(self, force: bool = False, limit: int = offsetmap.MAX_BYTES) -> tuple[int, str, int] | None:
+        """The offset to commit, its map (at most ``limit`` bytes) and how many finished
+        offsets the map left out; None when nothing changed since the last call (``force``:
+        unless nothing is known)."""
         position = self.position()
         if position is None or (self._sent == self._changes and not force):
             return None
         self._sent = self._changes
         self._earlier = {offset for offset in self._earlier if offset >= position}
         finished = sorted(self._finished | self._earlier)  # all after the position
-        metadata, left_out = offsetmap.encode(position, finished)
+        metadata, left_out = offsetmap.encode(position, finished, limit)
         return position, metadata, left_out
 
     def commit_failed(self) -> None:
@@ -123,6 +125,21 @@ class OffsetTracker:
 
     def __init__(self) -> None:
         self._partitions: dict[TopicPartitionKey, PartitionOffsets] = {}
+        self.map_limit = offsetmap.MAX_BYTES  # the broker's offset.metadata.max.bytes, as far as known
+
+    def shrink_map(self, refused: int | None = None) -> bool:
+        """The broker refused a map of ``refused`` bytes (None: of the current bound) as too
+        large (its ``offset.metadata.max.bytes`` is below Kafka's default): bound maps to
+        half of that, down to no map at all, so that commits go through (the offsets left
+        out are resent after a restart, as without a map). False when the bound was already
+        below it (a commit taken before the last shrink)."""
+        refused = self.map_limit if refused is None else refused
+        if refused > self.map_limit or not self.map_limit:
+            return False
+        self.map_limit = refused // 2 if refused // 2 >= MIN_MAP_BYTES else 0
+        for part in self._partitions.values():
+            part.commit_failed()
+        return True
 
     def assign(self, key: TopicPartitionKey, finished_earlier: Iterable[int] = ()) -> PartitionOffsets:
         self._partitions[key] = PartitionOffsets(finished_earlier)
@@ -150,7 +167,8 @@ class OffsetTracker:
         return [
             Position(topic, partition, *commit)
             for (topic, partition), part in self._partitions.items()
-            if (keys is None or (topic, partition) in keys) and (commit := part.to_commit(force)) is not None
+            if (keys is None or (topic, partition) in keys)
+            and (commit := part.to_commit(force, self.map_limit)) is not None
         ]
 
     def uncommitted(self) -> bool:

@@ -413,6 +413,15 @@ class Bridge:
             )
         return self._committable(keys, force=True)
 
+    def _shrink_map(self, refused_bytes: int | None) -> None:
+        if self.offsets.shrink_map(refused_bytes):
+            log.warning(
+                "offset_map_too_large",
+                refused_bytes=refused_bytes,
+                limit_bytes=self.offsets.map_limit,
+                hint="the broker's offset.metadata.max.bytes is below Kafka's default of 4096",
+            )
+
     def _forget(self, keys: set[TopicPartitionKey]) -> None:
         for key in keys:
             self.offsets.revoke(key)
@@ -669,6 +678,9 @@ class _OnTheLoop(SourceListener):
 
     def partitions_counted(self) -> None:
         self._soon(self._bridge._share_rate)
+
+    def map_too_large(self, refused_bytes: int | None) -> None:
+        self._soon(self._bridge._shrink_map, refused_bytes)
 
     def _wait(self, work: Awaitable[Any]) -> Any:
         assert self.loop is not None and threading.get_ident() != self.loop_thread, "would wait for itself"

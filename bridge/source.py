@@ -150,6 +150,10 @@ class SourceListener:
     def commit_failed(self, key: TopicPartitionKey | None) -> None:
         """A commit failed for one partition (``None``: for all it carried)."""
 
+    def map_too_large(self, refused_bytes: int | None) -> None:
+        """The broker refused a commit because its metadata (the map, of ``refused_bytes``
+        at most, when known) is too large."""
+
     def partitions_counted(self) -> None:
         """:attr:`Source.partitions_total` was counted again (after an assignment)."""
 
@@ -265,8 +269,11 @@ class Source:
         try:
             result = self._consumer.commit(offsets=offsets, asynchronous=not wait)
         except KafkaException as exc:
-            self._commit_failed(str(exc.args[0]) if exc.args else str(exc))
+            error = exc.args[0] if exc.args else None
+            self._commit_failed(str(error or exc))
             self._listener.commit_failed(None)
+            if isinstance(error, KafkaError) and error.code() == KafkaError.OFFSET_METADATA_TOO_LARGE:
+                self._listener.map_too_large(max(len(tp.metadata or "") for tp in offsets))
             return False
         if wait and result:
             self._committed(None, result)
@@ -379,12 +386,17 @@ class Source:
         if error is not None:
             self._commit_failed(error.str())
             self._listener.commit_failed(None)
+        too_large = []
         for tp in partitions:
             if tp.error is None and tp.offset >= 0:
                 self._listener.committed(Position(tp.topic, tp.partition, tp.offset))
             elif tp.error is not None:
                 self._commit_failed(tp.error.str(), topic=tp.topic, partition=tp.partition)
                 self._listener.commit_failed((tp.topic, tp.partition))
+                if tp.error.code() == KafkaError.OFFSET_METADATA_TOO_LARGE:
+                    too_large.append(len(tp.metadata or ""))
+        if too_large:  # once per commit: the bound follows the smallest map refused
+            self._listener.map_too_large(min(too_large) or None)
 
     def _commit_failed(self, error: str, **where: Any) -> None:
         """Logged once per error per 10 s: while the group coordinator moves, every

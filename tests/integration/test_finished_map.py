@@ -11,10 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from bridge.offsetmap import decode, encode
+from bridge.offsets import Position
 from bridge.sandbox import Sandbox
+from bridge.source import Source, SourceListener, consumer_config
+from bridge.testing.kafka import KafkaCluster
 from tests.conftest import (
     TestKafka,
     accepted,
@@ -29,6 +32,7 @@ from tests.conftest import (
 )
 
 RECORDS = 30
+OFFSET_COMMIT = 8  # Kafka API key
 
 
 def seed(cluster: TestKafka) -> dict[int, int]:
@@ -154,3 +158,59 @@ def test_replay_and_redrive_leave_the_live_groups_commit_and_map_alone(
     assert len(accepted(sandbox)) == RECORDS  # the replay sent every record, the map notwithstanding
     after = committed(cluster, live)
     assert (after.offset, after.metadata) == (5, metadata)
+
+
+class Refusals(SourceListener):
+    def __init__(self) -> None:
+        self.too_large: list[int | None] = []
+        self.positions: list[Position] = []
+
+    def map_too_large(self, refused_bytes: int | None) -> None:
+        self.too_large.append(refused_bytes)
+
+    def committed(self, position: Position) -> None:
+        self.positions.append(position)
+
+
+def test_a_broker_with_a_smaller_metadata_bound_tells_the_source_how_large_a_map_it_refused() -> None:
+    """offset.metadata.max.bytes below Kafka's default (4,096) refuses a commit whose map is
+    larger, partition by partition (asynchronous) or as a whole (synchronous): the source
+    says so with the size refused (the tracker then halves its bound, test_offsets), and a
+    map within the bound is taken."""
+    with KafkaCluster(settings={"offset.metadata.max.bytes": "256"}) as broker:
+        broker.create_topic("t", 1)
+        listener = Refusals()
+        conf = consumer_config({"bootstrap.servers": broker.bootstrap_servers, "group.id": "g"})
+        source = Source(conf, ["t"], listener)
+        source.start()
+        deadline = time.monotonic() + 30
+        while not source.assigned:
+            assert time.monotonic() < deadline, "no assignment"
+            source.fetch(10)
+        big, small = encode(0, list(range(1, 4000, 2)))[0], encode(0, [1, 3])[0]
+        assert len(big) > 256 >= len(small)
+        assert source.commit([Position("t", 0, 0, big)], wait=False)
+        while not listener.too_large:
+            assert time.monotonic() < deadline, "the refusal never came"
+            source.fetch(10)
+        assert listener.too_large == [len(big)] and not listener.positions
+        assert source.commit([Position("t", 0, 0, big)], wait=True) is False
+        assert listener.too_large == [len(big), len(big)]
+        assert source.commit([Position("t", 0, 0, small)], wait=True) is True
+        assert [p.offset for p in listener.positions] == [0]
+        source.close()
+
+
+def test_after_a_map_is_refused_as_too_large_the_bridge_bounds_its_maps_and_commits_on(
+    mock_cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The mock cluster, because only it refuses a given number of commits whatever their
+    size (a real broker refuses by size: the test above): the bridge halves its bound at
+    each refusal, says so, and its offsets still reach the end."""
+    seed(mock_cluster)
+    mock_cluster.backend.push_request_errors(OFFSET_COMMIT, [KafkaError.OFFSET_METADATA_TOO_LARGE] * 2)
+    group = mock_cluster.name("bounded")
+    events = run_to_the_end(mock_cluster, sandbox, tmp_path, group)
+    shrunk = [e for e in events if e["event"] == "offset_map_too_large"]
+    assert [e["limit_bytes"] for e in shrunk] == [2048, 1024]
+    assert committed(mock_cluster, group).offset == RECORDS

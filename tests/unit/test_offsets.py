@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.offsetmap import decode
+from bridge.offsetmap import MAX_BYTES, decode
 from bridge.offsets import OffsetTracker, PartitionOffsets, Position
 
 
@@ -135,3 +135,28 @@ def test_commit_never_passes_an_unfinished_record(gaps: list[int], order: object
     # What the tracker still holds is exactly the records from the first unfinished one on.
     first_open = min((o for o in offsets if o not in done), default=offsets[-1] + 1)
     assert len(part) == len([o for o in offsets if o >= first_open])
+
+
+def test_a_map_the_broker_refuses_as_too_large_shrinks_to_half_of_it_down_to_none() -> None:
+    """A broker whose offset.metadata.max.bytes is below Kafka's 4,096 refuses every commit
+    with a larger map: without shrinking, the offsets would never move again."""
+    tracker = OffsetTracker()
+    part = tracker.assign(("t", 0))
+    for offset in range(20_000):
+        part.add(offset)
+    for offset in range(1, 20_000, 2):  # offset 0 unfinished, every other one after it finished
+        part.finish(offset)
+    (full,) = tracker.to_commit()
+    assert len(full.metadata) <= MAX_BYTES and full.left_out == 0  # all 10,000 named
+    assert tracker.shrink_map(len(full.metadata))
+    assert tracker.map_limit == len(full.metadata) // 2
+    (smaller,) = tracker.to_commit()  # the refused commit is taken again, within the new bound
+    assert smaller.offset == 0 and len(smaller.metadata) <= tracker.map_limit
+    assert smaller.left_out > 0 and decode(smaller.metadata, 0) == set(
+        range(1, 20_000, 2)[: 10_000 - smaller.left_out]
+    )
+    assert not tracker.shrink_map(len(full.metadata))  # a commit taken before the last shrink
+    while tracker.shrink_map():
+        pass
+    (bare,) = tracker.to_commit(force=True)
+    assert tracker.map_limit == 0 and bare.metadata == "" and bare.left_out == 10_000
