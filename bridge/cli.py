@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import structlog
 from fastavro.types import Schema
 
-from . import __version__, logs, ruletests
+from . import __version__, logs
 from .avro import load_schema, read_json
 from .config import BridgeConfig
 from .decode import decode_json, resolve_path
@@ -57,6 +57,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     warnings = list(mapper.warnings)
     tested = ""
     if args.tests:
+        from . import ruletests
+
         results = ruletests.run(
             ruletests.load_suites(args.tests, config.source, mapper, args.config),
             mapper,
@@ -175,6 +177,8 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
+    from . import ruletests
+
     source, mapper = load_offline(args.config)
     try:
         suites = ruletests.load_suites(args.files, source, mapper, args.config)

@@ -174,10 +174,11 @@ class OffsetTracker:
     def uncommitted(self) -> bool:
         return any(part.uncommitted() for part in self._partitions.values())
 
-    def mark_committed(self, position: Position) -> None:
-        part = self._partitions.get((position.topic, position.partition))
-        if part is not None and (part.committed is None or position.offset > part.committed):
-            part.committed = position.offset
+    def mark_committed(self, positions: Iterable[Position]) -> None:
+        for position in positions:
+            part = self._partitions.get((position.topic, position.partition))
+            if part is not None and (part.committed is None or position.offset > part.committed):
+                part.committed = position.offset
 
     def commit_failed(self, key: TopicPartitionKey | None) -> None:
         """A commit failed for one partition (``None``: for all of them)."""

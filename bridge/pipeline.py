@@ -670,8 +670,8 @@ class _OnTheLoop(SourceListener):
             self._bridge.source.commit(self._wait(self._bridge._finish_revoked(revoked)), wait=True)
         self._wait(self._call(self._bridge._forget, revoked))
 
-    def committed(self, position: Position) -> None:
-        self._soon(self._bridge.offsets.mark_committed, position)
+    def committed(self, positions: list[Position]) -> None:
+        self._soon(self._bridge.offsets.mark_committed, positions)
 
     def commit_failed(self, key: TopicPartitionKey | None) -> None:
         self._soon(self._bridge.offsets.commit_failed, key)

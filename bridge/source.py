@@ -144,8 +144,8 @@ class SourceListener:
     def revoked(self, keys: list[TopicPartitionKey], lost: bool) -> None:
         """Partitions taken away; ``lost``: without the chance to commit."""
 
-    def committed(self, position: Position) -> None:
-        """The broker acknowledged a commit."""
+    def committed(self, positions: list[Position]) -> None:
+        """The broker acknowledged a commit of these partitions."""
 
     def commit_failed(self, key: TopicPartitionKey | None) -> None:
         """A commit failed for one partition (``None``: for all it carried)."""
@@ -386,15 +386,17 @@ class Source:
         if error is not None:
             self._commit_failed(error.str())
             self._listener.commit_failed(None)
-        too_large = []
+        too_large, taken = [], []
         for tp in partitions:
             if tp.error is None and tp.offset >= 0:
-                self._listener.committed(Position(tp.topic, tp.partition, tp.offset))
+                taken.append(Position(tp.topic, tp.partition, tp.offset))
             elif tp.error is not None:
                 self._commit_failed(tp.error.str(), topic=tp.topic, partition=tp.partition)
                 self._listener.commit_failed((tp.topic, tp.partition))
                 if tp.error.code() == KafkaError.OFFSET_METADATA_TOO_LARGE:
                     too_large.append(len(tp.metadata or ""))
+        if taken:  # once per commit: each call wakes the event loop
+            self._listener.committed(taken)
         if too_large:  # once per commit: the bound follows the smallest map refused
             self._listener.map_too_large(min(too_large) or None)
 

@@ -168,8 +168,8 @@ class Refusals(SourceListener):
     def map_too_large(self, refused_bytes: int | None) -> None:
         self.too_large.append(refused_bytes)
 
-    def committed(self, position: Position) -> None:
-        self.positions.append(position)
+    def committed(self, positions: list[Position]) -> None:
+        self.positions += positions
 
 
 def test_a_broker_with_a_smaller_metadata_bound_tells_the_source_how_large_a_map_it_refused() -> None:

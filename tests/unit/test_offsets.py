@@ -91,12 +91,12 @@ def test_tracker_commits_only_assigned_and_changed_partitions() -> None:
     assert tracker.uncommitted()
     assert tracker.to_commit() == [Position("t", 0, 1)]
     assert tracker.to_commit() == []
-    tracker.mark_committed(Position("t", 0, 1))
+    tracker.mark_committed([Position("t", 0, 1)])
     assert not tracker.uncommitted()
     tracker.commit_failed(None)
     assert tracker.to_commit() == [Position("t", 0, 1)]
     tracker.revoke(("t", 0))
-    tracker.mark_committed(Position("t", 0, 5))  # a late callback for a revoked partition changes nothing
+    tracker.mark_committed([Position("t", 0, 5)])  # a late callback for a revoked partition changes nothing
     assert tracker.to_commit(force=True) == [] and tracker.unfinished() == 0
 
 
