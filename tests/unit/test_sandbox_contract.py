@@ -69,6 +69,21 @@ def test_auth(headers: dict[str, str], message: str) -> None:
             "batch[1]: assetId must not be empty",
         ),
         (PATH, {**SMS, "blob": "x" * (1024 * 1024)}, 413, "request too large"),
+        (PATH, {**SMS, "event": "SEND_PRINT", "assetId": " "}, 400, "assetId must not be empty"),
+        (PATH, {"event": "send_push", "assetId": "a"}, 400, "userId must not be empty"),
+        (
+            PATH,
+            {"event": "Booking Confirmed", "properties": {}},
+            400,
+            "userId or anonymousId must not be empty",
+        ),
+        (PATH, {"event": "", "userId": "u"}, 400, "event must not be empty"),
+        (
+            "/track/acme/acme/ACME/v1/identify",
+            {"event": "identify", "traits": {}},
+            400,
+            "userId must not be empty",
+        ),
     ],
 )
 def test_validation(path: str, body: Any, status: int, message: str) -> None:
@@ -105,3 +120,16 @@ def test_reject_rule() -> None:
     state = SandboxState("tok", rate=0)
     state.set_faults({"reject": {"userId": "bad"}})
     assert ask(state, {**SMS, "userId": "bad"})[0] == 400 and ask(state, SMS)[0] == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**SMS, "event": "SEND_SMS"},  # the guide's example writes commands upper case
+        {"event": "Booking Confirmed", "anonymousId": "anon-1"},
+        {"event": "start_journey", "userId": "u", "properties": {"journeyIdToTrigger": "j"}},
+    ],
+)
+def test_the_contract_table_accepts(body: dict[str, Any]) -> None:
+    status, _, answer = ask(SandboxState("tok", rate=0), body)
+    assert (status, answer["success"]) == (200, True), answer

@@ -1,0 +1,108 @@
+"""The dead-letter writer without a broker: headers, retries of a failed write, and a
+record too large for the topic written without its value."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from structlog.testing import capture_logs
+
+from bridge.deadletter import VALUE_OMITTED, DeadLetters
+from bridge.errors import MappingError
+from bridge.logs import register_secret
+from bridge.source import Record
+
+RECORD = Record("bookings", 2, 41, b"C-1", b'{"type": "x"}', [("source", b"web")], 1_700_000_000_000)
+
+
+class FakeProducer:
+    """Answers each produce() from a script: None (written), a KafkaError for the delivery
+    report, or an exception to raise from produce() itself; records every write."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = script
+        self.writes: list[dict[str, Any]] = []
+        self.reports: list[Callable[[], None]] = []
+
+    def produce(self, topic: str, **write: Any) -> None:
+        outcome = self.script.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        self.writes.append({"topic": topic, **write})
+        self.reports.append(lambda: write["on_delivery"](outcome, None))
+
+    def poll(self, timeout: float) -> None:
+        reports, self.reports = self.reports, []
+        for report in reports:
+            report()
+
+
+async def drive(dead_letters: DeadLetters, producer: FakeProducer, done: list[str], seconds: float) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not done and asyncio.get_running_loop().time() < deadline:
+        producer.poll(0)
+        await asyncio.sleep(0.005)
+
+
+def test_the_record_is_written_unchanged_with_the_bridge_headers() -> None:
+    register_secret("s3cret-token")
+    producer = FakeProducer([None])
+    dead_letters, done = DeadLetters("dlq", producer), []
+    error = MappingError("userId: required (token s3cret-token)", rule="abandoned-sms")
+    dead_letters.send(RECORD, error, lambda: done.append("done"))
+    assert done == [] and dead_letters.pending == 1  # only once the broker acknowledged it
+    producer.poll(0)
+    assert done == ["done"] and dead_letters.pending == 0
+    (write,) = producer.writes
+    assert (write["topic"], write["key"], write["value"], write["timestamp"]) == (
+        "dlq",
+        b"C-1",
+        b'{"type": "x"}',
+        1_700_000_000_000,
+    )
+    headers = dict(write["headers"])
+    assert headers["source"] == b"web"
+    assert headers["x-bridge-source-topic"] == b"bookings" and headers["x-bridge-source-offset"] == b"41"
+    assert headers["x-bridge-error-class"] == b"mapping" and headers["x-bridge-rule"] == b"abandoned-sms"
+    assert b"s3cret-token" not in headers["x-bridge-error-reason"]
+    assert VALUE_OMITTED not in headers
+
+
+def test_a_failed_write_is_retried_until_it_is_acknowledged_and_logged_once_per_reason() -> None:
+    refused = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    producer = FakeProducer([refused, refused, BufferError("queue full"), None])
+    dead_letters, done = DeadLetters("dlq", producer, retry_delay_s=0.01), []
+
+    async def scenario() -> None:
+        dead_letters.send(RECORD, MappingError("bad"), lambda: done.append("done"))
+        await drive(dead_letters, producer, done, 5)
+
+    with capture_logs() as logs:
+        asyncio.run(scenario())
+    assert done == ["done"] and dead_letters.pending == 0
+    assert len(producer.writes) == 3  # the BufferError never reached the broker
+    failures = [line for line in logs if line["event"] == "dead_letter_write_failed"]
+    assert [f["attempt"] for f in failures] == [1, 3]  # the second refusal repeats the first: not logged
+    assert failures[0]["offset"] == 41 and "authorization failed" in failures[0]["error"]
+
+
+def test_a_record_too_large_for_the_topic_is_written_without_its_value() -> None:
+    too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+    for first in (too_large, KafkaException(too_large)):  # refused by the broker, or by produce()
+        producer = FakeProducer([first, None])
+        dead_letters, done = DeadLetters("dlq", producer, retry_delay_s=0.01), []
+
+        async def scenario() -> None:
+            dead_letters.send(RECORD, MappingError("bad"), lambda: done.append("done"))  # noqa: B023
+            await drive(dead_letters, producer, done, 5)  # noqa: B023
+
+        with capture_logs() as logs:
+            asyncio.run(scenario())
+        assert done == ["done"]
+        last = producer.writes[-1]
+        assert last["value"] is None and last["key"] == b"C-1"
+        assert dict(last["headers"])[VALUE_OMITTED] == f"{len(RECORD.value or b'')} bytes".encode()
+        assert [line["bytes"] for line in logs if line["event"] == "dead_letter_value_omitted"] == [13]
