@@ -4,8 +4,8 @@ Takes a :class:`~bridge.source.Record` and the :class:`~bridge.errors.RecordErro
 that condemned it; writes the record to the dead-letter topic with its key,
 value and headers unchanged plus ``x-bridge-*`` headers, and calls ``on_done``
 only once the broker has acknowledged the write. A failed write is retried
-with backoff, forever, and logged each time: the record's offset stays
-uncommitted until the write succeeds. A record too large for the dead-letter
+every second (``retry_delay_s``), forever, and logged once per reason per 10 s:
+the record's offset stays uncommitted until the write succeeds. A record too large for the dead-letter
 topic is written without its value, with an ``x-bridge-value-omitted`` header
 (the source headers say where the original is, for ``replay``).
 """

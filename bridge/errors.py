@@ -9,10 +9,13 @@
     │   ├── MappingError         an event the rules cannot turn into valid commands
     │   │                                                              (class ``mapping``)
     │   └── RejectedError        Intilery refused the command (4xx)    (class ``rejected``)
-    └── DeliveryError            not the record's fault: retry, never dead-letter
-        ├── RetryableError       connection errors, timeouts, 408, 429, 5xx
-        └── AuthError            401/403: the credentials are wrong, pause everything
-    StaleCommand                 past its rule's max_age when it would be sent: skipped
+    ├── DeliveryError            not the record's fault: retry, never dead-letter
+    │   ├── RetryableError       connection errors, timeouts, 408, 429, 5xx
+    │   └── AuthError            401/403: the credentials are wrong, pause everything
+    └── StaleCommand             past its rule's max_age when it would be sent: skipped
+
+    SchemaNotCached (bridge.avro) is no error but a signal: a record's Avro schema is
+    not fetched yet, so its lane fetches it first (never raised past the pipeline).
 
 Foreign exceptions (httpx, json, jmespath, confluent-kafka) are translated once,
 at the edge that meets them, with ``raise ... from exc``.

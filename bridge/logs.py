@@ -1,8 +1,8 @@
 """structlog set-up: JSON lines, snake_case event names, secrets redacted.
 
 Every secret the configuration holds is registered here; a processor replaces
-it in any string field of any log line, as a last line of defence behind the
-rule that secrets are never logged at all.
+it in every string of every log line, nested in lists and mappings too, as a
+last line of defence behind the rule that secrets are never logged at all.
 """
 
 from __future__ import annotations
@@ -35,7 +35,13 @@ def redact(text: str) -> str:
 
 
 def _redact(value: Any) -> Any:
-    return redact(value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redact(key): _redact(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_redact(item) for item in value]
+    return value
 
 
 def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

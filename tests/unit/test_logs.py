@@ -45,3 +45,20 @@ def test_redis_passwords_are_secrets() -> None:
     assert "url-pw-7c1" not in redact("redis://:url-pw-7c1@r:6379/0")
     assert "field-pw-3b9" not in redact("auth failed for field-pw-3b9")
     assert is_secret_field("intilery.rate_limit.redis.password: REDIS_PASSWORD is not set")
+
+
+def test_a_secret_nested_in_a_log_field_is_redacted_too() -> None:
+    from bridge.logs import REDACTED, register_secret
+
+    register_secret("nested-s3cret")
+    stream = io.StringIO()
+    configure("info", stream)
+    try:
+        structlog.get_logger("t").info(
+            "x", reason="nested-s3cret", details={"auth": ["Bearer nested-s3cret"], "nested-s3cret": 1}
+        )
+    finally:
+        configure("info")
+    assert "nested-s3cret" not in stream.getvalue()
+    line = json.loads(stream.getvalue())
+    assert line["details"] == {"auth": [f"Bearer {REDACTED}"], REDACTED: 1}
