@@ -609,22 +609,6 @@ def validate(expanded: dict[str, Any]) -> tuple[BridgeConfig | None, list[str]]:
     return (None if problems else config), problems
 
 
-def load_config(
-    path: str | Path, env: Mapping[str, str] | None = None, strict_env: bool = True
-) -> BridgeConfig:
-    """Read, expand and validate the file at ``path``; ConfigError lists every problem.
-
-    With ``strict_env`` false an unset variable without a default expands to an
-    empty string instead of being an error (offline tools need no secrets).
-    """
-    expanded, problems = read_expanded(path, env, strict_env)
-    config, more = validate(expanded)
-    problems += without_env_echoes(more, problems)
-    if problems or config is None:
-        raise ConfigError([f"{path}: {p}" for p in problems])
-    return config
-
-
 def read_expanded(
     path: str | Path, env: Mapping[str, str] | None = None, strict_env: bool = True
 ) -> tuple[dict[str, Any], list[str]]:

@@ -9,6 +9,7 @@ file, the rule or topic, and the field.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -39,11 +40,12 @@ class Loaded(NamedTuple):
     decoder: Decoder
 
 
-def load(path: str, unset_secrets: list[str] | None = None) -> Loaded:
-    """With ``unset_secrets`` (``check`` without ``--require-env``) an unset variable in a
+def load(path: str, unset_secrets: list[str] | None = None, env: Mapping[str, str] | None = None) -> Loaded:
+    """The one way a configuration is loaded, by every verb and by the tests. With
+    ``unset_secrets`` (``check`` without ``--require-env``) an unset variable in a
     secret field is no problem but a note added there, so rules can be checked where
-    the secrets are not."""
-    expanded, env_problems = read_expanded(path)
+    the secrets are not. ``env``: the variables to expand (default the environment)."""
+    expanded, env_problems = read_expanded(path, env)
     register_secrets(expanded)  # before anything could echo them, even in an error message
     config, problems = validate(expanded)
     mapper, rule_problems = compile_rules(expanded.get("rules"), raw_topic_names(expanded))

@@ -11,17 +11,7 @@ from pathlib import Path
 import pytest
 
 from bridge.sandbox import Sandbox
-from tests.conftest import (
-    TOKEN,
-    TestKafka,
-    accepted,
-    log_events,
-    read_all,
-    start_bridge,
-    wait_for,
-    write_config,
-)
-from tests.drills.conftest import (
+from tests.drills.support import (
     PARTITIONS,
     assert_no_commit_past,
     check_stream,
@@ -30,6 +20,16 @@ from tests.drills.conftest import (
     produce_stream,
     ready,
     report,
+)
+from tests.support import (
+    TOKEN,
+    TestKafka,
+    accepted,
+    log_events,
+    read_all,
+    start_bridge,
+    wait_for,
+    write_config,
 )
 
 AUTH_BACKOFF_S = 0.3

@@ -17,7 +17,15 @@ from confluent_kafka import KafkaException
 
 from bridge.sandbox import Sandbox
 from bridge.testing.kafka import KafkaCluster
-from tests.conftest import (
+from tests.drills.support import (
+    PARTITIONS,
+    check_stream,
+    commits_outside_ownership,
+    delivered_seqs,
+    drill_config,
+    report,
+)
+from tests.support import (
     TestKafka,
     committed_and_ends,
     log_events,
@@ -26,14 +34,6 @@ from tests.conftest import (
     start_bridge,
     wait_for,
     write_config,
-)
-from tests.drills.conftest import (
-    PARTITIONS,
-    check_stream,
-    commits_outside_ownership,
-    delivered_seqs,
-    drill_config,
-    report,
 )
 
 

@@ -17,8 +17,7 @@ import pytest
 
 from bridge.sandbox import Sandbox
 from bridge.testing.mockcluster import MockCluster
-from tests.conftest import TestKafka, accepted, log_events, start_bridge, wait_for, write_config
-from tests.drills.conftest import (
+from tests.drills.support import (
     PARTITIONS,
     check_stream,
     delivered_seqs,
@@ -26,6 +25,7 @@ from tests.drills.conftest import (
     produce_stream,
     report,
 )
+from tests.support import TestKafka, accepted, log_events, start_bridge, wait_for, write_config
 
 FETCH, OFFSET_COMMIT = 1, 8  # Kafka API keys
 NOT_LEADER_OR_FOLLOWER, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR = 6, 15, 16

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from bridge.sandbox import Sandbox
-from tests.conftest import TestKafka, accepted, start_bridge, wait_for, write_config
-from tests.drills.conftest import (
+from tests.drills.support import (
     acceptances,
     check_stream,
     delivered_seqs,
@@ -24,6 +23,7 @@ from tests.drills.conftest import (
     resend_bound,
     resends,
 )
+from tests.support import TestKafka, accepted, start_bridge, wait_for, write_config
 
 MAX_BUFFERED = 200
 LATENCY_S = 0.01

@@ -14,18 +14,7 @@ import pytest
 
 from bridge.sandbox import Sandbox
 from bridge.testing.kafka import AUTHORIZER, KafkaCluster
-from tests.conftest import (
-    CheckedProducer,
-    TestKafka,
-    accepted,
-    log_events,
-    read_all,
-    sms_event,
-    start_bridge,
-    wait_for,
-    write_config,
-)
-from tests.drills.conftest import (
+from tests.drills.support import (
     PARTITIONS,
     Outcome,
     assert_no_commit_past,
@@ -35,6 +24,17 @@ from tests.drills.conftest import (
     drill_config,
     header_seq,
     report,
+)
+from tests.support import (
+    CheckedProducer,
+    TestKafka,
+    accepted,
+    log_events,
+    read_all,
+    sms_event,
+    start_bridge,
+    wait_for,
+    write_config,
 )
 
 POISON_EVERY = 20

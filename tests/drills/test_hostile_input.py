@@ -17,7 +17,16 @@ import pytest
 
 from bridge.deadletter import VALUE_OMITTED
 from bridge.sandbox import Sandbox
-from tests.conftest import (
+from tests.drills.support import (
+    Outcome,
+    assert_no_secret_in_headers,
+    assert_offsets_at_end,
+    delivered_seqs,
+    drill_config,
+    header_seq,
+    report,
+)
+from tests.support import (
     CheckedProducer,
     TestKafka,
     accepted,
@@ -27,15 +36,6 @@ from tests.conftest import (
     start_bridge,
     wait_for,
     write_config,
-)
-from tests.drills.conftest import (
-    Outcome,
-    assert_no_secret_in_headers,
-    assert_offsets_at_end,
-    delivered_seqs,
-    drill_config,
-    header_seq,
-    report,
 )
 
 BIG = 2 * 1024 * 1024

@@ -12,8 +12,7 @@ import pytest
 
 from bridge.pipeline import FETCH_BATCH, OUTAGE_AFTER_S
 from bridge.sandbox import Sandbox
-from tests.conftest import TestKafka, accepted, log_events, start_bridge, wait_for, write_config
-from tests.drills.conftest import (
+from tests.drills.support import (
     assert_no_rebalance,
     check_stream,
     delivered_seqs,
@@ -23,6 +22,7 @@ from tests.drills.conftest import (
     report,
     rss_mb,
 )
+from tests.support import TestKafka, accepted, log_events, start_bridge, wait_for, write_config
 
 TIMEOUT_S = 1.0
 MAX_IN_FLIGHT = 16

@@ -12,16 +12,7 @@ from pathlib import Path
 import pytest
 
 from bridge.sandbox import Sandbox
-from tests.conftest import (
-    GROUP_PROTOCOLS,
-    TestKafka,
-    log_events,
-    start_bridge,
-    wait_for,
-    with_protocol,
-    write_config,
-)
-from tests.drills.conftest import (
+from tests.drills.support import (
     acceptances,
     check_stream,
     commits_outside_ownership,
@@ -33,6 +24,15 @@ from tests.drills.conftest import (
     report,
     resend_bound,
     resends,
+)
+from tests.support import (
+    GROUP_PROTOCOLS,
+    TestKafka,
+    log_events,
+    start_bridge,
+    wait_for,
+    with_protocol,
+    write_config,
 )
 
 PARTITIONS = 6

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from bridge.sandbox import Sandbox
-from tests.conftest import TOKEN, TestKafka, bridge_env, log_events, start_bridge, wait_for, write_config
-from tests.drills.conftest import (
+from tests.drills.support import (
     PARTITIONS,
     check_stream,
     delivered_seqs,
@@ -25,6 +24,7 @@ from tests.drills.conftest import (
     report,
 )
 from tests.integration.test_redis_rate import RedisServer
+from tests.support import TOKEN, TestKafka, bridge_env, log_events, start_bridge, wait_for, write_config
 
 ACCOUNT_RATE, ACCOUNT_BURST = 100, 500
 REPLICAS = 3

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bridge.sandbox import Sandbox
-from tests.conftest import TestKafka, accepted, log_events, start_bridge, wait_for, write_config
-from tests.drills.conftest import assert_no_rebalance, check_stream, drill_config, produce_stream, report
+from tests.drills.support import assert_no_rebalance, check_stream, drill_config, produce_stream, report
+from tests.support import TestKafka, accepted, log_events, start_bridge, wait_for, write_config
 
 MAX_IN_FLIGHT = 8
 POLL_INTERVAL_MS = 6000  # the lowest librdkafka allows beside a 6 s session

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bridge.sandbox import Sandbox
-from tests.conftest import TestKafka, log_events, start_bridge, wait_for, write_config
-from tests.drills.conftest import check_stream, delivered_seqs, drill_config, produce_stream, report
+from tests.drills.support import check_stream, delivered_seqs, drill_config, produce_stream, report
+from tests.support import TestKafka, log_events, start_bridge, wait_for, write_config
 
 # Requests already on the wire when the first 429 of a round comes back still
 # arrive just after it; anything later than this must wait for Retry-After.

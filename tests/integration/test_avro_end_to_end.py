@@ -21,7 +21,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from bridge.sandbox import Sandbox
 from bridge.testing.registry import LocalRegistry
-from tests.conftest import (
+from tests.support import (
     CheckedProducer,
     TestKafka,
     accepted,

@@ -16,7 +16,7 @@ from bridge.deliver import Delivered, IntileryClient
 from bridge.errors import RejectedError
 from bridge.mapping import Command
 from bridge.sandbox import Sandbox
-from tests.conftest import (
+from tests.support import (
     TOKEN,
     CheckedProducer,
     TestKafka,

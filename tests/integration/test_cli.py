@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from bridge import __version__
-from tests.conftest import REGISTRY_AUTH, SASL_PASSWORD, SECRETS, TOKEN
+from tests.support import REGISTRY_AUTH, SASL_PASSWORD, SECRETS, TOKEN
 
 ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "bridge.yaml"

@@ -13,7 +13,7 @@ from bridge.deliver import Delivered, IntileryClient
 from bridge.errors import AuthError, RejectedError, RetryableError
 from bridge.mapping import Command
 from bridge.sandbox import Sandbox
-from tests.conftest import TOKEN
+from tests.support import TOKEN
 
 SMS = Command(
     rule="r",

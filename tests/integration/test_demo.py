@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import TestKafka
+from tests.support import TestKafka
 
 ROOT = Path(__file__).parents[2]
 

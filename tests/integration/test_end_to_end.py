@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bridge.sandbox import Sandbox
-from tests.conftest import (
+from tests.support import (
     CheckedProducer,
     TestKafka,
     accepted,

@@ -18,7 +18,7 @@ from bridge.offsets import Position
 from bridge.sandbox import Sandbox
 from bridge.source import Source, SourceListener, consumer_config
 from bridge.testing.kafka import KafkaCluster
-from tests.conftest import (
+from tests.support import (
     TestKafka,
     accepted,
     base_config,

@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from bridge.testing.kafka import KafkaCluster
-from tests.conftest import CheckedProducer, wait_for
+from tests.support import CheckedProducer, wait_for
 
 ROOT = Path(__file__).parents[2]
 CHILD = """

@@ -12,7 +12,7 @@ import httpx
 
 from bridge import __version__
 from bridge.sandbox import Sandbox
-from tests.conftest import (
+from tests.support import (
     CheckedProducer,
     TestKafka,
     accepted,

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from bridge.sandbox import Sandbox
-from tests.conftest import (
+from tests.support import (
     CheckedProducer,
     TestKafka,
     accepted,

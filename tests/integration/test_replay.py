@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.sandbox import Sandbox
-from tests.conftest import (
+from tests.support import (
     TestKafka,
     accepted,
     base_config,

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from bridge.source import Source, SourceListener, consumer_config
-from tests.conftest import GROUP_PROTOCOLS, CheckedProducer, TestKafka, with_protocol
+from tests.support import GROUP_PROTOCOLS, CheckedProducer, TestKafka, with_protocol
 
 
 def spin(

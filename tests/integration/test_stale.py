@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from bridge.sandbox import Sandbox
-from tests.conftest import (
+from tests.support import (
     TestKafka,
     accepted,
     base_config,

@@ -17,8 +17,8 @@ from bridge.errors import RetryableError
 from bridge.registry import SchemaRegistry
 from bridge.sandbox import Sandbox
 from bridge.testing.registry import LocalRegistry
-from tests.conftest import TOKEN
 from tests.integration.test_client_sandbox import SMS
+from tests.support import TOKEN
 from tests.unit.test_config import GOOD, problems
 
 TLS_DIR = Path(__file__).parent.parent / "tls"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bridge.config import expand_env, load_config
+from bridge.config import expand_env
 from bridge.errors import ConfigError
 from bridge.loading import load, load_offline
 from bridge.source import consumer_config
@@ -41,7 +41,7 @@ def problems(tmp_path: Path, data: Any, monkeypatch: pytest.MonkeyPatch | None =
 
 
 def test_env_expansion_with_defaults_and_types(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, GOOD), env={"TOKEN": "s3cret", "INFLIGHT": "12"})
+    config = load(str(write(tmp_path, GOOD)), env={"TOKEN": "s3cret", "INFLIGHT": "12"}).config
     assert config.kafka["bootstrap.servers"] == "localhost:9092"
     assert config.delivery.max_in_flight == 12
     assert config.intilery.auth_token.get_secret_value() == "s3cret"
@@ -51,13 +51,16 @@ def test_env_expansion_with_defaults_and_types(tmp_path: Path) -> None:
 def test_missing_variable_is_named_with_its_field(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
     with pytest.raises(ConfigError) as info:
-        load_config(path, env={})
+        load(str(path), env={})
     assert info.value.problems == [f"{path}: intilery.auth_token: environment variable TOKEN is not set"]
 
 
-def test_lenient_env_expands_missing_to_empty(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, GOOD), env={}, strict_env=False)
+def test_an_unset_secret_is_only_noted_where_secrets_may_be_missing(tmp_path: Path) -> None:
+    """What `check` does without --require-env: the secret expands to empty, and a note."""
+    path, notes = write(tmp_path, GOOD), []
+    config = load(str(path), notes, env={}).config
     assert config.intilery.auth_token.get_secret_value() == ""
+    assert notes == ["intilery.auth_token: environment variable TOKEN is not set"]
 
 
 def test_dollar_dollar_escapes() -> None:
@@ -65,7 +68,7 @@ def test_dollar_dollar_escapes() -> None:
 
 
 def test_brand_defaults_to_account_upper_and_endpoint_cases(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, GOOD), env={"TOKEN": "t"})
+    config = load(str(write(tmp_path, GOOD)), env={"TOKEN": "t"}).config
     assert config.intilery.endpoint("track") == "https://tracking.intilery.com/track/acme/acme/ACME/v1/track"
 
 
@@ -136,13 +139,14 @@ def test_a_rebalance_grace_near_the_poll_interval_is_refused(tmp_path: Path) -> 
         "kafka.max.poll.interval.ms (60000 ms): the group waits for it in a rebalance"
     ]
     shorter = {**delivery, "rebalance_grace_s": 29}  # a commit's wait and the rejoin fit in the rest
-    loaded = load_config(write(tmp_path, {**GOOD, "kafka": kafka, "delivery": shorter}), env={"TOKEN": "t"})
+    path = write(tmp_path, {**GOOD, "kafka": kafka, "delivery": shorter})
+    loaded = load(str(path), env={"TOKEN": "t"}).config
     assert loaded.delivery.rebalance_grace_s == 29
 
 
 def test_classic_group_settings_refused_with_kip848(tmp_path: Path) -> None:
     kafka = {"bootstrap.servers": "x", "group.id": "g", "group.protocol": "consumer"}
-    assert load_config(write(tmp_path, {**GOOD, "kafka": kafka}), env={"TOKEN": "t"}).kafka == kafka
+    assert load(str(write(tmp_path, {**GOOD, "kafka": kafka})), env={"TOKEN": "t"}).config.kafka == kafka
     classic = {
         "session.timeout.ms": 6000,
         "heartbeat.interval.ms": 500,
@@ -153,7 +157,7 @@ def test_classic_group_settings_refused_with_kip848(tmp_path: Path) -> None:
     assert all("not allowed with group.protocol: consumer (KIP-848)" in line for line in lines)
     classic_group = kafka | classic | {"group.protocol": "classic"}
     assert (
-        load_config(write(tmp_path, {**GOOD, "kafka": classic_group}), env={"TOKEN": "t"}).kafka
+        load(str(write(tmp_path, {**GOOD, "kafka": classic_group})), env={"TOKEN": "t"}).config.kafka
         == classic_group
     )
 
@@ -302,7 +306,7 @@ def test_an_unterminated_variable_is_refused(tmp_path: Path) -> None:
         )
     assert "rules[0] (abandoned-sms).emit.assetId: a ${ without a matching }" in info.value.problems[0]
     literal = {**GOOD, "intilery": {**GOOD["intilery"], "client_id": "$${CLIENT_ID}"}}
-    assert load_config(write(tmp_path, literal), env={"TOKEN": "t"}).intilery.client_id == "${CLIENT_ID}"
+    assert load(str(write(tmp_path, literal)), env={"TOKEN": "t"}).config.intilery.client_id == "${CLIENT_ID}"
 
 
 def test_a_dead_letter_topic_that_is_a_source_topic_is_refused(tmp_path: Path) -> None:

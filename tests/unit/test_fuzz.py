@@ -21,7 +21,7 @@ from bridge.decode import Decoder
 from bridge.errors import ConfigError, DecodeError, MappingError
 from bridge.loading import load
 from bridge.mapping import compile_rules
-from tests.conftest import base_config
+from tests.support import base_config
 
 SCHEMA = Path(__file__).parent.parent.parent / "schemas" / "booking_abandoned.avsc"
 
