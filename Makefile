@@ -18,6 +18,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check bridge tests bench
 	$(BIN)/mypy bridge
+	$(BIN)/lint-imports
 
 test: lint kafka-fetch
 	$(BIN)/pytest -m "not slow" -n 3 tests
@@ -28,10 +29,10 @@ drills: kafka-fetch
 # A real Apache Kafka (KRaft, from Maven Central via kafka/pom.xml; needs Java 17 and
 # Maven) on free loopback ports until Ctrl-C; NODES=3 for a three-node cluster.
 kafka: $(STAMP)
-	$(BIN)/python -m bridge.testing.kafka --nodes $(or $(NODES),1)
+	$(BIN)/python -m bridge.devtools.kafka --nodes $(or $(NODES),1)
 
 kafka-fetch: $(STAMP)
-	$(BIN)/python -m bridge.testing.kafka --fetch-only
+	$(BIN)/python -m bridge.devtools.kafka --fetch-only
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

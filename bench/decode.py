@@ -21,9 +21,9 @@ import fastavro
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bridge.avro import jsonable, load_schema  # noqa: E402
-from bridge.decode import decode_json  # noqa: E402
-from bridge.loading import load  # noqa: E402
+from bridge.decode.avro import jsonable, load_schema  # noqa: E402
+from bridge.decode.decoder import decode_json  # noqa: E402
+from bridge.ops.loading import load  # noqa: E402
 
 
 def samples(count: int) -> list[dict[str, Any]]:

@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bridge.config import IntileryConfig  # noqa: E402
-from bridge.decode import decode_json  # noqa: E402
-from bridge.deliver import IntileryClient  # noqa: E402
-from bridge.mapping import Command  # noqa: E402
-from bridge.testing.mockcluster import MockCluster  # noqa: E402
+from bridge.decode.decoder import decode_json  # noqa: E402
+from bridge.devtools.mockcluster import MockCluster  # noqa: E402
+from bridge.intilery.client import IntileryClient  # noqa: E402
+from bridge.model import Command  # noqa: E402
 
 TOKEN = "bench-token"
 PARTITIONS = 6

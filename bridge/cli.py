@@ -19,13 +19,13 @@ from typing import Any, TextIO
 import structlog
 from fastavro.types import Schema
 
-from . import __version__, logs
-from .avro import load_schema, read_json
-from .config import BridgeConfig
-from .decode import decode_json, resolve_path
-from .errors import ConfigError, RecordError, cannot_listen
-from .loading import load, load_offline
-from .mapping import Mapper
+from bridge import __version__, logs
+from bridge.config import BridgeConfig
+from bridge.decode.avro import load_schema, read_json
+from bridge.decode.decoder import decode_json, resolve_path
+from bridge.errors import ConfigError, RecordError, cannot_listen
+from bridge.ops.loading import load, load_offline
+from bridge.rules.mapping import Mapper
 
 EXIT_FAILED, EXIT_CONFIG = 1, 2
 log = structlog.get_logger(__name__)
@@ -37,7 +37,7 @@ def configure_logs(args: argparse.Namespace, config: BridgeConfig, stream: TextI
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import Bridge
+    from bridge.runtime.pipeline import Bridge
 
     config, mapper, decoder = load(args.config)
     configure_logs(args, config)
@@ -57,7 +57,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     warnings = list(mapper.warnings)
     tested = ""
     if args.tests:
-        from . import ruletests
+        from bridge.ops import ruletests
 
         results = ruletests.run(
             ruletests.load_suites(args.tests, config.source, mapper, args.config),
@@ -177,7 +177,7 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from . import ruletests
+    from bridge.ops import ruletests
 
     source, mapper = load_offline(args.config)
     try:
@@ -204,14 +204,14 @@ def write_junit(path: str, report: bytes) -> None:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .schema import config_schema
+    from bridge.ops.schema import config_schema
 
     print(json.dumps(config_schema(), indent=2, ensure_ascii=False))
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .replay import replay
+    from bridge.ops.replay import replay
 
     loaded = load(args.config)
     configure_logs(args, loaded.config, sys.stderr if args.dry_run else sys.stdout)
@@ -219,7 +219,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
-    from .replay import redrive
+    from bridge.ops.replay import redrive
 
     loaded = load(args.config)
     configure_logs(args, loaded.config, sys.stderr if args.dry_run else sys.stdout)
@@ -244,7 +244,7 @@ SANDBOX_TOKEN = "sandbox-token"  # not a secret: the sandbox is for local use
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from .sandbox import Sandbox
+    from bridge.devtools.sandbox import Sandbox
 
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
     try:
@@ -263,7 +263,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from bridge.devtools.demo import run_demo
 
     return run_demo(log_level=args.log_level or "warning", bootstrap_servers=args.bootstrap_servers)
 

@@ -3,7 +3,7 @@
 Takes a path, gives a validated :class:`BridgeConfig`, raises
 :class:`~bridge.errors.ConfigError` with one line per problem, each naming the
 file and the field (``bridge.yaml: rules[2] (abandoned-sms).when: ...``).
-Rule expressions and templates are compiled by :mod:`bridge.mapping`, which
+Rule expressions and templates are compiled by :mod:`bridge.rules.mapping`, which
 reports its problems in the same form.
 """
 
@@ -29,8 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from . import timestamps
-from .errors import ConfigError
+from bridge import timestamps
+from bridge.errors import ConfigError
 
 _ENV = re.compile(r"\$(\$)?\{(?:file:([^}]+)|([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?)\}")
 

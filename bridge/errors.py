@@ -14,7 +14,7 @@
     │   └── AuthError            401/403: the credentials are wrong, pause everything
     └── StaleCommand             past its rule's max_age when it would be sent: skipped
 
-    SchemaNotCached (bridge.avro) is no error but a signal: a record's Avro schema is
+    SchemaNotCached (bridge.decode.avro) is no error but a signal: a record's Avro schema is
     not fetched yet, so its lane fetches it first (never raised past the pipeline).
 
 Foreign exceptions (httpx, json, jmespath, confluent-kafka) are translated once,

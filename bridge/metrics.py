@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 
-from . import __version__
+from bridge import __version__
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _EVENT_AGE = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 21600, 86400, 604800)

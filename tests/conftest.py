@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bridge.sandbox import Sandbox
-from bridge.testing.kafka import KafkaCluster
-from bridge.testing.mockcluster import MockCluster
+from bridge.devtools.kafka import KafkaCluster
+from bridge.devtools.mockcluster import MockCluster
+from bridge.devtools.sandbox import Sandbox
 from tests.support import TOKEN, TestKafka, drill_rows_file, drill_table
 
 

@@ -22,9 +22,9 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from bridge import logs
 from bridge.cli import main
-from bridge.sandbox import Sandbox
-from bridge.testing.kafka import KafkaCluster
-from bridge.testing.mockcluster import MockCluster
+from bridge.devtools.kafka import KafkaCluster
+from bridge.devtools.mockcluster import MockCluster
+from bridge.devtools.sandbox import Sandbox
 
 TOKEN = "test-token-5f2b9c"
 

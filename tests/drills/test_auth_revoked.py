@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.sandbox import Sandbox
+from bridge.devtools.sandbox import Sandbox
 from tests.drills.support import (
     PARTITIONS,
     assert_no_commit_past,

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaException
 
-from bridge.sandbox import Sandbox
-from bridge.testing.kafka import KafkaCluster
+from bridge.devtools.kafka import KafkaCluster
+from bridge.devtools.sandbox import Sandbox
 from tests.drills.support import (
     PARTITIONS,
     check_stream,

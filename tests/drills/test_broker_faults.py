@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.sandbox import Sandbox
-from bridge.testing.mockcluster import MockCluster
+from bridge.devtools.mockcluster import MockCluster
+from bridge.devtools.sandbox import Sandbox
 from tests.drills.support import (
     PARTITIONS,
     check_stream,

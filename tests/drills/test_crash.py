@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.sandbox import Sandbox
+from bridge.devtools.sandbox import Sandbox
 from tests.drills.support import (
     acceptances,
     check_stream,

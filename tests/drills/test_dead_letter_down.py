@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.sandbox import Sandbox
-from bridge.testing.kafka import AUTHORIZER, KafkaCluster
+from bridge.devtools.kafka import AUTHORIZER, KafkaCluster
+from bridge.devtools.sandbox import Sandbox
 from tests.drills.support import (
     PARTITIONS,
     Outcome,

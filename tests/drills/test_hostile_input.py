@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.deadletter import VALUE_OMITTED
-from bridge.sandbox import Sandbox
+from bridge.devtools.sandbox import Sandbox
+from bridge.kafka.deadletter import VALUE_OMITTED
 from tests.drills.support import (
     Outcome,
     assert_no_secret_in_headers,

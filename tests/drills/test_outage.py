@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.pipeline import FETCH_BATCH, OUTAGE_AFTER_S
-from bridge.sandbox import Sandbox
+from bridge.devtools.sandbox import Sandbox
+from bridge.runtime.pipeline import FETCH_BATCH, OUTAGE_AFTER_S
 from tests.drills.support import (
     assert_no_rebalance,
     check_stream,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.sandbox import Sandbox
+from bridge.devtools.sandbox import Sandbox
 from tests.drills.support import (
     PARTITIONS,
     check_stream,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.sandbox import Sandbox
+from bridge.devtools.sandbox import Sandbox
 from tests.drills.support import assert_no_rebalance, check_stream, drill_config, produce_stream, report
 from tests.support import TestKafka, accepted, log_events, start_bridge, wait_for, write_config
 

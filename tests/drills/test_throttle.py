@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.sandbox import Sandbox
+from bridge.devtools.sandbox import Sandbox
 from tests.drills.support import check_stream, delivered_seqs, drill_config, produce_stream, report
 from tests.support import TestKafka, log_events, start_bridge, wait_for, write_config
 

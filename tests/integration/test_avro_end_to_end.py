@@ -19,8 +19,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from bridge.sandbox import Sandbox
-from bridge.testing.registry import LocalRegistry
+from bridge.devtools.registry import LocalRegistry
+from bridge.devtools.sandbox import Sandbox
 from tests.support import (
     CheckedProducer,
     TestKafka,

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from bridge.batching import Batcher
 from bridge.config import BatchConfig, IntileryConfig
-from bridge.deliver import Delivered, IntileryClient
+from bridge.devtools.sandbox import Sandbox
 from bridge.errors import RejectedError
-from bridge.mapping import Command
-from bridge.sandbox import Sandbox
+from bridge.intilery.batching import Batcher
+from bridge.intilery.client import Delivered, IntileryClient
+from bridge.model import Command
 from tests.support import (
     TOKEN,
     CheckedProducer,

@@ -9,10 +9,10 @@ import httpx
 import pytest
 
 from bridge.config import IntileryConfig
-from bridge.deliver import Delivered, IntileryClient
+from bridge.devtools.sandbox import Sandbox
 from bridge.errors import AuthError, RejectedError, RetryableError
-from bridge.mapping import Command
-from bridge.sandbox import Sandbox
+from bridge.intilery.client import Delivered, IntileryClient
+from bridge.model import Command
 from tests.support import TOKEN
 
 SMS = Command(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bridge.sandbox import Sandbox
+from bridge.devtools.sandbox import Sandbox
 from tests.support import (
     CheckedProducer,
     TestKafka,

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from bridge.offsetmap import decode, encode
-from bridge.offsets import Position
-from bridge.sandbox import Sandbox
-from bridge.source import Source, SourceListener, consumer_config
-from bridge.testing.kafka import KafkaCluster
+from bridge.devtools.kafka import KafkaCluster
+from bridge.devtools.sandbox import Sandbox
+from bridge.kafka.offsetmap import decode, encode
+from bridge.kafka.source import Source, SourceListener, consumer_config
+from bridge.model import Position
 from tests.support import (
     TestKafka,
     accepted,

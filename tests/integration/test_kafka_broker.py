@@ -1,4 +1,4 @@
-"""The test broker itself (bridge/testing/kafka.py): it answers, it stops, it dies with
+"""The test broker itself (bridge/devtools/kafka.py): it answers, it stops, it dies with
 the process that started it, so a killed test run leaves no JVM behind, and it keeps
 records whatever their timestamps."""
 
@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from bridge.testing.kafka import KafkaCluster
+from bridge.devtools.kafka import KafkaCluster
 from tests.support import CheckedProducer, wait_for
 
 ROOT = Path(__file__).parents[2]
 CHILD = """
-from bridge.testing.kafka import KafkaCluster
+from bridge.devtools.kafka import KafkaCluster
 cluster = KafkaCluster().start()
 print(cluster.members[0].process.pid, flush=True)
 input()

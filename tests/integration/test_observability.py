@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from bridge import __version__
-from bridge.sandbox import Sandbox
+from bridge.devtools.sandbox import Sandbox
 from tests.support import (
     CheckedProducer,
     TestKafka,

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from bridge.ratelimit import RateLimiter
-from bridge.redislimit import RedisRateLimiter, connect
-from bridge.testing.kafka import free_port
+from bridge.devtools.kafka import free_port
+from bridge.intilery.ratelimit import RateLimiter
+from bridge.intilery.redislimit import RedisRateLimiter, connect
 
 
 class RedisServer:
@@ -122,7 +122,7 @@ def test_a_retry_after_holds_back_every_process(redis_server: RedisServer) -> No
 def test_redis_gone_falls_back_at_once_and_comes_back(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bridge.redislimit.RETRY_REDIS_S", 0.3)
+    monkeypatch.setattr("bridge.intilery.redislimit.RETRY_REDIS_S", 0.3)
     states: list[bool] = []
 
     async def run() -> list[Any]:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bridge.sandbox import Sandbox
+from bridge.devtools.sandbox import Sandbox
 from tests.support import (
     CheckedProducer,
     TestKafka,

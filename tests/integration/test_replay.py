@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bridge.sandbox import Sandbox
+from bridge.devtools.sandbox import Sandbox
 from tests.support import (
     TestKafka,
     accepted,

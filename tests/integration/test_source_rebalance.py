@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import Consumer
 
-from bridge.source import Source, SourceListener, consumer_config
+from bridge.kafka.source import Source, SourceListener, consumer_config
 from tests.support import GROUP_PROTOCOLS, CheckedProducer, TestKafka, with_protocol
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bridge.sandbox import Sandbox
+from bridge.devtools.sandbox import Sandbox
 from tests.support import (
     TestKafka,
     accepted,

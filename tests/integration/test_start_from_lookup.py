@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bridge.source import TIME_LOOKUP_TRIES, Source, SourceListener, consumer_config
+from bridge.kafka.source import TIME_LOOKUP_TRIES, Source, SourceListener, consumer_config
 from tests.support import TestKafka
 
 LIST_OFFSETS, TOPIC_AUTHORIZATION_FAILED = 2, 29

@@ -12,11 +12,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from bridge.config import IntileryConfig, TlsConfig
-from bridge.deliver import IntileryClient
+from bridge.decode.registry import SchemaRegistry
+from bridge.devtools.registry import LocalRegistry
+from bridge.devtools.sandbox import Sandbox
 from bridge.errors import RetryableError
-from bridge.registry import SchemaRegistry
-from bridge.sandbox import Sandbox
-from bridge.testing.registry import LocalRegistry
+from bridge.intilery.client import IntileryClient
 from tests.integration.test_client_sandbox import SMS
 from tests.support import TOKEN
 from tests.unit.test_config import GOOD, problems

@@ -20,11 +20,11 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.avro import SchemaNotCached, read_binary, read_json, split_frame
 from bridge.config import SourceConfig
-from bridge.decode import Decoder
+from bridge.decode.avro import SchemaNotCached, read_binary, read_json, split_frame
+from bridge.decode.decoder import Decoder
+from bridge.decode.registry import SchemaRegistry
 from bridge.errors import ConfigError, DecodeError, RetryableError
-from bridge.registry import SchemaRegistry
 
 ROOT = Path(__file__).parents[2]
 

@@ -10,8 +10,8 @@ import yaml
 
 from bridge.config import expand_env
 from bridge.errors import ConfigError
-from bridge.loading import load, load_offline
-from bridge.source import consumer_config
+from bridge.kafka.source import consumer_config
+from bridge.ops.loading import load, load_offline
 
 GOOD: dict[str, Any] = {
     "kafka": {"bootstrap.servers": "${BOOT:-localhost:9092}", "group.id": "g"},

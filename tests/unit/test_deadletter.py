@@ -10,10 +10,10 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from structlog.testing import capture_logs
 
-from bridge.deadletter import VALUE_OMITTED, DeadLetters
 from bridge.errors import MappingError
+from bridge.kafka.deadletter import VALUE_OMITTED, DeadLetters
 from bridge.logs import register_secret
-from bridge.source import Record
+from bridge.model import Record
 
 RECORD = Record("bookings", 2, 41, b"C-1", b'{"type": "x"}', [("source", b"web")], 1_700_000_000_000)
 

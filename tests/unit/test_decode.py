@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.decode import decode_json
+from bridge.decode.decoder import decode_json
 from bridge.errors import DecodeError
 
 

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from bridge.config import RetryConfig
-from bridge.deliver import Backoff, Delivered, Gate, Sender, classify, parse_retry_after
 from bridge.errors import AuthError, DeliveryError, RejectedError, RetryableError
-from bridge.mapping import Command
+from bridge.intilery.client import Backoff, Delivered, Gate, Sender, classify, parse_retry_after
+from bridge.model import Command
 
 COMMAND = Command(rule="r", action="track", body={"event": "x", "userId": "u"}, payload=b"{}")
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.expressions import compile_expression
+from bridge.rules.expressions import compile_expression
 
 EXPRESSIONS = [
     "a",

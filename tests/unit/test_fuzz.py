@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.config import SourceConfig
-from bridge.decode import Decoder
+from bridge.decode.decoder import Decoder
 from bridge.errors import ConfigError, DecodeError, MappingError
-from bridge.loading import load
-from bridge.mapping import compile_rules
+from bridge.ops.loading import load
+from bridge.rules.mapping import compile_rules
 from tests.support import base_config
 
 SCHEMA = Path(__file__).parent.parent.parent / "schemas" / "booking_abandoned.avsc"

@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bridge.loading import load
+from bridge.ops.loading import load
 
 DEPLOY = Path(__file__).parents[2] / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.31.0"  # the oldest release the manifests promise to fit

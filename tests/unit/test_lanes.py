@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Hashable
 
-from bridge.lanes import Lanes
+from bridge.runtime.lanes import Lanes
 
 
 class Recorder:

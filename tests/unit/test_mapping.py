@@ -8,7 +8,7 @@ import pytest
 
 from bridge.config import RuleConfig
 from bridge.errors import MappingError
-from bridge.mapping import MAX_CALL_BYTES, CompiledRule, Mapper
+from bridge.rules.mapping import MAX_CALL_BYTES, CompiledRule, Mapper
 
 META = {
     "topic": "bookings",

@@ -8,7 +8,7 @@ import base64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.offsetmap import MAX_BYTES, PREFIX, decode, encode
+from bridge.kafka.offsetmap import MAX_BYTES, PREFIX, decode, encode
 
 committed_offsets = st.integers(min_value=0, max_value=2**62)
 

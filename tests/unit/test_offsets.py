@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.offsetmap import MAX_BYTES, decode
-from bridge.offsets import OffsetTracker, PartitionOffsets, Position
+from bridge.kafka.offsetmap import MAX_BYTES, decode
+from bridge.kafka.offsets import OffsetTracker, PartitionOffsets
+from bridge.model import Position
 
 
 def test_commits_the_first_unfinished_record_with_a_map_of_those_finished_after_it() -> None:

@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from bridge.ratelimit import RateLimiter
+from bridge.intilery.ratelimit import RateLimiter
 
 
 class Clock:

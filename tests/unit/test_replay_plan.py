@@ -13,11 +13,11 @@ import pytest
 from confluent_kafka import KafkaError, TopicPartition
 from structlog.testing import capture_logs
 
-from bridge.deadletter import VALUE_OMITTED, dead_letter_headers
 from bridge.errors import ConfigError, DecodeError
-from bridge.replay import parse_offsets, plan, report_progress
-from bridge.source import Record
-from bridge.window import original_of
+from bridge.kafka.deadletter import VALUE_OMITTED, dead_letter_headers
+from bridge.kafka.window import original_of
+from bridge.model import Record
+from bridge.ops.replay import parse_offsets, plan, report_progress
 
 FROM_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 TO_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z

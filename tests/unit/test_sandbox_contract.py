@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bridge.sandbox import SandboxState
+from bridge.devtools.sandbox import SandboxState
 
 PATH = "/track/acme/acme/ACME/v1/track"
 HEADERS = {"auth-token": "tok", "content-type": "application/json"}

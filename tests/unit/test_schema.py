@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from pydantic import BaseModel
 
 from bridge.config import BridgeConfig
-from bridge.schema import config_schema
+from bridge.ops.schema import config_schema
 from tests.support import run_cli
 
 ROOT = Path(__file__).parents[2]

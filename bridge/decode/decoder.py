@@ -1,0 +1,111 @@
+"""Record bytes → event, per topic: JSON, plain Avro, or Avro via the registry.
+
+Takes a Kafka record value and its topic; gives the decoded event (a JSON
+object as a dict); raises :class:`~bridge.errors.DecodeError` with a precise
+reason, or :class:`~bridge.decode.avro.SchemaNotCached` when the registry must be
+asked first (see :mod:`bridge.decode.avro` for the Avro side and its logical types).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastavro.types import Schema
+
+from bridge.config import SourceConfig
+from bridge.decode.avro import SchemaNotCached, load_schema, read_binary, split_frame
+from bridge.decode.registry import SchemaRegistry
+from bridge.errors import ConfigError, DecodeError
+
+Decode = Callable[[bytes | None], dict[str, Any]]
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # built once, not per record
+
+
+def decode_json(value: bytes | None) -> dict[str, Any]:
+    if value is None:
+        raise DecodeError("record has no value (tombstone)")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"value is not valid UTF-8 (byte {exc.start})") from exc
+    try:
+        event = _DECODER.decode(text)
+    except json.JSONDecodeError as exc:
+        raise DecodeError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
+    except ValueError as exc:
+        raise DecodeError(f"invalid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise DecodeError("invalid JSON: nested too deeply") from exc
+    if not isinstance(event, dict):
+        raise DecodeError(f"event is a JSON {type(event).__name__}, expected an object")
+    return event
+
+
+def resolve_path(path: str, config_file: str) -> Path:
+    """A relative path is taken from the config file's folder, so a configuration works
+    from any directory; then (as before) from the current directory."""
+    candidate = Path(path)
+    if candidate.is_absolute():
+        return candidate
+    beside = Path(config_file).resolve().parent / candidate
+    return beside if beside.exists() or not candidate.exists() else candidate
+
+
+def _plain_avro(schema: Schema) -> Decode:
+    def decode(value: bytes | None) -> dict[str, Any]:
+        if value is None:
+            raise DecodeError("record has no value (tombstone)")
+        return read_binary(value, schema)
+
+    return decode
+
+
+class Decoder:
+    """Decodes each topic as ``source.topics`` says; local schemas load at start-up."""
+
+    def __init__(
+        self, source: SourceConfig, config_file: str, registry: SchemaRegistry | None = None
+    ) -> None:
+        self.registry = registry
+        self._by_topic: dict[str, Decode] = {}
+        problems = []
+        for index, topic in enumerate(source.resolved()):
+            if topic.format == "json":
+                self._by_topic[topic.name] = decode_json
+            elif topic.schema_path:
+                try:
+                    schema = load_schema(resolve_path(topic.schema_path, config_file))
+                except ValueError as exc:
+                    problems.append(f"{config_file}: source.topics[{index}] ({topic.name}).schema: {exc}")
+                    continue
+                self._by_topic[topic.name] = _plain_avro(schema)
+            else:
+                self._by_topic[topic.name] = self._framed
+                if self.registry is None and source.schema_registry is not None:
+                    settings = source.schema_registry
+                    auth = settings.basic_auth
+                    self.registry = SchemaRegistry(
+                        settings.url, auth.get_secret_value() if auth else None, tls=settings.tls
+                    )
+        if problems:
+            raise ConfigError(problems)
+
+    def decode(self, topic: str, value: bytes | None) -> dict[str, Any]:
+        return self._by_topic.get(topic, decode_json)(value)
+
+    def _framed(self, value: bytes | None) -> dict[str, Any]:
+        schema_id = split_frame(value)
+        assert self.registry is not None and value is not None
+        schema = self.registry.cached(schema_id)
+        if schema is None:
+            raise SchemaNotCached(schema_id)
+        return read_binary(value, schema, offset=5)

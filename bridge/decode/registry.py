@@ -1,0 +1,105 @@
+"""Schema registry look-ups, cached by id, translated into the bridge's errors.
+
+Takes a schema id; gives the parsed Avro schema. Uses confluent-kafka's
+``SchemaRegistryClient`` (real HTTP, Confluent's REST API, so Karapace and
+Apicurio's ccompat API too) with its own retries off: the bridge retries with
+its back-off and keeps the record waiting. Each id is fetched once; concurrent
+waiters for one id share one request.
+
+Raises :class:`~bridge.errors.DecodeError` when the registry does not know the
+id (404) or the schema is not Avro, and :class:`~bridge.errors.RetryableError`
+when the registry is unreachable or answers 5xx/429/401/403.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import structlog
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from fastavro.types import Schema
+
+from bridge.config import TlsConfig
+from bridge.decode.avro import parse_schema_text
+from bridge.errors import DecodeError, RetryableError
+
+log = structlog.get_logger("bridge.decode.registry")
+
+NOT_FOUND_TTL_S = 60.0
+
+
+class SchemaRegistry:
+    def __init__(
+        self, url: str, basic_auth: str | None = None, client: Any = None, tls: TlsConfig | None = None
+    ) -> None:
+        conf: dict[str, Any] = {"url": url, "max.retries": 0, "timeout": 10}
+        if basic_auth:
+            conf["basic.auth.user.info"] = basic_auth
+        tls = tls or TlsConfig()
+        if not tls.verify:
+            conf["ssl.ca.location"] = False
+            log.warning("tls_verification_disabled", service="schema_registry", url=url)
+        elif tls.ca_file:
+            conf["ssl.ca.location"] = tls.ca_file
+        self._client = client or SchemaRegistryClient(conf)
+        self._schemas: dict[int, Schema] = {}
+        self._not_found: dict[int, tuple[float, DecodeError]] = {}
+        self._inflight: dict[int, asyncio.Task[Schema]] = {}
+        self.requests = 0
+
+    def cached(self, schema_id: int) -> Schema | None:
+        schema = self._schemas.get(schema_id)
+        if schema is None and schema_id in self._not_found:
+            expires, error = self._not_found[schema_id]
+            if time.monotonic() < expires:
+                raise error
+            del self._not_found[schema_id]
+        return schema
+
+    async def ensure(self, schema_id: int) -> Schema:
+        """Fetch the schema (once, however many records wait for it)."""
+        schema = self.cached(schema_id)
+        if schema is not None:
+            return schema
+        task = self._inflight.get(schema_id)
+        if task is None:
+            task = asyncio.ensure_future(asyncio.to_thread(self.fetch, schema_id))
+            self._inflight[schema_id] = task
+            task.add_done_callback(lambda _: self._inflight.pop(schema_id, None))
+        return await asyncio.shield(task)
+
+    def close(self) -> None:
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            close()
+
+    def fetch(self, schema_id: int) -> Schema:
+        """One blocking look-up; caches the answer."""
+        self.requests += 1
+        try:
+            registered = self._client.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            raise self._translate(schema_id, exc) from exc
+        except Exception as exc:  # httpx connection errors, timeouts
+            raise RetryableError(f"schema registry unreachable: {type(exc).__name__}") from exc
+        if registered.schema_type not in (None, "AVRO"):
+            error = DecodeError(f"schema id {schema_id} is {registered.schema_type}, not Avro")
+            self._not_found[schema_id] = (time.monotonic() + NOT_FOUND_TTL_S, error)
+            raise error
+        try:
+            schema = parse_schema_text(str(registered.schema_str))
+        except Exception as exc:
+            raise DecodeError(f"schema id {schema_id} is not a valid Avro schema: {exc}"[:300]) from exc
+        self._schemas[schema_id] = schema
+        return schema
+
+    def _translate(self, schema_id: int, exc: SchemaRegistryError) -> Exception:
+        status = exc.http_status_code
+        if status == 404:
+            error = DecodeError(f"unknown schema id {schema_id} (schema registry 404: {exc.error_message})")
+            self._not_found[schema_id] = (time.monotonic() + NOT_FOUND_TTL_S, error)
+            return error
+        return RetryableError(f"schema registry answered {status}: {exc.error_message}", status=status)

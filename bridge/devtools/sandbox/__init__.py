@@ -1,0 +1,5 @@
+"""An Intilery-compatible HTTP server for the demo, the tests and rule authors."""
+
+from bridge.devtools.sandbox.server import Sandbox, SandboxState
+
+__all__ = ["Sandbox", "SandboxState"]

@@ -1,0 +1,384 @@
+"""The sandbox: Intilery's contract over real HTTP, with fault injection.
+
+It answers ``POST /track/{client}/{account}/{BRAND}/v1/{action}`` the way
+Intilery documents: 403 without the right ``auth-token``, 400 for a wrong
+content-type, bad JSON or a body that breaks the command contract
+(``{"success": false, "message": ...}``), 413 over 1 MB, 429 past the token
+bucket, and ``{"success": true, "eventId": <uuid>}`` otherwise.
+
+Control endpoints (no token needed), for tests and curious users:
+
+- ``GET /_sandbox/requests[?since=N]``: the accepted calls, in arrival order (``at``:
+  when each arrived, Unix seconds).
+- ``GET /_sandbox/attempts[?since=N]``: every request with its status and time.
+- ``DELETE /_sandbox/requests``: forget both lists.
+- ``POST /_sandbox/faults``: ``{"status": 503, "count": 5, "retry_after": 2}``
+  fails the next requests; ``{"latency_ms": 20}`` delays every answer;
+  ``{"drop": 3}`` closes the next connections without answering;
+  ``{"reject": {"userId": "C-9"}}`` answers 400 to calls with those fields;
+  ``{"unavailable": {"userId": "C-9"}}`` answers 503 to them (retried: held back).
+  A ``status`` without a ``count`` lasts until cleared; ``GET /_sandbox/faults``
+  shows the current faults.
+- ``DELETE /_sandbox/faults``: back to normal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import ssl
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from bridge.devtools.sandbox.validation import ACTIONS, MAX_REQUEST_BYTES, validate
+
+_PATH = re.compile(r"^/track/(?P<client>[^/]+)/(?P<account>[^/]+)/(?P<brand>[^/]+)/v1/(?P<action>[a-z]+)$")
+DROP = "drop"
+FOREVER = 2**62
+
+
+@dataclass
+class Faults:
+    status: int | None = None
+    count: int = 0
+    retry_after: float | str | None = None  # seconds, or an HTTP date
+    latency_ms: float = 0.0
+    drop: int = 0
+    reject: dict[str, Any] | None = None  # calls whose root fields equal these get a 400
+    unavailable: dict[str, Any] | None = None  # ... get a 503
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved; a rate of 0 means no limit."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        if self.rate <= 0:
+            return True
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+
+Answer = tuple[int, dict[str, str], dict[str, Any]]
+
+
+class SandboxState:
+    """Everything the sandbox knows; thread-safe, independent of the HTTP layer."""
+
+    def __init__(self, token: str, rate: float = 100, burst: int = 500) -> None:
+        self.token = token
+        self.bucket = TokenBucket(rate, burst)
+        self.faults = Faults()
+        self.accepted: list[dict[str, Any]] = []
+        self.attempts: list[dict[str, Any]] = []
+        self.refusing = False  # not listening: requests on connections still open are dropped
+        self._lock = threading.Lock()
+
+    def set_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``spec`` into the faults; a status without a count lasts until cleared.
+
+        Raises ValueError naming what is wrong with ``spec``.
+        """
+        unknown = sorted(set(spec) - set(Faults.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown fault fields: {', '.join(unknown)}")
+        if spec.get("status") is not None and "count" not in spec:
+            spec = {**spec, "count": FOREVER}
+        with self._lock:
+            try:
+                faults = Faults(**{**asdict(self.faults), **spec})
+                _check_faults(faults)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"bad faults: {exc}") from exc
+            self.faults = faults
+            return asdict(self.faults)
+
+    def current_faults(self) -> dict[str, Any]:
+        with self._lock:
+            return asdict(self.faults)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.accepted.clear()
+            self.attempts.clear()
+
+    def latency(self) -> float:
+        return self.faults.latency_ms / 1000
+
+    def handle(self, path: str, headers: dict[str, str], body: bytes) -> Answer | str:
+        with self._lock:
+            answer = self._answer(path, headers, body)
+            status = 0 if answer == DROP else answer[0]
+            self.attempts.append(
+                {"seq": len(self.attempts), "at": time.time(), "path": path, "status": status}
+            )
+            return answer
+
+    def _answer(self, path: str, headers: dict[str, str], body: bytes) -> Answer | str:
+        faults = self.faults
+        if self.refusing:
+            return DROP
+        if faults.drop > 0:
+            faults.drop -= 1
+            return DROP
+        if faults.count > 0 and faults.status is not None:
+            faults.count -= 1
+            extra = {"Retry-After": _header(faults.retry_after)} if faults.retry_after is not None else {}
+            return faults.status, extra, {"success": False, "message": f"injected fault {faults.status}"}
+        match = _PATH.match(path)
+        if not match or match["action"] not in ACTIONS:
+            return _fail(404, "unknown path")
+        if match["client"] != match["client"].lower() or match["account"] != match["account"].lower():
+            return _fail(404, "clientId and accountId must be lower case")
+        if match["brand"] != match["brand"].upper():
+            return _fail(404, "BRANDID must be upper case")
+        token = headers.get("auth-token")
+        if not token:
+            return _fail(403, "no token supplied")
+        if token != self.token:
+            return _fail(403, "token not authorised for this account/brand")
+        if not self.bucket.take():
+            return _fail(429, "rate limit exceeded")
+        if len(body) > MAX_REQUEST_BYTES:
+            return _fail(413, "request too large")
+        if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return _fail(400, "content-type must be application/json")
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return _fail(400, "body is not valid JSON")
+        if _matching(self.faults.unavailable, payload):
+            return _fail(503, "sandbox unavailable rule matched")
+        problem = validate(match["action"], payload)
+        if problem or _matching(self.faults.reject, payload):
+            return _fail(
+                400, problem or "sandbox reject rule matched " + ", ".join(sorted(self.faults.reject or {}))
+            )
+        event_id = str(uuid.uuid4())
+        self.accepted.append(
+            {
+                "seq": len(self.accepted),
+                "at": time.time(),
+                "action": match["action"],
+                "body": payload,
+                "eventId": event_id,
+            }
+        )
+        return 200, {}, {"success": True, "eventId": event_id}
+
+    def listing(self, which: str, since: int) -> dict[str, Any]:
+        with self._lock:
+            items = self.accepted if which == "requests" else self.attempts
+            return {which: items[since:], "total": len(items)}
+
+
+def _matching(rule: dict[str, Any] | None, payload: Any) -> bool:
+    """Whether a call of the request has every field of ``rule`` with its value."""
+    if not rule or not isinstance(payload, dict):
+        return False
+    return any(all(call.get(f) == v for f, v in rule.items()) for call in payload.get("batch", [payload]))
+
+
+def _check_faults(faults: Faults) -> None:
+    if faults.status is not None and not (isinstance(faults.status, int) and 100 <= faults.status <= 599):
+        raise ValueError("status must be an HTTP status code")
+    for name in ("count", "drop"):
+        if not isinstance(getattr(faults, name), int) or getattr(faults, name) < 0:
+            raise ValueError(f"{name} must be a whole number >= 0")
+    if not isinstance(faults.latency_ms, int | float) or faults.latency_ms < 0:
+        raise ValueError("latency_ms must be a number >= 0")
+    for name in ("reject", "unavailable"):
+        if getattr(faults, name) is not None and not isinstance(getattr(faults, name), dict):
+            raise ValueError(f"{name} must be an object of field: value")
+    if faults.retry_after is not None and not isinstance(faults.retry_after, int | float | str):
+        raise ValueError("retry_after must be seconds or an HTTP date")
+
+
+def _header(retry_after: float | str) -> str:
+    return retry_after if isinstance(retry_after, str) else f"{retry_after:g}"
+
+
+def _fail(status: int, message: str) -> Answer:
+    return status, {}, {"success": False, "message": message}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: the state records requests
+        pass
+
+    def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("content-length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def do_POST(self) -> None:
+        state = self.server.state
+        declared = int(self.headers.get("content-length") or 0)
+        if declared > MAX_REQUEST_BYTES:  # answer without reading a body we would refuse anyway
+            self.close_connection = True
+            self._send(413, {"success": False, "message": "request too large"})
+            return
+        body = self._body()
+        url = urlsplit(self.path)
+        if url.path == "/_sandbox/faults":
+            try:
+                spec = json.loads(body or b"{}")
+                if not isinstance(spec, dict):
+                    raise ValueError("faults must be a JSON object")
+                self._send(200, state.set_faults(spec))
+            except ValueError as exc:
+                self._send(400, {"success": False, "message": str(exc)})
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        answer = state.handle(url.path, headers, body)
+        if state.latency():
+            time.sleep(state.latency())
+        if isinstance(answer, str):  # DROP
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        status, extra, payload = answer
+        self._send(status, payload, extra)
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        which = url.path.removeprefix("/_sandbox/")
+        if which == "faults":
+            self._send(200, self.server.state.current_faults())
+            return
+        if which not in ("requests", "attempts"):
+            self._send(404, {"success": False, "message": "unknown path"})
+            return
+        since = parse_qs(url.query).get("since", ["0"])[0]
+        if not since.isdigit():
+            self._send(400, {"success": False, "message": "since must be a whole number"})
+            return
+        self._send(200, self.server.state.listing(which, int(since)))
+
+    def do_DELETE(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/_sandbox/requests":
+            self.server.state.clear()
+        elif path == "/_sandbox/faults":
+            self.server.state.set_faults(asdict(Faults()))
+        else:
+            self._send(404, {"success": False, "message": "unknown path"})
+            return
+        self._send(200, {"success": True})
+
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server for local stand-ins (the sandbox, the test registry):
+    HTTPS when given a TLS context; a client that vanishes mid-request (killed,
+    timed out) or refuses the certificate is normal here, not an error to print."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(address, handler)
+        if tls is not None:  # the handshake happens in the connection's thread, on first read
+            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError):
+            super().handle_error(request, client_address)
+
+
+class _Server(QuietHTTPServer):
+    def __init__(
+        self, address: tuple[str, int], state: SandboxState, tls: ssl.SSLContext | None = None
+    ) -> None:
+        super().__init__(address, _Handler, tls)
+        self.state = state
+
+
+def server_tls(certificate: str, key: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate, key)
+    return context
+
+
+class Sandbox:
+    """The sandbox server on ``host:port`` (port 0 picks a free one)."""
+
+    def __init__(
+        self,
+        port: int = 0,
+        token: str = "sandbox-token",
+        host: str = "127.0.0.1",
+        tls: tuple[str, str] | None = None,
+        **limits: Any,
+    ) -> None:
+        """``tls``: (certificate, key) PEM files to serve HTTPS instead of HTTP."""
+        self.state = SandboxState(token, **limits)
+        self._tls = server_tls(*tls) if tls else None
+        self._server = _Server((host, port), self.state, self._tls)
+        self.host = host
+        self.port: int = self._server.server_address[1]
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Sandbox:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def refuse_connections(self) -> None:
+        """Stop listening, so connecting is refused, and drop requests on open connections."""
+        self.state.refusing = True
+        self.stop()
+
+    def accept_connections(self) -> None:
+        """Listen again on the same port."""
+        self._server = _Server((self.host, self.port), self.state, self._tls)
+        self.state.refusing = False
+        self.start()
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

@@ -1,0 +1,311 @@
+"""The Intilery client: one pooled httpx client, answers classified, retries.
+
+Takes a :class:`~bridge.rules.mapping.Command`, gives a :class:`Delivered` once
+Intilery answers 2xx. Raises :class:`~bridge.errors.RejectedError` for a
+permanent refusal (other 4xx) after translating every httpx error once here:
+
+- connection errors, timeouts, 408, 429 and 5xx → :class:`RetryableError`
+  (with ``Retry-After`` when Intilery sends it);
+- 401/403 → :class:`AuthError`: the credentials, not the record.
+
+:class:`Sender` wraps the client with capped exponential backoff with
+jitter, a process-wide :class:`Gate` that holds every request back after a 429
+with ``Retry-After`` or an auth failure, and the in-flight limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+import structlog
+from httpx_aiohttp import AiohttpTransport
+
+from bridge.config import IntileryConfig, RetryConfig
+from bridge.errors import AuthError, DeliveryError, RejectedError, RetryableError, StaleCommand
+from bridge.intilery.ratelimit import Limiter
+from bridge.metrics import Metrics
+from bridge.model import Command
+
+log = structlog.get_logger("bridge.intilery.client")
+
+RETRYABLE_STATUS = frozenset({408, 429})
+AUTH_STATUS = frozenset({401, 403})
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    status: int
+    event_id: str | None
+    latency_ms: float
+    attempt: int = 1
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    return str(body.get("message", "")) if isinstance(body, dict) else str(body)[:200]
+
+
+def classify(response: httpx.Response, latency_ms: float = 0.0) -> Delivered:
+    """Translate an answer: return on 2xx, raise the right error otherwise."""
+    status = response.status_code
+    if 200 <= status < 300:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if isinstance(body, dict) and body.get("success") is False:
+            raise RejectedError(
+                f"Intilery answered {status} with success false: {_message(response)}", status=status
+            )
+        event_id = body.get("eventId") if isinstance(body, dict) else None
+        return Delivered(status, event_id, latency_ms)
+    if status in AUTH_STATUS:
+        raise AuthError(f"Intilery refused the credentials ({status}): {_message(response)}", status=status)
+    if status in RETRYABLE_STATUS or status >= 500:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        raise RetryableError(f"Intilery answered {status}", status=status, retry_after=retry_after)
+    raise RejectedError(f"Intilery rejected the command ({status}): {_message(response)}", status=status)
+
+
+class IntileryClient:
+    """Posts commands with one pooled ``httpx.AsyncClient``, each request paced by the limiter.
+
+    The client rides on aiohttp's connection pool (``httpx-aiohttp``): httpx's own
+    pool costs several times more CPU per request at this concurrency.
+    """
+
+    def __init__(
+        self,
+        config: IntileryConfig,
+        max_connections: int,
+        transport: httpx.AsyncBaseTransport | None = None,
+        limiter: Limiter | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        # Parsed once: httpx would otherwise parse the URL string again on every request.
+        self._urls = {action: httpx.URL(config.endpoint(action)) for action in ("track", "identify", "batch")}
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._client = httpx.AsyncClient(
+            headers={
+                "content-type": "application/json",
+                "auth-token": config.auth_token.get_secret_value(),
+                "user-agent": "intilery-bridge",
+            },
+            limits=limits,
+            transport=transport or AiohttpTransport(limits=limits, verify=config.tls.context()),
+        )
+        if not config.tls.verify:
+            log.warning("tls_verification_disabled", service="intilery", url=config.url)
+        self.limiter = limiter
+        self.metrics = metrics
+        self._base_timeout_s = config.timeout_s
+        self._max_timeout_s = max(config.max_timeout_s, config.timeout_s)
+        self.timeout_s = config.timeout_s
+
+    async def post(self, command: Command) -> Delivered:
+        return await self.send(command.action, command.payload)
+
+    async def send(self, action: str, payload: bytes) -> Delivered:
+        if self.limiter is not None:
+            waited = await self.limiter.acquire()
+            if waited and self.metrics is not None:
+                self.metrics.limiter_wait.inc(waited)
+        started = time.perf_counter()
+        timeout = self.timeout_s
+        try:
+            response = await self._client.post(self._urls[action], content=payload, timeout=_timeout(timeout))
+        except httpx.RequestError as exc:
+            self._observe("error", started)
+            if isinstance(exc, httpx.TimeoutException):
+                self._stretch(timeout)
+            raise RetryableError(_transport_reason(exc)) from exc
+        self._observe(str(response.status_code), started)
+        self._settle(time.perf_counter() - started)
+        if response.status_code == 429 and self.limiter is not None:
+            self.limiter.throttled(parse_retry_after(response.headers.get("retry-after")))
+        return classify(response, (time.perf_counter() - started) * 1000)
+
+    def _stretch(self, expired_s: float) -> None:
+        """A request timed out: Intilery may still have taken it, and a retry with the same
+        timeout would likely be taken and time out again, a duplicate each time. So the
+        following requests wait twice as long, up to ``max_timeout_s``."""
+        stretched = min(self._max_timeout_s, max(self.timeout_s, 2 * expired_s))
+        if stretched > self.timeout_s:
+            log.warning("intilery_timeout_stretched", timeout_s=round(stretched, 3))
+        self.timeout_s = stretched
+
+    def _settle(self, latency_s: float) -> None:
+        """An answer came: the timeout returns toward ``timeout_s`` as answers speed up
+        (never below four times this one's latency)."""
+        self.timeout_s = max(self._base_timeout_s, min(self.timeout_s, 4 * latency_s))
+
+    def _observe(self, status: str, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.http.labels(status).observe(time.perf_counter() - started)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _timeout(seconds: float) -> httpx.Timeout:
+    return httpx.Timeout(seconds, connect=min(seconds, 5.0))
+
+
+def _transport_reason(exc: httpx.RequestError) -> str:
+    """Name the failure by its root cause (the aiohttp transport maps its errors loosely)."""
+    cause = type(exc.__cause__ or exc).__name__
+    if isinstance(exc, httpx.TimeoutException) and "Timeout" in cause:
+        return f"timed out: {cause}"
+    if isinstance(exc, httpx.TransportError):
+        return f"connection failed: {cause}"
+    return f"request failed: {cause}"  # decoding errors, redirect loops: not the record's fault
+
+
+class Gate:
+    """Holds every request back until a moment: after a 429 or an auth failure."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.open_at = 0.0
+        self.auth_failed = False
+        self.probe = asyncio.Lock()
+
+    def hold(self, seconds: float) -> None:
+        self.open_at = max(self.open_at, self._clock() + seconds)
+
+    async def wait(self, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+        while (delay := self.open_at - self._clock()) > 0:
+            await sleep(delay)
+
+
+class Backoff:
+    """Capped exponential backoff; jitter picks between half and all of the step."""
+
+    def __init__(self, config: RetryConfig, rand: Callable[[], float] = random.random) -> None:
+        self._initial = config.initial_backoff_ms / 1000
+        self._cap = config.max_backoff_ms / 1000
+        self._rand = rand
+
+    def delay(self, attempt: int) -> float:
+        ceiling = min(self._cap, self._initial * 2.0 ** min(attempt - 1, 30))
+        return ceiling * (0.5 + 0.5 * self._rand())
+
+
+Post = Callable[[Command], Awaitable[Delivered]]
+OnRetry = Callable[[Command, int, DeliveryError, float, Mapping[str, Any]], None]
+
+
+class Sender:
+    """Sends one command until Intilery takes it, refuses it, or attempts run out.
+
+    Before every attempt a command past its rule's ``max_age`` raises
+    :class:`StaleCommand` instead (unless ``guard_stale`` is off, as for
+    ``replay --ignore-max-age``).
+    """
+
+    def __init__(
+        self,
+        post: Post,
+        retry: RetryConfig,
+        max_in_flight: int,
+        on_retry: OnRetry,
+        gate: Gate | None = None,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        guard_stale: bool = True,
+    ) -> None:
+        self._post = post
+        self._retry = retry
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._on_retry = on_retry
+        self.gate = gate or Gate()
+        self._backoff = backoff or Backoff(retry)
+        self._sleep = sleep
+        self.guard_stale = guard_stale
+        self.in_flight = 0
+        self.failing_since: float | None = None  # since when every attempt has failed
+
+    async def send(self, command: Command, context: Mapping[str, Any] = MappingProxyType({})) -> Delivered:
+        """``context`` (where the command comes from) is passed to ``on_retry`` for its log line."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                delivered = await self._attempt(command)
+            except DeliveryError as exc:
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
+                delay = self._delay_after(exc, attempt)
+                gives_up = self._retry.max_attempts and attempt >= self._retry.max_attempts
+                if gives_up and not isinstance(exc, AuthError):
+                    raise RejectedError(
+                        f"gave up after {attempt} attempts: {exc.reason}", status=exc.status
+                    ) from exc
+                self._on_retry(command, attempt, exc, delay, context)
+                await self._sleep(delay)
+                continue
+            self.gate.auth_failed = False
+            self.failing_since = None
+            return Delivered(delivered.status, delivered.event_id, delivered.latency_ms, attempt)
+
+    async def _attempt(self, command: Command) -> Delivered:
+        while True:
+            await self.gate.wait(self._sleep)
+            if self.gate.auth_failed:
+                # While the credentials are refused, one request at a time probes them.
+                async with self.gate.probe:
+                    await self.gate.wait(self._sleep)
+                    if self.gate.auth_failed:
+                        return await self._post_now(command)
+            async with self._slots:
+                await self.gate.wait(self._sleep)
+                if not self.gate.auth_failed:  # else refused while waiting for a slot: probe
+                    return await self._post_now(command)
+
+    async def _post_now(self, command: Command) -> Delivered:
+        if self.guard_stale and command.is_stale(int(time.time() * 1000)):
+            raise StaleCommand(f"older than {command.max_age_s:g}s")
+        self.in_flight += 1
+        try:
+            return await self._post(command)
+        finally:
+            self.in_flight -= 1
+
+    def _delay_after(self, exc: DeliveryError, attempt: int) -> float:
+        if isinstance(exc, AuthError):
+            self.gate.auth_failed = True
+            delay = self._retry.auth_backoff_ms / 1000
+            self.gate.hold(delay)
+            return delay
+        if exc.retry_after is not None:
+            delay = max(exc.retry_after, self._retry.initial_backoff_ms / 1000)  # never a zero-wait loop
+            self.gate.hold(delay)
+            return delay
+        return self._backoff.delay(attempt)

@@ -1,0 +1,177 @@
+"""Which offsets are safe to commit, and which records after them are finished.
+
+Takes the offsets of fetched records, in fetch order, and their completions in
+any order; gives, per partition, the next offset to commit: the first record
+not yet finished (delivered, dead-lettered or skipped), with the finished ones
+after it named in the commit's metadata (:mod:`bridge.kafka.offsetmap`). An offset
+that goes backwards is refused, and a commit never passes an unfinished record.
+A partition assigned with a map from its last commit knows those records are
+finished before it reads them again, and keeps naming them until it passes them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from bridge.kafka import offsetmap
+from bridge.model import Position, TopicPartitionKey
+
+MIN_MAP_BYTES = 64  # below this a map names too little to be worth it
+
+
+class PartitionOffsets:
+    """The in-order offsets of one partition and which of them are finished."""
+
+    def __init__(self, finished_earlier: Iterable[int] = ()) -> None:
+        self._pending: deque[int] = deque()
+        self._finished: set[int] = set()  # read and finished, after the first unfinished
+        self._earlier = set(finished_earlier)  # named finished by the last commit, not read again yet
+        self._last_added: int | None = None
+        self.next_commit: int | None = None
+        self.committed: int | None = None  # the last offset the broker acknowledged
+        self._changes = 0
+        self._sent = 0  # the changes the last commit taken carried
+        self._left: set[int] = set()  # done with for now, never finished: commits stop before them
+
+    def __len__(self) -> int:
+        """Records held: read and not yet passed by the commit position, finished ones
+        behind an unfinished one included; records left aside, and finished ones behind
+        nothing but those, are not (they hold no work back)."""
+        if not self._left:
+            return len(self._pending)
+        done = self._finished | self._left
+        first_open = next((offset for offset in self._pending if offset not in done), None)
+        if first_open is None:
+            return 0
+        return sum(1 for offset in self._pending if offset >= first_open and offset not in self._left)
+
+    def unfinished(self) -> int:
+        """Records read and not finished (nor left aside)."""
+        return len(self._pending) - len(self._finished) - len(self._left)
+
+    def add(self, offset: int) -> None:
+        if not self.accepts(offset):
+            raise ValueError(f"offset {offset} is not after {self._last_added}")
+        self._last_added = offset
+        self._pending.append(offset)
+
+    def accepts(self, offset: int) -> bool:
+        """Whether ``offset`` comes after every offset added so far."""
+        return self._last_added is None or offset > self._last_added
+
+    def finished_earlier(self, offset: int) -> bool:
+        """Whether the last commit's map names ``offset`` as finished (not to be sent again)."""
+        return offset in self._earlier
+
+    def leave(self, offset: int) -> None:
+        """Done with ``offset`` for this run without finishing it (a dead letter that fails
+        again in a redrive): no commit passes it, so the next run reads it again."""
+        if self._pending and offset >= self._pending[0]:
+            self._left.add(offset)
+            self._changes += 1  # worth a commit: the position stops here for good
+
+    def finish(self, offset: int) -> None:
+        if not self._pending or offset < self._pending[0]:
+            return  # already finished, or from before a seek; nothing to do
+        self._earlier.discard(offset)
+        self._finished.add(offset)
+        self._changes += 1
+        while self._pending and self._pending[0] in self._finished:
+            done = self._pending.popleft()
+            self._finished.discard(done)
+            self.next_commit = done + 1
+
+    def position(self) -> int | None:
+        """Where a commit would point: the first unfinished record read, else one past the
+        last finished; None before anything was finished or read."""
+        return self._pending[0] if self._pending else self.next_commit
+
+    def to_commit(self, force: bool = False, limit: int = offsetmap.MAX_BYTES) -> tuple[int, str, int] | None:
+        """The offset to commit, its map (at most ``limit`` bytes) and how many finished
+        offsets the map left out; None when nothing changed since the last call (``force``:
+        unless nothing is known)."""
+        position = self.position()
+        if position is None or (self._sent == self._changes and not force):
+            return None
+        self._sent = self._changes
+        self._earlier = {offset for offset in self._earlier if offset >= position}
+        finished = sorted(self._finished | self._earlier)  # all after the position
+        metadata, left_out = offsetmap.encode(position, finished, limit)
+        return position, metadata, left_out
+
+    def commit_failed(self) -> None:
+        """The last commit did not reach the broker: the next call commits again."""
+        self._sent = -1
+
+    def uncommitted(self) -> bool:
+        """Whether the broker has yet to acknowledge the current position."""
+        position = self.position()
+        return position is not None and position != self.committed
+
+
+class OffsetTracker:
+    """Per-partition :class:`PartitionOffsets` for the current assignment."""
+
+    def __init__(self) -> None:
+        self._partitions: dict[TopicPartitionKey, PartitionOffsets] = {}
+        self.map_limit = offsetmap.MAX_BYTES  # the broker's offset.metadata.max.bytes, as far as known
+
+    def shrink_map(self, refused: int | None = None) -> bool:
+        """The broker refused a map of ``refused`` bytes (None: of the current bound) as too
+        large (its ``offset.metadata.max.bytes`` is below Kafka's default): bound maps to
+        half of that, down to no map at all, so that commits go through (the offsets left
+        out are resent after a restart, as without a map). False when the bound was already
+        below it (a commit taken before the last shrink)."""
+        refused = self.map_limit if refused is None else refused
+        if refused > self.map_limit or not self.map_limit:
+            return False
+        self.map_limit = refused // 2 if refused // 2 >= MIN_MAP_BYTES else 0
+        for part in self._partitions.values():
+            part.commit_failed()
+        return True
+
+    def assign(self, key: TopicPartitionKey, finished_earlier: Iterable[int] = ()) -> PartitionOffsets:
+        self._partitions[key] = PartitionOffsets(finished_earlier)
+        return self._partitions[key]
+
+    def revoke(self, key: TopicPartitionKey) -> PartitionOffsets | None:
+        return self._partitions.pop(key, None)
+
+    def get(self, key: TopicPartitionKey) -> PartitionOffsets | None:
+        return self._partitions.get(key)
+
+    def __len__(self) -> int:
+        """Partitions assigned."""
+        return len(self._partitions)
+
+    def held(self) -> int:
+        """Records held across partitions: what ``max_buffered_records`` bounds."""
+        return sum(len(p) for p in self._partitions.values())
+
+    def unfinished(self) -> int:
+        return sum(p.unfinished() for p in self._partitions.values())
+
+    def to_commit(self, keys: set[TopicPartitionKey] | None = None, force: bool = False) -> list[Position]:
+        """What changed since the last call (``force``: everything known), per partition."""
+        return [
+            Position(topic, partition, *commit)
+            for (topic, partition), part in self._partitions.items()
+            if (keys is None or (topic, partition) in keys)
+            and (commit := part.to_commit(force, self.map_limit)) is not None
+        ]
+
+    def uncommitted(self) -> bool:
+        return any(part.uncommitted() for part in self._partitions.values())
+
+    def mark_committed(self, positions: Iterable[Position]) -> None:
+        for position in positions:
+            part = self._partitions.get((position.topic, position.partition))
+            if part is not None and (part.committed is None or position.offset > part.committed):
+                part.committed = position.offset
+
+    def commit_failed(self, key: TopicPartitionKey | None) -> None:
+        """A commit failed for one partition (``None``: for all of them)."""
+        for found, part in self._partitions.items():
+            if key is None or found == key:
+                part.commit_failed()

@@ -1,0 +1,403 @@
+"""The Kafka consumer: poll without blocking, pause/resume, rebalance.
+
+Takes the ``kafka`` section (librdkafka properties, passed through) and the
+topics; gives :class:`Record` batches. Offsets are never committed
+automatically: the pipeline commits what :mod:`bridge.kafka.offsets` says is safe.
+Broker errors are logged here and kept apart from record errors.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import structlog
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
+
+from bridge.kafka import offsetmap
+from bridge.logs import Repeats, kafka_logger
+from bridge.model import Position, Record, TopicPartitionKey
+
+log = structlog.get_logger("bridge.kafka.source")
+
+# The bridge owns these: offsets are committed only after delivery.
+_FORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False, "enable.partition.eof": True}
+
+
+TIME_LOOKUP_TRIES = 5
+
+
+class TimeLookupFailed(Exception):
+    """The broker did not answer a look-up by time, even when asked again."""
+
+
+def offsets_at_time(consumer: Any, partitions: list[TopicPartition]) -> dict[TopicPartitionKey, int]:
+    """Per partition, the first offset at or after the time each ``TopicPartition``
+    carries as its offset (-1: no record that late). A failed look-up is asked again,
+    then raised: it must never read as "no record since", which would skip to the end."""
+    found: dict[TopicPartitionKey, int] = {}
+    errors: dict[TopicPartitionKey, str] = {}
+    for _ in range(TIME_LOOKUP_TRIES):
+        pending = [tp for tp in partitions if (tp.topic, tp.partition) not in found]
+        try:
+            answers = consumer.offsets_for_times(pending, timeout=10)
+        except KafkaException as exc:
+            errors |= {(tp.topic, tp.partition): exc.args[0].str() for tp in pending}
+            continue
+        for tp in answers:
+            if tp.error is None:
+                found[tp.topic, tp.partition] = tp.offset
+            else:
+                errors[tp.topic, tp.partition] = tp.error.str()
+        if len(found) == len(partitions):
+            return found
+    where = ", ".join(f"{t}[{p}]: {errors[t, p]}" for t, p in errors if (t, p) not in found)
+    raise TimeLookupFailed(f"the time look-up failed for {where}")
+
+
+def consumer_config(kafka: dict[str, Any], start_from: str | None = None) -> dict[str, Any]:
+    """The librdkafka properties for the consumer: the user's, plus what the bridge owns.
+
+    ``source.start_from`` ``earliest``/``latest`` becomes ``auto.offset.reset``; a time
+    also falls back to ``earliest`` for a partition reset after its offsets expire.
+    """
+    reset = (
+        {}
+        if start_from is None
+        else {"auto.offset.reset": start_from if start_from == "latest" else "earliest"}
+    )
+    return {**kafka, **reset, **_FORCED}
+
+
+def librdkafka_problems(conf: dict[str, Any]) -> list[str]:
+    """What librdkafka refuses in a consumer configuration (``auto.ofset.reset``,
+    ``auto.offset.reset: earlist``), found offline: the consumer is built with no
+    bootstrap servers and closed at once. librdkafka stops at the first bad property,
+    so each one found is set aside and the rest tried again."""
+    conf = {**conf, "bootstrap.servers": "", "log_level": 0}
+    problems: list[str] = []
+    while True:
+        try:
+            Consumer(conf).close()
+            return problems
+        except KafkaException as exc:
+            message = exc.args[0].str() if exc.args else str(exc)
+            named = re.findall(r'"([^"]+)"', message)
+            key = named[-1] if named else None
+            problems.append(f"kafka.{key}: {message}" if key in conf else f"kafka: {message}")
+            if key not in conf or key in ("bootstrap.servers", "log_level"):
+                return problems
+            conf.pop(key)
+
+
+class SourceListener:
+    """What the :class:`Source` tells its owner; every method is called on the thread
+    that calls :meth:`Source.fetch` (librdkafka serves its callbacks there)."""
+
+    def assigned(self, keys: list[TopicPartitionKey], finished: dict[TopicPartitionKey, set[int]]) -> None:
+        """Partitions assigned, each with the offsets its last commit named finished."""
+
+    def revoked(self, keys: list[TopicPartitionKey], lost: bool) -> None:
+        """Partitions taken away; ``lost``: without the chance to commit."""
+
+    def committed(self, positions: list[Position]) -> None:
+        """The broker acknowledged a commit of these partitions."""
+
+    def commit_failed(self, key: TopicPartitionKey | None) -> None:
+        """A commit failed for one partition (``None``: for all it carried)."""
+
+    def map_too_large(self, refused_bytes: int | None) -> None:
+        """The broker refused a commit because its metadata (the map, of ``refused_bytes``
+        at most, when known) is too large."""
+
+    def partitions_counted(self) -> None:
+        """:attr:`Source.partitions_total` was counted again (after an assignment)."""
+
+
+class Source:
+    """A subscribed consumer; call :meth:`fetch` often, it never blocks."""
+
+    def __init__(
+        self,
+        conf: dict[str, Any],
+        topics: list[str],
+        listener: SourceListener,
+        factory: Callable[[dict[str, Any]], Any] = Consumer,
+        start_at_ms: int | None = None,
+        assignment: list[TopicPartition] | None = None,
+        count_partitions: bool = False,
+    ) -> None:
+        """``start_at_ms``: where a partition with no committed offset starts (a time).
+        ``assignment``: read exactly these partitions from these offsets (replay), never
+        joining the group. ``count_partitions``: keep :attr:`partitions_total` (all the
+        partitions of the topics) counted after each assignment of the group."""
+        self._start_at_ms = start_at_ms
+        self._assignment = assignment
+        self._listener = listener
+        callbacks = {"on_commit": self._committed, "error_cb": self._error, "logger": kafka_logger()}
+        self._consumer = factory({**conf, **callbacks})
+        strategy = str(conf.get("partition.assignment.strategy", ""))
+        self._incremental = "cooperative" in strategy or conf.get("group.protocol") == "consumer"
+        self._topics = topics
+        self.at_end: set[TopicPartitionKey] = set()
+        self.last_read: dict[TopicPartitionKey, tuple[int, int | None]] = {}
+        self.assigned: set[TopicPartitionKey] = set()
+        self.member = False  # an assignment (maybe empty) was received: the group knows us
+        self.rebalances = 0  # assignments and revocations so far
+        self.partitions_total: int | None = None  # of the subscribed topics, as of the last assignment
+        self._count_partitions = count_partitions and assignment is None
+        self._recount = False
+        self.paused = False
+        self.fatal: str | None = None
+        self._repeats = Repeats()  # a broker down repeats the same error many times a second
+        self._commit_repeats = Repeats()
+
+    def start(self) -> None:
+        if self._assignment is not None:
+            self._assigned(self._consumer, self._assignment)
+            return
+        self._consumer.subscribe(
+            self._topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
+        )
+
+    def fetch(self, max_records: int) -> list[Record]:
+        records = []
+        for message in self._consumer.consume(num_messages=max_records, timeout=0):
+            error = message.error()
+            key = (message.topic(), message.partition())
+            if error is None:
+                self.at_end.discard(key)
+                record = record_from_message(message)
+                self.last_read[key] = (record.offset, record.timestamp_ms)
+                records.append(record)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                self.at_end.add(key)
+            else:
+                self._error(error)
+        if self._recount:  # not inside the callback: see _assigned
+            self._recount = False
+            self.partitions_total = self._partition_total() or self.partitions_total
+            self._listener.partitions_counted()
+        return records
+
+    def pause(self, paused: bool) -> None:
+        """Pause (or resume) every assigned partition; the consumer keeps polling.
+
+        The state is also applied to partitions assigned later.
+        """
+        if paused != self.paused and self.assigned:
+            partitions = [TopicPartition(t, p) for t, p in self.assigned]
+            (self._consumer.pause if paused else self._consumer.resume)(partitions)
+            log.info("consumer_paused" if paused else "consumer_resumed", partitions=len(partitions))
+        self.paused = paused
+
+    def lag(self) -> list[tuple[TopicPartitionKey, int, float]]:
+        """Per assigned partition: records behind the high watermark, and seconds behind
+        (the age of the last record read) while there are records left to read."""
+        now_ms = time.time() * 1000
+        result = []
+        for key in sorted(self.assigned):
+            try:
+                _, high = self._consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
+            except KafkaException:
+                continue
+            offset, timestamp = self.last_read.get(key, (-1, None))
+            behind = max(0, high - (offset + 1)) if high >= 0 else 0
+            seconds = (now_ms - timestamp) / 1000 if behind and timestamp else 0.0
+            result.append((key, behind, max(0.0, seconds)))
+        return result
+
+    def commit(self, positions: Iterable[Position], wait: bool, rebalances: int | None = None) -> bool:
+        """Commit these positions, for the partitions still assigned. ``rebalances``: the
+        count when they were taken; a commit taken before a rebalance that reaches here
+        after it is dropped (the partition may be another member's, or assigned again and
+        committed further on revocation). False when a synchronous commit was refused."""
+        if rebalances is not None and rebalances != self.rebalances:
+            return True
+        offsets = [
+            TopicPartition(p.topic, p.partition, p.offset, metadata=p.metadata)
+            for p in positions
+            if (p.topic, p.partition) in self.assigned
+        ]
+        if not offsets:
+            return True
+        log.debug("offsets_commit", offsets={f"{tp.topic}[{tp.partition}]": tp.offset for tp in offsets})
+        try:
+            result = self._consumer.commit(offsets=offsets, asynchronous=not wait)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            self._commit_failed(str(error or exc))
+            self._listener.commit_failed(None)
+            if isinstance(error, KafkaError) and error.code() == KafkaError.OFFSET_METADATA_TOO_LARGE:
+                self._listener.map_too_large(max(len(tp.metadata or "") for tp in offsets))
+            return False
+        if wait and result:
+            self._committed(None, result)
+            return all(tp.error is None for tp in result)
+        return True
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    # --- librdkafka callbacks (served inside consume(), on this thread) ---
+
+    def _assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        self.member = True  # even with nothing assigned: a standby member of the group
+        self.rebalances += 1
+        self.assigned.update(keys)
+        log.info("partitions_assigned", partitions=[f"{t}[{p}]" for t, p in keys])
+        committed = self._committed_offsets(consumer, partitions)
+        # Counted once consume() returns: list_topics() inside a callback ends the Python
+        # client's call state of the consume() serving it, and its next callback (a log
+        # line, a second rebalance) aborts the process (CallState_get: cs != NULL).
+        self._recount = self._count_partitions
+        self._listener.assigned(keys, {key: finished_map(tp) for key, tp in (committed or {}).items()})
+        if self._start_at_ms is not None:
+            if committed is None:  # which partitions are new is unknown: do not guess
+                self.fatal = "source.start_from: the group's committed offsets could not be read"
+                partitions = []
+            else:
+                partitions = self._start_new_partitions_at_time(
+                    consumer, partitions, committed, self._start_at_ms
+                )
+        # Assign now rather than after this callback, so the pause state can be applied:
+        # librdkafka remembers a partition's pause across revocation and reassignment.
+        (consumer.incremental_assign if self._incremental else consumer.assign)(partitions)
+        (consumer.pause if self.paused else consumer.resume)(partitions)
+
+    def _partition_total(self) -> int | None:
+        """The partitions of the subscribed topics in all; None when the metadata is not
+        to be had (the last count stands)."""
+        try:
+            topics = self._consumer.list_topics(timeout=5).topics
+        except KafkaException as exc:
+            log.warning("topic_metadata_unavailable", error=str(exc.args[0]) if exc.args else str(exc))
+            return None
+        return sum(len(topics[name].partitions) for name in self._topics if name in topics)
+
+    def _committed_offsets(
+        self, consumer: Any, partitions: list[TopicPartition]
+    ) -> dict[TopicPartitionKey, TopicPartition] | None:
+        """The group's committed offsets (and metadata) of these partitions; None when the
+        look-up fails (then nothing is skipped as finished)."""
+        if not partitions:
+            return {}
+        try:
+            found = consumer.committed(partitions, timeout=10)
+        except KafkaException as exc:
+            log.warning("committed_offsets_unavailable", error=str(exc.args[0]) if exc.args else str(exc))
+            return None
+        return {(tp.topic, tp.partition): tp for tp in found if tp.error is None}
+
+    def _start_new_partitions_at_time(
+        self,
+        consumer: Any,
+        partitions: list[TopicPartition],
+        committed: dict[TopicPartitionKey, TopicPartition],
+        at_ms: int,
+    ) -> list[TopicPartition]:
+        """Partitions the group has never committed start at the first record at or after
+        ``source.start_from``; the others resume where the group left them."""
+        fresh = [
+            TopicPartition(tp.topic, tp.partition, at_ms)
+            for tp in partitions
+            if (known := committed.get((tp.topic, tp.partition))) is not None and known.offset < 0
+        ]
+        if not fresh:
+            return partitions
+        try:
+            found = offsets_at_time(consumer, fresh)
+        except TimeLookupFailed as exc:
+            self.fatal = f"source.start_from: {exc}"
+            return []
+        log.info("start_from_time", partitions={f"{t}[{p}]": o for (t, p), o in found.items()})
+        return [
+            TopicPartition(tp.topic, tp.partition, found[key] if found[key] >= 0 else OFFSET_END)
+            if (key := (tp.topic, tp.partition)) in found
+            else tp
+            for tp in partitions
+        ]
+
+    def _revoked(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._release(partitions, lost=False)
+
+    def _lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.member = False  # until the group assigns again
+        self._release(partitions, lost=True)
+
+    def _release(self, partitions: list[TopicPartition], lost: bool) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        self.rebalances += 1
+        self._listener.revoked(keys, lost)  # the last commit for them, unless lost
+        log.info(
+            "partitions_lost" if lost else "partitions_revoked", partitions=[f"{t}[{p}]" for t, p in keys]
+        )
+        self.assigned.difference_update(keys)
+        self.at_end.difference_update(keys)
+        for key in keys:
+            self.last_read.pop(key, None)
+
+    def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if error is not None:
+            self._commit_failed(error.str())
+            self._listener.commit_failed(None)
+        too_large, taken = [], []
+        for tp in partitions:
+            if tp.error is None and tp.offset >= 0:
+                taken.append(Position(tp.topic, tp.partition, tp.offset))
+            elif tp.error is not None:
+                self._commit_failed(tp.error.str(), topic=tp.topic, partition=tp.partition)
+                self._listener.commit_failed((tp.topic, tp.partition))
+                if tp.error.code() == KafkaError.OFFSET_METADATA_TOO_LARGE:
+                    too_large.append(len(tp.metadata or ""))
+        if taken:  # once per commit: each call wakes the event loop
+            self._listener.committed(taken)
+        if too_large:  # once per commit: the bound follows the smallest map refused
+            self._listener.map_too_large(min(too_large) or None)
+
+    def _commit_failed(self, error: str, **where: Any) -> None:
+        """Logged once per error per 10 s: while the group coordinator moves, every
+        commit fails the same way for seconds (the next commit carries the offsets)."""
+        if (repeated := self._commit_repeats.allow(error)) is not None:
+            log.warning("commit_failed", error=error, **where, **({"repeated": repeated} if repeated else {}))
+
+    def _error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self.fatal = error.str()
+            log.error("kafka_fatal_error", error=error.str())
+        elif (repeated := self._repeats.allow(error.str())) is not None:
+            extra = {"repeated": repeated} if repeated else {}
+            log.warning("kafka_error", error=error.str(), retriable=error.retriable(), **extra)
+
+
+def finished_map(committed: TopicPartition) -> set[int]:
+    """The finished offsets a committed offset's metadata names; an unreadable map (another
+    tool's, corrupt, a newer format) is ignored with a warning: nothing is skipped."""
+    metadata = committed.metadata or ""
+    found = offsetmap.decode(metadata, committed.offset) if committed.offset >= 0 else set()
+    if found is None:
+        log.warning(
+            "offset_metadata_unreadable",
+            topic=committed.topic,
+            partition=committed.partition,
+            committed=committed.offset,
+            metadata_bytes=len(metadata),
+        )
+        return set()
+    return found
+
+
+def record_from_message(message: Any) -> Record:
+    _, timestamp = message.timestamp()
+    return Record(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=message.key(),
+        value=message.value(),
+        headers=list(message.headers() or ()),
+        timestamp_ms=timestamp if timestamp and timestamp > 0 else None,
+    )

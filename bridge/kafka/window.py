@@ -1,0 +1,79 @@
+"""A replay window: which offsets of which partitions of one topic to read.
+
+``start`` is the first offset read, ``end`` the first offset not read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from confluent_kafka import TopicPartition
+
+from bridge.errors import DecodeError
+from bridge.kafka.deadletter import VALUE_OMITTED
+from bridge.model import Record, TopicPartitionKey
+
+BRIDGE_HEADER = "x-bridge-"
+
+
+def original_of(dead_letter: Record) -> Record:
+    """The record a dead letter was made from: its original topic, partition, offset and
+    headers (the ``x-bridge-*`` ones removed); key, value and time are kept as they were."""
+    headers = {name: value for name, value in dead_letter.headers}
+    try:
+        topic = (headers["x-bridge-source-topic"] or b"").decode()
+        partition = int(headers["x-bridge-source-partition"] or b"")
+        offset = int(headers["x-bridge-source-offset"] or b"")
+    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError("not a dead letter of this bridge: no x-bridge-source-* headers") from exc
+    omitted = headers.get(VALUE_OMITTED)
+    if omitted is not None:
+        raise DecodeError(
+            f"the dead letter was written without its value ({omitted.decode(errors='replace')}, too large); "
+            f"replay {topic} partition {partition} offset {offset} instead"
+        )
+    kept = [(name, value) for name, value in dead_letter.headers if not name.startswith(BRIDGE_HEADER)]
+    return Record(
+        topic, partition, offset, dead_letter.key, dead_letter.value, kept, dead_letter.timestamp_ms
+    )
+
+
+@dataclass(frozen=True)
+class Window:
+    topic: str
+    group: str  # the consumer group replay reads as: never the live one
+    commits: bool  # record progress in ``group`` (``--group``), so a rerun resumes
+    bounds: dict[int, tuple[int, int]] = field(default_factory=dict)  # partition → (start, end)
+    redrive: bool = False  # the topic holds dead letters: map each as its original record
+    # redrive only the dead letters whose x-bridge-* header has one of these values
+    filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def selects(self, record: Record) -> bool:
+        """Whether the filters take this dead letter (always, without filters)."""
+        if not self.filters:
+            return True
+        headers = {name: (value or b"").decode(errors="replace") for name, value in record.headers}
+        return all(headers.get(name) in wanted for name, wanted in self.filters.items())
+
+    def origin(self, record: Record) -> Record:
+        """What the rules see: the record, or for redrive the original it was dead-lettered from."""
+        return original_of(record) if self.redrive else record
+
+    @property
+    def total(self) -> int:
+        return sum(max(0, end - start) for start, end in self.bounds.values())
+
+    def assignment(self) -> list[TopicPartition]:
+        return [
+            TopicPartition(self.topic, p, start)
+            for p, (start, end) in sorted(self.bounds.items())
+            if start < end
+        ]
+
+    def wants(self, key: TopicPartitionKey, offset: int) -> bool:
+        bound = self.bounds.get(key[1])
+        return bound is not None and key[0] == self.topic and bound[0] <= offset < bound[1]
+
+    def finished(self, key: TopicPartitionKey, last_read: int) -> bool:
+        bound = self.bounds.get(key[1])
+        return bound is None or last_read + 1 >= bound[1]

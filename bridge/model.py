@@ -1,0 +1,87 @@
+"""The types the stages hand each other: a record as read from Kafka, a command
+for Intilery, a partition's key and a commit's position. Imports nothing of ours
+(an import-linter contract in pyproject.toml), so every stage can depend on it.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+TopicPartitionKey = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+    timestamp_ms: int | None
+
+    @property
+    def tp(self) -> TopicPartitionKey:
+        return (self.topic, self.partition)
+
+    @property
+    def position(self) -> str:
+        """Where it was read, as ``topic[partition]@offset`` (log lines, messages)."""
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+    def meta(self) -> dict[str, Any]:
+        """The ``_kafka`` root every expression sees."""
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "key": _text(self.key),
+            "timestamp": self.timestamp_ms,
+            "headers": {name: _text(value) for name, value in self.headers},
+        }
+
+
+def _text(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(value).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One call to Intilery: ``POST .../v1/{action}`` with ``body``."""
+
+    rule: str
+    action: str
+    body: dict[str, Any]
+    payload: bytes = field(repr=False)
+    event_ms: int | None = None  # the event's time: the rendered timestamp, else the record's
+    max_age_s: float | None = None  # the rule's stale-event guard
+
+    def is_stale(self, now_ms: int) -> bool:
+        return (
+            self.max_age_s is not None
+            and self.event_ms is not None
+            and now_ms - self.event_ms > self.max_age_s * 1000
+        )
+
+    @property
+    def name(self) -> str:
+        return str(self.body["event"])
+
+    def as_json_line(self) -> dict[str, Any]:
+        return {"rule": self.rule, "action": self.action, "body": self.body}
+
+
+@dataclass
+class Position:
+    topic: str
+    partition: int
+    offset: int
+    metadata: str = ""  # the finished offsets after ``offset`` (bridge.kafka.offsetmap)
+    left_out: int = 0  # finished offsets the metadata had no room for

@@ -1,0 +1,129 @@
+"""Load a configuration file with everything it names: the model, the compiled
+rules and the decoders (local Avro schemas).
+
+Takes a path; gives what ``run`` and ``check`` need, or what offline ``map``
+needs (only ``source`` and ``rules``, no secrets); raises
+:class:`~bridge.errors.ConfigError` listing every problem found, each naming the
+file, the rule or topic, and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from bridge import logs
+from bridge.config import (
+    BridgeConfig,
+    SourceConfig,
+    as_dict,
+    cross_problems,
+    describe_validation,
+    raw_topic_names,
+    read_expanded,
+    validate,
+    without_env_echoes,
+)
+from bridge.decode.decoder import Decoder
+from bridge.errors import ConfigError
+from bridge.kafka.source import consumer_config, librdkafka_problems
+from bridge.rules.mapping import Mapper, compile_rules
+
+
+class Loaded(NamedTuple):
+    config: BridgeConfig
+    mapper: Mapper
+    decoder: Decoder
+
+
+def load(path: str, unset_secrets: list[str] | None = None, env: Mapping[str, str] | None = None) -> Loaded:
+    """The one way a configuration is loaded, by every verb and by the tests. With
+    ``unset_secrets`` (``check`` without ``--require-env``) an unset variable in a
+    secret field is no problem but a note added there, so rules can be checked where
+    the secrets are not. ``env``: the variables to expand (default the environment)."""
+    expanded, env_problems = read_expanded(path, env)
+    register_secrets(expanded)  # before anything could echo them, even in an error message
+    config, problems = validate(expanded)
+    mapper, rule_problems = compile_rules(expanded.get("rules"), raw_topic_names(expanded))
+    problems = without_env_echoes(problems + rule_problems, env_problems)
+    if unset_secrets is not None:
+        unset_secrets += [p for p in env_problems if is_secret_field(p)]
+    problems = [p for p in env_problems if unset_secrets is None or p not in unset_secrets] + problems
+    decoder = None
+    if config is not None:
+        problems += _missing_ca_files(config)
+        problems += librdkafka_problems(consumer_config(config.kafka, config.source.start_from))
+        try:
+            decoder = Decoder(config.source, path)
+        except ConfigError as exc:
+            problems += [p.removeprefix(f"{path}: ") for p in exc.problems]
+    if problems or config is None or decoder is None:
+        raise ConfigError([f"{path}: {p}" for p in problems])
+    return Loaded(config, mapper, decoder)
+
+
+def load_offline(path: str) -> tuple[SourceConfig, Mapper]:
+    """Only ``source`` and ``rules``; unset variables expand to empty strings."""
+    expanded, problems = read_expanded(path, strict_env=False)  # only malformed ${ references
+    problems += [p for p in cross_problems(expanded) if p.startswith("rules")]
+    source = None
+    try:
+        source = SourceConfig.model_validate(expanded.get("source"))
+    except ValidationError as exc:
+        lines = (
+            describe_validation(exc, expanded.get("source") or {}) if expanded.get("source") else ["required"]
+        )
+        problems += [line if line.startswith("source.") else f"source.{line}" for line in lines]
+    mapper, rule_problems = compile_rules(expanded.get("rules"), raw_topic_names(expanded))
+    problems += rule_problems
+    if problems or source is None:
+        raise ConfigError([f"{path}: {p}" for p in problems])
+    return source, mapper
+
+
+def _missing_ca_files(config: BridgeConfig) -> list[str]:
+    registry = config.source.schema_registry
+    tls = {
+        "intilery.tls": config.intilery.tls,
+        "source.schema_registry.tls": registry.tls if registry else None,
+    }
+    return [
+        f"{where}.ca_file: no such file: {t.ca_file}"
+        for where, t in tls.items()
+        if t is not None and t.ca_file is not None and not Path(t.ca_file).is_file()
+    ]
+
+
+def is_secret_field(problem: str) -> bool:
+    """Whether a problem line (``field: reason``) is about a field that holds a secret."""
+    field = problem.split(": ")[0]
+    kafka_secret = field.startswith("kafka.") and any(part in field for part in SECRET_KEY_PARTS)
+    return field in SECRET_FIELDS or kafka_secret
+
+
+SECRET_FIELDS = (
+    "intilery.auth_token",
+    "source.schema_registry.basic_auth",
+    "intilery.rate_limit.redis.password",
+)
+SECRET_KEY_PARTS = ("password", "secret", "sasl.oauthbearer.config", "basic.auth.user.info")
+
+
+def register_secrets(expanded: dict[str, Any]) -> None:
+    """Every secret the (expanded) configuration holds, for redaction in logs and messages."""
+
+    intilery, kafka = as_dict(expanded.get("intilery")), as_dict(expanded.get("kafka"))
+    registry = as_dict(as_dict(expanded.get("source")).get("schema_registry"))
+    redis = as_dict(as_dict(intilery.get("rate_limit")).get("redis"))
+    values = [intilery.get("auth_token"), registry.get("basic_auth"), redis.get("password")]
+    values.append(urlsplit(str(redis.get("url") or "")).password)  # redis://:password@host
+    values += [v for k, v in kafka.items() if any(part in str(k) for part in SECRET_KEY_PARTS)]
+    for value in values:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            logs.register_secret(str(value))
+            if isinstance(value, str) and ":" in value:  # user:password: the password alone too
+                logs.register_secret(value.split(":", 1)[1])

@@ -1,0 +1,315 @@
+"""``intilery-bridge replay``: re-run one topic's records through the rules, on purpose.
+
+Takes a topic and a window (times, offsets, or the beginning); reads it with
+``assign()`` as a consumer group of its own, so the live group's offsets are
+never touched. ``--dry-run`` prints the commands it would send (the JSON Lines
+of ``map``) and sends nothing; otherwise it delivers with every guarantee of
+``run`` and ends with a summary. ``--group NAME`` commits progress to NAME, so
+an interrupted replay started again resumes where it stopped. Rules' ``max_age``
+applies unless ``--ignore-max-age``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import structlog
+from confluent_kafka import Consumer, TopicPartition
+
+from bridge import logs, timestamps
+from bridge.config import BridgeConfig
+from bridge.errors import ConfigError, RecordError
+from bridge.kafka.source import (
+    TimeLookupFailed,
+    consumer_config,
+    finished_map,
+    offsets_at_time,
+    record_from_message,
+)
+from bridge.kafka.window import Window
+from bridge.model import Record
+from bridge.ops.loading import Loaded
+from bridge.runtime.pipeline import Bridge
+
+log = structlog.get_logger("bridge.ops.replay")
+PROGRESS_LOG_S = 10.0
+
+
+def parse_offsets(text: str | None, flag: str) -> dict[int, int]:
+    """``0:120,3:5`` → ``{0: 120, 3: 5}``."""
+    if not text:
+        return {}
+    try:
+        pairs = [item.split(":") for item in text.split(",") if item.strip()]
+        return {int(p): int(o) for p, o in pairs}
+    except ValueError as exc:
+        raise ConfigError([f"{flag}: expected PARTITION:OFFSET[,PARTITION:OFFSET...], got {text!r}"]) from exc
+
+
+def plan(consumer: Any, topic: str, group: str, commits: bool, args: Any) -> Window:
+    """Resolve the flags into per-partition (start, end) offsets."""
+    metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        raise ConfigError([f"--topic {topic}: no such topic"])
+    partitions = sorted(metadata.partitions)
+    marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
+    starts = parse_offsets(args.from_offset, "--from-offset")
+    ends = {
+        p: o + 1 for p, o in parse_offsets(args.to_offset, "--to-offset").items()
+    }  # --to-offset is inclusive
+    if args.from_time:
+        starts = _offsets_at(consumer, topic, partitions, _ms(args.from_time, "--from"))
+    elif args.from_beginning:
+        starts = {p: marks[p][0] for p in partitions}
+    if args.to_time:
+        ends = _offsets_at(consumer, topic, partitions, _ms(args.to_time, "--to") + 1)
+    unknown = sorted(set(starts) - set(partitions))
+    if unknown:
+        raise ConfigError([f"--from-offset: {topic} has no partition {unknown[0]}"])
+    bounds = {
+        p: (max(start, marks[p][0]), min(ends.get(p, marks[p][1]), marks[p][1]))
+        for p, start in starts.items()
+    }
+    if commits:  # resume after what an earlier run with this --group finished
+        asked = [TopicPartition(topic, p) for p in bounds]
+        for tp in consumer.committed(asked, timeout=10):
+            start, end = bounds[tp.partition]
+            bounds[tp.partition] = (min(max(start, tp.offset), end), end)
+    return Window(topic, group, commits, bounds)
+
+
+def _ms(text: str, flag: str) -> int:
+    try:
+        return int(timestamps.parse_time(text).timestamp() * 1000)
+    except ValueError as exc:
+        raise ConfigError([f"{flag}: {exc}"]) from exc
+
+
+def _offsets_at(consumer: Any, topic: str, partitions: list[int], at_ms: int) -> dict[int, int]:
+    """The first offset at or after ``at_ms`` per partition (the end offset if none)."""
+    try:
+        found = offsets_at_time(consumer, [TopicPartition(topic, p, at_ms) for p in partitions])
+    except TimeLookupFailed as exc:
+        raise ConfigError([f"{topic}: {exc}"]) from exc
+    result = {}
+    for (_, partition), offset in found.items():
+        end = TopicPartition(topic, partition)
+        result[partition] = offset if offset >= 0 else consumer.get_watermark_offsets(end, timeout=10)[1]
+    return result
+
+
+def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: TextIO) -> int:
+    """Print the commands the window would send; send nothing, commit nothing. Records the
+    group's last commit names finished, and dead letters the filters leave, are passed over
+    as a real run would."""
+    assignment = window.assignment()
+    consumer.assign(assignment)
+    finished = (
+        {(tp.topic, tp.partition): finished_map(tp) for tp in consumer.committed(assignment, timeout=10)}
+        if window.commits and assignment
+        else {}
+    )
+    remaining = {p for p, (start, end) in window.bounds.items() if start < end}
+    failures = 0
+    while remaining:
+        for message in consumer.consume(500, 1.0):
+            if message.error() is not None or message.partition() not in remaining:
+                continue
+            record = record_from_message(message)
+            if not window.wants(record.tp, record.offset):
+                remaining.discard(record.partition)
+                continue
+            passed_over = record.offset in finished.get(record.tp, ()) or not window.selects(record)
+            try:
+                if passed_over:
+                    commands = []
+                else:
+                    origin = window.origin(record)
+                    event = loaded.decoder.decode(origin.topic, origin.value)
+                    commands = loaded.mapper.map(event, origin.meta())
+            except RecordError as exc:
+                failures += 1
+                print(f"{_named(window, record)}: {exc.error_class}: {logs.redact(exc.reason)}", file=err)
+            else:
+                for command in commands:
+                    out.write(json.dumps(command.as_json_line(), ensure_ascii=False) + "\n")
+            if window.finished(record.tp, record.offset):
+                remaining.discard(record.partition)
+    return 1 if failures else 0
+
+
+def _named(window: Window, record: Record) -> str:
+    """A record as ``topic[p]@o``; a dead letter as its original, then where it is now."""
+    try:
+        origin = window.origin(record)
+    except RecordError:
+        return record.position
+    if origin is record:
+        return record.position
+    return f"{origin.position} (dead letter {record.position})"
+
+
+async def report_progress(
+    bridge: Any, total: int, stream: TextIO, log_every_s: float = PROGRESS_LOG_S
+) -> None:
+    """Records done of total, rate and ETA: a line redrawn on a terminal, else a log line."""
+    started = time.monotonic()
+    interactive = stream.isatty()
+    while True:
+        await asyncio.sleep(1.0 if interactive else log_every_s)
+        done = bridge.counts["consumed"]
+        elapsed = time.monotonic() - started
+        rate = done / elapsed if elapsed else 0.0
+        eta = (total - done) / rate if rate else None
+        if interactive:
+            eta_text = f"{eta:.0f}s" if eta is not None else "?"
+            stream.write(f"\rreplay: {done}/{total} records, {rate:.0f}/s, ETA {eta_text}   ")
+            stream.flush()
+        else:
+            log.info(
+                "replay_progress",
+                done=done,
+                total=total,
+                rate=round(rate, 1),
+                eta_s=round(eta, 1) if eta is not None else None,
+            )
+
+
+async def _run(bridge: Bridge, total: int) -> int:
+    progress = asyncio.create_task(report_progress(bridge, total, sys.stderr))
+    try:
+        return await bridge.run()
+    finally:
+        progress.cancel()
+
+
+def replay(
+    loaded: Loaded, config_file: str, args: Any, consumer_factory: Callable[..., Any] = Consumer
+) -> int:
+    topic = args.topic
+    if topic not in loaded.config.source.topic_names:
+        names = ", ".join(loaded.config.source.topic_names)
+        raise ConfigError([f"--topic {topic}: not in source.topics ({names})"])
+    group = args.group or f"intilery-bridge-replay-{uuid.uuid4().hex[:12]}"
+    window = _planned(
+        loaded, args, consumer_factory, group, lambda c: plan(c, topic, group, bool(args.group), args)
+    )
+    return _deliver_window(loaded, config_file, args, window)
+
+
+def redrive(
+    loaded: Loaded, config_file: str, args: Any, consumer_factory: Callable[..., Any] = Consumer
+) -> int:
+    """Read the dead-letter topic through the current rules, each record as if from its
+    original topic; progress is committed to ``--group`` (default ``<group.id>-redrive``)."""
+    topic = loaded.config.delivery.dead_letter_topic
+    if not topic:
+        raise ConfigError([f"{config_file}: delivery.dead_letter_topic: required for redrive"])
+    group = args.group or f"{loaded.config.kafka['group.id']}-redrive"
+    filters = redrive_filters(args)
+    window = _planned(loaded, args, consumer_factory, group, lambda c: plan_redrive(c, topic, group, filters))
+    return _deliver_window(loaded, config_file, args, window)
+
+
+def redrive_filters(args: Any) -> dict[str, tuple[str, ...]]:
+    """``--error-class``, ``--rule``, ``--source-topic`` as the dead-letter headers they match."""
+    flags = {
+        "x-bridge-error-class": "error_class",
+        "x-bridge-rule": "rule",
+        "x-bridge-source-topic": "source_topic",
+    }
+    return {header: tuple(values) for header, name in flags.items() if (values := getattr(args, name, None))}
+
+
+def plan_redrive(
+    consumer: Any, topic: str, group: str, filters: dict[str, tuple[str, ...]] | None = None
+) -> Window:
+    """From where the redrive group stopped (else the first dead letter) to the end now."""
+    metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        raise ConfigError([f"delivery.dead_letter_topic: {topic}: no such topic"])
+    asked = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+    bounds = {}
+    for tp in consumer.committed(asked, timeout=10):
+        low, high = consumer.get_watermark_offsets(tp, timeout=10)
+        bounds[tp.partition] = (max(low, tp.offset), high)
+    return Window(topic, group, True, bounds, redrive=True, filters=filters or {})
+
+
+def _planned(
+    loaded: Loaded, args: Any, consumer_factory: Callable[..., Any], group: str, make: Callable[[Any], Window]
+) -> Window | int:
+    """The window to read (or, with ``--dry-run``, the exit code of printing it)."""
+    if group == loaded.config.kafka.get("group.id"):
+        raise ConfigError([f"--group {group}: that is the live group; its offsets must not move"])
+    kafka = {**consumer_config(loaded.config.kafka), "group.id": group, "logger": logs.kafka_logger()}
+    consumer = consumer_factory(kafka)
+    try:
+        window = make(consumer)
+        log.info(
+            "window_planned",
+            topic=window.topic,
+            group=group,
+            total=window.total,
+            redrive=window.redrive,
+            partitions={p: list(b) for p, b in window.bounds.items()},
+        )
+        if args.dry_run:
+            return dry_run(loaded, window, consumer, sys.stdout, sys.stderr)
+        return window
+    finally:
+        consumer.close()
+
+
+REPLAY_SHARE = 0.1  # of the account's rate, for a replay or redrive without --rate
+
+
+def _beside_live(config: BridgeConfig, args: Any) -> tuple[BridgeConfig, float]:
+    """Replay and redrive run beside a live bridge (same host, or inside its pod): they
+    serve /metrics only on the port ``--observability-port`` asks for, and send at
+    ``--rate`` requests/s (by default a tenth of the account's limit, which the live
+    replicas share; their back-off on 429 makes room for it). Gives the rate too."""
+    port = getattr(args, "observability_port", None)
+    observe = config.observability.model_copy(update={"enabled": port is not None, "port": port or 0})
+    rate = getattr(args, "rate", None)
+    rate = rate if rate is not None else config.intilery.rate_limit.per_second * REPLAY_SHARE
+    return config.model_copy(update={"observability": observe}), rate
+
+
+def _deliver_window(loaded: Loaded, config_file: str, args: Any, window: Window | int) -> int:
+    """Deliver the window with every guarantee of ``run``, then summarise."""
+    if isinstance(window, int):  # a dry run already printed it
+        return window
+    verb = "redrive" if window.redrive else "replay"
+    if window.total == 0:
+        print(f"{verb}: nothing to read in {window.topic}", file=sys.stderr)
+        return 0
+    config, rate = _beside_live(loaded.config, args)
+    bridge = Bridge(config, loaded.mapper, config_file, decoder=loaded.decoder, window=window, rate=rate)
+    bridge.sender.guard_stale = not getattr(args, "ignore_max_age", False)
+    code = asyncio.run(_run(bridge, window.total))
+    counts = bridge.counts
+    outcomes = ", ".join(
+        f"{counts[k]} {k.replace('_', '-')}" for k in ("delivered", "dead_lettered", "skipped", "stale")
+    )
+    summary = f"\n{verb} of {window.topic}: {counts['consumed']} of {window.total} records read; {outcomes}"
+    if counts["already_finished"]:
+        summary += f"; {counts['already_finished']} done by an earlier run (not sent again)"
+    if window.redrive:
+        if counts["failing_again"]:
+            summary += f"; {counts['failing_again']} failing again, left in {window.topic}"
+        if counts["not_selected"]:
+            summary += f"; {counts['not_selected']} not selected by the filters, left in {window.topic}"
+        if not counts["delivered"]:
+            summary += "; nothing sent, nothing written"
+        if counts["failing_again"] and code == 0:
+            code = 1  # dead letters remain unrecovered
+    print(summary, file=sys.stderr)
+    log.info(f"{verb}_finished", topic=window.topic, group=window.group, **counts)
+    return code

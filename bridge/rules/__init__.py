@@ -1,0 +1,1 @@
+"""The rules: JMESPath expressions, templates and timestamps; events in, commands out."""

@@ -1,0 +1,290 @@
+"""Rules: ``when`` + ``emit`` templates → Intilery commands.
+
+Takes a decoded event and its Kafka metadata, gives the list of
+:class:`Command` to post, one per rule whose ``when`` holds, in rule order.
+Raises :class:`~bridge.errors.MappingError` (naming the rule) when a rule cannot
+be evaluated or renders a body Intilery would refuse; at start-up,
+:func:`compile_rules` raises :class:`~bridge.errors.ConfigError` naming the
+file, the rule and the field.
+
+Templates: a string that is exactly ``"{{ expr }}"`` takes the typed value of
+the JMESPath expression; text mixed with ``{{ }}`` renders as a string; all
+else is literal. A template that yields null leaves its key out.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jmespath.exceptions
+from pydantic import ValidationError
+
+from bridge import timestamps
+from bridge.config import RuleConfig
+from bridge.errors import MappingError
+from bridge.model import Command
+from bridge.rules.expressions import Evaluate, compile_expression, is_false, quoted_field_comparisons
+
+SEND_COMMANDS = frozenset({"send_email", "send_sms", "send_print", "send_push"})
+COMMANDS = SEND_COMMANDS | {"start_journey"}
+MAX_CALL_BYTES = 32 * 1024
+KAFKA_ROOT = "_kafka"
+
+_EXPR = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.S)
+_MISSING = object()
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)  # built once
+
+
+# --- templates -------------------------------------------------------------
+
+Render = Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Expression:
+    text: str
+    evaluate: Evaluate
+
+
+def _search(expr: Expression, context: dict[str, Any]) -> Any:
+    try:
+        return expr.evaluate(context)
+    except (jmespath.exceptions.JMESPathError, TypeError, ValueError) as exc:
+        raise MappingError(f"expression {expr.text!r} failed: {exc}") from exc
+
+
+def _compile_expr(text: str, where: str, problems: list[str]) -> Expression | None:
+    try:
+        return Expression(text, compile_expression(text))
+    except jmespath.exceptions.JMESPathError as exc:
+        reason = str(exc).splitlines()[0].removeprefix("Invalid jmespath expression: ").rstrip(": ")
+        problems.append(f"{where}: invalid JMESPath {text!r}: {reason}")
+        return None
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def compile_template(node: Any, where: str, problems: list[str]) -> Render:
+    """Compile an ``emit`` node into a function of the event context."""
+    if isinstance(node, dict):
+        items = [(k, compile_template(v, f"{where}.{k}", problems)) for k, v in node.items()]
+
+        def render_dict(ctx: dict[str, Any]) -> Any:
+            out = {}
+            for key, render in items:
+                value = render(ctx)
+                if value is not _MISSING:
+                    out[key] = value
+            return out
+
+        return render_dict
+    if isinstance(node, list):
+        elements = [compile_template(v, f"{where}[{i}]", problems) for i, v in enumerate(node)]
+        return lambda ctx: [None if (v := r(ctx)) is _MISSING else v for r in elements]
+    if not isinstance(node, str) or "{{" not in node:
+        return lambda ctx: node
+    matches = list(_EXPR.finditer(node))
+    if not matches:
+        problems.append(f"{where}: unclosed '{{{{' in template")
+        return lambda ctx: node
+    exprs = [_compile_expr(m.group(1), where, problems) for m in matches]
+    if any(e is None for e in exprs):
+        return lambda ctx: node
+    parsed = [e for e in exprs if e is not None]
+    if len(matches) == 1 and matches[0].span() == (0, len(node)):
+        whole = parsed[0]
+        return lambda ctx: _MISSING if (v := _search(whole, ctx)) is None else v
+    literals = _EXPR.split(node)[::2]
+
+    def render_mixed(ctx: dict[str, Any]) -> Any:
+        pieces = [literals[0]]
+        for expr, literal in zip(parsed, literals[1:], strict=True):
+            value = _search(expr, ctx)
+            if value is None:
+                return _MISSING
+            pieces += [_as_text(value), literal]
+        return "".join(pieces)
+
+    return render_mixed
+
+
+# --- rules -------------------------------------------------------------------
+
+
+def _is_dynamic(value: Any) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+def command_problem(body: dict[str, Any], *, literal: bool) -> tuple[str, str] | None:
+    """The (field, reason) a body breaks per the Intilery contract, if any.
+
+    With ``literal`` the body is the rule as written: templated fields may still
+    render, so only absent or literally empty required fields count.
+    """
+
+    def missing(value: Any) -> bool:
+        if literal and _is_dynamic(value):
+            return False
+        return value is None or value == "" or (isinstance(value, str) and not value.strip())
+
+    event = body.get("event")
+    if missing(event) or (event is not None and not isinstance(event, str)):
+        return "event", "required, a non-empty string"
+    if literal and _is_dynamic(event):
+        return None
+    name = str(event).lower() if str(event).lower() in COMMANDS | {"identify"} else str(event)
+    if name in SEND_COMMANDS or name in ("start_journey", "identify"):
+        if missing(body.get("userId")):
+            return "userId", f"required for {name}"
+    elif missing(body.get("userId")) and missing(body.get("anonymousId")):
+        return "userId", "userId or anonymousId required for a track event"
+    if name in SEND_COMMANDS and missing(body.get("assetId")):
+        return "assetId", f"required for {name}"
+    if name == "start_journey":
+        properties = body.get("properties")
+        if literal and _is_dynamic(properties):
+            return None
+        if not isinstance(properties, dict) or missing(properties.get("journeyIdToTrigger")):
+            return "properties.journeyIdToTrigger", "required for start_journey"
+    return None
+
+
+class CompiledRule:
+    """A rule ready to run: ``rule(context)`` gives a :class:`Command` or None."""
+
+    def __init__(self, config: RuleConfig, where: str, problems: list[str]) -> None:
+        self.name = config.name
+        self.max_age_s = config.max_age
+        self.topics = frozenset(config.topics) if config.topics else None
+        self._when = _compile_expr(config.when, f"{where}.when", problems) if config.when else None
+        self._emit = compile_template(config.emit, f"{where}.emit", problems)
+        problem = command_problem(config.emit, literal=True) or misspelt_command(config.emit.get("event"))
+        if problem:
+            problems.append(f"{where}.emit.{problem[0]}: {problem[1]}")
+        literal_time = config.emit.get("timestamp")
+        if literal_time is not None and not _is_dynamic(literal_time):
+            try:
+                timestamps.normalise(literal_time)
+            except ValueError as exc:
+                problems.append(f"{where}.emit.timestamp: {exc}")
+
+    def applies_to(self, topic: str) -> bool:
+        return self.topics is None or topic in self.topics
+
+    def __call__(self, context: dict[str, Any]) -> Command | None:
+        if self._when is not None and is_false(_search(self._when, context)):
+            return None
+        body = self._emit(context)
+        return finish_command(self.name, body, context[KAFKA_ROOT].get("timestamp"), self.max_age_s)
+
+
+def misspelt_command(event: Any) -> tuple[str, str] | None:
+    """A literal event name a typo away from a command (``send_smss``): it would be
+    sent as a plain track event and no message would ever go out."""
+    if not isinstance(event, str) or _is_dynamic(event):
+        return None
+    name = re.sub(r"[\s-]+", "_", event.strip().lower())
+    if name in COMMANDS | {"identify"}:
+        return None
+    close = difflib.get_close_matches(name, sorted(COMMANDS | {"identify"}), n=1, cutoff=0.8)
+    if not close:
+        return None
+    return "event", f"{event!r} is not a command; did you mean {close[0]}? (as written, a plain track event)"
+
+
+def finish_command(
+    rule: str, body: dict[str, Any], record_ms: int | None, max_age_s: float | None = None
+) -> Command:
+    """Normalise the event name and timestamp, check the contract and the size."""
+    event = body.get("event")
+    if isinstance(event, str) and event.lower() in COMMANDS | {"identify"}:
+        body["event"] = event.lower()
+    problem = command_problem(body, literal=False)
+    if problem:
+        raise MappingError(f"{problem[0]}: {problem[1]}", rule=rule)
+    event_ms = record_ms
+    try:
+        if "timestamp" in body:
+            body["timestamp"], event_ms = timestamps.normalise_ms(body["timestamp"])
+        elif record_ms is not None:
+            body["timestamp"] = timestamps.from_epoch_ms(record_ms)
+    except ValueError as exc:
+        raise MappingError(f"timestamp: {exc}", rule=rule) from exc
+    try:
+        payload = _ENCODER.encode(body).encode()
+    except (TypeError, ValueError) as exc:
+        raise MappingError(f"body is not valid JSON: {exc}", rule=rule) from exc
+    if len(payload) > MAX_CALL_BYTES:
+        raise MappingError(f"body is {len(payload)} bytes, over Intilery's 32 KB per call", rule=rule)
+    action = "identify" if body["event"] == "identify" else "track"
+    return Command(rule, action, body, payload, event_ms, max_age_s)
+
+
+class Mapper:
+    """All rules of a configuration; ``map(event, meta)`` gives the commands."""
+
+    def __init__(self, rules: Sequence[CompiledRule], topics: Sequence[str]) -> None:
+        self._by_topic = {t: [r for r in rules if r.applies_to(t)] for t in topics}
+        self._all = list(rules)
+        self.warnings: list[str] = []  # likely mistakes that are still valid rules
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    @property
+    def names(self) -> list[str]:
+        """The rules' names, in order."""
+        return [rule.name for rule in self._all]
+
+    def rules_for(self, topic: str) -> list[CompiledRule]:
+        return self._by_topic.get(topic, self._all)
+
+    def map(self, event: dict[str, Any], meta: dict[str, Any]) -> list[Command]:
+        context = event  # the decoded event is ours: add the metadata root instead of copying it
+        context[KAFKA_ROOT] = meta
+        commands = []
+        for rule in self.rules_for(meta["topic"]):
+            try:
+                command = rule(context)
+            except MappingError as exc:
+                exc.rule = exc.rule or rule.name
+                raise
+            except RecursionError as exc:
+                raise MappingError("event nested too deeply", rule=rule.name) from exc
+            if command is not None:
+                commands.append(command)
+        return commands
+
+
+def compile_rules(raw_rules: Any, topics: Sequence[str]) -> tuple[Mapper, list[str]]:
+    """Compile every rule that parses; give the Mapper and every problem found.
+
+    Rules that do not parse as a rule at all are left to the configuration's
+    own validation, which reports them.
+    """
+    problems: list[str] = []
+    mapper_warnings: list[str] = []
+    rules = []
+    for index, raw in enumerate(raw_rules if isinstance(raw_rules, list) else []):
+        try:
+            rule = RuleConfig.model_validate(raw)
+        except ValidationError:
+            continue
+        rules.append(CompiledRule(rule, f"rules[{index}] ({rule.name})", problems))
+        mapper_warnings += [
+            f'rules[{index}] ({rule.name}).when: "{name}" is a field name in JMESPath, not text; '
+            f"to compare with the text write '{name}'"
+            for name in (quoted_field_comparisons(rule.when) if rule.when else [])
+        ]
+    mapper = Mapper(rules, topics)
+    mapper.warnings = mapper_warnings
+    return mapper, problems

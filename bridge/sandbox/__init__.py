@@ -1,5 +1,0 @@
-"""An Intilery-compatible HTTP server for the demo, the tests and rule authors."""
-
-from .server import Sandbox, SandboxState
-
-__all__ = ["Sandbox", "SandboxState"]
