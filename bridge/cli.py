@@ -204,9 +204,9 @@ def write_junit(path: str, report: bytes) -> None:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from bridge.ops.schema import config_schema
+    from bridge.ops.schema import config_schema, reference_table
 
-    print(json.dumps(config_schema(), indent=2, ensure_ascii=False))
+    print(reference_table() if args.reference else json.dumps(config_schema(), indent=2, ensure_ascii=False))
     return 0
 
 
@@ -327,6 +327,9 @@ def parser() -> argparse.ArgumentParser:
     test.set_defaults(func=cmd_test)
 
     schema = verb("schema", "Print the JSON Schema of the configuration file, for editors.", config=False)
+    schema.add_argument(
+        "--reference", action="store_true", help="print the configuration reference (Markdown) instead"
+    )
     schema.set_defaults(func=cmd_schema)
 
     again = verb("replay", "Re-run a window of one topic through the rules, as a group of its own.")

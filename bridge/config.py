@@ -43,6 +43,12 @@ class _Model(BaseModel):
 Format = Literal["json", "avro"]
 
 
+def shown_default(text: str) -> dict[str, Any]:
+    """What the reference shows as a field's default when its value says too little
+    (``None`` for "the account id", "unlimited", "all source topics")."""
+    return {"x-shown-default": text}
+
+
 class TopicConfig(_Model):
     """One source topic; ``schema`` is a local .avsc for plain (unframed) Avro."""
 
@@ -52,7 +58,7 @@ class TopicConfig(_Model):
 
     name: str = Field(min_length=1)
     """The topic."""
-    format: Format | None = None
+    format: Format | None = Field(default=None, json_schema_extra=shown_default("`source.format`"))
     """`json` or `avro` for this topic."""
     schema_path: str | None = Field(default=None, alias="schema")
     """An `.avsc` file: the topic holds plain Avro binary written with this schema, no framing.
@@ -68,7 +74,7 @@ class TlsConfig(_Model):
     """Check the server's certificate. `false` turns checks off and logs `tls_verification_disabled`
     (warning) at start-up.
     """
-    ca_file: str | None = None
+    ca_file: str | None = Field(default=None, json_schema_extra=shown_default("system CAs"))
     """A PEM bundle to trust instead of the system's CAs (a private CA, a TLS-inspecting proxy);
     must exist at start-up.
     """
@@ -88,9 +94,7 @@ class TlsConfig(_Model):
 
 class SchemaRegistryConfig(_Model):
     url: str
-    """A Confluent-compatible schema registry (Confluent Schema Registry, Karapace, Apicurio's
-    ccompat API); required when an `avro` topic has no `schema`.
-    """
+    """The registry's URL (Confluent Schema Registry, Karapace, Apicurio's ccompat API)."""
     basic_auth: SecretStr | None = None
     """`user:password` for the registry; never logged."""
     tls: TlsConfig = TlsConfig()
@@ -235,7 +239,7 @@ class IntileryConfig(_Model):
     """Sent lower case."""
     account_id: str = Field(min_length=1)
     """Sent lower case."""
-    brand_id: str | None = None
+    brand_id: str | None = Field(default=None, json_schema_extra=shown_default("`account_id`"))
     """Sent upper case."""
     auth_token: SecretStr
     """Sent as the `auth-token` header. Never logged (every log line is also scrubbed of it)."""
@@ -272,7 +276,7 @@ class RetryConfig(_Model):
     """First retry delay; doubles each attempt, with jitter (half to all of the step)."""
     max_backoff_ms: int = Field(default=30_000, ge=1)
     """Cap on the retry delay."""
-    max_attempts: int | None = Field(default=None, ge=1)
+    max_attempts: int | None = Field(default=None, ge=1, json_schema_extra=shown_default("unlimited"))
     """Give up after this many attempts and dead-letter the record (class `rejected`, reason `gave
     up after N attempts: ...`). Auth failures never give up.
     """
@@ -363,9 +367,9 @@ def parse_duration(value: Any) -> float:
 class RuleConfig(_Model):
     name: str = Field(min_length=1)
     """Unique; appears in logs, `map` output and dead-letter headers."""
-    topics: list[str] | None = None
+    topics: list[str] | None = Field(default=None, json_schema_extra=shown_default("all source topics"))
     """Limit the rule to these topics (each must be in `source.topics`)."""
-    when: str | None = None
+    when: str | None = Field(default=None, json_schema_extra=shown_default("always"))
     """A JMESPath condition on the event, with JMESPath truthiness: `false`, `null`, `""`, `[]` and
     `{}` are false; `0` is true.
     """
@@ -415,7 +419,7 @@ class BridgeConfig(_Model):
     """Log lines (JSON, one per line, on standard output)."""
     observability: ObservabilityConfig = ObservabilityConfig()
     """The `/metrics`, `/healthz` and `/readyz` endpoints."""
-    rules: list[RuleConfig] = Field(min_length=1)
+    rules: list[RuleConfig] = Field(min_length=1, json_schema_extra=shown_default("at least one"))
     """Evaluated in order for every record; see below."""
 
 

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from pydantic import BaseModel
 
 from bridge.config import BridgeConfig
-from bridge.ops.schema import config_schema
+from bridge.ops.schema import REFERENCE_END, REFERENCE_START, config_schema, reference_table
 from tests.support import run_cli
 
 ROOT = Path(__file__).parents[2]
@@ -109,3 +109,18 @@ def test_the_committed_schema_is_what_the_models_give(capsys: pytest.CaptureFixt
         "examples/intilery-bridge.schema.json is stale: "
         "intilery-bridge schema > examples/intilery-bridge.schema.json"
     )
+
+
+def test_the_readme_reference_is_what_the_models_give(capsys: pytest.CaptureFixture[str]) -> None:
+    """The configuration reference in README.md is generated from the models' field
+    docstrings: it fails when one changes and the README is not regenerated."""
+    code, out, _ = run_cli(capsys, "schema", "--reference")
+    assert code == 0 and out == reference_table() + "\n"
+    readme = (ROOT / "README.md").read_text()
+    start, end = readme.index(REFERENCE_START), readme.index(REFERENCE_END)
+    assert readme[start + len(REFERENCE_START) : end].strip() == reference_table(), (
+        "README.md's configuration reference is stale: intilery-bridge schema --reference"
+    )
+    keys = [line.split("`")[1] for line in reference_table().splitlines()[2:]]
+    for key in ("kafka", "source.topics", "intilery.auth_token", "delivery.batch.max_calls", "rules[].emit"):
+        assert key in keys
