@@ -56,6 +56,10 @@ class PartitionOffsets:
         self._last_added = offset
         self._pending.append(offset)
 
+    @property
+    def last_added(self) -> int | None:
+        return self._last_added
+
     def accepts(self, offset: int) -> bool:
         """Whether ``offset`` comes after every offset added so far."""
         return self._last_added is None or offset > self._last_added

@@ -63,7 +63,9 @@ IDLE_SLEEP_S = 0.01
 PAUSED_POLL_S = 0.1  # while paused, the consumer is polled this often: callbacks, membership
 COMMIT_RETRY_S = 0.1  # at shutdown, between commits a rebalance refused
 EXIT_OK, EXIT_PERMANENT_FAILURE, EXIT_KAFKA_FATAL = 0, 3, 4
-COUNTS = ("consumed", "delivered", "dead_lettered", "skipped", "stale", "retries", "already_finished")
+COUNTS = (
+    "consumed", "delivered", "dead_lettered", "skipped", "stale", "retries", "already_finished", "read_again"
+)  # fmt: skip
 NO_RULE = "-"  # label value where no rule or command applies
 OUTAGE_AFTER_S = 10.0  # every attempt failing this long: not ready
 LOOP_STALL_S = 30.0  # the consume loop not going round this long: not healthy
@@ -155,6 +157,7 @@ class Bridge:
         self._stopped_at: dict[TopicPartitionKey, int] = {}  # the record each failure stopped at
         self._draining = False
         self._releasing: set[TopicPartitionKey] = set()  # being revoked: send nothing new for them
+        self._rewound: set[TopicPartitionKey] = set()  # read again from before the last read record
         # Consumer calls that serve librdkafka's callbacks run here, so that the event loop
         # keeps delivering while a revocation waits for the commands on the wire.
         self._kafka = ThreadPoolExecutor(1, thread_name_prefix="kafka")
@@ -192,7 +195,9 @@ class Bridge:
         if self.window is not None and not self.window.wants(record.tp, record.offset):
             return  # past the replay window's end: never tracked, never committed
         if not part.accepts(record.offset):
-            part = self._reset_partition(record)
+            self._read_again(record, part)
+            return
+        self._rewound.discard(record.tp)
         part.add(record.offset)
         self.counts["consumed"] += 1
         self.metrics.records.labels(record.topic).inc()
@@ -434,11 +439,15 @@ class Bridge:
         """Cancel the lanes of these partitions; their records stay unfinished (uncommitted)."""
         self.lanes.cancel(lambda lane: lane[:2] in partitions)  # type: ignore[index]
 
-    def _reset_partition(self, record: Record) -> PartitionOffsets:
-        """The consumer moved backwards (an offset reset): start this partition afresh."""
-        log.warning("partition_offset_reset", **_where(record))
-        self._abandon({record.tp})
-        return self.offsets.assign(record.tp)
+    def _read_again(self, record: Record, part: PartitionOffsets) -> None:
+        """The consumer went back to a record it had read (an offset reset, or librdkafka
+        rewinding a partition after pause and resume): every record up to the last one
+        read is tracked already (finished, on the wire or waiting), so it is not sent
+        again; the partition goes on once the consumer passes the last one read."""
+        if record.tp not in self._rewound:
+            self._rewound.add(record.tp)
+            log.warning("partition_rewound", **_where(record), last_read=part.last_added)
+        self.counts["read_again"] += 1
 
     async def commit(self, wait: bool = False) -> bool:
         """Commit what changed since the last commit (``wait``: everything, synchronously;
