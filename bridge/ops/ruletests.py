@@ -23,7 +23,7 @@ from bridge.config import SourceConfig, StrictLoader, describe_validation, read_
 from bridge.decode.avro import load_schema, read_json
 from bridge.decode.decoder import decode_json, resolve_path
 from bridge.errors import ConfigError, RecordError
-from bridge.model import Command
+from bridge.model import Command, Record
 from bridge.rules.mapping import Mapper
 
 ErrorClass = Literal["decode", "mapping"]
@@ -100,7 +100,7 @@ class Suite:
 
     path: str
     cases: list[Case]
-    decoders: dict[str, Callable[[Case], dict[str, Any]]] = field(default_factory=dict)
+    events: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)  # by case name
 
 
 @dataclass
@@ -173,7 +173,7 @@ def _load_suite(path: str, source: SourceConfig, mapper: Mapper, config_path: st
             if name not in rules
         ]
         try:
-            suite.decoders[case.name] = _decoder(
+            suite.events[case.name] = _decoder(
                 case, topics[topic].format, topics[topic].schema_path, path, config_path
             )
         except ValueError as exc:
@@ -185,7 +185,7 @@ def _load_suite(path: str, source: SourceConfig, mapper: Mapper, config_path: st
 
 def _decoder(
     case: Case, format_: str | None, topic_schema: str | None, path: str, config_path: str
-) -> Callable[[Case], dict[str, Any]]:
+) -> Callable[[], dict[str, Any]]:
     """How the case's event becomes what the rules see: through the bridge's own JSON
     decoder, or the Avro schema's JSON form (as ``map --format avro``)."""
     try:
@@ -193,7 +193,7 @@ def _decoder(
     except (TypeError, ValueError) as exc:
         raise ValueError(f"event: not JSON data: {exc}") from exc
     if format_ != "avro":
-        return lambda _: decode_json(line.encode())
+        return lambda: decode_json(line.encode())
     if case.schema_path is not None:
         schema_file = Path(path).parent / case.schema_path
     elif topic_schema is not None:
@@ -204,23 +204,26 @@ def _decoder(
         schema = load_schema(schema_file)
     except ValueError as exc:
         raise ValueError(f"schema: {exc}") from exc
-    return lambda _: read_json(line, schema)
+    return lambda: read_json(line, schema)
 
 
 def run_case(suite: Suite, case: Case, mapper: Mapper, default_topic: str) -> Result:
     started = time.perf_counter()
-    meta = {
-        "topic": case.topic or default_topic,
-        "partition": case.kafka.partition,
-        "offset": case.kafka.offset,
-        "key": case.kafka.key,
-        "timestamp": case.kafka.timestamp if case.kafka.timestamp is not None else int(time.time() * 1000),
-        "headers": dict(case.kafka.headers),
-    }
+    kafka = case.kafka
+    record = Record(  # the `_kafka` root exactly as the bridge builds it from a record
+        topic=case.topic or default_topic,
+        partition=kafka.partition,
+        offset=kafka.offset,
+        key=kafka.key.encode() if kafka.key is not None else None,
+        value=None,
+        headers=[(name, value.encode()) for name, value in kafka.headers.items()],
+        timestamp_ms=kafka.timestamp if kafka.timestamp is not None else int(time.time() * 1000),
+    )
+    meta = record.meta()
     commands: list[Command] = []
     error: RecordError | None = None
     try:
-        commands = mapper.map(suite.decoders[case.name](case), meta)
+        commands = mapper.map(suite.events[case.name](), meta)
     except RecordError as exc:
         error = exc
     rules = {c.rule for c in commands} | ({error.rule} if error is not None and error.rule else set())

@@ -136,7 +136,7 @@ class Bridge:
                 self._rebalances,
                 start_at_ms=config.source.start_at_ms if window is None else None,
                 assignment=window.assignment() if window else None,
-                count_partitions=self._shared,
+                count_partitions=self._shared and self.limiter is not None,
             )
         except KafkaException as exc:  # librdkafka refused a property
             raise ConfigError([f"{source_name}: kafka: {exc.args[0].str() if exc.args else exc}"]) from exc
@@ -197,7 +197,8 @@ class Bridge:
         if not part.accepts(record.offset):
             self._read_again(record, part)
             return
-        self._rewound.discard(record.tp)
+        if self._rewound:
+            self._rewound.discard(record.tp)
         part.add(record.offset)
         self.counts["consumed"] += 1
         self.metrics.records.labels(record.topic).inc()
