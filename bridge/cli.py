@@ -37,13 +37,13 @@ def configure_logs(args: argparse.Namespace, config: BridgeConfig, stream: TextI
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bridge.runtime.pipeline import Bridge
+    from bridge.runtime.factory import build_bridge
 
     config, mapper, decoder = load(args.config)
     configure_logs(args, config)
     for warning in mapper.warnings:
         log.warning("rule_warning", warning=warning)
-    bridge = Bridge(config, mapper, args.config, until_caught_up=args.until_caught_up, decoder=decoder)
+    bridge = build_bridge(config, mapper, args.config, until_caught_up=args.until_caught_up, decoder=decoder)
     code = asyncio.run(bridge.run())
     if bridge.failure:
         print(f"intilery-bridge: stopped: {logs.redact(bridge.failure)}", file=sys.stderr)

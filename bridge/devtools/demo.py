@@ -35,7 +35,7 @@ from bridge.devtools.mockcluster import MockCluster
 from bridge.devtools.registry import LocalRegistry
 from bridge.devtools.sandbox import Sandbox
 from bridge.ops.loading import load
-from bridge.runtime.pipeline import Bridge
+from bridge.runtime.factory import build_bridge
 
 PACKAGE = Path(__file__).resolve().parents[1]  # the examples and schemas ship inside it
 EXAMPLES = PACKAGE / "examples"
@@ -209,7 +209,7 @@ def run_part(
     dlq = config.delivery.dead_letter_topic or ""
     dead_from = end_offset(cluster.bootstrap_servers, dlq)
     logs.configure(log_level, sys.stderr)
-    bridge = Bridge(config, mapper, f"examples/{config_name}", until_caught_up=True, decoder=decoder)
+    bridge = build_bridge(config, mapper, f"examples/{config_name}", until_caught_up=True, decoder=decoder)
     code = asyncio.run(bridge.run())
     requests = sandbox.state.listing("requests", seen)["requests"]
     print(f"Intilery sandbox accepted {len(requests)} calls:\n")

@@ -35,6 +35,7 @@ from bridge.kafka.source import (
 from bridge.kafka.window import Window
 from bridge.model import Record
 from bridge.ops.loading import Loaded
+from bridge.runtime.factory import build_bridge
 from bridge.runtime.pipeline import Bridge
 
 log = structlog.get_logger("bridge.ops.replay")
@@ -291,7 +292,9 @@ def _deliver_window(loaded: Loaded, config_file: str, args: Any, window: Window 
         print(f"{verb}: nothing to read in {window.topic}", file=sys.stderr)
         return 0
     config, rate = _beside_live(loaded.config, args)
-    bridge = Bridge(config, loaded.mapper, config_file, decoder=loaded.decoder, window=window, rate=rate)
+    bridge = build_bridge(
+        config, loaded.mapper, config_file, decoder=loaded.decoder, window=window, rate=rate
+    )
     bridge.sender.guard_stale = not getattr(args, "ignore_max_age", False)
     code = asyncio.run(_run(bridge, window.total))
     counts = bridge.counts

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from bridge.devtools.sandbox import Sandbox
-from bridge.runtime.pipeline import FETCH_BATCH, OUTAGE_AFTER_S
+from bridge.runtime.health import OUTAGE_AFTER_S
+from bridge.runtime.pipeline import FETCH_BATCH
 from tests.drills.support import (
     assert_no_rebalance,
     check_stream,

@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 from bridge.devtools.sandbox import Sandbox
 from bridge.model import Record
 from bridge.ops.loading import load
+from bridge.runtime.factory import build_bridge
 from bridge.runtime.pipeline import Bridge
 from tests.support import TOKEN, accepted, base_config, sms_event, write_config
 
@@ -28,7 +29,7 @@ def record(offset: int) -> Record:
 
 async def feed(bridge: Bridge, offsets: list[int]) -> None:
     for offset in offsets:
-        bridge._on_record(record(offset))
+        bridge.path.on_record(record(offset))
         await asyncio.sleep(0)
 
 
@@ -38,13 +39,13 @@ def test_records_read_again_after_a_rewind_are_not_sent_again(sandbox: Sandbox, 
     loaded = load(str(path), env={"TEST_INTILERY_TOKEN": TOKEN})
 
     async def scenario() -> Bridge:
-        bridge = Bridge(loaded.config, loaded.mapper, "bridge.yaml", decoder=loaded.decoder)
-        bridge.offsets.assign(("bookings", 0))
+        bridge = build_bridge(loaded.config, loaded.mapper, "bridge.yaml", decoder=loaded.decoder)
+        bridge.path.offsets.assign(("bookings", 0))
         await feed(bridge, [0, 1, 2, 3])
         await feed(bridge, [1, 2, 3, 4, 5])  # back to 1 while 0-3 are on the wire or done
         await feed(bridge, [2, 3, 6])  # and once more
-        assert await bridge.lanes.wait(10)
-        await bridge.client.close()
+        assert await bridge.path.lanes.wait(10)
+        await bridge.release()
         return bridge
 
     with capture_logs() as logs:
@@ -54,5 +55,5 @@ def test_records_read_again_after_a_rewind_are_not_sent_again(sandbox: Sandbox, 
     rewinds = [line for line in logs if line["event"] == "partition_rewound"]
     assert [(r["offset"], r["last_read"]) for r in rewinds] == [(1, 3), (2, 5)]
     assert bridge.counts["read_again"] == 5 and bridge.counts["consumed"] == 7
-    (position,) = bridge.offsets.to_commit(force=True)
+    (position,) = bridge.path.offsets.to_commit(force=True)
     assert position.offset == 7  # everything read is finished: the commit passes it all

@@ -1,0 +1,152 @@
+"""Builds a :class:`~bridge.runtime.pipeline.Bridge` from its configuration: the
+Intilery client and rate limit, the decoder, the dead-letter writer, the Kafka
+source, the record path, the partitions' hand-over, health and the HTTP server.
+The bridge itself only receives its parts, so a test can hand it fakes."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+
+from bridge.config import BridgeConfig, IntileryConfig
+from bridge.decode.decoder import Decoder
+from bridge.errors import ConfigError
+from bridge.intilery.batching import Batcher
+from bridge.intilery.client import IntileryClient, Sender
+from bridge.intilery.ratelimit import Limiter, RateLimiter
+from bridge.intilery.redislimit import RedisRateLimiter, connect
+from bridge.kafka.deadletter import DeadLetters
+from bridge.kafka.offsets import OffsetTracker
+from bridge.kafka.source import Source, consumer_config
+from bridge.kafka.window import Window
+from bridge.metrics import Metrics
+from bridge.rules.mapping import Mapper
+from bridge.runtime.health import BackPressure, Health, Stop
+from bridge.runtime.observability import ObservabilityServer
+from bridge.runtime.outcomes import Outcomes
+from bridge.runtime.partitions import OnTheLoop, Partitions
+from bridge.runtime.pipeline import Bridge, Parts
+from bridge.runtime.records import RecordPath
+
+
+def build_bridge(
+    config: BridgeConfig,
+    mapper: Mapper,
+    source_name: str = "bridge.yaml",
+    *,
+    until_caught_up: bool = False,
+    decoder: Decoder | None = None,
+    window: Window | None = None,
+    rate: float | None = None,
+) -> Bridge:
+    """``window``: replay exactly these offsets (see :mod:`bridge.ops.replay`) instead of
+    following the group; the bridge stops once every partition reached its end.
+    ``rate``: requests/s of its own (replay, redrive) instead of a share of the
+    account's (0: no limit); with Redis, what it sends at while Redis is away."""
+    delivery, metrics, stop = config.delivery, Metrics(), Stop()
+    shared = config.intilery.rate_limit.share == "partitions" and rate is None
+    limiter = rate_limiter(config.intilery, rate, shared, metrics)
+    client = IntileryClient(config.intilery, delivery.max_in_flight, limiter=limiter, metrics=metrics)
+    post, in_flight = client.post, delivery.max_in_flight
+    if delivery.batch is not None:
+        # max_in_flight bounds requests; each request carries up to max_calls commands.
+        post = Batcher(client, delivery.batch, delivery.max_in_flight).post
+        in_flight = delivery.max_in_flight * delivery.batch.max_calls
+    outcomes = Outcomes(metrics)
+    sender = Sender(post, delivery.retry, in_flight, outcomes.retried)
+    decoder = decoder or Decoder(config.source, source_name)
+    offsets = OffsetTracker()
+    listener = OnTheLoop()
+    try:
+        dead_letters = (
+            DeadLetters.create(delivery.dead_letter_topic, config.kafka)
+            if delivery.dead_letter_topic
+            else None
+        )
+        kafka = {**config.kafka, "group.id": window.group} if window else config.kafka
+        source = Source(
+            consumer_config(kafka, config.source.start_from),
+            [window.topic] if window else config.source.topic_names,
+            listener,
+            start_at_ms=config.source.start_at_ms if window is None else None,
+            assignment=window.assignment() if window else None,
+            count_partitions=shared and limiter is not None,
+        )
+    except KafkaException as exc:  # librdkafka refused a property
+        raise ConfigError([f"{source_name}: kafka: {exc.args[0].str() if exc.args else exc}"]) from exc
+    path = RecordPath(
+        decoder=decoder,
+        mapper=mapper,
+        sender=sender,
+        dead_letters=dead_letters,
+        offsets=offsets,
+        outcomes=outcomes,
+        stop=stop,
+        retry=delivery.retry,
+        topics=frozenset(config.source.topic_names),
+        window=window,
+    )
+    partitions = Partitions(
+        source,
+        path,
+        offsets,
+        metrics,
+        grace_s=delivery.rebalance_grace_s,
+        dead_letters=dead_letters,
+        limiter=limiter if shared else None,
+        window=window,
+    )
+    listener.serve(partitions)
+    health = Health(source, sender, stop)
+    observe = config.observability
+    server = (
+        ObservabilityServer(metrics, health.health, health.readiness, observe.host, observe.port)
+        if observe.enabled
+        else None
+    )
+    metrics.in_flight.set_function(lambda: sender.in_flight)
+    metrics.unfinished.set_function(offsets.held)
+    if limiter is not None:
+        metrics.rate_limit.set_function(lambda: limiter.rate)
+    parts = Parts(
+        source=source,
+        listener=listener,
+        path=path,
+        partitions=partitions,
+        outcomes=outcomes,
+        health=health,
+        back_pressure=BackPressure(delivery.max_buffered_records),
+        stop=stop,
+        closers=[
+            client.close,
+            *([limiter.close] if isinstance(limiter, RedisRateLimiter) else []),
+            *([decoder.registry.close] if decoder.registry is not None else []),
+        ],
+        server=server,
+    )
+    return Bridge(config, mapper, parts, until_caught_up=until_caught_up or window is not None)
+
+
+def rate_limiter(
+    intilery: IntileryConfig, own: float | None, shared: bool, metrics: Metrics
+) -> Limiter | None:
+    """The local bucket: the account's rate (``shared`` by partitions) or ``own``; with
+    Redis, the account's bucket there, the local one serving while Redis is away."""
+    account = intilery.rate_limit
+    per_second = account.per_second if own is None else own
+    if per_second <= 0 or account.per_second <= 0:
+        return None
+    burst = account.burst if own is None else max(1, min(account.burst, round(own)))
+    local = RateLimiter(per_second, burst, full=not shared)
+    if account.redis is None:
+        return local
+    redis = account.redis
+    password = redis.password.get_secret_value() if redis.password else None
+    metrics.redis_up.set(1)
+    return RedisRateLimiter(
+        connect(redis.url, password, redis.ca_file),
+        f"{redis.key_prefix}:{intilery.account_id}:{intilery.brand_id or '-'}",
+        account.per_second,
+        account.burst,
+        local,
+        on_state=lambda up: metrics.redis_up.set(1 if up else 0),
+    )

@@ -1,0 +1,145 @@
+"""What became of each record and command, in one place: every outcome updates its
+count (``bridge_summary``, the replay summary), its metric and its log line together.
+
+Outcomes of a record: consumed, then one of skipped (no rule matched), already
+finished (the last commit's map names it), not selected (a redrive's filters),
+read again (a rewound partition), dead-lettered, failed (no dead-letter topic:
+the bridge stops) or failing again (redrive). Of a command: delivered, stale,
+retried.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+from bridge.errors import AuthError, DeliveryError, RecordError
+from bridge.intilery.client import Delivered
+from bridge.metrics import Metrics
+from bridge.model import Command, Record
+
+log = structlog.get_logger("bridge")
+
+COUNTS = (
+    "consumed", "delivered", "dead_lettered", "skipped", "stale", "retries", "already_finished", "read_again"
+)  # fmt: skip
+NO_RULE = "-"  # label value where no rule or command applies
+
+
+def where(record: Record) -> dict[str, Any]:
+    """A record's place, for log lines."""
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+
+
+def describe(command: Command) -> dict[str, Any]:
+    """A command for log lines: its rule, its event and ids only (no customer data)."""
+    body = command.body
+    return {
+        "rule": command.rule,
+        "command": body.get("event"),
+        "userId": body.get("userId"),
+        "assetId": body.get("assetId"),
+    }
+
+
+def failure_fields(record: Record, error: RecordError, command: Command | None = None) -> dict[str, Any]:
+    """The log fields of a record or command that failed for good."""
+    return {
+        **where(record),
+        **(describe(command) if command else {}),
+        "rule": error.rule,
+        "error_class": error.error_class,
+        "reason": error.reason,
+        "status": error.status,
+    }
+
+
+class Outcomes:
+    """Counts, metrics and log lines of what the bridge did with each record."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.counts: Counter[str] = Counter(dict.fromkeys(COUNTS, 0))
+
+    # --- records ----------------------------------------------------------------
+
+    def consumed(self, record: Record) -> None:
+        self.counts["consumed"] += 1
+        self.metrics.records.labels(record.topic).inc()
+
+    def not_selected(self) -> None:
+        self.counts["not_selected"] += 1  # a redrive's filters leave it for another run
+
+    def already_finished(self, record: Record) -> None:
+        self.counts["already_finished"] += 1
+        self.metrics.already_finished.inc()
+        log.debug("record_already_finished", **where(record))
+
+    def read_again(self, record: Record, last_read: int | None, first: bool) -> None:
+        if first:
+            log.warning("partition_rewound", **where(record), last_read=last_read)
+        self.counts["read_again"] += 1
+
+    def skipped(self, record: Record) -> None:
+        self.counts["skipped"] += 1
+        self.metrics.commands.labels(NO_RULE, NO_RULE, "skipped").inc()
+        log.debug("record_skipped", **where(record))
+
+    def dead_lettered(self, record: Record, error: RecordError, command: Command | None) -> None:
+        self.counts["dead_lettered"] += 1
+        self.metrics.dead_letters.labels(error.error_class).inc()
+        rule, name = error.rule or NO_RULE, command.name if command else NO_RULE
+        self.metrics.commands.labels(rule, name, "dead_lettered").inc()
+        log.warning("command_dead_lettered", **failure_fields(record, error, command))
+
+    def failed(self, record: Record, error: RecordError, command: Command | None) -> None:
+        log.error("command_failed", **failure_fields(record, error, command))
+
+    def failing_again(self, record: Record, error: RecordError, command: Command | None, at: str) -> None:
+        self.counts["failing_again"] += 1
+        log.warning("redrive_failed_again", **failure_fields(record, error, command), dead_letter=at)
+
+    # --- commands ---------------------------------------------------------------
+
+    def delivered(self, command: Command, record: Record, delivered: Delivered) -> None:
+        self.counts["delivered"] += 1
+        self.metrics.commands.labels(command.rule, command.name, "delivered").inc()
+        if command.event_ms is not None:
+            self.metrics.event_to_ack.observe(max(0.0, time.time() - command.event_ms / 1000))
+        log.info(
+            "command_delivered",
+            **describe(command),
+            **where(record),
+            attempt=delivered.attempt,
+            status=delivered.status,
+            latency_ms=round(delivered.latency_ms, 1),
+            eventId=delivered.event_id,
+        )
+
+    def stale(self, command: Command, record: Record, reason: str) -> None:
+        self.counts["stale"] += 1
+        self.metrics.commands.labels(command.rule, command.name, "stale").inc()
+        log.info("command_stale", **describe(command), **where(record), reason=reason)
+
+    def retried(
+        self, command: Command, attempt: int, error: DeliveryError, delay: float, context: Mapping[str, Any]
+    ) -> None:
+        self.counts["retries"] += 1
+        self.metrics.commands.labels(command.rule, command.name, "retried").inc()
+        auth = isinstance(error, AuthError)
+        (log.error if auth else log.warning)(
+            "intilery_auth_failed" if auth else "command_retry",
+            **describe(command),
+            **context,
+            attempt=attempt,
+            status=error.status,
+            reason=error.reason,
+            retry_in_ms=round(delay * 1000),
+        )
+
+    def summary(self, **state: Any) -> None:
+        log.info("bridge_summary", **self.counts, **state)
