@@ -1,0 +1,65 @@
+"""`delivery`: how commands are sent, retried, batched and committed."""
+
+from __future__ import annotations
+
+from pydantic import (
+    Field,
+)
+
+from bridge.config.base import Model, shown_default
+
+
+class RetryConfig(Model):
+    initial_backoff_ms: int = Field(default=200, ge=1)
+    """First retry delay; doubles each attempt, with jitter (half to all of the step)."""
+    max_backoff_ms: int = Field(default=30_000, ge=1)
+    """Cap on the retry delay."""
+    max_attempts: int | None = Field(default=None, ge=1, json_schema_extra=shown_default("unlimited"))
+    """Give up after this many attempts and dead-letter the record (class `rejected`, reason `gave
+    up after N attempts: ...`). Auth failures never give up.
+    """
+    auth_backoff_ms: int = Field(default=30_000, ge=1)
+    """Delay between attempts while Intilery answers 401/403."""
+
+
+class BatchConfig(Model):
+    max_calls: int = Field(default=100, ge=1)
+    """Commands per batch request at most."""
+    max_bytes: int = Field(default=1_000_000, ge=1024, le=1024 * 1024)
+    """Bytes per batch request at most (Intilery: 1 MB; every call is already at most 32 KB)."""
+    linger_ms: float = Field(default=20, ge=0)
+    """How long a command waits for others to share its request."""
+
+
+class DeliveryConfig(Model):
+    max_in_flight: int = Field(default=32, ge=1, le=1024)
+    """Requests in flight at once across all partitions (one command per request, or one batch in
+    batch mode); also the size of the HTTP connection pool.
+    """
+    max_buffered_records: int = Field(default=10_000, ge=1)
+    """Fetched but unfinished records; at this many the consumer pauses its partitions (it keeps
+    polling, so it stays in the group) and resumes below half.
+    """
+    dead_letter_topic: str | None = None
+    """Where permanent failures go (not one of the source topics). Without it, the first permanent
+    failure stops the bridge (exit 3) with that offset uncommitted.
+    """
+    commit_interval_ms: int = Field(default=100, ge=10)
+    """How soon finished work is committed: at most this often, only when something changed
+    (asynchronously; synchronously on revocation and shutdown). What a crash can resend grows
+    with it.
+    """
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    """On SIGTERM/SIGINT, how long in-flight commands may take to finish."""
+    rebalance_grace_s: float = Field(default=5.0, ge=0)
+    """When partitions are revoked in a rebalance, how long the commands already sent for them may
+    take to finish before they are committed and released (nothing new starts meanwhile). It must
+    be shorter than `max.poll.interval.ms` (refused otherwise), and should be well under it: with
+    eager assignors the whole group waits for it.
+    """
+    retry: RetryConfig = RetryConfig()
+    """Retries of transient failures (network, 5xx, 429, time-outs)."""
+    batch: BatchConfig | None = None
+    """Batch mode: post to `/v1/batch` instead of one command per request to `/v1/track` or
+    `/v1/identify`.
+    """

@@ -1,0 +1,151 @@
+"""The whole file (:class:`BridgeConfig`): its sections, the rules, and the checks across
+sections."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+)
+
+from bridge.config.base import Model, as_dict, as_list, parse_duration, shown_default
+from bridge.config.delivery import DeliveryConfig
+from bridge.config.intilery import IntileryConfig
+from bridge.config.source import SourceConfig
+
+
+class ObservabilityConfig(Model):
+    enabled: bool = True
+    """Serve `/metrics`, `/healthz` and `/readyz`."""
+    host: str = "0.0.0.0"
+    """Address to listen on."""
+    port: int = Field(default=9400, ge=0, le=65535)
+    """Port; `0` takes any free port (logged as `observability_port` in `bridge_started`)."""
+
+
+class LogConfig(Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """`debug`, `info`, `warning` or `error`."""
+    summary_interval_s: float = Field(default=30.0, gt=0)
+    """How often the `bridge_summary` line is written."""
+    hash_user_ids: bool = False
+    """Write `userId` in log lines as `sha256:` and 16 hex digits of its SHA-256 instead of the id:
+    lines of one customer still correlate, the id itself stays out of the logs.
+    """
+
+
+class RuleConfig(Model):
+    name: str = Field(min_length=1)
+    """Unique; appears in logs, `map` output and dead-letter headers."""
+    topics: list[str] | None = Field(default=None, json_schema_extra=shown_default("all source topics"))
+    """Limit the rule to these topics (each must be in `source.topics`)."""
+    when: str | None = Field(default=None, json_schema_extra=shown_default("always"))
+    """A JMESPath condition on the event, with JMESPath truthiness: `false`, `null`, `""`, `[]` and
+    `{}` are false; `0` is true.
+    """
+    max_age: float | None = None  # seconds; written as a duration such as 2h
+    """Stale-event guard, a duration (`90s`, `15m`, `2h`, `1d`, `1h30m`): a command whose event time
+    (the rendered `timestamp`, else the record's timestamp) is older than this when it would be
+    sent (checked before every attempt) is skipped, counted and logged as `command_stale`, and
+    its record committed. `replay` applies it too unless `--ignore-max-age`.
+    """
+    emit: dict[str, Any]
+    """The body to post, exactly as Intilery documents it, with templates."""
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+
+# Consumer properties of the classic group protocol that KIP-848 moves to the broker.
+CLASSIC_ONLY = {
+    "session.timeout.ms": "the broker's group.consumer.session.timeout.ms applies",
+    "heartbeat.interval.ms": "the broker's group.consumer.heartbeat.interval.ms applies",
+    "partition.assignment.strategy": "the broker assigns (group.remote.assignor to choose its assignor)",
+    "group.protocol.type": "only for the classic protocol",
+}
+
+
+class BridgeConfig(Model):
+    kafka: dict[str, str | int | float | bool]
+    """librdkafka consumer properties, passed through (security settings included).
+    `bootstrap.servers` and `group.id` are required. The bridge sets `enable.auto.commit=false`,
+    `enable.auto.offset.store=false` and `enable.partition.eof=true` itself; setting either auto-
+    commit property to true is refused. With `group.protocol: consumer` (KIP-848) the broker owns
+    the group's timing and assignment, so `session.timeout.ms`, `heartbeat.interval.ms`,
+    `partition.assignment.strategy` and `group.protocol.type` are refused (naming the key); see
+    [Scaling](#scaling) for choosing a protocol. `auto.offset.reset` decides where a new group
+    starts (librdkafka's default is `latest`). The dead-letter producer uses the same properties
+    minus consumer-only ones, with `acks=all` and idempotence on.
+    """
+    source: SourceConfig
+    """What to consume and how to decode it."""
+    intilery: IntileryConfig
+    """Intilery's API: where, who, and how fast."""
+    delivery: DeliveryConfig = DeliveryConfig()
+    """How commands are sent, retried, batched and committed."""
+    log: LogConfig = LogConfig()
+    """Log lines (JSON, one per line, on standard output)."""
+    observability: ObservabilityConfig = ObservabilityConfig()
+    """The `/metrics`, `/healthz` and `/readyz` endpoints."""
+    rules: list[RuleConfig] = Field(min_length=1, json_schema_extra=shown_default("at least one"))
+    """Evaluated in order for every record; see below."""
+
+
+def cross_problems(raw: dict[str, Any]) -> list[str]:
+    """Checks across sections, on the raw data, so they report beside field errors."""
+    problems = []
+    kafka = as_dict(raw.get("kafka"))
+    for key in ("bootstrap.servers", "group.id"):
+        if key not in kafka:
+            problems.append(f"kafka.{key}: required")
+    start_from = as_dict(raw.get("source")).get("start_from")
+    if start_from is not None and "auto.offset.reset" in kafka:
+        problems.append("kafka.auto.offset.reset: set source.start_from or this, not both")
+    if str(kafka.get("group.protocol", "classic")).lower() == "consumer":
+        problems += [
+            f"kafka.{key}: not allowed with group.protocol: consumer (KIP-848); {instead}"
+            for key, instead in CLASSIC_ONLY.items()
+            if key in kafka
+        ]
+    problems += [
+        f"kafka.{key}: must not be true; the bridge commits offsets after delivery"
+        for key in ("enable.auto.commit", "enable.auto.offset.store")
+        if str(kafka.get(key, "false")).lower() == "true"
+    ]
+    grace = as_dict(raw.get("delivery")).get("rebalance_grace_s", 5.0)
+    poll_interval = kafka.get("max.poll.interval.ms", 300_000)
+    with contextlib.suppress(TypeError, ValueError):  # the fields' own checks report bad types
+        if float(grace) * 1000 >= float(poll_interval):
+            problems.append(
+                "delivery.rebalance_grace_s: must be shorter than kafka.max.poll.interval.ms "
+                f"({poll_interval} ms): the group waits for it in a rebalance"
+            )
+    known = set(raw_topic_names(raw))
+    dead_letter_topic = as_dict(raw.get("delivery")).get("dead_letter_topic")
+    if isinstance(dead_letter_topic, str) and dead_letter_topic in known:
+        problems.append(
+            "delivery.dead_letter_topic: is also a source topic; dead letters would be read again"
+        )
+    names: set[str] = set()
+    for index, rule in enumerate(as_list(raw.get("rules"))):
+        if not isinstance(rule, dict):
+            continue
+        name = rule.get("name")
+        where = f"rules[{index}] ({name})"
+        if isinstance(name, str) and name in names:
+            problems.append(f"{where}.name: duplicate rule name")
+        names.add(str(name))
+        unknown = sorted(str(t) for t in as_list(rule.get("topics")) if t not in known)
+        if unknown and known:
+            problems.append(f"{where}.topics: not in source.topics: {', '.join(unknown)}")
+    return problems
+
+
+def raw_topic_names(raw: dict[str, Any]) -> list[str]:
+    topics = as_list(as_dict(raw.get("source")).get("topics"))
+    return [t if isinstance(t, str) else str(as_dict(t).get("name")) for t in topics]
