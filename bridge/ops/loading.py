@@ -30,7 +30,7 @@ from bridge.config import (
 )
 from bridge.decode.decoder import Decoder
 from bridge.errors import ConfigError
-from bridge.kafka.source import consumer_config, librdkafka_problems
+from bridge.kafka.consumer import consumer_config, librdkafka_problems
 from bridge.rules.mapping import Mapper, compile_rules
 
 

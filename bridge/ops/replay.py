@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, TopicPartition
 from bridge import logs, timestamps
 from bridge.config import BridgeConfig
 from bridge.errors import ConfigError, RecordError
-from bridge.kafka.source import (
+from bridge.kafka.consumer import (
     TimeLookupFailed,
     consumer_config,
     finished_map,

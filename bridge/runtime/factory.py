@@ -14,9 +14,10 @@ from bridge.intilery.batching import Batcher
 from bridge.intilery.client import IntileryClient, Sender
 from bridge.intilery.ratelimit import Limiter, RateLimiter
 from bridge.intilery.redislimit import RedisRateLimiter, connect
+from bridge.kafka.consumer import consumer_config
 from bridge.kafka.deadletter import DeadLetters
 from bridge.kafka.offsets import OffsetTracker
-from bridge.kafka.source import Source, consumer_config
+from bridge.kafka.source import Source
 from bridge.kafka.window import Window
 from bridge.metrics import Metrics
 from bridge.rules.mapping import Mapper

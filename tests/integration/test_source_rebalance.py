@@ -11,7 +11,8 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import Consumer
 
-from bridge.kafka.source import Source, SourceListener, consumer_config
+from bridge.kafka.consumer import consumer_config
+from bridge.kafka.source import Source, SourceListener
 from tests.support import GROUP_PROTOCOLS, CheckedProducer, TestKafka, with_protocol
 
 

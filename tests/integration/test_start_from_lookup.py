@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from bridge.kafka.source import TIME_LOOKUP_TRIES, Source, SourceListener, consumer_config
+from bridge.kafka.consumer import TIME_LOOKUP_TRIES, consumer_config
+from bridge.kafka.source import Source, SourceListener
 from tests.support import TestKafka
 
 LIST_OFFSETS, TOPIC_AUTHORIZATION_FAILED = 2, 29

@@ -10,7 +10,7 @@ import yaml
 
 from bridge.config import expand_env
 from bridge.errors import ConfigError
-from bridge.kafka.source import consumer_config
+from bridge.kafka.consumer import consumer_config
 from bridge.ops.loading import load, load_offline
 
 GOOD: dict[str, Any] = {

@@ -9,7 +9,8 @@ from confluent_kafka import OFFSET_END, KafkaError, KafkaException, TopicPartiti
 from structlog.testing import capture_logs
 
 from bridge.config import SourceConfig
-from bridge.kafka.source import Source, SourceListener, consumer_config
+from bridge.kafka.consumer import consumer_config
+from bridge.kafka.source import Source, SourceListener
 from bridge.model import Position
 
 

@@ -1,0 +1,166 @@
+"""librdkafka's consumer as the bridge uses it: the properties it owns, problems found
+offline, look-ups by time and of committed offsets, and records from messages."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import structlog
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
+
+from bridge.kafka import offsetmap
+from bridge.model import Record, TopicPartitionKey
+
+log = structlog.get_logger("bridge.kafka.source")
+
+# The bridge owns these: offsets are committed only after delivery.
+_FORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False, "enable.partition.eof": True}
+
+
+TIME_LOOKUP_TRIES = 5
+
+
+class TimeLookupFailed(Exception):
+    """The broker did not answer a look-up by time, even when asked again."""
+
+
+def offsets_at_time(consumer: Any, partitions: list[TopicPartition]) -> dict[TopicPartitionKey, int]:
+    """Per partition, the first offset at or after the time each ``TopicPartition``
+    carries as its offset (-1: no record that late). A failed look-up is asked again,
+    then raised: it must never read as "no record since", which would skip to the end."""
+    found: dict[TopicPartitionKey, int] = {}
+    errors: dict[TopicPartitionKey, str] = {}
+    for _ in range(TIME_LOOKUP_TRIES):
+        pending = [tp for tp in partitions if (tp.topic, tp.partition) not in found]
+        try:
+            answers = consumer.offsets_for_times(pending, timeout=10)
+        except KafkaException as exc:
+            errors |= {(tp.topic, tp.partition): exc.args[0].str() for tp in pending}
+            continue
+        for tp in answers:
+            if tp.error is None:
+                found[tp.topic, tp.partition] = tp.offset
+            else:
+                errors[tp.topic, tp.partition] = tp.error.str()
+        if len(found) == len(partitions):
+            return found
+    where = ", ".join(f"{t}[{p}]: {errors[t, p]}" for t, p in errors if (t, p) not in found)
+    raise TimeLookupFailed(f"the time look-up failed for {where}")
+
+
+def consumer_config(kafka: dict[str, Any], start_from: str | None = None) -> dict[str, Any]:
+    """The librdkafka properties for the consumer: the user's, plus what the bridge owns.
+
+    ``source.start_from`` ``earliest``/``latest`` becomes ``auto.offset.reset``; a time
+    also falls back to ``earliest`` for a partition reset after its offsets expire.
+    """
+    reset = (
+        {}
+        if start_from is None
+        else {"auto.offset.reset": start_from if start_from == "latest" else "earliest"}
+    )
+    return {**kafka, **reset, **_FORCED}
+
+
+def librdkafka_problems(conf: dict[str, Any]) -> list[str]:
+    """What librdkafka refuses in a consumer configuration (``auto.ofset.reset``,
+    ``auto.offset.reset: earlist``), found offline: the consumer is built with no
+    bootstrap servers and closed at once. librdkafka stops at the first bad property,
+    so each one found is set aside and the rest tried again."""
+    conf = {**conf, "bootstrap.servers": "", "log_level": 0}
+    problems: list[str] = []
+    while True:
+        try:
+            Consumer(conf).close()
+            return problems
+        except KafkaException as exc:
+            message = exc.args[0].str() if exc.args else str(exc)
+            named = re.findall(r'"([^"]+)"', message)
+            key = named[-1] if named else None
+            problems.append(f"kafka.{key}: {message}" if key in conf else f"kafka: {message}")
+            if key not in conf or key in ("bootstrap.servers", "log_level"):
+                return problems
+            conf.pop(key)
+
+
+def partition_total(consumer: Any, names: list[str]) -> int | None:
+    """The partitions of these topics in all; None when the metadata is not
+    to be had (the last count stands)."""
+    try:
+        topics = consumer.list_topics(timeout=5).topics
+    except KafkaException as exc:
+        log.warning("topic_metadata_unavailable", error=str(exc.args[0]) if exc.args else str(exc))
+        return None
+    return sum(len(topics[name].partitions) for name in names if name in topics)
+
+
+def committed_offsets(
+    consumer: Any, partitions: list[TopicPartition]
+) -> dict[TopicPartitionKey, TopicPartition] | None:
+    """The group's committed offsets (and metadata) of these partitions; None when the
+    look-up fails (then nothing is skipped as finished)."""
+    if not partitions:
+        return {}
+    try:
+        found = consumer.committed(partitions, timeout=10)
+    except KafkaException as exc:
+        log.warning("committed_offsets_unavailable", error=str(exc.args[0]) if exc.args else str(exc))
+        return None
+    return {(tp.topic, tp.partition): tp for tp in found if tp.error is None}
+
+
+def start_new_partitions_at_time(
+    consumer: Any,
+    partitions: list[TopicPartition],
+    committed: dict[TopicPartitionKey, TopicPartition],
+    at_ms: int,
+) -> list[TopicPartition]:
+    """Partitions the group has never committed start at the first record at or after
+    ``source.start_from``; the others resume where the group left them. Raises
+    :class:`TimeLookupFailed` when the broker does not say where that is."""
+    fresh = [
+        TopicPartition(tp.topic, tp.partition, at_ms)
+        for tp in partitions
+        if (known := committed.get((tp.topic, tp.partition))) is not None and known.offset < 0
+    ]
+    if not fresh:
+        return partitions
+    found = offsets_at_time(consumer, fresh)  # TimeLookupFailed: the caller stops
+    log.info("start_from_time", partitions={f"{t}[{p}]": o for (t, p), o in found.items()})
+    return [
+        TopicPartition(tp.topic, tp.partition, found[key] if found[key] >= 0 else OFFSET_END)
+        if (key := (tp.topic, tp.partition)) in found
+        else tp
+        for tp in partitions
+    ]
+
+
+def finished_map(committed: TopicPartition) -> set[int]:
+    """The finished offsets a committed offset's metadata names; an unreadable map (another
+    tool's, corrupt, a newer format) is ignored with a warning: nothing is skipped."""
+    metadata = committed.metadata or ""
+    found = offsetmap.decode(metadata, committed.offset) if committed.offset >= 0 else set()
+    if found is None:
+        log.warning(
+            "offset_metadata_unreadable",
+            topic=committed.topic,
+            partition=committed.partition,
+            committed=committed.offset,
+            metadata_bytes=len(metadata),
+        )
+        return set()
+    return found
+
+
+def record_from_message(message: Any) -> Record:
+    _, timestamp = message.timestamp()
+    return Record(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=message.key(),
+        value=message.value(),
+        headers=list(message.headers() or ()),
+        timestamp_ms=timestamp if timestamp and timestamp > 0 else None,
+    )
