@@ -4,6 +4,7 @@ offline, look-ups by time and of committed offsets, and records from messages.""
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import structlog
@@ -93,6 +94,25 @@ def partition_total(consumer: Any, names: list[str]) -> int | None:
         log.warning("topic_metadata_unavailable", error=str(exc.args[0]) if exc.args else str(exc))
         return None
     return sum(len(topics[name].partitions) for name in names if name in topics)
+
+
+def partition_lag(
+    consumer: Any, keys: list[TopicPartitionKey], last_read: dict[TopicPartitionKey, tuple[int, int | None]]
+) -> list[tuple[TopicPartitionKey, int, float]]:
+    """Per partition: records behind the high watermark, and seconds behind
+    (the age of the last record read) while there are records left to read."""
+    now_ms = time.time() * 1000
+    result = []
+    for key in keys:
+        try:
+            _, high = consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
+        except KafkaException:
+            continue
+        offset, timestamp = last_read.get(key, (-1, None))
+        behind = max(0, high - (offset + 1)) if high >= 0 else 0
+        seconds = (now_ms - timestamp) / 1000 if behind and timestamp else 0.0
+        result.append((key, behind, max(0.0, seconds)))
+    return result
 
 
 def committed_offsets(

@@ -8,7 +8,6 @@ Broker errors are logged here and kept apart from record errors.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,6 +18,7 @@ from bridge.kafka.consumer import (
     TimeLookupFailed,
     committed_offsets,
     finished_map,
+    partition_lag,
     partition_total,
     record_from_message,
     start_new_partitions_at_time,
@@ -131,20 +131,8 @@ class Source:
         self.paused = paused
 
     def lag(self) -> list[tuple[TopicPartitionKey, int, float]]:
-        """Per assigned partition: records behind the high watermark, and seconds behind
-        (the age of the last record read) while there are records left to read."""
-        now_ms = time.time() * 1000
-        result = []
-        for key in sorted(self.assigned):
-            try:
-                _, high = self._consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
-            except KafkaException:
-                continue
-            offset, timestamp = self.last_read.get(key, (-1, None))
-            behind = max(0, high - (offset + 1)) if high >= 0 else 0
-            seconds = (now_ms - timestamp) / 1000 if behind and timestamp else 0.0
-            result.append((key, behind, max(0.0, seconds)))
-        return result
+        """Per assigned partition: records and seconds behind (see :func:`partition_lag`)."""
+        return partition_lag(self._consumer, sorted(self.assigned), self.last_read)
 
     def commit(self, positions: Iterable[Position], wait: bool, rebalances: int | None = None) -> bool:
         """Commit these positions, for the partitions still assigned. ``rebalances``: the

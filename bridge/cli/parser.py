@@ -1,0 +1,169 @@
+"""The command line: one sub-command per verb, each with its options."""
+
+from __future__ import annotations
+
+import argparse
+
+from bridge import __version__
+from bridge.cli.verbs import (
+    RATE_HELP,
+    SANDBOX_TOKEN,
+    cmd_check,
+    cmd_demo,
+    cmd_map,
+    cmd_redrive,
+    cmd_replay,
+    cmd_run,
+    cmd_sandbox,
+    cmd_schema,
+    cmd_test,
+    non_negative,
+)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="intilery-bridge",
+        description="Kafka domain events → mapping rules → Intilery commands, at least once.",
+    )
+    top.add_argument("--version", action="version", version=f"intilery-bridge {__version__}")
+    verbs = top.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, help_text: str, config: bool = True) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        if config:
+            sub.add_argument("--config", "-c", required=True, help="the bridge YAML file")
+        return sub
+
+    run = verb("run", "Consume, map and deliver until stopped (SIGTERM/SIGINT stop it cleanly).")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides log.level")
+    run.add_argument(
+        "--until-caught-up",
+        action="store_true",
+        help="exit 0 once every assigned partition is read to its end and committed",
+    )
+    run.set_defaults(func=cmd_run)
+
+    check = verb("check", "Validate the file, every rule and template; touches neither Kafka nor Intilery.")
+    check.add_argument(
+        "--strict", action="store_true", help="fail on warnings too (likely mistakes in rules)"
+    )
+    check.add_argument(
+        "--require-env",
+        action="store_true",
+        help="also refuse unset variables in secret fields (for a deploy step; a rules CI needs no secrets)",
+    )
+    check.add_argument(
+        "--tests", nargs="+", metavar="FILE",
+        help="test files (or globs): also warn of rules no test case exercises",
+    )  # fmt: skip
+    check.set_defaults(func=cmd_check)
+
+    mapping = verb("map", "Map events (JSON Lines) to the commands that would be posted, offline.")
+    mapping.add_argument("--topic", help="the topic the events come from (default: the first source topic)")
+    mapping.add_argument(
+        "--format",
+        choices=["json", "avro"],
+        default="json",
+        help="avro: events in the Avro schema's JSON form, decoded with --schema "
+        "(default: the topic's local schema)",
+    )
+    mapping.add_argument("--schema", help="an .avsc file, for --format avro")
+    mapping.add_argument("file", nargs="?", default="-", metavar="FILE|-", help="events file, - for stdin")
+    mapping.set_defaults(func=cmd_map)
+
+    test = verb(
+        "test", "Run the rules' test cases (YAML golden files) offline: no Kafka, Intilery or secrets."
+    )
+    test.add_argument("files", nargs="+", metavar="FILE", help="test files, or globs such as 'tests/*.yaml'")
+    test.add_argument("--junit-xml", metavar="FILE", help="also write a JUnit XML report here, for CI")
+    test.set_defaults(func=cmd_test)
+
+    schema = verb("schema", "Print the JSON Schema of the configuration file, for editors.", config=False)
+    schema.add_argument(
+        "--reference", action="store_true", help="print the configuration reference (Markdown) instead"
+    )
+    schema.set_defaults(func=cmd_schema)
+
+    again = verb("replay", "Re-run a window of one topic through the rules, as a group of its own.")
+    again.add_argument("--topic", required=True, help="the topic to replay (one of source.topics)")
+    start = again.add_mutually_exclusive_group(required=True)
+    start.add_argument(
+        "--from", dest="from_time", metavar="TIME", help="first record at or after this ISO-8601 time"
+    )
+    start.add_argument(
+        "--from-offset", metavar="P:O[,P:O...]", help="first offset per partition (only these)"
+    )
+    start.add_argument("--from-beginning", action="store_true", help="every partition from its first record")
+    end = again.add_mutually_exclusive_group()
+    end.add_argument(
+        "--to", dest="to_time", metavar="TIME", help="last record at or before this ISO-8601 time"
+    )
+    end.add_argument("--to-offset", metavar="P:O[,P:O...]", help="last offset per partition (inclusive)")
+    again.add_argument(
+        "--dry-run", action="store_true", help="print the commands (as map does); send nothing"
+    )
+    again.add_argument("--group", help="record progress in this consumer group, so a rerun resumes")
+    again.add_argument(
+        "--ignore-max-age", action="store_true", help="send even what rules' max_age would skip"
+    )
+    again.add_argument("--rate", type=non_negative, metavar="PER_SECOND", help=RATE_HELP)
+    again.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    again.add_argument(
+        "--observability-port", type=int, metavar="PORT",
+        help="serve /metrics, /healthz, /readyz on this port (default: none, beside a live bridge)",
+    )  # fmt: skip
+    again.set_defaults(func=cmd_replay)
+
+    drive = verb(
+        "redrive", "Run the dead-letter topic through the current rules, as from the original topics."
+    )
+    drive.add_argument(
+        "--dry-run", action="store_true", help="print the commands (as map does); send nothing"
+    )
+    drive.add_argument(
+        "--group", help="the consumer group that records progress (default: <group.id>-redrive)"
+    )
+    drive.add_argument(
+        "--error-class", action="append", choices=["decode", "mapping", "rejected"],
+        help="redrive only dead letters of this class (repeat for several)",
+    )  # fmt: skip
+    drive.add_argument(
+        "--rule", action="append", metavar="NAME", help="redrive only dead letters of this rule (repeatable)"
+    )
+    drive.add_argument(
+        "--source-topic", action="append", metavar="TOPIC",
+        help="redrive only dead letters from this source topic (repeatable)",
+    )  # fmt: skip
+    drive.add_argument("--rate", type=non_negative, metavar="PER_SECOND", help=RATE_HELP)
+    drive.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    drive.add_argument(
+        "--observability-port", type=int, metavar="PORT",
+        help="serve /metrics, /healthz, /readyz on this port (default: none, beside a live bridge)",
+    )  # fmt: skip
+    drive.set_defaults(func=cmd_redrive)
+
+    sandbox = verb("sandbox", "Run the local Intilery-compatible server.", config=False)
+    sandbox.add_argument("--port", type=int, default=8080)
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument(
+        "--token", default=SANDBOX_TOKEN, help="the auth-token it accepts (default: %(default)s)"
+    )
+    sandbox.add_argument(
+        "--rate", type=float, default=100, help="requests/s of its token bucket; 0: no limit"
+    )
+    sandbox.add_argument("--burst", type=int, default=500, help="burst of its token bucket")
+    sandbox.add_argument("--latency-ms", type=float, default=0, help="delay every answer by this much")
+    sandbox.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (needs --tls-key)")
+    sandbox.add_argument("--tls-key", help="the PEM private key of --tls-cert")
+    sandbox.set_defaults(func=cmd_sandbox)
+
+    demo = verb("demo", "Embedded Kafka + sandbox + the example rules, end to end.", config=False)
+    demo.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    demo.add_argument(
+        "--bootstrap-servers",
+        metavar="HOST:PORT",
+        help="run against this Kafka instead of the embedded one (topics created when missing)",
+    )
+    demo.set_defaults(func=cmd_demo)
+    return top

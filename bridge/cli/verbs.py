@@ -1,0 +1,196 @@
+"""What each verb does; :mod:`bridge.cli.parser` reads its arguments."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from typing import TextIO
+
+import structlog
+
+from bridge import logs
+from bridge.config import BridgeConfig
+from bridge.decode.avro import load_schema
+from bridge.decode.decoder import resolve_path
+from bridge.errors import ConfigError, cannot_listen
+from bridge.ops.loading import load, load_offline
+from bridge.ops.mapfile import avro_json_decoder, map_lines
+
+EXIT_FAILED, EXIT_CONFIG = 1, 2
+log = structlog.get_logger(__name__)
+
+
+def configure_logs(args: argparse.Namespace, config: BridgeConfig, stream: TextIO | None = None) -> None:
+    """``--log-level`` over ``log.level``; log lines to ``stream`` (standard output)."""
+    logs.configure(args.log_level or config.log.level, stream, config.log.hash_user_ids)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bridge.runtime.factory import build_bridge
+
+    config, mapper, decoder = load(args.config)
+    configure_logs(args, config)
+    for warning in mapper.warnings:
+        log.warning("rule_warning", warning=warning)
+    bridge = build_bridge(config, mapper, args.config, until_caught_up=args.until_caught_up, decoder=decoder)
+    code = asyncio.run(bridge.run())
+    if bridge.failure:
+        print(f"intilery-bridge: stopped: {logs.redact(bridge.failure)}", file=sys.stderr)
+    return code
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    # Every rule, template and local schema; secrets may be unset unless --require-env.
+    unset_secrets: list[str] | None = None if args.require_env else []
+    config, mapper, _ = load(args.config, unset_secrets)
+    warnings = list(mapper.warnings)
+    tested = ""
+    if args.tests:
+        from bridge.ops import ruletests
+
+        results = ruletests.run(
+            ruletests.load_suites(args.tests, config.source, mapper, args.config),
+            mapper,
+            config.source.topic_names[0],
+        )
+        untested = ruletests.untested_rules(results, mapper)
+        warnings += [f"rule {name}: no test case exercises it" for name in untested]
+        tested = f", {len(results)} test cases exercise {len(mapper) - len(untested)} of them"
+    for warning in warnings:
+        print(f"{args.config}: warning: {warning}", file=sys.stderr)
+    if args.strict and warnings:
+        return EXIT_FAILED
+    print(f"{args.config}: OK ({len(mapper)} rules{tested}, topics: {', '.join(config.source.topic_names)})")
+    for problem in unset_secrets or []:
+        print(f"{args.config}: {problem} (fine for check; --require-env refuses it)", file=sys.stderr)
+    return 0
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    source, mapper = load_offline(args.config)
+    topic = args.topic or source.topic_names[0]
+    if topic not in source.topic_names:
+        print(f"--topic {topic}: not in source.topics ({', '.join(source.topic_names)})", file=sys.stderr)
+        return EXIT_CONFIG
+    decode = None
+    if args.format == "avro":
+        configured = next(t for t in source.resolved() if t.name == topic).schema_path
+        path = args.schema or configured
+        if not path:
+            print(
+                f"--format avro: give --schema FILE.avsc (topic {topic} takes its schemas from the registry)",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        try:
+            schema = load_schema(path if args.schema else resolve_path(path, args.config))
+        except ValueError as exc:
+            print(f"--schema: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        decode = avro_json_decoder(schema)
+    if args.file == "-":
+        failures = map_lines(mapper, sys.stdin, topic, sys.stdout, sys.stderr, decode)
+    else:
+        try:
+            handle = open(args.file, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            print(f"{args.file}: cannot read: {exc.strerror}", file=sys.stderr)
+            return EXIT_CONFIG
+        with handle:
+            failures = map_lines(mapper, handle, topic, sys.stdout, sys.stderr, decode)
+    return EXIT_FAILED if failures else 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from bridge.ops import ruletests
+
+    source, mapper = load_offline(args.config)
+    try:
+        suites = ruletests.load_suites(args.files, source, mapper, args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        if args.junit_xml:
+            write_junit(args.junit_xml, ruletests.junit_xml([], exc.problems))
+        return EXIT_CONFIG
+    results = ruletests.run(suites, mapper, source.topic_names[0])
+    ruletests.report(results, sys.stdout)
+    if args.junit_xml:
+        write_junit(args.junit_xml, ruletests.junit_xml(results))
+    return 0 if all(r.passed for r in results) else EXIT_FAILED
+
+
+def write_junit(path: str, report: bytes) -> None:
+    try:
+        with open(path, "wb") as out:
+            out.write(report)
+    except OSError as exc:
+        raise ConfigError([f"--junit-xml {path}: cannot write: {exc.strerror}"]) from exc
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from bridge.ops.schema import config_schema, reference_table
+
+    print(reference_table() if args.reference else json.dumps(config_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from bridge.ops.replay import replay
+
+    loaded = load(args.config)
+    configure_logs(args, loaded.config, sys.stderr if args.dry_run else sys.stdout)
+    return replay(loaded, args.config, args)
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    from bridge.ops.replay import redrive
+
+    loaded = load(args.config)
+    configure_logs(args, loaded.config, sys.stderr if args.dry_run else sys.stdout)
+    return redrive(loaded, args.config, args)
+
+
+RATE_HELP = (
+    "requests/s to Intilery (default: a tenth of intilery.rate_limit.per_second, the live "
+    "bridge having the rest; 0: no limit); with intilery.rate_limit.redis, the account's "
+    "bucket in Redis paces it and this only while Redis is away"
+)
+
+
+def non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+SANDBOX_TOKEN = "sandbox-token"  # not a secret: the sandbox is for local use
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from bridge.devtools.sandbox import Sandbox
+
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    try:
+        sandbox = Sandbox(
+            port=args.port, token=args.token, host=args.host, tls=tls, rate=args.rate, burst=args.burst
+        )
+    except OSError as exc:
+        raise cannot_listen(f"--port {args.port}", args.host, args.port, exc) from exc
+    if args.latency_ms:
+        sandbox.state.set_faults({"latency_ms": args.latency_ms})
+    token = "the default, sandbox-token" if args.token == SANDBOX_TOKEN else "as given with --token"
+    print(f"intilery sandbox listening on {sandbox.url} (token: {token})", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        sandbox.serve_forever()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bridge.devtools.demo import run_demo
+
+    return run_demo(log_level=args.log_level or "warning", bootstrap_servers=args.bootstrap_servers)
