@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.devtools.kafka import AUTHORIZER, KafkaCluster
+from bridge.devtools.kafka import KafkaCluster
+from bridge.devtools.kafkanode import AUTHORIZER
 from bridge.devtools.sandbox import Sandbox
 from tests.drills.support import (
     PARTITIONS,

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from bridge.devtools.kafka import BROKER_SETTINGS, kafka_version
+from bridge.devtools.kafkanode import BROKER_SETTINGS, kafka_version
 
 ROOT = Path(__file__).parents[2]
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from bridge.devtools.kafka import free_port
+from bridge.devtools.kafkanode import free_port
 from bridge.intilery.ratelimit import RateLimiter
 from bridge.intilery.redislimit import RedisRateLimiter, connect
 
