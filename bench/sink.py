@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bridge.devtools.sandbox.server import TokenBucket
+from bridge.devtools.sandbox.state import TokenBucket
 
 
 def app(latency_ms: float, rate: float, burst: int, down: bool) -> web.Application:
