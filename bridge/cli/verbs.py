@@ -49,14 +49,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     warnings = list(mapper.warnings)
     tested = ""
     if args.tests:
-        from bridge.ops import ruletests
+        from bridge.ops import ruleresults, ruletests
 
-        results = ruletests.run(
+        results = ruleresults.run(
             ruletests.load_suites(args.tests, config.source, mapper, args.config),
             mapper,
             config.source.topic_names[0],
         )
-        untested = ruletests.untested_rules(results, mapper)
+        untested = ruleresults.untested_rules(results, mapper)
         warnings += [f"rule {name}: no test case exercises it" for name in untested]
         tested = f", {len(results)} test cases exercise {len(mapper) - len(untested)} of them"
     for warning in warnings:
@@ -105,7 +105,7 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from bridge.ops import ruletests
+    from bridge.ops import ruleresults, ruletests
 
     source, mapper = load_offline(args.config)
     try:
@@ -114,12 +114,12 @@ def cmd_test(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         if args.junit_xml:
-            write_junit(args.junit_xml, ruletests.junit_xml([], exc.problems))
+            write_junit(args.junit_xml, ruleresults.junit_xml([], exc.problems))
         return EXIT_CONFIG
-    results = ruletests.run(suites, mapper, source.topic_names[0])
-    ruletests.report(results, sys.stdout)
+    results = ruleresults.run(suites, mapper, source.topic_names[0])
+    ruleresults.report(results, sys.stdout)
     if args.junit_xml:
-        write_junit(args.junit_xml, ruletests.junit_xml(results))
+        write_junit(args.junit_xml, ruleresults.junit_xml(results))
     return 0 if all(r.passed for r in results) else EXIT_FAILED
 
 
