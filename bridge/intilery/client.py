@@ -8,28 +8,23 @@ permanent refusal (other 4xx) after translating every httpx error once here:
   (with ``Retry-After`` when Intilery sends it);
 - 401/403 → :class:`AuthError`: the credentials, not the record.
 
-:class:`Sender` wraps the client with capped exponential backoff with
-jitter, a process-wide :class:`Gate` that holds every request back after a 429
+:class:`~bridge.intilery.sending.Sender` wraps the client with capped exponential
+backoff with jitter, a process-wide gate that holds every request back after a 429
 with ``Retry-After`` or an auth failure, and the in-flight limit.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from types import MappingProxyType
-from typing import Any
 
 import httpx
 import structlog
 from httpx_aiohttp import AiohttpTransport
 
-from bridge.config import IntileryConfig, RetryConfig
-from bridge.errors import AuthError, DeliveryError, RejectedError, RetryableError, StaleCommand
+from bridge.config import IntileryConfig
+from bridge.errors import AuthError, RejectedError, RetryableError
 from bridge.intilery.ratelimit import Limiter
 from bridge.metrics import Metrics
 from bridge.model import Command
@@ -186,126 +181,3 @@ def _transport_reason(exc: httpx.RequestError) -> str:
     if isinstance(exc, httpx.TransportError):
         return f"connection failed: {cause}"
     return f"request failed: {cause}"  # decoding errors, redirect loops: not the record's fault
-
-
-class Gate:
-    """Holds every request back until a moment: after a 429 or an auth failure."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self.open_at = 0.0
-        self.auth_failed = False
-        self.probe = asyncio.Lock()
-
-    def hold(self, seconds: float) -> None:
-        self.open_at = max(self.open_at, self._clock() + seconds)
-
-    async def wait(self, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
-        while (delay := self.open_at - self._clock()) > 0:
-            await sleep(delay)
-
-
-class Backoff:
-    """Capped exponential backoff; jitter picks between half and all of the step."""
-
-    def __init__(self, config: RetryConfig, rand: Callable[[], float] = random.random) -> None:
-        self._initial = config.initial_backoff_ms / 1000
-        self._cap = config.max_backoff_ms / 1000
-        self._rand = rand
-
-    def delay(self, attempt: int) -> float:
-        ceiling = min(self._cap, self._initial * 2.0 ** min(attempt - 1, 30))
-        return ceiling * (0.5 + 0.5 * self._rand())
-
-
-Post = Callable[[Command], Awaitable[Delivered]]
-OnRetry = Callable[[Command, int, DeliveryError, float, Mapping[str, Any]], None]
-
-
-class Sender:
-    """Sends one command until Intilery takes it, refuses it, or attempts run out.
-
-    Before every attempt a command past its rule's ``max_age`` raises
-    :class:`StaleCommand` instead (unless ``guard_stale`` is off, as for
-    ``replay --ignore-max-age``).
-    """
-
-    def __init__(
-        self,
-        post: Post,
-        retry: RetryConfig,
-        max_in_flight: int,
-        on_retry: OnRetry,
-        gate: Gate | None = None,
-        backoff: Backoff | None = None,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-        guard_stale: bool = True,
-    ) -> None:
-        self._post = post
-        self._retry = retry
-        self._slots = asyncio.Semaphore(max_in_flight)
-        self._on_retry = on_retry
-        self.gate = gate or Gate()
-        self._backoff = backoff or Backoff(retry)
-        self._sleep = sleep
-        self.guard_stale = guard_stale
-        self.in_flight = 0
-        self.failing_since: float | None = None  # since when every attempt has failed
-
-    async def send(self, command: Command, context: Mapping[str, Any] = MappingProxyType({})) -> Delivered:
-        """``context`` (where the command comes from) is passed to ``on_retry`` for its log line."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                delivered = await self._attempt(command)
-            except DeliveryError as exc:
-                if self.failing_since is None:
-                    self.failing_since = time.monotonic()
-                delay = self._delay_after(exc, attempt)
-                gives_up = self._retry.max_attempts and attempt >= self._retry.max_attempts
-                if gives_up and not isinstance(exc, AuthError):
-                    raise RejectedError(
-                        f"gave up after {attempt} attempts: {exc.reason}", status=exc.status
-                    ) from exc
-                self._on_retry(command, attempt, exc, delay, context)
-                await self._sleep(delay)
-                continue
-            self.gate.auth_failed = False
-            self.failing_since = None
-            return Delivered(delivered.status, delivered.event_id, delivered.latency_ms, attempt)
-
-    async def _attempt(self, command: Command) -> Delivered:
-        while True:
-            await self.gate.wait(self._sleep)
-            if self.gate.auth_failed:
-                # While the credentials are refused, one request at a time probes them.
-                async with self.gate.probe:
-                    await self.gate.wait(self._sleep)
-                    if self.gate.auth_failed:
-                        return await self._post_now(command)
-            async with self._slots:
-                await self.gate.wait(self._sleep)
-                if not self.gate.auth_failed:  # else refused while waiting for a slot: probe
-                    return await self._post_now(command)
-
-    async def _post_now(self, command: Command) -> Delivered:
-        if self.guard_stale and command.is_stale(int(time.time() * 1000)):
-            raise StaleCommand(f"older than {command.max_age_s:g}s")
-        self.in_flight += 1
-        try:
-            return await self._post(command)
-        finally:
-            self.in_flight -= 1
-
-    def _delay_after(self, exc: DeliveryError, attempt: int) -> float:
-        if isinstance(exc, AuthError):
-            self.gate.auth_failed = True
-            delay = self._retry.auth_backoff_ms / 1000
-            self.gate.hold(delay)
-            return delay
-        if exc.retry_after is not None:
-            delay = max(exc.retry_after, self._retry.initial_backoff_ms / 1000)  # never a zero-wait loop
-            self.gate.hold(delay)
-            return delay
-        return self._backoff.delay(attempt)

@@ -11,9 +11,10 @@ from bridge.config import BridgeConfig, IntileryConfig
 from bridge.decode.decoder import Decoder
 from bridge.errors import ConfigError
 from bridge.intilery.batching import Batcher
-from bridge.intilery.client import IntileryClient, Sender
+from bridge.intilery.client import IntileryClient
 from bridge.intilery.ratelimit import Limiter, RateLimiter
 from bridge.intilery.redislimit import RedisRateLimiter, connect
+from bridge.intilery.sending import Sender
 from bridge.kafka.consumer import consumer_config
 from bridge.kafka.deadletter import DeadLetters
 from bridge.kafka.offsets import OffsetTracker

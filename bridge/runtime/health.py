@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from bridge.intilery.client import Sender
+from bridge.intilery.sending import Sender
 from bridge.kafka.source import Source
 from bridge.model import Record, TopicPartitionKey
 

@@ -24,7 +24,7 @@ from bridge.config import RetryConfig
 from bridge.decode.avro import SchemaNotCached
 from bridge.decode.decoder import Decoder
 from bridge.errors import DecodeError, RecordError, RejectedError, RetryableError, StaleCommand
-from bridge.intilery.client import Backoff, Sender
+from bridge.intilery.sending import Backoff, Sender
 from bridge.kafka.deadletter import DeadLetters
 from bridge.kafka.offsets import OffsetTracker, PartitionOffsets
 from bridge.kafka.window import Window

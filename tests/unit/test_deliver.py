@@ -9,7 +9,8 @@ import pytest
 
 from bridge.config import RetryConfig
 from bridge.errors import AuthError, DeliveryError, RejectedError, RetryableError
-from bridge.intilery.client import Backoff, Delivered, Gate, Sender, classify, parse_retry_after
+from bridge.intilery.client import Delivered, classify, parse_retry_after
+from bridge.intilery.sending import Backoff, Gate, Sender
 from bridge.model import Command
 
 COMMAND = Command(rule="r", action="track", body={"event": "x", "userId": "u"}, payload=b"{}")

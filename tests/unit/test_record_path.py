@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from bridge.errors import RecordError, RejectedError
-from bridge.intilery.client import Delivered, Gate
+from bridge.intilery.client import Delivered
+from bridge.intilery.sending import Gate
 from bridge.kafka.offsets import OffsetTracker
 from bridge.metrics import Metrics
 from bridge.model import Command, Position, Record, TopicPartitionKey
