@@ -11,14 +11,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-import structlog
-
 from bridge.config import RetryConfig
 from bridge.errors import AuthError, DeliveryError, RejectedError, StaleCommand
 from bridge.intilery.client import Delivered
 from bridge.model import Command
-
-log = structlog.get_logger("bridge.intilery.client")
 
 
 class Gate:

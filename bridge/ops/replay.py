@@ -20,89 +20,25 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 import structlog
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 
-from bridge import logs, timestamps
+from bridge import logs
 from bridge.config import BridgeConfig
 from bridge.errors import ConfigError, RecordError
 from bridge.kafka.consumer import (
-    TimeLookupFailed,
     consumer_config,
     finished_map,
-    offsets_at_time,
     record_from_message,
 )
 from bridge.kafka.window import Window
 from bridge.model import Record
 from bridge.ops.loading import Loaded
+from bridge.ops.planning import plan, plan_redrive, redrive_filters
 from bridge.runtime.factory import build_bridge
 from bridge.runtime.pipeline import Bridge
 
 log = structlog.get_logger("bridge.ops.replay")
 PROGRESS_LOG_S = 10.0
-
-
-def parse_offsets(text: str | None, flag: str) -> dict[int, int]:
-    """``0:120,3:5`` → ``{0: 120, 3: 5}``."""
-    if not text:
-        return {}
-    try:
-        pairs = [item.split(":") for item in text.split(",") if item.strip()]
-        return {int(p): int(o) for p, o in pairs}
-    except ValueError as exc:
-        raise ConfigError([f"{flag}: expected PARTITION:OFFSET[,PARTITION:OFFSET...], got {text!r}"]) from exc
-
-
-def plan(consumer: Any, topic: str, group: str, commits: bool, args: Any) -> Window:
-    """Resolve the flags into per-partition (start, end) offsets."""
-    metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
-    if metadata is None or metadata.error is not None or not metadata.partitions:
-        raise ConfigError([f"--topic {topic}: no such topic"])
-    partitions = sorted(metadata.partitions)
-    marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
-    starts = parse_offsets(args.from_offset, "--from-offset")
-    ends = {
-        p: o + 1 for p, o in parse_offsets(args.to_offset, "--to-offset").items()
-    }  # --to-offset is inclusive
-    if args.from_time:
-        starts = _offsets_at(consumer, topic, partitions, _ms(args.from_time, "--from"))
-    elif args.from_beginning:
-        starts = {p: marks[p][0] for p in partitions}
-    if args.to_time:
-        ends = _offsets_at(consumer, topic, partitions, _ms(args.to_time, "--to") + 1)
-    unknown = sorted(set(starts) - set(partitions))
-    if unknown:
-        raise ConfigError([f"--from-offset: {topic} has no partition {unknown[0]}"])
-    bounds = {
-        p: (max(start, marks[p][0]), min(ends.get(p, marks[p][1]), marks[p][1]))
-        for p, start in starts.items()
-    }
-    if commits:  # resume after what an earlier run with this --group finished
-        asked = [TopicPartition(topic, p) for p in bounds]
-        for tp in consumer.committed(asked, timeout=10):
-            start, end = bounds[tp.partition]
-            bounds[tp.partition] = (min(max(start, tp.offset), end), end)
-    return Window(topic, group, commits, bounds)
-
-
-def _ms(text: str, flag: str) -> int:
-    try:
-        return int(timestamps.parse_time(text).timestamp() * 1000)
-    except ValueError as exc:
-        raise ConfigError([f"{flag}: {exc}"]) from exc
-
-
-def _offsets_at(consumer: Any, topic: str, partitions: list[int], at_ms: int) -> dict[int, int]:
-    """The first offset at or after ``at_ms`` per partition (the end offset if none)."""
-    try:
-        found = offsets_at_time(consumer, [TopicPartition(topic, p, at_ms) for p in partitions])
-    except TimeLookupFailed as exc:
-        raise ConfigError([f"{topic}: {exc}"]) from exc
-    result = {}
-    for (_, partition), offset in found.items():
-        end = TopicPartition(topic, partition)
-        result[partition] = offset if offset >= 0 else consumer.get_watermark_offsets(end, timeout=10)[1]
-    return result
 
 
 def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: TextIO) -> int:
@@ -216,31 +152,6 @@ def redrive(
     filters = redrive_filters(args)
     window = _planned(loaded, args, consumer_factory, group, lambda c: plan_redrive(c, topic, group, filters))
     return _deliver_window(loaded, config_file, args, window)
-
-
-def redrive_filters(args: Any) -> dict[str, tuple[str, ...]]:
-    """``--error-class``, ``--rule``, ``--source-topic`` as the dead-letter headers they match."""
-    flags = {
-        "x-bridge-error-class": "error_class",
-        "x-bridge-rule": "rule",
-        "x-bridge-source-topic": "source_topic",
-    }
-    return {header: tuple(values) for header, name in flags.items() if (values := getattr(args, name, None))}
-
-
-def plan_redrive(
-    consumer: Any, topic: str, group: str, filters: dict[str, tuple[str, ...]] | None = None
-) -> Window:
-    """From where the redrive group stopped (else the first dead letter) to the end now."""
-    metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
-    if metadata is None or metadata.error is not None or not metadata.partitions:
-        raise ConfigError([f"delivery.dead_letter_topic: {topic}: no such topic"])
-    asked = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
-    bounds = {}
-    for tp in consumer.committed(asked, timeout=10):
-        low, high = consumer.get_watermark_offsets(tp, timeout=10)
-        bounds[tp.partition] = (max(low, tp.offset), high)
-    return Window(topic, group, True, bounds, redrive=True, filters=filters or {})
 
 
 def _planned(

@@ -17,7 +17,8 @@ from bridge.errors import ConfigError, DecodeError
 from bridge.kafka.deadletter import VALUE_OMITTED, dead_letter_headers
 from bridge.kafka.window import original_of
 from bridge.model import Record
-from bridge.ops.replay import parse_offsets, plan, report_progress
+from bridge.ops.planning import parse_offsets, plan
+from bridge.ops.replay import report_progress
 
 FROM_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 TO_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
