@@ -1,15 +1,18 @@
-"""The drills' fixtures: a cluster with the drills' topics, and no secret in any
-file a drill wrote. Helpers are in tests/drills/support.py."""
+"""The drills' fixtures: a cluster with the drills' topics, the bridge under drill, and
+no secret in any file a drill wrote. Helpers are in tests/drills/support.py."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.drills.support import PARTITIONS
-from tests.support import SECRETS, TestKafka
+from tests.drills.support import PARTITIONS, DrillBridge
+from tests.support import SECRETS, TestKafka, start_bridge, write_config
 
 
 @pytest.fixture
@@ -30,3 +33,24 @@ def no_secret_in_any_output(tmp_path: Path) -> Iterator[None]:
         if file.is_file():
             found = [s for s in SECRETS if s.encode() in file.read_bytes()]
             assert not found, f"secrets in {file.name}"
+
+
+@pytest.fixture
+def drill_bridge(tmp_path: Path) -> DrillBridge:
+    """The drills' bridge: ``with drill_bridge(config, log_path) as process:`` starts
+    ``intilery-bridge run`` on the configuration (a dict, written under ``tmp_path``, or a
+    file), its log lines to ``log_path``; on leaving, SIGTERM, and it must stop cleanly (0)."""
+
+    @contextmanager
+    def running(
+        config: dict[str, Any] | Path, log_path: Path, *extra: str
+    ) -> Iterator[subprocess.Popen[bytes]]:
+        path = config if isinstance(config, Path) else write_config(tmp_path, config)
+        process = start_bridge(path, log_path, *extra)
+        try:
+            yield process
+        finally:
+            process.terminate()
+            assert process.wait(timeout=30) == 0, f"the bridge did not stop cleanly: {log_path.name}"
+
+    return running

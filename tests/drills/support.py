@@ -5,9 +5,12 @@ offsets at the end, duplicates and resends counted) and its row of the report.""
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +31,8 @@ from tests.support import (
 )
 
 PARTITIONS = 3
+# The drill_bridge fixture (conftest.py): with drill_bridge(config, log_path) as process: ...
+DrillBridge = Callable[..., AbstractContextManager[subprocess.Popen[bytes]]]
 
 
 def produce_stream(cluster: TestKafka, count: int, start: int = 0) -> None:

@@ -13,6 +13,7 @@ import pytest
 from bridge.devtools.sandbox import Sandbox
 from tests.drills.support import (
     PARTITIONS,
+    DrillBridge,
     assert_no_commit_past,
     check_stream,
     delivered_seqs,
@@ -27,9 +28,7 @@ from tests.support import (
     accepted,
     log_events,
     read_all,
-    start_bridge,
     wait_for,
-    write_config,
 )
 
 AUTH_BACKOFF_S = 0.3
@@ -40,15 +39,19 @@ AUTH_BACKOFF_S = 0.3
     [pytest.param(300, 3, id="short"), pytest.param(3000, 30, id="long", marks=pytest.mark.slow)],
 )
 def test_credentials_revoked_then_restored(
-    drill_cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, records: int, revoked_s: float
+    drill_cluster: TestKafka,
+    sandbox: Sandbox,
+    tmp_path: Path,
+    drill_bridge: DrillBridge,
+    records: int,
+    revoked_s: float,
 ) -> None:
     produce_stream(drill_cluster, records // 3)
     config = drill_config(drill_cluster, sandbox, "auth", max_buffered_records=records // 6)
     config["delivery"]["retry"]["auth_backoff_ms"] = int(AUTH_BACKOFF_S * 1000)
     log_path = tmp_path / "bridge.log"
-    process = start_bridge(write_config(tmp_path, config), log_path)
     bootstrap = drill_cluster.bootstrap_servers
-    try:
+    with drill_bridge(config, log_path):
         wait_for(lambda: len(accepted(sandbox)) >= records // 6, 60, "first deliveries")
         sandbox.state.token = "revoked"
         produce_stream(drill_cluster, records - records // 3, start=records // 3)
@@ -71,9 +74,6 @@ def test_credentials_revoked_then_restored(
         wait_for(lambda: len(delivered_seqs(sandbox)) >= records, 120, "all delivered")
         wait_for(lambda: ready(log_path), 10, "ready again")
         time.sleep(0.6)  # two commit intervals
-    finally:
-        process.terminate()
-        assert process.wait(timeout=30) == 0
     outcome = check_stream(drill_cluster, sandbox, "auth", records)
     assert outcome.lost == 0 and outcome.dead_lettered == 0
     assert ready_seen and not any(ready_seen[1:]), "not ready while the credentials are refused"

@@ -19,13 +19,14 @@ from bridge.devtools.mockcluster import MockCluster
 from bridge.devtools.sandbox import Sandbox
 from tests.drills.support import (
     PARTITIONS,
+    DrillBridge,
     check_stream,
     delivered_seqs,
     drill_config,
     produce_stream,
     report,
 )
-from tests.support import TestKafka, accepted, log_events, start_bridge, wait_for, write_config
+from tests.support import TestKafka, accepted, log_events, wait_for
 
 FETCH, OFFSET_COMMIT = 1, 8  # Kafka API keys
 NOT_LEADER_OR_FOLLOWER, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR = 6, 15, 16
@@ -38,7 +39,12 @@ BROKER = 1
     [pytest.param(600, 2, id="short"), pytest.param(6000, 5, id="long", marks=pytest.mark.slow)],
 )
 def test_broker_faults(
-    mock_cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, records: int, down_s: float
+    mock_cluster: TestKafka,
+    sandbox: Sandbox,
+    tmp_path: Path,
+    drill_bridge: DrillBridge,
+    records: int,
+    down_s: float,
 ) -> None:
     drill_cluster, mock = mock_cluster, mock_cluster.backend
     assert isinstance(mock, MockCluster)
@@ -49,12 +55,11 @@ def test_broker_faults(
     sandbox.state.set_faults({"latency_ms": 20})  # ~200 records/s: the stream goes on while faults land
     config = drill_config(drill_cluster, sandbox, "faults", max_buffered_records=100, max_in_flight=4)
     log_path = tmp_path / "bridge.log"
-    process = start_bridge(write_config(tmp_path, config), log_path)
 
     def delivered() -> int:
         return len(delivered_seqs(sandbox))
 
-    try:
+    with drill_bridge(config, log_path):
         wait_for(lambda: delivered() >= records // 5, 60, "first deliveries")
         commits = [NOT_COORDINATOR, REBALANCE_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE] * 3
         mock.push_request_errors(OFFSET_COMMIT, commits)
@@ -72,9 +77,6 @@ def test_broker_faults(
         recover_s = time.monotonic() - up_at
         wait_for(lambda: delivered() >= records, 120, "all delivered")
         time.sleep(0.6)  # two commit intervals
-    finally:
-        process.terminate()
-        assert process.wait(timeout=30) == 0
     outcome = check_stream(drill_cluster, sandbox, "faults", records)
     assert outcome.lost == 0 and outcome.dead_lettered == 0
     events = log_events(log_path)

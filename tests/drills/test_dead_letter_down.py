@@ -17,6 +17,7 @@ from bridge.devtools.kafkanode import AUTHORIZER
 from bridge.devtools.sandbox import Sandbox
 from tests.drills.support import (
     PARTITIONS,
+    DrillBridge,
     Outcome,
     assert_no_commit_past,
     assert_no_secret_in_headers,
@@ -33,9 +34,7 @@ from tests.support import (
     log_events,
     read_all,
     sms_event,
-    start_bridge,
     wait_for,
-    write_config,
 )
 
 POISON_EVERY = 20
@@ -77,7 +76,12 @@ def cluster() -> Iterator[TestKafka]:
     [pytest.param(400, 3, id="short"), pytest.param(4000, 20, id="long", marks=pytest.mark.slow)],
 )
 def test_dead_letter_topic_cannot_be_written(
-    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, records: int, fault_s: float
+    cluster: TestKafka,
+    sandbox: Sandbox,
+    tmp_path: Path,
+    drill_bridge: DrillBridge,
+    records: int,
+    fault_s: float,
 ) -> None:
     broker = cluster.backend
     assert isinstance(broker, KafkaCluster)
@@ -89,8 +93,7 @@ def test_dead_letter_topic_cannot_be_written(
     config["kafka"]["topic.metadata.refresh.interval.ms"] = 1000
     config["kafka"]["message.timeout.ms"] = 2000  # how long a dead letter may wait for the broker
     log_path = tmp_path / "bridge.log"
-    process = start_bridge(write_config(tmp_path, config), log_path)
-    try:
+    with drill_bridge(config, log_path):
         # 1. The topic is missing.
         wait_for(lambda: _failures(log_path) >= 1, 60, "a failed dead-letter write to be logged")
         time.sleep(fault_s)
@@ -112,9 +115,6 @@ def test_dead_letter_topic_cannot_be_written(
         recover_s = time.monotonic() - recovered_at
         wait_for(lambda: len(delivered_seqs(sandbox)) >= records - len(poison), 60, "all")
         time.sleep(0.6)  # two commit intervals
-    finally:
-        process.terminate()
-        assert process.wait(timeout=30) == 0
     dead = read_all(cluster.bootstrap_servers, cluster.dlq)
     assert_no_secret_in_headers(dead)
     dead_seqs = [header_seq(m) for m in dead]

@@ -18,6 +18,7 @@ import pytest
 from bridge.devtools.sandbox import Sandbox
 from bridge.kafka.deadletter import VALUE_OMITTED
 from tests.drills.support import (
+    DrillBridge,
     Outcome,
     assert_no_secret_in_headers,
     assert_offsets_at_end,
@@ -33,7 +34,6 @@ from tests.support import (
     log_events,
     read_all,
     sms_event,
-    start_bridge,
     wait_for,
     write_config,
 )
@@ -108,15 +108,16 @@ CHUNK = 500  # produced while the bridge runs
 @pytest.mark.parametrize(
     "records", [pytest.param(500, id="short"), pytest.param(5000, id="long", marks=pytest.mark.slow)]
 )
-def test_hostile_input(drill_cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, records: int) -> None:
+def test_hostile_input(
+    drill_cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, drill_bridge: DrillBridge, records: int
+) -> None:
     bootstrap = drill_cluster.bootstrap_servers
     producer = CheckedProducer(bootstrap, {"linger.ms": 20, "message.max.bytes": 3 * BIG})
     rng, hostile = random.Random(records), {}
     log_path = tmp_path / "bridge.log"
     config = write_config(tmp_path, drill_config(drill_cluster, sandbox, "hostile"))
     started = time.monotonic()
-    process = start_bridge(config, log_path)
-    try:
+    with drill_bridge(config, log_path) as process:
         for start in range(0, records, CHUNK):
             produce_hostile(producer, drill_cluster.topic, range(start, start + CHUNK), rng, hostile)
             bad = {seq for seq, (kind, _) in hostile.items() if HOSTILE[kind][1]}
@@ -126,9 +127,6 @@ def test_hostile_input(drill_cluster: TestKafka, sandbox: Sandbox, tmp_path: Pat
         elapsed = time.monotonic() - started
         time.sleep(0.6)  # two commit intervals
         assert process.poll() is None, "the bridge must still be running"
-    finally:
-        process.terminate()
-        assert process.wait(timeout=30) == 0
     delivered = Counter(r["body"]["seq"] for r in accepted(sandbox))
     assert set(delivered) == good
     dead = read_all(bootstrap, drill_cluster.dlq)

@@ -14,6 +14,7 @@ from bridge.devtools.sandbox import Sandbox
 from bridge.runtime.health import OUTAGE_AFTER_S
 from bridge.runtime.pipeline import FETCH_BATCH
 from tests.drills.support import (
+    DrillBridge,
     assert_no_rebalance,
     check_stream,
     delivered_seqs,
@@ -23,7 +24,7 @@ from tests.drills.support import (
     report,
     rss_mb,
 )
-from tests.support import TestKafka, accepted, log_events, start_bridge, wait_for, write_config
+from tests.support import TestKafka, accepted, log_events, wait_for
 
 TIMEOUT_S = 1.0
 MAX_IN_FLIGHT = 16
@@ -34,7 +35,12 @@ MAX_IN_FLIGHT = 16
     [pytest.param(300, 6, id="short"), pytest.param(3000, 60, id="long", marks=pytest.mark.slow)],
 )
 def test_outage_then_recovery(
-    drill_cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, records: int, outage_s: float
+    drill_cluster: TestKafka,
+    sandbox: Sandbox,
+    tmp_path: Path,
+    drill_bridge: DrillBridge,
+    records: int,
+    outage_s: float,
 ) -> None:
     produce_stream(drill_cluster, records // 3)
     max_buffered = records // 6
@@ -42,9 +48,8 @@ def test_outage_then_recovery(
     config["intilery"]["timeout_s"] = TIMEOUT_S
     config["delivery"]["max_in_flight"] = MAX_IN_FLIGHT
     log_path = tmp_path / "bridge.log"
-    process = start_bridge(write_config(tmp_path, config), log_path)
     phase_s = outage_s / 3
-    try:
+    with drill_bridge(config, log_path) as process:
         wait_for(lambda: len(accepted(sandbox)) >= records // 6, 60, "first deliveries")
         rss_before = rss_mb(process.pid)
         sandbox.refuse_connections()
@@ -67,9 +72,6 @@ def test_outage_then_recovery(
         wait_for(lambda: len(delivered_seqs(sandbox)) >= records, 120, "all delivered")
         drain_s = time.monotonic() - recovered_at
         time.sleep(0.6)  # two commit intervals
-    finally:
-        process.terminate()
-        assert process.wait(timeout=30) == 0
     outcome = check_stream(drill_cluster, sandbox, "outage", records)
     assert outcome.lost == 0 and outcome.dead_lettered == 0
     assert during < records, "the outage must have held deliveries back"

@@ -10,8 +10,15 @@ from pathlib import Path
 import pytest
 
 from bridge.devtools.sandbox import Sandbox
-from tests.drills.support import assert_no_rebalance, check_stream, drill_config, produce_stream, report
-from tests.support import TestKafka, accepted, log_events, start_bridge, wait_for, write_config
+from tests.drills.support import (
+    DrillBridge,
+    assert_no_rebalance,
+    check_stream,
+    drill_config,
+    produce_stream,
+    report,
+)
+from tests.support import TestKafka, accepted, log_events, wait_for
 
 MAX_IN_FLIGHT = 8
 POLL_INTERVAL_MS = 6000  # the lowest librdkafka allows beside a 6 s session
@@ -22,7 +29,12 @@ POLL_INTERVAL_MS = 6000  # the lowest librdkafka allows beside a 6 s session
     [pytest.param(100, 0.5, id="short"), pytest.param(240, 2.0, id="long", marks=pytest.mark.slow)],
 )
 def test_slow_intilery_long_backlog(
-    drill_cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, records: int, latency_s: float
+    drill_cluster: TestKafka,
+    sandbox: Sandbox,
+    tmp_path: Path,
+    drill_bridge: DrillBridge,
+    records: int,
+    latency_s: float,
 ) -> None:
     produce_stream(drill_cluster, records)
     sandbox.state.set_faults({"latency_ms": latency_s * 1000})
@@ -30,15 +42,11 @@ def test_slow_intilery_long_backlog(
     config["kafka"]["max.poll.interval.ms"] = POLL_INTERVAL_MS
     config["intilery"]["timeout_s"] = latency_s * 3
     log_path = tmp_path / "bridge.log"
-    process = start_bridge(write_config(tmp_path, config), log_path)
-    try:
+    with drill_bridge(config, log_path):
         wait_for(
             lambda: len(accepted(sandbox)) >= records, records / MAX_IN_FLIGHT * latency_s * 4 + 30, "all"
         )
         time.sleep(latency_s + 0.6)  # the last answers, then two commit intervals
-    finally:
-        process.terminate()
-        assert process.wait(timeout=30) == 0
     outcome = check_stream(drill_cluster, sandbox, "slow", records)
     assert outcome.lost == 0 and outcome.dead_lettered == 0 and outcome.duplicated == 0
     kinds = [e["event"] for e in log_events(log_path)]

@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 
 from bridge.devtools.sandbox import Sandbox
-from tests.drills.support import check_stream, delivered_seqs, drill_config, produce_stream, report
-from tests.support import TestKafka, log_events, start_bridge, wait_for, write_config
+from tests.drills.support import (
+    DrillBridge,
+    check_stream,
+    delivered_seqs,
+    drill_config,
+    produce_stream,
+    report,
+)
+from tests.support import TestKafka, log_events, wait_for
 
 # Requests already on the wire when the first 429 of a round comes back still
 # arrive just after it; anything later than this must wait for Retry-After.
@@ -25,6 +32,7 @@ def test_429_storm_honours_retry_after(
     drill_cluster: TestKafka,
     sandbox: Sandbox,
     tmp_path: Path,
+    drill_bridge: DrillBridge,
     records: int,
     throttled: int,
     retry_after: float,
@@ -32,13 +40,9 @@ def test_429_storm_honours_retry_after(
     produce_stream(drill_cluster, records)
     sandbox.state.set_faults({"status": 429, "count": throttled, "retry_after": retry_after})
     log_path = tmp_path / "bridge.log"
-    process = start_bridge(write_config(tmp_path, drill_config(drill_cluster, sandbox, "throttle")), log_path)
-    try:
+    with drill_bridge(drill_config(drill_cluster, sandbox, "throttle"), log_path):
         wait_for(lambda: len(delivered_seqs(sandbox)) >= records, 180, "all delivered")
         time.sleep(0.6)  # two commit intervals
-    finally:
-        process.terminate()
-        assert process.wait(timeout=30) == 0
     outcome = check_stream(drill_cluster, sandbox, "throttle", records)
     assert outcome.lost == 0 and outcome.dead_lettered == 0
     attempts = sandbox.state.attempts
