@@ -24,7 +24,7 @@ test: lint kafka-fetch
 	$(BIN)/pytest -m "not slow" -n 3 tests
 
 drills: kafka-fetch
-	$(BIN)/pytest -m slow tests/drills
+	DRILL_FIGURES=docs/figures/drills.md $(BIN)/pytest -m slow tests/drills
 
 # A real Apache Kafka (KRaft, from Maven Central via kafka/pom.xml; needs Java 17 and
 # Maven) on free loopback ports until Ctrl-C; NODES=3 for a three-node cluster.

@@ -1,6 +1,6 @@
 """Prometheus metrics of one bridge (its own registry, so several can share a process).
 
-Every metric is documented in the README ("Metrics"); names start with
+Every metric is documented in docs/operations.md ("Metrics and health"); names start with
 ``intilery_bridge_``.
 """
 

@@ -71,7 +71,7 @@ class TestKafka:
             self.backend.create_topic(name, partitions, **config)
 
 
-# The ways a group can move partitions (README, Scaling): librdkafka's default eager
+# The ways a group can move partitions (docs/operations.md, Scaling): librdkafka's default eager
 # assignors (range,roundrobin), cooperative-sticky, and KIP-848 (the broker assigns).
 GROUP_PROTOCOLS: dict[str, dict[str, Any]] = {
     "eager": {},
@@ -355,7 +355,7 @@ def with_ownership(events: Iterable[dict[str, Any]]) -> Iterator[tuple[dict[str,
         yield event, owned
 
 
-COLUMNS = ("drill", "records", "lost", "duplicated", "dead-lettered", "time to recover", "notes")
+COLUMNS = ("drill", "broker", "records", "lost", "duplicated", "dead-lettered", "time to recover", "notes")
 
 
 def drill_rows_file() -> Path:

@@ -156,8 +156,9 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
 RATE_HELP = (
     "requests/s to Intilery (default: a tenth of intilery.rate_limit.per_second, the live "
-    "bridge having the rest; 0: no limit); with intilery.rate_limit.redis, the account's "
-    "bucket in Redis paces it and this only while Redis is away"
+    "bridge having the rest; 0: no limit of its own); with intilery.rate_limit.redis, the "
+    "account's bucket in Redis paces it and this only while Redis is away (with 0, the "
+    "account's rate then)"
 )
 
 

@@ -78,7 +78,7 @@ class BridgeConfig(Model):
     commit property to true is refused. With `group.protocol: consumer` (KIP-848) the broker owns
     the group's timing and assignment, so `session.timeout.ms`, `heartbeat.interval.ms`,
     `partition.assignment.strategy` and `group.protocol.type` are refused (naming the key); see
-    [Scaling](#scaling) for choosing a protocol. `auto.offset.reset` decides where a new group
+    [Scaling](operations.md#scaling) for choosing a protocol. `auto.offset.reset` decides where a new group
     starts (librdkafka's default is `latest`). The dead-letter producer uses the same properties
     minus consumer-only ones, with `acks=all` and idempotence on.
     """

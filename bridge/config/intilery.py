@@ -55,7 +55,7 @@ class RateLimitConfig(Model):
     limit per second.
     """
     # partitions: each replica takes per_second and burst times its share of the
-    # partitions (README "Scaling"); whole: each takes all of them
+    # partitions (docs/operations.md, "Scaling"); whole: each takes all of them
     share: Literal["partitions", "whole"] = "partitions"
     """`partitions`: each replica takes `per_second` and `burst` times the share of the topics'
     partitions it holds, recomputed on every assignment and revocation (`rate_limit_shared` log
@@ -63,8 +63,8 @@ class RateLimitConfig(Model):
     may have spent the account's burst). `whole`: each replica takes all of it (one replica per
     account, or you divide by hand).
     """
-    redis: RedisConfig | None = None  # exact sharing through Redis (README "Scaling")
-    """Exact sharing of the account's rate through Redis (README "Scaling")."""
+    redis: RedisConfig | None = None  # exact sharing through Redis (docs/operations.md, "Scaling")
+    """Exact sharing of the account's rate through Redis (docs/operations.md, "Scaling")."""
 
 
 class IntileryConfig(Model):

@@ -64,7 +64,7 @@ class SchemaRegistryConfig(Model):
 class SourceConfig(Model):
     topics: list[str | TopicConfig] = Field(min_length=1)
     """Topics to consume (at least one): names, or objects `{name, format, schema}` (see
-    [Avro](#avro-topics)); both forms can be mixed.
+    [Avro](avro.md)); both forms can be mixed.
     """
     format: Format = "json"
     """Default format of the topics: `json` (a UTF-8 JSON object per record) or `avro`."""
@@ -73,7 +73,7 @@ class SourceConfig(Model):
     start_from: str | None = None
     """Where a group starts on partitions it has never committed: `earliest`, `latest`, or an
     ISO-8601 time (the first record at or after it). Sets `auto.offset.reset` (so do not set
-    both). See [Operations](#operations) for the risks.
+    both). See [Operations](operations.md) for the risks.
     """
 
     @field_validator("start_from")

@@ -4,7 +4,7 @@
 A test file (YAML) holds cases: an event (with optional Kafka metadata) and the
 commands the rules must make of it, in order and exactly as ``map`` prints them,
 or the error they must raise. Nothing touches Kafka or Intilery, and no secret
-is needed. See README "Testing rules".
+is needed. See docs/rules.md, "Testing rules".
 """
 
 from __future__ import annotations

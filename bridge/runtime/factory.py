@@ -134,14 +134,15 @@ def rate_limiter(
     """The local bucket: the account's rate (``shared`` by partitions) or ``own``; with
     Redis, the account's bucket there, the local one serving while Redis is away."""
     account = intilery.rate_limit
-    per_second = account.per_second if own is None else own
-    if per_second <= 0 or account.per_second <= 0:
+    redis = account.redis if account.per_second > 0 else None  # the account's bucket, when it has a rate
+    # ``own`` 0: no limit of its own; with Redis the account's bucket still paces it.
+    per_second = own or account.per_second
+    if per_second <= 0 or (own == 0 and redis is None):
         return None
-    burst = account.burst if own is None else max(1, min(account.burst, round(own)))
+    burst = max(1, min(account.burst, round(own))) if own else account.burst
     local = RateLimiter(per_second, burst, full=not shared)
-    if account.redis is None:
+    if redis is None:
         return local
-    redis = account.redis
     password = redis.password.get_secret_value() if redis.password else None
     metrics.redis_up.set(1)
     return RedisRateLimiter(

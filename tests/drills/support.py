@@ -125,10 +125,22 @@ def check_stream(
     return Outcome(count, len(lost), sum(n - 1 for n in seqs.values()), len(dead))
 
 
-def report(name: str, outcome: Outcome, recover_s: float | None = None, notes: str = "") -> None:
-    """Add the drill's row to the table printed at the end of the run."""
+def report(
+    name: str, outcome: Outcome, recover_s: float | None = None, notes: str = "", broker: str = "Kafka"
+) -> None:
+    """Add the drill's row to the table printed at the end of the run (and written to
+    docs/figures/drills.md by ``make drills``); ``broker``: what the drill ran against."""
     recover = f"{recover_s:.1f} s" if recover_s is not None else "-"
-    row = [name, outcome.records, outcome.lost, outcome.duplicated, outcome.dead_lettered, recover, notes]
+    row = [
+        name,
+        broker,
+        outcome.records,
+        outcome.lost,
+        outcome.duplicated,
+        outcome.dead_lettered,
+        recover,
+        notes,
+    ]
     rows_file = drill_rows_file()
     rows_file.parent.mkdir(exist_ok=True)
     with rows_file.open("a") as rows:

@@ -138,9 +138,10 @@ def test_leader_and_coordinator_killed(
     assert outcome.lost == 0 and outcome.dead_lettered == 0
     assert not commits_outside_ownership(log_events(log_path))
     report(
-        "5b broker failover (3 nodes): partition leader, then group coordinator SIGKILLed",
+        "5b broker failover: partition leader, then group coordinator SIGKILLed",
         outcome,
         max(leader_s, coordinator_s),
         f"commits move again {leader_s:.1f} s after the leader (node {leader}) dies,"
         f" {coordinator_s:.1f} s after the coordinator (node {coordinator}); none outside ownership",
+        broker="Kafka, 3 nodes",
     )

@@ -84,8 +84,9 @@ def test_broker_faults(
     assert failed_commits, "the injected OffsetCommit errors must have been seen"
     rebalances = sum(1 for e in events if e["event"] == "partitions_assigned") - 1
     report(
-        f"5a broker faults (mock): commit and fetch errors, broker down {down_s:g} s",
+        f"5a broker faults: commit and fetch errors, broker down {down_s:g} s",
         outcome,
         recover_s,
         f"{len(failed_commits)} failed commits retried; {rebalances} rebalances",
+        broker="librdkafka's mock cluster: only it answers a chosen request with a chosen error",
     )

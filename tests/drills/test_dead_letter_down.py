@@ -141,6 +141,7 @@ def test_dead_letter_topic_cannot_be_written(
         outcome,
         recover_s,
         f"failed writes retried, logged once per error per 10 s ({len(failures)} lines); no commit past them",
+        broker="Kafka (an ACL refuses the writes)",
     )
 
 

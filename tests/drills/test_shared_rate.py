@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,7 +82,7 @@ def test_replicas_share_the_account_rate(
     def measured(start: float, until_first_idle: list[Path], end: float | None = None) -> tuple[float, int]:
         """Accepted requests per second and 429s from ``start`` until ``end`` or the first
         of these replicas ran out of records: from then on the others, capped at their
-        shares, cannot use all of the account (partitions of unequal load: README)."""
+        shares, cannot use all of the account (partitions of unequal load: docs/operations.md)."""
         busy_until = min(
             max(iso_seconds(e["timestamp"]) for e in log_events(log) if e["event"] == "command_delivered")
             for log in until_first_idle
@@ -116,8 +117,11 @@ def test_replicas_and_a_replay_share_the_account_through_redis(
     drill_cluster: TestKafka, tmp_path: Path
 ) -> None:
     """With intilery.rate_limit.redis, the three replicas and a replay beside them draw
-    from one bucket in Redis: no 429, and together most of the account's rate."""
-    records, replayed = 4000, 1000
+    from one bucket in Redis: no 429, and together most of the account's rate; then one
+    replica is SIGKILLed and the two left go on at the account's rate, taking its
+    partitions once the group moves them."""
+    records, last_replayed = 6000, 333  # the replay reads offsets 0 to 333 of each partition
+    replayed = PARTITIONS * (last_replayed + 1)
     produce_stream(drill_cluster, records)
     redis = RedisServer()
     redis.start()
@@ -134,31 +138,51 @@ def test_replicas_and_a_replay_share_the_account_through_redis(
                 replay = subprocess.run(
                     [sys.executable, "-m", "bridge", "replay", "--config", str(path),
                      "--topic", drill_cluster.topic, "--from-beginning", "--to-offset",
-                     ",".join(f"{p}:{replayed // PARTITIONS}" for p in range(PARTITIONS))],
+                     ",".join(f"{p}:{last_replayed}" for p in range(PARTITIONS))],
                     capture_output=True, text=True, env=bridge_env(), timeout=300,
                 )  # fmt: skip
                 assert replay.returncode == 0, replay.stderr
                 replay_done_at = time.time()
+                processes[0].send_signal(signal.SIGKILL)
+                processes[0].wait(timeout=10)
+                killed_at = time.time()
                 wait_for(lambda: len(delivered_seqs(account)) >= records, 300, "all delivered")
             finally:
                 for process in processes:
                     process.terminate()
-                    assert process.wait(timeout=30) == 0
+                    assert process.wait(timeout=30) in (0, -signal.SIGKILL)
             outcome = check_stream(drill_cluster, account, "share-redis", records)
             attempts = account.state.attempts
     finally:
         redis.stop()
     assert outcome.lost == 0 and outcome.dead_lettered == 0
-    window = [a for a in attempts if started_at <= a["at"] <= replay_done_at]
     throttled = sum(1 for a in attempts if a["status"] == 429)
-    accepted = sorted(a["at"] for a in window if a["status"] == 200)
-    rate = (len(accepted) - 1) / (accepted[-1] - accepted[0])
+    rate = accepted_rate(attempts, started_at, replay_done_at)
+    after_kill = accepted_rate(attempts, killed_at, float("inf"))
+    taken = [
+        at
+        for log in logs[1:]
+        for e in log_events(log)
+        if e["event"] == "partitions_assigned" and (at := iso_seconds(e["timestamp"])) > killed_at
+    ]
+    resent = outcome.duplicated - replayed
     assert throttled == 0, f"{throttled} requests refused with 429"
     assert rate >= 0.9 * ACCOUNT_RATE, f"{rate:.1f}/s in aggregate while the replay ran"
+    assert after_kill >= 0.9 * ACCOUNT_RATE, f"{after_kill:.1f}/s in aggregate after the kill"
+    assert taken, "the two left never took the killed replica's partitions"
     report(
-        f"10 {REPLICAS} replicas and a replay share the account through Redis",
+        f"10 {REPLICAS} replicas and a replay share the account through Redis, one SIGKILLed",
         outcome,
         None,
         f"0 x 429 from start to end; {rate:.1f}/s in aggregate ({rate / ACCOUNT_RATE:.2f} of the limit) "
-        f"while a replay of {outcome.duplicated} records ran beside them (counted as duplicated)",
+        f"while a replay of {replayed} records ran beside them (counted as duplicated); after one "
+        f"replica's SIGKILL the two left {after_kill:.1f}/s, 0 x 429, and took its partitions "
+        f"{min(taken) - killed_at:.1f} s later ({resent} resent)",
+        broker="Kafka, Redis",
     )
+
+
+def accepted_rate(attempts: list[dict[str, Any]], start: float, end: float) -> float:
+    """Requests/s Intilery accepted between ``start`` and ``end`` (Unix seconds)."""
+    accepted = sorted(a["at"] for a in attempts if start <= a["at"] <= end and a["status"] == 200)
+    return (len(accepted) - 1) / (accepted[-1] - accepted[0])

@@ -88,8 +88,11 @@ def test_redrive_after_a_fixed_rule(cluster: TestKafka, sandbox: Sandbox, tmp_pa
     named = f"{cluster.topic}[{original.partition()}]@{original.offset()}"
     assert reason.startswith(f"{named} (dead letter {cluster.dlq}[0]@{seven.offset()}): mapping: ")
 
-    result = redrive(v2)
+    result = redrive(v2, "--rate", "5")
     assert result.returncode == 1, result.stderr  # one dead letter remains unrecovered
+    times = sorted(r["at"] for r in accepted(sandbox))
+    # --rate 5: a burst of 4.5 (5, 10% kept back), so the other 7 at 5/s take at least 1.3 s
+    assert times[-1] - times[0] >= 6.5 / 5 * 0.95
     bodies = sorted((r["body"] for r in accepted(sandbox)), key=lambda b: b["seq"])
     assert [b["seq"] for b in bodies] == [s for s in range(12) if s != 7]
     assert all(b["source"] == cluster.topic and b["trace"] == "t" for b in bodies), (

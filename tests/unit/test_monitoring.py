@@ -88,7 +88,7 @@ def test_the_dashboard_shows_what_operators_watch() -> None:
 
 
 def test_monitored_metrics_are_documented() -> None:
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "operations.md").read_text()
     documented = set(re.findall(r"^\| `(intilery_bridge_[a-z_]+)`", readme, re.MULTILINE))
     for name in monitored_metrics():
         base = re.sub(r"_(bucket|count|sum)$", "", name)

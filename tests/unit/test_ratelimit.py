@@ -8,7 +8,11 @@ import itertools
 
 import pytest
 
+from bridge.config import IntileryConfig
 from bridge.intilery.ratelimit import RateLimiter
+from bridge.intilery.redislimit import RedisRateLimiter
+from bridge.metrics import Metrics
+from bridge.runtime.factory import rate_limiter
 
 
 class Clock:
@@ -131,3 +135,45 @@ def test_a_replica_sharing_the_account_starts_without_a_burst() -> None:
     limiter = RateLimiter(100, 500, clock=clock, sleep=clock.sleep, full=False)
     times = send_times(limiter, clock, 100)
     assert times[0] == pytest.approx(0.01) and times[-1] == pytest.approx(1.0)
+
+
+def intilery(**rate_limit: object) -> IntileryConfig:
+    return IntileryConfig.model_validate(
+        {
+            "url": "http://127.0.0.1:9",
+            "client_id": "a",
+            "account_id": "a",
+            "auth_token": "t",
+            "rate_limit": rate_limit,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("own", "redis", "kind", "per_second"),
+    [
+        (None, False, RateLimiter, 100),  # the live bridge: the account's rate (shared by partitions)
+        (10.0, False, RateLimiter, 10),  # replay --rate 10
+        (0.0, False, None, None),  # replay --rate 0: no limit at all
+        (None, True, RedisRateLimiter, 100),
+        (10.0, True, RedisRateLimiter, 10),  # Redis paces it; 10/s only while Redis is away
+        (0.0, True, RedisRateLimiter, 100),  # no limit of its own, but still the account's bucket
+    ],
+)
+def test_which_bucket_paces_a_process(
+    own: float | None, redis: bool, kind: type | None, per_second: float | None
+) -> None:
+    config = intilery(
+        per_second=100, burst=500, **({"redis": {"url": "redis://127.0.0.1:9"}} if redis else {})
+    )
+    limiter = rate_limiter(config, own, shared=own is None, metrics=Metrics())
+    assert (type(limiter) if limiter is not None else None) is kind
+    if limiter is not None:
+        assert limiter.limit == per_second
+
+
+@pytest.mark.parametrize(("own", "paced"), [(None, False), (0.0, False), (5.0, True)])
+def test_an_account_without_a_limit_paces_only_what_asks(own: float | None, paced: bool) -> None:
+    """``rate_limit.per_second: 0`` (no account limit): only ``--rate N`` paces a process."""
+    limiter = rate_limiter(intilery(per_second=0), own, shared=own is None, metrics=Metrics())
+    assert (limiter is not None and limiter.limit == own) if paced else limiter is None
