@@ -9,6 +9,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -366,7 +367,8 @@ def drill_rows_file() -> Path:
 
 
 def drill_table(table: list[tuple[str, ...]]) -> str:
-    rows = [COLUMNS, *sorted(table)]
+    """The drills' rows in the order of their numbers (1, 2, ..., 10), as Markdown."""
+    rows = [COLUMNS, *sorted(table, key=lambda row: (int(re.match(r"\d*", row[0]).group() or 0), row[0]))]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = [
         "| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |" for row in rows
