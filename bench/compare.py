@@ -7,7 +7,7 @@ prints each one's median throughput, CPU per record and broker requests per
 second, and the ratios. Nothing is asserted.
 
     git worktree add /tmp/baseline <commit>
-    .venv/bin/python bench/compare.py --baseline /tmp/baseline [--rounds 4]
+    .venv/bin/python bench/compare.py --baseline /tmp/baseline [--rounds 4] [--commit-interval-ms N]
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ def main() -> None:
         "--baseline", type=Path, required=True, help="a checkout of the version to compare with"
     )
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument(
+        "--commit-interval-ms", type=int, help="delivery.commit_interval_ms for both (default: their own)"
+    )
     args = parser.parse_args()
     checkouts = {"baseline": args.baseline.resolve(), "this": ROOT}
     results: dict[tuple[str, str], list[dict[str, float]]] = {(c, r): [] for c in checkouts for r in ROWS}
@@ -46,7 +49,10 @@ def main() -> None:
                 for row, extra in ROWS.items():
                     sink = Sink()
                     group = f"{name}-{row[0]}-{round_}"
-                    config = bridge_config(cluster, sink, "bench", group, **extra)
+                    delivery = {**extra.get("delivery", {})}
+                    if args.commit_interval_ms is not None:
+                        delivery["commit_interval_ms"] = args.commit_interval_ms
+                    config = bridge_config(cluster, sink, "bench", group, **{**extra, "delivery": delivery})
                     usage, figures = run_bridge_counting(cluster, config, Path(tmp), checkouts[name])
                     figures["cpu_us_per_record"] = (usage.ru_utime + usage.ru_stime) / RECORDS * 1e6
                     figures["records_per_s"] = delivery_rate(sink.stats())

@@ -1,5 +1,5 @@
-"""The bridge as users run it: a subprocess reading a real (mock) Kafka
-cluster over TCP and posting to the sandbox over real HTTP."""
+"""The bridge as users run it: a subprocess reading a real Apache Kafka broker over
+TCP and posting to the sandbox over real HTTP."""
 
 from __future__ import annotations
 
