@@ -43,7 +43,8 @@ def build_bridge(
     """``window``: replay exactly these offsets (see :mod:`bridge.ops.replay`) instead of
     following the group; the bridge stops once every partition reached its end.
     ``rate``: requests/s of its own (replay, redrive) instead of a share of the
-    account's (0: no limit); with Redis, what it sends at while Redis is away."""
+    account's (0: no limit of its own); with Redis, the account's bucket paces it and
+    ``rate`` only while Redis is away."""
     delivery, metrics, stop = config.delivery, Metrics(), Stop()
     shared = config.intilery.rate_limit.share == "partitions" and rate is None
     limiter = rate_limiter(config.intilery, rate, shared, metrics)
