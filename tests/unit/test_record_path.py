@@ -122,7 +122,9 @@ def build(
     max_buffered: int = 1000,
 ) -> tuple[Bridge, FakeSource, FakeSender, FakeDeadLetters | None]:
     where: Any = SimpleNamespace(bootstrap_servers="127.0.0.1:9", topic="bookings", dlq="bookings.dlq")
-    config = base_config(where, "http://127.0.0.1:9", "g", max_buffered_records=max_buffered)
+    config = base_config(
+        where, "http://127.0.0.1:9", "g", max_buffered_records=max_buffered, commit_interval_ms=10
+    )
     if not dead_letters:
         del config["delivery"]["dead_letter_topic"]
     loaded = load(str(write_config(tmp_path, config)), env={"TEST_INTILERY_TOKEN": TOKEN})
