@@ -107,12 +107,7 @@ def parser() -> argparse.ArgumentParser:
     again.add_argument(
         "--ignore-max-age", action="store_true", help="send even what rules' max_age would skip"
     )
-    again.add_argument("--rate", type=non_negative, metavar="PER_SECOND", help=RATE_HELP)
-    again.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    again.add_argument(
-        "--observability-port", type=int, metavar="PORT",
-        help="serve /metrics, /healthz, /readyz on this port (default: none, beside a live bridge)",
-    )  # fmt: skip
+    beside_live(again)
     again.set_defaults(func=cmd_replay)
 
     drive = verb(
@@ -135,12 +130,7 @@ def parser() -> argparse.ArgumentParser:
         "--source-topic", action="append", metavar="TOPIC",
         help="redrive only dead letters from this source topic (repeatable)",
     )  # fmt: skip
-    drive.add_argument("--rate", type=non_negative, metavar="PER_SECOND", help=RATE_HELP)
-    drive.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    drive.add_argument(
-        "--observability-port", type=int, metavar="PORT",
-        help="serve /metrics, /healthz, /readyz on this port (default: none, beside a live bridge)",
-    )  # fmt: skip
+    beside_live(drive)
     drive.set_defaults(func=cmd_redrive)
 
     sandbox = verb("sandbox", "Run the local Intilery-compatible server.", config=False)
@@ -167,3 +157,13 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
     return top
+
+
+def beside_live(verb: argparse.ArgumentParser) -> None:
+    """What ``replay`` and ``redrive`` share: they run beside a live bridge."""
+    verb.add_argument("--rate", type=non_negative, metavar="PER_SECOND", help=RATE_HELP)
+    verb.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    verb.add_argument(
+        "--observability-port", type=int, metavar="PORT",
+        help="serve /metrics, /healthz, /readyz on this port (default: none, beside a live bridge)",
+    )  # fmt: skip
