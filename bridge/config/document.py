@@ -103,6 +103,8 @@ def cross_problems(raw: dict[str, Any]) -> list[str]:
     for key in ("bootstrap.servers", "group.id"):
         if key not in kafka:
             problems.append(f"kafka.{key}: required")
+    if "group.id" in kafka and not blank_free(kafka["group.id"]):
+        problems.append("kafka.group.id: must not be empty")
     start_from = as_dict(raw.get("source")).get("start_from")
     if start_from is not None and "auto.offset.reset" in kafka:
         problems.append("kafka.auto.offset.reset: set source.start_from or this, not both")
@@ -149,3 +151,10 @@ def cross_problems(raw: dict[str, Any]) -> list[str]:
 def raw_topic_names(raw: dict[str, Any]) -> list[str]:
     topics = as_list(as_dict(raw.get("source")).get("topics"))
     return [t if isinstance(t, str) else str(as_dict(t).get("name")) for t in topics]
+
+
+def blank_free(value: Any) -> bool:
+    """Whether a group id is usable: not empty, not only spaces, no NUL (confluent-kafka
+    aborts the process on a consumer whose group id librdkafka reads as empty)."""
+    text = str(value)
+    return bool(text.strip()) and "\x00" not in text

@@ -69,6 +69,9 @@ def librdkafka_problems(conf: dict[str, Any]) -> list[str]:
     ``auto.offset.reset: earlist``), found offline: the consumer is built with no
     bootstrap servers and closed at once. librdkafka stops at the first bad property,
     so each one found is set aside and the rest tried again."""
+    group = str(conf.get("group.id", "-"))
+    if not group.strip() or "\x00" in group:  # confluent-kafka would abort the process
+        return ["kafka.group.id: must not be empty"]
     conf = {**conf, "bootstrap.servers": "", "log_level": 0}
     problems: list[str] = []
     while True:

@@ -10,7 +10,7 @@ import yaml
 
 from bridge.config import expand_env
 from bridge.errors import ConfigError
-from bridge.kafka.consumer import consumer_config
+from bridge.kafka.consumer import consumer_config, librdkafka_problems
 from bridge.ops.loading import load, load_offline
 
 GOOD: dict[str, Any] = {
@@ -361,4 +361,15 @@ def test_registry_credentials_are_checked_without_echoing_them(tmp_path: Path) -
 def test_yaml_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
     assert problems(tmp_path, "a: " + "[" * 5000 + "]" * 5000 + "\n") == [
         f"{tmp_path / 'bridge.yaml'}: invalid YAML: nested too deeply"
+    ]
+
+
+@pytest.mark.parametrize("group", ["", "  ", "\x00", "\x00a"])
+def test_an_empty_group_id_is_refused_not_an_abort(tmp_path: Path, group: str) -> None:
+    """confluent-kafka aborts the process on a consumer whose group id librdkafka reads as
+    empty (a fuzzing run found it): such a group id is refused, naming the key."""
+    data = {**GOOD, "kafka": {**GOOD["kafka"], "group.id": group}}
+    assert problems(tmp_path, data) == [f"{tmp_path / 'bridge.yaml'}: kafka.group.id: must not be empty"]
+    assert librdkafka_problems({"bootstrap.servers": "x:1", "group.id": group}) == [
+        "kafka.group.id: must not be empty"
     ]
