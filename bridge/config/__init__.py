@@ -60,6 +60,9 @@ from bridge.config.document import (
     RuleConfig as RuleConfig,
 )
 from bridge.config.document import (
+    blank_free as blank_free,
+)
+from bridge.config.document import (
     cross_problems as cross_problems,
 )
 from bridge.config.document import (

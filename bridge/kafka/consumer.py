@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
+from bridge.config import blank_free
 from bridge.kafka import offsetmap
 from bridge.model import Record, TopicPartitionKey
 
@@ -69,8 +70,7 @@ def librdkafka_problems(conf: dict[str, Any]) -> list[str]:
     ``auto.offset.reset: earlist``), found offline: the consumer is built with no
     bootstrap servers and closed at once. librdkafka stops at the first bad property,
     so each one found is set aside and the rest tried again."""
-    group = str(conf.get("group.id", "-"))
-    if not group.strip() or "\x00" in group:  # confluent-kafka would abort the process
+    if "group.id" in conf and not blank_free(conf["group.id"]):  # confluent-kafka would abort
         return ["kafka.group.id: must not be empty"]
     conf = {**conf, "bootstrap.servers": "", "log_level": 0}
     problems: list[str] = []
