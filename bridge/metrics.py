@@ -6,39 +6,65 @@ Every metric is documented in docs/operations.md ("Metrics and health"); names s
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+from prometheus_client.metrics import MetricWrapperBase
 
 from bridge import __version__
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _EVENT_AGE = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 21600, 86400, 604800)
 
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+class Children(Generic[M]):
+    """A labelled metric's children, each looked up once: ``labels()`` converts, checks
+    and locks on every call, a cost paid per record on the delivery path."""
+
+    def __init__(self, metric: M) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
+
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.records = Counter(
-            "intilery_bridge_records_consumed", "Records read from Kafka.", ["topic"], registry=r
+        self.records = Children(
+            Counter("intilery_bridge_records_consumed", "Records read from Kafka.", ["topic"], registry=r)
         )
-        self.commands = Counter(
-            "intilery_bridge_commands",
-            "Commands by rule, command and outcome (delivered, dead_lettered, skipped, stale, retried).",
-            ["rule", "command", "outcome"],
-            registry=r,
+        self.commands = Children(
+            Counter(
+                "intilery_bridge_commands",
+                "Commands by rule, command and outcome (delivered, dead_lettered, skipped, stale, retried).",
+                ["rule", "command", "outcome"],
+                registry=r,
+            )
         )
-        self.http = Histogram(
-            "intilery_bridge_http_request_duration_seconds",
-            "Requests to Intilery by HTTP status (error: no answer).",
-            ["status"],
-            buckets=_SECONDS,
-            registry=r,
+        self.http = Children(
+            Histogram(
+                "intilery_bridge_http_request_duration_seconds",
+                "Requests to Intilery by HTTP status (error: no answer).",
+                ["status"],
+                buckets=_SECONDS,
+                registry=r,
+            )
         )
-        self.dead_letters = Counter(
-            "intilery_bridge_dead_letters",
-            "Records written to the dead-letter topic.",
-            ["error_class"],
-            registry=r,
+        self.dead_letters = Children(
+            Counter(
+                "intilery_bridge_dead_letters",
+                "Records written to the dead-letter topic.",
+                ["error_class"],
+                registry=r,
+            )
         )
         self.lag_records = Gauge(
             "intilery_bridge_consumer_lag_records",

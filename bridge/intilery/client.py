@@ -163,7 +163,7 @@ class IntileryClient:
 
     def _observe(self, status: str, started: float) -> None:
         if self.metrics is not None:
-            self.metrics.http.labels(status).observe(time.perf_counter() - started)
+            self.metrics.http(status).observe(time.perf_counter() - started)
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -32,6 +32,7 @@ from bridge.rules.expressions import Evaluate, compile_expression, is_false, quo
 
 SEND_COMMANDS = frozenset({"send_email", "send_sms", "send_print", "send_push"})
 COMMANDS = SEND_COMMANDS | {"start_journey"}
+KNOWN_EVENTS = COMMANDS | {"identify"}  # named in lower case, whatever case a rule uses
 MAX_CALL_BYTES = 32 * 1024
 KAFKA_ROOT = "_kafka"
 
@@ -141,7 +142,8 @@ def command_problem(body: dict[str, Any], *, literal: bool) -> tuple[str, str] |
         return "event", "required, a non-empty string"
     if literal and _is_dynamic(event):
         return None
-    name = str(event).lower() if str(event).lower() in COMMANDS | {"identify"} else str(event)
+    lower = str(event).lower()
+    name = lower if lower in KNOWN_EVENTS else str(event)
     if name in SEND_COMMANDS or name in ("start_journey", "identify"):
         if missing(body.get("userId")):
             return "userId", f"required for {name}"
@@ -193,9 +195,9 @@ def misspelt_command(event: Any) -> tuple[str, str] | None:
     if not isinstance(event, str) or _is_dynamic(event):
         return None
     name = re.sub(r"[\s-]+", "_", event.strip().lower())
-    if name in COMMANDS | {"identify"}:
+    if name in KNOWN_EVENTS:
         return None
-    close = difflib.get_close_matches(name, sorted(COMMANDS | {"identify"}), n=1, cutoff=0.8)
+    close = difflib.get_close_matches(name, sorted(KNOWN_EVENTS), n=1, cutoff=0.8)
     if not close:
         return None
     return "event", f"{event!r} is not a command; did you mean {close[0]}? (as written, a plain track event)"
@@ -206,7 +208,7 @@ def finish_command(
 ) -> Command:
     """Normalise the event name and timestamp, check the contract and the size."""
     event = body.get("event")
-    if isinstance(event, str) and event.lower() in COMMANDS | {"identify"}:
+    if isinstance(event, str) and event.lower() in KNOWN_EVENTS:
         body["event"] = event.lower()
     problem = command_problem(body, literal=False)
     if problem:

@@ -69,7 +69,7 @@ class Outcomes:
 
     def consumed(self, record: Record) -> None:
         self.counts["consumed"] += 1
-        self.metrics.records.labels(record.topic).inc()
+        self.metrics.records(record.topic).inc()
 
     def not_selected(self) -> None:
         self.counts["not_selected"] += 1  # a redrive's filters leave it for another run
@@ -86,14 +86,14 @@ class Outcomes:
 
     def skipped(self, record: Record) -> None:
         self.counts["skipped"] += 1
-        self.metrics.commands.labels(NO_RULE, NO_RULE, "skipped").inc()
+        self.metrics.commands(NO_RULE, NO_RULE, "skipped").inc()
         log.debug("record_skipped", **where(record))
 
     def dead_lettered(self, record: Record, error: RecordError, command: Command | None) -> None:
         self.counts["dead_lettered"] += 1
-        self.metrics.dead_letters.labels(error.error_class).inc()
+        self.metrics.dead_letters(error.error_class).inc()
         rule, name = error.rule or NO_RULE, command.name if command else NO_RULE
-        self.metrics.commands.labels(rule, name, "dead_lettered").inc()
+        self.metrics.commands(rule, name, "dead_lettered").inc()
         log.warning("command_dead_lettered", **failure_fields(record, error, command))
 
     def failed(self, record: Record, error: RecordError, command: Command | None) -> None:
@@ -107,7 +107,7 @@ class Outcomes:
 
     def delivered(self, command: Command, record: Record, delivered: Delivered) -> None:
         self.counts["delivered"] += 1
-        self.metrics.commands.labels(command.rule, command.name, "delivered").inc()
+        self.metrics.commands(command.rule, command.name, "delivered").inc()
         if command.event_ms is not None:
             self.metrics.event_to_ack.observe(max(0.0, time.time() - command.event_ms / 1000))
         log.info(
@@ -122,14 +122,14 @@ class Outcomes:
 
     def stale(self, command: Command, record: Record, reason: str) -> None:
         self.counts["stale"] += 1
-        self.metrics.commands.labels(command.rule, command.name, "stale").inc()
+        self.metrics.commands(command.rule, command.name, "stale").inc()
         log.info("command_stale", **describe(command), **where(record), reason=reason)
 
     def retried(
         self, command: Command, attempt: int, error: DeliveryError, delay: float, context: Mapping[str, Any]
     ) -> None:
         self.counts["retries"] += 1
-        self.metrics.commands.labels(command.rule, command.name, "retried").inc()
+        self.metrics.commands(command.rule, command.name, "retried").inc()
         auth = isinstance(error, AuthError)
         (log.error if auth else log.warning)(
             "intilery_auth_failed" if auth else "command_retry",

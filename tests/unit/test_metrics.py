@@ -1,0 +1,22 @@
+"""bridge.metrics: labelled children looked up once, counted as prometheus_client counts them."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+
+from bridge.metrics import Metrics
+
+
+def test_children_are_looked_up_once_and_counted_per_label_set() -> None:
+    metrics = Metrics()
+    delivered = metrics.commands("abandoned-sms", "send_sms", "delivered")
+    assert metrics.commands("abandoned-sms", "send_sms", "delivered") is delivered
+    for _ in range(3):
+        metrics.commands("abandoned-sms", "send_sms", "delivered").inc()
+    metrics.commands("abandoned-sms", "send_sms", "retried").inc()
+    metrics.records("bookings").inc(2)
+    exposed = generate_latest(metrics.registry).decode()
+    sms = 'intilery_bridge_commands_total{command="send_sms",outcome="%s",rule="abandoned-sms"}'
+    assert f"{sms % 'delivered'} 3.0" in exposed
+    assert f"{sms % 'retried'} 1.0" in exposed
+    assert 'intilery_bridge_records_consumed_total{topic="bookings"} 2.0' in exposed
