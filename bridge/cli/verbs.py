@@ -29,14 +29,15 @@ def configure_logs(args: argparse.Namespace, config: BridgeConfig, stream: TextI
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bridge.runtime.factory import build_bridge
+    from bridge.runtime.factory import build_bridge, start_up_frozen
 
     config, mapper, decoder = load(args.config)
     configure_logs(args, config)
     for warning in mapper.warnings:
         log.warning("rule_warning", warning=warning)
     bridge = build_bridge(config, mapper, args.config, until_caught_up=args.until_caught_up, decoder=decoder)
-    code = asyncio.run(bridge.run())
+    with start_up_frozen():
+        code = asyncio.run(bridge.run())
     if bridge.failure:
         print(f"intilery-bridge: stopped: {logs.redact(bridge.failure)}", file=sys.stderr)
     return code

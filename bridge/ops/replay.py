@@ -34,7 +34,7 @@ from bridge.kafka.window import Window
 from bridge.model import Record
 from bridge.ops.loading import Loaded
 from bridge.ops.planning import plan, plan_redrive, redrive_filters
-from bridge.runtime.factory import build_bridge
+from bridge.runtime.factory import build_bridge, start_up_frozen
 from bridge.runtime.pipeline import Bridge
 
 log = structlog.get_logger("bridge.ops.replay")
@@ -207,7 +207,8 @@ def _deliver_window(loaded: Loaded, config_file: str, args: Any, window: Window 
         config, loaded.mapper, config_file, decoder=loaded.decoder, window=window, rate=rate
     )
     bridge.sender.guard_stale = not getattr(args, "ignore_max_age", False)
-    code = asyncio.run(_run(bridge, window.total))
+    with start_up_frozen():
+        code = asyncio.run(_run(bridge, window.total))
     counts = bridge.counts
     outcomes = ", ".join(
         f"{counts[k]} {k.replace('_', '-')}" for k in ("delivered", "dead_lettered", "skipped", "stale")
