@@ -68,6 +68,11 @@ class BackPressure:
     def pause(self, held: int, paused: bool, auth_blocked: bool) -> bool:
         return auth_blocked or held >= self.max_buffered or (paused and held > self.max_buffered // 2)
 
+    def room(self, held: int, paused: bool, auth_blocked: bool) -> bool:
+        """Whether ``held`` records (counting a batch read ahead) stay below the bound, the
+        consumer neither paused nor held back: a read ahead overshoots by a batch at most."""
+        return not (paused or auth_blocked) and held < self.max_buffered
+
 
 class Health:
     """``/healthz``: the consume loop goes round. ``/readyz``: a member of the group that

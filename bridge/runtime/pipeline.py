@@ -39,6 +39,7 @@ import structlog
 from bridge import __version__
 from bridge.config import BridgeConfig
 from bridge.kafka.source import Source
+from bridge.model import Record
 from bridge.rules.mapping import Mapper
 from bridge.runtime.health import EXIT_KAFKA_FATAL, BackPressure, Health, Stop
 from bridge.runtime.observability import ObservabilityServer
@@ -121,16 +122,23 @@ class Bridge:
         return self.stopping.exit_code
 
     async def _consume(self) -> None:
-        polled_at = 0.0
+        polled_at, ahead = 0.0, None
         while not self.stopping.requested:
             self.parts.health.went_round()
             now, records = time.monotonic(), []
             # Each consumer call wakes the Kafka thread, which takes the GIL from the event
             # loop (100 wakes a second cost several percent of the throughput): while paused
             # nothing arrives, so poll only as often as callbacks and membership need.
-            if not self.source.paused or now - polled_at >= PAUSED_POLL_S:
-                records = await self._on_kafka_thread(self.source.fetch, FETCH_BATCH)
-                polled_at = now
+            if ahead is None and (not self.source.paused or now - polled_at >= PAUSED_POLL_S):
+                ahead, polled_at = self._fetch(), now
+            if ahead is not None:
+                records, ahead = await ahead, None
+            # Read the next batch on the Kafka thread while this one is handled, rather than
+            # wait for it after. A callback it serves (a revocation) runs on this loop after
+            # this batch, which is handled without a pause: it finds the batch's records tracked.
+            with_next = self.path.offsets.held() + len(records) + FETCH_BATCH
+            if records and self.parts.back_pressure.room(with_next, self.source.paused, self._blocked):
+                ahead = self._fetch()
             for record in records:
                 if self.stopping.failure is not None:
                     break
@@ -139,16 +147,27 @@ class Bridge:
                 self.dead_letters.poll()
             # While Intilery refuses the credentials, hold back; once no lane is left to
             # probe them (all revoked), resume so new records probe again.
-            blocked = self.sender.gate.auth_failed and len(self.path.lanes) > 0
-            pause = self.parts.back_pressure.pause(self.path.offsets.held(), self.source.paused, blocked)
-            if pause != self.source.paused:
+            held, paused = self.path.offsets.held(), self.source.paused
+            pause = self.parts.back_pressure.pause(held, paused, self._blocked)
+            if pause != paused:
                 await self._on_kafka_thread(self.source.pause, pause)
             if fatal := self.source.fatal or (self.dead_letters and self.dead_letters.fatal):
                 self.stopping.fail(f"Kafka: {fatal}", EXIT_KAFKA_FATAL)
-            if self.until_caught_up and self._caught_up():
+            # Caught up only with nothing read ahead (the read ahead may end a partition).
+            if self.until_caught_up and ahead is None and self._caught_up():
                 log.info("caught_up")
                 break
             await asyncio.sleep(0 if records else IDLE_SLEEP_S)
+        if ahead is not None:
+            await ahead  # read, never tracked, so never committed: the next owner reads them
+
+    def _fetch(self) -> asyncio.Future[list[Record]]:
+        """A fetch on the Kafka thread, under way from now (not from the next await)."""
+        return asyncio.get_running_loop().run_in_executor(self._kafka, self.source.fetch, FETCH_BATCH)
+
+    @property
+    def _blocked(self) -> bool:
+        return self.sender.gate.auth_failed and len(self.path.lanes) > 0
 
     def _caught_up(self) -> bool:
         assigned, window, offsets = self.source.assigned, self.path.window, self.path.offsets
