@@ -38,7 +38,8 @@ class DeliveryConfig(Model):
     """
     max_buffered_records: int = Field(default=10_000, ge=1)
     """Fetched but unfinished records; at this many the consumer pauses its partitions (it keeps
-    polling, so it stays in the group) and resumes below half.
+    polling, so it stays in the group) and resumes below half. The last fetch (500 records at
+    most) may pass it; the next batch is read ahead only while it fits below it.
     """
     dead_letter_topic: str | None = None
     """Where permanent failures go (not one of the source topics). Without it, the first permanent

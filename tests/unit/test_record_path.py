@@ -23,7 +23,7 @@ from bridge.ops.loading import load
 from bridge.runtime.health import EXIT_OK, EXIT_PERMANENT_FAILURE, BackPressure, Health, Stop
 from bridge.runtime.outcomes import Outcomes
 from bridge.runtime.partitions import OnTheLoop, Partitions
-from bridge.runtime.pipeline import Bridge, Parts
+from bridge.runtime.pipeline import FETCH_BATCH, Bridge, Parts
 from bridge.runtime.records import RecordPath
 from tests.support import TOKEN, base_config, sms_event, write_config
 
@@ -269,3 +269,28 @@ def test_readiness_names_each_reason() -> None:
         "stopping",
     ]
     assert health.health() == ["the consume loop has not run for 40s"]
+
+
+def test_reading_ahead_keeps_within_the_buffer_by_one_batch_at_most(tmp_path: Path) -> None:
+    """The loop reads the next batch while it handles one, only while both fit below
+    max_buffered_records: held records pass the bound by one batch at most, as without."""
+    sender = FakeSender()
+    sender.hold.clear()  # nothing finishes until released
+    batches = [[record(b * FETCH_BATCH + n, key=None) for n in range(FETCH_BATCH)] for b in range(6)]
+    max_buffered = 2 * FETCH_BATCH + 200
+    bridge, source, _, _ = build(tmp_path, batches, sender=sender, max_buffered=max_buffered)
+
+    async def scenario() -> tuple[int, int]:
+        running = asyncio.create_task(bridge.run())
+        while not source.paused:
+            await asyncio.sleep(0.005)
+        for _ in range(10):  # rounds of the loop while paused
+            await asyncio.sleep(0.01)
+        held = bridge.path.offsets.held()
+        sender.hold.set()
+        return held, await running
+
+    held, code = asyncio.run(scenario())
+    assert code == EXIT_OK
+    assert max_buffered <= held <= max_buffered + FETCH_BATCH
+    assert sorted(seqs(sender)) == list(range(6 * FETCH_BATCH)) and last_commit(source) == 6 * FETCH_BATCH
