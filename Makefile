@@ -36,7 +36,7 @@ kafka-fetch: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
-	$(BIN)/python bench/decode.py
+	$(BIN)/python bench/decode.py --figures
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache

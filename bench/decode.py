@@ -1,7 +1,9 @@
 """Decode throughput: records/s for JSON vs Avro (registry-framed and plain),
 decode alone and decode + the example rules, measured in one run.
 
-    .venv/bin/python bench/decode.py [records]
+    .venv/bin/python bench/decode.py [records] [--figures]
+
+``--figures`` (as `make bench` runs it) also rewrites docs/figures/decode.md.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def rate(count: int, work: Callable[[], None]) -> float:
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+    args = [arg for arg in sys.argv[1:] if arg != "--figures"]
+    count = int(args[0]) if args else 20_000
     os.environ.setdefault("INTILERY_AUTH_TOKEN", "bench")
     _, mapper, decoder = load(str(ROOT / "examples/bridge-avro.yaml"))
     schema = load_schema(ROOT / "schemas/booking_abandoned.avsc")
@@ -80,8 +83,9 @@ def main() -> None:
     for label, decode_only, decode_map in rows:
         print(f"{label:<26}{decode_only:>14,.0f}{decode_map:>18,.0f}")
     print(f"avro/json ratio: decode {rows[1][1] / rows[0][1]:.2f}, decode+map {rows[1][2] / rows[0][2]:.2f}")
-    FIGURES.parent.mkdir(parents=True, exist_ok=True)
-    FIGURES.write_text(figures(count, len(json_values[0]), len(framed[0]), rows))
+    if "--figures" in sys.argv[1:]:
+        FIGURES.parent.mkdir(parents=True, exist_ok=True)
+        FIGURES.write_text(figures(count, len(json_values[0]), len(framed[0]), rows))
 
 
 FIGURES = ROOT / "docs" / "figures" / "decode.md"

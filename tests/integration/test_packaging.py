@@ -70,10 +70,13 @@ def test_dockerfile_entrypoint_is_the_console_script() -> None:
 
 
 def test_decode_benchmark_runs() -> None:
-    """`make bench` runs bench/decode.py after bench/run.py; keep it runnable."""
+    """`make bench` runs bench/decode.py after bench/run.py; keep it runnable. Without
+    --figures it leaves the measured figures (of `make bench`'s full run) as they are."""
     import subprocess
     import sys
 
+    figures = ROOT / "docs" / "figures" / "decode.md"
+    before = figures.read_text()
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench/decode.py"), "300"],
         capture_output=True,
@@ -83,6 +86,7 @@ def test_decode_benchmark_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "avro/json ratio" in result.stdout
+    assert figures.read_text() == before
 
 
 def healthcheck(dockerfile: str) -> list[str]:
