@@ -8,6 +8,7 @@ decode alone and decode + the example rules, measured in one run.
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -47,8 +48,11 @@ def rate(count: int, work: Callable[[], None]) -> float:
 
 
 def main() -> None:
-    args = [arg for arg in sys.argv[1:] if arg != "--figures"]
-    count = int(args[0]) if args else 20_000
+    parser = argparse.ArgumentParser()
+    parser.add_argument("records", type=int, nargs="?", default=20_000)
+    parser.add_argument("--figures", action="store_true", help=f"also rewrite {FIGURES.relative_to(ROOT)}")
+    args = parser.parse_args()
+    count = args.records
     os.environ.setdefault("INTILERY_AUTH_TOKEN", "bench")
     _, mapper, decoder = load(str(ROOT / "examples/bridge-avro.yaml"))
     schema = load_schema(ROOT / "schemas/booking_abandoned.avsc")
@@ -83,7 +87,7 @@ def main() -> None:
     for label, decode_only, decode_map in rows:
         print(f"{label:<26}{decode_only:>14,.0f}{decode_map:>18,.0f}")
     print(f"avro/json ratio: decode {rows[1][1] / rows[0][1]:.2f}, decode+map {rows[1][2] / rows[0][2]:.2f}")
-    if "--figures" in sys.argv[1:]:
+    if args.figures:
         FIGURES.parent.mkdir(parents=True, exist_ok=True)
         FIGURES.write_text(figures(count, len(json_values[0]), len(framed[0]), rows))
 

@@ -24,13 +24,13 @@ class Children(Generic[M]):
     and locks on every call, a cost paid per record on the delivery path."""
 
     def __init__(self, metric: M) -> None:
-        self.metric = metric
+        self._metric = metric
         self._children: dict[tuple[str, ...], M] = {}
 
     def __call__(self, *values: str) -> M:
         child = self._children.get(values)
         if child is None:
-            child = self._children[values] = self.metric.labels(*values)
+            child = self._children[values] = self._metric.labels(*values)
         return child
 
 

@@ -144,7 +144,7 @@ def command_problem(body: dict[str, Any], *, literal: bool) -> tuple[str, str] |
         return None
     lower = str(event).lower()
     name = lower if lower in KNOWN_EVENTS else str(event)
-    if name in SEND_COMMANDS or name in ("start_journey", "identify"):
+    if name in KNOWN_EVENTS:
         if missing(body.get("userId")):
             return "userId", f"required for {name}"
     elif missing(body.get("userId")) and missing(body.get("anonymousId")):

@@ -71,7 +71,7 @@ class BackPressure:
     def room(self, held: int, paused: bool, auth_blocked: bool) -> bool:
         """Whether ``held`` records (counting a batch read ahead) stay below the bound, the
         consumer neither paused nor held back: a read ahead overshoots by a batch at most."""
-        return not (paused or auth_blocked) and held < self.max_buffered
+        return not paused and not self.pause(held, False, auth_blocked)
 
 
 class Health:

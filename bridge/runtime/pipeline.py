@@ -136,8 +136,9 @@ class Bridge:
             # Read the next batch on the Kafka thread while this one is handled, rather than
             # wait for it after. A callback it serves (a revocation) runs on this loop after
             # this batch, which is handled without a pause: it finds the batch's records tracked.
-            with_next = self.path.offsets.held() + len(records) + FETCH_BATCH
-            if records and self.parts.back_pressure.room(with_next, self.source.paused, self._blocked):
+            if records and self.parts.back_pressure.room(
+                self.path.offsets.held() + len(records) + FETCH_BATCH, self.source.paused, self._blocked
+            ):
                 ahead = self._fetch()
             for record in records:
                 if self.stopping.failure is not None:
@@ -162,8 +163,7 @@ class Bridge:
             await ahead  # read, never tracked, so never committed: the next owner reads them
 
     def _fetch(self) -> asyncio.Future[list[Record]]:
-        """A fetch on the Kafka thread, under way from now (not from the next await)."""
-        return asyncio.get_running_loop().run_in_executor(self._kafka, self.source.fetch, FETCH_BATCH)
+        return self._on_kafka_thread(self.source.fetch, FETCH_BATCH)
 
     @property
     def _blocked(self) -> bool:
@@ -202,7 +202,7 @@ class Bridge:
         while time.monotonic() < deadline and (len(lanes) or self.partitions.dead_letters_pending()):
             # Keep polling so the group keeps this member; records fetched now are never
             # tracked, so never committed: the next owner reads them.
-            await self._on_kafka_thread(self.source.fetch, FETCH_BATCH)
+            await self._fetch()
             if self.dead_letters:
                 self.dead_letters.poll()
             await lanes.wait(0.05)
@@ -214,7 +214,7 @@ class Bridge:
             # A rebalance under way refuses commits (REBALANCE_IN_PROGRESS, or ILLEGAL_GENERATION
             # for one sent while this member was rejoining, a cooperative rebalance's second
             # round): serve it, then commit again, rather than leave the work to be resent.
-            await self._on_kafka_thread(self.source.fetch, FETCH_BATCH)
+            await self._fetch()
             await asyncio.sleep(COMMIT_RETRY_S)
         await self._on_kafka_thread(self.source.close)
         self._kafka.shutdown()
@@ -230,8 +230,9 @@ class Bridge:
             if inspect.isawaitable(closing := close()):
                 await closing
 
-    async def _on_kafka_thread(self, call: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._kafka, call, *args)
+    def _on_kafka_thread(self, call: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """``call`` on the Kafka thread, under way from now (not from the first await)."""
+        return asyncio.get_running_loop().run_in_executor(self._kafka, call, *args)
 
     def stop(self) -> None:
         """Stop on request (SIGTERM/SIGINT): commands in flight finish, queued ones are
