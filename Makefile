@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint drills bench kafka kafka-fetch clean
+.PHONY: demo test lint drills fuzz bench kafka kafka-fetch clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: lint kafka-fetch
 
 drills: kafka-fetch
 	DRILL_FIGURES=docs/figures/drills.md $(BIN)/pytest -m slow tests/drills
+
+# The record path's fuzzing harness for FUZZ_SECONDS (600): coverage-guided with atheris
+# (installed here; hypothesis where it does not install); failing inputs go to tests/corpus/.
+fuzz: $(STAMP)
+	$(BIN)/pip install --quiet 'atheris>=2.3,<4' || echo "atheris does not install here: hypothesis instead"
+	$(BIN)/python -m tests.fuzz --seconds $(or $(FUZZ_SECONDS),600) --figures docs/figures/hostile.md
 
 # A real Apache Kafka (KRaft, from Maven Central via kafka/pom.xml; needs Java 17 and
 # Maven) on free loopback ports until Ctrl-C; NODES=3 for a three-node cluster.

@@ -26,7 +26,7 @@ import fastavro
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bridge.decode.avro import jsonable, load_schema  # noqa: E402
+from bridge.decode.avro import Reader, jsonable, load_schema  # noqa: E402
 from bridge.decode.decoder import decode_json  # noqa: E402
 from bridge.ops.loading import load  # noqa: E402
 
@@ -58,7 +58,7 @@ def main() -> None:
     schema = load_schema(ROOT / "schemas/booking_abandoned.avsc")
     events = samples(count)
     assert decoder.registry is not None
-    decoder.registry._schemas[1] = schema  # pre-cached, as after the first record of a schema id
+    decoder.registry._schemas[1] = Reader(schema)  # pre-cached, as after the first record of a schema id
 
     def avro_bytes(event: dict[str, Any]) -> bytes:
         buffer = io.BytesIO()

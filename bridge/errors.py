@@ -8,7 +8,9 @@
     │   ├── DecodeError          bytes that are not an event          (class ``decode``)
     │   ├── MappingError         an event the rules cannot turn into valid commands
     │   │                                                              (class ``mapping``)
-    │   └── RejectedError        Intilery refused the command (4xx)    (class ``rejected``)
+    │   ├── RejectedError        Intilery refused the command (4xx)    (class ``rejected``)
+    │   └── InternalError        an exception nobody expected, caught at the record boundary
+    │                                                              (class ``internal``)
     ├── DeliveryError            not the record's fault: retry, never dead-letter
     │   ├── RetryableError       connection errors, timeouts, 408, 429, 5xx
     │   └── AuthError            401/403: the credentials are wrong, pause everything
@@ -66,6 +68,13 @@ class MappingError(RecordError):
 
 class RejectedError(RecordError):
     error_class = "rejected"
+
+
+class InternalError(RecordError):
+    """Any other exception one record raised (OverflowError, RecursionError, MemoryError, a
+    bug): the record is dead-lettered with the exception's type rather than halt its partition."""
+
+    error_class = "internal"
 
 
 class DeliveryError(BridgeError):

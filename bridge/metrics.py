@@ -66,6 +66,11 @@ class Metrics:
                 registry=r,
             )
         )
+        self.dead_letter_write_failures = Counter(
+            "intilery_bridge_dead_letter_write_failures",
+            "Dead-letter writes refused (each retry counted): the records wait, uncommitted.",
+            registry=r,
+        )
         self.lag_records = Gauge(
             "intilery_bridge_consumer_lag_records",
             "High watermark minus position.",
@@ -75,6 +80,19 @@ class Metrics:
         self.lag_seconds = Gauge(
             "intilery_bridge_consumer_lag_seconds",
             "Age of the last record read, while the partition has records left to read.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.oldest_unfinished = Gauge(
+            "intilery_bridge_oldest_unfinished_seconds",
+            "How long the oldest record read and not yet finished has waited (0: none waits).",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.records_lost = Counter(
+            "intilery_bridge_records_lost_to_retention",
+            "Records deleted (by retention) before the bridge read them: a committed offset older "
+            "than the partition's first.",
             ["topic", "partition"],
             registry=r,
         )

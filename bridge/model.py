@@ -27,6 +27,14 @@ class Record:
         return (self.topic, self.partition)
 
     @property
+    def size(self) -> int:
+        """Bytes it holds: key, value and headers (what ``max_buffered_bytes`` bounds)."""
+        size = len(self.key or b"") + len(self.value or b"")
+        for name, value in self.headers:
+            size += len(name) + len(value or b"")
+        return size
+
+    @property
     def position(self) -> str:
         """Where it was read, as ``topic[partition]@offset`` (log lines, messages)."""
         return f"{self.topic}[{self.partition}]@{self.offset}"

@@ -28,7 +28,10 @@ def format_utc(moment: datetime) -> str:
 
 
 def from_epoch_ms(ms: int) -> str:
-    return format_utc(datetime.fromtimestamp(ms / 1000, tz=UTC))
+    try:  # a record's own timestamp may be anything a producer set
+        return format_utc(datetime.fromtimestamp(ms / 1000, tz=UTC))
+    except (OverflowError, OSError, ValueError) as exc:
+        raise ValueError(f"epoch value out of range: {ms}") from exc
 
 
 def parse_time(value: Any) -> datetime:
@@ -38,11 +41,12 @@ def parse_time(value: Any) -> datetime:
     if isinstance(value, str) and _NUMERIC.match(value.strip()):
         value = float(value)
     if isinstance(value, int | float):
-        seconds = value / 1000 if abs(value) >= _MS_THRESHOLD else value
         try:
+            seconds = value / 1000 if abs(value) >= _MS_THRESHOLD else value
             return datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError) as exc:
-            raise ValueError(f"epoch value out of range: {value}") from exc
+            shown = str(value) if len(str(value)) <= 40 else f"a {len(str(value))}-digit number"
+            raise ValueError(f"epoch value out of range: {shown}") from exc
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -60,5 +64,8 @@ def normalise(value: Any) -> str:
 def normalise_ms(value: Any) -> tuple[str, int]:
     """The Intilery form of ``value`` and the same moment in epoch milliseconds."""
     moment = parse_time(value)  # also refuses impossible dates such as month 13
-    text = value if isinstance(value, str) and _CANONICAL.match(value) else format_utc(moment)
-    return text, int(moment.timestamp() * 1000)
+    try:  # a time near year 1 or 9999 whose offset takes it past either end in UTC
+        text = value if isinstance(value, str) and _CANONICAL.match(value) else format_utc(moment)
+        return text, int(moment.timestamp() * 1000)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise ValueError(f"time out of range in UTC: {str(value)[:40]!r}") from exc

@@ -14,12 +14,35 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from bridge.devtools.kafka import KafkaCluster
 from bridge.devtools.kafkanode import kafka_version
 from bridge.devtools.mockcluster import MockCluster
 from bridge.devtools.sandbox import Sandbox
 from tests.support import TOKEN, TestKafka, drill_rows_file, drill_table
+
+
+@pytest.fixture(scope="session", autouse=True)
+def loggers_never_cached() -> Iterator[None]:
+    """``bridge.logs.configure`` caches each logger on first use (a proxy would rebuild it on
+    every call); a logger cached by an earlier test in the same worker would then escape a
+    later test's ``capture_logs``. In tests every configuration leaves them uncached."""
+    configure = structlog.configure
+
+    def uncached(**settings: Any) -> None:
+        configure(**{**settings, "cache_logger_on_first_use": False})
+
+    structlog.configure = uncached
+    yield
+    structlog.configure = configure
+
+
+@pytest.fixture(autouse=True)
+def default_logging() -> None:
+    """Each test starts with structlog's defaults: a verb an earlier test ran in this worker
+    left its level (``warning``) behind, which filters info lines before ``capture_logs``."""
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

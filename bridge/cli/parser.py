@@ -120,7 +120,7 @@ def parser() -> argparse.ArgumentParser:
         "--group", help="the consumer group that records progress (default: <group.id>-redrive)"
     )
     drive.add_argument(
-        "--error-class", action="append", choices=["decode", "mapping", "rejected"],
+        "--error-class", action="append", choices=["decode", "mapping", "rejected", "internal"],
         help="redrive only dead letters of this class (repeat for several)",
     )  # fmt: skip
     drive.add_argument(

@@ -41,6 +41,14 @@ class DeliveryConfig(Model):
     polling, so it stays in the group) and resumes below half. The last fetch (500 records at
     most) may pass it; the next batch is read ahead only while it fits below it.
     """
+    max_buffered_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    """Bytes (keys, values and headers) of fetched but unfinished records; whichever of this and
+    `max_buffered_records` is reached first pauses the consumer, which resumes below half of both.
+    """
+    stuck_after_s: float = Field(default=300.0, gt=0)
+    """A partition whose commit has not moved for this long while its records wait makes
+    `/readyz` fail, naming it (see `intilery_bridge_oldest_unfinished_seconds`).
+    """
     dead_letter_topic: str | None = None
     """Where permanent failures go (not one of the source topics). Without it, the first permanent
     failure stops the bridge (exit 3) with that offset uncommitted.

@@ -70,6 +70,11 @@ class SourceConfig(Model):
     """Default format of the topics: `json` (a UTF-8 JSON object per record) or `avro`."""
     schema_registry: SchemaRegistryConfig | None = None
     """A Confluent-compatible schema registry, for `avro` topics without a local `schema`."""
+    avro_max_depth: int = Field(default=64, ge=1, le=200)
+    """The deepest an Avro value may nest records, arrays and maps; a deeper record is
+    dead-lettered (class `decode`). Bounds what a recursive schema's data can make the reader
+    do (see [Reliability](reliability.md#hostile-input)).
+    """
     start_from: str | None = None
     """Where a group starts on partitions it has never committed: `earliest`, `latest`, or an
     ISO-8601 time (the first record at or after it). Sets `auto.offset.reset` (so do not set
@@ -82,7 +87,7 @@ class SourceConfig(Model):
         if value is None or value in ("latest", "earliest"):
             return value
         try:
-            timestamps.parse_time(value)
+            timestamps.normalise_ms(value)
         except ValueError as exc:
             raise ValueError("latest, earliest or an ISO-8601 time") from exc
         return value
@@ -91,7 +96,7 @@ class SourceConfig(Model):
     def start_at_ms(self) -> int | None:
         if self.start_from in (None, "latest", "earliest"):
             return None
-        return int(timestamps.parse_time(self.start_from).timestamp() * 1000)
+        return timestamps.normalise_ms(self.start_from)[1]
 
     @property
     def topic_names(self) -> list[str]:

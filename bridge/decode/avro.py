@@ -41,6 +41,7 @@ import fastavro
 import fastavro.json_read
 from fastavro.types import Schema
 
+from bridge.decode.avrobounds import DEFAULT_MAX_DEPTH, bounded_walk
 from bridge.errors import DecodeError
 
 MAGIC = 0
@@ -106,23 +107,39 @@ _CONVERT: dict[type, Callable[[Any], Any]] = {
 }
 
 
+class Reader:
+    """Avro binary with one schema → events, within :mod:`bridge.decode.avrobounds`' bounds:
+    a schema that could make fastavro's C reader recurse or allocate without bound has each
+    record walked under them first."""
+
+    def __init__(self, schema: Schema, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+        self.schema = schema
+        self._walk = bounded_walk(schema, max_depth)
+
+    def read(self, data: bytes, offset: int = 0) -> dict[str, Any]:
+        """Avro binary (no framing) from ``offset`` → event; DecodeError if it does not decode."""
+        if self._walk is not None:
+            self._walk(data, offset)
+        stream = io.BytesIO(data)
+        stream.seek(offset)
+        try:
+            value = fastavro.schemaless_reader(stream, self.schema, None)
+        except Exception as exc:  # fastavro raises EOFError, ValueError, IndexError, ... on bad bytes
+            raise DecodeError(
+                f"bytes do not decode with the Avro schema: {type(exc).__name__}: {exc}"[:300]
+            ) from exc
+        trailing = len(data) - stream.tell()
+        if trailing:
+            raise DecodeError(f"bytes do not decode with the Avro schema: {trailing} bytes left over")
+        if not isinstance(value, dict):
+            raise DecodeError("the Avro schema's top level is not a record")
+        event: dict[str, Any] = jsonable(value)
+        return event
+
+
 def read_binary(data: bytes, schema: Schema, offset: int = 0) -> dict[str, Any]:
-    """Avro binary (no framing) from ``offset`` → event; DecodeError if it does not decode."""
-    stream = io.BytesIO(data)
-    stream.seek(offset)
-    try:
-        value = fastavro.schemaless_reader(stream, schema, None)
-    except Exception as exc:  # fastavro raises EOFError, ValueError, IndexError, ... on bad bytes
-        raise DecodeError(
-            f"bytes do not decode with the Avro schema: {type(exc).__name__}: {exc}"[:300]
-        ) from exc
-    trailing = len(data) - stream.tell()
-    if trailing:
-        raise DecodeError(f"bytes do not decode with the Avro schema: {trailing} bytes left over")
-    if not isinstance(value, dict):
-        raise DecodeError("the Avro schema's top level is not a record")
-    event: dict[str, Any] = jsonable(value)
-    return event
+    """One record with a schema read once (a topic's decoder keeps its :class:`Reader`)."""
+    return Reader(schema).read(data, offset)
 
 
 def read_json(line: str, schema: Schema) -> dict[str, Any]:

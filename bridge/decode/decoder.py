@@ -13,10 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastavro.types import Schema
-
 from bridge.config import SourceConfig
-from bridge.decode.avro import SchemaNotCached, load_schema, read_binary, split_frame
+from bridge.decode.avro import Reader, SchemaNotCached, load_schema, split_frame
 from bridge.decode.registry import SchemaRegistry
 from bridge.errors import ConfigError, DecodeError
 
@@ -60,11 +58,11 @@ def resolve_path(path: str, config_file: str) -> Path:
     return beside if beside.exists() or not candidate.exists() else candidate
 
 
-def _plain_avro(schema: Schema) -> Decode:
+def _plain_avro(reader: Reader) -> Decode:
     def decode(value: bytes | None) -> dict[str, Any]:
         if value is None:
             raise DecodeError("record has no value (tombstone)")
-        return read_binary(value, schema)
+        return reader.read(value)
 
     return decode
 
@@ -87,14 +85,17 @@ class Decoder:
                 except ValueError as exc:
                     problems.append(f"{config_file}: source.topics[{index}] ({topic.name}).schema: {exc}")
                     continue
-                self._by_topic[topic.name] = _plain_avro(schema)
+                self._by_topic[topic.name] = _plain_avro(Reader(schema, source.avro_max_depth))
             else:
                 self._by_topic[topic.name] = self._framed
                 if self.registry is None and source.schema_registry is not None:
                     settings = source.schema_registry
                     auth = settings.basic_auth
                     self.registry = SchemaRegistry(
-                        settings.url, auth.get_secret_value() if auth else None, tls=settings.tls
+                        settings.url,
+                        auth.get_secret_value() if auth else None,
+                        tls=settings.tls,
+                        max_depth=source.avro_max_depth,
                     )
         if problems:
             raise ConfigError(problems)
@@ -105,7 +106,7 @@ class Decoder:
     def _framed(self, value: bytes | None) -> dict[str, Any]:
         schema_id = split_frame(value)
         assert self.registry is not None and value is not None
-        schema = self.registry.cached(schema_id)
-        if schema is None:
+        reader = self.registry.cached(schema_id)
+        if reader is None:
             raise SchemaNotCached(schema_id)
-        return read_binary(value, schema, offset=5)
+        return reader.read(value, offset=5)

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import structlog
-from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from bridge.config import blank_free
 from bridge.kafka import offsetmap
@@ -133,30 +133,105 @@ def committed_offsets(
     return {(tp.topic, tp.partition): tp for tp in found if tp.error is None}
 
 
-def start_new_partitions_at_time(
+_EARLIEST = frozenset({"earliest", "smallest", "beginning"})
+_LATEST = frozenset({"latest", "largest", "end"})
+
+
+def reset_policy(conf: dict[str, Any]) -> str | None:
+    """``earliest`` or ``latest``, as librdkafka reads ``auto.offset.reset`` (its default is
+    latest); None for ``error``, which leaves a partition without a position unread."""
+    value = str(conf.get("auto.offset.reset", "latest")).lower()
+    return "earliest" if value in _EARLIEST else "latest" if value in _LATEST else None
+
+
+def start_positions(
     consumer: Any,
     partitions: list[TopicPartition],
     committed: dict[TopicPartitionKey, TopicPartition],
-    at_ms: int,
+    policy: str | None,
+    at_ms: int | None = None,
 ) -> list[TopicPartition]:
-    """Partitions the group has never committed start at the first record at or after
-    ``source.start_from``; the others resume where the group left them. Raises
-    :class:`TimeLookupFailed` when the broker does not say where that is."""
+    """Partitions the group has never committed, each at the offset it starts from: the
+    first record at or after ``at_ms`` (``source.start_from``'s time; the end when none is
+    that late), else the first or next offset as ``policy`` says. The bridge commits these
+    at once, so a member that reads nothing before it stops still leaves the position for
+    the next: resolved again later, ``latest`` would skip what arrived meanwhile. Raises
+    :class:`TimeLookupFailed` when the broker does not say where a time is; a partition
+    whose watermarks cannot be read is left to librdkafka (and not committed)."""
     fresh = [
-        TopicPartition(tp.topic, tp.partition, at_ms)
+        tp
         for tp in partitions
         if (known := committed.get((tp.topic, tp.partition))) is not None and known.offset < 0
     ]
-    if not fresh:
-        return partitions
-    found = offsets_at_time(consumer, fresh)  # TimeLookupFailed: the caller stops
-    log.info("start_from_time", partitions={f"{t}[{p}]": o for (t, p), o in found.items()})
+    if not fresh or (policy is None and at_ms is None):
+        return []
+    found: dict[TopicPartitionKey, int] = {}
+    if at_ms is not None:
+        found = offsets_at_time(consumer, [TopicPartition(tp.topic, tp.partition, at_ms) for tp in fresh])
+        log.info("start_from_time", partitions={f"{t}[{p}]": o for (t, p), o in found.items()})
+    resolved = []
+    for tp in fresh:
+        key = (tp.topic, tp.partition)
+        offset = found.get(key, -1)
+        if offset < 0:
+            try:
+                low, high = consumer.get_watermark_offsets(TopicPartition(*key), timeout=10, cached=False)
+            except KafkaException as exc:
+                log.warning("watermarks_unavailable", topic=key[0], partition=key[1], error=str(exc))
+                continue
+            offset = low if policy == "earliest" and at_ms is None else high
+        resolved.append(TopicPartition(tp.topic, tp.partition, offset))
+    return resolved
+
+
+def commit_start_positions(consumer: Any, starts: list[TopicPartition]) -> str | None:
+    """Commit the group's first positions (from :func:`start_positions`) before anything
+    is read; the error when the client refused at once."""
+    log.info("start_position_committed", positions={f"{t.topic}[{t.partition}]": t.offset for t in starts})
+    try:
+        consumer.commit(offsets=starts, asynchronous=True)
+    except KafkaException as exc:
+        return str(exc.args[0] if exc.args else exc)
+    return None
+
+
+def with_start_positions(
+    partitions: list[TopicPartition], starts: list[TopicPartition]
+) -> list[TopicPartition]:
+    """``partitions``, those in ``starts`` at their start offsets."""
+    at = {(tp.topic, tp.partition): tp.offset for tp in starts}
     return [
-        TopicPartition(tp.topic, tp.partition, found[key] if found[key] >= 0 else OFFSET_END)
-        if (key := (tp.topic, tp.partition)) in found
-        else tp
-        for tp in partitions
+        TopicPartition(t.topic, t.partition, at.get((t.topic, t.partition), t.offset)) for t in partitions
     ]
+
+
+_RESET = re.compile(
+    r"(?P<topic>\S+) \[(?P<partition>\d+)\]: offset reset \(at offset (?P<old>-?\d+)"
+    r".*?\) to offset (?P<to>\S+)"
+)
+
+
+def offset_reset(message: str) -> tuple[TopicPartitionKey, int, str] | None:
+    """From librdkafka's ``OFFSET`` log line that it reset a partition's position (its
+    committed or fetch offset no longer exists): the partition, the old offset, and where
+    it went (``BEGINNING``, ``END`` or an offset). librdkafka's wording (2.x), pinned by
+    a test against the real broker."""
+    match = _RESET.search(message)
+    if match is None:
+        return None
+    return (match["topic"], int(match["partition"])), int(match["old"]), match["to"]
+
+
+def skipped_by_reset(consumer: Any, key: TopicPartitionKey, old: int, to: str) -> int:
+    """Where a reset from ``old`` to ``to`` (see :func:`offset_reset`) took the partition:
+    the first offset left (``BEGINNING``) or the end (``END``), from the watermarks."""
+    if to.isdigit():
+        return int(to)
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(*key), timeout=5, cached=False)
+    except KafkaException:
+        return old
+    return int(high if to == "END" else low)
 
 
 def finished_map(committed: TopicPartition) -> set[int]:

@@ -3,17 +3,25 @@
 Takes a :class:`~bridge.kafka.source.Record` and the :class:`~bridge.errors.RecordError`
 that condemned it; writes the record to the dead-letter topic with its key,
 value and headers unchanged plus ``x-bridge-*`` headers, and calls ``on_done``
-only once the broker has acknowledged the write. A failed write is retried
-every second (``retry_delay_s``), forever, and logged once per reason per 10 s:
-the record's offset stays uncommitted until the write succeeds. A record too large for the dead-letter
-topic is written without its value, with an ``x-bridge-value-omitted`` header
-(the source headers say where the original is, for ``replay``).
+only once the broker has acknowledged the write.
+
+A dead letter always encodes and always fits: the reason is cut at
+:data:`REASON_LIMIT` characters (its full length noted), every header value is UTF-8
+with what is not valid escaped, and a write refused for its content (too large, an
+invalid record or timestamp) is retried in a reduced form, each smaller than the one
+before: without its value (``x-bridge-value-omitted``), then without the source's
+headers (``x-bridge-headers-omitted``), then without its key and its time
+(``x-bridge-key-omitted``); the ``x-bridge-*`` headers say where the original is, for
+``replay``. Only a write refused for availability (broker down, ACL, queue full) is
+retried as it is, every second (``retry_delay_s``) and logged once per reason per 10 s;
+meanwhile :attr:`DeadLetters.failing_since` says so to readiness and a metric counts it.
+The record's offset stays uncommitted until the write succeeds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +35,22 @@ from bridge.model import Record
 log = structlog.get_logger("bridge.kafka.deadletter")
 
 VALUE_OMITTED = "x-bridge-value-omitted"
+HEADERS_OMITTED = "x-bridge-headers-omitted"
+KEY_OMITTED = "x-bridge-key-omitted"
+REASON_LIMIT = 1024  # characters of x-bridge-error-reason
+FULL, NO_VALUE, NO_HEADERS, MINIMAL = range(4)  # each form smaller than the one before
+
+# Refusals of what was written, not of writing: a smaller form may pass.
+_CONTENT_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_TIMESTAMP,
+        KafkaError.INVALID_MSG,  # CORRUPT_MESSAGE
+        KafkaError.INVALID_MSG_SIZE,
+    }
+)
 
 # Consumer-only properties that the producer would warn about.
 _CONSUMER_ONLY = (
@@ -55,23 +79,46 @@ def producer_config(kafka: dict[str, Any]) -> dict[str, Any]:
     return {**conf, "acks": "all", "enable.idempotence": True, "linger.ms": 5}
 
 
+def bounded_reason(reason: str) -> str:
+    """The reason, secrets redacted, cut at :data:`REASON_LIMIT` characters with its length noted."""
+    reason = redact(reason)
+    if len(reason) <= REASON_LIMIT:
+        return reason
+    return f"{reason[:REASON_LIMIT]}... (cut; {len(reason)} characters in all)"
+
+
+def header_bytes(text: str) -> bytes:
+    """UTF-8 that always encodes: a lone surrogate or the like is written escaped."""
+    return text.encode("utf-8", "backslashreplace")
+
+
 def dead_letter_headers(
-    record: Record, error: RecordError, omitted: int | None = None
+    record: Record, error: RecordError, form: int = FULL
 ) -> list[tuple[str, bytes | None]]:
     extra = {
         "x-bridge-source-topic": record.topic,
         "x-bridge-source-partition": str(record.partition),
         "x-bridge-source-offset": str(record.offset),
         "x-bridge-error-class": error.error_class,
-        "x-bridge-error-reason": redact(error.reason),
+        "x-bridge-error-reason": bounded_reason(error.reason),
     }
     if error.rule:
-        extra["x-bridge-rule"] = error.rule
+        extra["x-bridge-rule"] = error.rule[:REASON_LIMIT]
     if error.status is not None:
         extra["x-bridge-http-status"] = str(error.status)
-    if omitted is not None:
-        extra[VALUE_OMITTED] = f"{omitted} bytes"
-    return [*record.headers, *((k, v.encode()) for k, v in extra.items())]
+    if form >= NO_VALUE:
+        extra[VALUE_OMITTED] = f"{len(record.value or b'')} bytes"
+    if form >= NO_HEADERS:
+        extra[HEADERS_OMITTED] = f"{len(record.headers)} headers"
+    if form >= MINIMAL:
+        extra[KEY_OMITTED] = f"{len(record.key or b'')} bytes"
+    source = [] if form >= NO_HEADERS else [(header_text(k), v) for k, v in record.headers]
+    return [*source, *((k, header_bytes(v)) for k, v in extra.items())]
+
+
+def header_text(name: str) -> str:
+    """A header name the producer can encode."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class DeadLetters:
@@ -81,6 +128,9 @@ class DeadLetters:
         self._retry_delay = retry_delay_s
         self.pending = 0
         self.fatal: str | None = None
+        self.failing_since: float | None = None  # every write refused for availability since then
+        self.last_failure: str | None = None
+        self.on_failure: Callable[[], None] = lambda: None  # counted by the bridge's metrics
         self._repeats = Repeats()
         self._failures = Repeats()
 
@@ -105,42 +155,61 @@ class DeadLetters:
         error: RecordError,
         on_done: Callable[[], None],
         attempt: int = 1,
-        omitted: int | None = None,
+        form: int = FULL,
     ) -> None:
         self.pending += 1
 
         def delivered(err: KafkaError | None, _message: Any) -> None:
             self.pending -= 1
             if err is None:
+                self.failing_since = None
                 on_done()
-                return
-            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and record.value:
-                self._without_value(record, error, on_done, attempt)
-                return
-            self._retry_later(record, error, on_done, attempt, err.str())
+            else:
+                self._refused(record, error, on_done, attempt, form, err.str(), err.code() in _CONTENT_ERRORS)
 
         try:
             self._producer.produce(
                 self.topic,
-                key=record.key,
-                value=record.value,
-                headers=dead_letter_headers(record, error, omitted),
-                timestamp=record.timestamp_ms or 0,  # keep the event's time for redrive
+                key=None if form >= MINIMAL else record.key,
+                value=None if form >= NO_VALUE else record.value,
+                headers=dead_letter_headers(record, error, form),
+                # the event's time, for redrive; the minimal form leaves it to the producer
+                timestamp=0 if form >= MINIMAL else record.timestamp_ms or 0,
                 on_delivery=delivered,
             )
-        except Exception as exc:  # local queue full (BufferError) or producer refused: retry later
+        except (BufferError, KafkaException) as exc:  # local queue full, or producer refused
             self.pending -= 1
-            too_large = (
-                isinstance(exc, KafkaException) and exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
-            )
-            if too_large and record.value:
-                self._without_value(record, error, on_done, attempt)
-                return
-            self._retry_later(record, error, on_done, attempt, str(exc))
+            code = exc.args[0].code() if isinstance(exc, KafkaException) and exc.args else None
+            self._refused(record, error, on_done, attempt, form, str(exc), code in _CONTENT_ERRORS)
+        except Exception as exc:  # the client could not take this content (a type, an encoding)
+            self.pending -= 1
+            self._refused(record, error, on_done, attempt, form, f"{type(exc).__name__}: {exc}", True)
 
-    def _retry_later(
-        self, record: Record, error: RecordError, on_done: Callable[[], None], attempt: int, reason: str
+    def _refused(
+        self,
+        record: Record,
+        error: RecordError,
+        on_done: Callable[[], None],
+        attempt: int,
+        form: int,
+        reason: str,
+        for_content: bool,
     ) -> None:
+        """Try a smaller form at once when the content was refused; else the same later."""
+        if for_content and form < MINIMAL:
+            where = {"source_topic": record.topic, "partition": record.partition, "offset": record.offset}
+            if form == FULL:
+                size = len(record.value or b"")
+                log.warning("dead_letter_value_omitted", **where, bytes=size, error=reason)
+            else:
+                omitted = "headers" if form == NO_VALUE else "key and time"
+                log.warning("dead_letter_reduced", **where, omitted=omitted, error=reason)
+            self.send(record, error, on_done, attempt, form + 1)
+            return
+        if not for_content and self.failing_since is None:
+            self.failing_since = time.monotonic()
+        self.last_failure = reason
+        self.on_failure()
         # Every waiting dead letter fails the same way while the topic is unwritable:
         # one line per reason per 10 s, with how many were held back.
         repeated = self._failures.allow(reason)
@@ -156,21 +225,8 @@ class DeadLetters:
                 **({"repeated": repeated} if repeated else {}),
             )
         asyncio.get_running_loop().call_later(
-            self._retry_delay, self.send, record, error, on_done, attempt + 1
+            self._retry_delay, self.send, record, error, on_done, attempt + 1, form
         )
-
-    def _without_value(
-        self, record: Record, error: RecordError, on_done: Callable[[], None], attempt: int
-    ) -> None:
-        size = len(record.value or b"")
-        log.warning(
-            "dead_letter_value_omitted",
-            source_topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            bytes=size,
-        )
-        self.send(dataclasses.replace(record, value=None), error, on_done, attempt, omitted=size)
 
     def poll(self) -> None:
         self._producer.poll(0)

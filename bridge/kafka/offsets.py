@@ -11,6 +11,7 @@ finished before it reads them again, and keeps naming them until it passes them.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterable
 
@@ -33,6 +34,9 @@ class PartitionOffsets:
         self._changes = 0
         self._sent = 0  # the changes the last commit taken carried
         self._left: set[int] = set()  # done with for now, never finished: commits stop before them
+        self._open: dict[int, tuple[int, float]] = {}  # unfinished offsets, in order: (bytes, read at)
+        self.bytes = 0  # of the unfinished records
+        self.moved_at = time.monotonic()  # when ``committed`` last moved (or the partition came)
 
     def __len__(self) -> int:
         """Records held: read and not yet passed by the commit position, finished ones
@@ -50,11 +54,23 @@ class PartitionOffsets:
         """Records read and not finished (nor left aside)."""
         return len(self._pending) - len(self._finished) - len(self._left)
 
-    def add(self, offset: int) -> None:
+    def add(self, offset: int, size: int = 0, now: float = 0.0) -> None:
+        """A record read: ``size`` bytes, at ``now`` (monotonic seconds)."""
         if not self.accepts(offset):
             raise ValueError(f"offset {offset} is not after {self._last_added}")
         self._last_added = offset
         self._pending.append(offset)
+        self._open[offset] = (size, now)
+        self.bytes += size
+
+    def _close(self, offset: int) -> None:
+        held = self._open.pop(offset, None)
+        if held is not None:
+            self.bytes -= held[0]
+
+    def waiting_since(self) -> float | None:
+        """When the oldest unfinished record was read; None when none waits."""
+        return next(iter(self._open.values()))[1] if self._open else None
 
     @property
     def last_added(self) -> int | None:
@@ -72,6 +88,7 @@ class PartitionOffsets:
         """Done with ``offset`` for this run without finishing it (a dead letter that fails
         again in a redrive): no commit passes it, so the next run reads it again."""
         if self._pending and offset >= self._pending[0]:
+            self._close(offset)
             self._left.add(offset)
             self._changes += 1  # worth a commit: the position stops here for good
 
@@ -79,6 +96,7 @@ class PartitionOffsets:
         if not self._pending or offset < self._pending[0]:
             return  # already finished, or from before a seek; nothing to do
         self._earlier.discard(offset)
+        self._close(offset)
         self._finished.add(offset)
         self._changes += 1
         while self._pending and self._pending[0] in self._finished:
@@ -153,6 +171,25 @@ class OffsetTracker:
         """Records held across partitions: what ``max_buffered_records`` bounds."""
         return sum(len(p) for p in self._partitions.values())
 
+    def held_bytes(self) -> int:
+        """Bytes of the unfinished records: what ``max_buffered_bytes`` bounds."""
+        return sum(p.bytes for p in self._partitions.values())
+
+    def waiting(self, now: float) -> dict[TopicPartitionKey, float]:
+        """Per partition, seconds its oldest unfinished record has waited (0: none waits)."""
+        return {
+            key: 0.0 if (since := part.waiting_since()) is None else now - since
+            for key, part in self._partitions.items()
+        }
+
+    def stuck(self, now: float, after_s: float) -> list[TopicPartitionKey]:
+        """Partitions whose commit has not moved for ``after_s`` while records wait."""
+        return [
+            key
+            for key, part in self._partitions.items()
+            if (since := part.waiting_since()) is not None and now - max(since, part.moved_at) > after_s
+        ]
+
     def unfinished(self) -> int:
         return sum(p.unfinished() for p in self._partitions.values())
 
@@ -173,6 +210,7 @@ class OffsetTracker:
             part = self._partitions.get((position.topic, position.partition))
             if part is not None and (part.committed is None or position.offset > part.committed):
                 part.committed = position.offset
+                part.moved_at = time.monotonic()
 
     def commit_failed(self, key: TopicPartitionKey | None) -> None:
         """A commit failed for one partition (``None``: for all of them)."""

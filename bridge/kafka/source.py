@@ -8,6 +8,7 @@ Broker errors are logged here and kept apart from record errors.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,12 +17,17 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from bridge.kafka.consumer import (
     TimeLookupFailed,
+    commit_start_positions,
     committed_offsets,
     finished_map,
+    offset_reset,
     partition_lag,
     partition_total,
     record_from_message,
-    start_new_partitions_at_time,
+    reset_policy,
+    skipped_by_reset,
+    start_positions,
+    with_start_positions,
 )
 from bridge.logs import Repeats, kafka_logger
 from bridge.model import Position, Record, TopicPartitionKey
@@ -52,6 +58,43 @@ class SourceListener:
     def partitions_counted(self) -> None:
         """:attr:`Source.partitions_total` was counted again (after an assignment)."""
 
+    def lost_to_retention(self, key: TopicPartitionKey, records: int) -> None:
+        """librdkafka moved a partition past ``records`` records it never read: the offset
+        it was at no longer exists (deleted by retention)."""
+
+
+class _ResetWatch(logging.Logger):
+    """librdkafka's logger (confluent-kafka calls ``log(level, fmt, *args)`` inside
+    ``consume()``) that also notes each partition whose position it reset."""
+
+    def __init__(self, forward: logging.Logger) -> None:
+        super().__init__("bridge.librdkafka.resets")
+        self._forward = forward
+        self.resets: list[tuple[TopicPartitionKey, int, str]] = []
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        self._forward.log(level, msg, *args, **kwargs)
+        if args and args[0] == "OFFSET" and (reset := offset_reset(str(args[-1]))) is not None:
+            self.resets.append(reset)
+
+
+def count_lost(
+    consumer: Any, watch: _ResetWatch, assigned: set[TopicPartitionKey], listener: SourceListener
+) -> None:
+    """Each reset librdkafka logged: the records between the old offset and where it went
+    were never read (the first one left, or the end, from the watermarks)."""
+    resets, watch.resets = watch.resets, []
+    for key, old, to in resets:
+        if old < 0 or key not in assigned:
+            continue
+        first = skipped_by_reset(consumer, key, old, to)
+        where = {"topic": key[0], "partition": key[1], "committed": old, "first_available": first}
+        if first > old:
+            log.error("records_lost_to_retention", **where, records_lost_to_retention=first - old)
+            listener.lost_to_retention(key, first - old)
+        else:
+            log.warning("offset_reset", **where, to=to)
+
 
 class Source:
     """A subscribed consumer; call :meth:`fetch` often, it never blocks."""
@@ -73,7 +116,9 @@ class Source:
         self._start_at_ms = start_at_ms
         self._assignment = assignment
         self._listener = listener
-        callbacks = {"on_commit": self._committed, "error_cb": self._error, "logger": kafka_logger()}
+        self._policy = reset_policy(conf)
+        self._resets = _ResetWatch(kafka_logger())
+        callbacks = {"on_commit": self._committed, "error_cb": self._error, "logger": self._resets}
         self._consumer = factory({**conf, **callbacks})
         strategy = str(conf.get("partition.assignment.strategy", ""))
         self._incremental = "cooperative" in strategy or conf.get("group.protocol") == "consumer"
@@ -113,6 +158,8 @@ class Source:
                 self.at_end.add(key)
             else:
                 self._error(error)
+        if self._resets.resets:
+            count_lost(self._consumer, self._resets, self.assigned, self._listener)
         if self._recount:  # not inside the callback: see _assigned
             self._recount = False
             self.partitions_total = partition_total(self._consumer, self._topics) or self.partitions_total
@@ -180,21 +227,23 @@ class Source:
         # line, a second rebalance) aborts the process (CallState_get: cs != NULL).
         self._recount = self._count_partitions
         self._listener.assigned(keys, {key: finished_map(tp) for key, tp in (committed or {}).items()})
-        if self._start_at_ms is not None:
-            if committed is None:  # which partitions are new is unknown: do not guess
+        starts: list[TopicPartition] = []
+        if committed is None:
+            if self._start_at_ms is not None:  # which partitions are new is unknown: do not guess
                 self.fatal = "source.start_from: the group's committed offsets could not be read"
                 partitions = []
-            else:
-                try:
-                    partitions = start_new_partitions_at_time(
-                        consumer, partitions, committed, self._start_at_ms
-                    )
-                except TimeLookupFailed as exc:
-                    self.fatal, partitions = f"source.start_from: {exc}", []
+        elif self._assignment is None:
+            try:
+                starts = start_positions(consumer, partitions, committed, self._policy, self._start_at_ms)
+            except TimeLookupFailed as exc:
+                self.fatal, partitions = f"source.start_from: {exc}", []
+            partitions = with_start_positions(partitions, starts)
         # Assign now rather than after this callback, so the pause state can be applied:
         # librdkafka remembers a partition's pause across revocation and reassignment.
         (consumer.incremental_assign if self._incremental else consumer.assign)(partitions)
         (consumer.pause if self.paused else consumer.resume)(partitions)
+        if starts and (refused := commit_start_positions(consumer, starts)):
+            self._commit_failed(refused)
 
     def _revoked(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._release(partitions, lost=False)

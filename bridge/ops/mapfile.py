@@ -15,6 +15,7 @@ from bridge.decode.avro import read_json
 from bridge.decode.decoder import decode_json
 from bridge.errors import RecordError
 from bridge.rules.mapping import Mapper
+from bridge.runtime.convert import commands_of
 
 DecodeLine = Callable[[str], dict[str, Any]]
 
@@ -50,20 +51,18 @@ def map_lines(
         if not line.strip():
             continue
         read += 1
-        try:
-            event = decode(line)
-            meta = {
-                "topic": topic,
-                "partition": 0,
-                "offset": number - 1,
-                "key": None,
-                "timestamp": now_ms,
-                "headers": {},
-            }
-            overrides = event.pop("_kafka", None)
+        meta: dict[str, Any] = {"topic": topic, "partition": 0, "offset": number - 1, "key": None}
+        meta |= {"timestamp": now_ms, "headers": {}}
+
+        def event(line: str = line, meta: dict[str, Any] = meta) -> dict[str, Any]:
+            decoded = decode(line)
+            overrides = decoded.pop("_kafka", None)
             if isinstance(overrides, dict):
                 meta.update(overrides)
-            commands = mapper.map(event, meta)
+            return decoded
+
+        try:
+            commands = commands_of(mapper, meta, event)
         except RecordError as exc:
             failures += 1
             rule = f" rule {exc.rule}:" if exc.rule else ""

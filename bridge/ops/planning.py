@@ -61,7 +61,7 @@ def plan(consumer: Any, topic: str, group: str, commits: bool, args: Any) -> Win
 
 def _ms(text: str, flag: str) -> int:
     try:
-        return int(timestamps.parse_time(text).timestamp() * 1000)
+        return timestamps.normalise_ms(text)[1]
     except ValueError as exc:
         raise ConfigError([f"{flag}: {exc}"]) from exc
 

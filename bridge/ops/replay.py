@@ -34,6 +34,7 @@ from bridge.kafka.window import Window
 from bridge.model import Record
 from bridge.ops.loading import Loaded
 from bridge.ops.planning import plan, plan_redrive, redrive_filters
+from bridge.runtime.convert import record_commands
 from bridge.runtime.factory import build_bridge, start_up_frozen
 from bridge.runtime.pipeline import Bridge
 
@@ -67,9 +68,7 @@ def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: Tex
                 if passed_over:
                     commands = []
                 else:
-                    origin = window.origin(record)
-                    event = loaded.decoder.decode(origin.topic, origin.value)
-                    commands = loaded.mapper.map(event, origin.meta())
+                    commands = record_commands(loaded.decoder, loaded.mapper, window.origin(record))
             except RecordError as exc:
                 failures += 1
                 print(f"{_named(window, record)}: {exc.error_class}: {logs.redact(exc.reason)}", file=err)

@@ -14,6 +14,7 @@ from bridge.errors import RecordError
 from bridge.model import Command, Record
 from bridge.ops.ruletests import Case, Suite
 from bridge.rules.mapping import Mapper
+from bridge.runtime.convert import commands_of
 
 
 @dataclass
@@ -45,7 +46,7 @@ def run_case(suite: Suite, case: Case, mapper: Mapper, default_topic: str) -> Re
     commands: list[Command] = []
     error: RecordError | None = None
     try:
-        commands = mapper.map(suite.events[case.name](), meta)
+        commands = commands_of(mapper, meta, suite.events[case.name])
     except RecordError as exc:
         error = exc
     rules = {c.rule for c in commands} | ({error.rule} if error is not None and error.rule else set())

@@ -56,7 +56,8 @@ def _search(expr: Expression, context: dict[str, Any]) -> Any:
     try:
         return expr.evaluate(context)
     except (jmespath.exceptions.JMESPathError, TypeError, ValueError) as exc:
-        raise MappingError(f"expression {expr.text!r} failed: {exc}") from exc
+        text = str(exc) if len(str(exc)) <= 300 else f"{str(exc)[:300]}... (cut)"  # it may quote the value
+        raise MappingError(f"expression {expr.text!r} failed: {text}") from exc
 
 
 def _compile_expr(text: str, where: str, problems: list[str]) -> Expression | None:

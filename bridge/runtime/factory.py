@@ -117,7 +117,11 @@ def build_bridge(
         window=window,
     )
     listener.serve(partitions)
-    health = Health(source, sender, stop)
+    health = Health(
+        source, sender, stop, dead_letters=dead_letters, offsets=offsets, stuck_after_s=delivery.stuck_after_s
+    )
+    if dead_letters is not None:
+        dead_letters.on_failure = metrics.dead_letter_write_failures.inc
     observe = config.observability
     server = (
         ObservabilityServer(metrics, health.health, health.readiness, observe.host, observe.port)
@@ -135,7 +139,7 @@ def build_bridge(
         partitions=partitions,
         outcomes=outcomes,
         health=health,
-        back_pressure=BackPressure(delivery.max_buffered_records),
+        back_pressure=BackPressure(delivery.max_buffered_records, delivery.max_buffered_bytes),
         stop=stop,
         closers=[
             client.close,

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import structlog
 
 from bridge.intilery.sending import Sender
+from bridge.kafka.deadletter import DeadLetters
+from bridge.kafka.offsets import OffsetTracker
 from bridge.kafka.source import Source
 from bridge.model import Record, TopicPartitionKey
 
@@ -59,19 +61,23 @@ class Stop:
 
 @dataclass(frozen=True, slots=True)
 class BackPressure:
-    """Pause the consumer at ``max_buffered`` records held (read, not finished) and resume
-    below half of it, so that it does not flap; hold back too while Intilery refuses the
-    credentials and some lane is left to probe them."""
+    """Pause the consumer at ``max_buffered`` records held (read, not finished) or
+    ``max_bytes`` of them, and resume below half of both, so that it does not flap; hold
+    back too while Intilery refuses the credentials and some lane is left to probe them."""
 
     max_buffered: int
+    max_bytes: int = 64 * 1024 * 1024
 
-    def pause(self, held: int, paused: bool, auth_blocked: bool) -> bool:
-        return auth_blocked or held >= self.max_buffered or (paused and held > self.max_buffered // 2)
+    def pause(self, held: int, held_bytes: int, paused: bool, auth_blocked: bool) -> bool:
+        full = held >= self.max_buffered or held_bytes >= self.max_bytes
+        above_half = held > self.max_buffered // 2 or held_bytes > self.max_bytes // 2
+        return auth_blocked or full or (paused and above_half)
 
-    def room(self, held: int, paused: bool, auth_blocked: bool) -> bool:
-        """Whether ``held`` records (counting a batch read ahead) stay below the bound, the
-        consumer neither paused nor held back: a read ahead overshoots by a batch at most."""
-        return not paused and not self.pause(held, False, auth_blocked)
+    def room(self, held: int, held_bytes: int, paused: bool, auth_blocked: bool) -> bool:
+        """Whether ``held`` records of ``held_bytes`` (counting a batch read ahead) stay below
+        the bounds, the consumer neither paused nor held back: a read ahead overshoots by a
+        batch at most."""
+        return not paused and not self.pause(held, held_bytes, False, auth_blocked)
 
 
 class Health:
@@ -79,9 +85,17 @@ class Health:
     Intilery answers. Each gives the reasons it fails (none: healthy, ready)."""
 
     def __init__(
-        self, source: Source, sender: Sender, stop: Stop, clock: Callable[[], float] = time.monotonic
+        self,
+        source: Source,
+        sender: Sender,
+        stop: Stop,
+        clock: Callable[[], float] = time.monotonic,
+        dead_letters: DeadLetters | None = None,
+        offsets: OffsetTracker | None = None,
+        stuck_after_s: float = 300.0,
     ) -> None:
         self._source, self._sender, self._stop, self._clock = source, sender, stop, clock
+        self._dead_letters, self._offsets, self._stuck_after_s = dead_letters, offsets, stuck_after_s
         self.loop_at = clock()
 
     def went_round(self) -> None:
@@ -100,6 +114,16 @@ class Health:
         failing = self._sender.failing_since
         if failing is not None and self._clock() - failing > OUTAGE_AFTER_S:
             reasons.append(f"every request to Intilery has failed for {self._clock() - failing:.0f}s")
+        dead = self._dead_letters
+        if dead is not None and dead.failing_since is not None:
+            seconds = self._clock() - dead.failing_since
+            if seconds > OUTAGE_AFTER_S:
+                refused = f"the dead-letter topic has refused writes for {seconds:.0f}s"
+                reasons.append(f"{refused}: {dead.last_failure}")
+        if self._offsets is not None and (stuck := self._offsets.stuck(self._clock(), self._stuck_after_s)):
+            named = ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(stuck))
+            waited = f"no commit for over {self._stuck_after_s:.0f}s while records wait"
+            reasons.append(f"{waited} (delivery.stuck_after_s): {named}")
         if self._stop.requested:
             reasons.append("stopping")
         return reasons

@@ -21,6 +21,7 @@ from bridge.errors import AuthError, DeliveryError, RecordError
 from bridge.intilery.client import Delivered
 from bridge.metrics import Metrics
 from bridge.model import Command, Record
+from bridge.rules.mapping import KNOWN_EVENTS
 
 log = structlog.get_logger("bridge")
 
@@ -44,6 +45,12 @@ def describe(command: Command) -> dict[str, Any]:
         "userId": body.get("userId"),
         "assetId": body.get("assetId"),
     }
+
+
+def command_label(command: Command) -> str:
+    """The ``command`` label: a known command, else ``other`` (a rule's ``event:`` template
+    renders whatever the event holds, and each value would be a series of its own)."""
+    return command.name if command.name in KNOWN_EVENTS else "other"
 
 
 def failure_fields(record: Record, error: RecordError, command: Command | None = None) -> dict[str, Any]:
@@ -92,7 +99,7 @@ class Outcomes:
     def dead_lettered(self, record: Record, error: RecordError, command: Command | None) -> None:
         self.counts["dead_lettered"] += 1
         self.metrics.dead_letters(error.error_class).inc()
-        rule, name = error.rule or NO_RULE, command.name if command else NO_RULE
+        rule, name = error.rule or NO_RULE, command_label(command) if command else NO_RULE
         self.metrics.commands(rule, name, "dead_lettered").inc()
         log.warning("command_dead_lettered", **failure_fields(record, error, command))
 
@@ -107,7 +114,7 @@ class Outcomes:
 
     def delivered(self, command: Command, record: Record, delivered: Delivered) -> None:
         self.counts["delivered"] += 1
-        self.metrics.commands(command.rule, command.name, "delivered").inc()
+        self.metrics.commands(command.rule, command_label(command), "delivered").inc()
         if command.event_ms is not None:
             self.metrics.event_to_ack.observe(max(0.0, time.time() - command.event_ms / 1000))
         log.info(
@@ -122,14 +129,14 @@ class Outcomes:
 
     def stale(self, command: Command, record: Record, reason: str) -> None:
         self.counts["stale"] += 1
-        self.metrics.commands(command.rule, command.name, "stale").inc()
+        self.metrics.commands(command.rule, command_label(command), "stale").inc()
         log.info("command_stale", **describe(command), **where(record), reason=reason)
 
     def retried(
         self, command: Command, attempt: int, error: DeliveryError, delay: float, context: Mapping[str, Any]
     ) -> None:
         self.counts["retries"] += 1
-        self.metrics.commands(command.rule, command.name, "retried").inc()
+        self.metrics.commands(command.rule, command_label(command), "retried").inc()
         auth = isinstance(error, AuthError)
         (log.error if auth else log.warning)(
             "intilery_auth_failed" if auth else "command_retry",

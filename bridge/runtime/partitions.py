@@ -111,6 +111,9 @@ class Partitions:
             self.metrics.map_overflow.inc(left_out)
         return positions
 
+    def count_lost(self, key: TopicPartitionKey, records: int) -> None:
+        self.metrics.records_lost.labels(key[0], str(key[1])).inc(records)
+
     def shrink_map(self, refused_bytes: int | None) -> None:
         if self.offsets.shrink_map(refused_bytes):
             log.warning(
@@ -164,6 +167,9 @@ class OnTheLoop(SourceListener):
 
     def map_too_large(self, refused_bytes: int | None) -> None:
         self._soon(self._to.shrink_map, refused_bytes)
+
+    def lost_to_retention(self, key: TopicPartitionKey, records: int) -> None:
+        self._soon(self._to.count_lost, key, records)
 
     def _wait(self, work: Awaitable[Any]) -> Any:
         assert self.loop is not None and threading.get_ident() != self.loop_thread, "would wait for itself"

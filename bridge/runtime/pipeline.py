@@ -136,9 +136,9 @@ class Bridge:
             # Read the next batch on the Kafka thread while this one is handled, rather than
             # wait for it after. A callback it serves (a revocation) runs on this loop after
             # this batch, which is handled without a pause: it finds the batch's records tracked.
-            if records and self.parts.back_pressure.room(
-                self.path.offsets.held() + len(records) + FETCH_BATCH, self.source.paused, self._blocked
-            ):
+            offsets, batch_bytes = self.path.offsets, sum(r.size for r in records)
+            with_ahead = (offsets.held() + len(records) + FETCH_BATCH, offsets.held_bytes() + 2 * batch_bytes)
+            if records and self.parts.back_pressure.room(*with_ahead, self.source.paused, self._blocked):
                 ahead = self._fetch()
             for record in records:
                 if self.stopping.failure is not None:
@@ -148,8 +148,8 @@ class Bridge:
                 self.dead_letters.poll()
             # While Intilery refuses the credentials, hold back; once no lane is left to
             # probe them (all revoked), resume so new records probe again.
-            held, paused = self.path.offsets.held(), self.source.paused
-            pause = self.parts.back_pressure.pause(held, paused, self._blocked)
+            held, paused = offsets.held(), self.source.paused
+            pause = self.parts.back_pressure.pause(held, offsets.held_bytes(), paused, self._blocked)
             if pause != paused:
                 await self._on_kafka_thread(self.source.pause, pause)
             if fatal := self.source.fatal or (self.dead_letters and self.dead_letters.fatal):
@@ -263,6 +263,8 @@ class Bridge:
         for (topic, partition), records, seconds in await self._on_kafka_thread(self.source.lag):
             metrics.lag_records.labels(topic, str(partition)).set(records)
             metrics.lag_seconds.labels(topic, str(partition)).set(seconds)
+        for (topic, partition), waited in self.path.offsets.waiting(time.monotonic()).items():
+            metrics.oldest_unfinished.labels(topic, str(partition)).set(waited)
 
     def _summary(self) -> None:
         self.parts.outcomes.summary(

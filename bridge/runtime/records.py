@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -23,13 +24,21 @@ import structlog
 from bridge.config import RetryConfig
 from bridge.decode.avro import SchemaNotCached
 from bridge.decode.decoder import Decoder
-from bridge.errors import DecodeError, RecordError, RejectedError, RetryableError, StaleCommand
+from bridge.errors import (
+    DecodeError,
+    InternalError,
+    RecordError,
+    RejectedError,
+    RetryableError,
+    StaleCommand,
+)
 from bridge.intilery.sending import Backoff, Sender
 from bridge.kafka.deadletter import DeadLetters
 from bridge.kafka.offsets import OffsetTracker, PartitionOffsets
 from bridge.kafka.window import Window
 from bridge.model import Command, Record, TopicPartitionKey
 from bridge.rules.mapping import Mapper
+from bridge.runtime.convert import record_commands
 from bridge.runtime.health import Stop
 from bridge.runtime.lanes import Lanes
 from bridge.runtime.outcomes import Outcomes, where
@@ -81,7 +90,7 @@ class RecordPath:
             return
         if self._rewound:
             self._rewound.discard(record.tp)
-        part.add(record.offset)
+        part.add(record.offset, record.size, time.monotonic())
         self.outcomes.consumed(record)
         if self.window is not None and not self.window.selects(record):
             self.outcomes.not_selected()
@@ -126,8 +135,7 @@ class RecordPath:
             return record
 
     def _decode_and_map(self, record: Record) -> list[Command]:
-        event = self.decoder.decode(record.topic, record.value)
-        return self.mapper.map(event, record.meta())
+        return record_commands(self.decoder, self.mapper, record)
 
     def _skip(self, record: Record, part: PartitionOffsets) -> None:
         self.outcomes.skipped(record)
@@ -187,9 +195,10 @@ class RecordPath:
             work.part.finish(work.record.offset)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a bug: stop rather than commit past a record we did not finish
+        except Exception as exc:  # a bug this record set off: dead-letter it, the partition goes on
             log.exception("delivery_crashed", **where(work.record))
-            self.stop.fail(f"internal error while delivering: {exc!r}", at=work.record)
+            error = InternalError(f"while delivering: {type(exc).__name__}: {exc}"[:500])
+            self.reject(work.record, work.part, error, origin=work.origin)
 
     def reject(
         self,

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from bridge.devtools.registry import LocalRegistry
 from bridge.devtools.sandbox import Sandbox
 from bridge.kafka.deadletter import VALUE_OMITTED
+from tests import fuzzing
 from tests.drills.support import (
+    PARTITIONS,
     DrillBridge,
     Outcome,
     assert_no_secret_in_headers,
@@ -26,11 +29,13 @@ from tests.drills.support import (
     drill_config,
     header_seq,
     report,
+    rss_mb,
 )
 from tests.support import (
     CheckedProducer,
     TestKafka,
     accepted,
+    committed_and_ends,
     log_events,
     read_all,
     sms_event,
@@ -165,3 +170,97 @@ def test_hostile_input(
 
 def _dead_lettered(log_path: Path) -> int:
     return sum(1 for e in log_events(log_path) if e["event"] == "command_dead_lettered")
+
+
+def produce_kept(
+    producer: CheckedProducer, topics: dict[str, str], rounds: int, first_seq: int
+) -> tuple[list[int], int]:
+    """Every input kept in tests/corpus/, each record between good events on its key, ``rounds``
+    times; gives the good events' seqs and how many hostile records went out. Header names are
+    sent as UTF-8 with what is not valid escaped (the client cannot send a lone surrogate;
+    the fuzzing harness covers that case), and record times are the producer's."""
+    goods, hostile, seq = [], 0, first_seq
+    for _ in range(rounds):
+        for _, batch in fuzzing.load_corpus():
+            for bad in batch:
+                key = bad.key if bad.key is not None else b"C-0"
+                for record in (None, bad):
+                    if record is None:
+                        event = {**sms_event(seq, 50), "customer": {"id": f"C-{seq}"}}
+                        value = json.dumps(event).encode()
+                        producer.produce(topics[fuzzing.JSON_TOPIC], key=key, value=value)
+                        goods.append(seq)
+                        seq += 1
+                    else:
+                        headers = [(n.encode("utf-8", "backslashreplace"), v) for n, v in record.headers]
+                        producer.produce(topics[record.topic], key=key, value=record.value, headers=headers)
+                        hostile += 1
+                producer.poll(0)
+    assert producer.flush() == 0
+    return goods, hostile
+
+
+@pytest.mark.parametrize(
+    "rounds", [pytest.param(1, id="short"), pytest.param(4, id="long", marks=pytest.mark.slow)]
+)
+def test_every_kept_hostile_input_on_the_real_broker(
+    drill_cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, drill_bridge: DrillBridge, rounds: int
+) -> None:
+    """The fuzzing corpus (the kinds of issue 21 and what make fuzz found) through a running
+    bridge: JSON, Avro through the registry (a recursive schema among four) and plain Avro,
+    between good events on the same keys. The process never exits by itself, every good
+    command arrives once, commits reach the end of every partition, RSS stays under 300 MB."""
+    topics = {fuzzing.JSON_TOPIC: drill_cluster.topic}
+    for name in (fuzzing.AVRO_TOPIC, fuzzing.PLAIN_TOPIC):
+        topics[name] = drill_cluster.name(name)
+        drill_cluster.create_topic(topics[name], 1, **{"max.message.bytes": str(8 << 20)})
+    (tmp_path / "node.avsc").write_text(json.dumps(fuzzing.RECURSIVE))
+    with LocalRegistry() as registry:
+        for schema_id, text in fuzzing._schemas().items():
+            assert registry.state.register(f"s{schema_id}", {"schema": text}) == schema_id
+        config = drill_config(drill_cluster, sandbox, "kept")
+        config["source"] = {
+            "topics": [
+                topics[fuzzing.JSON_TOPIC],
+                {"name": topics[fuzzing.AVRO_TOPIC], "format": "avro"},
+                {"name": topics[fuzzing.PLAIN_TOPIC], "format": "avro", "schema": "node.avsc"},
+            ],
+            "format": "json",
+            "schema_registry": {**config["source"]["schema_registry"], "url": registry.url},
+        }
+        producer = CheckedProducer(drill_cluster.bootstrap_servers, {"message.max.bytes": 3 * BIG})
+        log_path = tmp_path / "bridge.log"
+        with drill_bridge(config, log_path) as process:
+            goods, hostile = produce_kept(producer, topics, rounds, 100_000)
+            peak = 0.0
+
+            def settled() -> bool:
+                nonlocal peak
+                peak = max(peak, rss_mb(process.pid))
+                bootstrap = drill_cluster.bootstrap_servers
+                return delivered_seqs(sandbox) >= set(goods) and all(
+                    committed == end
+                    for name, topic in topics.items()
+                    for committed, end in committed_and_ends(
+                        bootstrap, "kept", topic, PARTITIONS if name == fuzzing.JSON_TOPIC else 1
+                    )
+                )
+
+            wait_for(settled, 120, "good events delivered and commits at every end")
+            assert process.poll() is None, "the bridge must still be running"
+    sent = Counter(r["body"]["seq"] for r in accepted(sandbox))
+    duplicated = sum(sent[seq] - 1 for seq in goods)
+    assert duplicated == 0 and all(sent[seq] == 1 for seq in goods)
+    events = log_events(log_path)
+    dead = [e for e in events if e["event"] == "command_dead_lettered"]
+    assert "delivery_crashed" not in {e["event"] for e in events} and dead
+    assert peak < 300, f"RSS {peak:.0f} MB"
+    classes = Counter(e["error_class"] for e in dead)
+    report(
+        "7b hostile input: every kept fuzzing input",
+        Outcome(len(goods) + hostile, 0, duplicated, len(dead)),
+        None,
+        f"{len(fuzzing.load_corpus())} kept inputs x {rounds}: {hostile} hostile records (JSON, Avro through "
+        f"the registry, plain Avro) between {len(goods)} good events; dead letters by class "
+        f"{dict(sorted(classes.items()))}; peak RSS {peak:.0f} MB",
+    )

@@ -320,3 +320,41 @@ def test_check_the_avro_example_from_another_directory(tmp_path: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "OK (" in result.stdout
+
+
+HOSTILE_TIMES = ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+00:01", int("1" * 401)]
+
+
+def test_map_and_test_give_the_same_reason_for_a_time_past_either_end(tmp_path: Path) -> None:
+    """Each of these raised OverflowError: map and test printed a traceback."""
+    events = [
+        {"type": "booking_abandoned", "channel": "sms", "occurredAt": when, "customer": {"id": "C-1"}}
+        for when in HOSTILE_TIMES
+    ]
+    mapped = cli("map", "--config", str(EXAMPLE), "-", stdin="\n".join(json.dumps(e) for e in events) + "\n")
+    assert mapped.returncode == 1 and "Traceback" not in mapped.stderr
+    reasons = [line for line in mapped.stderr.splitlines() if line.startswith("line ")]
+    assert len(reasons) == 3 and all("mapping: rule abandoned-sms: timestamp:" in r for r in reasons)
+    assert all("out of range" in r for r in reasons)
+    cases = tmp_path / "times.yaml"
+    cases.write_text(
+        json.dumps(
+            {
+                "tests": [
+                    {
+                        "name": f"time {n}",
+                        "event": event,
+                        "expect_error": {
+                            "class": "mapping",
+                            "rule": "abandoned-sms",
+                            "reason_contains": reason.split("timestamp: ", 1)[1],
+                        },
+                    }
+                    for n, (event, reason) in enumerate(zip(events, reasons, strict=True))
+                ]
+            }
+        )
+    )
+    tested = cli("test", "--config", str(EXAMPLE), str(cases))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "Traceback" not in tested.stderr and "3 passed" in tested.stdout

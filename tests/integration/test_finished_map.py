@@ -185,9 +185,11 @@ def test_a_broker_with_a_smaller_metadata_bound_tells_the_source_how_large_a_map
         source = Source(conf, ["t"], listener)
         source.start()
         deadline = time.monotonic() + 30
-        while not source.assigned:
+        while not source.assigned or not listener.positions:  # with the start position committed
             assert time.monotonic() < deadline, "no assignment"
             source.fetch(10)
+        assert [p.offset for p in listener.positions] == [0]  # the group's first position
+        listener.positions.clear()
         big, small = encode(0, list(range(1, 4000, 2)))[0], encode(0, [1, 3])[0]
         assert len(big) > 256 >= len(small)
         assert source.commit([Position("t", 0, 0, big)], wait=False)

@@ -21,10 +21,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.config import SourceConfig
-from bridge.decode.avro import SchemaNotCached, read_binary, read_json, split_frame
+from bridge.decode.avro import Reader, SchemaNotCached, read_binary, read_json, split_frame
+from bridge.decode.avrobounds import bounded_walk
 from bridge.decode.decoder import Decoder
-from bridge.decode.registry import SchemaRegistry
+from bridge.decode.registry import MAX_NOT_FOUND, MAX_SCHEMAS, SchemaRegistry
 from bridge.errors import ConfigError, DecodeError, RetryableError
+from tests.fuzzing import avro_long
 
 ROOT = Path(__file__).parents[2]
 
@@ -310,3 +312,82 @@ def test_shipped_schemas_parse_and_carry_the_event_type(name: str) -> None:
     fastavro.parse_schema(schema)
     type_field = next(f for f in schema["fields"] if f["name"] == "type")
     assert type_field["default"] == name
+
+
+RECURSIVE = {"type": "record", "name": "Node", "fields": [{"name": "next", "type": ["null", "Node"]}]}
+
+
+
+
+@pytest.mark.parametrize(
+    ("levels", "depth", "outcome"),
+    [
+        (63, 64, "read"),
+        (64, 64, "deeper than 64"),
+        (2000, 64, "deeper than 64"),
+        (30_000, 64, "deeper than 64"),
+        (9, 10, "read"),
+        (10, 10, "deeper than 10"),
+    ],
+)
+def test_a_recursive_schema_is_read_within_the_depth_bound(levels: int, depth: int, outcome: str) -> None:
+    """30,000 levels killed the process in fastavro's C reader (SIGSEGV); 2,000 raised
+    RecursionError past the record path."""
+    reader = Reader(fastavro.parse_schema(RECURSIVE), depth)
+    data = b"\x02" * levels + b"\x00"
+    if outcome == "read":
+        event = reader.read(data)
+        for _ in range(levels):
+            event = event["next"]
+        assert event == {"next": None}
+    else:
+        with pytest.raises(DecodeError, match=outcome):
+            reader.read(data)
+
+
+def test_item_counts_are_bounded_by_the_bytes_left() -> None:
+    """An array of null with a count of 2^40 (six bytes) allocated about 1 GB."""
+    array = {"name": "a", "type": {"type": "array", "items": "null"}}
+    nulls = {"type": "record", "name": "N", "fields": [array]}
+    reader = Reader(fastavro.parse_schema(nulls))
+    assert reader.read(avro_long(3) + b"\x00") == {"a": [None, None, None]}
+    with pytest.raises(DecodeError, match="zero-size items"):
+        reader.read(avro_long(2**40) + b"\x00")
+    tree = {
+        "type": "record",
+        "name": "T",
+        "fields": [{"name": "kids", "type": {"type": "array", "items": "T"}}, {"name": "n", "type": "int"}],
+    }
+    with pytest.raises(DecodeError, match="a block of 1099511627776 items with 0 bytes left"):
+        Reader(fastavro.parse_schema(tree)).read(avro_long(2**40))
+
+
+def test_a_bounded_schema_is_read_by_the_c_reader_alone() -> None:
+    assert bounded_walk(fastavro.parse_schema(ALL_TYPES)) is None
+    assert bounded_walk(fastavro.parse_schema(RECURSIVE)) is not None
+
+
+def test_the_registry_cache_is_bounded() -> None:
+    schema = json.dumps({"type": "record", "name": "S", "fields": [{"name": "s", "type": "string"}]})
+    client = FakeRegistryClient({n: schema for n in range(MAX_SCHEMAS + 10)})
+    registry = SchemaRegistry("http://registry", client=client)
+    for schema_id in range(MAX_SCHEMAS + 10):
+        registry.fetch(schema_id)
+    assert len(registry) == MAX_SCHEMAS
+    assert registry.cached(MAX_SCHEMAS + 9) is not None and registry.cached(0) is None  # the oldest left
+    for schema_id in range(10**6, 10**6 + MAX_NOT_FOUND + 10):  # ids no registry knows
+        with pytest.raises(DecodeError):
+            registry.fetch(schema_id)
+    assert len(registry) == MAX_SCHEMAS + MAX_NOT_FOUND
+
+
+def test_a_schema_nested_past_the_recursion_limit_is_a_dead_letter_not_a_crash() -> None:
+    deep = '"string"'
+    for n in range(5000):
+        deep = f'{{"type": "record", "name": "R{n}", "fields": [{{"name": "f", "type": {deep}}}]}}'
+    client = FakeRegistryClient({1: deep})
+    registry = SchemaRegistry("http://registry", client=client)
+    with pytest.raises(DecodeError, match="not a valid Avro schema"):
+        registry.fetch(1)
+    with pytest.raises(DecodeError):
+        registry.cached(1)  # remembered: not asked again for a while

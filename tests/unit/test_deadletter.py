@@ -11,7 +11,14 @@ from confluent_kafka import KafkaError, KafkaException
 from structlog.testing import capture_logs
 
 from bridge.errors import MappingError
-from bridge.kafka.deadletter import VALUE_OMITTED, DeadLetters
+from bridge.kafka.deadletter import (
+    HEADERS_OMITTED,
+    KEY_OMITTED,
+    REASON_LIMIT,
+    VALUE_OMITTED,
+    DeadLetters,
+    dead_letter_headers,
+)
 from bridge.logs import register_secret
 from bridge.model import Record
 
@@ -89,20 +96,86 @@ def test_a_failed_write_is_retried_until_it_is_acknowledged_and_logged_once_per_
     assert failures[0]["offset"] == 41 and "authorization failed" in failures[0]["error"]
 
 
+def write_one(dead_letters: DeadLetters, producer: FakeProducer) -> tuple[list[str], list[dict[str, Any]]]:
+    """RECORD dead-lettered, driven until written: what was done, and the log lines."""
+    done: list[str] = []
+
+    async def scenario() -> None:
+        dead_letters.send(RECORD, MappingError("bad"), lambda: done.append("done"))
+        await drive(dead_letters, producer, done, 5)
+
+    with capture_logs() as logs:
+        asyncio.run(scenario())
+    return done, logs
+
+
 def test_a_record_too_large_for_the_topic_is_written_without_its_value() -> None:
     too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
     for first in (too_large, KafkaException(too_large)):  # refused by the broker, or by produce()
         producer = FakeProducer([first, None])
-        dead_letters, done = DeadLetters("dlq", producer, retry_delay_s=0.01), []
-
-        async def scenario() -> None:
-            dead_letters.send(RECORD, MappingError("bad"), lambda: done.append("done"))  # noqa: B023
-            await drive(dead_letters, producer, done, 5)  # noqa: B023
-
-        with capture_logs() as logs:
-            asyncio.run(scenario())
+        done, logs = write_one(DeadLetters("dlq", producer, retry_delay_s=0.01), producer)
         assert done == ["done"]
         last = producer.writes[-1]
         assert last["value"] is None and last["key"] == b"C-1"
         assert dict(last["headers"])[VALUE_OMITTED] == f"{len(RECORD.value or b'')} bytes".encode()
         assert [line["bytes"] for line in logs if line["event"] == "dead_letter_value_omitted"] == [13]
+
+
+def test_the_reason_is_cut_at_its_bound_and_every_header_encodes() -> None:
+    """A JMESPath type error once put a 900 KB value in the reason (a 1.35 MB header), and a
+    lone surrogate made the header's encoding raise: neither can stop the write now."""
+    error = MappingError("expression failed: " + "v" * 900_000 + "\ud800", rule="r\udc80")
+    record = Record("bookings", 0, 7, b"k", b"{}", [("na\ud800me", b"x"), ("none", None)], None)
+    headers = dict(dead_letter_headers(record, error))
+    reason = headers["x-bridge-error-reason"]
+    assert reason is not None and len(reason) < REASON_LIMIT + 100
+    assert reason.endswith(b"(cut; 900020 characters in all)")
+    assert headers["x-bridge-rule"] == b"r\\udc80" and headers["na\\ud800me"] == b"x"
+    assert all(name.encode() for name in headers)  # every name encodes as UTF-8
+
+
+def test_a_write_refused_for_its_content_is_retried_smaller_each_time() -> None:
+    too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+    invalid = KafkaError(KafkaError.INVALID_TIMESTAMP)
+    producer = FakeProducer([too_large, KafkaException(too_large), invalid, invalid, None])
+    dead_letters = DeadLetters("dlq", producer, retry_delay_s=0.01)
+    done, logs = write_one(dead_letters, producer)
+    assert done == ["done"]
+    # full (refused), without value (refused by produce()), without headers (refused),
+    # minimal (refused: retried as it is), minimal (taken)
+    forms = [
+        (w["value"] is not None, "source" in dict(w["headers"]), w["key"] is not None)
+        for w in producer.writes
+    ]
+    assert forms == [(True, True, True), (False, False, True), (False, False, False), (False, False, False)]
+    last = dict(producer.writes[-1]["headers"])
+    assert last[VALUE_OMITTED] == b"13 bytes" and last[HEADERS_OMITTED] == b"1 headers"
+    assert last[KEY_OMITTED] == b"3 bytes" and producer.writes[-1]["timestamp"] == 0
+    assert last["x-bridge-source-offset"] == b"41"  # still says where the original is
+    assert [line["event"] for line in logs if line["event"].startswith("dead_letter_")] == [
+        "dead_letter_value_omitted",
+        "dead_letter_reduced",
+        "dead_letter_reduced",
+        "dead_letter_write_failed",
+    ]
+    assert dead_letters.failing_since is None  # a content refusal is no outage
+
+
+def test_an_unavailable_topic_is_retried_as_it_is_and_shows() -> None:
+    refused = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    producer = FakeProducer([refused, refused, None])
+    dead_letters, done, failures = DeadLetters("dlq", producer, retry_delay_s=0.01), [], []
+    dead_letters.on_failure = lambda: failures.append(1)
+    seen: list[float | None] = []
+
+    async def scenario() -> None:
+        dead_letters.send(RECORD, MappingError("bad"), lambda: done.append("done"))
+        while not done:
+            producer.poll(0)
+            seen.append(dead_letters.failing_since)
+            await asyncio.sleep(0.005)
+
+    asyncio.run(scenario())
+    assert [w["value"] for w in producer.writes] == [RECORD.value] * 3  # never reduced
+    assert len(failures) == 2 and any(s is not None for s in seen)
+    assert dead_letters.failing_since is None and "authorization" in (dead_letters.last_failure or "")

@@ -8,7 +8,7 @@ import pytest
 
 from bridge.config import RuleConfig
 from bridge.errors import MappingError
-from bridge.rules.mapping import MAX_CALL_BYTES, CompiledRule, Mapper
+from bridge.rules.mapping import MAX_CALL_BYTES, CompiledRule, Mapper, compile_rules
 
 META = {
     "topic": "bookings",
@@ -210,3 +210,15 @@ def test_expression_runtime_error_is_mapping_error() -> None:
 def test_payload_is_compact_json_of_body() -> None:
     [command] = Mapper([rule({"event": "x", "userId": "ü"})], ["bookings"]).map(EVENT, META)
     assert command.payload == '{"event":"x","userId":"ü","timestamp":"2019-11-18T13:30:12.984Z"}'.encode()
+
+
+def test_a_rule_error_quotes_at_most_300_characters_of_the_value() -> None:
+    """JMESPath's type errors quote the value: a 900 KB field made a 1.35 MB reason."""
+    mapper, problems = compile_rules(
+        [{"name": "n", "when": "abs(booking.value) > `1`", "emit": {"event": "x", "userId": "u"}}], ["t"]
+    )
+    assert problems == []
+    meta = {"topic": "t", "partition": 0, "offset": 0, "key": None, "timestamp": None, "headers": {}}
+    with pytest.raises(MappingError) as info:
+        mapper.map({"booking": {"value": "v" * 900_000}}, meta)
+    assert len(info.value.reason) < 500 and info.value.reason.endswith("... (cut)")

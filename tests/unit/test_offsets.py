@@ -161,3 +161,28 @@ def test_a_map_the_broker_refuses_as_too_large_shrinks_to_half_of_it_down_to_non
         pass
     (bare,) = tracker.to_commit(force=True)
     assert tracker.map_limit == 0 and bare.metadata == "" and bare.left_out == 10_000
+
+
+def test_bytes_and_waiting_are_those_of_the_unfinished_records() -> None:
+    tracker = OffsetTracker()
+    part = tracker.assign(("t", 0))
+    for offset, (size, at) in enumerate([(100, 10.0), (200, 11.0), (300, 12.0)]):
+        part.add(offset, size, at)
+    assert tracker.held_bytes() == 600 and part.waiting_since() == 10.0
+    part.finish(1)  # behind an unfinished one: its bytes are free, the oldest still waits
+    assert tracker.held_bytes() == 400 and tracker.waiting(20.0) == {("t", 0): 10.0}
+    part.finish(0)
+    assert tracker.held_bytes() == 300 and tracker.waiting(20.0) == {("t", 0): 8.0}
+    part.leave(2)
+    assert tracker.held_bytes() == 0 and tracker.waiting(20.0) == {("t", 0): 0.0}
+
+
+def test_a_partition_is_stuck_when_its_commit_has_not_moved_while_records_wait() -> None:
+    tracker = OffsetTracker()
+    idle, busy = tracker.assign(("t", 0)), tracker.assign(("t", 1))
+    now = busy.moved_at
+    busy.add(0, 1, now + 10)  # read 10 s after the partition came
+    assert tracker.stuck(now + 300, 300) == []  # waited 290 s
+    assert tracker.stuck(now + 311, 300) == [("t", 1)] and idle.waiting_since() is None
+    tracker.mark_committed([Position("t", 1, 0)])  # the commit moved (not past the record)
+    assert tracker.stuck(busy.moved_at + 299, 300) == []

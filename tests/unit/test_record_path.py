@@ -6,165 +6,20 @@ The decoder and rules are the real ones, loaded from a configuration as ``run`` 
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
-from bridge.errors import RecordError, RejectedError
-from bridge.intilery.client import Delivered
-from bridge.intilery.sending import Gate
 from bridge.kafka.offsets import OffsetTracker
-from bridge.metrics import Metrics
-from bridge.model import Command, Position, Record, TopicPartitionKey
-from bridge.ops.loading import load
+from bridge.model import Command, Record
 from bridge.runtime.health import EXIT_OK, EXIT_PERMANENT_FAILURE, BackPressure, Health, Stop
-from bridge.runtime.outcomes import Outcomes
-from bridge.runtime.partitions import OnTheLoop, Partitions
-from bridge.runtime.pipeline import FETCH_BATCH, Bridge, Parts
-from bridge.runtime.records import RecordPath
-from tests.support import TOKEN, base_config, sms_event, write_config
-
-TP: TopicPartitionKey = ("bookings", 0)
-
-
-class FakeSource:
-    """Serves the batches given, one per fetch, then reports the partition at its end."""
-
-    def __init__(self, batches: list[list[Record]]) -> None:
-        self.batches = batches
-        self.listener: OnTheLoop | None = None
-        self.finished: dict[TopicPartitionKey, set[int]] = {}  # the last commit's map, on assignment
-        self.paused, self.pauses, self.commits = False, list[bool](), list[Position]()
-        self.assigned: set[TopicPartitionKey] = set()
-        self.at_end: set[TopicPartitionKey] = set()
-        self.last_read: dict[TopicPartitionKey, tuple[int, int | None]] = {}
-        self.member, self.fatal, self.rebalances, self.partitions_total = False, None, 0, 1
-
-    def start(self) -> None:
-        assert self.listener is not None
-        self.member, self.assigned = True, {TP}
-        self.listener.assigned([TP], self.finished)
-
-    def fetch(self, _: int) -> list[Record]:
-        if self.paused or not self.batches:
-            self.at_end = set(self.assigned) if not self.batches else set()
-            return []
-        return self.batches.pop(0)
-
-    def pause(self, paused: bool) -> None:
-        self.paused = paused
-        self.pauses.append(paused)
-
-    def commit(self, positions: list[Position], wait: bool = False, rebalances: int = 0) -> bool:
-        assert self.listener is not None
-        self.commits += positions
-        if positions:
-            self.listener.committed(positions)
-        return True
-
-    def lag(self) -> list[Any]:
-        return []
-
-    def close(self) -> None:
-        pass
-
-
-class FakeSender:
-    """Takes every command at once, but refuses the customers in ``refuse``; ``hold``
-    keeps every command waiting until it is set."""
-
-    def __init__(self, refuse: frozenset[str] = frozenset()) -> None:
-        self.refuse, self.sent, self.hold = refuse, list[Command](), asyncio.Event()
-        self.hold.set()
-        self.gate, self.in_flight, self.failing_since = Gate(), 0, None
-
-    async def send(self, command: Command, context: Any = None) -> Delivered:
-        if not self.hold.is_set():
-            await self.hold.wait()
-        if command.body["userId"] in self.refuse:
-            raise RejectedError("unknown userId", status=400)
-        self.sent.append(command)
-        return Delivered(202, f"E-{len(self.sent)}", 1.0)
-
-
-class FakeDeadLetters:
-    """The broker acknowledges every dead letter at once."""
-
-    def __init__(self) -> None:
-        self.written: list[tuple[Record, RecordError]] = []
-        self.pending, self.fatal = 0, None
-
-    def send(self, record: Record, error: RecordError, written: Any) -> None:
-        self.written.append((record, error))
-        written()
-
-    def poll(self) -> None:
-        pass
-
-    def flush(self, _: float) -> None:
-        pass
-
-
-def record(offset: int, event: dict[str, Any] | None = None, key: bytes | None = b"k") -> Record:
-    value = json.dumps(event if event is not None else sms_event(offset, 1)).encode()
-    return Record("bookings", 0, offset, key, value, [], None)
-
-
-def build(
-    tmp_path: Path,
-    batches: list[list[Record]],
-    *,
-    sender: FakeSender | None = None,
-    dead_letters: bool = True,
-    max_buffered: int = 1000,
-) -> tuple[Bridge, FakeSource, FakeSender, FakeDeadLetters | None]:
-    where: Any = SimpleNamespace(bootstrap_servers="127.0.0.1:9", topic="bookings", dlq="bookings.dlq")
-    config = base_config(
-        where, "http://127.0.0.1:9", "g", max_buffered_records=max_buffered, commit_interval_ms=10
-    )
-    if not dead_letters:
-        del config["delivery"]["dead_letter_topic"]
-    loaded = load(str(write_config(tmp_path, config)), env={"TEST_INTILERY_TOKEN": TOKEN})
-    source, sender = FakeSource(batches), sender or FakeSender()
-    dlq = FakeDeadLetters() if dead_letters else None
-    metrics, stop, offsets = Metrics(), Stop(), OffsetTracker()
-    outcomes = Outcomes(metrics)
-    path = RecordPath(
-        decoder=loaded.decoder,
-        mapper=loaded.mapper,
-        sender=sender,  # type: ignore[arg-type]
-        dead_letters=dlq,  # type: ignore[arg-type]
-        offsets=offsets,
-        outcomes=outcomes,
-        stop=stop,
-        retry=loaded.config.delivery.retry,
-        topics=frozenset({"bookings"}),
-    )
-    partitions = Partitions(source, path, offsets, metrics, grace_s=1, dead_letters=dlq)  # type: ignore[arg-type]
-    source.listener = OnTheLoop()
-    source.listener.serve(partitions)
-    parts = Parts(
-        source=source,  # type: ignore[arg-type]
-        listener=source.listener,
-        path=path,
-        partitions=partitions,
-        outcomes=outcomes,
-        health=Health(source, sender, stop),  # type: ignore[arg-type]
-        back_pressure=BackPressure(max_buffered),
-        stop=stop,
-    )
-    return Bridge(loaded.config, loaded.mapper, parts, until_caught_up=True), source, sender, dlq
-
-
-def seqs(sender: FakeSender) -> list[int]:
-    return [int(command.body["seq"]) for command in sender.sent]
-
-
-def last_commit(source: FakeSource) -> int:
-    return max(position.offset for position in source.commits)
+from bridge.runtime.outcomes import command_label
+from bridge.runtime.pipeline import FETCH_BATCH
+from tests.recordpath import TP, FakeSender, build, last_commit, record, seqs
+from tests.support import sms_event
 
 
 def test_every_record_is_delivered_in_order_then_committed(tmp_path: Path) -> None:
@@ -250,8 +105,10 @@ def test_back_pressure_pauses_while_too_much_is_held(tmp_path: Path, max_buffere
     [(3, False, False), (4, False, True), (3, True, True), (2, True, False), (0, False, False)],
 )
 def test_back_pressure_resumes_below_half(held: int, paused: bool, pause: bool) -> None:
-    assert BackPressure(4).pause(held, paused, auth_blocked=False) is pause
-    assert BackPressure(4).pause(0, paused, auth_blocked=True)
+    assert BackPressure(4).pause(held, 0, paused, auth_blocked=False) is pause
+    assert BackPressure(4).pause(0, 0, paused, auth_blocked=True)
+    # The same in bytes, whichever bound is reached first
+    assert BackPressure(1000, 4000).pause(0, held * 1000, paused, auth_blocked=False) is pause
 
 
 def test_readiness_names_each_reason() -> None:
@@ -294,3 +151,67 @@ def test_reading_ahead_keeps_within_the_buffer_by_one_batch_at_most(tmp_path: Pa
     assert code == EXIT_OK
     assert max_buffered <= held <= max_buffered + FETCH_BATCH
     assert sorted(seqs(sender)) == list(range(6 * FETCH_BATCH)) and last_commit(source) == 6 * FETCH_BATCH
+
+
+def test_readiness_names_a_dead_letter_outage_and_a_stuck_partition() -> None:
+    source, sender, stop = SimpleNamespace(member=True), FakeSender(), Stop()
+    dead = SimpleNamespace(failing_since=None, last_failure=None)
+    offsets = OffsetTracker()
+    part = offsets.assign(("bookings", 3))
+    now = [part.moved_at]
+    health = Health(
+        source,  # type: ignore[arg-type]
+        sender,  # type: ignore[arg-type]
+        stop,
+        clock=lambda: now[0],
+        dead_letters=dead,  # type: ignore[arg-type]
+        offsets=offsets,
+        stuck_after_s=60,
+    )
+    part.add(0, 10, now[0])
+    dead.failing_since, dead.last_failure = now[0], "Broker: Topic authorization failed"
+    now[0] += 5
+    assert health.readiness() == []
+    now[0] += 60
+    assert health.readiness() == [
+        "the dead-letter topic has refused writes for 65s: Broker: Topic authorization failed",
+        "no commit for over 60s while records wait (delivery.stuck_after_s): bookings[3]",
+    ]
+    part.finish(0)
+    dead.failing_since = None
+    assert health.readiness() == []
+
+
+def test_an_exception_nobody_expected_dead_letters_its_record_and_goes_on(tmp_path: Path) -> None:
+    """Whatever one record raises (here MemoryError from decoding it) ends as a dead letter
+    of class internal naming the exception; it never reaches the loop."""
+    batch = [record(0), record(1), record(2)]
+    bridge, source, sender, dlq = build(tmp_path, [batch])
+    decode = bridge.path.decoder.decode
+
+    def decode_or_fail(topic: str, value: bytes | None) -> dict[str, Any]:
+        if value == batch[1].value:
+            raise MemoryError("one record's size")
+        return decode(topic, value)
+
+    bridge.path.decoder.decode = decode_or_fail  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        assert asyncio.run(bridge.run()) == EXIT_OK
+    assert [(r.offset, e.error_class, e.reason) for r, e in dlq.written] == [
+        (1, "internal", "MemoryError: one record's size")
+    ]
+    assert seqs(sender) == [0, 2] and last_commit(source) == 3
+    (line,) = [e for e in logs if e["event"] == "record_internal_error"]
+    assert line["log_level"] == "error" and line["error_type"] == "MemoryError" and line["exc_info"]
+
+
+def test_the_command_label_is_a_known_command_or_other() -> None:
+    def command(event: str) -> Command:
+        return Command("r", "track", {"event": event}, b"{}", None, None)
+
+    assert [command_label(command(e)) for e in ("send_sms", "identify", "Booking Viewed", "x" * 500)] == [
+        "send_sms",
+        "identify",
+        "other",
+        "other",
+    ]

@@ -14,7 +14,7 @@ from confluent_kafka import KafkaError, TopicPartition
 from structlog.testing import capture_logs
 
 from bridge.errors import ConfigError, DecodeError
-from bridge.kafka.deadletter import VALUE_OMITTED, dead_letter_headers
+from bridge.kafka.deadletter import NO_VALUE, VALUE_OMITTED, dead_letter_headers
 from bridge.kafka.window import original_of
 from bridge.model import Record
 from bridge.ops.planning import parse_offsets, plan
@@ -150,7 +150,7 @@ def test_progress_is_logged_when_not_a_terminal() -> None:
 
 def test_a_dead_letter_without_its_value_points_at_the_source_offset() -> None:
     source = Record("bookings", 2, 41, b"k", b"x" * 10, [("seq", b"7")], 1)
-    headers = dead_letter_headers(source, DecodeError("nested too deeply"), omitted=10)
+    headers = dead_letter_headers(source, DecodeError("nested too deeply"), NO_VALUE)
     assert (VALUE_OMITTED, b"10 bytes") in headers
     with pytest.raises(DecodeError, match="replay bookings partition 2 offset 41"):
         original_of(Record("bookings.dlq", 0, 0, b"k", None, headers, 1))

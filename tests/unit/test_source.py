@@ -5,7 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from confluent_kafka import OFFSET_END, KafkaError, KafkaException, TopicPartition
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from structlog.testing import capture_logs
 
 from bridge.config import SourceConfig
@@ -36,6 +37,9 @@ class FakeConsumer:
     def assign(self, partitions: list[TopicPartition]) -> None:
         self.assigned = partitions
 
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float, cached: bool) -> tuple[int, int]:
+        return 3, 100  # every partition: records 3 to 99
+
     def list_topics(self, timeout: float) -> Any:
         partitions = dict.fromkeys(range(6))
         return SimpleNamespace(topics={"t": SimpleNamespace(partitions=partitions)})
@@ -60,8 +64,39 @@ def test_start_from_time_seeks_only_partitions_never_committed() -> None:
         start_at_ms=source_config.start_at_ms,
     )
     source._assigned(fake, [TopicPartition("t", p) for p in range(3)])
-    assert [(tp.partition, tp.offset) for tp in fake.assigned] == [(0, -1001), (1, 7), (2, OFFSET_END)]
+    # Nothing that late in partition 2: it starts at the end, 100.
+    assert [(tp.partition, tp.offset) for tp in fake.assigned] == [(0, -1001), (1, 7), (2, 100)]
     assert fake.asked_times == [1793491200000, 1793491200000]  # 2026-11-01T00:00:00Z in ms
+    assert fake.commits == [[(1, 7), (2, 100)]]  # at once: a later member starts there too
+
+
+@pytest.mark.parametrize(
+    ("reset", "expected"), [("earliest", 3), ("smallest", 3), ("latest", 100), (None, 100)]
+)
+def test_a_partition_never_committed_starts_where_the_policy_says_and_is_committed_there(
+    reset: str | None, expected: int
+) -> None:
+    """Resolved again by the next member, ``latest`` would skip what arrived in between."""
+    fake = FakeConsumer(committed={0: 42}, by_time={})
+    conf = {"group.id": "g", **({"auto.offset.reset": reset} if reset else {})}
+    source = Source(consumer_config(conf), ["t"], SourceListener(), factory=lambda conf: fake)
+    with capture_logs() as logs:
+        source._assigned(fake, [TopicPartition("t", p) for p in range(2)])
+    assert [(tp.partition, tp.offset) for tp in fake.assigned] == [(0, -1001), (1, expected)]
+    assert fake.commits == [[(1, expected)]]
+    assert [line["positions"] for line in logs if line["event"] == "start_position_committed"] == [
+        {"t[1]": expected}
+    ]
+
+
+def test_an_error_policy_and_replay_commit_no_start() -> None:
+    fake = FakeConsumer(committed={}, by_time={})
+    conf = consumer_config({"group.id": "g", "auto.offset.reset": "error"})
+    Source(conf, ["t"], SourceListener(), factory=lambda c: fake)._assigned(fake, [TopicPartition("t", 0)])
+    window = [TopicPartition("t", 0, 5)]
+    replay = Source({"group.id": "g"}, ["t"], SourceListener(), factory=lambda c: fake, assignment=window)
+    replay.start()
+    assert fake.commits == [] and [(tp.partition, tp.offset) for tp in fake.assigned] == [(0, 5)]
 
 
 def test_a_commit_failure_repeated_is_logged_once_per_window() -> None:
@@ -106,7 +141,7 @@ def test_a_commit_taken_before_a_rebalance_is_dropped_after_it() -> None:
     """A periodic commit is taken on the event loop and runs on the Kafka thread; when a
     rebalance came in between (revoked and assigned again in one poll, with eager groups),
     its positions may be older than what the revocation committed: it is dropped."""
-    fake = FakeConsumer(committed={}, by_time={})
+    fake = FakeConsumer(committed={0: 0}, by_time={})
     source = Source({"group.id": "g"}, ["t"], SourceListener(), factory=lambda conf: fake)
     partition = [TopicPartition("t", 0)]
     source._assigned(fake, partition)
@@ -124,7 +159,7 @@ class RefusingConsumer(FakeConsumer):
     """Refuses synchronous commits as a broker does during a rebalance, then accepts them."""
 
     def __init__(self, refusals: list[Any]) -> None:
-        super().__init__(committed={}, by_time={})
+        super().__init__(committed={0: 0}, by_time={})
         self.refusals = refusals  # per call: an error code to raise or set on the partitions, or None
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> list[Any]:

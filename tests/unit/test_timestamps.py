@@ -36,3 +36,19 @@ def test_rejects(value: object) -> None:
 def test_from_epoch_ms() -> None:
     assert from_epoch_ms(0) == "1970-01-01T00:00:00.000Z"
     assert from_epoch_ms(1574083812984) == "2019-11-18T13:30:12.984Z"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+00:01", "1" * 401, int("1" * 401), 1e308, -1e20],
+)
+def test_a_time_past_either_end_is_a_value_error_not_an_overflow(value: object) -> None:
+    """Each raised OverflowError out of the record path: map and test printed a traceback,
+    run exited 1 on the same record at every restart."""
+    with pytest.raises(ValueError, match="out of range"):
+        normalise(value)
+
+
+def test_a_record_time_past_the_end_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        from_epoch_ms(2**62)

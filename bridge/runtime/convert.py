@@ -1,0 +1,49 @@
+"""One record → its commands: the one record boundary that ``run``, ``replay`` (and its
+``--dry-run``), ``map`` and ``test`` share, so the same input gives each the same
+outcome and reason.
+
+Whatever the record carries, the answer is its commands or a
+:class:`~bridge.errors.RecordError` to dead-letter it with: an exception of any other type
+(OverflowError, RecursionError, UnicodeError, MemoryError from one record's size, a bug)
+becomes an :class:`~bridge.errors.InternalError` (class ``internal``, the exception's type
+in the reason), logged once at error level with its stack. It never reaches the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from bridge.decode.avro import SchemaNotCached
+from bridge.decode.decoder import Decoder
+from bridge.errors import InternalError, RecordError
+from bridge.model import Command, Record
+from bridge.rules.mapping import Mapper
+
+log = structlog.get_logger("bridge")
+
+
+def commands_of(mapper: Mapper, meta: dict[str, Any], event: Callable[[], dict[str, Any]]) -> list[Command]:
+    """The commands the rules make of ``event()`` (decoding happens inside: its failures
+    are the record's too) with the ``_kafka`` root ``meta``."""
+    try:
+        return mapper.map(event(), meta)
+    except (RecordError, SchemaNotCached):
+        raise
+    except Exception as exc:
+        log.error(
+            "record_internal_error",
+            topic=meta.get("topic"),
+            partition=meta.get("partition"),
+            offset=meta.get("offset"),
+            error_type=type(exc).__name__,
+            exc_info=True,
+        )
+        raise InternalError(f"{type(exc).__name__}: {exc}"[:500]) from exc
+
+
+def record_commands(decoder: Decoder, mapper: Mapper, record: Record) -> list[Command]:
+    """A Kafka record's commands (see :func:`commands_of`)."""
+    return commands_of(mapper, record.meta(), lambda: decoder.decode(record.topic, record.value))

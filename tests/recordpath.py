@@ -1,0 +1,183 @@
+"""A bridge built from its parts with fakes for Kafka, Intilery and the dead-letter
+topic (no factory, no broker, no HTTP): the record path in milliseconds. The decoder
+and rules are the real ones, loaded from a configuration as ``run`` does. Shared by
+``tests/unit/test_record_path.py`` and the fuzzing harness (``tests/fuzzing.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from bridge.errors import RecordError, RejectedError
+from bridge.intilery.client import Delivered
+from bridge.intilery.sending import Gate
+from bridge.kafka.offsets import OffsetTracker
+from bridge.metrics import Metrics
+from bridge.model import Command, Position, Record, TopicPartitionKey
+from bridge.ops.loading import Loaded, load
+from bridge.runtime.health import BackPressure, Health, Stop
+from bridge.runtime.outcomes import Outcomes
+from bridge.runtime.partitions import OnTheLoop, Partitions
+from bridge.runtime.pipeline import Bridge, Parts
+from bridge.runtime.records import RecordPath
+from tests.support import TOKEN, base_config, sms_event, write_config
+
+TP: TopicPartitionKey = ("bookings", 0)
+
+
+class FakeSource:
+    """Serves the batches given, one per fetch, then reports the partition at its end."""
+
+    def __init__(self, batches: list[list[Record]]) -> None:
+        self.batches = batches
+        self.listener: OnTheLoop | None = None
+        self.finished: dict[TopicPartitionKey, set[int]] = {}  # the last commit's map, on assignment
+        self.paused, self.pauses, self.commits = False, list[bool](), list[Position]()
+        self.assigned: set[TopicPartitionKey] = set()
+        self.at_end: set[TopicPartitionKey] = set()
+        self.last_read: dict[TopicPartitionKey, tuple[int, int | None]] = {}
+        self.member, self.fatal, self.rebalances, self.partitions_total = False, None, 0, 1
+
+    def start(self) -> None:
+        assert self.listener is not None
+        keys = sorted({record.tp for batch in self.batches for record in batch} | {TP})
+        self.member, self.assigned = True, set(keys)
+        self.listener.assigned(keys, self.finished)
+
+    def fetch(self, _: int) -> list[Record]:
+        if self.paused or not self.batches:
+            self.at_end = set(self.assigned) if not self.batches else set()
+            return []
+        return self.batches.pop(0)
+
+    def pause(self, paused: bool) -> None:
+        self.paused = paused
+        self.pauses.append(paused)
+
+    def commit(self, positions: list[Position], wait: bool = False, rebalances: int = 0) -> bool:
+        assert self.listener is not None
+        self.commits += positions
+        if positions:
+            self.listener.committed(positions)
+        return True
+
+    def lag(self) -> list[Any]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+class FakeSender:
+    """Takes every command at once, but refuses the customers in ``refuse``; ``hold``
+    keeps every command waiting until it is set."""
+
+    def __init__(self, refuse: frozenset[str] = frozenset()) -> None:
+        self.refuse, self.sent, self.hold = refuse, list[Command](), asyncio.Event()
+        self.hold.set()
+        self.gate, self.in_flight, self.failing_since = Gate(), 0, None
+
+    async def send(self, command: Command, context: Any = None) -> Delivered:
+        if not self.hold.is_set():
+            await self.hold.wait()
+        if command.body["userId"] in self.refuse:
+            raise RejectedError("unknown userId", status=400)
+        self.sent.append(command)
+        return Delivered(202, f"E-{len(self.sent)}", 1.0)
+
+
+class FakeDeadLetters:
+    """The broker acknowledges every dead letter at once."""
+
+    def __init__(self) -> None:
+        self.written: list[tuple[Record, RecordError]] = []
+        self.pending, self.fatal = 0, None
+
+    def send(self, record: Record, error: RecordError, written: Any) -> None:
+        self.written.append((record, error))
+        written()
+
+    def poll(self) -> None:
+        pass
+
+    def flush(self, _: float) -> None:
+        pass
+
+
+def record(offset: int, event: dict[str, Any] | None = None, key: bytes | None = b"k") -> Record:
+    value = json.dumps(event if event is not None else sms_event(offset, 1)).encode()
+    return Record("bookings", 0, offset, key, value, [], None)
+
+
+def build(
+    tmp_path: Path,
+    batches: list[list[Record]],
+    *,
+    sender: FakeSender | None = None,
+    dead_letters: Any = True,
+    max_buffered: int = 1000,
+    max_buffered_bytes: int = 64 * 1024 * 1024,
+    source_config: dict[str, Any] | None = None,
+    loaded: Loaded | None = None,
+) -> tuple[Bridge, FakeSource, FakeSender, Any]:
+    """``dead_letters``: True for :class:`FakeDeadLetters`, False for none, or the dead-letter
+    writer to use; ``source_config``: the ``source`` section (default: the topic ``bookings``,
+    JSON); ``loaded``: a configuration loaded already (``source_config`` is then ignored)."""
+    loaded = loaded or load_config(tmp_path, source_config, max_buffered, bool(dead_letters))
+    source, sender = FakeSource(batches), sender or FakeSender()
+    dlq = (FakeDeadLetters() if dead_letters is True else dead_letters) if dead_letters else None
+    metrics, stop, offsets = Metrics(), Stop(), OffsetTracker()
+    outcomes = Outcomes(metrics)
+    path = RecordPath(
+        decoder=loaded.decoder,
+        mapper=loaded.mapper,
+        sender=sender,  # type: ignore[arg-type]
+        dead_letters=dlq,  # type: ignore[arg-type]
+        offsets=offsets,
+        outcomes=outcomes,
+        stop=stop,
+        retry=loaded.config.delivery.retry,
+        topics=frozenset(loaded.config.source.topic_names),
+    )
+    partitions = Partitions(source, path, offsets, metrics, grace_s=1, dead_letters=dlq)  # type: ignore[arg-type]
+    source.listener = OnTheLoop()
+    source.listener.serve(partitions)
+    parts = Parts(
+        source=source,  # type: ignore[arg-type]
+        listener=source.listener,
+        path=path,
+        partitions=partitions,
+        outcomes=outcomes,
+        health=Health(source, sender, stop, offsets=offsets),  # type: ignore[arg-type]
+        back_pressure=BackPressure(max_buffered, max_buffered_bytes),
+        stop=stop,
+    )
+    return Bridge(loaded.config, loaded.mapper, parts, until_caught_up=True), source, sender, dlq
+
+
+def load_config(
+    tmp_path: Path, source_config: dict[str, Any] | None, max_buffered: int = 1000, dead_letters: bool = True
+) -> Loaded:
+    """``base_config`` (with ``source_config`` as its ``source``), loaded as ``run`` loads it."""
+    where: Any = SimpleNamespace(bootstrap_servers="127.0.0.1:9", topic="bookings", dlq="bookings.dlq")
+    config = base_config(
+        where, "http://127.0.0.1:9", "g", max_buffered_records=max_buffered, commit_interval_ms=10
+    )
+    if source_config is not None:
+        config["source"] = source_config
+    if not dead_letters:
+        del config["delivery"]["dead_letter_topic"]
+    return load(str(write_config(tmp_path, config)), env={"TEST_INTILERY_TOKEN": TOKEN})
+
+
+def seqs(sender: FakeSender) -> list[int]:
+    return [int(command.body["seq"]) for command in sender.sent]
+
+
+def last_commit(source: FakeSource) -> int:
+    return max(position.offset for position in source.commits)
+
+
