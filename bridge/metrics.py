@@ -6,6 +6,7 @@ Every metric is documented in docs/operations.md ("Metrics and health"); names s
 
 from __future__ import annotations
 
+import contextlib
 from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
@@ -134,6 +135,13 @@ class Metrics:
             "if the partition is read again from that commit.",
             registry=r,
         )
+        self._per_partition = (self.lag_records, self.lag_seconds, self.oldest_unfinished)
         self.ready = Gauge("intilery_bridge_ready", "1 when /readyz answers 200.", registry=r)
         Info("intilery_bridge_build", "The running version.", registry=r).info({"version": __version__})
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """A partition revoked: its gauges go, or a stale age would keep an alert firing."""
+        for gauge in self._per_partition:
+            with contextlib.suppress(KeyError):
+                gauge.remove(topic, str(partition))

@@ -114,10 +114,15 @@ class Reader:
 
     def __init__(self, schema: Schema, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         self.schema = schema
-        self._walk = bounded_walk(schema, max_depth)
+        # An event is a record: any other top level is refused before its bytes are read (the
+        # bounds find the types a schema names only under a record).
+        self._record = isinstance(schema, dict) and schema.get("type") in ("record", "error")
+        self._walk = bounded_walk(schema, max_depth) if self._record else None
 
     def read(self, data: bytes, offset: int = 0) -> dict[str, Any]:
         """Avro binary (no framing) from ``offset`` → event; DecodeError if it does not decode."""
+        if not self._record:
+            raise DecodeError("the Avro schema's top level is not a record")
         if self._walk is not None:
             self._walk(data, offset)
         stream = io.BytesIO(data)

@@ -30,14 +30,21 @@ _LENGTH_PREFIXED = frozenset({"bytes", "string"})
 Walk = Callable[[bytes, int], None]
 
 
+_RECORDS = frozenset({"record", "error"})  # fastavro reads an ``error`` as a record
+
+
 class _Shape:
-    """What the schema allows, found once when it is parsed."""
+    """What the schema allows, found once when it is parsed (each named type once: a
+    schema that names a type in many places is not walked again for each)."""
 
     def __init__(self, schema: Any) -> None:
         self.named: dict[str, Any] = schema.get("__named_schemas", {}) if isinstance(schema, dict) else {}
         self.recursive = False
         self.zero_size_arrays = False
-        self.depth = self._depth(schema, ())
+        self._depths: dict[str, int] = {}
+        self._sizes: dict[str, int] = {}
+        self._open: set[str] = set()  # named types being measured: met again, the schema recurses
+        self.depth = self._depth(schema)
 
     def resolve(self, node: Any) -> Any:
         while isinstance(node, str) and node in self.named:
@@ -50,44 +57,64 @@ class _Shape:
         node = self.resolve(node)
         if isinstance(node, list):
             return "union"
-        return str(node["type"] if isinstance(node, dict) else node)
+        kind = str(node["type"] if isinstance(node, dict) else node)
+        return "record" if kind in _RECORDS else kind
 
-    def _depth(self, node: Any, stack: tuple[str, ...]) -> int:
-        name = node if isinstance(node, str) and node in self.named else None
-        if name is not None and name in stack:
-            self.recursive = True
-            return 0
-        stack = (*stack, name) if name else stack
-        node = self.resolve(node)
+    def _name(self, node: Any) -> str | None:
+        if isinstance(node, str):
+            return node if node in self.named else None
+        resolved = self.resolve(node)
+        named = isinstance(resolved, dict) and self.type_of(resolved) == "record"
+        return str(resolved["name"]) if named else None
+
+    def _depth(self, node: Any) -> int:
+        name = self._name(node)
+        if name is not None:
+            if name in self._open:
+                self.recursive = True
+                return 0
+            if name not in self._depths:
+                self._open.add(name)
+                self._depths[name] = self._measure_depth(self.resolve(node))
+                self._open.discard(name)
+            return self._depths[name]
+        return self._measure_depth(self.resolve(node))
+
+    def _measure_depth(self, node: Any) -> int:
         if isinstance(node, list):
-            return max((self._depth(branch, stack) for branch in node), default=0)
+            return max((self._depth(branch) for branch in node), default=0)
         kind = self.type_of(node)
         if kind == "record":
-            named = (*stack, node["name"]) if node["name"] not in stack else stack
-            return 1 + max((self._depth(f["type"], named) for f in node["fields"]), default=0)
+            return 1 + max((self._depth(f["type"]) for f in node["fields"]), default=0)
         if kind == "array":
-            if self.min_size(node["items"], ()) == 0:
+            if self.min_size(node["items"]) == 0:
                 self.zero_size_arrays = True
-            return 1 + self._depth(node["items"], stack)
+            return 1 + self._depth(node["items"])
         if kind == "map":
-            return 1 + self._depth(node["values"], stack)
+            return 1 + self._depth(node["values"])
         return 0
 
-    def min_size(self, node: Any, stack: tuple[str, ...]) -> int:
+    def min_size(self, node: Any) -> int:
         """The fewest bytes a value of this type takes."""
-        name = node if isinstance(node, str) and node in self.named else None
-        if name is not None and name in stack:
-            return 0  # only reachable through a union, array or map, which count their own byte
+        name = self._name(node)
+        if name is not None and name in self._sizes:
+            return self._sizes[name]
+        if name is not None:
+            self._sizes[name] = 0  # a type within itself: only through a union, array or map,
+            # which count their own byte
         node = self.resolve(node)
         kind = self.type_of(node)
         if kind == "null":
-            return 0
-        if kind == "fixed":
-            return int(node["size"])
-        if kind == "record":
-            inner = (*stack, node["name"])
-            return sum(self.min_size(f["type"], inner) for f in node["fields"])
-        return _FIXED_SIZE.get(kind, 1)  # varints, length prefixes, union indexes, block counts
+            size = 0
+        elif kind == "fixed":
+            size = int(node["size"])
+        elif kind == "record":
+            size = sum(self.min_size(f["type"]) for f in node["fields"])
+        else:
+            size = _FIXED_SIZE.get(kind, 1)  # varints, length prefixes, union indexes, block counts
+        if name is not None:
+            self._sizes[name] = size
+        return size
 
 
 def bounded_walk(schema: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> Walk | None:
@@ -164,7 +191,7 @@ class _Walker:
 
     def blocks(self, node: Any, is_map: bool, depth: int) -> None:
         items = node["values" if is_map else "items"]
-        item_size = self.shape.min_size(items, ()) + is_map  # a map's key takes a byte at least
+        item_size = self.shape.min_size(items) + is_map  # a map's key takes a byte at least
         while count := self.varint():
             if count < 0:
                 count = -count

@@ -8,11 +8,13 @@ only once the broker has acknowledged the write.
 A dead letter always encodes and always fits: the reason is cut at
 :data:`REASON_LIMIT` characters (its full length noted), every header value is UTF-8
 with what is not valid escaped, and a write refused for its content (too large, an
-invalid record or timestamp) is retried in a reduced form, each smaller than the one
-before: without its value (``x-bridge-value-omitted``), then without the source's
-headers (``x-bridge-headers-omitted``), then without its key and its time
-(``x-bridge-key-omitted``); the ``x-bridge-*`` headers say where the original is, for
-``replay``. Only a write refused for availability (broker down, ACL, queue full) is
+invalid record or timestamp) is retried in a reduced form at once: a refused time is
+dropped on its own first (``x-bridge-time-omitted`` keeps it); otherwise each form is
+smaller than the one before: without its value (``x-bridge-value-omitted``), then
+without the source's headers (``x-bridge-headers-omitted``), then without its key and
+its time (``x-bridge-key-omitted``); the ``x-bridge-*`` headers say where the original
+is, for ``replay``. Refused even at its smallest, it is retried as it is and shows as
+below. Only a write refused for availability (broker down, ACL, queue full) is
 retried as it is, every second (``retry_delay_s``) and logged once per reason per 10 s;
 meanwhile :attr:`DeadLetters.failing_since` says so to readiness and a metric counts it.
 The record's offset stays uncommitted until the write succeeds.
@@ -37,8 +39,15 @@ log = structlog.get_logger("bridge.kafka.deadletter")
 VALUE_OMITTED = "x-bridge-value-omitted"
 HEADERS_OMITTED = "x-bridge-headers-omitted"
 KEY_OMITTED = "x-bridge-key-omitted"
+TIME_OMITTED = "x-bridge-time-omitted"
 REASON_LIMIT = 1024  # characters of x-bridge-error-reason
-FULL, NO_VALUE, NO_HEADERS, MINIMAL = range(4)  # each form smaller than the one before
+# What a dead letter is written without: each size step smaller than the one before; a
+# refused time is dropped on its own first.
+Form = frozenset[str]
+FULL: Form = frozenset()
+NO_VALUE: Form = frozenset({"value"})
+NO_HEADERS: Form = NO_VALUE | {"headers"}
+MINIMAL: Form = NO_HEADERS | {"key", "time"}
 
 # Refusals of what was written, not of writing: a smaller form may pass.
 _CONTENT_ERRORS = frozenset(
@@ -79,6 +88,21 @@ def producer_config(kafka: dict[str, Any]) -> dict[str, Any]:
     return {**conf, "acks": "all", "enable.idempotence": True, "linger.ms": 5}
 
 
+_CONTENT = -1  # not a Kafka error: the client could not take this content
+
+
+def _smaller(form: Form, code: int | None) -> Form | None:
+    """The form to try at once after a refusal with ``code``; None: try the same later."""
+    if code == KafkaError.INVALID_TIMESTAMP and "time" not in form:
+        return form | {"time"}
+    if code not in _CONTENT_ERRORS and code != _CONTENT:
+        return None
+    for step in (NO_VALUE, NO_HEADERS, MINIMAL):
+        if not step <= form:
+            return form | step
+    return None
+
+
 def bounded_reason(reason: str) -> str:
     """The reason, secrets redacted, cut at :data:`REASON_LIMIT` characters with its length noted."""
     reason = redact(reason)
@@ -93,7 +117,7 @@ def header_bytes(text: str) -> bytes:
 
 
 def dead_letter_headers(
-    record: Record, error: RecordError, form: int = FULL
+    record: Record, error: RecordError, form: Form = FULL
 ) -> list[tuple[str, bytes | None]]:
     extra = {
         "x-bridge-source-topic": record.topic,
@@ -106,13 +130,15 @@ def dead_letter_headers(
         extra["x-bridge-rule"] = error.rule[:REASON_LIMIT]
     if error.status is not None:
         extra["x-bridge-http-status"] = str(error.status)
-    if form >= NO_VALUE:
+    if "value" in form:
         extra[VALUE_OMITTED] = f"{len(record.value or b'')} bytes"
-    if form >= NO_HEADERS:
+    if "headers" in form:
         extra[HEADERS_OMITTED] = f"{len(record.headers)} headers"
-    if form >= MINIMAL:
+    if "key" in form:
         extra[KEY_OMITTED] = f"{len(record.key or b'')} bytes"
-    source = [] if form >= NO_HEADERS else [(header_text(k), v) for k, v in record.headers]
+    if "time" in form and record.timestamp_ms is not None:
+        extra[TIME_OMITTED] = str(record.timestamp_ms)  # the record's own time, in epoch ms
+    source = [] if "headers" in form else [(header_text(k), v) for k, v in record.headers]
     return [*source, *((k, header_bytes(v)) for k, v in extra.items())]
 
 
@@ -155,7 +181,7 @@ class DeadLetters:
         error: RecordError,
         on_done: Callable[[], None],
         attempt: int = 1,
-        form: int = FULL,
+        form: Form = FULL,
     ) -> None:
         self.pending += 1
 
@@ -165,25 +191,25 @@ class DeadLetters:
                 self.failing_since = None
                 on_done()
             else:
-                self._refused(record, error, on_done, attempt, form, err.str(), err.code() in _CONTENT_ERRORS)
+                self._refused(record, error, on_done, attempt, form, err.str(), err.code())
 
         try:
             self._producer.produce(
                 self.topic,
-                key=None if form >= MINIMAL else record.key,
-                value=None if form >= NO_VALUE else record.value,
+                key=None if "key" in form else record.key,
+                value=None if "value" in form else record.value,
                 headers=dead_letter_headers(record, error, form),
-                # the event's time, for redrive; the minimal form leaves it to the producer
-                timestamp=0 if form >= MINIMAL else record.timestamp_ms or 0,
+                # the event's time, for redrive (0: the producer's)
+                timestamp=0 if "time" in form else record.timestamp_ms or 0,
                 on_delivery=delivered,
             )
         except (BufferError, KafkaException) as exc:  # local queue full, or producer refused
             self.pending -= 1
             code = exc.args[0].code() if isinstance(exc, KafkaException) and exc.args else None
-            self._refused(record, error, on_done, attempt, form, str(exc), code in _CONTENT_ERRORS)
+            self._refused(record, error, on_done, attempt, form, str(exc), code)
         except Exception as exc:  # the client could not take this content (a type, an encoding)
             self.pending -= 1
-            self._refused(record, error, on_done, attempt, form, f"{type(exc).__name__}: {exc}", True)
+            self._refused(record, error, on_done, attempt, form, f"{type(exc).__name__}: {exc}", _CONTENT)
 
     def _refused(
         self,
@@ -191,22 +217,23 @@ class DeadLetters:
         error: RecordError,
         on_done: Callable[[], None],
         attempt: int,
-        form: int,
+        form: Form,
         reason: str,
-        for_content: bool,
+        code: int | None,
     ) -> None:
         """Try a smaller form at once when the content was refused; else the same later."""
-        if for_content and form < MINIMAL:
+        smaller = _smaller(form, code)
+        if smaller is not None:
             where = {"source_topic": record.topic, "partition": record.partition, "offset": record.offset}
-            if form == FULL:
+            if "value" in smaller - form:
                 size = len(record.value or b"")
                 log.warning("dead_letter_value_omitted", **where, bytes=size, error=reason)
             else:
-                omitted = "headers" if form == NO_VALUE else "key and time"
+                omitted = " and ".join(sorted(smaller - form))
                 log.warning("dead_letter_reduced", **where, omitted=omitted, error=reason)
-            self.send(record, error, on_done, attempt, form + 1)
+            self.send(record, error, on_done, attempt, smaller)
             return
-        if not for_content and self.failing_since is None:
+        if self.failing_since is None:  # unavailable, or refused even at its smallest
             self.failing_since = time.monotonic()
         self.last_failure = reason
         self.on_failure()

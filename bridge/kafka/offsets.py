@@ -68,6 +68,13 @@ class PartitionOffsets:
         if held is not None:
             self.bytes -= held[0]
 
+    def start_at(self, offset: int) -> None:
+        """The group's first position here (never committed before): the next commit
+        carries it, and the one after a failed commit again, until the broker has it."""
+        if self.next_commit is None and not self._pending:
+            self.next_commit = offset
+            self._changes += 1
+
     def waiting_since(self) -> float | None:
         """When the oldest unfinished record was read; None when none waits."""
         return next(iter(self._open.values()))[1] if self._open else None

@@ -8,7 +8,6 @@ Broker errors are logged here and kept apart from record errors.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -17,15 +16,17 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from bridge.kafka.consumer import (
     TimeLookupFailed,
-    commit_start_positions,
     committed_offsets,
     finished_map,
-    offset_reset,
     partition_lag,
     partition_total,
     record_from_message,
+)
+from bridge.kafka.positions import (
+    ResetWatch,
+    commit_start_positions,
+    count_lost,
     reset_policy,
-    skipped_by_reset,
     start_positions,
     with_start_positions,
 )
@@ -39,8 +40,14 @@ class SourceListener:
     """What the :class:`Source` tells its owner; every method is called on the thread
     that calls :meth:`Source.fetch` (librdkafka serves its callbacks there)."""
 
-    def assigned(self, keys: list[TopicPartitionKey], finished: dict[TopicPartitionKey, set[int]]) -> None:
-        """Partitions assigned, each with the offsets its last commit named finished."""
+    def assigned(
+        self,
+        keys: list[TopicPartitionKey],
+        finished: dict[TopicPartitionKey, set[int]],
+        starts: dict[TopicPartitionKey, int] | None = None,
+    ) -> None:
+        """Partitions assigned, each with the offsets its last commit named finished;
+        ``starts``: those the group never committed, at the offset they start from."""
 
     def revoked(self, keys: list[TopicPartitionKey], lost: bool) -> None:
         """Partitions taken away; ``lost``: without the chance to commit."""
@@ -61,39 +68,6 @@ class SourceListener:
     def lost_to_retention(self, key: TopicPartitionKey, records: int) -> None:
         """librdkafka moved a partition past ``records`` records it never read: the offset
         it was at no longer exists (deleted by retention)."""
-
-
-class _ResetWatch(logging.Logger):
-    """librdkafka's logger (confluent-kafka calls ``log(level, fmt, *args)`` inside
-    ``consume()``) that also notes each partition whose position it reset."""
-
-    def __init__(self, forward: logging.Logger) -> None:
-        super().__init__("bridge.librdkafka.resets")
-        self._forward = forward
-        self.resets: list[tuple[TopicPartitionKey, int, str]] = []
-
-    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
-        self._forward.log(level, msg, *args, **kwargs)
-        if args and args[0] == "OFFSET" and (reset := offset_reset(str(args[-1]))) is not None:
-            self.resets.append(reset)
-
-
-def count_lost(
-    consumer: Any, watch: _ResetWatch, assigned: set[TopicPartitionKey], listener: SourceListener
-) -> None:
-    """Each reset librdkafka logged: the records between the old offset and where it went
-    were never read (the first one left, or the end, from the watermarks)."""
-    resets, watch.resets = watch.resets, []
-    for key, old, to in resets:
-        if old < 0 or key not in assigned:
-            continue
-        first = skipped_by_reset(consumer, key, old, to)
-        where = {"topic": key[0], "partition": key[1], "committed": old, "first_available": first}
-        if first > old:
-            log.error("records_lost_to_retention", **where, records_lost_to_retention=first - old)
-            listener.lost_to_retention(key, first - old)
-        else:
-            log.warning("offset_reset", **where, to=to)
 
 
 class Source:
@@ -117,7 +91,7 @@ class Source:
         self._assignment = assignment
         self._listener = listener
         self._policy = reset_policy(conf)
-        self._resets = _ResetWatch(kafka_logger())
+        self._resets = ResetWatch(kafka_logger())
         callbacks = {"on_commit": self._committed, "error_cb": self._error, "logger": self._resets}
         self._consumer = factory({**conf, **callbacks})
         strategy = str(conf.get("partition.assignment.strategy", ""))
@@ -159,7 +133,7 @@ class Source:
             else:
                 self._error(error)
         if self._resets.resets:
-            count_lost(self._consumer, self._resets, self.assigned, self._listener)
+            count_lost(self._consumer, self._resets, self.assigned, self._listener.lost_to_retention)
         if self._recount:  # not inside the callback: see _assigned
             self._recount = False
             self.partitions_total = partition_total(self._consumer, self._topics) or self.partitions_total
@@ -226,7 +200,6 @@ class Source:
         # client's call state of the consume() serving it, and its next callback (a log
         # line, a second rebalance) aborts the process (CallState_get: cs != NULL).
         self._recount = self._count_partitions
-        self._listener.assigned(keys, {key: finished_map(tp) for key, tp in (committed or {}).items()})
         starts: list[TopicPartition] = []
         if committed is None:
             if self._start_at_ms is not None:  # which partitions are new is unknown: do not guess
@@ -238,6 +211,8 @@ class Source:
             except TimeLookupFailed as exc:
                 self.fatal, partitions = f"source.start_from: {exc}", []
             partitions = with_start_positions(partitions, starts)
+        finished = {key: finished_map(tp) for key, tp in (committed or {}).items()}
+        self._listener.assigned(keys, finished, {(tp.topic, tp.partition): tp.offset for tp in starts})
         # Assign now rather than after this callback, so the pause state can be applied:
         # librdkafka remembers a partition's pause across revocation and reassignment.
         (consumer.incremental_assign if self._incremental else consumer.assign)(partitions)

@@ -57,9 +57,16 @@ class Partitions:
         self.source, self.path, self.offsets, self.metrics = source, path, offsets, metrics
         self.grace_s, self.dead_letters, self.limiter, self.window = grace_s, dead_letters, limiter, window
 
-    def assigned(self, keys: list[TopicPartitionKey], finished: dict[TopicPartitionKey, set[int]]) -> None:
+    def assigned(
+        self,
+        keys: list[TopicPartitionKey],
+        finished: dict[TopicPartitionKey, set[int]],
+        starts: dict[TopicPartitionKey, int] | None = None,
+    ) -> None:
         for key in keys:
-            self.offsets.assign(key, finished.get(key, ()))
+            part = self.offsets.assign(key, finished.get(key, ()))
+            if starts and key in starts:
+                part.start_at(starts[key])  # committed with the next commit until the broker has it
         self.share_rate()
 
     def share_rate(self) -> None:
@@ -98,6 +105,7 @@ class Partitions:
         """Step 4: their records still unfinished stay uncommitted, for the next owner."""
         for key in keys:
             self.offsets.revoke(key)
+            self.metrics.forget_partition(*key)
         self.path.lanes.cancel(lambda lane: lane[:2] in keys)  # type: ignore[index]
         self.path.releasing -= keys
         self.share_rate()
@@ -147,8 +155,13 @@ class OnTheLoop(SourceListener):
         assert self.partitions is not None, "serve() first"
         return self.partitions
 
-    def assigned(self, keys: list[TopicPartitionKey], finished: dict[TopicPartitionKey, set[int]]) -> None:
-        self._wait(self._call(self._to.assigned, keys, finished))
+    def assigned(
+        self,
+        keys: list[TopicPartitionKey],
+        finished: dict[TopicPartitionKey, set[int]],
+        starts: dict[TopicPartitionKey, int] | None = None,
+    ) -> None:
+        self._wait(self._call(self._to.assigned, keys, finished, starts))
 
     def revoked(self, keys: list[TopicPartitionKey], lost: bool) -> None:
         revoked = set(keys)

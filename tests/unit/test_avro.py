@@ -391,3 +391,43 @@ def test_a_schema_nested_past_the_recursion_limit_is_a_dead_letter_not_a_crash()
         registry.fetch(1)
     with pytest.raises(DecodeError):
         registry.cached(1)  # remembered: not asked again for a while
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        ["null", RECURSIVE],  # a union at the top level
+        {"type": "array", "items": RECURSIVE},
+        {"type": "map", "values": RECURSIVE},
+    ],
+)
+def test_a_schema_whose_top_level_is_not_a_record_never_reaches_the_c_reader(schema: Any) -> None:
+    """Its named types are not where the bounds look for them: 30,000 levels under such a
+    top level killed the process (SIGSEGV) before the record check after the read."""
+    reader = Reader(fastavro.parse_schema(schema))
+    with pytest.raises(DecodeError, match="top level is not a record"):
+        reader.read(b"\x02" * 30_001 + b"\x00")
+
+
+def test_an_error_type_is_bounded_as_a_record() -> None:
+    error = {"type": "error", "name": "E", "fields": [{"name": "next", "type": ["null", "E"]}]}
+    top = {"type": "record", "name": "T", "fields": [{"name": "e", "type": error}]}
+    reader = Reader(fastavro.parse_schema(top))
+    with pytest.raises(DecodeError, match="deeper than 64"):
+        reader.read(b"\x02" * 30_000 + b"\x00")
+    array = {"name": "x", "type": {"type": "array", "items": "null"}}
+    nulls = {"type": "error", "name": "N", "fields": [array]}
+    top = {"type": "record", "name": "U", "fields": [{"name": "e", "type": nulls}]}
+    reader = Reader(fastavro.parse_schema(top))
+    with pytest.raises(DecodeError, match="zero-size items"):
+        reader.read(avro_long(2**34) + b"\x00")
+
+
+def test_a_type_named_in_many_places_is_measured_once() -> None:
+    """T_i = {a: T_(i-1), b: T_(i-1)}: measured per reference, 30 levels took 2^30 steps."""
+    schema: Any = {"type": "record", "name": "T0", "fields": [{"name": "v", "type": "int"}]}
+    for level in range(1, 31):
+        fields = [{"name": "a", "type": schema}, {"name": "b", "type": f"T{level - 1}"}]
+        schema = {"type": "record", "name": f"T{level}", "fields": fields}
+    reader = Reader(fastavro.parse_schema(schema))  # in milliseconds (the test's own timeout: 300 s)
+    assert bounded_walk(reader.schema) is None

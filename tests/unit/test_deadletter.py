@@ -15,6 +15,7 @@ from bridge.kafka.deadletter import (
     HEADERS_OMITTED,
     KEY_OMITTED,
     REASON_LIMIT,
+    TIME_OMITTED,
     VALUE_OMITTED,
     DeadLetters,
     dead_letter_headers,
@@ -141,22 +142,28 @@ def test_a_write_refused_for_its_content_is_retried_smaller_each_time() -> None:
     dead_letters = DeadLetters("dlq", producer, retry_delay_s=0.01)
     done, logs = write_one(dead_letters, producer)
     assert done == ["done"]
-    # full (refused), without value (refused by produce()), without headers (refused),
-    # minimal (refused: retried as it is), minimal (taken)
+    # full (too large), without value (too large, refused by produce()), without headers (its
+    # time refused), without its time too (invalid still), minimal (taken)
     forms = [
-        (w["value"] is not None, "source" in dict(w["headers"]), w["key"] is not None)
+        (w["value"] is not None, "source" in dict(w["headers"]), w["key"] is not None, w["timestamp"] != 0)
         for w in producer.writes
     ]
-    assert forms == [(True, True, True), (False, False, True), (False, False, False), (False, False, False)]
+    assert forms == [
+        (True, True, True, True),
+        (False, False, True, True),
+        (False, False, True, False),
+        (False, False, False, False),
+    ]
     last = dict(producer.writes[-1]["headers"])
     assert last[VALUE_OMITTED] == b"13 bytes" and last[HEADERS_OMITTED] == b"1 headers"
-    assert last[KEY_OMITTED] == b"3 bytes" and producer.writes[-1]["timestamp"] == 0
+    assert last[KEY_OMITTED] == b"3 bytes" and last[TIME_OMITTED] == b"1700000000000"
     assert last["x-bridge-source-offset"] == b"41"  # still says where the original is
-    assert [line["event"] for line in logs if line["event"].startswith("dead_letter_")] == [
-        "dead_letter_value_omitted",
-        "dead_letter_reduced",
-        "dead_letter_reduced",
-        "dead_letter_write_failed",
+    steps = [(e["event"], e.get("omitted")) for e in logs if e["event"].startswith("dead_letter_")]
+    assert steps == [
+        ("dead_letter_value_omitted", None),
+        ("dead_letter_reduced", "headers"),
+        ("dead_letter_reduced", "time"),
+        ("dead_letter_reduced", "key"),
     ]
     assert dead_letters.failing_since is None  # a content refusal is no outage
 
@@ -179,3 +186,24 @@ def test_an_unavailable_topic_is_retried_as_it_is_and_shows() -> None:
     assert [w["value"] for w in producer.writes] == [RECORD.value] * 3  # never reduced
     assert len(failures) == 2 and any(s is not None for s in seen)
     assert dead_letters.failing_since is None and "authorization" in (dead_letters.last_failure or "")
+
+
+def test_a_refused_time_is_dropped_on_its_own() -> None:
+    producer = FakeProducer([KafkaError(KafkaError.INVALID_TIMESTAMP), None])
+    done, _ = write_one(DeadLetters("dlq", producer, retry_delay_s=0.01), producer)
+    assert done == ["done"]
+    last = producer.writes[-1]
+    assert (last["value"], last["key"], last["timestamp"]) == (RECORD.value, b"C-1", 0)
+    headers = dict(last["headers"])
+    assert headers["source"] == b"web" and headers[TIME_OMITTED] == b"1700000000000"
+    assert VALUE_OMITTED not in headers
+
+
+def test_refused_even_at_its_smallest_it_is_retried_and_shows() -> None:
+    too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+    producer = FakeProducer([too_large] * 5 + [None])
+    dead_letters = DeadLetters("dlq", producer, retry_delay_s=0.01)
+    seen: list[float | None] = []
+    dead_letters.on_failure = lambda: seen.append(dead_letters.failing_since)
+    done, _ = write_one(dead_letters, producer)
+    assert done == ["done"] and len(producer.writes) == 6 and seen and all(s is not None for s in seen)

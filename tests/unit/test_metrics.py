@@ -20,3 +20,15 @@ def test_children_are_looked_up_once_and_counted_per_label_set() -> None:
     assert f"{sms % 'delivered'} 3.0" in exposed
     assert f"{sms % 'retried'} 1.0" in exposed
     assert 'intilery_bridge_records_consumed_total{topic="bookings"} 2.0' in exposed
+
+
+def test_a_revoked_partition_s_gauges_go() -> None:
+    """A stale oldest-unfinished age would keep IntileryBridgePartitionStuck firing."""
+    metrics = Metrics()
+    metrics.oldest_unfinished.labels("t", "0").set(400)
+    metrics.lag_records.labels("t", "0").set(5)
+    metrics.oldest_unfinished.labels("t", "1").set(1)
+    metrics.forget_partition("t", 0)
+    metrics.forget_partition("t", 9)  # never set: nothing to do
+    text = generate_latest(metrics.registry).decode()
+    assert 'partition="0"' not in text and 'intilery_bridge_oldest_unfinished_seconds{partition="1"' in text

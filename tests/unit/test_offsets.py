@@ -186,3 +186,16 @@ def test_a_partition_is_stuck_when_its_commit_has_not_moved_while_records_wait()
     assert tracker.stuck(now + 311, 300) == [("t", 1)] and idle.waiting_since() is None
     tracker.mark_committed([Position("t", 1, 0)])  # the commit moved (not past the record)
     assert tracker.stuck(busy.moved_at + 299, 300) == []
+
+
+def test_a_start_position_is_committed_until_the_broker_has_it() -> None:
+    """A partition the group never committed: its start goes with the next commit, and
+    again after a failed one, even when nothing is read (so the next member starts there)."""
+    tracker = OffsetTracker()
+    tracker.assign(("t", 0)).start_at(42)
+    assert [(p.offset, p.metadata) for p in tracker.to_commit()] == [(42, "")]
+    assert tracker.to_commit() == []
+    tracker.commit_failed(None)
+    assert [p.offset for p in tracker.to_commit()] == [42]
+    tracker.mark_committed([Position("t", 0, 42)])
+    assert not tracker.uncommitted()

@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 
 from bridge.config import SourceConfig
 from bridge.kafka.consumer import consumer_config
+from bridge.kafka.positions import offset_reset
 from bridge.kafka.source import Source, SourceListener
 from bridge.model import Position
 
@@ -190,3 +191,32 @@ def test_a_synchronous_commit_says_whether_the_broker_took_it() -> None:
     assert source.commit([Position("t", 0, 5)], wait=True) is True
     assert source.commit([Position("t", 1, 5)], wait=True) is True  # nothing of ours to commit
     assert failed == [None, ("t", 0)] and len(fake.commits) == 3
+
+
+@pytest.mark.parametrize(
+    ("line", "reset"),
+    [
+        (
+            "[thrd:main]: t-exp1 [0]: offset reset (at offset 10 (leader epoch -1), broker 1) to offset "
+            "BEGINNING (leader epoch -1): fetch failed due to requested offset not available on the broker: "
+            "Broker: Offset out of range",
+            (("t-exp1", 0), 10, "BEGINNING"),
+        ),
+        (
+            "[thrd:main]: bookings [2]: offset reset (at offset 10 (leader epoch 0), broker 1) to cached "
+            "BEGINNING offset offset 50 (leader epoch -1): fetch failed due to requested offset not "
+            "available on the broker: Broker: Offset out of range",
+            (("bookings", 2), 10, "50"),
+        ),
+        (
+            "[thrd:main]: bookings [2]: offset reset (at offset 10 (leader epoch 0), broker 1) to offset END",
+            (("bookings", 2), 10, "END"),
+        ),
+        ("[thrd:main]: bookings [2]: Fetch backoff for 500ms", None),
+    ],
+)
+def test_librdkafka_s_reset_lines_are_read(line: str, reset: Any) -> None:
+    """librdkafka 2.x's wording: the first form when the partition was never fetched from,
+    the second (cached) when it was; the first is also checked against the real broker
+    (tests/integration/test_start_position.py)."""
+    assert offset_reset(line) == reset
