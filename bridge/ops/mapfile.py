@@ -51,8 +51,14 @@ def map_lines(
         if not line.strip():
             continue
         read += 1
-        meta: dict[str, Any] = {"topic": topic, "partition": 0, "offset": number - 1, "key": None}
-        meta |= {"timestamp": now_ms, "headers": {}}
+        meta: dict[str, Any] = {
+            "topic": topic,
+            "partition": 0,
+            "offset": number - 1,
+            "key": None,
+            "timestamp": now_ms,
+            "headers": {},
+        }
 
         def event(line: str = line, meta: dict[str, Any] = meta) -> dict[str, Any]:
             decoded = decode(line)
