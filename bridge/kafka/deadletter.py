@@ -144,7 +144,7 @@ def dead_letter_headers(
 
 def header_text(name: str) -> str:
     """A header name the producer can encode."""
-    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return header_bytes(name).decode("utf-8")
 
 
 class DeadLetters:
