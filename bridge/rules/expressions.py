@@ -5,11 +5,15 @@ rules use (field paths, literals, ``@``, comparisons, ``&&``, ``||``, ``!``) is
 compiled into plain Python closures with exactly JMESPath's semantics (the
 tests compare both on generated events); everything else runs on jmespath's
 own interpreter, built once rather than per search. Raises jmespath's
-ParseError for bad syntax; evaluation raises what jmespath raises.
+ParseError for bad syntax, and UnknownFunctionError for a function JMESPath does
+not have or one called with the wrong number of arguments (which jmespath itself
+finds only when the expression runs: every record would fail); evaluation raises
+what jmespath raises.
 """
 
 from __future__ import annotations
 
+import difflib
 import operator
 from collections.abc import Callable
 from numbers import Number
@@ -17,20 +21,44 @@ from typing import Any
 
 import jmespath
 import jmespath.exceptions
+from jmespath.functions import Functions
 from jmespath.lexer import Lexer
 from jmespath.visitor import Options, TreeInterpreter
 
 Evaluate = Callable[[Any], Any]
 _INTERPRETER = TreeInterpreter(Options())
+_FUNCTIONS: dict[str, Any] = Functions.FUNCTION_TABLE
 _ORDERING = {"lt": operator.lt, "gt": operator.gt, "lte": operator.le, "gte": operator.ge}
 
 
 def compile_expression(text: str) -> Evaluate:
     ast: Any = jmespath.compile(text).parsed
+    _check_functions(ast)
     fast = _compile(ast)
     if fast is not None:
         return fast
     return lambda value: _INTERPRETER.visit(ast, value)
+
+
+def _check_functions(node: dict[str, Any]) -> None:
+    """Every function called exists and gets as many arguments as it takes."""
+    if node["type"] == "function_expression":
+        name, given = node["value"], len(node["children"])
+        spec = _FUNCTIONS.get(name)
+        if spec is None:
+            close = difflib.get_close_matches(name, sorted(_FUNCTIONS), n=1)
+            hint = f"; did you mean {close[0]}()?" if close else ""
+            raise jmespath.exceptions.UnknownFunctionError(f"unknown function {name}(){hint}")
+        signature = spec["signature"]
+        variadic = bool(signature) and signature[-1].get("variadic", False)
+        if given < len(signature) or (given > len(signature) and not variadic):
+            takes = f"{len(signature)}{' or more' if variadic else ''}"
+            raise jmespath.exceptions.UnknownFunctionError(
+                f"{name}() takes {takes} argument{'s' if len(signature) != 1 else ''}, given {given}"
+            )
+    for child in node.get("children", ()):
+        if isinstance(child, dict):
+            _check_functions(child)
 
 
 _COMPARATORS = {"eq", "ne", "lt", "gt", "lte", "gte"}

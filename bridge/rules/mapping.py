@@ -14,7 +14,6 @@ else is literal. A template that yields null leaves its key out.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -28,11 +27,9 @@ from bridge import timestamps
 from bridge.config import RuleConfig
 from bridge.errors import MappingError
 from bridge.model import Command
+from bridge.rules.commands import KNOWN_EVENTS, command_problem, is_dynamic, misspelt_command
 from bridge.rules.expressions import Evaluate, compile_expression, is_false, quoted_field_comparisons
 
-SEND_COMMANDS = frozenset({"send_email", "send_sms", "send_print", "send_push"})
-COMMANDS = SEND_COMMANDS | {"start_journey"}
-KNOWN_EVENTS = COMMANDS | {"identify"}  # named in lower case, whatever case a rule uses
 MAX_CALL_BYTES = 32 * 1024
 KAFKA_ROOT = "_kafka"
 
@@ -122,45 +119,6 @@ def compile_template(node: Any, where: str, problems: list[str]) -> Render:
 # --- rules -------------------------------------------------------------------
 
 
-def _is_dynamic(value: Any) -> bool:
-    return isinstance(value, str) and "{{" in value
-
-
-def command_problem(body: dict[str, Any], *, literal: bool) -> tuple[str, str] | None:
-    """The (field, reason) a body breaks per the Intilery contract, if any.
-
-    With ``literal`` the body is the rule as written: templated fields may still
-    render, so only absent or literally empty required fields count.
-    """
-
-    def missing(value: Any) -> bool:
-        if literal and _is_dynamic(value):
-            return False
-        return value is None or value == "" or (isinstance(value, str) and not value.strip())
-
-    event = body.get("event")
-    if missing(event) or (event is not None and not isinstance(event, str)):
-        return "event", "required, a non-empty string"
-    if literal and _is_dynamic(event):
-        return None
-    lower = str(event).lower()
-    name = lower if lower in KNOWN_EVENTS else str(event)
-    if name in KNOWN_EVENTS:
-        if missing(body.get("userId")):
-            return "userId", f"required for {name}"
-    elif missing(body.get("userId")) and missing(body.get("anonymousId")):
-        return "userId", "userId or anonymousId required for a track event"
-    if name in SEND_COMMANDS and missing(body.get("assetId")):
-        return "assetId", f"required for {name}"
-    if name == "start_journey":
-        properties = body.get("properties")
-        if literal and _is_dynamic(properties):
-            return None
-        if not isinstance(properties, dict) or missing(properties.get("journeyIdToTrigger")):
-            return "properties.journeyIdToTrigger", "required for start_journey"
-    return None
-
-
 class CompiledRule:
     """A rule ready to run: ``rule(context)`` gives a :class:`Command` or None."""
 
@@ -174,7 +132,7 @@ class CompiledRule:
         if problem:
             problems.append(f"{where}.emit.{problem[0]}: {problem[1]}")
         literal_time = config.emit.get("timestamp")
-        if literal_time is not None and not _is_dynamic(literal_time):
+        if literal_time is not None and not is_dynamic(literal_time):
             try:
                 timestamps.normalise(literal_time)
             except ValueError as exc:
@@ -190,20 +148,6 @@ class CompiledRule:
         return finish_command(self.name, body, context[KAFKA_ROOT].get("timestamp"), self.max_age_s)
 
 
-def misspelt_command(event: Any) -> tuple[str, str] | None:
-    """A literal event name a typo away from a command (``send_smss``): it would be
-    sent as a plain track event and no message would ever go out."""
-    if not isinstance(event, str) or _is_dynamic(event):
-        return None
-    name = re.sub(r"[\s-]+", "_", event.strip().lower())
-    if name in KNOWN_EVENTS:
-        return None
-    close = difflib.get_close_matches(name, sorted(KNOWN_EVENTS), n=1, cutoff=0.8)
-    if not close:
-        return None
-    return "event", f"{event!r} is not a command; did you mean {close[0]}? (as written, a plain track event)"
-
-
 def finish_command(
     rule: str, body: dict[str, Any], record_ms: int | None, max_age_s: float | None = None
 ) -> Command:
@@ -211,7 +155,7 @@ def finish_command(
     event = body.get("event")
     if isinstance(event, str) and event.lower() in KNOWN_EVENTS:
         body["event"] = event.lower()
-    problem = command_problem(body, literal=False)
+    problem = command_problem(body, literal=False) or misspelt_command(event)
     if problem:
         raise MappingError(f"{problem[0]}: {problem[1]}", rule=rule)
     event_ms = record_ms

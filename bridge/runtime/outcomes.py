@@ -21,7 +21,7 @@ from bridge.errors import AuthError, DeliveryError, RecordError
 from bridge.intilery.client import Delivered
 from bridge.metrics import Metrics
 from bridge.model import Command, Record
-from bridge.rules.mapping import KNOWN_EVENTS
+from bridge.rules.commands import KNOWN_EVENTS
 
 log = structlog.get_logger("bridge")
 

@@ -222,3 +222,59 @@ def test_a_rule_error_quotes_at_most_300_characters_of_the_value() -> None:
     with pytest.raises(MappingError) as info:
         mapper.map({"booking": {"value": "v" * 900_000}}, meta)
     assert len(info.value.reason) < 500 and info.value.reason.endswith("... (cut)")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("lenght(type) > `0`", "unknown function lenght(); did you mean length()?"),
+        ("length(type, channel) > `0`", "length() takes 1 argument, given 2"),
+        ("contains(type)", "contains() takes 2 arguments, given 1"),
+        ("{{ upper(customer.id) }}", "unknown function upper()"),
+    ],
+)
+def test_an_unknown_function_or_a_wrong_number_of_arguments_is_refused_at_start_up(
+    text: str, problem: str
+) -> None:
+    """jmespath itself finds these only when the expression runs: every matching record
+    would have been dead-lettered."""
+    rule = {"name": "n", "emit": {"event": "x", "userId": "u"}}
+    if text.startswith("{{"):
+        rule["emit"] = {**rule["emit"], "note": text}  # type: ignore[dict-item]
+    else:
+        rule["when"] = text
+    _, problems = compile_rules([rule], ["t"])
+    assert len(problems) == 1 and problems[0].startswith("rules[0] (n).") and problems[0].endswith(problem)
+
+
+def test_functions_with_the_right_arguments_compile() -> None:
+    whens = ["not_null(a, b, c)", "starts_with(type, 'b')", "sort_by(items, &price)[0].x == `1`"]
+    for when in [*whens, "length(@) > `0`"]:
+        rule = {"name": "n", "when": when, "emit": {"event": "x", "userId": "u"}}
+        assert compile_rules([rule], ["t"])[1] == []
+
+
+@pytest.mark.parametrize("event", ["Send Email", "send-email", "send_email ", "send  email", "sendemail"])
+def test_a_name_that_is_not_exactly_a_command_is_refused_at_check_and_at_run_time(event: str) -> None:
+    """Each passed check --strict and went out as a plain track event: no e-mail sent."""
+    rule = {"name": "n", "emit": {"event": event, "userId": "u", "assetId": "A"}}
+    _, problems = compile_rules([rule], ["t"])
+    assert problems == [
+        f"rules[0] (n).emit.event: {event!r} is not a command; did you mean send_email? "
+        "(as written, a plain track event)"
+    ]
+    rendered, none = compile_rules([{"name": "n", "emit": {"event": "{{ kind }}", "userId": "u"}}], ["t"])
+    assert none == []
+    meta = {"topic": "t", "partition": 0, "offset": 0, "key": None, "timestamp": None, "headers": {}}
+    with pytest.raises(MappingError, match="did you mean send_email") as info:
+        rendered.map({"kind": event}, meta)
+    assert info.value.rule == "n"
+
+
+def test_any_case_of_a_command_and_other_names_are_still_accepted() -> None:
+    mapper, _ = compile_rules([{"name": "n", "emit": {"event": "{{ kind }}", "userId": "u"}}], ["t"])
+    meta = {"topic": "t", "partition": 0, "offset": 0, "key": None, "timestamp": None, "headers": {}}
+    assert [mapper.map({"kind": kind}, meta)[0].name for kind in ("Identify", "Booking Viewed")] == [
+        "identify",
+        "Booking Viewed",
+    ]
