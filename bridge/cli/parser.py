@@ -21,6 +21,16 @@ from bridge.cli.verbs import (
 )
 
 
+def port(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535; anything else is a usage error, not a traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0 to 65535)")
+    return value
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="intilery-bridge",
@@ -134,7 +144,7 @@ def parser() -> argparse.ArgumentParser:
     drive.set_defaults(func=cmd_redrive)
 
     sandbox = verb("sandbox", "Run the local Intilery-compatible server.", config=False)
-    sandbox.add_argument("--port", type=int, default=8080)
+    sandbox.add_argument("--port", type=port, default=8080)
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument(
         "--token", default=SANDBOX_TOKEN, help="the auth-token it accepts (default: %(default)s)"
@@ -164,6 +174,6 @@ def beside_live(verb: argparse.ArgumentParser) -> None:
     verb.add_argument("--rate", type=non_negative, metavar="PER_SECOND", help=RATE_HELP)
     verb.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     verb.add_argument(
-        "--observability-port", type=int, metavar="PORT",
+        "--observability-port", type=port, metavar="PORT",
         help="serve /metrics, /healthz, /readyz on this port (default: none, beside a live bridge)",
     )  # fmt: skip

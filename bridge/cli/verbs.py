@@ -92,11 +92,12 @@ def cmd_map(args: argparse.Namespace) -> int:
             print(f"--schema: {exc}", file=sys.stderr)
             return EXIT_CONFIG
         decode = avro_json_decoder(schema)
+    # Bytes: a line that is not UTF-8 is that line's decode error, as for a record.
     if args.file == "-":
-        failures = map_lines(mapper, sys.stdin, topic, sys.stdout, sys.stderr, decode)
+        failures = map_lines(mapper, sys.stdin.buffer, topic, sys.stdout, sys.stderr, decode)
     else:
         try:
-            handle = open(args.file, encoding="utf-8")  # noqa: SIM115 - closed below
+            handle = open(args.file, "rb")  # noqa: SIM115 - closed below
         except OSError as exc:
             print(f"{args.file}: cannot read: {exc.strerror}", file=sys.stderr)
             return EXIT_CONFIG

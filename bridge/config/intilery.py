@@ -77,7 +77,10 @@ class IntileryConfig(Model):
     brand_id: str | None = Field(default=None, json_schema_extra=shown_default("`account_id`"))
     """Sent upper case."""
     auth_token: SecretStr
-    """Sent as the `auth-token` header. Never logged (every log line is also scrubbed of it)."""
+    """Sent as the `auth-token` header. Never logged (every log line is also scrubbed of it).
+    One trailing newline (a secret file written with `echo`) is removed with a warning; an
+    empty value, other control characters and non-ASCII are refused (the value never shown).
+    """
     timeout_s: float = Field(default=10.0, gt=0)
     """Per-request timeout (connect: at most 5 s). A timeout is retried; Intilery may have taken the
     command it did not answer in time, so a timeout can mean a duplicate. After one, the
@@ -96,6 +99,17 @@ class IntileryConfig(Model):
     @classmethod
     def _http_url(cls, value: str) -> str:
         return check_url(value)
+
+    @field_validator("auth_token")
+    @classmethod
+    def _usable_token(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value()
+        token = token[:-1].removesuffix("\r") if token.endswith("\n") else token
+        if any(ord(c) < 32 or ord(c) == 127 for c in token):
+            raise ValueError("contains a control character (a line break?); the value is not shown")
+        if not token.isascii():
+            raise ValueError("contains a character that is not ASCII, which a header cannot carry")
+        return SecretStr(token)
 
     @property
     def brand(self) -> str:

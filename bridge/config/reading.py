@@ -146,9 +146,37 @@ def read_expanded(
     """The file's mapping with ``${VAR}`` expanded, and the unset variables as problems
     (none when ``strict_env`` is false: they expand to empty strings)."""
     raw = read_raw(path)
-    problems = list(unterminated_references(raw))
+    rules = raw.pop("rules", None)
+    problems = [*unterminated_references({**raw, "rules": rules}), *rule_references(rules, "rules")]
     expanded = expand_env(raw, os.environ if env is None else env, problems if strict_env else None)
+    if rules is not None:  # never expanded: a rule's values come from the event ({{ }})
+        expanded["rules"] = _literal(rules)
     return expanded, problems
+
+
+def rule_references(node: Any, path: str) -> Iterator[str]:
+    """``${...}`` inside ``rules:``: the environment's value would reach the command body
+    (and ``map``'s and ``test``'s output, unredacted), and an unset one an empty string."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from rule_references(value, _join(path, str(key)))
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from rule_references(item, _item_path(path, index, item))
+    elif isinstance(node, str) and (found := [m.group(0) for m in _ENV.finditer(node) if not m.group(1)]):
+        yield (
+            f"{path}: {found[0]} is not expanded inside rules (a rule's values come from the event: "
+            "{{ expr }}); write $${ for a literal ${"
+        )
+
+
+def _literal(node: Any) -> Any:
+    """Inside rules ``$${`` is still a literal ``${``."""
+    if isinstance(node, dict):
+        return {key: _literal(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_literal(value) for value in node]
+    return node.replace("$${", "${") if isinstance(node, str) else node
 
 
 def unterminated_references(node: Any, path: str = "") -> Iterator[str]:

@@ -56,6 +56,9 @@ def load(path: str, unset_secrets: list[str] | None = None, env: Mapping[str, st
     decoder = None
     if config is not None:
         problems += _missing_ca_files(config)
+        unset = any(p.startswith("intilery.auth_token:") for p in env_problems)
+        if not config.intilery.auth_token.get_secret_value().strip() and not unset:
+            problems.append("intilery.auth_token: empty")  # set, but to nothing: every request 401
         problems += librdkafka_problems(consumer_config(config.kafka, config.source.start_from))
         try:
             decoder = Decoder(config.source, path)
@@ -63,6 +66,9 @@ def load(path: str, unset_secrets: list[str] | None = None, env: Mapping[str, st
             problems += [p.removeprefix(f"{path}: ") for p in exc.problems]
     if problems or config is None or decoder is None:
         raise ConfigError([f"{path}: {p}" for p in problems])
+    token = (expanded.get("intilery") or {}).get("auth_token")
+    if isinstance(token, str) and token.endswith("\n"):
+        mapper.warnings.append("intilery.auth_token: one trailing newline removed (a file written by echo?)")
     return Loaded(config, mapper, decoder)
 
 
@@ -113,6 +119,13 @@ SECRET_FIELDS = (
 SECRET_KEY_PARTS = ("password", "secret", "sasl.oauthbearer.config", "basic.auth.user.info")
 
 
+def _url_password(url: Any) -> str | None:
+    try:
+        return urlsplit(str(url or "")).password
+    except ValueError:  # not a URL (refused by validation, named there)
+        return None
+
+
 def register_secrets(expanded: dict[str, Any]) -> None:
     """Every secret the (expanded) configuration holds, for redaction in logs and messages."""
 
@@ -120,7 +133,8 @@ def register_secrets(expanded: dict[str, Any]) -> None:
     registry = as_dict(as_dict(expanded.get("source")).get("schema_registry"))
     redis = as_dict(as_dict(intilery.get("rate_limit")).get("redis"))
     values = [intilery.get("auth_token"), registry.get("basic_auth"), redis.get("password")]
-    values.append(urlsplit(str(redis.get("url") or "")).password)  # redis://:password@host
+    for url in (redis.get("url"), registry.get("url"), intilery.get("url")):  # scheme://user:password@host
+        values.append(_url_password(url))
     values += [v for k, v in kafka.items() if any(part in str(k) for part in SECRET_KEY_PARTS)]
     for value in values:
         if isinstance(value, str | int | float) and not isinstance(value, bool):

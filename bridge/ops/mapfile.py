@@ -17,14 +17,14 @@ from bridge.errors import RecordError
 from bridge.rules.mapping import Mapper
 from bridge.runtime.convert import commands_of
 
-DecodeLine = Callable[[str], dict[str, Any]]
+DecodeLine = Callable[[bytes], dict[str, Any]]
 
 
 def avro_json_decoder(schema: Schema) -> DecodeLine:
     """Events in the schema's JSON form; a ``_kafka`` object beside the fields is kept."""
 
-    def decode(line: str) -> dict[str, Any]:
-        raw = decode_json(line.encode())
+    def decode(line: bytes) -> dict[str, Any]:
+        raw = decode_json(line)
         overrides = raw.pop("_kafka", None)
         event = read_json(json.dumps(raw), schema)
         if overrides is not None:
@@ -36,7 +36,7 @@ def avro_json_decoder(schema: Schema) -> DecodeLine:
 
 def map_lines(
     mapper: Mapper,
-    lines: Iterable[str],
+    lines: Iterable[bytes],
     topic: str,
     out: TextIO,
     err: TextIO,
@@ -44,7 +44,7 @@ def map_lines(
 ) -> int:
     """Map JSON Lines events; print commands to ``out``, failures to ``err``, then a
     summary line to ``err``; count failures."""
-    decode = decode or (lambda line: decode_json(line.encode()))
+    decode = decode or decode_json
     failures = read = produced = unmatched = 0
     now_ms = int(time.time() * 1000)
     for number, line in enumerate(lines, start=1):
@@ -60,7 +60,7 @@ def map_lines(
             "headers": {},
         }
 
-        def event(line: str = line, meta: dict[str, Any] = meta) -> dict[str, Any]:
+        def event(line: bytes = line, meta: dict[str, Any] = meta) -> dict[str, Any]:
             decoded = decode(line)
             overrides = decoded.pop("_kafka", None)
             if isinstance(overrides, dict):

@@ -358,3 +358,30 @@ def test_map_and_test_give_the_same_reason_for_a_time_past_either_end(tmp_path: 
     tested = cli("test", "--config", str(EXAMPLE), str(cases))
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "Traceback" not in tested.stderr and "3 passed" in tested.stdout
+
+
+def test_map_reports_a_line_that_is_not_utf8_as_that_line_s_decode_error(tmp_path: Path) -> None:
+    """From a file it raised UnicodeDecodeError, from stdin UnicodeEncodeError: tracebacks."""
+    good = json.dumps({"type": "booking_abandoned", "channel": "sms", "customer": {"id": "C-1"}}).encode()
+    data = good + b"\n" + b'{"type": "\xff\xfe"}\n' + good + b"\n"
+    (tmp_path / "events.jsonl").write_bytes(data)
+    for source in (str(tmp_path / "events.jsonl"), "-"):
+        result = subprocess.run(
+            [sys.executable, "-m", "bridge", "map", "--config", str(EXAMPLE), source],
+            input=data if source == "-" else None,
+            capture_output=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        err = result.stderr.decode()
+        assert result.returncode == 1 and "Traceback" not in err, err
+        assert "line 2: decode: value is not valid UTF-8 (byte 10)" in err
+        assert len(result.stdout.decode().splitlines()) == 2
+
+
+@pytest.mark.parametrize("value", ["99999", "-1", "http"])
+def test_a_port_out_of_range_is_a_usage_error(value: str) -> None:
+    """sandbox --port 99999 raised OverflowError from the socket layer."""
+    result = cli("sandbox", "--port", value)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "argument --port:" in result.stderr

@@ -11,6 +11,7 @@ import yaml
 from bridge.config import expand_env
 from bridge.errors import ConfigError
 from bridge.kafka.consumer import consumer_config, librdkafka_problems
+from bridge.logs import redact
 from bridge.ops.loading import load, load_offline
 
 GOOD: dict[str, Any] = {
@@ -373,3 +374,65 @@ def test_an_empty_group_id_is_refused_not_an_abort(tmp_path: Path, group: str) -
     assert librdkafka_problems({"bootstrap.servers": "x:1", "group.id": group}) == [
         "kafka.group.id: must not be empty"
     ]
+
+
+def test_an_environment_reference_inside_rules_is_refused_and_never_expanded(tmp_path: Path) -> None:
+    """``note: "price ${SECRET_X}"`` put the secret's value in the command body and in map's
+    output, unredacted; an unset one became an empty string."""
+    rule = GOOD["rules"][0]
+    data = {**GOOD, "rules": [{**rule, "emit": {**rule["emit"], "note": "price ${SECRET_X} and $${LIT}"}}]}
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as info:
+        load(str(path), env={"SECRET_X": "hunter2-secret", "TOKEN": "t"})
+    (problem,) = info.value.problems
+    where = f"{path}: rules[0] (abandoned-sms).emit.note: "
+    assert problem.startswith(where + "${SECRET_X} is not expanded inside rules")
+    assert "hunter2-secret" not in problem
+    data["rules"][0]["emit"]["note"] = "price $${LIT}"
+    mapper = load(str(write(tmp_path, data)), env={"TOKEN": "t"}).mapper
+    meta = {"topic": "bookings", "partition": 0, "offset": 0, "key": None, "timestamp": 1, "headers": {}}
+    assert mapper.map({"c": "C-1"}, meta)[0].body["note"] == "price ${LIT}"
+
+
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("tok\nen", "contains a control character"),
+        ("tok\x07en", "contains a control character"),
+        ("tökén-secret", "not ASCII"),
+    ],
+)
+def test_an_unusable_token_is_refused_in_one_line_without_its_value(
+    tmp_path: Path, token: str, problem: str
+) -> None:
+    """Each passed check --require-env, then stopped the bridge at the first record with a
+    traceback (or at start-up)."""
+    path = write(tmp_path, GOOD)
+    with pytest.raises(ConfigError) as info:
+        load(str(path), env={"TOKEN": token})
+    (line,) = info.value.problems
+    assert line.startswith(f"{path}: intilery.auth_token: ") and problem in line
+    assert token.strip() == "" or token not in line
+
+
+def test_one_trailing_newline_is_removed_with_a_warning(tmp_path: Path) -> None:
+    loaded = load(str(write(tmp_path, GOOD)), env={"TOKEN": "s3cret-token\n"})
+    assert loaded.config.intilery.auth_token.get_secret_value() == "s3cret-token"
+    assert any("trailing newline removed" in warning for warning in loaded.mapper.warnings)
+
+
+def test_a_password_in_any_url_is_redacted_wherever_it_is_printed(tmp_path: Path) -> None:
+    """tls_verification_disabled logged http://bob:UrlPassw0rd@...; check printed it too."""
+    data = {
+        **GOOD,
+        "intilery": {**GOOD["intilery"], "url": "https://bob:IntiPassw0rd@intilery.example.com"},
+        "source": {
+            "topics": ["bookings"],
+            "schema_registry": {"url": "https://bob:UrlPassw0rd@registry.example.com"},
+        },
+    }
+    load(str(write(tmp_path, data)), env={"TOKEN": "t"})
+    line = "url=https://bob:UrlPassw0rd@registry.example.com and https://bob:IntiPassw0rd@intilery.example.com"
+    assert "Passw0rd" not in redact(line)
