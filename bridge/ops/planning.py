@@ -22,9 +22,12 @@ def parse_offsets(text: str | None, flag: str) -> dict[int, int]:
         return {}
     try:
         pairs = [item.split(":") for item in text.split(",") if item.strip()]
-        return {int(p): int(o) for p, o in pairs}
+        found = {int(p): int(o) for p, o in pairs}
     except ValueError as exc:
         raise ConfigError([f"{flag}: expected PARTITION:OFFSET[,PARTITION:OFFSET...], got {text!r}"]) from exc
+    if any(p < 0 or o < 0 for p, o in found.items()):  # clamped, -5 would read the whole partition
+        raise ConfigError([f"{flag}: partitions and offsets are 0 or more, got {text!r}"])
+    return found
 
 
 def plan(consumer: Any, topic: str, group: str, commits: bool, args: Any) -> Window:
@@ -38,12 +41,18 @@ def plan(consumer: Any, topic: str, group: str, commits: bool, args: Any) -> Win
     ends = {
         p: o + 1 for p, o in parse_offsets(args.to_offset, "--to-offset").items()
     }  # --to-offset is inclusive
-    if args.from_time:
-        starts = _offsets_at(consumer, topic, partitions, _ms(args.from_time, "--from"))
+    from_ms = _ms(args.from_time, "--from") if args.from_time else None
+    to_ms = _ms(args.to_time, "--to") if args.to_time else None
+    if from_ms is not None and to_ms is not None and from_ms > to_ms:
+        raise ConfigError([f"--from {args.from_time}: later than --to {args.to_time}"])
+    if from_ms is not None:
+        starts = _offsets_at(consumer, topic, partitions, from_ms)
     elif args.from_beginning:
         starts = {p: marks[p][0] for p in partitions}
-    if args.to_time:
-        ends = _offsets_at(consumer, topic, partitions, _ms(args.to_time, "--to") + 1)
+    if to_ms is not None:
+        ends = _offsets_at(consumer, topic, partitions, to_ms + 1)
+    elif ends:  # every partition the window starts on needs its end, and each end a start
+        _check_ends(starts, ends)
     unknown = sorted(set(starts) - set(partitions))
     if unknown:
         raise ConfigError([f"--from-offset: {topic} has no partition {unknown[0]}"])
@@ -57,6 +66,18 @@ def plan(consumer: Any, topic: str, group: str, commits: bool, args: Any) -> Win
             start, end = bounds[tp.partition]
             bounds[tp.partition] = (min(max(start, tp.offset), end), end)
     return Window(topic, group, commits, bounds)
+
+
+def _check_ends(starts: dict[int, int], ends: dict[int, int]) -> None:
+    """--to-offset names exactly the partitions the window starts on, each after its start
+    (otherwise the others would be read to their end, or nothing at all)."""
+    if unended := sorted(set(starts) - set(ends)):
+        raise ConfigError([f"--to-offset: no end for partition {unended[0]}, which the window starts on"])
+    if unstarted := sorted(set(ends) - set(starts)):
+        raise ConfigError([f"--to-offset: partition {unstarted[0]} has no start in the window"])
+    if backwards := [p for p in sorted(starts) if ends[p] <= starts[p]]:
+        first = backwards[0]
+        raise ConfigError([f"--to-offset {first}:{ends[first] - 1}: before its start, {starts[first]}"])
 
 
 def _ms(text: str, flag: str) -> int:

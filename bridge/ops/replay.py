@@ -54,7 +54,7 @@ def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: Tex
         else {}
     )
     remaining = {p for p, (start, end) in window.bounds.items() if start < end}
-    failures = 0
+    failures = read = produced = 0
     while remaining:
         for message in consumer.consume(500, 1.0):
             if message.error() is not None or message.partition() not in remaining:
@@ -63,6 +63,7 @@ def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: Tex
             if not window.wants(record.tp, record.offset):
                 remaining.discard(record.partition)
                 continue
+            read += 1
             passed_over = record.offset in finished.get(record.tp, ()) or not window.selects(record)
             try:
                 if passed_over:
@@ -73,10 +74,17 @@ def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: Tex
                 failures += 1
                 print(f"{_named(window, record)}: {exc.error_class}: {logs.redact(exc.reason)}", file=err)
             else:
+                produced += len(commands)
                 for command in commands:
                     out.write(json.dumps(command.as_json_line(), ensure_ascii=False) + "\n")
             if window.finished(record.tp, record.offset):
                 remaining.discard(record.partition)
+    verb = "redrive" if window.redrive else "replay"
+    print(
+        f"{verb} --dry-run of {window.topic}: {read} of {window.total} records in the window read, "
+        f"{produced} commands, {failures} would be dead-lettered (nothing sent, nothing committed)",
+        file=err,
+    )
     return 1 if failures else 0
 
 
@@ -148,6 +156,9 @@ def redrive(
     if not topic:
         raise ConfigError([f"{config_file}: delivery.dead_letter_topic: required for redrive"])
     group = args.group or f"{loaded.config.kafka['group.id']}-redrive"
+    if unknown := [rule for rule in getattr(args, "rule", None) or [] if rule not in loaded.mapper.names]:
+        names = ", ".join(loaded.mapper.names)
+        raise ConfigError([f"--rule {unknown[0]}: no such rule in {config_file} ({names})"])
     filters = redrive_filters(args)
     window = _planned(loaded, args, consumer_factory, group, lambda c: plan_redrive(c, topic, group, filters))
     return _deliver_window(loaded, config_file, args, window)

@@ -70,6 +70,19 @@ def test_replay_windows_dry_run_and_real(cluster: TestKafka, sandbox: Sandbox, t
     expected = sorted(seqs[(0, o)] for o in range(2, 6)) + sorted(seqs[(1, o)] for o in range(0, 2))
     assert sorted(b["seq"] for b in bodies) == sorted(expected)
     assert all(b["event"] == "send_sms" for b in bodies) and accepted(sandbox) == []
+    summary = f"replay --dry-run of {cluster.topic}: 6 of 6 records in the window read, 6 commands, "
+    assert summary + "0 would be dead-lettered" in dry.stderr
+
+    # Nonsense is refused in one line, never clamped or read to the end.
+    for nonsense, said in (
+        (("--from-offset", "0:-5"), "--from-offset: partitions and offsets are 0 or more"),
+        (("--from-beginning", "--to-offset", "1:1"), "--to-offset: no end for partition 0"),
+        (("--from-offset", "0:5", "--to-offset", "0:3"), "--to-offset 0:3: before its start, 5"),
+        (("--from", "2026-11-02T00:00:00Z", "--to", "2026-11-01T00:00:00Z"), "later than --to"),
+    ):
+        refused = replay(config, cluster.topic, *nonsense, "--dry-run")
+        assert refused.returncode == 2 and said in refused.stderr and "Traceback" not in refused.stderr
+        assert refused.stdout == ""
 
     real = replay(config, cluster.topic, "--from-offset", "0:2,1:0", "--to-offset", "0:5,1:1")
     assert real.returncode == 0, real.stderr
