@@ -95,6 +95,22 @@ class BridgeConfig(Model):
     rules: list[RuleConfig] = Field(min_length=1, json_schema_extra=shown_default("at least one"))
     """Evaluated in order for every record; see below."""
 
+    def unverified_tls(self) -> list[tuple[str, str]]:
+        """(service, setting) for each connection whose certificate or host name goes
+        unchecked: anyone on the path could stand in for it. ``check`` warns of each, and
+        the bridge logs ``tls_verification_disabled`` at start-up."""
+        found = []
+        for key, off in (
+            ("enable.ssl.certificate.verification", "false"),
+            ("ssl.endpoint.identification.algorithm", "none"),
+        ):
+            if str(self.kafka.get(key, "")).strip().lower() == off:
+                found.append(("kafka", f"kafka.{key}: {off}"))
+        redis = self.intilery.rate_limit.redis
+        if redis is not None and "ssl_cert_reqs=none" in redis.url.lower():
+            found.append(("redis", "intilery.rate_limit.redis.url: ssl_cert_reqs=none"))
+        return found
+
 
 def cross_problems(raw: dict[str, Any]) -> list[str]:
     """Checks across sections, on the raw data, so they report beside field errors."""

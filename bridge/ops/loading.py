@@ -66,6 +66,8 @@ def load(path: str, unset_secrets: list[str] | None = None, env: Mapping[str, st
             problems += [p.removeprefix(f"{path}: ") for p in exc.problems]
     if problems or config is None or decoder is None:
         raise ConfigError([f"{path}: {p}" for p in problems])
+    unverified = config.unverified_tls()
+    mapper.warnings += [f"{where}: TLS verification of {service} is off" for service, where in unverified]
     token = (expanded.get("intilery") or {}).get("auth_token")
     if isinstance(token, str) and token.endswith("\n"):
         mapper.warnings.append("intilery.auth_token: one trailing newline removed (a file written by echo?)")

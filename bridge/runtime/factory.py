@@ -9,6 +9,7 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
+import structlog
 from confluent_kafka import KafkaException
 
 from bridge.config import BridgeConfig, IntileryConfig
@@ -32,6 +33,8 @@ from bridge.runtime.outcomes import Outcomes
 from bridge.runtime.partitions import OnTheLoop, Partitions
 from bridge.runtime.pipeline import Bridge, Parts
 from bridge.runtime.records import RecordPath
+
+log = structlog.get_logger("bridge")
 
 
 @contextlib.contextmanager
@@ -64,6 +67,8 @@ def build_bridge(
     account's (0: no limit of its own); with Redis, the account's bucket paces it and
     ``rate`` only while Redis is away."""
     delivery, metrics, stop = config.delivery, Metrics(), Stop()
+    for service, setting in config.unverified_tls():
+        log.warning("tls_verification_disabled", service=service, setting=setting)
     shared = config.intilery.rate_limit.share == "partitions" and rate is None
     limiter = rate_limiter(config.intilery, rate, shared, metrics)
     client = IntileryClient(config.intilery, delivery.max_in_flight, limiter=limiter, metrics=metrics)

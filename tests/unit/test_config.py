@@ -436,3 +436,19 @@ def test_a_password_in_any_url_is_redacted_wherever_it_is_printed(tmp_path: Path
     load(str(write(tmp_path, data)), env={"TOKEN": "t"})
     line = "url=https://bob:UrlPassw0rd@registry.example.com and https://bob:IntiPassw0rd@intilery.example.com"
     assert "Passw0rd" not in redact(line)
+
+
+def test_tls_verification_switched_off_for_kafka_or_redis_is_warned_of(tmp_path: Path) -> None:
+    """Both passed silently; Intilery's and the registry's already said so."""
+    kafka = {**GOOD["kafka"], "enable.ssl.certificate.verification": False}
+    kafka["ssl.endpoint.identification.algorithm"] = "none"
+    redis = {"url": "rediss://redis.example.com:6380/0?ssl_cert_reqs=none"}
+    intilery = {**GOOD["intilery"], "rate_limit": {"redis": redis}}
+    path = write(tmp_path, {**GOOD, "kafka": kafka, "intilery": intilery})
+    warnings = load(str(path), env={"TOKEN": "t"}).mapper.warnings
+    assert [w for w in warnings if "TLS" in w] == [
+        "kafka.enable.ssl.certificate.verification: false: TLS verification of kafka is off",
+        "kafka.ssl.endpoint.identification.algorithm: none: TLS verification of kafka is off",
+        "intilery.rate_limit.redis.url: ssl_cert_reqs=none: TLS verification of redis is off",
+    ]
+    assert not [w for w in load(str(write(tmp_path, GOOD)), env={"TOKEN": "t"}).mapper.warnings if "TLS" in w]
