@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint drills fuzz bench kafka kafka-fetch clean
+.PHONY: demo test unit services lint drills fuzz bench kafka kafka-fetch clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,17 @@ lint: $(STAMP)
 	$(BIN)/mypy bridge
 	$(BIN)/lint-imports
 
-test: lint kafka-fetch
+# Java and Maven, promtool and redis-server: installed from Debian's packages when missing
+# (as root), else one line saying what to install.
+services:
+	.ci/services
+
+test: services lint kafka-fetch
 	$(BIN)/pytest -m "not slow" -n 3 tests
+
+# The unit tier only: needs nothing but Python (no broker, no promtool, no Redis).
+unit: lint
+	$(BIN)/pytest -n 3 tests/unit
 
 drills: kafka-fetch
 	DRILL_FIGURES=docs/figures/drills.md $(BIN)/pytest -m slow tests/drills
