@@ -109,12 +109,7 @@ class Metrics:
             "less any back-off after 429s.",
             registry=r,
         )
-        self.redis_up = Gauge(
-            "intilery_bridge_rate_limit_redis_up",
-            "1 while the account's bucket in Redis answers, 0 while the local bucket stands in "
-            "(only with intilery.rate_limit.redis).",
-            registry=r,
-        )
+        self._redis_up: Gauge | None = None
         self.limiter_wait = Counter(
             "intilery_bridge_limiter_wait_seconds", "Time requests waited for the rate limiter.", registry=r
         )
@@ -139,6 +134,18 @@ class Metrics:
         self.ready = Gauge("intilery_bridge_ready", "1 when /readyz answers 200.", registry=r)
         Info("intilery_bridge_build", "The running version.", registry=r).info({"version": __version__})
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+
+    @property
+    def redis_up(self) -> Gauge:
+        """Registered when first used, which only a bridge with ``intilery.rate_limit.redis``
+        does: without Redis a 0 would read as Redis down."""
+        if self._redis_up is None:
+            self._redis_up = Gauge(
+                "intilery_bridge_rate_limit_redis_up",
+                "1 while the account's bucket in Redis answers, 0 while the local bucket stands in.",
+                registry=self.registry,
+            )
+        return self._redis_up
 
     def forget_partition(self, topic: str, partition: int) -> None:
         """A partition revoked: its gauges go, or a stale age would keep an alert firing."""

@@ -40,6 +40,7 @@ class FakeSource:
         self.at_end: set[TopicPartitionKey] = set()
         self.last_read: dict[TopicPartitionKey, tuple[int, int | None]] = {}
         self.member, self.fatal, self.rebalances, self.partitions_total = False, None, 0, 1
+        self.last_error: str | None = None
 
     def start(self) -> None:
         assert self.listener is not None

@@ -94,19 +94,18 @@ class Source:
         self._resets = ResetWatch(kafka_logger())
         callbacks = {"on_commit": self._committed, "error_cb": self._error, "logger": self._resets}
         self._consumer = factory({**conf, **callbacks})
-        strategy = str(conf.get("partition.assignment.strategy", ""))
-        self._incremental = "cooperative" in strategy or conf.get("group.protocol") == "consumer"
-        self._topics = topics
-        self.at_end: set[TopicPartitionKey] = set()
+        cooperative = "cooperative" in str(conf.get("partition.assignment.strategy", ""))
+        self._incremental = cooperative or conf.get("group.protocol") == "consumer"
+        self._topics, self.at_end = topics, set[TopicPartitionKey]()
         self.last_read: dict[TopicPartitionKey, tuple[int, int | None]] = {}
         self.assigned: set[TopicPartitionKey] = set()
         self.member = False  # an assignment (maybe empty) was received: the group knows us
         self.rebalances = 0  # assignments and revocations so far
         self.partitions_total: int | None = None  # of the subscribed topics, as of the last assignment
         self._count_partitions = count_partitions and assignment is None
-        self._recount = False
-        self.paused = False
+        self._recount = self.paused = False
         self.fatal: str | None = None
+        self.last_error: str | None = None  # the client's last error since the last assignment
         self._repeats = Repeats()  # a broker down repeats the same error many times a second
         self._commit_repeats = Repeats()
 
@@ -191,7 +190,7 @@ class Source:
 
     def _assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
-        self.member = True  # even with nothing assigned: a standby member of the group
+        self.member, self.last_error = True, None  # even with nothing assigned: a standby member
         self.rebalances += 1
         self.assigned.update(keys)
         log.info("partitions_assigned", partitions=[f"{t}[{p}]" for t, p in keys])
@@ -264,6 +263,7 @@ class Source:
             log.warning("commit_failed", error=error, **where, **({"repeated": repeated} if repeated else {}))
 
     def _error(self, error: KafkaError) -> None:
+        self.last_error = error.str()
         if error.fatal():
             self.fatal = error.str()
             log.error("kafka_fatal_error", error=error.str())

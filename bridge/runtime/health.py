@@ -18,6 +18,7 @@ from bridge.intilery.sending import Sender
 from bridge.kafka.deadletter import DeadLetters
 from bridge.kafka.offsets import OffsetTracker
 from bridge.kafka.source import Source
+from bridge.logs import redact
 from bridge.model import Record, TopicPartitionKey
 
 log = structlog.get_logger("bridge")
@@ -108,7 +109,8 @@ class Health:
     def readiness(self) -> list[str]:
         reasons = []
         if not self._source.member:  # a member with no partitions is a ready standby
-            reasons.append("not yet a member of the consumer group")
+            error = self._source.last_error and redact(self._source.last_error)  # a broker unreachable
+            reasons.append("not yet a member of the consumer group" + (f" (Kafka: {error})" if error else ""))
         if self._sender.gate.auth_failed:
             reasons.append("Intilery refuses the credentials (401/403)")
         failing = self._sender.failing_since

@@ -32,3 +32,11 @@ def test_a_revoked_partition_s_gauges_go() -> None:
     metrics.forget_partition("t", 9)  # never set: nothing to do
     text = generate_latest(metrics.registry).decode()
     assert 'partition="0"' not in text and 'intilery_bridge_oldest_unfinished_seconds{partition="1"' in text
+
+
+def test_the_redis_gauge_exists_only_where_redis_is_configured() -> None:
+    """Without Redis it read 0: Redis down, to anyone looking."""
+    metrics = Metrics()
+    assert "intilery_bridge_rate_limit_redis_up" not in generate_latest(metrics.registry).decode()
+    metrics.redis_up.set(1)
+    assert "intilery_bridge_rate_limit_redis_up 1.0" in generate_latest(metrics.registry).decode()

@@ -112,9 +112,11 @@ def test_back_pressure_resumes_below_half(held: int, paused: bool, pause: bool) 
 
 
 def test_readiness_names_each_reason() -> None:
-    source, sender, stop, now = SimpleNamespace(member=False), FakeSender(), Stop(), [100.0]
+    source, sender, stop, now = SimpleNamespace(member=False, last_error=None), FakeSender(), Stop(), [100.0]
     health = Health(source, sender, stop, clock=lambda: now[0])  # type: ignore[arg-type]
     assert health.readiness() == ["not yet a member of the consumer group"]
+    source.last_error = "127.0.0.1:9/bootstrap: Connect to ipv4#127.0.0.1:9 failed: Connection refused"
+    assert health.readiness() == [f"not yet a member of the consumer group (Kafka: {source.last_error})"]
     source.member = True
     assert health.readiness() == [] and health.health() == []
     sender.gate.auth_failed, sender.failing_since = True, 80.0  # type: ignore[assignment]
@@ -154,7 +156,7 @@ def test_reading_ahead_keeps_within_the_buffer_by_one_batch_at_most(tmp_path: Pa
 
 
 def test_readiness_names_a_dead_letter_outage_and_a_stuck_partition() -> None:
-    source, sender, stop = SimpleNamespace(member=True), FakeSender(), Stop()
+    source, sender, stop = SimpleNamespace(member=True, last_error=None), FakeSender(), Stop()
     dead = SimpleNamespace(failing_since=None, last_failure=None)
     offsets = OffsetTracker()
     part = offsets.assign(("bookings", 3))
