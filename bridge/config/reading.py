@@ -157,17 +157,24 @@ def read_expanded(
 def rule_references(node: Any, path: str) -> Iterator[str]:
     """``${...}`` inside ``rules:``: the environment's value would reach the command body
     (and ``map``'s and ``test``'s output, unredacted), and an unset one an empty string."""
+    for where, text in _strings(node, path):
+        if found := [m.group(0) for m in _ENV.finditer(text) if not m.group(1)]:
+            yield (
+                f"{where}: {found[0]} is not expanded inside rules (a rule's values come from the "
+                "event: {{ expr }}); write $${ for a literal ${"
+            )
+
+
+def _strings(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string value under ``node``, with its path (rules named beside their index)."""
     if isinstance(node, dict):
         for key, value in node.items():
-            yield from rule_references(value, _join(path, str(key)))
+            yield from _strings(value, _join(path, str(key)))
     elif isinstance(node, list):
         for index, item in enumerate(node):
-            yield from rule_references(item, _item_path(path, index, item))
-    elif isinstance(node, str) and (found := [m.group(0) for m in _ENV.finditer(node) if not m.group(1)]):
-        yield (
-            f"{path}: {found[0]} is not expanded inside rules (a rule's values come from the event: "
-            "{{ expr }}); write $${ for a literal ${"
-        )
+            yield from _strings(item, _item_path(path, index, item))
+    elif isinstance(node, str):
+        yield path, node
 
 
 def _literal(node: Any) -> Any:
@@ -182,14 +189,10 @@ def _literal(node: Any) -> Any:
 def unterminated_references(node: Any, path: str = "") -> Iterator[str]:
     """A ``${`` that starts no valid reference (``${CLIENT_ID`` without its ``}``) would
     otherwise be kept literally and sent."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from unterminated_references(value, _join(path, str(key)))
-    elif isinstance(node, list):
-        for index, item in enumerate(node):
-            yield from unterminated_references(item, _item_path(path, index, item))
-    elif isinstance(node, str) and "${" in _ENV.sub("", node).replace("$${", ""):
-        yield f"{path}: a ${{ without a matching }} or a valid variable name; write $${{ for a literal ${{"
+    for where, text in _strings(node, path):
+        if "${" in _ENV.sub("", text).replace("$${", ""):
+            unmatched = "a ${ without a matching } or a valid variable name"
+            yield f"{where}: {unmatched}; write $${{ for a literal ${{"
 
 
 def without_env_echoes(problems: list[str], env_problems: list[str]) -> list[str]:
