@@ -39,7 +39,7 @@ from bridge.kafka.deadletter import HEADERS_OMITTED, KEY_OMITTED, VALUE_OMITTED,
 from bridge.model import Record
 from bridge.runtime.health import EXIT_OK
 from tests.recordpath import build, load_config
-from tests.support import sms_event
+from tests.support import FakeRegistryClient, sms_event
 
 CORPUS = Path(__file__).parent / "corpus"
 ROOT = Path(__file__).parent.parent
@@ -72,29 +72,21 @@ TREE = {
         {"name": "labels", "type": {"type": "map", "values": ["null", "Tree"]}},
     ],
 }
+# The shapes review found the first bounds missed (each killed the process): recursion
+# through an Avro error type, and a recursive record under a top-level union.
+ERROR = {"type": "error", "name": "E", "fields": [{"name": "n", "type": ["null", "E"]}]}
+ERROR_TYPE = {"type": "record", "name": "Failure", "fields": [{"name": "e", "type": ERROR}]}
+UNION_TOP = ["null", RECURSIVE]
 # Schema ids the fake registry knows; the booking schema is the example one.
-SCHEMA_IDS = {1: "booking", 2: "recursive", 3: "kinds", 4: "tree"}
+SCHEMA_IDS = {1: "booking", 2: "recursive", 3: "kinds", 4: "tree", 5: "error type", 6: "union top"}
 
 
 def _schemas() -> dict[int, str]:
     booking = (ROOT / "schemas" / "booking_abandoned.avsc").read_text()
     texts = {"booking": booking, "recursive": json.dumps(RECURSIVE), "kinds": json.dumps(MANY_KINDS)}
-    texts["tree"] = json.dumps(TREE)
+    texts |= {"tree": json.dumps(TREE), "error type": json.dumps(ERROR_TYPE)}
+    texts["union top"] = json.dumps(UNION_TOP)
     return {schema_id: texts[name] for schema_id, name in SCHEMA_IDS.items()}
-
-
-class FakeRegistryClient:
-    """confluent-kafka's registry client, answering from a dict (404 for any other id)."""
-
-    def __init__(self, schemas: dict[int, str]) -> None:
-        self.schemas = schemas
-
-    def get_schema(self, schema_id: int) -> Any:
-        from confluent_kafka.schema_registry.error import SchemaRegistryError
-
-        if schema_id not in self.schemas:
-            raise SchemaRegistryError(404, 40403, "Schema not found")
-        return type("Registered", (), {"schema_type": "AVRO", "schema_str": self.schemas[schema_id]})()
 
 
 class CheckedProducer:

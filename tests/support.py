@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from bridge import logs
 from bridge.cli import main
@@ -390,3 +391,23 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
         logs.configure("warning", _STDERR)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+class FakeRegistryClient:
+    """Stands in for confluent-kafka's client: answers from a dict, or raises."""
+
+    def __init__(self, schemas: dict[int, str], error: Exception | None = None) -> None:
+        self.schemas, self.error, self.calls = schemas, error, 0
+
+    def get_schema(self, schema_id: int) -> Any:
+        self.calls += 1
+        if self.error:
+            raise self.error
+        if schema_id not in self.schemas:
+            raise SchemaRegistryError(404, 40403, "Schema not found")
+
+        class Registered:
+            schema_type = "AVRO"
+            schema_str = self.schemas[schema_id]
+
+        return Registered()

@@ -27,6 +27,7 @@ from bridge.decode.decoder import Decoder
 from bridge.decode.registry import MAX_NOT_FOUND, MAX_SCHEMAS, SchemaRegistry
 from bridge.errors import ConfigError, DecodeError, RetryableError
 from tests.fuzzing import avro_long
+from tests.support import FakeRegistryClient
 
 ROOT = Path(__file__).parents[2]
 
@@ -203,26 +204,6 @@ def test_any_bytes_decode_or_raise_decode_error(data: bytes) -> None:
     for schema in (SIMPLE, ALL_TYPES):
         with contextlib.suppress(DecodeError):
             assert isinstance(read_binary(data, schema), dict)
-
-
-class FakeRegistryClient:
-    """Stands in for confluent-kafka's client: answers from a dict, or raises."""
-
-    def __init__(self, schemas: dict[int, str], error: Exception | None = None) -> None:
-        self.schemas, self.error, self.calls = schemas, error, 0
-
-    def get_schema(self, schema_id: int) -> Any:
-        self.calls += 1
-        if self.error:
-            raise self.error
-        if schema_id not in self.schemas:
-            raise SchemaRegistryError(404, 40403, "Schema not found")
-
-        class Registered:
-            schema_type = "AVRO"
-            schema_str = self.schemas[schema_id]
-
-        return Registered()
 
 
 def source(topics: list[Any]) -> SourceConfig:
