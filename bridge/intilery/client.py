@@ -25,7 +25,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from bridge.config import IntileryConfig
 from bridge.errors import AuthError, RejectedError, RetryableError
-from bridge.intilery.ratelimit import Limiter
+from bridge.intilery.ratelimit import Limiter, Pace
 from bridge.metrics import Metrics
 from bridge.model import Command
 
@@ -90,7 +90,10 @@ def classify(response: httpx.Response, latency_ms: float = 0.0) -> Delivered:
 
 
 class IntileryClient:
-    """Posts commands with one pooled ``httpx.AsyncClient``, each request paced by the limiter.
+    """Posts commands with one pooled ``httpx.AsyncClient``. ``pace`` waits for the rate
+    limiter before each request (in batch mode; otherwise the sender paces, so that a
+    request held there sees an auth failure that came back meanwhile); ``limiter`` is told
+    of every 429.
 
     The client rides on aiohttp's connection pool (``httpx-aiohttp``): httpx's own
     pool costs several times more CPU per request at this concurrency.
@@ -103,6 +106,7 @@ class IntileryClient:
         transport: httpx.AsyncBaseTransport | None = None,
         limiter: Limiter | None = None,
         metrics: Metrics | None = None,
+        pace: Pace | None = None,
     ) -> None:
         # Parsed once: httpx would otherwise parse the URL string again on every request.
         self._urls = {action: httpx.URL(config.endpoint(action)) for action in ("track", "identify", "batch")}
@@ -119,6 +123,7 @@ class IntileryClient:
         if not config.tls.verify:
             log.warning("tls_verification_disabled", service="intilery", url=config.url)
         self.limiter = limiter
+        self.pace = pace
         self.metrics = metrics
         self._base_timeout_s = config.timeout_s
         self._max_timeout_s = max(config.max_timeout_s, config.timeout_s)
@@ -128,10 +133,8 @@ class IntileryClient:
         return await self.send(command.action, command.payload)
 
     async def send(self, action: str, payload: bytes) -> Delivered:
-        if self.limiter is not None:
-            waited = await self.limiter.acquire()
-            if waited and self.metrics is not None:
-                self.metrics.limiter_wait.inc(waited)
+        if self.pace is not None:
+            await self.pace()
         started = time.perf_counter()
         timeout = self.timeout_s
         try:

@@ -105,3 +105,17 @@ class RateLimiter:
         if self.rate < self.limit:
             self.rate = min(self.limit, self.rate + self.limit * RECOVERY_PER_S * elapsed)
         self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
+
+
+Pace = Callable[[], Awaitable[None]]
+
+
+def pacer(limiter: Limiter, waited: Callable[[float], None] | None = None) -> Pace:
+    """Waits for the limiter's next token; ``waited`` is told how long (a metric)."""
+
+    async def pace() -> None:
+        seconds = await limiter.acquire()
+        if seconds and waited is not None:
+            waited(seconds)
+
+    return pace

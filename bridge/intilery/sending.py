@@ -14,6 +14,7 @@ from typing import Any
 from bridge.config import RetryConfig
 from bridge.errors import AuthError, DeliveryError, RejectedError, StaleCommand
 from bridge.intilery.client import Delivered
+from bridge.intilery.ratelimit import Pace
 from bridge.model import Command
 
 
@@ -69,8 +70,10 @@ class Sender:
         backoff: Backoff | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         guard_stale: bool = True,
+        pace: Pace | None = None,
     ) -> None:
         self._post = post
+        self._pace = pace
         self._retry = retry
         self._slots = asyncio.Semaphore(max_in_flight)
         self._on_retry = on_retry
@@ -110,13 +113,22 @@ class Sender:
             if self.gate.auth_failed:
                 # While the credentials are refused, one request at a time probes them.
                 async with self.gate.probe:
-                    await self.gate.wait(self._sleep)
+                    await self._admitted()
                     if self.gate.auth_failed:
                         return await self._post_now(command)
             async with self._slots:
-                await self.gate.wait(self._sleep)
-                if not self.gate.auth_failed:  # else refused while waiting for a slot: probe
+                await self._admitted()
+                # Else refused while this one waited for a slot or the limiter: it probes.
+                if not self.gate.auth_failed:
                     return await self._post_now(command)
+
+    async def _admitted(self) -> None:
+        """The gate open and the limiter's token taken, then the gate open still (a token
+        can take a while: a 429 or a 403 may come back meanwhile)."""
+        await self.gate.wait(self._sleep)
+        if self._pace is not None:
+            await self._pace()
+            await self.gate.wait(self._sleep)
 
     async def _post_now(self, command: Command) -> Delivered:
         if self.guard_stale and command.is_stale(int(time.time() * 1000)):

@@ -17,7 +17,7 @@ from bridge.decode.decoder import Decoder
 from bridge.errors import ConfigError
 from bridge.intilery.batching import Batcher
 from bridge.intilery.client import IntileryClient
-from bridge.intilery.ratelimit import Limiter, RateLimiter
+from bridge.intilery.ratelimit import Limiter, RateLimiter, pacer
 from bridge.intilery.redislimit import RedisRateLimiter, connect
 from bridge.intilery.sending import Sender
 from bridge.kafka.consumer import consumer_config
@@ -71,14 +71,22 @@ def build_bridge(
         log.warning("tls_verification_disabled", service=service, setting=setting)
     shared = config.intilery.rate_limit.share == "partitions" and rate is None
     limiter = rate_limiter(config.intilery, rate, shared, metrics)
-    client = IntileryClient(config.intilery, delivery.max_in_flight, limiter=limiter, metrics=metrics)
+    pace = pacer(limiter, metrics.limiter_wait.inc) if limiter is not None else None
+    batched = delivery.batch is not None
+    client = IntileryClient(
+        config.intilery,
+        delivery.max_in_flight,
+        limiter=limiter,
+        metrics=metrics,
+        pace=pace if batched else None,  # one request per command: the sender paces
+    )
     post, in_flight = client.post, delivery.max_in_flight
     if delivery.batch is not None:
         # max_in_flight bounds requests; each request carries up to max_calls commands.
         post = Batcher(client, delivery.batch, delivery.max_in_flight).post
         in_flight = delivery.max_in_flight * delivery.batch.max_calls
     outcomes = Outcomes(metrics)
-    sender = Sender(post, delivery.retry, in_flight, outcomes.retried)
+    sender = Sender(post, delivery.retry, in_flight, outcomes.retried, pace=None if batched else pace)
     decoder = decoder or Decoder(config.source, source_name)
     offsets = OffsetTracker()
     listener = OnTheLoop()

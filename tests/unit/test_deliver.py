@@ -226,3 +226,39 @@ def test_while_credentials_are_refused_one_request_at_a_time_probes_them() -> No
     sender = asyncio.run(main())
     assert peak == 1 and sender.gate.auth_failed is False
     assert calls == 20 + refusals
+
+
+def test_requests_held_by_the_limiter_do_not_go_out_after_a_refusal() -> None:
+    """32 commands, a limiter letting one request through every 2 ms: the first five
+    requests are refused (403). Those still waiting for a token when a refusal came back
+    are not sent on: each request after a refusal is a probe, sent once the refusal's
+    back-off (5 ms) has passed, until one is accepted."""
+    refusals: list[float] = []
+    gaps: list[float] = []  # from the latest refusal to each request sent while refused
+    calls = 0
+
+    async def post(command: Command) -> Delivered:
+        nonlocal calls
+        calls += 1
+        now = asyncio.get_running_loop().time()
+        if refusals and calls <= 6:
+            gaps.append(now - refusals[-1])
+        await asyncio.sleep(0.001)
+        if calls <= 5:
+            refusals.append(asyncio.get_running_loop().time())
+            raise AuthError("403", status=403)
+        return Delivered(200, "e", 1.0)
+
+    turn = asyncio.Lock()
+
+    async def pace() -> None:
+        async with turn:
+            await asyncio.sleep(0.002)
+
+    async def main() -> None:
+        sender = Sender(post, RetryConfig(auth_backoff_ms=5), 32, lambda *a: None, pace=pace)
+        await asyncio.gather(*(sender.send(COMMAND) for _ in range(32)))
+
+    asyncio.run(main())
+    assert len(gaps) == 5 and min(gaps) >= 0.005, gaps
+    assert calls == 32 + 5  # five refused (the first, then four probes), then each once
