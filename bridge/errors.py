@@ -13,7 +13,8 @@
     │                                                              (class ``internal``)
     ├── DeliveryError            not the record's fault: retry, never dead-letter
     │   ├── RetryableError       connection errors, timeouts, 408, 429, 5xx
-    │   └── AuthError            401/403: the credentials are wrong, pause everything
+    │   └── SetupError           3xx: intilery.url is wrong; pause everything, probe
+    │       └── AuthError        401/403: the credentials are wrong, the same
     └── StaleCommand             past its rule's max_age when it would be sent: skipped
 
     SchemaNotCached (bridge.decode.avro) is no error but a signal: a record's Avro schema is
@@ -95,5 +96,10 @@ class StaleCommand(BridgeError):
     """The command's event is older than its rule's ``max_age``: it is skipped, not sent."""
 
 
-class AuthError(DeliveryError):
-    pass
+class SetupError(DeliveryError):
+    """Intilery's answer says the setup is wrong, not the record (a redirect: ``intilery.url``
+    is out of date): every request is held and one at a time probes until one is taken."""
+
+
+class AuthError(SetupError):
+    """401/403: the credentials are refused."""

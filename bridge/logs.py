@@ -26,12 +26,15 @@ def register_secret(value: str | None) -> None:
         _SECRETS.add(value)
 
 
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):[^/\s@]*@")
+
+
 def redact(text: str) -> str:
-    """``text`` with every registered secret replaced."""
+    """``text`` with every registered secret and every URL's password replaced."""
     for secret in _SECRETS:
         if secret in text:
             text = text.replace(secret, REDACTED)
-    return text
+    return _USERINFO.sub(rf"\1:{REDACTED}@", text) if "@" in text else text
 
 
 def _redact(value: Any) -> Any:

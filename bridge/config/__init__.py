@@ -84,7 +84,13 @@ from bridge.config.reading import (
     MAX_EXPANDED_NODES as MAX_EXPANDED_NODES,
 )
 from bridge.config.reading import (
+    SECRET_FILES as SECRET_FILES,
+)
+from bridge.config.reading import (
     StrictLoader as StrictLoader,
+)
+from bridge.config.reading import (
+    at_path as at_path,
 )
 from bridge.config.reading import (
     describe_validation as describe_validation,

@@ -7,7 +7,7 @@ import re
 import ssl
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class Model(BaseModel):
@@ -48,6 +48,18 @@ def as_dict(value: Any) -> dict[str, Any]:
 
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+def one_line_secret(value: SecretStr, header: bool = False) -> SecretStr:
+    """A secret as a file written with ``echo`` holds it: one trailing newline removed (the
+    loader warns), any other control character refused; ``header``: ASCII only."""
+    secret = value.get_secret_value()
+    secret = secret[:-1].removesuffix("\r") if secret.endswith("\n") else secret
+    if any(ord(c) < 32 or ord(c) == 127 for c in secret):
+        raise ValueError("contains a control character (a line break?); the value is not shown")
+    if header and not secret.isascii():
+        raise ValueError("contains a character that is not ASCII, which a header cannot carry")
+    return SecretStr(secret)
 
 
 def check_url(value: str) -> str:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_address
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
     SecretStr,
     field_validator,
+    model_validator,
 )
 
-from bridge.config.base import Model, TlsConfig, check_url, shown_default
+from bridge.config.base import Model, TlsConfig, check_url, one_line_secret, shown_default
 
 
 class RedisConfig(Model):
@@ -29,6 +32,8 @@ class RedisConfig(Model):
     """Redis' password (`${REDIS_PASSWORD}`: a secret, never logged; a password in the URL is
     redacted too).
     """
+    password_file: str | None = None
+    """A file holding Redis' password (a mounted Secret), read at start-up instead of `password`."""
     ca_file: str | None = None
     """A PEM bundle to trust for `rediss://`."""
     key_prefix: str = "intilery-bridge"
@@ -40,6 +45,11 @@ class RedisConfig(Model):
         if not value.startswith(("redis://", "rediss://")):
             raise ValueError("must start with redis:// or rediss:// (TLS)")
         return value
+
+    @field_validator("password")
+    @classmethod
+    def _one_line(cls, value: SecretStr | None) -> SecretStr | None:
+        return value and one_line_secret(value)
 
 
 class RateLimitConfig(Model):
@@ -69,7 +79,15 @@ class RateLimitConfig(Model):
 
 class IntileryConfig(Model):
     url: str = "https://tracking.intilery.com"
-    """Base URL. Requests go to `{url}/track/{client_id}/{account_id}/{BRAND_ID}/v1/{action}`."""
+    """Base URL. Requests go to `{url}/track/{client_id}/{account_id}/{BRAND_ID}/v1/{action}`.
+    `http://` is refused unless the host is loopback (a local sandbox) or `allow_insecure_http`
+    is true: the token would travel in clear text. A redirect from Intilery is no rejection of
+    the command but a setup error: every request is held, `/readyz` names where it points.
+    """
+    allow_insecure_http: bool = False
+    """Allow `http://` to a host that is not loopback (a TLS-terminating proxy on a private
+    network); the auth token then travels unencrypted to it.
+    """
     client_id: str = Field(min_length=1)
     """Sent lower case."""
     account_id: str = Field(min_length=1)
@@ -80,6 +98,10 @@ class IntileryConfig(Model):
     """Sent as the `auth-token` header. Never logged (every log line is also scrubbed of it).
     One trailing newline (a secret file written with `echo`) is removed with a warning; an
     empty value, other control characters and non-ASCII are refused (the value never shown).
+    """
+    auth_token_file: str | None = None
+    """A file holding the token (a mounted Kubernetes Secret), read at start-up instead of
+    `auth_token`, with the same checks.
     """
     timeout_s: float = Field(default=10.0, gt=0)
     """Per-request timeout (connect: at most 5 s). A timeout is retried; Intilery may have taken the
@@ -103,13 +125,17 @@ class IntileryConfig(Model):
     @field_validator("auth_token")
     @classmethod
     def _usable_token(cls, value: SecretStr) -> SecretStr:
-        token = value.get_secret_value()
-        token = token[:-1].removesuffix("\r") if token.endswith("\n") else token
-        if any(ord(c) < 32 or ord(c) == 127 for c in token):
-            raise ValueError("contains a control character (a line break?); the value is not shown")
-        if not token.isascii():
-            raise ValueError("contains a character that is not ASCII, which a header cannot carry")
-        return SecretStr(token)
+        return one_line_secret(value, header=True)
+
+    @model_validator(mode="after")
+    def _token_encrypted(self) -> IntileryConfig:
+        host = urlsplit(self.url).hostname or ""
+        if self.url.startswith("http://") and not self.allow_insecure_http and not _loopback(host):
+            raise ValueError(
+                f"url: http:// to {host} would send the auth token in clear text; use https:// "
+                "(or set intilery.allow_insecure_http: true)"
+            )
+        return self
 
     @property
     def brand(self) -> str:
@@ -118,3 +144,10 @@ class IntileryConfig(Model):
     def endpoint(self, action: str) -> str:
         client, account = self.client_id.lower(), self.account_id.lower()
         return f"{self.url}/track/{client}/{account}/{self.brand}/v1/{action}"
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -60,6 +60,48 @@ def read_secret_file(file: str, path: str, problems: list[str] | None) -> str:
         return ""
 
 
+SECRET_FILES: tuple[tuple[str, ...], ...] = (
+    ("intilery", "auth_token"),
+    ("source", "schema_registry", "basic_auth"),
+    ("intilery", "rate_limit", "redis", "password"),
+)
+
+
+def read_secret_files(expanded: dict[str, Any], problems: list[str] | None) -> None:
+    """``auth_token_file: /var/run/secrets/...`` (a mounted Secret) puts the file's content
+    in ``auth_token``, as it is: the field's own checks then apply (one trailing newline
+    removed with a warning, control characters refused). Likewise the registry's
+    ``basic_auth_file`` and Redis' ``password_file``."""
+    for *sections, field in SECRET_FILES:
+        node = at_path(expanded, sections)
+        if not isinstance(node, dict) or node.get(f"{field}_file") is None:
+            continue
+        where, file = ".".join([*sections, f"{field}_file"]), node[f"{field}_file"]
+        if field in node:
+            problem = f"{where}: {field} is set too; give one of them"
+        elif not isinstance(file, str) or not file:
+            problem = f"{where}: expected the path of a file"
+        else:
+            try:
+                node[field] = Path(file).read_bytes().decode("utf-8")
+                continue
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                # as an unset variable: named by the field it fills, which is left empty, so
+                # that `check` without --require-env can note it and go on
+                problem = f"{'.'.join([*sections, field])}: cannot read {field}_file {file}: {reason}"
+                node[field] = ""
+        if problems is not None:
+            problems.append(problem)
+
+
+def at_path(node: Any, keys: list[str]) -> Any:
+    """``node[k1][k2]...`` in raw YAML, or None where a key or a mapping is missing."""
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
 def _item_path(path: str, index: int, item: Any) -> str:
     """``rules[2] (abandoned-sms)`` for a named rule, else ``path[index]``."""
     name = item.get("name") if isinstance(item, dict) and path == "rules" else None
@@ -68,27 +110,35 @@ def _item_path(path: str, index: int, item: Any) -> str:
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_EXPANDED_NODES = 100_000
+MAX_EXPANDED_BYTES = 8 << 20
 
 
 class StrictLoader(yaml.SafeLoader):
     """YAML that cannot silently lose a key or blow up: a duplicate key is an error (the
     last one would win), and so is a document whose aliases expand to more than
-    ``MAX_EXPANDED_NODES`` values (an alias bomb: a few lines that ``${VAR}`` expansion,
-    which copies every alias, would turn into gigabytes)."""
+    ``MAX_EXPANDED_NODES`` values or ``MAX_EXPANDED_BYTES`` of text (an alias bomb: a few
+    lines, or one long string aliased many times, that ``${VAR}`` expansion, which copies
+    every alias, would turn into gigabytes)."""
 
     def compose_document(self) -> Any:
         document = super().compose_document()
-        sizes: dict[int, int] = {}
+        sizes: dict[int, tuple[int, int]] = {}
 
-        def expanded(node: Any) -> int:  # each node once: aliases share their node
+        def expanded(node: Any) -> tuple[int, int]:  # each node once: aliases share their node
             if id(node) not in sizes:
                 children = node.value if isinstance(node.value, list) else []
                 pairs = [n for child in children for n in (child if isinstance(child, tuple) else (child,))]
-                sizes[id(node)] = 1 + sum(expanded(child) for child in pairs)
+                inner = [expanded(child) for child in pairs]
+                text = len(node.value) if isinstance(node.value, str) else 0
+                sizes[id(node)] = (1 + sum(n for n, _ in inner), text + sum(b for _, b in inner))
             return sizes[id(node)]
 
-        if document is not None and expanded(document) > MAX_EXPANDED_NODES:
-            problem = f"aliases expand to more than {MAX_EXPANDED_NODES:,} values"
+        if document is None:
+            return document
+        nodes, text = expanded(document)
+        if nodes > MAX_EXPANDED_NODES or text > MAX_EXPANDED_BYTES:
+            many = f"{MAX_EXPANDED_NODES:,} values" if nodes > MAX_EXPANDED_NODES else None
+            problem = f"aliases expand to more than {many or f'{MAX_EXPANDED_BYTES >> 20} MB of text'}"
             raise yaml.composer.ComposerError(None, None, problem, document.start_mark)
         return document
 
@@ -149,6 +199,7 @@ def read_expanded(
     rules = raw.pop("rules", None)
     problems = [*unterminated_references({**raw, "rules": rules}), *rule_references(rules, "rules")]
     expanded = expand_env(raw, os.environ if env is None else env, problems if strict_env else None)
+    read_secret_files(expanded, problems if strict_env else None)
     if rules is not None:  # never expanded: a rule's values come from the event ({{ }})
         expanded["rules"] = _literal(rules)
     return expanded, problems

@@ -13,7 +13,7 @@ from pydantic import (
 )
 
 from bridge import timestamps
-from bridge.config.base import Format, Model, TlsConfig, check_url, shown_default
+from bridge.config.base import Format, Model, TlsConfig, check_url, one_line_secret, shown_default
 
 
 class TopicConfig(Model):
@@ -39,6 +39,8 @@ class SchemaRegistryConfig(Model):
     """The registry's URL (Confluent Schema Registry, Karapace, Apicurio's ccompat API)."""
     basic_auth: SecretStr | None = None
     """`user:password` for the registry; never logged."""
+    basic_auth_file: str | None = None
+    """A file holding `user:password` (a mounted Secret), read at start-up instead of `basic_auth`."""
     tls: TlsConfig = TlsConfig()
     """Certificate checks for the registry's HTTPS endpoint."""
 
@@ -52,7 +54,7 @@ class SchemaRegistryConfig(Model):
     def _user_and_password(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value() and ":" not in value.get_secret_value():
             raise ValueError("expected USER:PASSWORD (no colon found)")
-        return value
+        return value and one_line_secret(value)
 
     @model_validator(mode="after")
     def _credentials_once(self) -> SchemaRegistryConfig:

@@ -6,7 +6,9 @@ permanent refusal (other 4xx) after translating every httpx error once here:
 
 - connection errors, timeouts, 408, 429 and 5xx → :class:`RetryableError`
   (with ``Retry-After`` when Intilery sends it);
-- 401/403 → :class:`AuthError`: the credentials, not the record.
+- 401/403 → :class:`AuthError`: the credentials, not the record;
+- 3xx → :class:`SetupError`: ``intilery.url`` is out of date (the token is never sent on to
+  where a redirect points).
 
 :class:`~bridge.intilery.sending.Sender` wraps the client with capped exponential
 backoff with jitter, a process-wide gate that holds every request back after a 429
@@ -24,8 +26,9 @@ import structlog
 from httpx_aiohttp import AiohttpTransport
 
 from bridge.config import IntileryConfig
-from bridge.errors import AuthError, RejectedError, RetryableError
+from bridge.errors import AuthError, RejectedError, RetryableError, SetupError
 from bridge.intilery.ratelimit import Limiter, Pace
+from bridge.logs import redact
 from bridge.metrics import Metrics
 from bridge.model import Command
 
@@ -81,6 +84,9 @@ def classify(response: httpx.Response, latency_ms: float = 0.0) -> Delivered:
             )
         event_id = body.get("eventId") if isinstance(body, dict) else None
         return Delivered(status, event_id, latency_ms)
+    if 300 <= status < 400:
+        where = redact(response.headers.get("location", "?"))[:200]
+        raise SetupError(f"Intilery redirects ({status}) to {where}: set intilery.url to it", status=status)
     if status in AUTH_STATUS:
         raise AuthError(f"Intilery refused the credentials ({status}): {_message(response)}", status=status)
     if status in RETRYABLE_STATUS or status >= 500:

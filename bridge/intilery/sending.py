@@ -12,19 +12,22 @@ from types import MappingProxyType
 from typing import Any
 
 from bridge.config import RetryConfig
-from bridge.errors import AuthError, DeliveryError, RejectedError, StaleCommand
+from bridge.errors import DeliveryError, RejectedError, SetupError, StaleCommand
 from bridge.intilery.client import Delivered
 from bridge.intilery.ratelimit import Pace
 from bridge.model import Command
 
 
 class Gate:
-    """Holds every request back until a moment: after a 429 or an auth failure."""
+    """Holds every request back until a moment: after a 429 or an auth failure.
+    ``auth_failed``: Intilery refuses the setup (credentials, or a redirect), ``refusal`` says
+    how, for ``/readyz``."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self.open_at = 0.0
         self.auth_failed = False
+        self.refusal = ""
         self.probe = asyncio.Lock()
 
     def hold(self, seconds: float) -> None:
@@ -96,7 +99,7 @@ class Sender:
                     self.failing_since = time.monotonic()
                 delay = self._delay_after(exc, attempt)
                 gives_up = self._retry.max_attempts and attempt >= self._retry.max_attempts
-                if gives_up and not isinstance(exc, AuthError):
+                if gives_up and not isinstance(exc, SetupError):
                     raise RejectedError(
                         f"gave up after {attempt} attempts: {exc.reason}", status=exc.status
                     ) from exc
@@ -140,8 +143,8 @@ class Sender:
             self.in_flight -= 1
 
     def _delay_after(self, exc: DeliveryError, attempt: int) -> float:
-        if isinstance(exc, AuthError):
-            self.gate.auth_failed = True
+        if isinstance(exc, SetupError):
+            self.gate.auth_failed, self.gate.refusal = True, exc.reason
             delay = self._retry.auth_backoff_ms / 1000
             self.gate.hold(delay)
             return delay

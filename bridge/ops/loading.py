@@ -18,9 +18,11 @@ from pydantic import ValidationError
 
 from bridge import logs
 from bridge.config import (
+    SECRET_FILES,
     BridgeConfig,
     SourceConfig,
     as_dict,
+    at_path,
     cross_problems,
     describe_validation,
     raw_topic_names,
@@ -68,9 +70,11 @@ def load(path: str, unset_secrets: list[str] | None = None, env: Mapping[str, st
         raise ConfigError([f"{path}: {p}" for p in problems])
     unverified = config.unverified_tls()
     mapper.warnings += [f"{where}: TLS verification of {service} is off" for service, where in unverified]
-    token = (expanded.get("intilery") or {}).get("auth_token")
-    if isinstance(token, str) and token.endswith("\n"):
-        mapper.warnings.append("intilery.auth_token: one trailing newline removed (a file written by echo?)")
+    for fields in SECRET_FILES:
+        secret = at_path(expanded, list(fields))
+        if isinstance(secret, str) and secret.endswith("\n"):
+            where = ".".join(fields)
+            mapper.warnings.append(f"{where}: one trailing newline removed (a file written by echo?)")
     return Loaded(config, mapper, decoder)
 
 
@@ -134,12 +138,13 @@ def register_secrets(expanded: dict[str, Any]) -> None:
     intilery, kafka = as_dict(expanded.get("intilery")), as_dict(expanded.get("kafka"))
     registry = as_dict(as_dict(expanded.get("source")).get("schema_registry"))
     redis = as_dict(as_dict(intilery.get("rate_limit")).get("redis"))
-    values = [intilery.get("auth_token"), registry.get("basic_auth"), redis.get("password")]
+    values = [at_path(expanded, list(fields)) for fields in SECRET_FILES]
     for url in (redis.get("url"), registry.get("url"), intilery.get("url")):  # scheme://user:password@host
         values.append(_url_password(url))
     values += [v for k, v in kafka.items() if any(part in str(k) for part in SECRET_KEY_PARTS)]
     for value in values:
         if isinstance(value, str | int | float) and not isinstance(value, bool):
-            logs.register_secret(str(value))
-            if isinstance(value, str) and ":" in value:  # user:password: the password alone too
+            value = str(value).removesuffix("\n").removesuffix("\r")  # as the field keeps it
+            logs.register_secret(value)
+            if ":" in value:  # user:password: the password alone too
                 logs.register_secret(value.split(":", 1)[1])

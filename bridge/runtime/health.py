@@ -111,8 +111,9 @@ class Health:
         if not self._source.member:  # a member with no partitions is a ready standby
             error = self._source.last_error and redact(self._source.last_error)  # a broker unreachable
             reasons.append("not yet a member of the consumer group" + (f" (Kafka: {error})" if error else ""))
-        if self._sender.gate.auth_failed:
-            reasons.append("Intilery refuses the credentials (401/403)")
+        if (gate := self._sender.gate).auth_failed:
+            redirected = gate.refusal.startswith("Intilery redirects")
+            reasons.append(gate.refusal if redirected else "Intilery refuses the credentials (401/403)")
         failing = self._sender.failing_since
         if failing is not None and self._clock() - failing > OUTAGE_AFTER_S:
             reasons.append(f"every request to Intilery has failed for {self._clock() - failing:.0f}s")

@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from bridge.errors import AuthError, DeliveryError, RecordError
+from bridge.errors import AuthError, DeliveryError, RecordError, SetupError
 from bridge.intilery.client import Delivered
 from bridge.metrics import Metrics
 from bridge.model import Command, Record
@@ -137,9 +137,10 @@ class Outcomes:
     ) -> None:
         self.counts["retries"] += 1
         self.metrics.commands(command.rule, command_label(command), "retried").inc()
-        auth = isinstance(error, AuthError)
-        (log.error if auth else log.warning)(
-            "intilery_auth_failed" if auth else "command_retry",
+        setup = isinstance(error, SetupError)
+        event = "intilery_auth_failed" if isinstance(error, AuthError) else "intilery_redirected"
+        (log.error if setup else log.warning)(
+            event if setup else "command_retry",
             **describe(command),
             **context,
             attempt=attempt,

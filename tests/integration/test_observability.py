@@ -130,6 +130,22 @@ def test_metrics_health_and_readiness(cluster: TestKafka, sandbox: Sandbox, tmp_
         sandbox.state.set_faults({"status": None, "count": 0})
         wait_for(lambda: http.get("/readyz").status_code == 200, 20, "ready again")
         assert 99 in [r["body"]["seq"] for r in accepted(sandbox)]
+
+        # A redirect (intilery.url out of date) holds everything as a 403 does: never a dead letter.
+        sandbox.state.set_faults({"status": 301})
+        producer.produce(cluster.topic, key="C-9", value=json.dumps(sms_event(100, 9)).encode())
+        producer.flush()
+        wait_for(lambda: http.get("/readyz").status_code == 503, 20, "not ready while redirected")
+        reasons = http.get("/readyz").json()["reasons"]
+        assert any(r.startswith("Intilery redirects (301) to https://moved.invalid/track/") for r in reasons)
+        sandbox.state.set_faults({"status": None, "count": 0})
+        wait_for(
+            lambda: 100 in [r["body"]["seq"] for r in accepted(sandbox)], 20, "delivered after the redirect"
+        )
+        assert (
+            sample(http.get("/metrics").text, "intilery_bridge_dead_letters_total", error_class="decode") == 1
+        )
+        assert [e["status"] for e in log_events(log_path) if e["event"] == "intilery_redirected"][:1] == [301]
         http.close()
     finally:
         process.terminate()

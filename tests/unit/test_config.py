@@ -246,9 +246,9 @@ def test_bad_max_age_names_the_rule(tmp_path: Path) -> None:
 
 def test_secrets_from_files(tmp_path: Path) -> None:
     secret = tmp_path / "token"
-    secret.write_text("s3cret-from-file\n")
+    secret.write_text("Tok3n-From-File\n")
     expanded = expand_env({"a": f"${{file:{secret}}}", "b": "x-${file: " + str(secret) + "}-y"}, {}, [])
-    assert expanded == {"a": "s3cret-from-file", "b": "x-s3cret-from-file-y"}
+    assert expanded == {"a": "Tok3n-From-File", "b": "x-Tok3n-From-File-y"}
     problems: list[str] = []
     assert expand_env({"intilery": {"auth_token": "${file:/run/secrets/none}"}}, {}, problems) == {
         "intilery": {"auth_token": ""}
@@ -275,6 +275,15 @@ def test_an_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
     # Refused while parsing, before ${VAR} expansion would copy 9**9 strings.
     where = f"{tmp_path / 'bridge.yaml'}: invalid YAML (line 1, column 1)"
     assert lines == [f"{where}: aliases expand to more than 100,000 values"]
+
+
+def test_a_long_string_aliased_many_times_is_refused_by_its_size(tmp_path: Path) -> None:
+    """130 KB aliasing a 50 KB string 20,000 times took check to 1 GB: few values, much text."""
+    aliases = ", ".join(["*big"] * 20_000)
+    text = yaml.safe_dump(GOOD) + f"big: &big {'x' * 50_000}\nbomb: [{aliases}]\n"
+    lines = problems(tmp_path, text)
+    where = f"{tmp_path / 'bridge.yaml'}: invalid YAML (line 1, column 1)"
+    assert lines == [f"{where}: aliases expand to more than 8 MB of text"]
 
 
 def test_a_duplicate_key_is_refused(tmp_path: Path) -> None:
@@ -434,7 +443,9 @@ def test_a_password_in_any_url_is_redacted_wherever_it_is_printed(tmp_path: Path
         },
     }
     load(str(write(tmp_path, data)), env={"TOKEN": "t"})
-    line = "url=https://bob:UrlPassw0rd@registry.example.com and https://bob:IntiPassw0rd@intilery.example.com"
+    line = (
+        "url=https://bob:UrlPassw0rd@registry.example.com and https://bob:IntiPassw0rd@intilery.example.com"
+    )
     assert "Passw0rd" not in redact(line)
 
 
@@ -452,3 +463,74 @@ def test_tls_verification_switched_off_for_kafka_or_redis_is_warned_of(tmp_path:
         "intilery.rate_limit.redis.url: ssl_cert_reqs=none: TLS verification of redis is off",
     ]
     assert not [w for w in load(str(write(tmp_path, GOOD)), env={"TOKEN": "t"}).mapper.warnings if "TLS" in w]
+
+
+def test_http_to_a_host_that_is_not_loopback_is_refused_unless_allowed(tmp_path: Path) -> None:
+    """The token would travel in clear text (it passed before)."""
+    data = {**GOOD, "intilery": {**GOOD["intilery"], "url": "http://intilery.example.com"}}
+    (line,) = problems(tmp_path, data)
+    assert "intilery: url: http:// to intilery.example.com would send the auth token in clear text" in line
+    assert "allow_insecure_http" in line
+    data["intilery"]["allow_insecure_http"] = True
+    assert (
+        load(str(write(tmp_path, data)), env={"TOKEN": "t"}).config.intilery.url
+        == "http://intilery.example.com"
+    )
+    for local in ("http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"):
+        data = {**GOOD, "intilery": {**GOOD["intilery"], "url": local}}
+        assert load(str(write(tmp_path, data)), env={"TOKEN": "t"}).config.intilery.url == local
+
+
+def test_secrets_from_files_as_kubernetes_mounts_them(tmp_path: Path) -> None:
+    """auth_token_file, the registry's basic_auth_file and Redis' password_file: read at
+    start-up, with the checks of the fields they fill; never printed."""
+    (tmp_path / "token").write_text("Tok3n-From-File\n")  # kubectl create secret --from-file
+    (tmp_path / "registry").write_text("bob:Registry-Passw0rd")
+    (tmp_path / "redis").write_text("Redis-Passw0rd\n")
+    intilery = {key: value for key, value in GOOD["intilery"].items() if key != "auth_token"}
+    data = {
+        **GOOD,
+        "intilery": {
+            **intilery,
+            "auth_token_file": str(tmp_path / "token"),
+            "rate_limit": {"redis": {"url": "redis://r:6379/0", "password_file": str(tmp_path / "redis")}},
+        },
+        "source": {
+            "topics": ["bookings"],
+            "schema_registry": {
+                "url": "https://r.example.com",
+                "basic_auth_file": str(tmp_path / "registry"),
+            },
+        },
+    }
+    loaded = load(str(write(tmp_path, data)), env={})
+    config = loaded.config
+    assert config.intilery.auth_token.get_secret_value() == "Tok3n-From-File"
+    assert config.intilery.rate_limit.redis is not None
+    assert config.intilery.rate_limit.redis.password.get_secret_value() == "Redis-Passw0rd"  # type: ignore[union-attr]
+    assert config.source.schema_registry.basic_auth.get_secret_value() == "bob:Registry-Passw0rd"  # type: ignore[union-attr]
+    assert [w.split(":")[0] for w in loaded.mapper.warnings if "trailing newline" in w] == [
+        "intilery.auth_token",
+        "intilery.rate_limit.redis.password",
+    ]
+    for secret in ("Tok3n-From-File", "Redis-Passw0rd", "Registry-Passw0rd"):
+        assert secret not in redact(f"a line with {secret} in it"), secret
+
+    (tmp_path / "token").write_text("two\nlines\n")
+    (line,) = problems(tmp_path, data)
+    assert line.endswith(
+        "intilery.auth_token: contains a control character (a line break?); the value is not shown"
+    )
+    assert "two" not in line
+    data["intilery"]["auth_token_file"] = str(tmp_path / "missing")
+    (line,) = problems(tmp_path, data)
+    missing = (
+        f"intilery.auth_token: cannot read auth_token_file {tmp_path / 'missing'}: No such file or directory"
+    )
+    assert line.endswith(missing)
+    notes: list[str] = []  # check without --require-env, where the Secret is not mounted
+    assert load(str(write(tmp_path, data)), notes, env={}).config.intilery.auth_token.get_secret_value() == ""
+    assert notes == [missing]
+    data["intilery"]["auth_token"] = "${TOKEN}"
+    (line,) = problems(tmp_path, data)
+    assert line.endswith("intilery.auth_token_file: auth_token is set too; give one of them")

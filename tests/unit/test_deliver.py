@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from bridge.config import RetryConfig
-from bridge.errors import AuthError, DeliveryError, RejectedError, RetryableError
+from bridge.errors import AuthError, DeliveryError, RecordError, RejectedError, RetryableError, SetupError
 from bridge.intilery.client import Delivered, classify, parse_retry_after
 from bridge.intilery.sending import Backoff, Gate, Sender
 from bridge.model import Command
@@ -31,6 +31,16 @@ def test_retryable_statuses(status: int) -> None:
 def test_auth_statuses(status: int) -> None:
     with pytest.raises(AuthError):
         classify(response(status, {"success": False, "message": "no token supplied"}))
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirects_are_a_setup_error_naming_where_without_credentials(status: int) -> None:
+    moved = {"location": "https://bob:Passw0rd@tracking.example.com/track/a/b/C/v1/track"}
+    with pytest.raises(SetupError) as info:
+        classify(response(status, headers=moved))
+    assert not isinstance(info.value, AuthError | RecordError)
+    assert info.value.reason.startswith(f"Intilery redirects ({status}) to https://")
+    assert "Passw0rd" not in info.value.reason and "tracking.example.com/track" in info.value.reason
 
 
 @pytest.mark.parametrize("status", [400, 404, 409, 413, 422])

@@ -114,6 +114,8 @@ class SandboxState:
         if faults.count > 0 and faults.status is not None:
             faults.count -= 1
             extra = {"Retry-After": _header(faults.retry_after)} if faults.retry_after is not None else {}
+            if 300 <= faults.status < 400:  # as a moved endpoint answers
+                extra["Location"] = f"https://moved.invalid{path}"
             return faults.status, extra, {"success": False, "message": f"injected fault {faults.status}"}
         match = _PATH.match(path)
         if not match or match["action"] not in ACTIONS:
