@@ -2,19 +2,29 @@
 
 Exit codes: 0 success; 1 ``map`` had events that failed, ``test`` had cases that
 failed, ``check`` found problems; 2 the configuration (or a test file) was
-refused; 3 a permanent failure with no dead-letter topic; 4 a fatal Kafka error.
+refused; 3 a permanent failure with no dead-letter topic; 4 a fatal Kafka error, or Kafka
+not reachable where a verb needs an answer (replay, redrive, demo); 5 an exception nobody
+expected (a bug), in one line (``INTILERY_BRIDGE_TRACEBACK=1`` adds the traceback). No verb
+ends in a bare traceback.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
+
+from confluent_kafka import KafkaException
 
 from bridge import logs
 from bridge.cli.parser import parser
 from bridge.cli.verbs import EXIT_CONFIG, EXIT_FAILED
 from bridge.errors import ConfigError
+from bridge.runtime.health import EXIT_KAFKA_FATAL
+
+EXIT_BUG = 5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +38,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG if args.verb != "check" else EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except KafkaException as exc:  # a one-shot verb asked Kafka and got no answer
+        error = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+        print(logs.redact(f"intilery-bridge: stopped: Kafka: {error}"), file=sys.stderr)
+        return EXIT_KAFKA_FATAL
+    except Exception as exc:  # the last line of defence: one line, never a traceback
+        if os.environ.get("INTILERY_BRIDGE_TRACEBACK"):
+            traceback.print_exc()
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        print(logs.redact(f"intilery-bridge: unexpected error (a bug): {reason}"), file=sys.stderr)
+        return EXIT_BUG
     return code
 
 

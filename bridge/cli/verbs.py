@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from typing import TextIO
 
@@ -178,6 +179,10 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from bridge.devtools.sandbox import Sandbox
 
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    for option, file in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if file is not None and not os.access(file, os.R_OK):
+            problem = "cannot be read" if os.path.exists(file) else "no such file"
+            raise ConfigError([f"{option} {file}: {problem}"])
     try:
         sandbox = Sandbox(
             port=args.port, token=args.token, host=args.host, tls=tls, rate=args.rate, burst=args.burst

@@ -95,7 +95,9 @@ class ExistingKafka:
 
     def __init__(self, bootstrap_servers: str) -> None:
         self.bootstrap_servers = bootstrap_servers
-        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 3})
+        settings: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "logger": logs.kafka_logger()}
+        self._admin = AdminClient(settings)
+        self._admin.list_topics(timeout=10)  # unreachable: KafkaException, one line from the CLI
 
     def create_topic(self, name: str, partitions: int = 1) -> None:
         """Create the topic unless it exists."""

@@ -1,0 +1,88 @@
+"""No traceback, ever: every verb, given what a new user or a careless script gives it
+(files that are missing or not UTF-8, a broker that is not there, ports and certificates
+that do not exist), ends in one line on stderr and a documented exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).parents[2]
+EXAMPLE = ROOT / "examples" / "bridge.yaml"
+UNREACHABLE = "127.0.0.1:1"  # nothing listens on port 1
+DOCUMENTED = {1, 2, 4}  # the README's exit codes these cases may end in (5 would be a bug)
+
+
+def verb(*args: str, stdin: bytes = b"") -> tuple[int, str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "bridge", *args],
+        capture_output=True,
+        input=stdin,
+        env={
+            **os.environ,
+            "INTILERY_AUTH_TOKEN": "t0ken-for-the-test",
+            "KAFKA_BOOTSTRAP_SERVERS": UNREACHABLE,
+        },
+        cwd=ROOT,
+        timeout=90,
+    )
+    return result.returncode, (result.stdout + result.stderr).decode("utf-8", "replace")
+
+
+def test_every_verb_ends_in_one_line_and_a_documented_code(tmp_path: Path) -> None:
+    latin1 = tmp_path / "events.jsonl"
+    latin1.write_bytes('{"type": "booking_abandoned", "name": "Zoë"}\n'.encode("latin-1"))
+    not_utf8 = tmp_path / "bridge.yaml"
+    not_utf8.write_bytes(EXAMPLE.read_bytes() + "# caf\xe9\n".encode("latin-1"))
+    config = yaml.safe_load(EXAMPLE.read_text())
+    config["kafka"]["bootstrap.servers"] = UNREACHABLE
+    unreachable = tmp_path / "unreachable.yaml"
+    unreachable.write_text(yaml.safe_dump(config))
+    (tmp_path / "tests.yaml").write_bytes(b"\xff\xfe")
+    cases = {
+        "run, no such file": (["run", "--config", "missing.yaml"], b""),
+        "check, not UTF-8": (["check", "--config", str(not_utf8)], b""),
+        "check, tests not UTF-8": (
+            ["check", "--config", str(EXAMPLE), "--tests", str(tmp_path / "tests.yaml")],
+            b"",
+        ),
+        "map, a file not UTF-8": (["map", "--config", str(EXAMPLE), str(latin1)], b""),
+        "map, stdin not UTF-8": (["map", "--config", str(EXAMPLE)], latin1.read_bytes()),
+        "map, no such file": (["map", "--config", str(EXAMPLE), "missing.jsonl"], b""),
+        "test, no such file": (["test", "--config", str(EXAMPLE), "missing.yaml"], b""),
+        "replay, no broker": (
+            ["replay", "--config", str(unreachable), "--topic", "bookings", "--from-beginning", "--dry-run"],
+            b"",
+        ),
+        "redrive, no broker": (["redrive", "--config", str(unreachable), "--dry-run"], b""),
+        "demo, no broker": (["demo", "--bootstrap-servers", UNREACHABLE], b""),
+        "sandbox, port out of range": (["sandbox", "--port", "99999"], b""),
+        "sandbox, no such certificate": (
+            ["sandbox", "--port", "0", "--tls-cert", "missing.pem", "--tls-key", "missing.key"],
+            b"",
+        ),
+        "schema, unknown option": (["schema", "--nonsense"], b""),
+    }
+    with ThreadPoolExecutor(len(cases)) as pool:  # three of them wait 10 s for the broker
+        results = dict(
+            zip(cases, pool.map(lambda case: verb(*case[0], stdin=case[1]), cases.values()), strict=True)
+        )
+    for name, (code, output) in results.items():
+        assert "Traceback" not in output, f"{name}:\n{output}"
+        assert code in DOCUMENTED, f"{name}: exit {code}\n{output}"
+        # one line of its own; JSON lines are logs, and argparse prints its usage first
+        lines = output.splitlines()
+        own = [line for line in lines if line.strip() and not line.startswith(("{", "usage:", " "))]
+        if name.startswith("map") and len(own) == 2:  # a line per failed event, then the summary
+            assert own[1].startswith("map: ") and own[1].endswith(" 1 failed"), own
+        else:
+            assert len(own) == 1, f"{name}: {own}"
+    assert results["replay, no broker"][0] == results["demo, no broker"][0] == 4
+    assert "intilery-bridge: stopped: Kafka: " in results["redrive, no broker"][1]
+    assert "--tls-cert missing.pem: no such file" in results["sandbox, no such certificate"][1]
+    assert "t0ken-for-the-test" not in "".join(output for _, output in results.values())
