@@ -8,6 +8,7 @@ when to pause the consumer. :class:`Health` answers ``/healthz`` and ``/readyz``
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,14 +38,27 @@ class Stop:
         self.failure: str | None = None
         self.exit_code = EXIT_OK
         self._halted_at: dict[TopicPartitionKey, int] = {}  # the record each failure stopped at
+        self._deadline = math.inf  # of the shutdown's grace
 
     @property
     def requested(self) -> bool:
         return self.event.is_set()
 
     def request(self) -> None:
+        """A stop asked for (SIGTERM, SIGINT); asked again, the grace ends now: commands in
+        flight are abandoned, what is finished is committed, and the bridge exits."""
+        if self.draining:
+            self._deadline = time.monotonic()
         self.draining = True
         self.event.set()
+
+    def begin(self, grace_s: float) -> None:
+        """The shutdown starts: it waits for commands in flight ``grace_s`` at most."""
+        self._deadline = min(self._deadline, time.monotonic() + grace_s)
+
+    def left(self) -> float:
+        """Seconds of grace left."""
+        return max(0.0, self._deadline - time.monotonic())
 
     def fail(self, message: str, code: int = EXIT_PERMANENT_FAILURE, at: Record | None = None) -> None:
         """Stop the bridge; records from ``at`` on in its partition are never sent or finished."""

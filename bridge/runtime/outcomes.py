@@ -151,3 +151,19 @@ class Outcomes:
 
     def summary(self, **state: Any) -> None:
         log.info("bridge_summary", **self.counts, **state)
+
+    def stopped(
+        self, abandoned: int, failure: str | None, committed: bool, read_again: int, to_send: int
+    ) -> None:
+        """The last line: what this run did, and what the partitions' next owner will read
+        again (from the last commit on) and send (of those, what was not finished here)."""
+        log.info(
+            "bridge_stopped",
+            delivered=self.counts["delivered"],
+            dead_lettered=self.counts["dead_lettered"],
+            read_again=read_again,
+            to_send=to_send,
+            final_commit="ok" if committed else "failed",
+            abandoned_lanes=abandoned,
+            failure=failure,
+        )

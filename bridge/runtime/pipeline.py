@@ -194,12 +194,11 @@ class Bridge:
         return bool(await self._on_kafka_thread(self.source.commit, positions, wait, rebalances))
 
     async def _shutdown(self) -> None:
-        grace = self.config.delivery.shutdown_grace_s
-        deadline = time.monotonic() + grace
-        lanes = self.path.lanes
+        grace, lanes, stopping = self.config.delivery.shutdown_grace_s, self.path.lanes, self.stopping
+        stopping.begin(grace)  # a second SIGTERM/SIGINT ends the grace at once
         log.info("bridge_stopping", in_flight=self.sender.in_flight, grace_s=grace)
         await self._on_kafka_thread(self.source.pause, True)
-        while time.monotonic() < deadline and (len(lanes) or self.partitions.dead_letters_pending()):
+        while stopping.left() > 0 and (len(lanes) or self.partitions.dead_letters_pending()):
             # Keep polling so the group keeps this member; records fetched now are never
             # tracked, so never committed: the next owner reads them.
             await self._fetch()
@@ -209,20 +208,21 @@ class Bridge:
         abandoned = lanes.cancel(lambda lane: True)
         await asyncio.sleep(0)
         if self.dead_letters:
-            self.dead_letters.flush(max(0.0, deadline - time.monotonic()))
-        while not await self.commit(wait=True) and time.monotonic() < deadline:
+            self.dead_letters.flush(stopping.left())
+        while not (committed := await self.commit(wait=True)) and stopping.left() > 0:
             # A rebalance under way refuses commits (REBALANCE_IN_PROGRESS, or ILLEGAL_GENERATION
             # for one sent while this member was rejoining, a cooperative rebalance's second
             # round): serve it, then commit again, rather than leave the work to be resent.
             await self._fetch()
             await asyncio.sleep(COMMIT_RETRY_S)
+        left = {"read_again": self.path.offsets.held(), "to_send": self.path.offsets.unfinished()}
         await self._on_kafka_thread(self.source.close)
         self._kafka.shutdown()
         await self.release()
         if self.parts.server is not None:
             await self.parts.server.stop()
         self._summary()
-        log.info("bridge_stopped", abandoned_lanes=abandoned, failure=self.stopping.failure)
+        self.parts.outcomes.stopped(abandoned, stopping.failure, committed, **left)
 
     async def release(self) -> None:
         """Close what the parts hold open: the HTTP client, Redis, the schema registry."""
@@ -246,7 +246,7 @@ class Bridge:
                 loop.add_signal_handler(sig, self._on_signal, sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        log.info("signal_received", signal=sig.name)
+        log.info("signal_received", signal=sig.name, grace=("ended" if self.stopping.draining else "started"))
         self.stop()
 
     async def _every(self, seconds: float, action: Callable[[], Awaitable[object] | None]) -> None:
