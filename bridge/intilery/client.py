@@ -147,7 +147,7 @@ class IntileryClient:
             response = await self._client.post(self._urls[action], content=payload, timeout=_timeout(timeout))
         except httpx.RequestError as exc:
             self._observe("error", started)
-            if isinstance(exc, httpx.TimeoutException):
+            if _answer_overdue(exc):
                 self._stretch(timeout)
             raise RetryableError(_transport_reason(exc)) from exc
         self._observe(str(response.status_code), started)
@@ -180,6 +180,13 @@ class IntileryClient:
 
 def _timeout(seconds: float) -> httpx.Timeout:
     return httpx.Timeout(seconds, connect=min(seconds, 5.0))
+
+
+def _answer_overdue(exc: httpx.RequestError) -> bool:
+    """A request that may have reached Intilery timed out waiting for its answer; not a
+    connection refused or never made (the aiohttp transport calls those ConnectTimeout too)."""
+    timed_out = "Timeout" in type(exc.__cause__ or exc).__name__
+    return isinstance(exc, httpx.TimeoutException) and timed_out and not isinstance(exc, httpx.ConnectTimeout)
 
 
 def _transport_reason(exc: httpx.RequestError) -> str:

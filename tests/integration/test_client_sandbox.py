@@ -155,3 +155,22 @@ def test_a_timeout_stretches_the_timeout_of_the_requests_after_it(sandbox: Sandb
             await client.close()
 
     asyncio.run(main())
+
+
+def test_a_connection_refused_does_not_stretch_the_timeout() -> None:
+    """Nothing reached Intilery: no duplicate to avoid (it stretched as a time-out did)."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens there once the socket closes
+
+    async def main() -> None:
+        client = IntileryClient(config(f"http://127.0.0.1:{port}", timeout=0.3), 2)
+        try:
+            for _ in range(3):
+                with pytest.raises(RetryableError, match="connection failed"):
+                    await client.post(SMS)
+            assert client.timeout_s == pytest.approx(0.3)
+        finally:
+            await client.close()
+
+    asyncio.run(main())
