@@ -269,4 +269,6 @@ class Source:
             log.error("kafka_fatal_error", error=error.str())
         elif (repeated := self._repeats.allow(error.str())) is not None:
             extra = {"repeated": repeated} if repeated else {}
-            log.warning("kafka_error", error=error.str(), retriable=error.retriable(), **extra)
+            # Not error.retriable(): that says false for a broker that cannot be reached, which
+            # librdkafka retries without end like every error short of a fatal one.
+            log.warning("kafka_error", error=error.str(), retried=True, **extra)

@@ -137,7 +137,9 @@ def build_bridge(
         dead_letters.on_failure = metrics.dead_letter_write_failures.inc
     observe = config.observability
     server = (
-        ObservabilityServer(metrics, health.health, health.readiness, observe.host, observe.port)
+        ObservabilityServer(
+            metrics, health.health, health.readiness, observe.host, observe.port, health.membership
+        )
         if observe.enabled
         else None
     )

@@ -120,11 +120,20 @@ class Health:
         stalled = self._clock() - self.loop_at
         return [f"the consume loop has not run for {stalled:.0f}s"] if stalled > LOOP_STALL_S else []
 
-    def readiness(self) -> list[str]:
+    def membership(self) -> list[str]:
+        """``/readyz?scope=group``: a member of the consumer group (a member with no
+        partitions is a ready standby) and not stopping; what a rollout and a drain wait for."""
         reasons = []
-        if not self._source.member:  # a member with no partitions is a ready standby
+        if not self._source.member:
             error = self._source.last_error and redact(self._source.last_error)  # a broker unreachable
             reasons.append("not yet a member of the consumer group" + (f" (Kafka: {error})" if error else ""))
+        return reasons + (["stopping"] if self._stop.requested else [])
+
+    def readiness(self) -> list[str]:
+        """``/readyz``: a member, and delivering: Intilery taking the token and answering, the
+        dead-letter topic taking writes, no partition stuck."""
+        group = self.membership()
+        reasons = [reason for reason in group if reason != "stopping"]
         if (gate := self._sender.gate).auth_failed:
             redirected = gate.refusal.startswith("Intilery redirects")
             reasons.append(gate.refusal if redirected else "Intilery refuses the credentials (401/403)")
@@ -141,6 +150,4 @@ class Health:
             named = ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(stuck))
             waited = f"no commit for over {self._stuck_after_s:.0f}s while records wait"
             reasons.append(f"{waited} (delivery.stuck_after_s): {named}")
-        if self._stop.requested:
-            reasons.append("stopping")
-        return reasons
+        return reasons + [reason for reason in group if reason == "stopping"]

@@ -3,7 +3,9 @@
 Served by aiohttp on the bridge's own event loop, so ``/healthz`` answering at
 all shows the loop is alive; it also checks that the consume loop went round
 recently. ``/readyz`` is 200 only with partitions assigned and Intilery neither
-refusing the credentials nor failing every request (an open outage).
+refusing the credentials nor failing every request (an open outage);
+``/readyz?scope=group`` only asks for membership of the group (the Kubernetes
+readiness probe: an Intilery outage must not make every pod NotReady at once).
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ Check = Callable[[], list[str]]  # the reasons it is not OK; empty when OK
 
 
 class ObservabilityServer:
-    def __init__(self, metrics: Metrics, health: Check, readiness: Check, host: str, port: int) -> None:
-        self._metrics, self._health, self._readiness = metrics, health, readiness
+    def __init__(
+        self, metrics: Metrics, health: Check, readiness: Check, host: str, port: int, membership: Check
+    ) -> None:
+        self._metrics, self._health = metrics, health
+        self._readiness, self._membership = readiness, membership
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
         self.port = port
@@ -57,14 +62,16 @@ class ObservabilityServer:
     async def _serve_health(self, _: web.Request) -> web.Response:
         return self._answer(self._health())
 
-    async def _serve_ready(self, _: web.Request) -> web.Response:
+    async def _serve_ready(self, request: web.Request) -> web.Response:
         reasons = self._readiness()
         self._metrics.ready.set(0 if reasons else 1)
-        return self._answer(reasons)
+        if (scope := request.query.get("scope", "all")) not in ("all", "group"):
+            return self._answer([f"unknown scope {scope[:40]!r}: all (the default) or group"], 400)
+        return self._answer(self._membership() if scope == "group" else reasons)
 
     @staticmethod
-    def _answer(reasons: list[str]) -> web.Response:
+    def _answer(reasons: list[str], status: int = 503) -> web.Response:
         body = {"status": "ok"} if not reasons else {"status": "unavailable", "reasons": reasons}
         return web.Response(
-            status=503 if reasons else 200, text=json.dumps(body), content_type="application/json"
+            status=status if reasons else 200, text=json.dumps(body), content_type="application/json"
         )

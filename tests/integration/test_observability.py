@@ -127,6 +127,9 @@ def test_metrics_health_and_readiness(cluster: TestKafka, sandbox: Sandbox, tmp_
         wait_for(lambda: http.get("/readyz").status_code == 503, 20, "not ready during the 403 episode")
         assert "Intilery refuses the credentials (401/403)" in http.get("/readyz").json()["reasons"]
         assert http.get("/healthz").status_code == 200
+        # The Kubernetes probe's scope: a member still, so an outage leaves rollouts and drains free.
+        assert http.get("/readyz", params={"scope": "group"}).json() == {"status": "ok"}
+        assert http.get("/readyz", params={"scope": "everything"}).status_code == 400
         sandbox.state.set_faults({"status": None, "count": 0})
         wait_for(lambda: http.get("/readyz").status_code == 200, 20, "ready again")
         assert 99 in [r["body"]["seq"] for r in accepted(sandbox)]

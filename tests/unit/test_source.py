@@ -120,6 +120,19 @@ def test_a_commit_failure_repeated_is_logged_once_per_window() -> None:
     assert lines == [(waiting.str(), None), (KafkaError(KafkaError.UNKNOWN_MEMBER_ID).str(), 0)]
 
 
+def test_a_broker_that_cannot_be_reached_is_logged_as_retried() -> None:
+    """librdkafka says retriable: false for it, and retries it without end: the line said
+    `retriable: false` for an error the bridge was retrying."""
+    source = Source({"group.id": "g"}, ["t"], SourceListener(), factory=lambda conf: FakeConsumer({}, {}))
+    unreachable = KafkaError(KafkaError._TRANSPORT, "1/1 brokers are down")
+    assert not unreachable.retriable()
+    with capture_logs() as logs:
+        source._error(unreachable)
+    (line,) = [entry for entry in logs if entry["event"] == "kafka_error"]
+    assert line["retried"] is True and "retriable" not in line
+    assert source.last_error == unreachable.str() and source.fatal is None
+
+
 def test_start_from_sets_the_reset_policy() -> None:
     assert consumer_config({}, "latest")["auto.offset.reset"] == "latest"
     assert consumer_config({}, "earliest")["auto.offset.reset"] == "earliest"
