@@ -269,6 +269,4 @@ class Source:
             log.error("kafka_fatal_error", error=error.str())
         elif (repeated := self._repeats.allow(error.str())) is not None:
             extra = {"repeated": repeated} if repeated else {}
-            # Not error.retriable(): that says false for a broker that cannot be reached, which
-            # librdkafka retries without end like every error short of a fatal one.
-            log.warning("kafka_error", error=error.str(), retried=True, **extra)
+            log.warning("kafka_error", error=error.str(), retried=True, **extra)  # whatever .retriable() says
