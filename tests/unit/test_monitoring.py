@@ -33,9 +33,7 @@ def monitored_metrics() -> set[str]:
 )
 def test_every_alert_has_a_unit_test(alert: str) -> None:
     tests = yaml.safe_load(ALERTS.with_name("alerts.test.yaml").read_text())["tests"]
-    fired = {
-        case["alertname"] for test in tests for case in test["alert_rule_test"] if case["exp_alerts"]
-    }
+    fired = {case["alertname"] for test in tests for case in test["alert_rule_test"] if case["exp_alerts"]}
     assert alert in fired
 
 
@@ -47,6 +45,22 @@ def test_the_dashboard_shows_what_operators_watch() -> None:
         assert topic in titles, topic
     assert len({p["id"] for p in panels}) == len(panels)
     assert all(p["targets"] and all(t["expr"] for t in p["targets"]) for p in panels)
+
+
+def test_every_dashboard_query_is_scoped_by_namespace_and_job() -> None:
+    """Two deployments (staging and production, or two accounts) in one Prometheus were
+    summed together: the dashboard picks a namespace and a job."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    for name in ("namespace", "job"):
+        assert variables[name]["query"]["query"] == f"label_values(intilery_bridge_build_info, {name})"
+        assert variables[name]["includeAll"] and variables[name]["allValue"] == ".*"  # also without the label
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            selectors = re.findall(r"\bintilery_bridge_[a-z_]+(\{[^}]*\})?", target["expr"])
+            assert selectors and all(
+                'namespace=~"$namespace"' in s and 'job=~"$job"' in s for s in selectors
+            ), target["expr"]
 
 
 def test_monitored_metrics_are_documented() -> None:
