@@ -4,13 +4,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit services lint drills fuzz bench kafka kafka-fetch clean
+.PHONY: demo test unit services lint drills fuzz bench kafka kafka-fetch lock clean
 
-$(STAMP): pyproject.toml
+# The exact versions of requirements-dev.lock, each checked against its hash; then the
+# package itself (its dependencies are all in the lock already).
+$(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# After a change to the dependencies in pyproject.toml: both lock files again, with the
+# hashes of every file PyPI has for each version (any platform, Python 3.11 and later).
+lock: $(STAMP)
+	$(BIN)/pip install --quiet 'uv>=0.5,<1'
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -q -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --generate-hashes -q -o requirements-dev.lock
 
 demo: $(STAMP)
 	$(BIN)/intilery-bridge demo

@@ -165,6 +165,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="run against this Kafka instead of the embedded one (topics created when missing)",
     )
+    demo.add_argument(
+        "--copy-examples",
+        metavar="DIR",
+        help="copy the example configurations, events, rule tests and schemas to DIR/examples and "
+        "DIR/schemas (never overwriting) and stop, to try them outside a checkout",
+    )
     demo.set_defaults(func=cmd_demo)
     return top
 

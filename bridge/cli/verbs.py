@@ -199,6 +199,16 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.copy_examples:
+        from pathlib import Path
+
+        from bridge.devtools.examples import TRY, cli_command, copy_examples
+
+        target = Path(args.copy_examples)
+        copied = copy_examples(target)
+        print(f"{copied} files copied to {target / 'examples'} and {target / 'schemas'}.")
+        print(f"Try: cd {target} && {cli_command()} {TRY}")
+        return 0
     from bridge.devtools.demo import run_demo
 
     return run_demo(log_level=args.log_level or "warning", bootstrap_servers=args.bootstrap_servers)

@@ -19,8 +19,7 @@ import io
 import json
 import os
 import sys
-from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import fastavro
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -31,13 +30,16 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from bridge import logs
 from bridge.decode.avro import load_schema
-from bridge.devtools.mockcluster import MockCluster
+from bridge.devtools.examples import PACKAGE, closing_hint
 from bridge.devtools.registry import LocalRegistry
 from bridge.devtools.sandbox import Sandbox
+from bridge.errors import ConfigError
 from bridge.ops.loading import load
 from bridge.runtime.factory import build_bridge
 
-PACKAGE = Path(__file__).resolve().parents[1]  # the examples and schemas ship inside it
+if TYPE_CHECKING:
+    from bridge.devtools.mockcluster import MockCluster
+
 EXAMPLES = PACKAGE / "examples"
 TOKEN = "demo-token-not-a-secret"
 JSON_TOPICS = {"bookings": 3, "app-events": 1}
@@ -224,8 +226,22 @@ def run_part(
     return code
 
 
+def embedded_kafka() -> MockCluster:
+    """librdkafka's mock cluster, which the container image leaves out."""
+    try:
+        from bridge.devtools.mockcluster import MockCluster
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            [
+                "demo: the embedded Kafka is not in this installation (the container image leaves it "
+                "out): give --bootstrap-servers HOST:PORT, or run the demo from pip install"
+            ]
+        ) from exc
+    return MockCluster()
+
+
 def run_demo(log_level: str = "warning", bootstrap_servers: str | None = None) -> int:
-    kafka = ExistingKafka(bootstrap_servers) if bootstrap_servers else MockCluster()
+    kafka = ExistingKafka(bootstrap_servers) if bootstrap_servers else embedded_kafka()
     with kafka as cluster, Sandbox(token=TOKEN) as sandbox, LocalRegistry() as registry:
         for topic, partitions in {**JSON_TOPICS, **AVRO_TOPICS}.items():
             cluster.create_topic(topic, partitions)
@@ -258,8 +274,5 @@ def run_demo(log_level: str = "warning", bootstrap_servers: str | None = None) -
         code = code or run_part(
             cluster, sandbox, "bridge-avro.yaml", "intilery-bridge-avro-demo", AVRO_TOPICS, log_level
         )
-        print(
-            "\nTry your own rules offline: intilery-bridge map --config examples/bridge.yaml "
-            "examples/events/bookings.jsonl"
-        )
+        print(f"\n{closing_hint()}")
     return code

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.support import TestKafka
+from tests.unit.test_docker import sent
 
 ROOT = Path(__file__).parents[2]
 
@@ -54,11 +55,11 @@ def committed(output: str) -> list[tuple[int, int]]:
     return [(int(c), int(e)) for c, e in re.findall(r"committed\s+(\d+) of (\d+)", output)]
 
 
-def test_demo_from_an_installed_wheel_outside_the_checkout(tmp_path: Path) -> None:
-    """The examples and schemas ship inside the package: the wheel, installed apart from
-    the checkout (its dependencies from this environment) and run from elsewhere, demos."""
+def install_apart(source: Path, tmp_path: Path) -> dict[str, str]:
+    """The package built as a wheel from ``source`` and installed apart from the checkout
+    (its dependencies from this environment): the environment that runs it."""
     wheels = tmp_path / "wheels"
-    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), str(ROOT)]
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), str(source)]
     built = subprocess.run(build, capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
     [wheel] = wheels.glob("intilery_bridge-*.whl")
@@ -66,22 +67,68 @@ def test_demo_from_an_installed_wheel_outside_the_checkout(tmp_path: Path) -> No
     install = [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(installed), str(wheel)]
     done = subprocess.run(install, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    return {**os.environ, "PYTHONPATH": str(installed)}
+
+
+def bridge_cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "bridge", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+
+
+def test_demo_from_an_installed_wheel_outside_the_checkout(tmp_path: Path) -> None:
+    """The examples and schemas ship inside the package: the wheel, installed apart from
+    the checkout and run from elsewhere, demos; its closing hint works as printed there
+    (it said `map --config examples/bridge.yaml`, which exists only in a checkout)."""
+    env = install_apart(ROOT, tmp_path)
+    installed = Path(env["PYTHONPATH"])
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(installed)}
     where = subprocess.run(
         [sys.executable, "-c", "import bridge; print(bridge.__file__)"], cwd=elsewhere, env=env,
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert where.stdout.startswith(str(installed)), where.stdout  # not the checkout's
-    result = subprocess.run(
-        [sys.executable, "-m", "bridge", "demo"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    result = bridge_cli(env, elsewhere, "demo")
     assert result.returncode == 0, result.stderr
     json_calls, avro_calls = accepted_counts(result.stdout)
     assert json_calls > 0 and avro_calls > 0
+    hint = result.stdout.strip().splitlines()[-1]
+    assert "demo --copy-examples my-bridge && cd my-bridge && " in hint, hint
+
+    copied = bridge_cli(env, elsewhere, "demo", "--copy-examples", "my-bridge")
+    assert copied.returncode == 0, copied.stderr
+    mine = elsewhere / "my-bridge"
+    for args in (
+        ["map", "--config", "examples/bridge.yaml", "examples/events/bookings.jsonl"],
+        ["check", "--config", "examples/bridge-avro.yaml"],
+        ["test", "--config", "examples/bridge-avro.yaml", "examples/tests/bridge-avro/bookings.yaml"],
+    ):
+        ran = bridge_cli({**env, "INTILERY_AUTH_TOKEN": "t"}, mine, *args)
+        assert ran.returncode in (0, 1) and "Traceback" not in ran.stderr, (args, ran.stderr)
+        assert "cannot read" not in ran.stderr and "no such file" not in ran.stderr.lower(), ran.stderr
+    again = bridge_cli(env, elsewhere, "demo", "--copy-examples", "my-bridge")
+    assert again.returncode == 2 and "exists already; nothing copied" in again.stderr
+
+
+def test_the_image_s_package_runs_without_the_kafka_tools(tmp_path: Path) -> None:
+    """The image's build context leaves out the Kafka launcher and the mock cluster: the
+    package built from that context checks and maps; its demo says in one line what to do."""
+    context = tmp_path / "context"
+    for path in ROOT.rglob("*"):
+        relative = path.relative_to(ROOT).as_posix()
+        if path.is_file() and not relative.startswith((".venv/", ".git/", ".cache/")) and sent(relative):
+            (context / relative).parent.mkdir(parents=True, exist_ok=True)
+            (context / relative).write_bytes(path.read_bytes())
+    devtools = context / "bridge" / "devtools"
+    assert (devtools / "demo.py").exists() and not (devtools / "mockcluster.py").exists()
+    assert not (devtools / "kafka.py").exists() and not (devtools / "kafkanode.py").exists()
+    env = {**install_apart(context, tmp_path), "INTILERY_AUTH_TOKEN": "t"}
+    assert bridge_cli(env, tmp_path, "demo", "--copy-examples", "here").returncode == 0
+    checked = bridge_cli(env, tmp_path / "here", "check", "--config", "examples/bridge.yaml")
+    assert checked.returncode == 0, checked.stderr
+    embedded = bridge_cli(env, tmp_path, "demo")
+    assert embedded.returncode == 2 and "Traceback" not in embedded.stderr
+    assert embedded.stderr.strip().splitlines() == [
+        "demo: the embedded Kafka is not in this installation (the container image leaves it out): "
+        "give --bootstrap-servers HOST:PORT, or run the demo from pip install"
+    ]

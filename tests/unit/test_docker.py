@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
@@ -40,3 +41,24 @@ def test_the_build_context_holds_what_the_dockerfile_copies_and_nothing_heavy() 
     for heavy in (".venv/bin/python", ".cache/kafka/x.jar", ".git/HEAD", "tests/corpus/a.json", "docs/x.md"):
         assert not sent(heavy), heavy
     assert not sent("bridge/__pycache__/model.cpython-311.pyc")
+
+
+def test_the_image_leaves_out_the_kafka_tools_and_takes_the_lock() -> None:
+    """The launcher of the test broker (Maven, a JVM) and librdkafka's mock cluster are
+    tools, not the service: the image's package is built without them
+    (tests/integration/test_demo.py runs that package)."""
+    for tool in ("kafka.py", "kafkanode.py", "mockcluster.py"):
+        assert not sent(f"bridge/devtools/{tool}"), tool
+    assert sent("bridge/devtools/demo.py") and sent("bridge/devtools/sandbox/server.py")
+    assert sent("requirements.lock")
+
+
+def test_the_image_is_pinned_base_and_dependencies() -> None:
+    """The base image by digest; the dependencies at the lock's versions, each file checked
+    against its hash, and the package itself adding none."""
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    (base,) = [line for line in lines if line.startswith("FROM ")]
+    assert re.fullmatch(r"FROM python:3\.1\d-slim(-\w+)?@sha256:[0-9a-f]{64}", base), base
+    installs = [line for line in lines if line.startswith("RUN pip install")]
+    assert installs[0] == "RUN pip install --no-cache-dir --require-hashes -r requirements.lock"
+    assert all("--no-deps" in line for line in installs[1:]), installs
