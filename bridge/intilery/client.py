@@ -86,7 +86,8 @@ def classify(response: httpx.Response, latency_ms: float = 0.0) -> Delivered:
         return Delivered(status, event_id, latency_ms)
     if 300 <= status < 400:
         where = redact(response.headers.get("location", "?"))[:200]
-        raise SetupError(f"Intilery redirects ({status}) to {where}: set intilery.url to it", status=status)
+        moved = f"Intilery redirects ({status}) to {where}: intilery.url is out of date"
+        raise SetupError(moved, status=status)
     if status in AUTH_STATUS:
         raise AuthError(f"Intilery refused the credentials ({status}): {_message(response)}", status=status)
     if status in RETRYABLE_STATUS or status >= 500:

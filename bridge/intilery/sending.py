@@ -12,22 +12,24 @@ from types import MappingProxyType
 from typing import Any
 
 from bridge.config import RetryConfig
-from bridge.errors import DeliveryError, RejectedError, SetupError, StaleCommand
+from bridge.errors import AuthError, DeliveryError, RejectedError, SetupError, StaleCommand
 from bridge.intilery.client import Delivered
 from bridge.intilery.ratelimit import Pace
 from bridge.model import Command
 
+CREDENTIALS_REFUSED = "Intilery refuses the credentials (401/403)"
+
 
 class Gate:
     """Holds every request back until a moment: after a 429 or an auth failure.
-    ``auth_failed``: Intilery refuses the setup (credentials, or a redirect), ``refusal`` says
-    how, for ``/readyz``."""
+    ``auth_failed``: Intilery refuses the setup (credentials, or a redirect); ``refusal``: how,
+    as ``/readyz`` says it."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self.open_at = 0.0
         self.auth_failed = False
-        self.refusal = ""
+        self.refusal = CREDENTIALS_REFUSED
         self.probe = asyncio.Lock()
 
     def hold(self, seconds: float) -> None:
@@ -144,7 +146,9 @@ class Sender:
 
     def _delay_after(self, exc: DeliveryError, attempt: int) -> float:
         if isinstance(exc, SetupError):
-            self.gate.auth_failed, self.gate.refusal = True, exc.reason
+            self.gate.auth_failed = True
+            auth = isinstance(exc, AuthError)
+            self.gate.refusal = CREDENTIALS_REFUSED if auth else exc.reason
             delay = self._retry.auth_backoff_ms / 1000
             self.gate.hold(delay)
             return delay

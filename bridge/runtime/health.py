@@ -134,9 +134,8 @@ class Health:
         dead-letter topic taking writes, no partition stuck."""
         group = self.membership()
         reasons = [reason for reason in group if reason != "stopping"]
-        if (gate := self._sender.gate).auth_failed:
-            redirected = gate.refusal.startswith("Intilery redirects")
-            reasons.append(gate.refusal if redirected else "Intilery refuses the credentials (401/403)")
+        if self._sender.gate.auth_failed:
+            reasons.append(self._sender.gate.refusal)
         failing = self._sender.failing_since
         if failing is not None and self._clock() - failing > OUTAGE_AFTER_S:
             reasons.append(f"every request to Intilery has failed for {self._clock() - failing:.0f}s")
