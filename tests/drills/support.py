@@ -50,8 +50,11 @@ class Outcome:
 
 
 # A command finished this long before a SIGKILL may be resent: the commit interval (100
-# ms by default), plus the commit's trip to the broker and the event loop's turn.
-COMMIT_WINDOW_S = 0.1 + 0.05
+# ms by default) twice, since the commit under way at the kill may not have reached the
+# broker (then the one before it is what the restart reads), plus the event loop's turn.
+# With one interval the bound was missed by a few dozen records in 1 run out of 3 on the
+# version before and after the issue-22 changes alike (48 against 39, 141 against 113).
+COMMIT_WINDOW_S = 2 * 0.1 + 0.05
 
 
 def acceptances(sandbox: Sandbox) -> dict[int, list[float]]:
