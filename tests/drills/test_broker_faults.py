@@ -76,7 +76,6 @@ def test_broker_faults(
         )
         recover_s = time.monotonic() - up_at
         wait_for(lambda: delivered() >= records, 120, "all delivered")
-        time.sleep(0.6)  # two commit intervals
     outcome = check_stream(drill_cluster, sandbox, "faults", records)
     assert outcome.lost == 0 and outcome.dead_lettered == 0
     events = log_events(log_path)

@@ -130,7 +130,6 @@ def test_hostile_input(
             wait_for(lambda g=good: delivered_seqs(sandbox) >= g, 60, "good delivered")
             wait_for(lambda b=bad_count: _dead_lettered(log_path) >= b, 60, "bad ones dead-lettered")
         elapsed = time.monotonic() - started
-        time.sleep(0.6)  # two commit intervals
         assert process.poll() is None, "the bridge must still be running"
     delivered = Counter(r["body"]["seq"] for r in accepted(sandbox))
     assert set(delivered) == good

@@ -4,7 +4,6 @@ polling) and throughput is what max_in_flight allows."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -46,16 +45,15 @@ def test_slow_intilery_long_backlog(
         wait_for(
             lambda: len(accepted(sandbox)) >= records, records / MAX_IN_FLIGHT * latency_s * 4 + 30, "all"
         )
-        time.sleep(latency_s + 0.6)  # the last answers, then two commit intervals
     outcome = check_stream(drill_cluster, sandbox, "slow", records)
     assert outcome.lost == 0 and outcome.dead_lettered == 0 and outcome.duplicated == 0
     kinds = [e["event"] for e in log_events(log_path)]
     assert_no_rebalance(kinds)
     arrivals = sorted(a["at"] for a in sandbox.state.attempts)
     elapsed = arrivals[-1] - arrivals[0] + latency_s
-    assert elapsed * 1000 > 2 * POLL_INTERVAL_MS or latency_s < 1, (
-        "the backlog must outlast the poll interval"
-    )
+    # The long version's backlog must outlast max.poll.interval.ms; the short one's need not.
+    if latency_s >= 1:
+        assert elapsed * 1000 > 2 * POLL_INTERVAL_MS, "the backlog must outlast the poll interval"
     rate, bound = records / elapsed, MAX_IN_FLIGHT / latency_s
     assert rate >= 0.5 * bound, f"{rate:.1f}/s against {bound:.1f}/s that max_in_flight allows"
     report(

@@ -25,25 +25,12 @@ from tests.support import (
     with_ownership,
     write_config,
 )
-from tests.unit.test_monitoring import monitored_metrics
+from tests.unit.test_monitoring import documented_metrics, monitored_metrics
 
-DOCUMENTED = [
-    "intilery_bridge_records_consumed_total",
-    "intilery_bridge_commands_total",
-    "intilery_bridge_http_request_duration_seconds_bucket",
-    "intilery_bridge_dead_letters_total",
-    "intilery_bridge_consumer_lag_records",
-    "intilery_bridge_consumer_lag_seconds",
-    "intilery_bridge_in_flight_commands",
-    "intilery_bridge_unfinished_records",
-    "intilery_bridge_rate_limit_per_second",
-    "intilery_bridge_limiter_wait_seconds_total",
-    "intilery_bridge_event_to_ack_seconds_bucket",
-    "intilery_bridge_ready",
-    "intilery_bridge_build_info",
-    "process_resident_memory_bytes",
-    "process_cpu_seconds_total",
-]
+# Documented metrics a running bridge does not show in this test: only with Redis, or
+# labelled by a partition that lost records to retention.
+CONDITIONAL = {"intilery_bridge_rate_limit_redis_up", "intilery_bridge_records_lost_to_retention_total"}
+PROCESS = ["process_resident_memory_bytes", "process_cpu_seconds_total"]  # the table's `process_*`
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -84,7 +71,7 @@ def test_metrics_health_and_readiness(cluster: TestKafka, sandbox: Sandbox, tmp_
             lambda: "intilery_bridge_consumer_lag_records{" in http.get("/metrics").text, 15, "lag gauges"
         )
         text = http.get("/metrics").text
-        for name in DOCUMENTED:
+        for name in sorted(documented_metrics() - CONDITIONAL) + PROCESS:
             assert name in text, name
         for name in monitored_metrics():  # what the dashboard and the alert rules query
             assert name in text, name

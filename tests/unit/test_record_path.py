@@ -88,10 +88,13 @@ def test_back_pressure_pauses_while_too_much_is_held(tmp_path: Path, max_buffere
             await asyncio.sleep(0.005)
         for _ in range(5):  # some rounds of the loop while held
             await asyncio.sleep(0.01)
-        paused_while_held = source.paused
+        paused_while_held, unread_while_held = source.paused, len(source.batches)
         sender.hold.set()
         code = await running
         assert paused_while_held == (max_buffered == 4)
+        # 20: both batches read while nothing finished (the loop ran and did not pause);
+        # 4: the second left unread until the held records finished.
+        assert unread_while_held == (1 if max_buffered == 4 else 0)
         return code
 
     assert asyncio.run(scenario()) == EXIT_OK

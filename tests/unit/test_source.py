@@ -147,7 +147,8 @@ def test_start_from_refuses_nonsense() -> None:
         SourceConfig.model_validate({"topics": ["t"], "start_from": "yesterday"})
 
 
-def test_unused(monkeypatch: Any) -> None:
+def test_start_from_latest_seeks_no_time() -> None:
+    """`latest` is a reset policy, not a time: nothing is looked up by time for it."""
     assert SourceConfig.model_validate({"topics": ["t"], "start_from": "latest"}).start_at_ms is None
 
 
