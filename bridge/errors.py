@@ -11,6 +11,8 @@
     │   ├── RejectedError        Intilery refused the command (4xx)    (class ``rejected``)
     │   └── InternalError        an exception nobody expected, caught at the record boundary
     │                                                              (class ``internal``)
+    ├── BrokerError              Kafka refused or did not answer what a verb asked (exit 4)
+    │   └── TimeLookupFailed     a look-up by time, even when asked again
     ├── DeliveryError            not the record's fault: retry, never dead-letter
     │   ├── RetryableError       connection errors, timeouts, 408, 429, 5xx
     │   └── SetupError           3xx: intilery.url is wrong; pause everything, probe
@@ -21,7 +23,9 @@
     not fetched yet, so its lane fetches it first (never raised past the pipeline).
 
 Foreign exceptions (httpx, json, jmespath, confluent-kafka) are translated once,
-at the edge that meets them, with ``raise ... from exc``.
+at the edge that meets them, with ``raise ... from exc``: confluent-kafka's only
+inside ``bridge.kafka``. An error is never changed once raised: ``for_rule`` gives
+a copy that names the rule.
 """
 
 from __future__ import annotations
@@ -58,6 +62,15 @@ class RecordError(BridgeError):
         self.rule = rule
         self.status = status
 
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in ("reason", "rule", "status") and name in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}.{name} is fixed once raised: use for_rule()")
+        super().__setattr__(name, value)
+
+    def for_rule(self, rule: str) -> RecordError:
+        """The same failure, named by ``rule``."""
+        return type(self)(self.reason, rule=rule, status=self.status)
+
 
 class DecodeError(RecordError):
     error_class = "decode"
@@ -76,6 +89,15 @@ class InternalError(RecordError):
     bug): the record is dead-lettered with the exception's type rather than halt its partition."""
 
     error_class = "internal"
+
+
+class BrokerError(BridgeError):
+    """Kafka refused or did not answer a request a verb needs (a ``replay``'s window, the
+    demo's topics): the verb ends in one line, exit 4."""
+
+
+class TimeLookupFailed(BrokerError):
+    """The broker did not answer a look-up by time, even when asked again."""
 
 
 class DeliveryError(BridgeError):

@@ -16,12 +16,10 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import KafkaException
-
 from bridge import logs
 from bridge.cli.parser import parser
 from bridge.cli.verbs import EXIT_CONFIG, EXIT_FAILED
-from bridge.errors import ConfigError
+from bridge.errors import BrokerError, ConfigError
 from bridge.runtime.health import EXIT_KAFKA_FATAL
 
 EXIT_BUG = 5
@@ -38,9 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG if args.verb != "check" else EXIT_FAILED
     except KeyboardInterrupt:
         return 130
-    except KafkaException as exc:  # a one-shot verb asked Kafka and got no answer
-        error = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
-        print(logs.redact(f"intilery-bridge: stopped: Kafka: {error}"), file=sys.stderr)
+    except BrokerError as exc:  # a one-shot verb asked Kafka and got no answer
+        print(logs.redact(f"intilery-bridge: stopped: Kafka: {exc}"), file=sys.stderr)
         return EXIT_KAFKA_FATAL
     except Exception as exc:  # the last line of defence: one line, never a traceback
         if os.environ.get("INTILERY_BRIDGE_TRACEBACK"):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO, TypeVar
 
 import structlog
 
@@ -19,6 +20,7 @@ from bridge.decode.decoder import resolve_path
 from bridge.errors import ConfigError, cannot_listen
 from bridge.ops.loading import load, load_offline
 from bridge.ops.mapfile import avro_json_decoder, map_lines
+from bridge.ops.requests import WindowRun
 
 EXIT_FAILED, EXIT_CONFIG = 1, 2
 log = structlog.get_logger(__name__)
@@ -143,18 +145,34 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from bridge.ops.replay import replay
+    from bridge.ops.requests import ReplayRequest
 
     loaded = load(args.config)
     configure_logs(args, loaded.config, sys.stderr if args.dry_run else sys.stdout)
-    return replay(loaded, args.config, args)
+    return replay(loaded, args.config, request(ReplayRequest, args))
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
     from bridge.ops.replay import redrive
+    from bridge.ops.requests import RedriveRequest
 
     loaded = load(args.config)
     configure_logs(args, loaded.config, sys.stderr if args.dry_run else sys.stdout)
-    return redrive(loaded, args.config, args)
+    return redrive(loaded, args.config, request(RedriveRequest, args))
+
+
+Request = TypeVar("Request", bound=WindowRun)
+
+
+def request(kind: type[Request], args: argparse.Namespace) -> Request:
+    """The operation's request from the flags given (the request's field names are the
+    flags' ``dest``; a repeatable flag's list becomes a tuple)."""
+    given: dict[str, Any] = {
+        field.name: tuple(value) if isinstance(value, list) else value
+        for field in dataclasses.fields(kind)
+        if (value := getattr(args, field.name, None)) is not None
+    }
+    return kind(**given)
 
 
 RATE_HELP = (

@@ -34,6 +34,7 @@ from bridge.devtools.examples import PACKAGE, closing_hint
 from bridge.devtools.registry import LocalRegistry
 from bridge.devtools.sandbox import Sandbox
 from bridge.errors import ConfigError
+from bridge.kafka.consumer import asking_kafka
 from bridge.ops.loading import load
 from bridge.runtime.factory import build_bridge
 
@@ -99,16 +100,18 @@ class ExistingKafka:
         self.bootstrap_servers = bootstrap_servers
         settings: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "logger": logs.kafka_logger()}
         self._admin = AdminClient(settings)
-        self._admin.list_topics(timeout=10)  # unreachable: KafkaException, one line from the CLI
+        with asking_kafka(f"--bootstrap-servers {bootstrap_servers}"):  # unreachable: one line
+            self._admin.list_topics(timeout=10)
 
     def create_topic(self, name: str, partitions: int = 1) -> None:
         """Create the topic unless it exists."""
         future = self._admin.create_topics([NewTopic(name, partitions)])[name]
-        try:
-            future.result(timeout=30)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+        with asking_kafka(f"creating the topic {name}"):
+            try:
+                future.result(timeout=30)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
 
     def __enter__(self) -> ExistingKafka:
         return self

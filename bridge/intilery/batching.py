@@ -88,7 +88,8 @@ class Batcher:
 
 
 def _fail(batch: list[Pending], error: DeliveryError | RejectedError) -> None:
-    """Each command gets its own copy: senders annotate the error they receive."""
+    """Each command gets an exception of its own: each sender raises it, and a raised
+    exception collects that sender's traceback."""
     for _, future in batch:
         if not future.done():
             if isinstance(error, RejectedError):

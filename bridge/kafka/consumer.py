@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from bridge.config import blank_free
+from bridge.errors import BrokerError, ConfigError, TimeLookupFailed
 from bridge.kafka import offsetmap
 from bridge.model import Record, TopicPartitionKey
 
-log = structlog.get_logger("bridge.kafka.source")
+log = structlog.get_logger(__name__)
 
 # The bridge owns these: offsets are committed only after delivery.
 _FORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False, "enable.partition.eof": True}
@@ -23,8 +26,28 @@ _FORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False, "enab
 TIME_LOOKUP_TRIES = 5
 
 
-class TimeLookupFailed(Exception):
-    """The broker did not answer a look-up by time, even when asked again."""
+def kafka_reason(exc: KafkaException) -> str:
+    """What librdkafka says went wrong, in one line."""
+    return exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+
+
+@contextmanager
+def asking_kafka(what: str) -> Iterator[None]:
+    """confluent-kafka's exception becomes a :class:`BrokerError` naming what was asked:
+    the one place above the consumer's own calls where it is translated."""
+    try:
+        yield
+    except KafkaException as exc:
+        raise BrokerError(f"{what}: {kafka_reason(exc)}") from exc
+
+
+def built(factory: Callable[[dict[str, Any]], Any], settings: dict[str, Any]) -> Any:
+    """A consumer or producer; one librdkafka refuses to build (a property it does not know,
+    a bad value) is a configuration problem, named ``kafka: ...``."""
+    try:
+        return factory(settings)
+    except KafkaException as exc:
+        raise ConfigError([f"kafka: {kafka_reason(exc)}"]) from exc
 
 
 def offsets_at_time(consumer: Any, partitions: list[TopicPartition]) -> dict[TopicPartitionKey, int]:
@@ -38,7 +61,7 @@ def offsets_at_time(consumer: Any, partitions: list[TopicPartition]) -> dict[Top
         try:
             answers = consumer.offsets_for_times(pending, timeout=10)
         except KafkaException as exc:
-            errors |= {(tp.topic, tp.partition): exc.args[0].str() for tp in pending}
+            errors |= {(tp.topic, tp.partition): kafka_reason(exc) for tp in pending}
             continue
         for tp in answers:
             if tp.error is None:
@@ -79,7 +102,7 @@ def librdkafka_problems(conf: dict[str, Any]) -> list[str]:
             Consumer(conf).close()
             return problems
         except KafkaException as exc:
-            message = exc.args[0].str() if exc.args else str(exc)
+            message = kafka_reason(exc)
             named = re.findall(r'"([^"]+)"', message)
             key = named[-1] if named else None
             problems.append(f"kafka.{key}: {message}" if key in conf else f"kafka: {message}")
@@ -94,7 +117,7 @@ def partition_total(consumer: Any, names: list[str]) -> int | None:
     try:
         topics = consumer.list_topics(timeout=5).topics
     except KafkaException as exc:
-        log.warning("topic_metadata_unavailable", error=str(exc.args[0]) if exc.args else str(exc))
+        log.warning("topic_metadata_unavailable", error=kafka_reason(exc))
         return None
     return sum(len(topics[name].partitions) for name in names if name in topics)
 
@@ -128,7 +151,7 @@ def committed_offsets(
     try:
         found = consumer.committed(partitions, timeout=10)
     except KafkaException as exc:
-        log.warning("committed_offsets_unavailable", error=str(exc.args[0]) if exc.args else str(exc))
+        log.warning("committed_offsets_unavailable", error=kafka_reason(exc))
         return None
     return {(tp.topic, tp.partition): tp for tp in found if tp.error is None}
 

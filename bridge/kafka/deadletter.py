@@ -1,6 +1,6 @@
 """The dead-letter producer for records that can never be delivered.
 
-Takes a :class:`~bridge.kafka.source.Record` and the :class:`~bridge.errors.RecordError`
+Takes a :class:`~bridge.model.Record` and the :class:`~bridge.errors.RecordError`
 that condemned it; writes the record to the dead-letter topic with its key,
 value and headers unchanged plus ``x-bridge-*`` headers, and calls ``on_done``
 only once the broker has acknowledged the write.
@@ -31,6 +31,7 @@ import structlog
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from bridge.errors import RecordError
+from bridge.kafka.consumer import built
 from bridge.logs import Repeats, kafka_logger, redact
 from bridge.model import Record
 
@@ -164,7 +165,7 @@ class DeadLetters:
     def create(cls, topic: str, kafka: dict[str, Any]) -> DeadLetters:
         dead_letters = cls(topic, None)
         callbacks = {"error_cb": dead_letters._error, "logger": kafka_logger()}
-        dead_letters._producer = Producer({**producer_config(kafka), **callbacks})
+        dead_letters._producer = built(Producer, {**producer_config(kafka), **callbacks})
         return dead_letters
 
     def _error(self, error: KafkaError) -> None:

@@ -14,8 +14,9 @@ from typing import Any
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from bridge.errors import TimeLookupFailed
 from bridge.kafka.consumer import (
-    TimeLookupFailed,
+    built,
     committed_offsets,
     finished_map,
     partition_lag,
@@ -93,7 +94,7 @@ class Source:
         self._policy = reset_policy(conf)
         self._resets = ResetWatch(kafka_logger())
         callbacks = {"on_commit": self._committed, "error_cb": self._error, "logger": self._resets}
-        self._consumer = factory({**conf, **callbacks})
+        self._consumer = built(factory, {**conf, **callbacks})
         cooperative = "cooperative" in str(conf.get("partition.assignment.strategy", ""))
         self._incremental = cooperative or conf.get("group.protocol") == "consumer"
         self._topics, self.at_end = topics, set[TopicPartitionKey]()

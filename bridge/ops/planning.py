@@ -8,12 +8,10 @@ from typing import Any
 from confluent_kafka import TopicPartition
 
 from bridge import timestamps
-from bridge.errors import ConfigError
-from bridge.kafka.consumer import (
-    TimeLookupFailed,
-    offsets_at_time,
-)
+from bridge.errors import ConfigError, TimeLookupFailed
+from bridge.kafka.consumer import offsets_at_time
 from bridge.kafka.window import Window
+from bridge.ops.requests import ReplayRequest
 
 
 def parse_offsets(text: str | None, flag: str) -> dict[int, int]:
@@ -30,8 +28,8 @@ def parse_offsets(text: str | None, flag: str) -> dict[int, int]:
     return found
 
 
-def plan(consumer: Any, topic: str, group: str, commits: bool, args: Any) -> Window:
-    """Resolve the flags into per-partition (start, end) offsets."""
+def plan(consumer: Any, topic: str, group: str, commits: bool, args: ReplayRequest) -> Window:
+    """Resolve the request into per-partition (start, end) offsets."""
     metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
     if metadata is None or metadata.error is not None or not metadata.partitions:
         raise ConfigError([f"--topic {topic}: no such topic"])
@@ -98,16 +96,6 @@ def _offsets_at(consumer: Any, topic: str, partitions: list[int], at_ms: int) ->
         end = TopicPartition(topic, partition)
         result[partition] = offset if offset >= 0 else consumer.get_watermark_offsets(end, timeout=10)[1]
     return result
-
-
-def redrive_filters(args: Any) -> dict[str, tuple[str, ...]]:
-    """``--error-class``, ``--rule``, ``--source-topic`` as the dead-letter headers they match."""
-    flags = {
-        "x-bridge-error-class": "error_class",
-        "x-bridge-rule": "rule",
-        "x-bridge-source-topic": "source_topic",
-    }
-    return {header: tuple(values) for header, name in flags.items() if (values := getattr(args, name, None))}
 
 
 def plan_redrive(

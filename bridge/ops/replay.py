@@ -26,6 +26,8 @@ from bridge import logs
 from bridge.config import BridgeConfig
 from bridge.errors import ConfigError, RecordError
 from bridge.kafka.consumer import (
+    asking_kafka,
+    built,
     consumer_config,
     finished_map,
     record_from_message,
@@ -33,7 +35,8 @@ from bridge.kafka.consumer import (
 from bridge.kafka.window import Window
 from bridge.model import Record
 from bridge.ops.loading import Loaded
-from bridge.ops.planning import plan, plan_redrive, redrive_filters
+from bridge.ops.planning import plan, plan_redrive
+from bridge.ops.requests import RedriveRequest, ReplayRequest, WindowRun
 from bridge.runtime.convert import record_commands
 from bridge.runtime.factory import build_bridge, start_up_frozen
 from bridge.runtime.pipeline import Bridge
@@ -134,7 +137,7 @@ async def _run(bridge: Bridge, total: int) -> int:
 
 
 def replay(
-    loaded: Loaded, config_file: str, args: Any, consumer_factory: Callable[..., Any] = Consumer
+    loaded: Loaded, config_file: str, args: ReplayRequest, consumer_factory: Callable[..., Any] = Consumer
 ) -> int:
     topic = args.topic
     if topic not in loaded.config.source.topic_names:
@@ -148,7 +151,7 @@ def replay(
 
 
 def redrive(
-    loaded: Loaded, config_file: str, args: Any, consumer_factory: Callable[..., Any] = Consumer
+    loaded: Loaded, config_file: str, args: RedriveRequest, consumer_factory: Callable[..., Any] = Consumer
 ) -> int:
     """Read the dead-letter topic through the current rules, each record as if from its
     original topic; progress is committed to ``--group`` (default ``<group.id>-redrive``)."""
@@ -156,24 +159,29 @@ def redrive(
     if not topic:
         raise ConfigError([f"{config_file}: delivery.dead_letter_topic: required for redrive"])
     group = args.group or f"{loaded.config.kafka['group.id']}-redrive"
-    if unknown := [rule for rule in getattr(args, "rule", None) or [] if rule not in loaded.mapper.names]:
+    if unknown := [rule for rule in args.rule if rule not in loaded.mapper.names]:
         names = ", ".join(loaded.mapper.names)
         raise ConfigError([f"--rule {unknown[0]}: no such rule in {config_file} ({names})"])
-    filters = redrive_filters(args)
+    filters = args.filters()
     window = _planned(loaded, args, consumer_factory, group, lambda c: plan_redrive(c, topic, group, filters))
     return _deliver_window(loaded, config_file, args, window)
 
 
 def _planned(
-    loaded: Loaded, args: Any, consumer_factory: Callable[..., Any], group: str, make: Callable[[Any], Window]
+    loaded: Loaded,
+    args: WindowRun,
+    consumer_factory: Callable[..., Any],
+    group: str,
+    make: Callable[[Any], Window],
 ) -> Window | int:
     """The window to read (or, with ``--dry-run``, the exit code of printing it)."""
     if group == loaded.config.kafka.get("group.id"):
         raise ConfigError([f"--group {group}: that is the live group; its offsets must not move"])
     kafka = {**consumer_config(loaded.config.kafka), "group.id": group, "logger": logs.kafka_logger()}
-    consumer = consumer_factory(kafka)
+    consumer = built(consumer_factory, kafka)
     try:
-        window = make(consumer)
+        with asking_kafka("planning the window"):
+            window = make(consumer)
         log.info(
             "window_planned",
             topic=window.topic,
@@ -183,7 +191,8 @@ def _planned(
             partitions={p: list(b) for p, b in window.bounds.items()},
         )
         if args.dry_run:
-            return dry_run(loaded, window, consumer, sys.stdout, sys.stderr)
+            with asking_kafka("reading the window"):
+                return dry_run(loaded, window, consumer, sys.stdout, sys.stderr)
         return window
     finally:
         consumer.close()
@@ -192,19 +201,18 @@ def _planned(
 REPLAY_SHARE = 0.1  # of the account's rate, for a replay or redrive without --rate
 
 
-def _beside_live(config: BridgeConfig, args: Any) -> tuple[BridgeConfig, float]:
+def _beside_live(config: BridgeConfig, args: WindowRun) -> tuple[BridgeConfig, float]:
     """Replay and redrive run beside a live bridge (same host, or inside its pod): they
     serve /metrics only on the port ``--observability-port`` asks for, and send at
     ``--rate`` requests/s (by default a tenth of the account's limit, which the live
     replicas share; their back-off on 429 makes room for it). Gives the rate too."""
-    port = getattr(args, "observability_port", None)
+    port = args.observability_port
     observe = config.observability.model_copy(update={"enabled": port is not None, "port": port or 0})
-    rate = getattr(args, "rate", None)
-    rate = rate if rate is not None else config.intilery.rate_limit.per_second * REPLAY_SHARE
+    rate = args.rate if args.rate is not None else config.intilery.rate_limit.per_second * REPLAY_SHARE
     return config.model_copy(update={"observability": observe}), rate
 
 
-def _deliver_window(loaded: Loaded, config_file: str, args: Any, window: Window | int) -> int:
+def _deliver_window(loaded: Loaded, config_file: str, args: WindowRun, window: Window | int) -> int:
     """Deliver the window with every guarantee of ``run``, then summarise."""
     if isinstance(window, int):  # a dry run already printed it
         return window
@@ -214,9 +222,14 @@ def _deliver_window(loaded: Loaded, config_file: str, args: Any, window: Window 
         return 0
     config, rate = _beside_live(loaded.config, args)
     bridge = build_bridge(
-        config, loaded.mapper, config_file, decoder=loaded.decoder, window=window, rate=rate
+        config,
+        loaded.mapper,
+        config_file,
+        decoder=loaded.decoder,
+        window=window,
+        rate=rate,
+        guard_stale=not args.ignore_max_age,
     )
-    bridge.sender.guard_stale = not getattr(args, "ignore_max_age", False)
     with start_up_frozen():
         code = asyncio.run(_run(bridge, window.total))
     counts = bridge.counts

@@ -203,8 +203,9 @@ class Mapper:
             try:
                 command = rule(context)
             except MappingError as exc:
-                exc.rule = exc.rule or rule.name
-                raise
+                if exc.rule:
+                    raise
+                raise exc.for_rule(rule.name) from exc
             except RecursionError as exc:
                 raise MappingError("event nested too deeply", rule=rule.name) from exc
             if command is not None:

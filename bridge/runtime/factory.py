@@ -10,7 +10,6 @@ import gc
 from collections.abc import Iterator
 
 import structlog
-from confluent_kafka import KafkaException
 
 from bridge.config import BridgeConfig, IntileryConfig
 from bridge.decode.decoder import Decoder
@@ -60,12 +59,14 @@ def build_bridge(
     decoder: Decoder | None = None,
     window: Window | None = None,
     rate: float | None = None,
+    guard_stale: bool = True,
 ) -> Bridge:
     """``window``: replay exactly these offsets (see :mod:`bridge.ops.replay`) instead of
     following the group; the bridge stops once every partition reached its end.
     ``rate``: requests/s of its own (replay, redrive) instead of a share of the
     account's (0: no limit of its own); with Redis, the account's bucket paces it and
-    ``rate`` only while Redis is away."""
+    ``rate`` only while Redis is away. ``guard_stale``: skip commands past their rule's
+    ``max_age`` (``replay --ignore-max-age`` turns it off)."""
     delivery, metrics, stop = config.delivery, Metrics(), Stop()
     for service, setting in config.unverified_tls():
         log.warning("tls_verification_disabled", service=service, setting=setting)
@@ -86,7 +87,14 @@ def build_bridge(
         post = Batcher(client, delivery.batch, delivery.max_in_flight).post
         in_flight = delivery.max_in_flight * delivery.batch.max_calls
     outcomes = Outcomes(metrics)
-    sender = Sender(post, delivery.retry, in_flight, outcomes.retried, pace=None if batched else pace)
+    sender = Sender(
+        post,
+        delivery.retry,
+        in_flight,
+        outcomes.retried,
+        pace=None if batched else pace,
+        guard_stale=guard_stale,
+    )
     decoder = decoder or Decoder(config.source, source_name)
     offsets = OffsetTracker()
     listener = OnTheLoop()
@@ -105,8 +113,8 @@ def build_bridge(
             assignment=window.assignment() if window else None,
             count_partitions=shared and limiter is not None,
         )
-    except KafkaException as exc:  # librdkafka refused a property
-        raise ConfigError([f"{source_name}: kafka: {exc.args[0].str() if exc.args else exc}"]) from exc
+    except ConfigError as exc:  # librdkafka refused a property
+        raise ConfigError([f"{source_name}: {problem}" for problem in exc.problems]) from exc
     path = RecordPath(
         decoder=decoder,
         mapper=mapper,

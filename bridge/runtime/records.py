@@ -188,8 +188,7 @@ class RecordPath:
                     self.outcomes.stale(command, work.record, str(stale))
                     continue
                 except RejectedError as exc:
-                    exc.rule = command.rule
-                    self.reject(work.record, work.part, exc, command, work.origin)
+                    self.reject(work.record, work.part, exc.for_rule(command.rule), command, work.origin)
                     return
                 self.outcomes.delivered(command, work.record, delivered)
             work.part.finish(work.record.offset)

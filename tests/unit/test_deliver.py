@@ -272,3 +272,14 @@ def test_requests_held_by_the_limiter_do_not_go_out_after_a_refusal() -> None:
     asyncio.run(main())
     assert len(gaps) == 5 and min(gaps) >= 0.005, gaps
     assert calls == 32 + 5  # five refused (the first, then four probes), then each once
+
+
+def test_an_error_is_never_changed_once_raised() -> None:
+    """The record path named the rule by setting it on the error it caught; a batch then
+    had to copy each error, since every sender annotated the one it got."""
+    error = RejectedError("400: userId must not be empty", status=400)
+    with pytest.raises(AttributeError, match="fixed once raised"):
+        error.rule = "abandoned-sms"
+    named = error.for_rule("abandoned-sms")
+    assert type(named) is RejectedError and error.rule is None
+    assert (named.rule, named.reason, named.status) == ("abandoned-sms", error.reason, 400)

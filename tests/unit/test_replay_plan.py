@@ -19,6 +19,7 @@ from bridge.kafka.window import original_of
 from bridge.model import Record
 from bridge.ops.planning import parse_offsets, plan
 from bridge.ops.replay import report_progress
+from bridge.ops.requests import ReplayRequest
 
 FROM_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 TO_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
@@ -59,15 +60,8 @@ class FakeConsumer:
         ]
 
 
-def args(**given: Any) -> Namespace:
-    defaults = {
-        "from_time": None,
-        "to_time": None,
-        "from_offset": None,
-        "to_offset": None,
-        "from_beginning": False,
-    }
-    return Namespace(**{**defaults, **given})
+def args(**given: Any) -> ReplayRequest:
+    return ReplayRequest(topic="t", **given)
 
 
 def test_window_by_time_seeks_with_offsets_for_times() -> None:

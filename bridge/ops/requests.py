@@ -1,0 +1,47 @@
+"""What a ``replay`` or ``redrive`` is asked to do, as the operations take it: request
+objects the CLI fills from its flags (the operations never see argparse)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class WindowRun:
+    """How a window is sent, for both verbs."""
+
+    group: str | None = None  # the run's own group: its progress is committed there
+    dry_run: bool = False  # print what would be sent, send nothing
+    rate: float | None = None  # requests/s of its own (None: a tenth of the account's)
+    observability_port: int | None = None  # serve /metrics there (None: not at all)
+    ignore_max_age: bool = False  # send commands older than their rule's max_age too
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayRequest(WindowRun):
+    """``replay``: a window of one source topic, by offsets, times or from the beginning."""
+
+    topic: str
+    from_offset: str | None = None  # "PARTITION:OFFSET,..."
+    to_offset: str | None = None  # inclusive
+    from_time: str | None = None  # ISO 8601
+    to_time: str | None = None
+    from_beginning: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedriveRequest(WindowRun):
+    """``redrive``: the dead-letter topic, all of it or what the filters pick."""
+
+    error_class: tuple[str, ...] = ()
+    rule: tuple[str, ...] = ()
+    source_topic: tuple[str, ...] = ()
+
+    def filters(self) -> dict[str, tuple[str, ...]]:
+        """The filters as the dead-letter headers they match."""
+        wanted = {
+            "x-bridge-error-class": self.error_class,
+            "x-bridge-rule": self.rule,
+            "x-bridge-source-topic": self.source_topic,
+        }
+        return {header: values for header, values in wanted.items() if values}
