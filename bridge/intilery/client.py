@@ -1,6 +1,7 @@
-"""The Intilery client: one pooled httpx client, answers classified, retries.
+"""The Intilery client: one pooled httpx client, each answer classified (it does not retry:
+:mod:`bridge.intilery.sending` does).
 
-Takes a :class:`~bridge.rules.mapping.Command`, gives a :class:`Delivered` once
+Takes a :class:`~bridge.model.Command`, gives a :class:`Delivered` once
 Intilery answers 2xx. Raises :class:`~bridge.errors.RejectedError` for a
 permanent refusal (other 4xx) after translating every httpx error once here:
 

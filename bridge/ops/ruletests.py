@@ -44,8 +44,9 @@ class KafkaMeta(_Case):
 
 class ExpectedCommand(_Case):
     rule: str = Field(min_length=1)
-    action: str | None = None
-    """``track``, ``identify`` or ``batch``; not compared when left out."""
+    action: Literal["track", "identify"] | None = None
+    """``track`` or ``identify`` (a batch is how requests travel, not a rule's action); not
+    compared when left out."""
     body: dict[str, Any]
 
 

@@ -2,8 +2,9 @@
 
 Served by aiohttp on the bridge's own event loop, so ``/healthz`` answering at
 all shows the loop is alive; it also checks that the consume loop went round
-recently. ``/readyz`` is 200 only with partitions assigned and Intilery neither
-refusing the credentials nor failing every request (an open outage);
+recently. ``/readyz`` is 200 once the bridge is a member of the group (a member with no
+partitions is a ready standby), Intilery neither refusing the setup nor failing every
+request (an open outage), the dead-letter topic writable and no partition stuck;
 ``/readyz?scope=group`` only asks for membership of the group (the Kubernetes
 readiness probe: an Intilery outage must not make every pod NotReady at once).
 """
