@@ -68,7 +68,9 @@ def _plain_avro(reader: Reader) -> Decode:
 
 
 class Decoder:
-    """Decodes each topic as ``source.topics`` says; local schemas load at start-up."""
+    """Decodes each topic as ``source.topics`` says; local schemas load at start-up.
+    ``registry``: the schema registry's client, which the loader builds
+    (:func:`~bridge.decode.registry.registry_for`), for the topics in its wire format."""
 
     def __init__(
         self, source: SourceConfig, config_file: str, registry: SchemaRegistry | None = None
@@ -88,15 +90,6 @@ class Decoder:
                 self._by_topic[topic.name] = _plain_avro(Reader(schema, source.avro_max_depth))
             else:
                 self._by_topic[topic.name] = self._framed
-                if self.registry is None and source.schema_registry is not None:
-                    settings = source.schema_registry
-                    auth = settings.basic_auth
-                    self.registry = SchemaRegistry(
-                        settings.url,
-                        auth.get_secret_value() if auth else None,
-                        tls=settings.tls,
-                        max_depth=source.avro_max_depth,
-                    )
         if problems:
             raise ConfigError(problems)
 

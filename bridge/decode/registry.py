@@ -24,7 +24,7 @@ import structlog
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from bridge.config import TlsConfig
+from bridge.config import SourceConfig, TlsConfig
 from bridge.decode.avro import Reader, parse_schema_text
 from bridge.decode.avrobounds import DEFAULT_MAX_DEPTH
 from bridge.errors import DecodeError, RetryableError
@@ -130,3 +130,14 @@ class SchemaRegistry:
             self._remember(schema_id, error)
             return error
         return RetryableError(f"schema registry answered {status}: {exc.error_message}", status=status)
+
+
+def registry_for(source: SourceConfig) -> SchemaRegistry | None:
+    """The client of ``source.schema_registry`` when a topic is in the registry's wire
+    format (Avro without a local schema); None when none is."""
+    settings = source.schema_registry
+    framed = any(topic.format == "avro" and not topic.schema_path for topic in source.resolved())
+    if settings is None or not framed:
+        return None
+    auth = settings.basic_auth.get_secret_value() if settings.basic_auth else None
+    return SchemaRegistry(settings.url, auth, tls=settings.tls, max_depth=source.avro_max_depth)

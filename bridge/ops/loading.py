@@ -31,6 +31,7 @@ from bridge.config import (
     without_env_echoes,
 )
 from bridge.decode.decoder import Decoder
+from bridge.decode.registry import registry_for
 from bridge.errors import ConfigError
 from bridge.kafka.consumer import consumer_config, librdkafka_problems
 from bridge.rules.mapping import Mapper, compile_rules
@@ -63,7 +64,7 @@ def load(path: str, unset_secrets: list[str] | None = None, env: Mapping[str, st
             problems.append("intilery.auth_token: empty")  # set, but to nothing: every request 401
         problems += librdkafka_problems(consumer_config(config.kafka, config.source.start_from))
         try:
-            decoder = Decoder(config.source, path)
+            decoder = Decoder(config.source, path, registry_for(config.source))
         except ConfigError as exc:
             problems += [p.removeprefix(f"{path}: ") for p in exc.problems]
     if problems or config is None or decoder is None:

@@ -13,6 +13,7 @@ import structlog
 
 from bridge.config import BridgeConfig, IntileryConfig
 from bridge.decode.decoder import Decoder
+from bridge.decode.registry import registry_for
 from bridge.errors import ConfigError
 from bridge.intilery.batching import Batcher
 from bridge.intilery.client import IntileryClient
@@ -95,7 +96,7 @@ def build_bridge(
         pace=None if batched else pace,
         guard_stale=guard_stale,
     )
-    decoder = decoder or Decoder(config.source, source_name)
+    decoder = decoder or Decoder(config.source, source_name, registry_for(config.source))
     offsets = OffsetTracker()
     listener = OnTheLoop()
     try:

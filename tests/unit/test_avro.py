@@ -24,7 +24,7 @@ from bridge.config import SourceConfig
 from bridge.decode.avro import Reader, SchemaNotCached, read_binary, read_json, split_frame
 from bridge.decode.avrobounds import bounded_walk
 from bridge.decode.decoder import Decoder
-from bridge.decode.registry import MAX_NOT_FOUND, MAX_SCHEMAS, SchemaRegistry
+from bridge.decode.registry import MAX_NOT_FOUND, MAX_SCHEMAS, SchemaRegistry, registry_for
 from bridge.errors import ConfigError, DecodeError, RetryableError
 from tests.fuzzing import avro_long
 from tests.support import FakeRegistryClient
@@ -298,8 +298,6 @@ def test_shipped_schemas_parse_and_carry_the_event_type(name: str) -> None:
 RECURSIVE = {"type": "record", "name": "Node", "fields": [{"name": "next", "type": ["null", "Node"]}]}
 
 
-
-
 @pytest.mark.parametrize(
     ("levels", "depth", "outcome"),
     [
@@ -412,3 +410,19 @@ def test_a_type_named_in_many_places_is_measured_once() -> None:
         schema = {"type": "record", "name": f"T{level}", "fields": fields}
     reader = Reader(fastavro.parse_schema(schema))  # in milliseconds (the test's own timeout: 300 s)
     assert bounded_walk(reader.schema) is None
+
+
+def test_the_loader_builds_the_registry_client_only_where_a_topic_needs_it() -> None:
+    """The decoder built it inside its constructor; the loader now hands it in."""
+    registry = {"url": "https://registry.example.com", "basic_auth": "bob:pw"}
+    plain = {"name": "p", "format": "avro", "schema": str(ROOT / "schemas/app_reminder.avsc")}
+    framed = SourceConfig.model_validate(
+        {"topics": ["j", {"name": "a", "format": "avro"}], "schema_registry": registry}
+    )
+    built = registry_for(framed)
+    assert isinstance(built, SchemaRegistry) and built._max_depth == framed.avro_max_depth
+    assert (
+        registry_for(SourceConfig.model_validate({"topics": ["j", plain], "schema_registry": registry}))
+        is None
+    )
+    assert registry_for(SourceConfig.model_validate({"topics": ["j"]})) is None
