@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -48,7 +49,7 @@ class FakeSource:
         self.member, self.assigned = True, set(keys)
         self.listener.assigned(keys, self.finished)
 
-    def fetch(self, _: int) -> list[Record]:
+    def fetch(self, max_records: int) -> list[Record]:
         if self.paused or not self.batches:
             self.at_end = set(self.assigned) if not self.batches else set()
             return []
@@ -58,14 +59,15 @@ class FakeSource:
         self.paused = paused
         self.pauses.append(paused)
 
-    def commit(self, positions: list[Position], wait: bool = False, rebalances: int = 0) -> bool:
+    def commit(self, positions: Iterable[Position], wait: bool, rebalances: int | None = None) -> bool:
         assert self.listener is not None
+        positions = list(positions)
         self.commits += positions
         if positions:
             self.listener.committed(positions)
         return True
 
-    def lag(self) -> list[Any]:
+    def lag(self) -> list[tuple[TopicPartitionKey, int, float]]:
         return []
 
     def close(self) -> None:
@@ -79,9 +81,10 @@ class FakeSender:
     def __init__(self, refuse: frozenset[str] = frozenset()) -> None:
         self.refuse, self.sent, self.hold = refuse, list[Command](), asyncio.Event()
         self.hold.set()
-        self.gate, self.in_flight, self.failing_since = Gate(), 0, None
+        self.gate, self.in_flight = Gate(), 0
+        self.failing_since: float | None = None
 
-    async def send(self, command: Command, context: Any = None) -> Delivered:
+    async def send(self, command: Command, context: Mapping[str, Any]) -> Delivered:
         if not self.hold.is_set():
             await self.hold.wait()
         if command.body["userId"] in self.refuse:
@@ -96,8 +99,10 @@ class FakeDeadLetters:
     def __init__(self) -> None:
         self.written: list[tuple[Record, RecordError]] = []
         self.pending, self.fatal = 0, None
+        self.failing_since: float | None = None
+        self.last_failure: str | None = None
 
-    def send(self, record: Record, error: RecordError, written: Any) -> None:
+    def send(self, record: Record, error: RecordError, written: Callable[[], None]) -> None:
         self.written.append((record, error))
         written()
 
@@ -135,24 +140,24 @@ def build(
     path = RecordPath(
         decoder=loaded.decoder,
         mapper=loaded.mapper,
-        sender=sender,  # type: ignore[arg-type]
-        dead_letters=dlq,  # type: ignore[arg-type]
+        sender=sender,
+        dead_letters=dlq,
         offsets=offsets,
         outcomes=outcomes,
         stop=stop,
         retry=loaded.config.delivery.retry,
         topics=frozenset(loaded.config.source.topic_names),
     )
-    partitions = Partitions(source, path, offsets, metrics, grace_s=1, dead_letters=dlq)  # type: ignore[arg-type]
+    partitions = Partitions(source, path, offsets, metrics, grace_s=1, dead_letters=dlq)
     source.listener = OnTheLoop()
     source.listener.serve(partitions)
     parts = Parts(
-        source=source,  # type: ignore[arg-type]
+        source=source,
         listener=source.listener,
         path=path,
         partitions=partitions,
         outcomes=outcomes,
-        health=Health(source, sender, stop, offsets=offsets),  # type: ignore[arg-type]
+        health=Health(source, sender, stop, offsets=offsets),
         back_pressure=BackPressure(max_buffered, max_buffered_bytes),
         stop=stop,
     )

@@ -17,10 +17,10 @@ from typing import Any
 import structlog
 
 from bridge.decode.avro import SchemaNotCached
-from bridge.decode.decoder import Decoder
 from bridge.errors import InternalError, RecordError
 from bridge.model import Command, Record
 from bridge.rules.mapping import Mapper
+from bridge.runtime.ports import RecordDecoder
 
 log = structlog.get_logger("bridge")
 
@@ -44,6 +44,6 @@ def commands_of(mapper: Mapper, meta: dict[str, Any], event: Callable[[], dict[s
         raise InternalError(f"{type(exc).__name__}: {exc}"[:500]) from exc
 
 
-def record_commands(decoder: Decoder, mapper: Mapper, record: Record) -> list[Command]:
+def record_commands(decoder: RecordDecoder, mapper: Mapper, record: Record) -> list[Command]:
     """A Kafka record's commands (see :func:`commands_of`)."""
     return commands_of(mapper, record.meta(), lambda: decoder.decode(record.topic, record.value))

@@ -15,12 +15,10 @@ from dataclasses import dataclass
 
 import structlog
 
-from bridge.intilery.sending import Sender
-from bridge.kafka.deadletter import DeadLetters
 from bridge.kafka.offsets import OffsetTracker
-from bridge.kafka.source import Source
 from bridge.logs import redact
 from bridge.model import Record, TopicPartitionKey
+from bridge.runtime.ports import CommandSender, DeadLetterSink, RecordSource
 
 log = structlog.get_logger("bridge")
 
@@ -101,11 +99,11 @@ class Health:
 
     def __init__(
         self,
-        source: Source,
-        sender: Sender,
+        source: RecordSource,
+        sender: CommandSender,
         stop: Stop,
         clock: Callable[[], float] = time.monotonic,
-        dead_letters: DeadLetters | None = None,
+        dead_letters: DeadLetterSink | None = None,
         offsets: OffsetTracker | None = None,
         stuck_after_s: float = 300.0,
     ) -> None:

@@ -26,12 +26,12 @@ from typing import Any
 import structlog
 
 from bridge.intilery.ratelimit import Limiter
-from bridge.kafka.deadletter import DeadLetters
 from bridge.kafka.offsets import OffsetTracker
-from bridge.kafka.source import Source, SourceListener
+from bridge.kafka.source import SourceListener
 from bridge.kafka.window import Window
 from bridge.metrics import Metrics
 from bridge.model import Position, TopicPartitionKey
+from bridge.runtime.ports import DeadLetterSink, RecordSource
 from bridge.runtime.records import RecordPath
 
 log = structlog.get_logger("bridge")
@@ -42,13 +42,13 @@ class Partitions:
 
     def __init__(
         self,
-        source: Source,
+        source: RecordSource,
         path: RecordPath,
         offsets: OffsetTracker,
         metrics: Metrics,
         *,
         grace_s: float,
-        dead_letters: DeadLetters | None = None,
+        dead_letters: DeadLetterSink | None = None,
         limiter: Limiter | None = None,
         window: Window | None = None,
     ) -> None:

@@ -38,13 +38,13 @@ import structlog
 
 from bridge import __version__
 from bridge.config import BridgeConfig
-from bridge.kafka.source import Source
 from bridge.model import Record
 from bridge.rules.mapping import Mapper
 from bridge.runtime.health import EXIT_KAFKA_FATAL, BackPressure, Health, Stop
 from bridge.runtime.observability import ObservabilityServer
 from bridge.runtime.outcomes import Outcomes
 from bridge.runtime.partitions import OnTheLoop, Partitions
+from bridge.runtime.ports import RecordSource
 from bridge.runtime.records import RecordPath
 
 log = structlog.get_logger("bridge")
@@ -60,7 +60,7 @@ LAG_INTERVAL_S = 5.0
 class Parts:
     """What a bridge is made of (see the module)."""
 
-    source: Source
+    source: RecordSource
     listener: OnTheLoop  # the source's callbacks, handled on the bridge's event loop
     path: RecordPath
     partitions: Partitions

@@ -23,7 +23,6 @@ import structlog
 
 from bridge.config import RetryConfig
 from bridge.decode.avro import SchemaNotCached
-from bridge.decode.decoder import Decoder
 from bridge.errors import (
     DecodeError,
     InternalError,
@@ -32,8 +31,7 @@ from bridge.errors import (
     RetryableError,
     StaleCommand,
 )
-from bridge.intilery.sending import Backoff, Sender
-from bridge.kafka.deadletter import DeadLetters
+from bridge.intilery.sending import Backoff
 from bridge.kafka.offsets import OffsetTracker, PartitionOffsets
 from bridge.kafka.window import Window
 from bridge.model import Command, Record, TopicPartitionKey
@@ -42,6 +40,7 @@ from bridge.runtime.convert import record_commands
 from bridge.runtime.health import Stop
 from bridge.runtime.lanes import Lanes
 from bridge.runtime.outcomes import Outcomes, where
+from bridge.runtime.ports import CommandSender, DeadLetterSink, RecordDecoder
 
 log = structlog.get_logger("bridge")
 
@@ -60,10 +59,10 @@ class RecordPath:
     def __init__(
         self,
         *,
-        decoder: Decoder,
+        decoder: RecordDecoder,
         mapper: Mapper,
-        sender: Sender,
-        dead_letters: DeadLetters | None,
+        sender: CommandSender,
+        dead_letters: DeadLetterSink | None,
         offsets: OffsetTracker,
         outcomes: Outcomes,
         stop: Stop,

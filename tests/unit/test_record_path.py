@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from bridge.model import Command, Record
 from bridge.runtime.health import EXIT_OK, EXIT_PERMANENT_FAILURE, BackPressure, Health, Stop
 from bridge.runtime.outcomes import command_label
 from bridge.runtime.pipeline import FETCH_BATCH
-from tests.recordpath import TP, FakeSender, build, last_commit, record, seqs
+from tests.recordpath import TP, FakeDeadLetters, FakeSender, FakeSource, build, last_commit, record, seqs
 from tests.support import sms_event
 
 
@@ -115,14 +114,14 @@ def test_back_pressure_resumes_below_half(held: int, paused: bool, pause: bool) 
 
 
 def test_readiness_names_each_reason() -> None:
-    source, sender, stop, now = SimpleNamespace(member=False, last_error=None), FakeSender(), Stop(), [100.0]
-    health = Health(source, sender, stop, clock=lambda: now[0])  # type: ignore[arg-type]
+    source, sender, stop, now = FakeSource([]), FakeSender(), Stop(), [100.0]
+    health = Health(source, sender, stop, clock=lambda: now[0])
     assert health.readiness() == ["not yet a member of the consumer group"]
     source.last_error = "127.0.0.1:9/bootstrap: Connect to ipv4#127.0.0.1:9 failed: Connection refused"
     assert health.readiness() == [f"not yet a member of the consumer group (Kafka: {source.last_error})"]
     source.member = True
     assert health.readiness() == [] and health.health() == []
-    sender.gate.auth_failed, sender.failing_since = True, 80.0  # type: ignore[assignment]
+    sender.gate.auth_failed, sender.failing_since = True, 80.0
     stop.request()
     now[0] = 140.0
     assert health.readiness() == [
@@ -159,19 +158,13 @@ def test_reading_ahead_keeps_within_the_buffer_by_one_batch_at_most(tmp_path: Pa
 
 
 def test_readiness_names_a_dead_letter_outage_and_a_stuck_partition() -> None:
-    source, sender, stop = SimpleNamespace(member=True, last_error=None), FakeSender(), Stop()
-    dead = SimpleNamespace(failing_since=None, last_failure=None)
+    source, sender, stop, dead = FakeSource([]), FakeSender(), Stop(), FakeDeadLetters()
+    source.member = True
     offsets = OffsetTracker()
     part = offsets.assign(("bookings", 3))
     now = [part.moved_at]
     health = Health(
-        source,  # type: ignore[arg-type]
-        sender,  # type: ignore[arg-type]
-        stop,
-        clock=lambda: now[0],
-        dead_letters=dead,  # type: ignore[arg-type]
-        offsets=offsets,
-        stuck_after_s=60,
+        source, sender, stop, clock=lambda: now[0], dead_letters=dead, offsets=offsets, stuck_after_s=60
     )
     part.add(0, 10, now[0])
     dead.failing_since, dead.last_failure = now[0], "Broker: Topic authorization failed"
@@ -192,14 +185,17 @@ def test_an_exception_nobody_expected_dead_letters_its_record_and_goes_on(tmp_pa
     of class internal naming the exception; it never reaches the loop."""
     batch = [record(0), record(1), record(2)]
     bridge, source, sender, dlq = build(tmp_path, [batch])
-    decode = bridge.path.decoder.decode
+    real = bridge.path.decoder
 
-    def decode_or_fail(topic: str, value: bytes | None) -> dict[str, Any]:
-        if value == batch[1].value:
-            raise MemoryError("one record's size")
-        return decode(topic, value)
+    class OneFails:  # the real decoder, but for the second record
+        registry = real.registry
 
-    bridge.path.decoder.decode = decode_or_fail  # type: ignore[method-assign]
+        def decode(self, topic: str, value: bytes | None) -> dict[str, Any]:
+            if value == batch[1].value:
+                raise MemoryError("one record's size")
+            return real.decode(topic, value)
+
+    bridge.path.decoder = OneFails()
     with capture_logs() as logs:
         assert asyncio.run(bridge.run()) == EXIT_OK
     assert [(r.offset, e.error_class, e.reason) for r, e in dlq.written] == [

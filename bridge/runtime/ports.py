@@ -1,0 +1,108 @@
+"""The ports the runtime depends on: what it asks of the Kafka source, of the sender to
+Intilery, of the dead-letter sink and of the decoder. The real parts
+(:class:`~bridge.kafka.source.Source`, :class:`~bridge.intilery.sending.Sender`,
+:class:`~bridge.kafka.deadletter.DeadLetters`, :class:`~bridge.decode.decoder.Decoder`)
+fit them, and so do the fakes of ``tests/recordpath.py``, with no ``type: ignore``.
+
+What the runtime only reads is a property here, so a plain attribute fits it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from bridge.decode.registry import SchemaRegistry
+from bridge.errors import RecordError
+from bridge.intilery.client import Delivered
+from bridge.intilery.sending import Gate
+from bridge.model import Command, Position, Record, TopicPartitionKey
+
+
+class RecordSource(Protocol):
+    """The consumer, as the loop and the partitions' bookkeeping use it (on the Kafka
+    thread, but for the fields read)."""
+
+    @property
+    def member(self) -> bool: ...  # the group knows this member (maybe with no partitions)
+
+    @property
+    def last_error(self) -> str | None: ...
+
+    @property
+    def fatal(self) -> str | None: ...
+
+    @property
+    def assigned(self) -> set[TopicPartitionKey]: ...
+
+    @property
+    def at_end(self) -> set[TopicPartitionKey]: ...
+
+    @property
+    def last_read(self) -> dict[TopicPartitionKey, tuple[int, int | None]]: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    @property
+    def rebalances(self) -> int: ...
+
+    @property
+    def partitions_total(self) -> int | None: ...
+
+    def start(self) -> None: ...
+
+    def fetch(self, max_records: int, /) -> list[Record]: ...
+
+    def pause(self, paused: bool, /) -> None: ...
+
+    def lag(self) -> list[tuple[TopicPartitionKey, int, float]]: ...
+
+    def commit(self, positions: Iterable[Position], wait: bool, rebalances: int | None = None) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class CommandSender(Protocol):
+    """Sends one command until Intilery takes it (or refuses it for good)."""
+
+    @property
+    def gate(self) -> Gate: ...
+
+    @property
+    def in_flight(self) -> int: ...
+
+    @property
+    def failing_since(self) -> float | None: ...
+
+    async def send(self, command: Command, context: Mapping[str, Any], /) -> Delivered: ...
+
+
+class DeadLetterSink(Protocol):
+    """Writes a record that failed for good, with its reason, and says when it is written."""
+
+    @property
+    def pending(self) -> int: ...
+
+    @property
+    def fatal(self) -> str | None: ...
+
+    @property
+    def failing_since(self) -> float | None: ...
+
+    @property
+    def last_failure(self) -> str | None: ...
+
+    def send(self, record: Record, error: RecordError, on_done: Callable[[], None], /) -> None: ...
+
+    def poll(self) -> object: ...
+
+    def flush(self, timeout: float, /) -> object: ...
+
+
+class RecordDecoder(Protocol):
+    """Bytes of a topic to an event."""
+
+    @property
+    def registry(self) -> SchemaRegistry | None: ...
+
+    def decode(self, topic: str, value: bytes | None, /) -> dict[str, Any]: ...
