@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from bridge import __version__
 from bridge.cli.verbs import (
@@ -31,6 +32,10 @@ def port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{value} is not a port (0 to 65535)")
     return value
 
+
+Verb = Callable[..., argparse.ArgumentParser]  # adds a verb's sub-parser: (name, help, config=True)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="intilery-bridge",
@@ -45,6 +50,22 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--config", "-c", required=True, help="the bridge YAML file")
         return sub
 
+    for add in (
+        _add_run,
+        _add_check,
+        _add_map,
+        _add_test,
+        _add_schema,
+        _add_replay,
+        _add_redrive,
+        _add_sandbox,
+        _add_demo,
+    ):
+        add(verb)
+    return top
+
+
+def _add_run(verb: Verb) -> None:
     run = verb("run", "Consume, map and deliver until stopped (SIGTERM/SIGINT stop it cleanly).")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides log.level")
     run.add_argument(
@@ -54,6 +75,8 @@ def parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
+
+def _add_check(verb: Verb) -> None:
     check = verb("check", "Validate the file, every rule and template; touches neither Kafka nor Intilery.")
     check.add_argument(
         "--strict", action="store_true", help="fail on warnings too (likely mistakes in rules)"
@@ -69,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     check.set_defaults(func=cmd_check)
 
+
+def _add_map(verb: Verb) -> None:
     mapping = verb("map", "Map events (JSON Lines) to the commands that would be posted, offline.")
     mapping.add_argument("--topic", help="the topic the events come from (default: the first source topic)")
     mapping.add_argument(
@@ -82,6 +107,8 @@ def parser() -> argparse.ArgumentParser:
     mapping.add_argument("file", nargs="?", default="-", metavar="FILE|-", help="events file, - for stdin")
     mapping.set_defaults(func=cmd_map)
 
+
+def _add_test(verb: Verb) -> None:
     test = verb(
         "test", "Run the rules' test cases (YAML golden files) offline: no Kafka, Intilery or secrets."
     )
@@ -89,12 +116,16 @@ def parser() -> argparse.ArgumentParser:
     test.add_argument("--junit-xml", metavar="FILE", help="also write a JUnit XML report here, for CI")
     test.set_defaults(func=cmd_test)
 
+
+def _add_schema(verb: Verb) -> None:
     schema = verb("schema", "Print the JSON Schema of the configuration file, for editors.", config=False)
     schema.add_argument(
         "--reference", action="store_true", help="print the configuration reference (Markdown) instead"
     )
     schema.set_defaults(func=cmd_schema)
 
+
+def _add_replay(verb: Verb) -> None:
     again = verb("replay", "Re-run a window of one topic through the rules, as a group of its own.")
     again.add_argument("--topic", required=True, help="the topic to replay (one of source.topics)")
     start = again.add_mutually_exclusive_group(required=True)
@@ -120,6 +151,8 @@ def parser() -> argparse.ArgumentParser:
     beside_live(again)
     again.set_defaults(func=cmd_replay)
 
+
+def _add_redrive(verb: Verb) -> None:
     drive = verb(
         "redrive", "Run the dead-letter topic through the current rules, as from the original topics."
     )
@@ -143,6 +176,8 @@ def parser() -> argparse.ArgumentParser:
     beside_live(drive)
     drive.set_defaults(func=cmd_redrive)
 
+
+def _add_sandbox(verb: Verb) -> None:
     sandbox = verb("sandbox", "Run the local Intilery-compatible server.", config=False)
     sandbox.add_argument("--port", type=port, default=8080)
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -158,6 +193,8 @@ def parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--tls-key", help="the PEM private key of --tls-cert")
     sandbox.set_defaults(func=cmd_sandbox)
 
+
+def _add_demo(verb: Verb) -> None:
     demo = verb("demo", "Embedded Kafka + sandbox + the example rules, end to end.", config=False)
     demo.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     demo.add_argument(
@@ -172,7 +209,6 @@ def parser() -> argparse.ArgumentParser:
         "DIR/schemas (never overwriting) and stop, to try them outside a checkout",
     )
     demo.set_defaults(func=cmd_demo)
-    return top
 
 
 def beside_live(verb: argparse.ArgumentParser) -> None:
