@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 
 import structlog
 
@@ -71,6 +72,72 @@ def build_bridge(
     delivery, metrics, stop = config.delivery, Metrics(), Stop()
     for service, setting in config.unverified_tls():
         log.warning("tls_verification_disabled", service=service, setting=setting)
+    outcomes, offsets, listener = Outcomes(metrics), OffsetTracker(), OnTheLoop()
+    intilery = intilery_stage(config, metrics, outcomes, rate, guard_stale)
+    decoder = decoder or Decoder(config.source, source_name, registry_for(config.source))
+    source, dead_letters = kafka_stage(config, source_name, listener, window, intilery.shared)
+    path = RecordPath(
+        decoder=decoder,
+        mapper=mapper,
+        sender=intilery.sender,
+        dead_letters=dead_letters,
+        offsets=offsets,
+        outcomes=outcomes,
+        stop=stop,
+        retry=delivery.retry,
+        topics=frozenset(config.source.topic_names),
+        window=window,
+    )
+    partitions = Partitions(
+        source,
+        path,
+        offsets,
+        metrics,
+        grace_s=delivery.rebalance_grace_s,
+        dead_letters=dead_letters,
+        limiter=intilery.limiter if intilery.shared else None,
+        window=window,
+    )
+    listener.serve(partitions)
+    health = Health(
+        source,
+        intilery.sender,
+        stop,
+        dead_letters=dead_letters,
+        offsets=offsets,
+        stuck_after_s=delivery.stuck_after_s,
+    )
+    if dead_letters is not None:
+        dead_letters.on_failure = metrics.dead_letter_write_failures.inc
+    parts = Parts(
+        source=source,
+        listener=listener,
+        path=path,
+        partitions=partitions,
+        outcomes=outcomes,
+        health=health,
+        back_pressure=BackPressure(delivery.max_buffered_records, delivery.max_buffered_bytes),
+        stop=stop,
+        closers=[*intilery.closers, *([decoder.registry.close] if decoder.registry is not None else [])],
+        server=observability_stage(config, metrics, health, intilery, offsets),
+    )
+    return Bridge(config, mapper, parts, until_caught_up=until_caught_up or window is not None)
+
+
+@dataclass(frozen=True)
+class IntileryStage:
+    """The sender to Intilery, the rate limiter pacing it, and what to close at the end."""
+
+    sender: Sender
+    limiter: Limiter | None
+    shared: bool  # the limiter takes this replica's share of the account's rate
+    closers: list[Callable[[], Awaitable[None] | None]]
+
+
+def intilery_stage(
+    config: BridgeConfig, metrics: Metrics, outcomes: Outcomes, rate: float | None, guard_stale: bool
+) -> IntileryStage:
+    delivery = config.delivery
     shared = config.intilery.rate_limit.share == "partitions" and rate is None
     limiter = rate_limiter(config.intilery, rate, shared, metrics)
     pace = pacer(limiter, metrics.limiter_wait.inc) if limiter is not None else None
@@ -87,7 +154,6 @@ def build_bridge(
         # max_in_flight bounds requests; each request carries up to max_calls commands.
         post = Batcher(client, delivery.batch, delivery.max_in_flight).post
         in_flight = delivery.max_in_flight * delivery.batch.max_calls
-    outcomes = Outcomes(metrics)
     sender = Sender(
         post,
         delivery.retry,
@@ -96,15 +162,19 @@ def build_bridge(
         pace=None if batched else pace,
         guard_stale=guard_stale,
     )
-    decoder = decoder or Decoder(config.source, source_name, registry_for(config.source))
-    offsets = OffsetTracker()
-    listener = OnTheLoop()
+    closers: list[Callable[[], Awaitable[None] | None]] = [client.close]
+    if isinstance(limiter, RedisRateLimiter):
+        closers.append(limiter.close)
+    return IntileryStage(sender, limiter, shared and limiter is not None, closers)
+
+
+def kafka_stage(
+    config: BridgeConfig, source_name: str, listener: OnTheLoop, window: Window | None, count_partitions: bool
+) -> tuple[Source, DeadLetters | None]:
+    """The consumer (the group's, or a window's own) and the dead-letter writer."""
+    topic = config.delivery.dead_letter_topic
     try:
-        dead_letters = (
-            DeadLetters.create(delivery.dead_letter_topic, config.kafka)
-            if delivery.dead_letter_topic
-            else None
-        )
+        dead_letters = DeadLetters.create(topic, config.kafka) if topic else None
         kafka = {**config.kafka, "group.id": window.group} if window else config.kafka
         source = Source(
             consumer_config(kafka, config.source.start_from),
@@ -112,67 +182,28 @@ def build_bridge(
             listener,
             start_at_ms=config.source.start_at_ms if window is None else None,
             assignment=window.assignment() if window else None,
-            count_partitions=shared and limiter is not None,
+            count_partitions=count_partitions,
         )
     except ConfigError as exc:  # librdkafka refused a property
         raise ConfigError([f"{source_name}: {problem}" for problem in exc.problems]) from exc
-    path = RecordPath(
-        decoder=decoder,
-        mapper=mapper,
-        sender=sender,
-        dead_letters=dead_letters,
-        offsets=offsets,
-        outcomes=outcomes,
-        stop=stop,
-        retry=delivery.retry,
-        topics=frozenset(config.source.topic_names),
-        window=window,
-    )
-    partitions = Partitions(
-        source,
-        path,
-        offsets,
-        metrics,
-        grace_s=delivery.rebalance_grace_s,
-        dead_letters=dead_letters,
-        limiter=limiter if shared else None,
-        window=window,
-    )
-    listener.serve(partitions)
-    health = Health(
-        source, sender, stop, dead_letters=dead_letters, offsets=offsets, stuck_after_s=delivery.stuck_after_s
-    )
-    if dead_letters is not None:
-        dead_letters.on_failure = metrics.dead_letter_write_failures.inc
-    observe = config.observability
-    server = (
-        ObservabilityServer(
-            metrics, health.health, health.readiness, observe.host, observe.port, health.membership
-        )
-        if observe.enabled
-        else None
-    )
+    return source, dead_letters
+
+
+def observability_stage(
+    config: BridgeConfig, metrics: Metrics, health: Health, intilery: IntileryStage, offsets: OffsetTracker
+) -> ObservabilityServer | None:
+    """The gauges read when scraped, and the server of /metrics, /healthz and /readyz."""
+    sender, limiter = intilery.sender, intilery.limiter
     metrics.in_flight.set_function(lambda: sender.in_flight)
     metrics.unfinished.set_function(offsets.held)
     if limiter is not None:
         metrics.rate_limit.set_function(lambda: limiter.rate)
-    parts = Parts(
-        source=source,
-        listener=listener,
-        path=path,
-        partitions=partitions,
-        outcomes=outcomes,
-        health=health,
-        back_pressure=BackPressure(delivery.max_buffered_records, delivery.max_buffered_bytes),
-        stop=stop,
-        closers=[
-            client.close,
-            *([limiter.close] if isinstance(limiter, RedisRateLimiter) else []),
-            *([decoder.registry.close] if decoder.registry is not None else []),
-        ],
-        server=server,
+    observe = config.observability
+    if not observe.enabled:
+        return None
+    return ObservabilityServer(
+        metrics, health.health, health.readiness, observe.host, observe.port, health.membership
     )
-    return Bridge(config, mapper, parts, until_caught_up=until_caught_up or window is not None)
 
 
 def rate_limiter(
