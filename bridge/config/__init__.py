@@ -84,7 +84,7 @@ from bridge.config.reading import (
     MAX_EXPANDED_NODES as MAX_EXPANDED_NODES,
 )
 from bridge.config.reading import (
-    SECRET_FILES as SECRET_FILES,
+    SECRET_PATHS as SECRET_PATHS,
 )
 from bridge.config.reading import (
     StrictLoader as StrictLoader,

@@ -50,17 +50,28 @@ def expand_env(node: Any, env: Mapping[str, str], problems: list[str] | None, pa
 
 
 def read_secret_file(file: str, path: str, problems: list[str] | None) -> str:
-    """The content of a mounted secret (``${file:/run/secrets/x}``), without its final newline."""
-    try:
-        return Path(file).read_text(encoding="utf-8").rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as exc:
+    """The content of a mounted secret (``${file:/run/secrets/x}``), without its final newline
+    (line ends read as a text file reads them)."""
+    text, reason = _file_text(file)
+    if text is None:
         if problems is not None:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             problems.append(f"{path}: cannot read secret file {file}: {reason}")
         return ""
+    return text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
 
 
-SECRET_FILES: tuple[tuple[str, ...], ...] = (
+def _file_text(file: str) -> tuple[str | None, str]:
+    """A file's text as it is, or None and why it cannot be read."""
+    try:
+        return Path(file).read_bytes().decode("utf-8"), ""
+    except OSError as exc:
+        return None, exc.strerror or str(exc)
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+
+
+# The fields that hold a secret; each may also be read from a file: ``<field>_file``.
+SECRET_PATHS: tuple[tuple[str, ...], ...] = (
     ("intilery", "auth_token"),
     ("source", "schema_registry", "basic_auth"),
     ("intilery", "rate_limit", "redis", "password"),
@@ -72,7 +83,7 @@ def read_secret_files(expanded: dict[str, Any], problems: list[str] | None) -> N
     in ``auth_token``, as it is: the field's own checks then apply (one trailing newline
     removed with a warning, control characters refused). Likewise the registry's
     ``basic_auth_file`` and Redis' ``password_file``."""
-    for *sections, field in SECRET_FILES:
+    for *sections, field in SECRET_PATHS:
         node = at_path(expanded, sections)
         if not isinstance(node, dict) or node.get(f"{field}_file") is None:
             continue
@@ -82,15 +93,13 @@ def read_secret_files(expanded: dict[str, Any], problems: list[str] | None) -> N
         elif not isinstance(file, str) or not file:
             problem = f"{where}: expected the path of a file"
         else:
-            try:
-                node[field] = Path(file).read_bytes().decode("utf-8")
+            text, reason = _file_text(file)
+            node[field] = text or ""
+            if text is not None:
                 continue
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                # as an unset variable: named by the field it fills, which is left empty, so
-                # that `check` without --require-env can note it and go on
-                problem = f"{'.'.join([*sections, field])}: cannot read {field}_file {file}: {reason}"
-                node[field] = ""
+            # as an unset variable: named by the field it fills, which is left empty, so
+            # that `check` without --require-env can note it and go on
+            problem = f"{'.'.join([*sections, field])}: cannot read {field}_file {file}: {reason}"
         if problems is not None:
             problems.append(problem)
 

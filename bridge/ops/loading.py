@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from bridge import logs
 from bridge.config import (
-    SECRET_FILES,
+    SECRET_PATHS,
     BridgeConfig,
     SourceConfig,
     as_dict,
@@ -71,7 +71,7 @@ def load(path: str, unset_secrets: list[str] | None = None, env: Mapping[str, st
         raise ConfigError([f"{path}: {p}" for p in problems])
     unverified = config.unverified_tls()
     mapper.warnings += [f"{where}: TLS verification of {service} is off" for service, where in unverified]
-    for fields in SECRET_FILES:
+    for fields in SECRET_PATHS:
         secret = at_path(expanded, list(fields))
         if isinstance(secret, str) and secret.endswith("\n"):
             where = ".".join(fields)
@@ -118,11 +118,7 @@ def is_secret_field(problem: str) -> bool:
     return field in SECRET_FIELDS or kafka_secret
 
 
-SECRET_FIELDS = (
-    "intilery.auth_token",
-    "source.schema_registry.basic_auth",
-    "intilery.rate_limit.redis.password",
-)
+SECRET_FIELDS = tuple(".".join(path) for path in SECRET_PATHS)
 SECRET_KEY_PARTS = ("password", "secret", "sasl.oauthbearer.config", "basic.auth.user.info")
 
 
@@ -139,7 +135,7 @@ def register_secrets(expanded: dict[str, Any]) -> None:
     intilery, kafka = as_dict(expanded.get("intilery")), as_dict(expanded.get("kafka"))
     registry = as_dict(as_dict(expanded.get("source")).get("schema_registry"))
     redis = as_dict(as_dict(intilery.get("rate_limit")).get("redis"))
-    values = [at_path(expanded, list(fields)) for fields in SECRET_FILES]
+    values = [at_path(expanded, list(fields)) for fields in SECRET_PATHS]
     for url in (redis.get("url"), registry.get("url"), intilery.get("url")):  # scheme://user:password@host
         values.append(_url_password(url))
     values += [v for k, v in kafka.items() if any(part in str(k) for part in SECRET_KEY_PARTS)]

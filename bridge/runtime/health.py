@@ -121,17 +121,12 @@ class Health:
     def membership(self) -> list[str]:
         """``/readyz?scope=group``: a member of the consumer group (a member with no
         partitions is a ready standby) and not stopping; what a rollout and a drain wait for."""
-        reasons = []
-        if not self._source.member:
-            error = self._source.last_error and redact(self._source.last_error)  # a broker unreachable
-            reasons.append("not yet a member of the consumer group" + (f" (Kafka: {error})" if error else ""))
-        return reasons + (["stopping"] if self._stop.requested else [])
+        return self._not_member() + self._stopping()
 
     def readiness(self) -> list[str]:
         """``/readyz``: a member, and delivering: Intilery taking the token and answering, the
         dead-letter topic taking writes, no partition stuck."""
-        group = self.membership()
-        reasons = [reason for reason in group if reason != "stopping"]
+        reasons = self._not_member()
         if self._sender.gate.auth_failed:
             reasons.append(self._sender.gate.refusal)
         failing = self._sender.failing_since
@@ -147,4 +142,13 @@ class Health:
             named = ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(stuck))
             waited = f"no commit for over {self._stuck_after_s:.0f}s while records wait"
             reasons.append(f"{waited} (delivery.stuck_after_s): {named}")
-        return reasons + [reason for reason in group if reason == "stopping"]
+        return reasons + self._stopping()
+
+    def _not_member(self) -> list[str]:
+        if self._source.member:
+            return []
+        error = self._source.last_error and redact(self._source.last_error)  # a broker unreachable
+        return ["not yet a member of the consumer group" + (f" (Kafka: {error})" if error else "")]
+
+    def _stopping(self) -> list[str]:
+        return ["stopping"] if self._stop.requested else []

@@ -6,6 +6,8 @@ import asyncio
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.config import RetryConfig
 from bridge.errors import AuthError, DeliveryError, RecordError, RejectedError, RetryableError, SetupError
@@ -283,3 +285,26 @@ def test_an_error_is_never_changed_once_raised() -> None:
     named = error.for_rule("abandoned-sms")
     assert type(named) is RejectedError and error.rule is None
     assert (named.rule, named.reason, named.status) == ("abandoned-sms", error.reason, 400)
+
+
+@given(
+    status=st.integers(100, 599),
+    body=st.binary(max_size=300),
+    location=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=300),
+    retry_after=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
+)
+@settings(max_examples=300, deadline=None)
+def test_any_answer_is_classified_never_raised_raw(
+    status: int, body: bytes, location: str, retry_after: str
+) -> None:
+    """Intilery's answer is outside bytes: whatever the status, body and headers (a
+    redirect's Location, a Retry-After), it is delivered, retried, held or rejected."""
+    answer = httpx.Response(status, content=body, headers={"location": location, "retry-after": retry_after})
+    try:
+        delivered = classify(answer)
+    except (DeliveryError, RecordError) as exc:
+        assert isinstance(exc.reason, str)
+        if isinstance(exc, SetupError) and not isinstance(exc, AuthError):
+            assert 300 <= status < 400 and len(exc.reason) < 300
+    else:
+        assert 200 <= status < 300 and delivered.status == status
