@@ -1,5 +1,5 @@
-"""The types the stages hand each other: a record as read from Kafka, a command
-for Intilery, a partition's key and a commit's position. Imports nothing of ours
+"""The types the stages hand each other: a record as read from Kafka (and a fetch of
+them), a command for Intilery, a partition's key and a commit's position. Imports nothing of ours
 (an import-linter contract in pyproject.toml), so every stage can depend on it.
 """
 
@@ -10,6 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TopicPartitionKey = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """What one fetch read: its records, and per partition it had news of, whether that
+    news ended at the partition's end (nothing more to read for now)."""
+
+    records: list[Record]
+    ends: dict[TopicPartitionKey, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +102,7 @@ class Position:
     offset: int
     metadata: str = ""  # the finished offsets after ``offset`` (bridge.kafka.offsetmap)
     left_out: int = 0  # finished offsets the metadata had no room for
+
+    @property
+    def tp(self) -> TopicPartitionKey:
+        return (self.topic, self.partition)

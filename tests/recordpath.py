@@ -15,15 +15,17 @@ from typing import Any
 from bridge.errors import RecordError, RejectedError
 from bridge.intilery.client import Delivered
 from bridge.intilery.sending import Gate
-from bridge.kafka.offsets import OffsetTracker
 from bridge.metrics import Metrics
-from bridge.model import Command, Position, Record, TopicPartitionKey
+from bridge.model import Command, Fetched, Position, Record, TopicPartitionKey
 from bridge.ops.loading import Loaded, load
+from bridge.runtime.checkpoint import Checkpoint
 from bridge.runtime.health import BackPressure, Health, Stop
 from bridge.runtime.outcomes import Outcomes
-from bridge.runtime.partitions import OnTheLoop, Partitions
+from bridge.runtime.partitions import Partitions
 from bridge.runtime.pipeline import Bridge, Parts
 from bridge.runtime.records import RecordPath
+from bridge.runtime.state import Assignment
+from bridge.runtime.worker import KafkaWorker
 from tests.support import TOKEN, base_config, sms_event, write_config
 
 TP: TopicPartitionKey = ("bookings", 0)
@@ -34,12 +36,10 @@ class FakeSource:
 
     def __init__(self, batches: list[list[Record]]) -> None:
         self.batches = batches
-        self.listener: OnTheLoop | None = None
+        self.listener: KafkaWorker | None = None
         self.finished: dict[TopicPartitionKey, set[int]] = {}  # the last commit's map, on assignment
         self.paused, self.pauses, self.commits = False, list[bool](), list[Position]()
         self.assigned: set[TopicPartitionKey] = set()
-        self.at_end: set[TopicPartitionKey] = set()
-        self.last_read: dict[TopicPartitionKey, tuple[int, int | None]] = {}
         self.member, self.fatal, self.rebalances, self.partitions_total = False, None, 0, 1
         self.last_error: str | None = None
 
@@ -49,11 +49,11 @@ class FakeSource:
         self.member, self.assigned = True, set(keys)
         self.listener.assigned(keys, self.finished)
 
-    def fetch(self, max_records: int) -> list[Record]:
+    def fetch(self, max_records: int) -> Fetched:
         if self.paused or not self.batches:
-            self.at_end = set(self.assigned) if not self.batches else set()
-            return []
-        return self.batches.pop(0)
+            return Fetched([], dict.fromkeys(self.assigned, True) if not self.batches else {})
+        records = self.batches.pop(0)
+        return Fetched(records, {record.tp: False for record in records})
 
     def pause(self, paused: bool) -> None:
         self.paused = paused
@@ -67,7 +67,9 @@ class FakeSource:
             self.listener.committed(positions)
         return True
 
-    def lag(self) -> list[tuple[TopicPartitionKey, int, float]]:
+    def lag(
+        self, last_read: dict[TopicPartitionKey, tuple[int, int | None]]
+    ) -> list[tuple[TopicPartitionKey, int, float]]:
         return []
 
     def close(self) -> None:
@@ -135,29 +137,33 @@ def build(
     loaded = loaded or load_config(tmp_path, source_config, max_buffered, bool(dead_letters))
     source, sender = FakeSource(batches), sender or FakeSender()
     dlq = (FakeDeadLetters() if dead_letters is True else dead_letters) if dead_letters else None
-    metrics, stop, offsets = Metrics(), Stop(), OffsetTracker()
+    metrics, stop, states, kafka = Metrics(), Stop(), Assignment(), KafkaWorker()
     outcomes = Outcomes(metrics)
     path = RecordPath(
         decoder=loaded.decoder,
         mapper=loaded.mapper,
         sender=sender,
         dead_letters=dlq,
-        offsets=offsets,
+        states=states,
         outcomes=outcomes,
         stop=stop,
         retry=loaded.config.delivery.retry,
         topics=frozenset(loaded.config.source.topic_names),
     )
-    partitions = Partitions(source, path, offsets, metrics, grace_s=1, dead_letters=dlq)
-    source.listener = OnTheLoop()
-    source.listener.serve(partitions)
+    checkpoint = Checkpoint(states, kafka, metrics)
+    partitions = Partitions(source, states, checkpoint, metrics, grace_s=1, dead_letters=dlq)
+    kafka.serve(source, partitions, checkpoint)
+    source.listener = kafka
     parts = Parts(
-        source=source,
-        listener=source.listener,
+        kafka=kafka,
         path=path,
+        states=states,
+        checkpoint=checkpoint,
         partitions=partitions,
+        sender=sender,
+        dead_letters=dlq,
         outcomes=outcomes,
-        health=Health(source, sender, stop, offsets=offsets),
+        health=Health(source, sender, stop, states=states),
         back_pressure=BackPressure(max_buffered, max_buffered_bytes),
         stop=stop,
     )
@@ -185,5 +191,3 @@ def seqs(sender: FakeSender) -> list[int]:
 
 def last_commit(source: FakeSource) -> int:
     return max(position.offset for position in source.commits)
-
-

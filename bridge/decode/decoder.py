@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bridge.config import SourceConfig
+from bridge.config import SourceConfig, TopicConfig
 from bridge.decode.avro import Reader, SchemaNotCached, load_schema, split_frame
 from bridge.decode.registry import SchemaRegistry
 from bridge.errors import ConfigError, DecodeError
@@ -58,7 +58,50 @@ def resolve_path(path: str, config_file: str) -> Path:
     return beside if beside.exists() or not candidate.exists() else candidate
 
 
-def _plain_avro(reader: Reader) -> Decode:
+class Decoder:
+    """Decodes each topic as ``source.topics`` says, by its format's registered decoder
+    (:data:`FORMATS`); local schemas load at start-up. ``registry``: the schema registry's
+    client, which the factory builds (:func:`~bridge.decode.registry.registry_for`), for
+    the topics in its wire format."""
+
+    def __init__(
+        self, source: SourceConfig, config_file: str, registry: SchemaRegistry | None = None
+    ) -> None:
+        self.registry, self.config_file, self.max_depth = registry, config_file, source.avro_max_depth
+        self._by_topic: dict[str, Decode] = {}
+        problems = []
+        for index, topic in enumerate(source.resolved()):
+            try:
+                self._by_topic[topic.name] = FORMATS[topic.format or source.format](self, topic)
+            except ValueError as exc:
+                problems.append(f"{config_file}: source.topics[{index}] ({topic.name}).schema: {exc}")
+        if problems:
+            raise ConfigError(problems)
+
+    def decode(self, topic: str, value: bytes | None) -> dict[str, Any]:
+        return self._by_topic.get(topic, decode_json)(value)
+
+    def framed(self, value: bytes | None) -> dict[str, Any]:
+        """Avro in the schema registry's wire format: the schema's id, then the record."""
+        schema_id = split_frame(value)
+        assert self.registry is not None and value is not None
+        reader = self.registry.cached(schema_id)
+        if reader is None:
+            raise SchemaNotCached(schema_id)
+        return reader.read(value, offset=5)
+
+
+def json_format(decoder: Decoder, topic: TopicConfig) -> Decode:
+    return decode_json
+
+
+def avro_format(decoder: Decoder, topic: TopicConfig) -> Decode:
+    """A local schema (``schema``), else the registry's wire format; ValueError: the local
+    schema cannot be loaded."""
+    if not topic.schema_path:
+        return decoder.framed
+    reader = Reader(load_schema(resolve_path(topic.schema_path, decoder.config_file)), decoder.max_depth)
+
     def decode(value: bytes | None) -> dict[str, Any]:
         if value is None:
             raise DecodeError("record has no value (tombstone)")
@@ -67,39 +110,6 @@ def _plain_avro(reader: Reader) -> Decode:
     return decode
 
 
-class Decoder:
-    """Decodes each topic as ``source.topics`` says; local schemas load at start-up.
-    ``registry``: the schema registry's client, which the loader builds
-    (:func:`~bridge.decode.registry.registry_for`), for the topics in its wire format."""
-
-    def __init__(
-        self, source: SourceConfig, config_file: str, registry: SchemaRegistry | None = None
-    ) -> None:
-        self.registry = registry
-        self._by_topic: dict[str, Decode] = {}
-        problems = []
-        for index, topic in enumerate(source.resolved()):
-            if topic.format == "json":
-                self._by_topic[topic.name] = decode_json
-            elif topic.schema_path:
-                try:
-                    schema = load_schema(resolve_path(topic.schema_path, config_file))
-                except ValueError as exc:
-                    problems.append(f"{config_file}: source.topics[{index}] ({topic.name}).schema: {exc}")
-                    continue
-                self._by_topic[topic.name] = _plain_avro(Reader(schema, source.avro_max_depth))
-            else:
-                self._by_topic[topic.name] = self._framed
-        if problems:
-            raise ConfigError(problems)
-
-    def decode(self, topic: str, value: bytes | None) -> dict[str, Any]:
-        return self._by_topic.get(topic, decode_json)(value)
-
-    def _framed(self, value: bytes | None) -> dict[str, Any]:
-        schema_id = split_frame(value)
-        assert self.registry is not None and value is not None
-        reader = self.registry.cached(schema_id)
-        if reader is None:
-            raise SchemaNotCached(schema_id)
-        return reader.read(value, offset=5)
+# A topic's format (``source.topics[].format``) → what makes its decoder; a new format is
+# one more entry here (and in the configuration's ``Format``).
+FORMATS: dict[str, Callable[[Decoder, TopicConfig], Decode]] = {"json": json_format, "avro": avro_format}

@@ -7,6 +7,7 @@ after it named in the commit's metadata (:mod:`bridge.kafka.offsetmap`). An offs
 that goes backwards is refused, and a commit never passes an unfinished record.
 A partition assigned with a map from its last commit knows those records are
 finished before it reads them again, and keeps naming them until it passes them.
+The commit job itself is :class:`bridge.runtime.checkpoint.Checkpoint`'s.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ from collections import deque
 from collections.abc import Iterable
 
 from bridge.kafka import offsetmap
-from bridge.model import Position, TopicPartitionKey
-
-MIN_MAP_BYTES = 64  # below this a map names too little to be worth it
 
 
 class PartitionOffsets:
@@ -138,89 +136,8 @@ class PartitionOffsets:
         position = self.position()
         return position is not None and position != self.committed
 
-
-class OffsetTracker:
-    """Per-partition :class:`PartitionOffsets` for the current assignment."""
-
-    def __init__(self) -> None:
-        self._partitions: dict[TopicPartitionKey, PartitionOffsets] = {}
-        self.map_limit = offsetmap.MAX_BYTES  # the broker's offset.metadata.max.bytes, as far as known
-
-    def shrink_map(self, refused: int | None = None) -> bool:
-        """The broker refused a map of ``refused`` bytes (None: of the current bound) as too
-        large (its ``offset.metadata.max.bytes`` is below Kafka's default): bound maps to
-        half of that, down to no map at all, so that commits go through (the offsets left
-        out are resent after a restart, as without a map). False when the bound was already
-        below it (a commit taken before the last shrink)."""
-        refused = self.map_limit if refused is None else refused
-        if refused > self.map_limit or not self.map_limit:
-            return False
-        self.map_limit = refused // 2 if refused // 2 >= MIN_MAP_BYTES else 0
-        for part in self._partitions.values():
-            part.commit_failed()
-        return True
-
-    def assign(self, key: TopicPartitionKey, finished_earlier: Iterable[int] = ()) -> PartitionOffsets:
-        self._partitions[key] = PartitionOffsets(finished_earlier)
-        return self._partitions[key]
-
-    def revoke(self, key: TopicPartitionKey) -> PartitionOffsets | None:
-        return self._partitions.pop(key, None)
-
-    def get(self, key: TopicPartitionKey) -> PartitionOffsets | None:
-        return self._partitions.get(key)
-
-    def __len__(self) -> int:
-        """Partitions assigned."""
-        return len(self._partitions)
-
-    def held(self) -> int:
-        """Records held across partitions: what ``max_buffered_records`` bounds."""
-        return sum(len(p) for p in self._partitions.values())
-
-    def held_bytes(self) -> int:
-        """Bytes of the unfinished records: what ``max_buffered_bytes`` bounds."""
-        return sum(p.bytes for p in self._partitions.values())
-
-    def waiting(self, now: float) -> dict[TopicPartitionKey, float]:
-        """Per partition, seconds its oldest unfinished record has waited (0: none waits)."""
-        return {
-            key: 0.0 if (since := part.waiting_since()) is None else now - since
-            for key, part in self._partitions.items()
-        }
-
-    def stuck(self, now: float, after_s: float) -> list[TopicPartitionKey]:
-        """Partitions whose commit has not moved for ``after_s`` while records wait."""
-        return [
-            key
-            for key, part in self._partitions.items()
-            if (since := part.waiting_since()) is not None and now - max(since, part.moved_at) > after_s
-        ]
-
-    def unfinished(self) -> int:
-        return sum(p.unfinished() for p in self._partitions.values())
-
-    def to_commit(self, keys: set[TopicPartitionKey] | None = None, force: bool = False) -> list[Position]:
-        """What changed since the last call (``force``: everything known), per partition."""
-        return [
-            Position(topic, partition, *commit)
-            for (topic, partition), part in self._partitions.items()
-            if (keys is None or (topic, partition) in keys)
-            and (commit := part.to_commit(force, self.map_limit)) is not None
-        ]
-
-    def uncommitted(self) -> bool:
-        return any(part.uncommitted() for part in self._partitions.values())
-
-    def mark_committed(self, positions: Iterable[Position]) -> None:
-        for position in positions:
-            part = self._partitions.get((position.topic, position.partition))
-            if part is not None and (part.committed is None or position.offset > part.committed):
-                part.committed = position.offset
-                part.moved_at = time.monotonic()
-
-    def commit_failed(self, key: TopicPartitionKey | None) -> None:
-        """A commit failed for one partition (``None``: for all of them)."""
-        for found, part in self._partitions.items():
-            if key is None or found == key:
-                part.commit_failed()
+    def acknowledged(self, offset: int) -> None:
+        """The broker has a commit at ``offset`` (an older acknowledgement changes nothing)."""
+        if self.committed is None or offset > self.committed:
+            self.committed = offset
+            self.moved_at = time.monotonic()

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from confluent_kafka import KafkaException, TopicPartition
 
+from bridge.errors import TimeLookupFailed
 from bridge.kafka.consumer import offsets_at_time
 from bridge.model import TopicPartitionKey
 
@@ -160,3 +161,26 @@ def count_lost(
             log.warning("offset_reset", **where, to=to)
 
 
+def where_to_start(
+    consumer: Any,
+    partitions: list[TopicPartition],
+    committed: dict[TopicPartitionKey, TopicPartition] | None,
+    policy: str | None,
+    start_at_ms: int | None,
+    following: bool,
+) -> tuple[list[TopicPartition], list[TopicPartition], str | None]:
+    """What to assign (partitions the group never committed at their start position), those
+    start positions, and a problem that stops the bridge (then nothing is assigned).
+    ``committed``: None when the look-up failed; ``following``: the group's partitions, not
+    a replay's own assignment."""
+    if committed is None:
+        if start_at_ms is not None:  # which partitions are new is unknown: do not guess
+            return [], [], "source.start_from: the group's committed offsets could not be read"
+        return partitions, [], None
+    if not following:
+        return partitions, [], None
+    try:
+        starts = start_positions(consumer, partitions, committed, policy, start_at_ms)
+    except TimeLookupFailed as exc:
+        return [], [], f"source.start_from: {exc}"
+    return with_start_positions(partitions, starts), starts, None

@@ -23,17 +23,19 @@ from bridge.intilery.redislimit import RedisRateLimiter, connect
 from bridge.intilery.sending import Sender
 from bridge.kafka.consumer import consumer_config
 from bridge.kafka.deadletter import DeadLetters
-from bridge.kafka.offsets import OffsetTracker
 from bridge.kafka.source import Source
 from bridge.kafka.window import Window
 from bridge.metrics import Metrics
 from bridge.rules.mapping import Mapper
+from bridge.runtime.checkpoint import Checkpoint
 from bridge.runtime.health import BackPressure, Health, Stop
 from bridge.runtime.observability import ObservabilityServer
 from bridge.runtime.outcomes import Outcomes
-from bridge.runtime.partitions import OnTheLoop, Partitions
+from bridge.runtime.partitions import Partitions
 from bridge.runtime.pipeline import Bridge, Parts
 from bridge.runtime.records import RecordPath
+from bridge.runtime.state import Assignment
+from bridge.runtime.worker import KafkaWorker
 
 log = structlog.get_logger("bridge")
 
@@ -69,59 +71,63 @@ def build_bridge(
     account's (0: no limit of its own); with Redis, the account's bucket paces it and
     ``rate`` only while Redis is away. ``guard_stale``: skip commands past their rule's
     ``max_age`` (``replay --ignore-max-age`` turns it off)."""
-    delivery, metrics, stop = config.delivery, Metrics(), Stop()
     for service, setting in config.unverified_tls():
         log.warning("tls_verification_disabled", service=service, setting=setting)
-    outcomes, offsets, listener = Outcomes(metrics), OffsetTracker(), OnTheLoop()
+    metrics, stop, states, kafka = Metrics(), Stop(), Assignment(), KafkaWorker()
+    outcomes = Outcomes(metrics)
     intilery = intilery_stage(config, metrics, outcomes, rate, guard_stale)
     decoder = decoder or Decoder(config.source, source_name, registry_for(config.source))
-    source, dead_letters = kafka_stage(config, source_name, listener, window, intilery.shared)
-    path = RecordPath(
-        decoder=decoder,
-        mapper=mapper,
+    source, dead_letters = kafka_stage(config, source_name, kafka, window, intilery.shared, metrics)
+    path = record_stage(config, mapper, decoder, intilery, dead_letters, states, outcomes, stop, window)
+    stuck_after_s = config.delivery.stuck_after_s
+    health = Health(
+        source, intilery.sender, stop, dead_letters=dead_letters, states=states, stuck_after_s=stuck_after_s
+    )
+    checkpoint, partitions = partitions_stage(
+        config, metrics, kafka, source, states, dead_letters, intilery, window
+    )
+    parts = Parts(
+        kafka=kafka,
+        path=path,
+        states=states,
+        checkpoint=checkpoint,
+        partitions=partitions,
         sender=intilery.sender,
         dead_letters=dead_letters,
-        offsets=offsets,
         outcomes=outcomes,
+        health=health,
+        back_pressure=BackPressure(config.delivery.max_buffered_records, config.delivery.max_buffered_bytes),
         stop=stop,
-        retry=delivery.retry,
-        topics=frozenset(config.source.topic_names),
-        window=window,
+        closers=[*intilery.closers, *([decoder.registry.close] if decoder.registry is not None else [])],
+        server=observability_stage(config, metrics, health, intilery, states),
     )
+    return Bridge(config, mapper, parts, until_caught_up=until_caught_up or window is not None)
+
+
+def partitions_stage(
+    config: BridgeConfig,
+    metrics: Metrics,
+    kafka: KafkaWorker,
+    source: Source,
+    states: Assignment,
+    dead_letters: DeadLetters | None,
+    intilery: IntileryStage,
+    window: Window | None,
+) -> tuple[Checkpoint, Partitions]:
+    """The checkpoint and the partitions' hand-over, served the consumer's callbacks."""
+    checkpoint = Checkpoint(states, kafka, metrics, window)
     partitions = Partitions(
         source,
-        path,
-        offsets,
+        states,
+        checkpoint,
         metrics,
-        grace_s=delivery.rebalance_grace_s,
+        grace_s=config.delivery.rebalance_grace_s,
         dead_letters=dead_letters,
         limiter=intilery.limiter if intilery.shared else None,
         window=window,
     )
-    listener.serve(partitions)
-    health = Health(
-        source,
-        intilery.sender,
-        stop,
-        dead_letters=dead_letters,
-        offsets=offsets,
-        stuck_after_s=delivery.stuck_after_s,
-    )
-    if dead_letters is not None:
-        dead_letters.on_failure = metrics.dead_letter_write_failures.inc
-    parts = Parts(
-        source=source,
-        listener=listener,
-        path=path,
-        partitions=partitions,
-        outcomes=outcomes,
-        health=health,
-        back_pressure=BackPressure(delivery.max_buffered_records, delivery.max_buffered_bytes),
-        stop=stop,
-        closers=[*intilery.closers, *([decoder.registry.close] if decoder.registry is not None else [])],
-        server=observability_stage(config, metrics, health, intilery, offsets),
-    )
-    return Bridge(config, mapper, parts, until_caught_up=until_caught_up or window is not None)
+    kafka.serve(source, partitions, checkpoint)
+    return checkpoint, partitions
 
 
 @dataclass(frozen=True)
@@ -168,13 +174,46 @@ def intilery_stage(
     return IntileryStage(sender, limiter, shared and limiter is not None, closers)
 
 
+def record_stage(
+    config: BridgeConfig,
+    mapper: Mapper,
+    decoder: Decoder,
+    intilery: IntileryStage,
+    dead_letters: DeadLetters | None,
+    states: Assignment,
+    outcomes: Outcomes,
+    stop: Stop,
+    window: Window | None,
+) -> RecordPath:
+    """The record path: decode, map, deliver (or dead-letter) each record."""
+    return RecordPath(
+        decoder=decoder,
+        mapper=mapper,
+        sender=intilery.sender,
+        dead_letters=dead_letters,
+        states=states,
+        outcomes=outcomes,
+        stop=stop,
+        retry=config.delivery.retry,
+        topics=frozenset(config.source.topic_names),
+        window=window,
+    )
+
+
 def kafka_stage(
-    config: BridgeConfig, source_name: str, listener: OnTheLoop, window: Window | None, count_partitions: bool
+    config: BridgeConfig,
+    source_name: str,
+    listener: KafkaWorker,
+    window: Window | None,
+    count_partitions: bool,
+    metrics: Metrics,
 ) -> tuple[Source, DeadLetters | None]:
     """The consumer (the group's, or a window's own) and the dead-letter writer."""
     topic = config.delivery.dead_letter_topic
     try:
         dead_letters = DeadLetters.create(topic, config.kafka) if topic else None
+        if dead_letters is not None:
+            dead_letters.on_failure = metrics.dead_letter_write_failures.inc
         kafka = {**config.kafka, "group.id": window.group} if window else config.kafka
         source = Source(
             consumer_config(kafka, config.source.start_from),
@@ -190,12 +229,12 @@ def kafka_stage(
 
 
 def observability_stage(
-    config: BridgeConfig, metrics: Metrics, health: Health, intilery: IntileryStage, offsets: OffsetTracker
+    config: BridgeConfig, metrics: Metrics, health: Health, intilery: IntileryStage, states: Assignment
 ) -> ObservabilityServer | None:
     """The gauges read when scraped, and the server of /metrics, /healthz and /readyz."""
     sender, limiter = intilery.sender, intilery.limiter
     metrics.in_flight.set_function(lambda: sender.in_flight)
-    metrics.unfinished.set_function(offsets.held)
+    metrics.unfinished.set_function(states.held)
     if limiter is not None:
         metrics.rate_limit.set_function(lambda: limiter.rate)
     observe = config.observability

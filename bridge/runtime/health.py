@@ -1,8 +1,8 @@
 """Whether the bridge stops, should pause, is alive and is ready.
 
 :class:`Stop` is the bridge's one stop switch: a request (SIGTERM), or a failure
-that halts its partition at the record that failed. :class:`BackPressure` says
-when to pause the consumer. :class:`Health` answers ``/healthz`` and ``/readyz``.
+(its partition halts at the record that failed: the partition's state keeps where).
+:class:`BackPressure` says when to pause the consumer. :class:`Health` answers ``/healthz`` and ``/readyz``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from dataclasses import dataclass
 
 import structlog
 
-from bridge.kafka.offsets import OffsetTracker
 from bridge.logs import redact
-from bridge.model import Record, TopicPartitionKey
 from bridge.runtime.ports import CommandSender, DeadLetterSink, RecordSource
+from bridge.runtime.state import Assignment
 
 log = structlog.get_logger("bridge")
 
@@ -35,7 +34,6 @@ class Stop:
         self.draining = False  # stopping on request: commands in flight finish, no new ones start
         self.failure: str | None = None
         self.exit_code = EXIT_OK
-        self._halted_at: dict[TopicPartitionKey, int] = {}  # the record each failure stopped at
         self._deadline = math.inf  # of the shutdown's grace
 
     @property
@@ -58,18 +56,13 @@ class Stop:
         """Seconds of grace left."""
         return max(0.0, self._deadline - time.monotonic())
 
-    def fail(self, message: str, code: int = EXIT_PERMANENT_FAILURE, at: Record | None = None) -> None:
-        """Stop the bridge; records from ``at`` on in its partition are never sent or finished."""
-        if at is not None:
-            self._halted_at[at.tp] = min(at.offset, self._halted_at.get(at.tp, at.offset))
+    def fail(self, message: str, code: int = EXIT_PERMANENT_FAILURE) -> None:
+        """Stop the bridge (its partition halts at the record that failed:
+        :meth:`PartitionState.halt <bridge.runtime.state.PartitionState.halt>`)."""
         if self.failure is None:
             self.failure, self.exit_code = message, code
             log.error("bridge_failed", reason=message)
         self.event.set()
-
-    def halted(self, record: Record) -> bool:
-        halted_at = self._halted_at.get(record.tp)
-        return halted_at is not None and record.offset >= halted_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +97,11 @@ class Health:
         stop: Stop,
         clock: Callable[[], float] = time.monotonic,
         dead_letters: DeadLetterSink | None = None,
-        offsets: OffsetTracker | None = None,
+        states: Assignment | None = None,
         stuck_after_s: float = 300.0,
     ) -> None:
         self._source, self._sender, self._stop, self._clock = source, sender, stop, clock
-        self._dead_letters, self._offsets, self._stuck_after_s = dead_letters, offsets, stuck_after_s
+        self._dead_letters, self._states, self._stuck_after_s = dead_letters, states, stuck_after_s
         self.loop_at = clock()
 
     def went_round(self) -> None:
@@ -138,7 +131,7 @@ class Health:
             if seconds > OUTAGE_AFTER_S:
                 refused = f"the dead-letter topic has refused writes for {seconds:.0f}s"
                 reasons.append(f"{refused}: {dead.last_failure}")
-        if self._offsets is not None and (stuck := self._offsets.stuck(self._clock(), self._stuck_after_s)):
+        if self._states is not None and (stuck := self._states.stuck(self._clock(), self._stuck_after_s)):
             named = ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(stuck))
             waited = f"no commit for over {self._stuck_after_s:.0f}s while records wait"
             reasons.append(f"{waited} (delivery.stuck_after_s): {named}")

@@ -1,58 +1,59 @@
-"""Per-key ordering: one queue and one task per (topic, partition, key).
+"""Per-key ordering within a partition: one queue and one task per Kafka key.
 
-Takes work items with a lane key; runs ``handle`` on each, strictly in submit
-order within a lane, lanes concurrently. A lane's task ends when its queue is
-empty, so idle keys cost nothing.
+Takes jobs (coroutine functions) with a lane key; runs them strictly in submit order
+within a lane, lanes concurrently. A lane's task ends when its queue is empty, so
+idle keys cost nothing. Each partition has its own :class:`Lanes`
+(:class:`~bridge.runtime.state.PartitionState`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 
-W = TypeVar("W")
+Job = Callable[[], Awaitable[None]]
 
 
-class Lanes(Generic[W]):
-    def __init__(self, handle: Callable[[W], Awaitable[None]]) -> None:
-        self._handle = handle
-        self._queues: dict[Hashable, deque[W]] = {}
+class Lanes:
+    def __init__(self) -> None:
+        self._queues: dict[Hashable, deque[Job]] = {}
         self._tasks: dict[Hashable, asyncio.Task[None]] = {}
 
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def submit(self, lane: Hashable, work: W) -> None:
+    def submit(self, lane: Hashable, job: Job) -> None:
         queue = self._queues.get(lane)
         if queue is None:
             queue = self._queues[lane] = deque()
             self._tasks[lane] = asyncio.create_task(self._drain(lane, queue))
-        queue.append(work)
+        queue.append(job)
 
-    async def _drain(self, lane: Hashable, queue: deque[W]) -> None:
+    async def _drain(self, lane: Hashable, queue: deque[Job]) -> None:
         try:
             while queue:
-                await self._handle(queue[0])
+                await queue[0]()
                 queue.popleft()
         finally:
             if self._queues.get(lane) is queue:
                 del self._queues[lane]
                 del self._tasks[lane]
 
-    def cancel(self, which: Callable[[Hashable], bool]) -> int:
-        """Abandon the lanes ``which`` selects (their work stays unfinished)."""
-        doomed = [lane for lane in self._tasks if which(lane)]
-        for lane in doomed:
-            self._tasks.pop(lane).cancel()
-            del self._queues[lane]
-        return len(doomed)
+    def cancel(self) -> int:
+        """Abandon every lane (their work stays unfinished); gives how many there were."""
+        abandoned = len(self._tasks)
+        for task in self._tasks.values():
+            task.cancel()
+        self._tasks.clear()
+        self._queues.clear()
+        return abandoned
 
-    async def wait(self, timeout: float, which: Callable[[Hashable], bool] = lambda lane: True) -> bool:
-        """Wait up to ``timeout`` for the lanes ``which`` selects (all by default) to empty;
-        True if they did."""
-        tasks = [task for lane, task in self._tasks.items() if which(lane)]
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
-        return not any(which(lane) for lane in self._tasks)
+
+async def wait_for(lanes: Iterable[Lanes], timeout: float) -> bool:
+    """Wait up to ``timeout`` for these lanes to empty; True if they did."""
+    lanes = list(lanes)
+    tasks = [task for each in lanes for task in each._tasks.values()]
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)
+    return not any(len(each) for each in lanes)

@@ -3,10 +3,15 @@ the consumer, commits, and stops cleanly. Built by :func:`bridge.runtime.factory
 
 Its parts, each in its own module:
 
+- :class:`~bridge.runtime.worker.KafkaWorker`: the Kafka thread and the consumer (read
+  ahead, pause, commit requests, the callbacks handed to the loop);
 - :class:`~bridge.runtime.records.RecordPath`: decode, map, deliver in per-key lanes,
   skip or reject a record (the record path);
+- :class:`~bridge.runtime.state.Assignment`: one :class:`PartitionState` per partition
+  owned, all the bridge knows of it;
+- :class:`~bridge.runtime.checkpoint.Checkpoint`: the commit job, in numbered steps;
 - :class:`~bridge.runtime.partitions.Partitions`: assignment, clean hand-over on
-  revocation, the rate share, what may be committed;
+  revocation, the rate share;
 - :class:`~bridge.runtime.outcomes.Outcomes`: the count, metric and log line of each outcome;
 - :mod:`bridge.runtime.health`: the stop switch, back-pressure, health and readiness.
 
@@ -30,9 +35,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
@@ -40,18 +43,19 @@ from bridge import __version__
 from bridge.config import BridgeConfig
 from bridge.model import Record
 from bridge.rules.mapping import Mapper
+from bridge.runtime.checkpoint import Checkpoint
 from bridge.runtime.health import EXIT_KAFKA_FATAL, BackPressure, Health, Stop
 from bridge.runtime.observability import ObservabilityServer
 from bridge.runtime.outcomes import Outcomes
-from bridge.runtime.partitions import OnTheLoop, Partitions
-from bridge.runtime.ports import RecordSource
+from bridge.runtime.partitions import Partitions
+from bridge.runtime.ports import CommandSender, DeadLetterSink
 from bridge.runtime.records import RecordPath
+from bridge.runtime.state import Assignment
+from bridge.runtime.worker import FETCH_BATCH, KafkaWorker
 
 log = structlog.get_logger("bridge")
 
-FETCH_BATCH = 500
 IDLE_SLEEP_S = 0.01
-PAUSED_POLL_S = 0.1  # while paused, the consumer is polled this often: callbacks, membership
 COMMIT_RETRY_S = 0.1  # at shutdown, between commits a rebalance refused
 LAG_INTERVAL_S = 5.0
 
@@ -60,10 +64,13 @@ LAG_INTERVAL_S = 5.0
 class Parts:
     """What a bridge is made of (see the module)."""
 
-    source: RecordSource
-    listener: OnTheLoop  # the source's callbacks, handled on the bridge's event loop
+    kafka: KafkaWorker
     path: RecordPath
+    states: Assignment
+    checkpoint: Checkpoint
     partitions: Partitions
+    sender: CommandSender
+    dead_letters: DeadLetterSink | None
     outcomes: Outcomes
     health: Health
     back_pressure: BackPressure
@@ -79,12 +86,9 @@ class Bridge:
         self, config: BridgeConfig, mapper: Mapper, parts: Parts, *, until_caught_up: bool = False
     ) -> None:
         self.config, self.mapper, self.parts = config, mapper, parts
-        self.source, self.path, self.partitions = parts.source, parts.path, parts.partitions
-        self.sender, self.dead_letters, self.stopping = parts.path.sender, parts.path.dead_letters, parts.stop
+        self.kafka, self.path, self.states = parts.kafka, parts.path, parts.states
+        self.stopping = parts.stop
         self.until_caught_up = until_caught_up
-        # Consumer calls that serve librdkafka's callbacks run here, so that the event loop
-        # keeps delivering while a revocation waits for the commands on the wire.
-        self._kafka = ThreadPoolExecutor(1, thread_name_prefix="kafka")
 
     @property
     def counts(self) -> Counter[str]:
@@ -95,11 +99,10 @@ class Bridge:
         return self.stopping.failure
 
     async def run(self) -> int:
-        self._install_signal_handlers()
-        self.parts.listener.start()
+        install_signal_handlers(self.stop, self.stopping)
         if self.parts.server is not None:
             await self.parts.server.start()
-        await self._on_kafka_thread(self.source.start)
+        await self.kafka.start()
         log.info(
             "bridge_started",
             version=__version__,
@@ -109,9 +112,9 @@ class Bridge:
             observability_port=self.parts.server.port if self.parts.server else None,
         )
         background = [
-            asyncio.create_task(self._every(self.config.delivery.commit_interval_ms / 1000, self.commit)),
-            asyncio.create_task(self._every(self.config.log.summary_interval_s, self._summary)),
-            asyncio.create_task(self._every(LAG_INTERVAL_S, self._update_lag)),
+            asyncio.create_task(every(self.config.delivery.commit_interval_ms / 1000, self.commit)),
+            asyncio.create_task(every(self.config.log.summary_interval_s, self._summary)),
+            asyncio.create_task(every(LAG_INTERVAL_S, self._update_lag)),
         ]
         try:
             await self._consume()
@@ -122,102 +125,79 @@ class Bridge:
         return self.stopping.exit_code
 
     async def _consume(self) -> None:
-        polled_at, ahead = 0.0, None
         while not self.stopping.requested:
             self.parts.health.went_round()
-            now, records = time.monotonic(), []
-            # Each consumer call wakes the Kafka thread, which takes the GIL from the event
-            # loop (100 wakes a second cost several percent of the throughput): while paused
-            # nothing arrives, so poll only as often as callbacks and membership need.
-            if ahead is None and (not self.source.paused or now - polled_at >= PAUSED_POLL_S):
-                ahead, polled_at = self._fetch(), now
-            if ahead is not None:
-                records, ahead = await ahead, None
+            fetched = await self.kafka.read()
+            self.states.reached(fetched.ends)
+            records = fetched.records
             # Read the next batch on the Kafka thread while this one is handled, rather than
             # wait for it after. A callback it serves (a revocation) runs on this loop after
             # this batch, which is handled without a pause: it finds the batch's records tracked.
-            offsets, batch_bytes = self.path.offsets, sum(r.size for r in records)
-            with_ahead = (offsets.held() + len(records) + FETCH_BATCH, offsets.held_bytes() + 2 * batch_bytes)
-            if records and self.parts.back_pressure.room(*with_ahead, self.source.paused, self._blocked):
-                ahead = self._fetch()
+            if records and self._room_ahead(records):
+                self.kafka.read_ahead()
             for record in records:
                 if self.stopping.failure is not None:
                     break
                 self.path.on_record(record)
-            if self.dead_letters:
-                self.dead_letters.poll()
+            if dead_letters := self.parts.dead_letters:
+                dead_letters.poll()
             # While Intilery refuses the credentials, hold back; once no lane is left to
             # probe them (all revoked), resume so new records probe again.
-            held, paused = offsets.held(), self.source.paused
-            pause = self.parts.back_pressure.pause(held, offsets.held_bytes(), paused, self._blocked)
-            if pause != paused:
-                await self._on_kafka_thread(self.source.pause, pause)
-            if fatal := self.source.fatal or (self.dead_letters and self.dead_letters.fatal):
+            paused = self.kafka.paused
+            if (pause := self.parts.back_pressure.pause(*self._held(), paused, self._blocked)) != paused:
+                await self.kafka.pause(pause)
+            if fatal := self.kafka.fatal or (dead_letters and dead_letters.fatal):
                 self.stopping.fail(f"Kafka: {fatal}", EXIT_KAFKA_FATAL)
-            # Caught up only with nothing read ahead (the read ahead may end a partition).
-            if self.until_caught_up and ahead is None and self._caught_up():
+            # Caught up only with nothing read ahead (the read ahead may bring more).
+            if self.until_caught_up and not self.kafka.reading_ahead and self.parts.partitions.caught_up():
                 log.info("caught_up")
                 break
             await asyncio.sleep(0 if records else IDLE_SLEEP_S)
-        if ahead is not None:
-            await ahead  # read, never tracked, so never committed: the next owner reads them
 
-    def _fetch(self) -> asyncio.Future[list[Record]]:
-        return self._on_kafka_thread(self.source.fetch, FETCH_BATCH)
+    def _held(self) -> tuple[int, int]:
+        return self.states.held(), self.states.held_bytes()
+
+    def _room_ahead(self, records: list[Record]) -> bool:
+        """Whether a batch read ahead keeps the records held below the bounds."""
+        held, held_bytes = self._held()
+        with_ahead = (held + len(records) + FETCH_BATCH, held_bytes + 2 * sum(r.size for r in records))
+        return self.parts.back_pressure.room(*with_ahead, self.kafka.paused, self._blocked)
 
     @property
     def _blocked(self) -> bool:
-        return self.sender.gate.auth_failed and len(self.path.lanes) > 0
-
-    def _caught_up(self) -> bool:
-        assigned, window, offsets = self.source.assigned, self.path.window, self.path.offsets
-        if window is not None:
-            read_all = all(
-                key in self.source.at_end
-                or window.finished(key, self.source.last_read.get(key, (-1, None))[0])
-                for key in assigned
-            )
-        else:
-            read_all = assigned <= self.source.at_end
-        return (
-            bool(assigned)
-            and read_all
-            and offsets.unfinished() == 0
-            and not (offsets.uncommitted() and (window is None or window.commits))
-            and not self.partitions.dead_letters_pending()
-        )
+        return self.parts.sender.gate.auth_failed and self.states.lanes() > 0
 
     async def commit(self, wait: bool = False) -> bool:
         """Commit what changed since the last commit (``wait``: everything, synchronously;
         False when the broker refused it)."""
-        positions, rebalances = self.partitions.committable(force=wait), self.source.rebalances
-        return bool(await self._on_kafka_thread(self.source.commit, positions, wait, rebalances))
+        return await self.parts.checkpoint.commit(wait)
 
     async def _shutdown(self) -> None:
-        grace, lanes, stopping = self.config.delivery.shutdown_grace_s, self.path.lanes, self.stopping
+        grace, stopping, dead_letters = (
+            self.config.delivery.shutdown_grace_s,
+            self.stopping,
+            self.parts.dead_letters,
+        )
         stopping.begin(grace)  # a second SIGTERM/SIGINT ends the grace at once
-        log.info("bridge_stopping", in_flight=self.sender.in_flight, grace_s=grace)
-        await self._on_kafka_thread(self.source.pause, True)
-        while stopping.left() > 0 and (len(lanes) or self.partitions.dead_letters_pending()):
-            # Keep polling so the group keeps this member; records fetched now are never
-            # tracked, so never committed: the next owner reads them.
-            await self._fetch()
-            if self.dead_letters:
-                self.dead_letters.poll()
-            await lanes.wait(0.05)
-        abandoned = lanes.cancel(lambda lane: True)
+        log.info("bridge_stopping", in_flight=self.parts.sender.in_flight, grace_s=grace)
+        await self.kafka.pause(True)
+        while stopping.left() > 0 and (self.states.lanes() or self.parts.partitions.dead_letters_pending()):
+            await self.kafka.poll()  # the group keeps this member; what it reads is never tracked
+            if dead_letters:
+                dead_letters.poll()
+            await self.states.wait(0.05)
+        abandoned = self.states.cancel()
         await asyncio.sleep(0)
-        if self.dead_letters:
-            self.dead_letters.flush(stopping.left())
+        if dead_letters:
+            dead_letters.flush(stopping.left())
         while not (committed := await self.commit(wait=True)) and stopping.left() > 0:
             # A rebalance under way refuses commits (REBALANCE_IN_PROGRESS, or ILLEGAL_GENERATION
             # for one sent while this member was rejoining, a cooperative rebalance's second
             # round): serve it, then commit again, rather than leave the work to be resent.
-            await self._fetch()
+            await self.kafka.poll()
             await asyncio.sleep(COMMIT_RETRY_S)
-        left = {"read_again": self.path.offsets.held(), "to_send": self.path.offsets.unfinished()}
-        await self._on_kafka_thread(self.source.close)
-        self._kafka.shutdown()
+        left = {"read_again": self.states.held(), "to_send": self.states.unfinished()}
+        await self.kafka.close()
         await self.release()
         if self.parts.server is not None:
             await self.parts.server.stop()
@@ -230,45 +210,41 @@ class Bridge:
             if inspect.isawaitable(closing := close()):
                 await closing
 
-    def _on_kafka_thread(self, call: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        """``call`` on the Kafka thread, under way from now (not from the first await)."""
-        return asyncio.get_running_loop().run_in_executor(self._kafka, call, *args)
-
     def stop(self) -> None:
         """Stop on request (SIGTERM/SIGINT): commands in flight finish, queued ones are
         abandoned (left uncommitted, so whoever reads the partition next sends them)."""
         self.stopping.request()
 
-    def _install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-                loop.add_signal_handler(sig, self._on_signal, sig)
-
-    def _on_signal(self, sig: signal.Signals) -> None:
-        log.info("signal_received", signal=sig.name, grace=("ended" if self.stopping.draining else "started"))
-        self.stop()
-
-    async def _every(self, seconds: float, action: Callable[[], Awaitable[object] | None]) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                if (pending := action()) is not None:
-                    await pending
-            except Exception:  # keep committing and reporting whatever one round did
-                log.exception("periodic_task_failed", task=getattr(action, "__name__", "?"))
-
     async def _update_lag(self) -> None:
-        metrics = self.parts.outcomes.metrics
-        for (topic, partition), records, seconds in await self._on_kafka_thread(self.source.lag):
-            metrics.lag_records.labels(topic, str(partition)).set(records)
-            metrics.lag_seconds.labels(topic, str(partition)).set(seconds)
-        for (topic, partition), waited in self.path.offsets.waiting(time.monotonic()).items():
-            metrics.oldest_unfinished.labels(topic, str(partition)).set(waited)
+        lag = await self.kafka.lag(self.states.last_read())
+        self.parts.partitions.lag_measured(lag, time.monotonic())
 
     def _summary(self) -> None:
+        sender = self.parts.sender
         self.parts.outcomes.summary(
-            in_flight=self.sender.in_flight,
-            unfinished=self.path.offsets.held(),
-            auth_failed=self.sender.gate.auth_failed,
+            in_flight=sender.in_flight, unfinished=self.states.held(), auth_failed=sender.gate.auth_failed
         )
+
+
+def install_signal_handlers(stop: Callable[[], None], stopping: Stop) -> None:
+    """SIGTERM and SIGINT stop the bridge (a second one ends the grace at once)."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        log.info("signal_received", signal=sig.name, grace=("ended" if stopping.draining else "started"))
+        stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(sig, on_signal, sig)
+
+
+async def every(seconds: float, action: Callable[[], Awaitable[object] | None]) -> None:
+    """Run ``action`` every ``seconds``, whatever one round raises."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            if (pending := action()) is not None:
+                await pending
+        except Exception:  # keep committing and reporting whatever one round did
+            log.exception("periodic_task_failed", task=getattr(action, "__name__", "?"))

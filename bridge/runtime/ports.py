@@ -15,12 +15,12 @@ from bridge.decode.registry import SchemaRegistry
 from bridge.errors import RecordError
 from bridge.intilery.client import Delivered
 from bridge.intilery.sending import Gate
-from bridge.model import Command, Position, Record, TopicPartitionKey
+from bridge.model import Command, Fetched, Position, Record, TopicPartitionKey
 
 
 class RecordSource(Protocol):
-    """The consumer, as the loop and the partitions' bookkeeping use it (on the Kafka
-    thread, but for the fields read)."""
+    """The consumer, as :class:`~bridge.runtime.worker.KafkaWorker` calls it (on the Kafka
+    thread) and the loop reads its fields."""
 
     @property
     def member(self) -> bool: ...  # the group knows this member (maybe with no partitions)
@@ -30,15 +30,6 @@ class RecordSource(Protocol):
 
     @property
     def fatal(self) -> str | None: ...
-
-    @property
-    def assigned(self) -> set[TopicPartitionKey]: ...
-
-    @property
-    def at_end(self) -> set[TopicPartitionKey]: ...
-
-    @property
-    def last_read(self) -> dict[TopicPartitionKey, tuple[int, int | None]]: ...
 
     @property
     def paused(self) -> bool: ...
@@ -51,11 +42,13 @@ class RecordSource(Protocol):
 
     def start(self) -> None: ...
 
-    def fetch(self, max_records: int, /) -> list[Record]: ...
+    def fetch(self, max_records: int, /) -> Fetched: ...
 
     def pause(self, paused: bool, /) -> None: ...
 
-    def lag(self) -> list[tuple[TopicPartitionKey, int, float]]: ...
+    def lag(
+        self, last_read: dict[TopicPartitionKey, tuple[int, int | None]], /
+    ) -> list[tuple[TopicPartitionKey, int, float]]: ...
 
     def commit(self, positions: Iterable[Position], wait: bool, rebalances: int | None = None) -> bool: ...
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 
@@ -32,15 +33,14 @@ from bridge.errors import (
     StaleCommand,
 )
 from bridge.intilery.sending import Backoff
-from bridge.kafka.offsets import OffsetTracker, PartitionOffsets
 from bridge.kafka.window import Window
-from bridge.model import Command, Record, TopicPartitionKey
+from bridge.model import Command, Record
 from bridge.rules.mapping import Mapper
 from bridge.runtime.convert import record_commands
 from bridge.runtime.health import Stop
-from bridge.runtime.lanes import Lanes
 from bridge.runtime.outcomes import Outcomes, where
 from bridge.runtime.ports import CommandSender, DeadLetterSink, RecordDecoder
+from bridge.runtime.state import Assignment, PartitionState
 
 log = structlog.get_logger("bridge")
 
@@ -48,7 +48,7 @@ log = structlog.get_logger("bridge")
 @dataclass(slots=True)
 class Work:
     record: Record  # where the record was read: its offset is tracked and committed
-    part: PartitionOffsets
+    state: PartitionState  # of its partition
     commands: list[Command] | None  # None: decoded in the lane, once its schema is fetched
     origin: Record  # what the rules see: the record itself, or for redrive its original
 
@@ -63,7 +63,7 @@ class RecordPath:
         mapper: Mapper,
         sender: CommandSender,
         dead_letters: DeadLetterSink | None,
-        offsets: OffsetTracker,
+        states: Assignment,
         outcomes: Outcomes,
         stop: Stop,
         retry: RetryConfig,
@@ -71,24 +71,22 @@ class RecordPath:
         window: Window | None = None,
     ) -> None:
         self.decoder, self.mapper, self.sender = decoder, mapper, sender
-        self.dead_letters, self.offsets, self.outcomes = dead_letters, offsets, outcomes
+        self.dead_letters, self.states, self.outcomes = dead_letters, states, outcomes
         self.stop, self.window, self._topics = stop, window, topics
         self._backoff = Backoff(retry)
-        self.lanes: Lanes[Work] = Lanes(self.deliver)
-        self.releasing: set[TopicPartitionKey] = set()  # being revoked: send nothing new for them
-        self._rewound: set[TopicPartitionKey] = set()  # read again from before the last read record
 
     def on_record(self, record: Record) -> None:
-        part = self.offsets.get(record.tp)
-        if part is None:
+        state = self.states.get(record.tp)
+        if state is None:
             return  # fetched just before its partition was revoked; the next owner reads it
+        state.read(record)
         if self.window is not None and not self.window.wants(record.tp, record.offset):
             return  # past the replay window's end: never tracked, never committed
+        part = state.offsets
         if not part.accepts(record.offset):
-            self._read_again(record, part)
+            self._read_again(record, state)
             return
-        if self._rewound:
-            self._rewound.discard(record.tp)
+        state.rewound = False
         part.add(record.offset, record.size, time.monotonic())
         self.outcomes.consumed(record)
         if self.window is not None and not self.window.selects(record):
@@ -100,31 +98,27 @@ class RecordPath:
             part.finish(record.offset)
             return
         # Keyed records share a lane per key; unkeyed records need no order between them.
-        lane = (*record.tp, record.key) if record.key is not None else (*record.tp, None, record.offset)
+        lane = record.key if record.key is not None else record.offset
         try:
-            origin = self.window.origin(record) if self.window is not None else record
-            if origin.topic not in self._topics:  # a dead letter from a topic this config does not read
-                raise DecodeError(f"source topic {origin.topic} is not in source.topics")
-            commands = self._decode_and_map(origin)
+            origin = origin_of(record, self.window, self._topics)
+            commands = record_commands(self.decoder, self.mapper, origin)
         except SchemaNotCached:
-            self.lanes.submit(lane, Work(record, part, None, origin))  # the lane fetches the schema first
-            return
+            commands = None  # the lane fetches the schema first
         except RecordError as exc:
-            self.reject(record, part, exc, origin=self._origin_or(record))
+            self.reject(record, state, exc, origin=self._origin_or(record))
             return
-        if not commands:
-            self._skip(record, part)
+        if commands is not None and not commands:
+            self._skip(record, state)
             return
-        self.lanes.submit(lane, Work(record, part, commands, origin))
+        state.lanes.submit(lane, partial(self.deliver, Work(record, state, commands, origin)))
 
-    def _read_again(self, record: Record, part: PartitionOffsets) -> None:
+    def _read_again(self, record: Record, state: PartitionState) -> None:
         """The consumer went back to a record it had read (an offset reset, or librdkafka
         rewinding a partition after pause and resume): every record up to the last one
         read is tracked already (finished, on the wire or waiting), so it is not sent
         again; the partition goes on once the consumer passes the last one read."""
-        first = record.tp not in self._rewound
-        self._rewound.add(record.tp)
-        self.outcomes.read_again(record, part.last_added, first)
+        first, state.rewound = not state.rewound, True
+        self.outcomes.read_again(record, state.offsets.last_added, first)
 
     def _origin_or(self, record: Record) -> Record:
         """The original record when it can be recovered, else the record as read."""
@@ -133,53 +127,24 @@ class RecordPath:
         except RecordError:
             return record
 
-    def _decode_and_map(self, record: Record) -> list[Command]:
-        return record_commands(self.decoder, self.mapper, record)
-
-    def _skip(self, record: Record, part: PartitionOffsets) -> None:
+    def _skip(self, record: Record, state: PartitionState) -> None:
         self.outcomes.skipped(record)
-        part.finish(record.offset)
-
-    async def _fetch_schema_then_map(self, work: Work) -> list[Command] | None:
-        """Wait for the record's schema (retrying while the registry is down), then map it.
-
-        Gives None when the record was dead-lettered instead.
-        """
-        attempt = 0
-        while True:
-            try:
-                try:
-                    return self._decode_and_map(work.origin)
-                except SchemaNotCached as missing:
-                    assert self.decoder.registry is not None
-                    await self.decoder.registry.ensure(missing.schema_id)
-            except RetryableError as exc:
-                attempt += 1
-                delay = self._backoff.delay(attempt)
-                log.warning(
-                    "schema_registry_retry",
-                    **where(work.record),
-                    attempt=attempt,
-                    reason=exc.reason,
-                    retry_in_ms=round(delay * 1000),
-                )
-                await asyncio.sleep(delay)
-            except RecordError as exc:
-                self.reject(work.record, work.part, exc, origin=work.origin)
-                return None
+        state.offsets.finish(record.offset)
 
     async def deliver(self, work: Work) -> None:
         """Send a record's commands in order (its lane's turn); finish it after the last."""
         try:
             if work.commands is None:
-                work.commands = await self._fetch_schema_then_map(work)
-                if work.commands is None:
+                try:
+                    work.commands = await mapped_once_fetched(self.decoder, self.mapper, self._backoff, work)
+                except RecordError as exc:
+                    self.reject(work.record, work.state, exc, origin=work.origin)
                     return
                 if not work.commands:
-                    self._skip(work.record, work.part)
+                    self._skip(work.record, work.state)
                     return
             for command in work.commands:
-                if self.stop.draining or self.stop.halted(work.record) or work.record.tp in self.releasing:
+                if self.stop.draining or not work.state.sends(work.record.offset):
                     return  # stopping, revoked, or after a failed record of its partition: send no more
                 try:
                     delivered = await self.sender.send(command, where(work.record))
@@ -187,21 +152,21 @@ class RecordPath:
                     self.outcomes.stale(command, work.record, str(stale))
                     continue
                 except RejectedError as exc:
-                    self.reject(work.record, work.part, exc.for_rule(command.rule), command, work.origin)
+                    self.reject(work.record, work.state, exc.for_rule(command.rule), command, work.origin)
                     return
                 self.outcomes.delivered(command, work.record, delivered)
-            work.part.finish(work.record.offset)
+            work.state.offsets.finish(work.record.offset)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug this record set off: dead-letter it, the partition goes on
             log.exception("delivery_crashed", **where(work.record))
             error = InternalError(f"while delivering: {type(exc).__name__}: {exc}"[:500])
-            self.reject(work.record, work.part, error, origin=work.origin)
+            self.reject(work.record, work.state, error, origin=work.origin)
 
     def reject(
         self,
         record: Record,
-        part: PartitionOffsets,
+        state: PartitionState,
         error: RecordError,
         command: Command | None = None,
         origin: Record | None = None,
@@ -212,19 +177,54 @@ class RecordPath:
             # A dead letter that fails again stays where it is, its offset never committed
             # past, rather than being written again (the next redrive would read it twice).
             self.outcomes.failing_again(origin, error, command, record.position)
-            part.leave(record.offset)
+            state.offsets.leave(record.offset)
             return
         if self.dead_letters is None:
             self.outcomes.failed(origin, error, command)
+            state.halt(record.offset)
             self.stop.fail(
                 f"{record.position}: {error.error_class}: "
-                f"{error.reason} (no delivery.dead_letter_topic is set, so the bridge stops)",
-                at=record,
+                f"{error.reason} (no delivery.dead_letter_topic is set, so the bridge stops)"
             )
             return
 
         def written() -> None:
             self.outcomes.dead_lettered(origin, error, command)
-            part.finish(record.offset)
+            state.offsets.finish(record.offset)
 
         self.dead_letters.send(origin, error, written)
+
+
+def origin_of(record: Record, window: Window | None, topics: frozenset[str]) -> Record:
+    """What the rules see: the record itself, or for redrive its original, which must come
+    from a topic this configuration reads."""
+    origin = window.origin(record) if window is not None else record
+    if origin.topic not in topics:  # a dead letter from a topic this config does not read
+        raise DecodeError(f"source topic {origin.topic} is not in source.topics")
+    return origin
+
+
+async def mapped_once_fetched(
+    decoder: RecordDecoder, mapper: Mapper, backoff: Backoff, work: Work
+) -> list[Command]:
+    """Wait for the record's schema (retrying while the registry is down), then map it;
+    a :class:`RecordError` when it cannot be decoded or mapped."""
+    attempt = 0
+    while True:
+        try:
+            try:
+                return record_commands(decoder, mapper, work.origin)
+            except SchemaNotCached as missing:
+                assert decoder.registry is not None
+                await decoder.registry.ensure(missing.schema_id)
+        except RetryableError as exc:
+            attempt += 1
+            delay = backoff.delay(attempt)
+            log.warning(
+                "schema_registry_retry",
+                **where(work.record),
+                attempt=attempt,
+                reason=exc.reason,
+                retry_in_ms=round(delay * 1000),
+            )
+            await asyncio.sleep(delay)

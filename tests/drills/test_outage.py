@@ -12,7 +12,7 @@ import pytest
 
 from bridge.devtools.sandbox import Sandbox
 from bridge.runtime.health import OUTAGE_AFTER_S
-from bridge.runtime.pipeline import FETCH_BATCH
+from bridge.runtime.worker import FETCH_BATCH
 from tests.drills.support import (
     DrillBridge,
     assert_no_rebalance,

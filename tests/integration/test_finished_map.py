@@ -16,8 +16,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from bridge.devtools.kafka import KafkaCluster
 from bridge.devtools.sandbox import Sandbox
 from bridge.kafka.consumer import consumer_config
+from bridge.kafka.listener import SourceListener
 from bridge.kafka.offsetmap import decode, encode
-from bridge.kafka.source import Source, SourceListener
+from bridge.kafka.source import Source
 from bridge.model import Position
 from tests.support import (
     TestKafka,

@@ -40,11 +40,11 @@ def test_records_read_again_after_a_rewind_are_not_sent_again(sandbox: Sandbox, 
 
     async def scenario() -> Bridge:
         bridge = build_bridge(loaded.config, loaded.mapper, "bridge.yaml", decoder=loaded.decoder)
-        bridge.path.offsets.assign(("bookings", 0))
+        bridge.states.assign(("bookings", 0))
         await feed(bridge, [0, 1, 2, 3])
         await feed(bridge, [1, 2, 3, 4, 5])  # back to 1 while 0-3 are on the wire or done
         await feed(bridge, [2, 3, 6])  # and once more
-        assert await bridge.path.lanes.wait(10)
+        assert await bridge.states.wait(10)
         await bridge.release()
         return bridge
 
@@ -55,5 +55,5 @@ def test_records_read_again_after_a_rewind_are_not_sent_again(sandbox: Sandbox, 
     rewinds = [line for line in logs if line["event"] == "partition_rewound"]
     assert [(r["offset"], r["last_read"]) for r in rewinds] == [(1, 3), (2, 5)]
     assert bridge.counts["read_again"] == 5 and bridge.counts["consumed"] == 7
-    (position,) = bridge.path.offsets.to_commit(force=True)
+    (position,) = bridge.parts.checkpoint.committable(force=True)
     assert position.offset == 7  # everything read is finished: the commit passes it all

@@ -12,7 +12,8 @@ import pytest
 from confluent_kafka import Consumer
 
 from bridge.kafka.consumer import consumer_config
-from bridge.kafka.source import Source, SourceListener
+from bridge.kafka.listener import SourceListener
+from bridge.kafka.source import Source
 from tests.support import GROUP_PROTOCOLS, CheckedProducer, TestKafka, with_protocol
 
 
@@ -26,7 +27,7 @@ def spin(
     fetched, deadline = 0, time.monotonic() + timeout
     while not until():
         assert time.monotonic() < deadline, "timed out"
-        fetched += len(source.fetch(100))
+        fetched += len(source.fetch(100).records)
         each()
         if other is not None:
             other.consume(100, timeout=0.01)
@@ -60,14 +61,14 @@ def fetch_until(source: Source, count: int, timeout: float = 20) -> None:
     fetched, deadline = 0, time.monotonic() + timeout
     while fetched < count:
         assert time.monotonic() < deadline, f"fetched {fetched} of {count}: still paused"
-        fetched += len(source.fetch(100))
+        fetched += len(source.fetch(100).records)
         time.sleep(0.01)
 
 
 def fetch_for(source: Source, seconds: float) -> int:
     fetched, deadline = 0, time.monotonic() + seconds
     while time.monotonic() < deadline:
-        fetched += len(source.fetch(100))
+        fetched += len(source.fetch(100).records)
         time.sleep(0.01)
     return fetched
 

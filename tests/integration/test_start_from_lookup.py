@@ -10,13 +10,16 @@ import time
 import pytest
 
 from bridge.kafka.consumer import TIME_LOOKUP_TRIES, consumer_config
-from bridge.kafka.source import Source, SourceListener
+from bridge.kafka.listener import SourceListener
+from bridge.kafka.source import Source
+from bridge.model import TopicPartitionKey
 from tests.support import TestKafka
 
 LIST_OFFSETS, TOPIC_AUTHORIZATION_FAILED = 2, 29
 
 
-def start(mock_cluster: TestKafka, failures: int) -> Source:
+def start(mock_cluster: TestKafka, failures: int) -> tuple[Source, set[TopicPartitionKey]]:
+    """The source, once it failed or read both partitions to their end (those at their end)."""
     mock_cluster.create_topic(mock_cluster.topic, 2)
     mock_cluster.backend.push_request_errors(LIST_OFFSETS, [TOPIC_AUTHORIZATION_FAILED] * failures)
     conf = consumer_config(
@@ -25,25 +28,25 @@ def start(mock_cluster: TestKafka, failures: int) -> Source:
     )
     source = Source(conf, [mock_cluster.topic], SourceListener(), start_at_ms=1)
     source.start()
-    deadline = time.monotonic() + 20
-    while source.fatal is None and len(source.at_end) < 2:
+    deadline, at_end = time.monotonic() + 20, set[TopicPartitionKey]()
+    while source.fatal is None and len(at_end) < 2:
         assert time.monotonic() < deadline, "neither assigned nor failed in 20 s"
-        source.fetch(10)
+        at_end |= {key for key, end in source.fetch(10).ends.items() if end}
         time.sleep(0.02)
-    return source
+    return source, at_end
 
 
 @pytest.mark.parametrize("failures", [1, TIME_LOOKUP_TRIES - 1])
 def test_a_look_up_failing_for_a_while_is_retried(mock_cluster: TestKafka, failures: int) -> None:
-    source = start(mock_cluster, failures)
+    source, at_end = start(mock_cluster, failures)
     try:
-        assert source.fatal is None and source.at_end == {(mock_cluster.topic, 0), (mock_cluster.topic, 1)}
+        assert source.fatal is None and at_end == {(mock_cluster.topic, 0), (mock_cluster.topic, 1)}
     finally:
         source.close()
 
 
 def test_a_look_up_that_keeps_failing_stops_the_bridge_naming_the_partitions(mock_cluster: TestKafka) -> None:
-    source = start(mock_cluster, TIME_LOOKUP_TRIES)
+    source, _ = start(mock_cluster, TIME_LOOKUP_TRIES)
     try:
         topic = mock_cluster.topic
         assert source.fatal is not None

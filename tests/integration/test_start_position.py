@@ -14,17 +14,20 @@ from confluent_kafka.admin import AdminClient
 from structlog.testing import capture_logs
 
 from bridge.kafka.consumer import consumer_config
-from bridge.kafka.source import Source, SourceListener
+from bridge.kafka.listener import SourceListener
+from bridge.kafka.source import Source
 from bridge.model import Record, TopicPartitionKey
 from tests.support import CheckedProducer, TestKafka
 
 
 def fetch_until(source: Source, done: Any, seconds: float = 30) -> list[Record]:
     records: list[Record] = []
-    deadline = time.monotonic() + seconds
-    while not done(records):
+    deadline, at_end = time.monotonic() + seconds, set[TopicPartitionKey]()
+    while not done(records, at_end):
         assert time.monotonic() < deadline, f"gave up after {seconds} s with {len(records)} records"
-        records += source.fetch(100)
+        fetched = source.fetch(100)
+        records += fetched.records
+        at_end.update(key for key, end in fetched.ends.items() if end)
         time.sleep(0.01)
     return records
 
@@ -49,12 +52,12 @@ def test_a_member_that_read_nothing_leaves_its_start_to_the_next(cluster: TestKa
     )
     first = Source(conf, [cluster.topic], SourceListener())
     first.start()
-    fetch_until(first, lambda _: (cluster.topic, 0) in first.at_end)
+    fetch_until(first, lambda _, at_end: (cluster.topic, 0) in at_end)
     first.close()  # a clean stop, nothing read, nothing of its own committed
     produce(cluster, 60, start=5)
     second = Source(conf, [cluster.topic], SourceListener())
     second.start()
-    records = fetch_until(second, lambda got: len(got) >= 60)
+    records = fetch_until(second, lambda got, _: len(got) >= 60)
     second.close()
     assert [int(r.value or b"") for r in records] == list(range(5, 65))
 
@@ -82,7 +85,7 @@ def test_records_deleted_before_they_were_read_are_counted_and_logged(cluster: T
     source = Source(conf, [cluster.topic], listener)
     source.start()
     with capture_logs() as logs:
-        records = fetch_until(source, lambda got: len(got) >= 50)
+        records = fetch_until(source, lambda got, _: len(got) >= 50)
     source.close()
     assert records[0].offset == 50 and len(records) == 50
     assert listener.lost == [((cluster.topic, 0), 40)]

@@ -1,4 +1,4 @@
-"""The offset tracker: a committed offset never passes an unfinished record."""
+"""A partition's offsets: a committed offset never passes an unfinished record."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.kafka.offsetmap import MAX_BYTES, decode
-from bridge.kafka.offsets import OffsetTracker, PartitionOffsets
-from bridge.model import Position
+from bridge.kafka.offsetmap import decode
+from bridge.kafka.offsets import PartitionOffsets
 
 
 def test_commits_the_first_unfinished_record_with_a_map_of_those_finished_after_it() -> None:
@@ -84,23 +83,6 @@ def test_refuses_offsets_going_backwards() -> None:
         part.add(5)
 
 
-def test_tracker_commits_only_assigned_and_changed_partitions() -> None:
-    tracker = OffsetTracker()
-    part = tracker.assign(("t", 0))
-    part.add(0)
-    part.finish(0)
-    assert tracker.uncommitted()
-    assert tracker.to_commit() == [Position("t", 0, 1)]
-    assert tracker.to_commit() == []
-    tracker.mark_committed([Position("t", 0, 1)])
-    assert not tracker.uncommitted()
-    tracker.commit_failed(None)
-    assert tracker.to_commit() == [Position("t", 0, 1)]
-    tracker.revoke(("t", 0))
-    tracker.mark_committed([Position("t", 0, 5)])  # a late callback for a revoked partition changes nothing
-    assert tracker.to_commit(force=True) == [] and tracker.unfinished() == 0
-
-
 @given(
     gaps=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=60),
     order=st.randoms(use_true_random=False),
@@ -136,66 +118,3 @@ def test_commit_never_passes_an_unfinished_record(gaps: list[int], order: object
     # What the tracker still holds is exactly the records from the first unfinished one on.
     first_open = min((o for o in offsets if o not in done), default=offsets[-1] + 1)
     assert len(part) == len([o for o in offsets if o >= first_open])
-
-
-def test_a_map_the_broker_refuses_as_too_large_shrinks_to_half_of_it_down_to_none() -> None:
-    """A broker whose offset.metadata.max.bytes is below Kafka's 4,096 refuses every commit
-    with a larger map: without shrinking, the offsets would never move again."""
-    tracker = OffsetTracker()
-    part = tracker.assign(("t", 0))
-    for offset in range(20_000):
-        part.add(offset)
-    for offset in range(1, 20_000, 2):  # offset 0 unfinished, every other one after it finished
-        part.finish(offset)
-    (full,) = tracker.to_commit()
-    assert len(full.metadata) <= MAX_BYTES and full.left_out == 0  # all 10,000 named
-    assert tracker.shrink_map(len(full.metadata))
-    assert tracker.map_limit == len(full.metadata) // 2
-    (smaller,) = tracker.to_commit()  # the refused commit is taken again, within the new bound
-    assert smaller.offset == 0 and len(smaller.metadata) <= tracker.map_limit
-    assert smaller.left_out > 0 and decode(smaller.metadata, 0) == set(
-        range(1, 20_000, 2)[: 10_000 - smaller.left_out]
-    )
-    assert not tracker.shrink_map(len(full.metadata))  # a commit taken before the last shrink
-    while tracker.shrink_map():
-        pass
-    (bare,) = tracker.to_commit(force=True)
-    assert tracker.map_limit == 0 and bare.metadata == "" and bare.left_out == 10_000
-
-
-def test_bytes_and_waiting_are_those_of_the_unfinished_records() -> None:
-    tracker = OffsetTracker()
-    part = tracker.assign(("t", 0))
-    for offset, (size, at) in enumerate([(100, 10.0), (200, 11.0), (300, 12.0)]):
-        part.add(offset, size, at)
-    assert tracker.held_bytes() == 600 and part.waiting_since() == 10.0
-    part.finish(1)  # behind an unfinished one: its bytes are free, the oldest still waits
-    assert tracker.held_bytes() == 400 and tracker.waiting(20.0) == {("t", 0): 10.0}
-    part.finish(0)
-    assert tracker.held_bytes() == 300 and tracker.waiting(20.0) == {("t", 0): 8.0}
-    part.leave(2)
-    assert tracker.held_bytes() == 0 and tracker.waiting(20.0) == {("t", 0): 0.0}
-
-
-def test_a_partition_is_stuck_when_its_commit_has_not_moved_while_records_wait() -> None:
-    tracker = OffsetTracker()
-    idle, busy = tracker.assign(("t", 0)), tracker.assign(("t", 1))
-    now = busy.moved_at
-    busy.add(0, 1, now + 10)  # read 10 s after the partition came
-    assert tracker.stuck(now + 300, 300) == []  # waited 290 s
-    assert tracker.stuck(now + 311, 300) == [("t", 1)] and idle.waiting_since() is None
-    tracker.mark_committed([Position("t", 1, 0)])  # the commit moved (not past the record)
-    assert tracker.stuck(busy.moved_at + 299, 300) == []
-
-
-def test_a_start_position_is_committed_until_the_broker_has_it() -> None:
-    """A partition the group never committed: its start goes with the next commit, and
-    again after a failed one, even when nothing is read (so the next member starts there)."""
-    tracker = OffsetTracker()
-    tracker.assign(("t", 0)).start_at(42)
-    assert [(p.offset, p.metadata) for p in tracker.to_commit()] == [(42, "")]
-    assert tracker.to_commit() == []
-    tracker.commit_failed(None)
-    assert [p.offset for p in tracker.to_commit()] == [42]
-    tracker.mark_committed([Position("t", 0, 42)])
-    assert not tracker.uncommitted()

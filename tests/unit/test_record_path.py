@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from bridge.kafka.offsets import OffsetTracker
 from bridge.model import Command, Record
 from bridge.runtime.health import EXIT_OK, EXIT_PERMANENT_FAILURE, BackPressure, Health, Stop
 from bridge.runtime.outcomes import command_label
-from bridge.runtime.pipeline import FETCH_BATCH
+from bridge.runtime.state import Assignment
+from bridge.runtime.worker import FETCH_BATCH
 from tests.recordpath import TP, FakeDeadLetters, FakeSender, FakeSource, build, last_commit, record, seqs
 from tests.support import sms_event
 
@@ -147,7 +147,7 @@ def test_reading_ahead_keeps_within_the_buffer_by_one_batch_at_most(tmp_path: Pa
             await asyncio.sleep(0.005)
         for _ in range(10):  # rounds of the loop while paused
             await asyncio.sleep(0.01)
-        held = bridge.path.offsets.held()
+        held = bridge.states.held()
         sender.hold.set()
         return held, await running
 
@@ -160,11 +160,11 @@ def test_reading_ahead_keeps_within_the_buffer_by_one_batch_at_most(tmp_path: Pa
 def test_readiness_names_a_dead_letter_outage_and_a_stuck_partition() -> None:
     source, sender, stop, dead = FakeSource([]), FakeSender(), Stop(), FakeDeadLetters()
     source.member = True
-    offsets = OffsetTracker()
-    part = offsets.assign(("bookings", 3))
+    states = Assignment()
+    part = states.assign(("bookings", 3)).offsets
     now = [part.moved_at]
     health = Health(
-        source, sender, stop, clock=lambda: now[0], dead_letters=dead, offsets=offsets, stuck_after_s=60
+        source, sender, stop, clock=lambda: now[0], dead_letters=dead, states=states, stuck_after_s=60
     )
     part.add(0, 10, now[0])
     dead.failing_since, dead.last_failure = now[0], "Broker: Topic authorization failed"

@@ -11,8 +11,10 @@ from structlog.testing import capture_logs
 
 from bridge.config import SourceConfig
 from bridge.kafka.consumer import consumer_config
+from bridge.kafka.commits import Commits
+from bridge.kafka.listener import SourceListener
 from bridge.kafka.positions import offset_reset
-from bridge.kafka.source import Source, SourceListener
+from bridge.kafka.source import Source
 from bridge.model import Position
 
 
@@ -103,12 +105,12 @@ def test_an_error_policy_and_replay_commit_no_start() -> None:
 def test_a_commit_failure_repeated_is_logged_once_per_window() -> None:
     """A moving group coordinator fails every commit for seconds (seen on the three-node
     drill: 190 lines in 4 s); one line per error per 10 s, with how many were held back."""
-    source = Source({"group.id": "g"}, ["t"], SourceListener(), factory=lambda conf: FakeConsumer({}, {}))
+    commits = Commits(SourceListener())
     waiting = KafkaError(KafkaError._WAIT_COORD)
     with capture_logs() as logs:
         for _ in range(40):
-            source._committed(waiting, [])
-            source._committed(
+            commits.answered(waiting, [])
+            commits.answered(
                 None,
                 [
                     SimpleNamespace(
