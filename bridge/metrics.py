@@ -37,8 +37,17 @@ class Children(Generic[M]):
 
 class Metrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
+        self.registry = r = CollectorRegistry()
+        self._records(r)
+        self._partitions(r)
+        self._intilery(r)
+        self._per_partition = (self.lag_records, self.lag_seconds, self.oldest_unfinished)
+        self.ready = Gauge("intilery_bridge_ready", "1 when /readyz answers 200.", registry=r)
+        Info("intilery_bridge_build", "The running version.", registry=r).info({"version": __version__})
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+
+    def _records(self, r: CollectorRegistry) -> None:
+        """What became of the records and their commands."""
         self.records = Children(
             Counter("intilery_bridge_records_consumed", "Records read from Kafka.", ["topic"], registry=r)
         )
@@ -47,15 +56,6 @@ class Metrics:
                 "intilery_bridge_commands",
                 "Commands by rule, command and outcome (delivered, dead_lettered, skipped, stale, retried).",
                 ["rule", "command", "outcome"],
-                registry=r,
-            )
-        )
-        self.http = Children(
-            Histogram(
-                "intilery_bridge_http_request_duration_seconds",
-                "Requests to Intilery by HTTP status (error: no answer).",
-                ["status"],
-                buckets=_SECONDS,
                 registry=r,
             )
         )
@@ -72,6 +72,20 @@ class Metrics:
             "Dead-letter writes refused (each retry counted): the records wait, uncommitted.",
             registry=r,
         )
+        self.already_finished = Counter(
+            "intilery_bridge_records_already_finished",
+            "Records read again whose commands the last commit's map named finished: not sent again.",
+            registry=r,
+        )
+        self.map_overflow = Counter(
+            "intilery_bridge_offset_map_overflow",
+            "Finished offsets left out of a commit's map (over offset.metadata.max.bytes): sent again "
+            "if the partition is read again from that commit.",
+            registry=r,
+        )
+
+    def _partitions(self, r: CollectorRegistry) -> None:
+        """Per partition: how far behind, how long the oldest record waits, what was lost."""
         self.lag_records = Gauge(
             "intilery_bridge_consumer_lag_records",
             "High watermark minus position.",
@@ -97,12 +111,24 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
-        self.in_flight = Gauge("intilery_bridge_in_flight_commands", "Commands being sent now.", registry=r)
         self.unfinished = Gauge(
             "intilery_bridge_unfinished_records",
             "Records fetched and not yet committed past (finished ones behind an unfinished one included).",
             registry=r,
         )
+
+    def _intilery(self, r: CollectorRegistry) -> None:
+        """Requests to Intilery: their duration, how many at once, the rate and its waits."""
+        self.http = Children(
+            Histogram(
+                "intilery_bridge_http_request_duration_seconds",
+                "Requests to Intilery by HTTP status (error: no answer).",
+                ["status"],
+                buckets=_SECONDS,
+                registry=r,
+            )
+        )
+        self.in_flight = Gauge("intilery_bridge_in_flight_commands", "Commands being sent now.", registry=r)
         self.rate_limit = Gauge(
             "intilery_bridge_rate_limit_per_second",
             "Requests per second this process may send now: its share of the account's limit, "
@@ -119,21 +145,6 @@ class Metrics:
             buckets=_EVENT_AGE,
             registry=r,
         )
-        self.already_finished = Counter(
-            "intilery_bridge_records_already_finished",
-            "Records read again whose commands the last commit's map named finished: not sent again.",
-            registry=r,
-        )
-        self.map_overflow = Counter(
-            "intilery_bridge_offset_map_overflow",
-            "Finished offsets left out of a commit's map (over offset.metadata.max.bytes): sent again "
-            "if the partition is read again from that commit.",
-            registry=r,
-        )
-        self._per_partition = (self.lag_records, self.lag_seconds, self.oldest_unfinished)
-        self.ready = Gauge("intilery_bridge_ready", "1 when /readyz answers 200.", registry=r)
-        Info("intilery_bridge_build", "The running version.", registry=r).info({"version": __version__})
-        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
 
     @property
     def redis_up(self) -> Gauge:

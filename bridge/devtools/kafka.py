@@ -28,17 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka.admin import (
-    AclBinding,
-    AclBindingFilter,
-    AclOperation,
-    AclPermissionType,
-    AdminClient,
-    NewTopic,
-    ResourcePatternType,
-    ResourceType,
-)
-
+from bridge.devtools.kafkaadmin import ClusterAdmin
 from bridge.devtools.kafkanode import (
     START_TIMEOUT_S,
     Node,
@@ -50,8 +40,9 @@ from bridge.devtools.kafkanode import (
 
 
 @dataclass
-class KafkaCluster:
-    """One or three KRaft nodes (each broker and controller) on loopback."""
+class KafkaCluster(ClusterAdmin):
+    """One or three KRaft nodes (each broker and controller) on loopback; what tests ask of
+    it (topics, ACLs, leaders) is :class:`ClusterAdmin`'s."""
 
     nodes: int = 1
     version: str | None = None
@@ -63,7 +54,6 @@ class KafkaCluster:
     def __post_init__(self) -> None:
         if self.nodes not in (1, 3):
             raise ValueError("a cluster here has 1 or 3 nodes")
-        self._admin: AdminClient | None = None
         self._owned_workdir = self.workdir is None
         self.workdir = Path(self.workdir or tempfile.mkdtemp(prefix="kafka-"))
         self._libs = fetch(self.version)
@@ -161,58 +151,6 @@ class KafkaCluster:
                     return
             time.sleep(0.2)
         raise RuntimeError(f"Kafka did not answer metadata within {timeout:.0f}s; see {self.workdir}")
-
-    # --- what tests ask of it ---
-
-    def admin(self) -> AdminClient:
-        """One admin client for the cluster's life (a dropped client cancels its requests)."""
-        if self._admin is None:
-            self._admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
-        return self._admin
-
-    def create_topic(self, name: str, partitions: int = 1, wait: bool = True, **config: str) -> None:
-        """Create a topic and (``wait``) wait until every partition has a leader."""
-        replication = min(3, self.nodes)
-        futures = self.admin().create_topics([NewTopic(name, partitions, replication, config=config)])
-        futures[name].result(timeout=30)
-        if wait:
-            self.wait_for(
-                lambda: all(self.leader(name, p) >= 0 for p in range(partitions)), f"leaders of {name}"
-            )
-
-    def refuse_writes(self, topic: str, refuse: bool = True) -> None:
-        """Deny (or allow again) every client's writes to a topic: the broker then answers
-        TOPIC_AUTHORIZATION_FAILED. Needs a cluster started with ``AUTHORIZER``."""
-        fields = (
-            ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:ANONYMOUS", "*",
-            AclOperation.WRITE, AclPermissionType.DENY,
-        )  # fmt: skip
-        admin = self.admin()
-        if refuse:
-            [future] = admin.create_acls([AclBinding(*fields)]).values()
-        else:
-            [future] = admin.delete_acls([AclBindingFilter(*fields)]).values()
-        future.result(timeout=30)
-
-    def leader(self, topic: str, partition: int) -> int:
-        """The node id leading a partition (-1 while there is none)."""
-        metadata = self.admin().list_topics(topic, timeout=10).topics[topic]
-        found = metadata.partitions.get(partition)
-        return -1 if found is None or metadata.error is not None else int(found.leader)
-
-    def coordinator(self, group: str) -> int:
-        """The node id coordinating a consumer group."""
-        [future] = self.admin().describe_consumer_groups([group]).values()
-        return int(future.result(timeout=10).coordinator.id)
-
-    def wait_for(self, predicate: Any, what: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                if predicate():
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
 
     # --- internals ---
 

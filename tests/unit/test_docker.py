@@ -47,7 +47,7 @@ def test_the_image_leaves_out_the_kafka_tools_and_takes_the_lock() -> None:
     """The launcher of the test broker (Maven, a JVM) and librdkafka's mock cluster are
     tools, not the service: the image's package is built without them
     (tests/integration/test_demo.py runs that package)."""
-    for tool in ("kafka.py", "kafkanode.py", "mockcluster.py"):
+    for tool in ("kafka.py", "kafkanode.py", "kafkaadmin.py", "mockcluster.py"):
         assert not sent(f"bridge/devtools/{tool}"), tool
     assert sent("bridge/devtools/demo.py") and sent("bridge/devtools/sandbox/server.py")
     assert sent("requirements.lock")

@@ -104,7 +104,8 @@ class SandboxState:
             )
             return answer
 
-    def _answer(self, path: str, headers: dict[str, str], body: bytes) -> Answer | str:
+    def _injected(self, path: str) -> Answer | str | None:
+        """A fault injected for this request (a dropped connection, a status), if any."""
         faults = self.faults
         if self.refusing:
             return DROP
@@ -117,6 +118,11 @@ class SandboxState:
             if 300 <= faults.status < 400:  # as a moved endpoint answers
                 extra["Location"] = f"https://moved.invalid{path}"
             return faults.status, extra, {"success": False, "message": f"injected fault {faults.status}"}
+        return None
+
+    def _answer(self, path: str, headers: dict[str, str], body: bytes) -> Answer | str:
+        if (injected := self._injected(path)) is not None:
+            return injected
         match = _PATH.match(path)
         if not match or match["action"] not in ACTIONS:
             return fail(404, "unknown path")
