@@ -1,4 +1,5 @@
-"""The shape of the code stays walkable: no module over 300 lines, no class over 200."""
+"""The shape of the code stays walkable: no module over 300 lines, no class over 150, no
+function over 50."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from pathlib import Path
 
 import bridge
 
-MAX_MODULE_LINES, MAX_CLASS_LINES = 300, 200
+MAX_MODULE_LINES, MAX_CLASS_LINES, MAX_FUNCTION_LINES = 300, 150, 50
 ROOT = Path(bridge.__file__).parent
 
 
 def oversized(
-    root: Path = ROOT, limit_module: int = MAX_MODULE_LINES, limit_class: int = MAX_CLASS_LINES
+    root: Path = ROOT,
+    limit_module: int = MAX_MODULE_LINES,
+    limit_class: int = MAX_CLASS_LINES,
+    limit_function: int = MAX_FUNCTION_LINES,
 ) -> list[str]:
     found = []
     for path in sorted(root.rglob("*.py")):
@@ -21,25 +25,32 @@ def oversized(
         if (lines := len(text.splitlines())) > limit_module:
             found.append(f"{name}: {lines} lines")
         for node in ast.walk(ast.parse(text)):
-            if isinstance(node, ast.ClassDef) and (size := node.end_lineno - node.lineno + 1) > limit_class:  # type: ignore[operator]
-                found.append(f"{name}: class {node.name}: {size} lines")
+            if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                size = (node.end_lineno or node.lineno) - node.lineno + 1
+                is_class = isinstance(node, ast.ClassDef)
+                kind, limit = ("class", limit_class) if is_class else ("function", limit_function)
+                if size > limit:
+                    found.append(f"{name}: {kind} {node.name}: {size} lines")
     return found
 
 
-def test_no_module_or_class_is_too_long() -> None:
+def test_no_module_class_or_function_is_too_long() -> None:
     assert oversized() == []
 
 
-def test_the_check_finds_a_long_module_and_class(tmp_path: Path) -> None:
+def test_the_check_finds_a_long_module_class_and_function(tmp_path: Path) -> None:
     """On modules written for it (it expected the size of one of ours once)."""
     package = tmp_path / "package"
     package.mkdir()
     body = "\n".join(f"    x{n} = {n}" for n in range(MAX_CLASS_LINES))
-    (package / "long.py").write_text("class Long:\n" + body + "\n" + "\n" * 100)
-    (package / "short.py").write_text("class Short:\n    x = 1\n")
+    (package / "long.py").write_text("class Long:\n" + body + "\n" + "\n" * 200)
+    steps = "\n".join(f"    y{n} = {n}" for n in range(MAX_FUNCTION_LINES))
+    (package / "steps.py").write_text("def steps() -> None:\n" + steps + "\n")
+    (package / "short.py").write_text("class Short:\n    x = 1\n\n\ndef short() -> None:\n    pass\n")
     assert oversized(package) == [
-        f"package/long.py: {MAX_CLASS_LINES + 101} lines",
+        f"package/long.py: {MAX_CLASS_LINES + 201} lines",
         f"package/long.py: class Long: {MAX_CLASS_LINES + 1} lines",
+        f"package/steps.py: function steps: {MAX_FUNCTION_LINES + 1} lines",
     ]
 
 
