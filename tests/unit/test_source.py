@@ -10,8 +10,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from structlog.testing import capture_logs
 
 from bridge.config import SourceConfig
-from bridge.kafka.consumer import consumer_config
 from bridge.kafka.commits import Commits
+from bridge.kafka.consumer import consumer_config
 from bridge.kafka.listener import SourceListener
 from bridge.kafka.positions import offset_reset
 from bridge.kafka.source import Source
