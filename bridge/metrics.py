@@ -41,6 +41,7 @@ class Metrics:
         self._records(r)
         self._partitions(r)
         self._intilery(r)
+        self._rules(r)
         self._per_partition = (self.lag_records, self.lag_seconds, self.oldest_unfinished)
         self.ready = Gauge("intilery_bridge_ready", "1 when /readyz answers 200.", registry=r)
         Info("intilery_bridge_build", "The running version.", registry=r).info({"version": __version__})
@@ -145,6 +146,25 @@ class Metrics:
             buckets=_EVENT_AGE,
             registry=r,
         )
+
+    def _rules(self, r: CollectorRegistry) -> None:
+        """The rules in force, and reloads of them."""
+        self.rules_info = Gauge(
+            "intilery_bridge_rules_info",
+            "1 for the version of the rules in force (rules_version in the log lines).",
+            ["rules_version"],
+            registry=r,
+        )
+        self.config_reloads = Children(
+            Counter(
+                "intilery_bridge_config_reloads",
+                "Reloads of the rules (SIGHUP, run --watch) by result: ok, failed (the old rules go on).",
+                ["result"],
+                registry=r,
+            )
+        )
+        for result in ("ok", "failed"):  # both shown from the start, at 0
+            self.config_reloads(result)
 
     @property
     def redis_up(self) -> Gauge:

@@ -100,12 +100,20 @@ class FakeDeadLetters:
 
     def __init__(self) -> None:
         self.written: list[tuple[Record, RecordError]] = []
+        self.versions: list[str | None] = []  # of the rules, per dead letter
         self.pending, self.fatal = 0, None
         self.failing_since: float | None = None
         self.last_failure: str | None = None
 
-    def send(self, record: Record, error: RecordError, written: Callable[[], None]) -> None:
+    def send(
+        self,
+        record: Record,
+        error: RecordError,
+        written: Callable[[], None],
+        rules_version: str | None = None,
+    ) -> None:
         self.written.append((record, error))
+        self.versions.append(rules_version)
         written()
 
     def poll(self) -> None:

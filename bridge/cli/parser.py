@@ -66,13 +66,25 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _add_run(verb: Verb) -> None:
-    run = verb("run", "Consume, map and deliver until stopped (SIGTERM/SIGINT stop it cleanly).")
+    run = verb(
+        "run",
+        "Consume, map and deliver until stopped (SIGTERM/SIGINT stop it cleanly; SIGHUP reloads the rules).",
+    )
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides log.level")
     run.add_argument(
         "--until-caught-up",
         action="store_true",
         help="exit 0 once every assigned partition is read to its end and committed",
     )
+    run.add_argument(
+        "--watch",
+        action="store_true",
+        help="reload the rules when the file changes (SIGHUP reloads them in any case)",
+    )
+    run.add_argument(
+        "--tests", nargs="+", metavar="FILE",
+        help="rule test files (or globs) whose cases must pass before a reload is put in force",
+    )  # fmt: skip
     run.set_defaults(func=cmd_run)
 
 

@@ -32,6 +32,7 @@ def configure_logs(args: argparse.Namespace, config: BridgeConfig, stream: TextI
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bridge.ops.reload import Reloader
     from bridge.runtime.factory import build_bridge, start_up_frozen
 
     config, mapper, decoder = load(args.config)
@@ -39,8 +40,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     for warning in mapper.warnings:
         log.warning("rule_warning", warning=warning)
     bridge = build_bridge(config, mapper, args.config, until_caught_up=args.until_caught_up, decoder=decoder)
+    metrics = bridge.parts.outcomes.metrics
+    reloader = Reloader(
+        args.config, config, bridge.path.use_rules, metrics, tests=args.tests or (), watch=args.watch
+    )
     with start_up_frozen():
-        code = asyncio.run(bridge.run())
+        code = asyncio.run(bridge.run(alongside=[reloader.run]))
     if bridge.failure:
         print(f"intilery-bridge: stopped: {logs.redact(bridge.failure)}", file=sys.stderr)
     return code

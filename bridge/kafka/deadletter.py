@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -118,7 +119,7 @@ def header_bytes(text: str) -> bytes:
 
 
 def dead_letter_headers(
-    record: Record, error: RecordError, form: Form = FULL
+    record: Record, error: RecordError, form: Form = FULL, rules_version: str | None = None
 ) -> list[tuple[str, bytes | None]]:
     extra = {
         "x-bridge-source-topic": record.topic,
@@ -131,6 +132,8 @@ def dead_letter_headers(
         extra["x-bridge-rule"] = error.rule[:REASON_LIMIT]
     if error.status is not None:
         extra["x-bridge-http-status"] = str(error.status)
+    if rules_version is not None:
+        extra["x-bridge-rules-version"] = rules_version
     if "value" in form:
         extra[VALUE_OMITTED] = f"{len(record.value or b'')} bytes"
     if "headers" in form:
@@ -146,6 +149,16 @@ def dead_letter_headers(
 def header_text(name: str) -> str:
     """A header name the producer can encode."""
     return header_bytes(name).decode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """A dead letter on its way: the record, why, whom to tell, and the rules' version."""
+
+    record: Record
+    error: RecordError
+    on_done: Callable[[], None]
+    rules_version: str | None
 
 
 class DeadLetters:
@@ -181,25 +194,30 @@ class DeadLetters:
         record: Record,
         error: RecordError,
         on_done: Callable[[], None],
-        attempt: int = 1,
-        form: Form = FULL,
+        rules_version: str | None = None,
     ) -> None:
+        """Write ``record`` with ``error`` (and the version of the rules that mapped it);
+        ``on_done`` once the broker has it."""
+        self._write(Letter(record, error, on_done, rules_version), 1, FULL)
+
+    def _write(self, letter: Letter, attempt: int, form: Form) -> None:
         self.pending += 1
+        record = letter.record
 
         def delivered(err: KafkaError | None, _message: Any) -> None:
             self.pending -= 1
             if err is None:
                 self.failing_since = None
-                on_done()
+                letter.on_done()
             else:
-                self._refused(record, error, on_done, attempt, form, err.str(), err.code())
+                self._refused(letter, attempt, form, err.str(), err.code())
 
         try:
             self._producer.produce(
                 self.topic,
                 key=None if "key" in form else record.key,
                 value=None if "value" in form else record.value,
-                headers=dead_letter_headers(record, error, form),
+                headers=dead_letter_headers(record, letter.error, form, letter.rules_version),
                 # the event's time, for redrive (0: the producer's)
                 timestamp=0 if "time" in form else record.timestamp_ms or 0,
                 on_delivery=delivered,
@@ -207,23 +225,14 @@ class DeadLetters:
         except (BufferError, KafkaException) as exc:  # local queue full, or producer refused
             self.pending -= 1
             code = exc.args[0].code() if isinstance(exc, KafkaException) and exc.args else None
-            self._refused(record, error, on_done, attempt, form, str(exc), code)
+            self._refused(letter, attempt, form, str(exc), code)
         except Exception as exc:  # the client could not take this content (a type, an encoding)
             self.pending -= 1
-            self._refused(record, error, on_done, attempt, form, f"{type(exc).__name__}: {exc}", _CONTENT)
+            self._refused(letter, attempt, form, f"{type(exc).__name__}: {exc}", _CONTENT)
 
-    def _refused(
-        self,
-        record: Record,
-        error: RecordError,
-        on_done: Callable[[], None],
-        attempt: int,
-        form: Form,
-        reason: str,
-        code: int | None,
-    ) -> None:
+    def _refused(self, letter: Letter, attempt: int, form: Form, reason: str, code: int | None) -> None:
         """Try a smaller form at once when the content was refused; else the same later."""
-        smaller = _smaller(form, code)
+        record, smaller = letter.record, _smaller(form, code)
         if smaller is not None:
             where = {"source_topic": record.topic, "partition": record.partition, "offset": record.offset}
             if "value" in smaller - form:
@@ -232,7 +241,7 @@ class DeadLetters:
             else:
                 omitted = " and ".join(sorted(smaller - form))
                 log.warning("dead_letter_reduced", **where, omitted=omitted, error=reason)
-            self.send(record, error, on_done, attempt, smaller)
+            self._write(letter, attempt, smaller)
             return
         if self.failing_since is None:  # unavailable, or refused even at its smallest
             self.failing_since = time.monotonic()
@@ -252,9 +261,7 @@ class DeadLetters:
                 error=reason,
                 **({"repeated": repeated} if repeated else {}),
             )
-        asyncio.get_running_loop().call_later(
-            self._retry_delay, self.send, record, error, on_done, attempt + 1, form
-        )
+        asyncio.get_running_loop().call_later(self._retry_delay, self._write, letter, attempt + 1, form)
 
     def poll(self) -> None:
         self._producer.poll(0)

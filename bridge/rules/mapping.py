@@ -14,6 +14,7 @@ else is literal. A template that yields null leaves its key out.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -179,9 +180,10 @@ def finish_command(
 class Mapper:
     """All rules of a configuration; ``map(event, meta)`` gives the commands."""
 
-    def __init__(self, rules: Sequence[CompiledRule], topics: Sequence[str]) -> None:
+    def __init__(self, rules: Sequence[CompiledRule], topics: Sequence[str], version: str = "-") -> None:
         self._by_topic = {t: [r for r in rules if r.applies_to(t)] for t in topics}
         self._all = list(rules)
+        self.version = version  # the rules as loaded, hashed (:func:`rules_version`)
         self.warnings: list[str] = []  # likely mistakes that are still valid rules
 
     def __len__(self) -> int:
@@ -233,6 +235,13 @@ def compile_rules(raw_rules: Any, topics: Sequence[str]) -> tuple[Mapper, list[s
             f"to compare with the text write '{name}'"
             for name in (quoted_field_comparisons(rule.when) if rule.when else [])
         ]
-    mapper = Mapper(rules, topics)
+    mapper = Mapper(rules, topics, rules_version(raw_rules))
     mapper.warnings = mapper_warnings
     return mapper, problems
+
+
+def rules_version(raw_rules: Any) -> str:
+    """A short stable hash of the rules as loaded (their variables expanded): the same rules
+    give the same version, whatever the file's layout, comments or other sections."""
+    canonical = json.dumps(raw_rules, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]

@@ -53,7 +53,9 @@ def command_label(command: Command) -> str:
     return command.name if command.name in KNOWN_EVENTS else "other"
 
 
-def failure_fields(record: Record, error: RecordError, command: Command | None = None) -> dict[str, Any]:
+def failure_fields(
+    record: Record, error: RecordError, command: Command | None = None, rules_version: str | None = None
+) -> dict[str, Any]:
     """The log fields of a record or command that failed for good."""
     return {
         **where(record),
@@ -62,6 +64,7 @@ def failure_fields(record: Record, error: RecordError, command: Command | None =
         "error_class": error.error_class,
         "reason": error.reason,
         "status": error.status,
+        **({"rules_version": rules_version} if rules_version else {}),
     }
 
 
@@ -96,23 +99,26 @@ class Outcomes:
         self.metrics.commands(NO_RULE, NO_RULE, "skipped").inc()
         log.debug("record_skipped", **where(record))
 
-    def dead_lettered(self, record: Record, error: RecordError, command: Command | None) -> None:
+    def dead_lettered(self, record: Record, error: RecordError, command: Command | None, rules: str) -> None:
         self.counts["dead_lettered"] += 1
         self.metrics.dead_letters(error.error_class).inc()
         rule, name = error.rule or NO_RULE, command_label(command) if command else NO_RULE
         self.metrics.commands(rule, name, "dead_lettered").inc()
-        log.warning("command_dead_lettered", **failure_fields(record, error, command))
+        log.warning("command_dead_lettered", **failure_fields(record, error, command, rules))
 
-    def failed(self, record: Record, error: RecordError, command: Command | None) -> None:
-        log.error("command_failed", **failure_fields(record, error, command))
+    def failed(self, record: Record, error: RecordError, command: Command | None, rules: str) -> None:
+        log.error("command_failed", **failure_fields(record, error, command, rules))
 
-    def failing_again(self, record: Record, error: RecordError, command: Command | None, at: str) -> None:
+    def failing_again(
+        self, record: Record, error: RecordError, command: Command | None, at: str, rules: str
+    ) -> None:
         self.counts["failing_again"] += 1
-        log.warning("redrive_failed_again", **failure_fields(record, error, command), dead_letter=at)
+        log.warning("redrive_failed_again", **failure_fields(record, error, command, rules), dead_letter=at)
 
     # --- commands ---------------------------------------------------------------
 
-    def delivered(self, command: Command, record: Record, delivered: Delivered) -> None:
+    def delivered(self, command: Command, record: Record, delivered: Delivered, rules: str) -> None:
+        """``rules``: the version of the rules that mapped it."""
         self.counts["delivered"] += 1
         self.metrics.commands(command.rule, command_label(command), "delivered").inc()
         if command.event_ms is not None:
@@ -125,6 +131,7 @@ class Outcomes:
             status=delivered.status,
             latency_ms=round(delivered.latency_ms, 1),
             eventId=delivered.event_id,
+            rules_version=rules,
         )
 
     def stale(self, command: Command, record: Record, reason: str) -> None:
@@ -148,6 +155,11 @@ class Outcomes:
             reason=error.reason,
             retry_in_ms=round(delay * 1000),
         )
+
+    def rules_in_force(self, version: str) -> None:
+        """The rules mapping the records read from now on (at start-up, on a reload)."""
+        self.metrics.rules_info.clear()
+        self.metrics.rules_info.labels(version).set(1)
 
     def summary(self, **state: Any) -> None:
         log.info("bridge_summary", **self.counts, **state)

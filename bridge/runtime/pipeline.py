@@ -34,8 +34,9 @@ import inspect
 import signal
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -98,7 +99,8 @@ class Bridge:
     def failure(self) -> str | None:
         return self.stopping.failure
 
-    async def run(self) -> int:
+    async def run(self, alongside: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()) -> int:
+        """``alongside``: tasks to run while the bridge runs (the rules' reloader)."""
         install_signal_handlers(self.stop, self.stopping)
         if self.parts.server is not None:
             await self.parts.server.start()
@@ -108,6 +110,7 @@ class Bridge:
             version=__version__,
             topics=self.config.source.topic_names,
             rules=len(self.mapper),
+            rules_version=self.mapper.version,
             max_in_flight=self.config.delivery.max_in_flight,
             observability_port=self.parts.server.port if self.parts.server else None,
         )
@@ -115,6 +118,7 @@ class Bridge:
             asyncio.create_task(every(self.config.delivery.commit_interval_ms / 1000, self.commit)),
             asyncio.create_task(every(self.config.log.summary_interval_s, self._summary)),
             asyncio.create_task(every(LAG_INTERVAL_S, self._update_lag)),
+            *(asyncio.create_task(task()) for task in alongside),
         ]
         try:
             await self._consume()

@@ -51,6 +51,7 @@ class Work:
     state: PartitionState  # of its partition
     commands: list[Command] | None  # None: decoded in the lane, once its schema is fetched
     origin: Record  # what the rules see: the record itself, or for redrive its original
+    mapper: Mapper  # the rules it is mapped by: those in force when it was read
 
 
 class RecordPath:
@@ -74,6 +75,13 @@ class RecordPath:
         self.dead_letters, self.states, self.outcomes = dead_letters, states, outcomes
         self.stop, self.window, self._topics = stop, window, topics
         self._backoff = Backoff(retry)
+        outcomes.rules_in_force(mapper.version)
+
+    def use_rules(self, mapper: Mapper) -> None:
+        """Map the records read from now on by ``mapper`` (a reload): each record is mapped
+        wholly by one set of rules, and commands mapped already go out as they are."""
+        self.mapper = mapper
+        self.outcomes.rules_in_force(mapper.version)
 
     def on_record(self, record: Record) -> None:
         state = self.states.get(record.tp)
@@ -99,18 +107,19 @@ class RecordPath:
             return
         # Keyed records share a lane per key; unkeyed records need no order between them.
         lane = record.key if record.key is not None else record.offset
+        mapper = self.mapper  # the whole record is mapped by the rules in force now
         try:
             origin = origin_of(record, self.window, self._topics)
-            commands = record_commands(self.decoder, self.mapper, origin)
+            commands = record_commands(self.decoder, mapper, origin)
         except SchemaNotCached:
             commands = None  # the lane fetches the schema first
         except RecordError as exc:
-            self.reject(record, state, exc, origin=self._origin_or(record))
+            self.reject(record, state, exc, origin=origin_or_read(record, self.window))
             return
         if commands is not None and not commands:
             self._skip(record, state)
             return
-        state.lanes.submit(lane, partial(self.deliver, Work(record, state, commands, origin)))
+        state.lanes.submit(lane, partial(self.deliver, Work(record, state, commands, origin, mapper)))
 
     def _read_again(self, record: Record, state: PartitionState) -> None:
         """The consumer went back to a record it had read (an offset reset, or librdkafka
@@ -119,13 +128,6 @@ class RecordPath:
         again; the partition goes on once the consumer passes the last one read."""
         first, state.rewound = not state.rewound, True
         self.outcomes.read_again(record, state.offsets.last_added, first)
-
-    def _origin_or(self, record: Record) -> Record:
-        """The original record when it can be recovered, else the record as read."""
-        try:
-            return self.window.origin(record) if self.window is not None else record
-        except RecordError:
-            return record
 
     def _skip(self, record: Record, state: PartitionState) -> None:
         self.outcomes.skipped(record)
@@ -136,9 +138,9 @@ class RecordPath:
         try:
             if work.commands is None:
                 try:
-                    work.commands = await mapped_once_fetched(self.decoder, self.mapper, self._backoff, work)
+                    work.commands = await mapped_once_fetched(self.decoder, self._backoff, work)
                 except RecordError as exc:
-                    self.reject(work.record, work.state, exc, origin=work.origin)
+                    self.reject(work.record, work.state, exc, origin=work.origin, rules=work.mapper)
                     return
                 if not work.commands:
                     self._skip(work.record, work.state)
@@ -152,16 +154,17 @@ class RecordPath:
                     self.outcomes.stale(command, work.record, str(stale))
                     continue
                 except RejectedError as exc:
-                    self.reject(work.record, work.state, exc.for_rule(command.rule), command, work.origin)
+                    error = exc.for_rule(command.rule)
+                    self.reject(work.record, work.state, error, command, work.origin, work.mapper)
                     return
-                self.outcomes.delivered(command, work.record, delivered)
+                self.outcomes.delivered(command, work.record, delivered, work.mapper.version)
             work.state.offsets.finish(work.record.offset)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug this record set off: dead-letter it, the partition goes on
             log.exception("delivery_crashed", **where(work.record))
             error = InternalError(f"while delivering: {type(exc).__name__}: {exc}"[:500])
-            self.reject(work.record, work.state, error, origin=work.origin)
+            self.reject(work.record, work.state, error, origin=work.origin, rules=work.mapper)
 
     def reject(
         self,
@@ -170,17 +173,19 @@ class RecordPath:
         error: RecordError,
         command: Command | None = None,
         origin: Record | None = None,
+        rules: Mapper | None = None,
     ) -> None:
-        """Dead-letter ``origin`` (the record itself unless redriving); then ``record`` is finished."""
-        origin = origin or record
+        """Dead-letter ``origin`` (the record itself unless redriving); then ``record`` is
+        finished. ``rules``: those it was mapped by (default: those in force now)."""
+        origin, version = origin or record, (rules or self.mapper).version
         if self.window is not None and self.window.redrive:
             # A dead letter that fails again stays where it is, its offset never committed
             # past, rather than being written again (the next redrive would read it twice).
-            self.outcomes.failing_again(origin, error, command, record.position)
+            self.outcomes.failing_again(origin, error, command, record.position, version)
             state.offsets.leave(record.offset)
             return
         if self.dead_letters is None:
-            self.outcomes.failed(origin, error, command)
+            self.outcomes.failed(origin, error, command, version)
             state.halt(record.offset)
             self.stop.fail(
                 f"{record.position}: {error.error_class}: "
@@ -189,10 +194,10 @@ class RecordPath:
             return
 
         def written() -> None:
-            self.outcomes.dead_lettered(origin, error, command)
+            self.outcomes.dead_lettered(origin, error, command, version)
             state.offsets.finish(record.offset)
 
-        self.dead_letters.send(origin, error, written)
+        self.dead_letters.send(origin, error, written, version)
 
 
 def origin_of(record: Record, window: Window | None, topics: frozenset[str]) -> Record:
@@ -204,16 +209,14 @@ def origin_of(record: Record, window: Window | None, topics: frozenset[str]) -> 
     return origin
 
 
-async def mapped_once_fetched(
-    decoder: RecordDecoder, mapper: Mapper, backoff: Backoff, work: Work
-) -> list[Command]:
+async def mapped_once_fetched(decoder: RecordDecoder, backoff: Backoff, work: Work) -> list[Command]:
     """Wait for the record's schema (retrying while the registry is down), then map it;
     a :class:`RecordError` when it cannot be decoded or mapped."""
     attempt = 0
     while True:
         try:
             try:
-                return record_commands(decoder, mapper, work.origin)
+                return record_commands(decoder, work.mapper, work.origin)
             except SchemaNotCached as missing:
                 assert decoder.registry is not None
                 await decoder.registry.ensure(missing.schema_id)
@@ -228,3 +231,11 @@ async def mapped_once_fetched(
                 retry_in_ms=round(delay * 1000),
             )
             await asyncio.sleep(delay)
+
+
+def origin_or_read(record: Record, window: Window | None) -> Record:
+    """The original record when it can be recovered, else the record as read."""
+    try:
+        return window.origin(record) if window is not None else record
+    except RecordError:
+        return record

@@ -13,11 +13,22 @@ import pytest
 from structlog.testing import capture_logs
 
 from bridge.model import Command, Record
+from bridge.rules.mapping import compile_rules
 from bridge.runtime.health import EXIT_OK, EXIT_PERMANENT_FAILURE, BackPressure, Health, Stop
 from bridge.runtime.outcomes import command_label
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import FETCH_BATCH
-from tests.recordpath import TP, FakeDeadLetters, FakeSender, FakeSource, build, last_commit, record, seqs
+from tests.recordpath import (
+    TP,
+    FakeDeadLetters,
+    FakeSender,
+    FakeSource,
+    build,
+    last_commit,
+    load_config,
+    record,
+    seqs,
+)
 from tests.support import sms_event
 
 
@@ -216,3 +227,40 @@ def test_the_command_label_is_a_known_command_or_other() -> None:
         "other",
         "other",
     ]
+
+
+def test_each_record_is_mapped_by_the_rules_in_force_when_it_was_read(tmp_path: Path) -> None:
+    """A reload between two records: the first, read before it and still waiting to be
+    sent, goes out as it was mapped; the second by the new rules; each logged (and a dead
+    letter headed) with the version of the rules that mapped it."""
+    sender = FakeSender(refuse=frozenset({"C-2"}))
+    sender.hold.clear()
+    bridge, _, _, dlq = build(tmp_path, [], sender=sender)
+    old = bridge.mapper
+    rules = load_config(tmp_path, None).config.model_dump(mode="json")["rules"]
+    rules[0]["emit"]["assetId"] = "ASSET-NEW"
+    new, problems = compile_rules(rules, ["bookings"])
+    assert problems == [] and new.version != old.version
+
+    async def scenario() -> None:
+        bridge.states.assign(TP)
+        bridge.path.on_record(record(0))
+        bridge.path.use_rules(new)
+        bridge.path.on_record(record(1))
+        bridge.path.on_record(record(2, sms_event(2, 3)))  # customer C-2: refused, dead-lettered
+        sender.hold.set()
+        assert await bridge.states.wait(5)
+
+    with capture_logs() as logs:
+        asyncio.run(scenario())
+    assert [(c.body["seq"], c.body["assetId"]) for c in sender.sent] == [
+        (0, "ASSET-SMS"),
+        (1, "ASSET-NEW"),
+    ]
+    delivered = [(e["offset"], e["rules_version"]) for e in logs if e["event"] == "command_delivered"]
+    assert delivered == [(0, old.version), (1, new.version)]
+    (dead,) = [e for e in logs if e["event"] == "command_dead_lettered"]
+    assert dead["rules_version"] == new.version and dlq.versions == [new.version]
+    metrics = bridge.parts.outcomes.metrics.registry
+    assert metrics.get_sample_value("intilery_bridge_rules_info", {"rules_version": new.version}) == 1
+    assert metrics.get_sample_value("intilery_bridge_rules_info", {"rules_version": old.version}) is None

@@ -1,0 +1,135 @@
+"""Reloading a running bridge's rules: on SIGHUP, and with ``run --watch`` when the
+file changes (its content is compared every second, so a Kubernetes ConfigMap's
+``..data`` symlink swap is seen like any edit).
+
+A reload is validated as ``check`` validates the file (and, with ``run --tests``, the
+rule tests' cases must pass); only ``rules`` may differ from the configuration the
+bridge runs: any other change needs a restart, and the reload is refused naming each
+key. Refused: the old rules go on (``config_reload_failed``). Accepted: the next
+record read is mapped by the new rules (``config_reloaded``); commands mapped already
+go out as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import signal
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+
+from bridge.config import BridgeConfig
+from bridge.errors import ConfigError
+from bridge.metrics import Metrics
+from bridge.ops import ruleresults, ruletests
+from bridge.ops.loading import Loaded, load
+from bridge.rules.mapping import Mapper
+
+log = structlog.get_logger("bridge")
+
+WATCH_INTERVAL_S = 1.0
+
+
+class Reloader:
+    """Reloads ``path``'s rules into the running bridge (``use_rules``)."""
+
+    def __init__(
+        self,
+        path: str,
+        config: BridgeConfig,
+        use_rules: Callable[[Mapper], None],
+        metrics: Metrics,
+        *,
+        tests: Sequence[str] = (),
+        watch: bool = False,
+    ) -> None:
+        self._path, self._config, self._use_rules, self._metrics = path, config, use_rules, metrics
+        self._tests, self._watch = list(tests), watch
+
+    async def run(self) -> None:
+        """Wait for SIGHUP (and, watching, for the file to change), reload, and again."""
+        hup = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(signal.SIGHUP, hup.set)
+        seen = file_digest(self._path)
+        while True:
+            if self._watch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(hup.wait(), WATCH_INTERVAL_S)
+            else:
+                await hup.wait()
+            digest = file_digest(self._path)
+            if hup.is_set() or digest != seen:
+                hup.clear()
+                seen = digest
+                await self.reload()
+
+    async def reload(self) -> bool:
+        """Validate the file and, if only its rules changed, put them in force."""
+        problems, loaded = await asyncio.to_thread(self._validated)
+        if loaded is None:
+            log.error("config_reload_failed", problems=problems)
+            self._metrics.config_reloads("failed").inc()
+            return False
+        for warning in loaded.mapper.warnings:
+            log.warning("rule_warning", warning=warning)
+        self._use_rules(loaded.mapper)
+        log.info("config_reloaded", rules_version=loaded.mapper.version, rules=len(loaded.mapper))
+        self._metrics.config_reloads("ok").inc()
+        return True
+
+    def _validated(self) -> tuple[list[str], Loaded | None]:
+        """The problems ``check`` would print, those a restart would need and failing rule
+        tests; or the configuration loaded."""
+        try:
+            loaded = load(self._path)
+        except ConfigError as exc:
+            return exc.problems, None
+        if loaded.decoder.registry is not None:
+            loaded.decoder.registry.close()  # the bridge's own decoder goes on (source cannot change)
+        problems = [f"{self._path}: {problem}" for problem in restart_needed(self._config, loaded.config)]
+        if not problems and self._tests:
+            problems = failing_tests(self._tests, loaded, self._path)
+        return problems, None if problems else loaded
+
+
+def restart_needed(running: BridgeConfig, candidate: BridgeConfig) -> list[str]:
+    """Each key outside ``rules`` whose value differs: only the rules reload."""
+    before, after = flat(running.model_dump(exclude={"rules"})), flat(candidate.model_dump(exclude={"rules"}))
+    changed = sorted(
+        key for key in before.keys() | after.keys() if before.get(key, ...) != after.get(key, ...)
+    )
+    return [f"{key}: changed, and only rules reload: restart the bridge for it" for key in changed]
+
+
+def flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{"a.b.c": leaf}`` (kafka's dotted properties stay whole)."""
+    if not isinstance(value, dict) or not value:
+        return {prefix: value}
+    found: dict[str, Any] = {}
+    for key, item in value.items():
+        found |= flat(item, f"{prefix}.{key}" if prefix else str(key))
+    return found
+
+
+def failing_tests(patterns: list[str], loaded: Loaded, path: str) -> list[str]:
+    """The rule tests' cases that fail with the candidate's rules, as ``test`` names them."""
+    try:
+        suites = ruletests.load_suites(patterns, loaded.config.source, loaded.mapper, path)
+    except ConfigError as exc:
+        return exc.problems
+    results = ruleresults.run(suites, loaded.mapper, loaded.config.source.topic_names[0])
+    return [f"{result.path}: {result.case}: {problem}" for result in results for problem in result.problems]
+
+
+def file_digest(path: str) -> str | None:
+    """The file's content, hashed (None: unreadable); a symlink is followed."""
+    try:
+        with open(path, "rb") as file:
+            return hashlib.sha256(file.read()).hexdigest()
+    except OSError:
+        return None
