@@ -63,6 +63,7 @@ kafka-fetch: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/decode.py --figures
+	$(BIN)/python bench/diff.py --figures
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache

@@ -1,7 +1,7 @@
-"""The verbs: run, check, map, test, schema, replay, redrive, sandbox, demo.
+"""The verbs: run, check, map, diff, test, schema, replay, redrive, sandbox, demo.
 
 Exit codes: 0 success; 1 ``map`` had events that failed, ``test`` had cases that
-failed, ``check`` found problems; 2 the configuration (or a test file) was
+failed, ``check`` found problems, ``diff`` found differences; 2 the configuration (or a test file) was
 refused; 3 a permanent failure with no dead-letter topic; 4 a fatal Kafka error, or Kafka
 not reachable where a verb needs an answer (replay, redrive, demo); 5 an exception nobody
 expected (a bug), in one line (``INTILERY_BRIDGE_TRACEBACK=1`` adds the traceback). No verb

@@ -11,6 +11,7 @@ from bridge.cli.verbs import (
     SANDBOX_TOKEN,
     cmd_check,
     cmd_demo,
+    cmd_diff,
     cmd_map,
     cmd_redrive,
     cmd_replay,
@@ -54,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
         _add_run,
         _add_check,
         _add_map,
+        _add_diff,
         _add_test,
         _add_schema,
         _add_replay,
@@ -118,6 +120,31 @@ def _add_map(verb: Verb) -> None:
     mapping.add_argument("--schema", help="an .avsc file, for --format avro")
     mapping.add_argument("file", nargs="?", default="-", metavar="FILE|-", help="events file, - for stdin")
     mapping.set_defaults(func=cmd_map)
+
+
+def _add_diff(verb: Verb) -> None:
+    diff = verb(
+        "diff",
+        "Map the same events with the current rules and a candidate's, and show what would change.",
+    )
+    diff.add_argument(
+        "--candidate", required=True, metavar="FILE", help="the configuration with the new rules"
+    )
+    diff.add_argument("--topic", help="for FILE: the topic the events come from (default: the first)")
+    diff.add_argument("--format", choices=["json", "avro"], default="json", help="for FILE: as map's")
+    diff.add_argument("--schema", help="for FILE: an .avsc file, for --format avro")
+    window = diff.add_argument_group("a window of the source topics in Kafka, instead of FILE")
+    window.add_argument(
+        "--from", dest="from_time", metavar="TIME", help="records at or after this ISO-8601 time"
+    )
+    window.add_argument(
+        "--to", dest="to_time", metavar="TIME", help="records at or before this time (default: now)"
+    )
+    window.add_argument("--last", metavar="DURATION", help="the last DURATION (24h, 90m, ...) up to now")
+    diff.add_argument("--samples", type=non_negative, default=5, help="differences shown field by field (5)")
+    diff.add_argument("--output", choices=["text", "json"], default="text", help="json: one object")
+    diff.add_argument("file", nargs="?", metavar="FILE|-", help="events (JSON Lines), - for stdin")
+    diff.set_defaults(func=cmd_diff)
 
 
 def _add_test(verb: Verb) -> None:

@@ -9,17 +9,19 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO, TypeVar
 
 import structlog
 
 from bridge import logs
-from bridge.config import BridgeConfig
+from bridge.config import BridgeConfig, SourceConfig, parse_duration
 from bridge.decode.avro import load_schema
 from bridge.decode.decoder import resolve_path
-from bridge.errors import ConfigError, cannot_listen
+from bridge.errors import BrokerError, ConfigError, DeliveryError, cannot_listen
 from bridge.ops.loading import load, load_offline
-from bridge.ops.mapfile import avro_json_decoder, map_lines
+from bridge.ops.mapfile import DecodeLine, avro_json_decoder, map_lines
 from bridge.ops.requests import WindowRun
 
 EXIT_FAILED, EXIT_CONFIG = 1, 2
@@ -80,38 +82,80 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_map(args: argparse.Namespace) -> int:
     source, mapper = load_offline(args.config)
+    topic, decode = offline_events(args, source)
+    with event_lines(args.file) as lines:
+        failures = map_lines(mapper, lines, topic, sys.stdout, sys.stderr, decode)
+    return EXIT_FAILED if failures else 0
+
+
+def offline_events(args: argparse.Namespace, source: SourceConfig) -> tuple[str, DecodeLine | None]:
+    """``--topic`` (default the first source topic), and how its events are read: JSON, or
+    with ``--format avro`` in the schema's JSON form (``--schema``, else the topic's own)."""
     topic = args.topic or source.topic_names[0]
     if topic not in source.topic_names:
-        print(f"--topic {topic}: not in source.topics ({', '.join(source.topic_names)})", file=sys.stderr)
-        return EXIT_CONFIG
-    decode = None
-    if args.format == "avro":
-        configured = next(t for t in source.resolved() if t.name == topic).schema_path
-        path = args.schema or configured
-        if not path:
-            print(
-                f"--format avro: give --schema FILE.avsc (topic {topic} takes its schemas from the registry)",
-                file=sys.stderr,
-            )
-            return EXIT_CONFIG
+        raise ConfigError([f"--topic {topic}: not in source.topics ({', '.join(source.topic_names)})"])
+    if args.format != "avro":
+        return topic, None
+    path = args.schema or next(t for t in source.resolved() if t.name == topic).schema_path
+    if not path:
+        raise ConfigError(
+            [f"--format avro: give --schema FILE.avsc (topic {topic} takes its schemas from the registry)"]
+        )
+    try:
+        return topic, avro_json_decoder(load_schema(path if args.schema else resolve_path(path, args.config)))
+    except ValueError as exc:
+        raise ConfigError([f"--schema: {exc}"]) from exc
+
+
+@contextlib.contextmanager
+def event_lines(file: str) -> Iterator[Iterable[bytes]]:
+    """The lines of ``file`` (``-``: standard input), as bytes: a line that is not UTF-8 is
+    that line's decode error, as for a record."""
+    if file == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        handle = open(file, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot read: {exc.strerror}"]) from exc
+    with handle:
+        yield handle
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from bridge.ops.diffing import compare_lines, window_comparison
+
+    _, candidate = load_offline(args.candidate)
+    if (args.from_time or args.last) and args.file:
+        raise ConfigError(["diff: give FILE or a window (--from, --last), not both"])
+    if args.from_time and args.last:
+        raise ConfigError(["diff: give --from or --last, not both"])
+    if args.from_time or args.last:
+        loaded = load(args.config, unset_secrets=[])  # Kafka's settings; Intilery's token unused
+        since = args.from_time or ago(args.last)
         try:
-            schema = load_schema(path if args.schema else resolve_path(path, args.config))
-        except ValueError as exc:
-            print(f"--schema: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
-        decode = avro_json_decoder(schema)
-    # Bytes: a line that is not UTF-8 is that line's decode error, as for a record.
-    if args.file == "-":
-        failures = map_lines(mapper, sys.stdin.buffer, topic, sys.stdout, sys.stderr, decode)
+            comparison = window_comparison(loaded, candidate, since, args.to_time, args.samples)
+        except (BrokerError, DeliveryError) as exc:  # Kafka or the schema registry unreachable
+            raise ConfigError([f"diff: {exc}"]) from exc
     else:
-        try:
-            handle = open(args.file, "rb")  # noqa: SIM115 - closed below
-        except OSError as exc:
-            print(f"{args.file}: cannot read: {exc.strerror}", file=sys.stderr)
-            return EXIT_CONFIG
-        with handle:
-            failures = map_lines(mapper, handle, topic, sys.stdout, sys.stderr, decode)
-    return EXIT_FAILED if failures else 0
+        source, current = load_offline(args.config)
+        topic, decode = offline_events(args, source)
+        with event_lines(args.file or "-") as lines:
+            comparison = compare_lines(current, candidate, lines, topic, decode, args.samples)
+    if args.output == "json":
+        print(json.dumps(comparison.as_json(), ensure_ascii=False, default=str))
+    else:
+        comparison.report(sys.stdout)
+    return EXIT_FAILED if comparison.differs else 0
+
+
+def ago(duration: str) -> str:
+    """``--last DURATION``: the ISO-8601 time that long before now."""
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as exc:
+        raise ConfigError([f"--last {duration}: {exc}"]) from exc
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
 
 
 def cmd_test(args: argparse.Namespace) -> int:

@@ -5,11 +5,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import TopicPartition
 
 from bridge.errors import DecodeError
+from bridge.kafka.consumer import record_from_message
 from bridge.kafka.deadletter import VALUE_OMITTED
 from bridge.model import Record, TopicPartitionKey
 
@@ -77,3 +80,20 @@ class Window:
     def finished(self, key: TopicPartitionKey, last_read: int) -> bool:
         bound = self.bounds.get(key[1])
         return bound is None or last_read + 1 >= bound[1]
+
+
+def read_window(consumer: Any, window: Window) -> Iterator[Record]:
+    """Every record of the window, each partition in order, from a consumer assigned to
+    it (:meth:`Window.assignment`); it ends once every partition reached its bound."""
+    remaining = {p for p, (start, end) in window.bounds.items() if start < end}
+    while remaining:
+        for message in consumer.consume(500, 1.0):
+            if message.error() is not None or message.partition() not in remaining:
+                continue
+            record = record_from_message(message)
+            if not window.wants(record.tp, record.offset):
+                remaining.discard(record.partition)
+                continue
+            yield record
+            if window.finished(record.tp, record.offset):
+                remaining.discard(record.partition)

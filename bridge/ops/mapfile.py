@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 from fastavro.types import Schema
@@ -34,23 +34,19 @@ def avro_json_decoder(schema: Schema) -> DecodeLine:
     return decode
 
 
-def map_lines(
-    mapper: Mapper,
-    lines: Iterable[bytes],
-    topic: str,
-    out: TextIO,
-    err: TextIO,
-    decode: DecodeLine | None = None,
-) -> int:
-    """Map JSON Lines events; print commands to ``out``, failures to ``err``, then a
-    summary line to ``err``; count failures."""
+Event = Callable[[], dict[str, Any]]  # decodes the line when called (its failure is the record's)
+
+
+def events(
+    lines: Iterable[bytes], topic: str, decode: DecodeLine | None = None
+) -> Iterator[tuple[int, dict[str, Any], Event]]:
+    """Per non-blank line: its number, the ``_kafka`` root the rules see (a ``_kafka``
+    object in the line overrides it) and the event, decoded when called."""
     decode = decode or decode_json
-    failures = read = produced = unmatched = 0
     now_ms = int(time.time() * 1000)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        read += 1
         meta: dict[str, Any] = {
             "topic": topic,
             "partition": 0,
@@ -67,6 +63,22 @@ def map_lines(
                 meta.update(overrides)
             return decoded
 
+        yield number, meta, event
+
+
+def map_lines(
+    mapper: Mapper,
+    lines: Iterable[bytes],
+    topic: str,
+    out: TextIO,
+    err: TextIO,
+    decode: DecodeLine | None = None,
+) -> int:
+    """Map JSON Lines events; print commands to ``out``, failures to ``err``, then a
+    summary line to ``err``; count failures."""
+    failures = read = produced = unmatched = 0
+    for number, meta, event in events(lines, topic, decode):
+        read += 1
         try:
             commands = commands_of(mapper, meta, event)
         except RecordError as exc:

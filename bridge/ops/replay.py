@@ -30,9 +30,8 @@ from bridge.kafka.consumer import (
     built,
     consumer_config,
     finished_map,
-    record_from_message,
 )
-from bridge.kafka.window import Window
+from bridge.kafka.window import Window, read_window
 from bridge.model import Record
 from bridge.ops.loading import Loaded
 from bridge.ops.planning import plan, plan_redrive
@@ -56,32 +55,22 @@ def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: Tex
         if window.commits and assignment
         else {}
     )
-    remaining = {p for p, (start, end) in window.bounds.items() if start < end}
     failures = read = produced = 0
-    while remaining:
-        for message in consumer.consume(500, 1.0):
-            if message.error() is not None or message.partition() not in remaining:
-                continue
-            record = record_from_message(message)
-            if not window.wants(record.tp, record.offset):
-                remaining.discard(record.partition)
-                continue
-            read += 1
-            passed_over = record.offset in finished.get(record.tp, ()) or not window.selects(record)
-            try:
-                if passed_over:
-                    commands = []
-                else:
-                    commands = record_commands(loaded.decoder, loaded.mapper, window.origin(record))
-            except RecordError as exc:
-                failures += 1
-                print(f"{_named(window, record)}: {exc.error_class}: {logs.redact(exc.reason)}", file=err)
+    for record in read_window(consumer, window):
+        read += 1
+        passed_over = record.offset in finished.get(record.tp, ()) or not window.selects(record)
+        try:
+            if passed_over:
+                commands = []
             else:
-                produced += len(commands)
-                for command in commands:
-                    out.write(json.dumps(command.as_json_line(), ensure_ascii=False) + "\n")
-            if window.finished(record.tp, record.offset):
-                remaining.discard(record.partition)
+                commands = record_commands(loaded.decoder, loaded.mapper, window.origin(record))
+        except RecordError as exc:
+            failures += 1
+            print(f"{_named(window, record)}: {exc.error_class}: {logs.redact(exc.reason)}", file=err)
+        else:
+            produced += len(commands)
+            for command in commands:
+                out.write(json.dumps(command.as_json_line(), ensure_ascii=False) + "\n")
     verb = "redrive" if window.redrive else "replay"
     print(
         f"{verb} --dry-run of {window.topic}: {read} of {window.total} records in the window read, "

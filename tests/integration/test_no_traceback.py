@@ -55,6 +55,14 @@ def test_every_verb_ends_in_one_line_and_a_documented_code(tmp_path: Path) -> No
         "map, stdin not UTF-8": (["map", "--config", str(EXAMPLE)], latin1.read_bytes()),
         "map, no such file": (["map", "--config", str(EXAMPLE), "missing.jsonl"], b""),
         "test, no such file": (["test", "--config", str(EXAMPLE), "missing.yaml"], b""),
+        "diff, no such file": (
+            ["diff", "--config", str(EXAMPLE), "--candidate", str(EXAMPLE), "missing.jsonl"],
+            b"",
+        ),
+        "diff, no broker": (
+            ["diff", "--config", str(unreachable), "--candidate", str(EXAMPLE), "--last", "1h"],
+            b"",
+        ),
         "replay, no broker": (
             ["replay", "--config", str(unreachable), "--topic", "bookings", "--from-beginning", "--dry-run"],
             b"",
@@ -83,6 +91,7 @@ def test_every_verb_ends_in_one_line_and_a_documented_code(tmp_path: Path) -> No
         else:
             assert len(own) == 1, f"{name}: {own}"
     assert results["replay, no broker"][0] == results["demo, no broker"][0] == 4
+    assert results["diff, no broker"][0] == results["diff, no such file"][0] == 2
     assert "intilery-bridge: stopped: Kafka: " in results["redrive, no broker"][1]
     assert "--tls-cert missing.pem: no such file" in results["sandbox, no such certificate"][1]
     assert "t0ken-for-the-test" not in "".join(output for _, output in results.values())

@@ -1,0 +1,212 @@
+"""What a rules change would do to real traffic: every record mapped by the current
+rules and by the candidate, their commands matched and compared (``intilery-bridge
+diff``).
+
+Commands are matched by record, rule name and position within that rule's output:
+``added`` (only the candidate sends it), ``removed`` (only the current rules send it),
+``changed`` (both, with different bodies or actions), ``unchanged``. A renamed rule
+is removed plus added. A record that one rule set cannot map is that set's dead
+letter, and all the other's commands for it are added or removed.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from confluent_kafka import Consumer
+
+from bridge import logs
+from bridge.decode.avro import SchemaNotCached
+from bridge.decode.decoder import Decoder
+from bridge.errors import RecordError
+from bridge.kafka.consumer import asking_kafka, built, consumer_config
+from bridge.kafka.window import Window, read_window
+from bridge.model import Command, Record
+from bridge.ops.loading import Loaded
+from bridge.ops.mapfile import DecodeLine, events
+from bridge.ops.planning import plan
+from bridge.ops.requests import ReplayRequest
+from bridge.ops.ruleresults import diff as field_diff
+from bridge.rules.mapping import Mapper
+from bridge.runtime.convert import commands_of, record_commands
+
+KINDS = ("added", "removed", "changed", "unchanged")
+Mapped = list[Command] | RecordError  # a record's commands, or why it would be dead-lettered
+
+
+def keyed(mapped: Mapped) -> dict[tuple[str, int], Command]:
+    """Commands by (rule, position within that rule's output)."""
+    if isinstance(mapped, RecordError):
+        return {}
+    found: dict[tuple[str, int], Command] = {}
+    seen: Counter[str] = Counter()
+    for command in mapped:
+        found[command.rule, seen[command.rule]] = command
+        seen[command.rule] += 1
+    return found
+
+
+@dataclass
+class Comparison:
+    """The two rule sets' outcomes over the same records, counted, with samples."""
+
+    samples_wanted: int = 5
+    records: int = 0
+    commands: Counter[str] = field(default_factory=Counter)
+    rules: dict[str, Counter[str]] = field(default_factory=dict)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    customers: set[str] = field(default_factory=set)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, where: dict[str, Any], current: Mapped, candidate: Mapped) -> None:
+        """One record (``where``: its topic, partition, offset) and what each set made of it."""
+        self.records += 1
+        for name, mapped in (("current", current), ("candidate", candidate)):
+            if isinstance(mapped, RecordError):
+                self.dead_letters[name] += 1
+            else:
+                self.commands[name] += len(mapped)
+        before, after = keyed(current), keyed(candidate)
+        for key in sorted(before.keys() | after.keys()):
+            old, new = before.get(key), after.get(key)
+            kind, lines = compared(old, new)
+            self.commands[kind] += 1
+            self.rules.setdefault(key[0], Counter())[kind] += 1
+            if kind == "unchanged":
+                continue
+            command = new if new is not None else old
+            assert command is not None  # one of them, by the keys' union
+            if (user := command.body.get("userId")) is not None:
+                self.customers.add(str(user))
+            if len(self.samples) < self.samples_wanted:
+                self.samples.append({**where, "rule": key[0], "difference": kind, "fields": lines})
+
+    @property
+    def differs(self) -> bool:
+        return any(self.commands[kind] for kind in KINDS[:3]) or self.dead_letters_differ
+
+    @property
+    def dead_letters_differ(self) -> bool:
+        return self.dead_letters["current"] != self.dead_letters["candidate"]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "commands": {name: self.commands[name] for name in ("current", "candidate", *KINDS)},
+            "customers": {"affected": len(self.customers)},
+            "rules": {
+                rule: {kind: counts[kind] for kind in KINDS} for rule, counts in sorted(self.rules.items())
+            },
+            "dead_letters": {name: self.dead_letters[name] for name in ("current", "candidate")},
+            "samples": self.samples,
+        }
+
+    def report(self, out: TextIO) -> None:
+        counts = self.commands
+        out.write(
+            f"diff: {self.records} records; commands {counts['current']} now, {counts['candidate']} with the "
+            f"candidate: {counts['added']} added, {counts['removed']} removed, {counts['changed']} changed, "
+            f"{counts['unchanged']} unchanged; {len(self.customers)} customers affected; dead letters "
+            f"{self.dead_letters['current']} now, {self.dead_letters['candidate']} with the candidate\n"
+        )
+        for rule, kinds in sorted(self.rules.items()):
+            out.write(f"  rule {rule}: " + ", ".join(f"{kinds[kind]} {kind}" for kind in KINDS) + "\n")
+        for sample in self.samples:
+            place = f"{sample['topic']}[{sample['partition']}]@{sample['offset']}"
+            out.write(f"{sample['difference'].upper()}  {place}: rule {sample['rule']}\n")
+            for line in sample["fields"]:
+                out.write(f"      {line}\n")
+
+
+def compared(old: Command | None, new: Command | None) -> tuple[str, list[str]]:
+    """The kind of difference between two matched commands, and its lines (field by field,
+    as ``test`` prints them: the current rules' value expected, the candidate's got)."""
+    if old is None:
+        assert new is not None
+        return "added", [f"body: {json.dumps(new.body, ensure_ascii=False, default=str)[:300]}"]
+    if new is None:
+        return "removed", [f"body: {json.dumps(old.body, ensure_ascii=False, default=str)[:300]}"]
+    lines = field_diff(old.body, new.body, "body", subset=False)
+    if old.action != new.action:
+        lines.insert(0, f"action: expected {old.action!r}, got {new.action!r}")
+    return ("changed", lines) if lines else ("unchanged", [])
+
+
+def mapped(make: Callable[..., list[Command]], *args: Any) -> Mapped:
+    """``make(*args)``, or the error that would dead-letter the record."""
+    try:
+        return make(*args)
+    except RecordError as exc:
+        return exc
+
+
+def compare_lines(
+    current: Mapper,
+    candidate: Mapper,
+    lines: Iterable[bytes],
+    topic: str,
+    decode: DecodeLine | None,
+    samples: int,
+) -> Comparison:
+    """Events as ``map`` reads them (JSON Lines, or the Avro schema's JSON form)."""
+    comparison = Comparison(samples)
+    for _, meta, event in events(lines, topic, decode):
+        before = mapped(commands_of, current, meta, event)
+        after = mapped(commands_of, candidate, meta, event)
+        comparison.add({key: meta[key] for key in ("topic", "partition", "offset")}, before, after)
+    return comparison
+
+
+def compare_window(
+    decoder: Decoder, current: Mapper, candidate: Mapper, consumer: Any, windows: list[Window], samples: int
+) -> Comparison:
+    """The records of each window, decoded as ``run`` decodes them (the registry included),
+    read by ``consumer`` on its own: assigned, never subscribed, never committing."""
+    comparison = Comparison(samples)
+    for window in windows:
+        consumer.assign(window.assignment())
+        for record in read_window(consumer, window):
+            where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+            comparison.add(where, fetched(decoder, current, record), fetched(decoder, candidate, record))
+    return comparison
+
+
+def fetched(decoder: Decoder, mapper: Mapper, record: Record) -> Mapped:
+    """The record's commands, its schema fetched from the registry first when needed."""
+    while True:
+        try:
+            return mapped(record_commands, decoder, mapper, record)
+        except SchemaNotCached as missing:
+            assert decoder.registry is not None
+            decoder.registry.fetch(missing.schema_id)
+
+
+def window_comparison(
+    loaded: Loaded, candidate: Mapper, from_time: str, to_time: str | None, samples: int
+) -> Comparison:
+    """The source topics from ``from_time`` to ``to_time`` (default: their end now), read
+    by a consumer of its own: no group joined, nothing committed, the live group untouched."""
+    group = f"{loaded.config.kafka['group.id']}-diff-{uuid.uuid4().hex[:8]}"  # named, never joined
+    consumer = built(
+        Consumer, {**consumer_config(loaded.config.kafka), "group.id": group, "logger": logs.kafka_logger()}
+    )
+    try:
+        with asking_kafka("reading the source topics"):
+            windows = [
+                plan(
+                    consumer,
+                    topic,
+                    group,
+                    False,
+                    ReplayRequest(topic=topic, from_time=from_time, to_time=to_time),
+                )
+                for topic in loaded.config.source.topic_names
+            ]
+            return compare_window(loaded.decoder, loaded.mapper, candidate, consumer, windows, samples)
+    finally:
+        consumer.close()
