@@ -64,6 +64,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/decode.py --figures
 	$(BIN)/python bench/diff.py --figures
+	$(BIN)/python bench/shadow.py --figures
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache

@@ -35,13 +35,44 @@ class Children(Generic[M]):
         return child
 
 
+class RulesMetrics:
+    """The rules in force, reloads of them, and a shadow's differences from them."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.info = Gauge(
+            "intilery_bridge_rules_info",
+            "1 for the version of the rules in force (rules_version in the log lines).",
+            ["rules_version"],
+            registry=r,
+        )
+        self.reloads = Children(
+            Counter(
+                "intilery_bridge_config_reloads",
+                "Reloads of the rules (SIGHUP, run --watch) by result: ok, failed (the old rules go on).",
+                ["result"],
+                registry=r,
+            )
+        )
+        for result in ("ok", "failed"):  # both shown from the start, at 0
+            self.reloads(result)
+        self.shadow_commands = Children(
+            Counter(
+                "intilery_bridge_shadow_commands",
+                "With run --shadow: the candidate's commands against the live ones, by rule and "
+                "difference (added, removed, changed, unchanged); nothing is sent for the candidate.",
+                ["rule", "difference"],
+                registry=r,
+            )
+        )
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
         self._records(r)
         self._partitions(r)
         self._intilery(r)
-        self._rules(r)
+        self.rules = RulesMetrics(r)
         self._per_partition = (self.lag_records, self.lag_seconds, self.oldest_unfinished)
         self.ready = Gauge("intilery_bridge_ready", "1 when /readyz answers 200.", registry=r)
         Info("intilery_bridge_build", "The running version.", registry=r).info({"version": __version__})
@@ -146,25 +177,6 @@ class Metrics:
             buckets=_EVENT_AGE,
             registry=r,
         )
-
-    def _rules(self, r: CollectorRegistry) -> None:
-        """The rules in force, and reloads of them."""
-        self.rules_info = Gauge(
-            "intilery_bridge_rules_info",
-            "1 for the version of the rules in force (rules_version in the log lines).",
-            ["rules_version"],
-            registry=r,
-        )
-        self.config_reloads = Children(
-            Counter(
-                "intilery_bridge_config_reloads",
-                "Reloads of the rules (SIGHUP, run --watch) by result: ok, failed (the old rules go on).",
-                ["result"],
-                registry=r,
-            )
-        )
-        for result in ("ok", "failed"):  # both shown from the start, at 0
-            self.config_reloads(result)
 
     @property
     def redis_up(self) -> Gauge:

@@ -84,6 +84,11 @@ def _add_run(verb: Verb) -> None:
         help="reload the rules when the file changes (SIGHUP reloads them in any case)",
     )
     run.add_argument(
+        "--shadow",
+        metavar="CANDIDATE",
+        help="also map every record by CANDIDATE's rules and count how they differ; nothing is sent for them",
+    )
+    run.add_argument(
         "--tests", nargs="+", metavar="FILE",
         help="rule test files (or globs) whose cases must pass before a reload is put in force",
     )  # fmt: skip

@@ -23,6 +23,7 @@ from bridge.errors import BrokerError, ConfigError, DeliveryError, cannot_listen
 from bridge.ops.loading import load, load_offline
 from bridge.ops.mapfile import DecodeLine, avro_json_decoder, map_lines
 from bridge.ops.requests import WindowRun
+from bridge.rules.mapping import Mapper
 
 EXIT_FAILED, EXIT_CONFIG = 1, 2
 log = structlog.get_logger(__name__)
@@ -41,16 +42,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure_logs(args, config)
     for warning in mapper.warnings:
         log.warning("rule_warning", warning=warning)
-    bridge = build_bridge(config, mapper, args.config, until_caught_up=args.until_caught_up, decoder=decoder)
-    metrics = bridge.parts.outcomes.metrics
+    shadow = shadow_rules(args.shadow) if args.shadow else None
+    until = args.until_caught_up
+    bridge = build_bridge(config, mapper, args.config, until_caught_up=until, decoder=decoder, shadow=shadow)
     reloader = Reloader(
-        args.config, config, bridge.path.use_rules, metrics, tests=args.tests or (), watch=args.watch
+        args.config,
+        config,
+        bridge.path.use_rules,
+        bridge.parts.outcomes.metrics,
+        tests=args.tests or (),
+        watch=args.watch,
+        shadow=(args.shadow, bridge.path.shadow.use_rules) if bridge.path.shadow else None,
     )
     with start_up_frozen():
         code = asyncio.run(bridge.run(alongside=[reloader.run]))
     if bridge.failure:
         print(f"intilery-bridge: stopped: {logs.redact(bridge.failure)}", file=sys.stderr)
     return code
+
+
+def shadow_rules(path: str) -> Mapper:
+    """``run --shadow``: the candidate's rules (only its ``rules`` are read)."""
+    _, mapper = load_offline(path)
+    log.info("shadow_rules", config=path, rules=len(mapper), shadow_rules_version=mapper.version)
+    return mapper
 
 
 def cmd_check(args: argparse.Namespace) -> int:

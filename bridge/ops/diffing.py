@@ -11,10 +11,9 @@ letter, and all the other's commands for it are added or removed.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -26,29 +25,14 @@ from bridge.decode.decoder import Decoder
 from bridge.errors import RecordError
 from bridge.kafka.consumer import asking_kafka, built, consumer_config
 from bridge.kafka.window import Window, read_window
-from bridge.model import Command, Record
+from bridge.model import Record
 from bridge.ops.loading import Loaded
 from bridge.ops.mapfile import DecodeLine, events
 from bridge.ops.planning import plan
 from bridge.ops.requests import ReplayRequest
-from bridge.ops.ruleresults import diff as field_diff
+from bridge.rules.difference import KINDS, Mapped, compared, mapped, matched
 from bridge.rules.mapping import Mapper
 from bridge.runtime.convert import commands_of, record_commands
-
-KINDS = ("added", "removed", "changed", "unchanged")
-Mapped = list[Command] | RecordError  # a record's commands, or why it would be dead-lettered
-
-
-def keyed(mapped: Mapped) -> dict[tuple[str, int], Command]:
-    """Commands by (rule, position within that rule's output)."""
-    if isinstance(mapped, RecordError):
-        return {}
-    found: dict[tuple[str, int], Command] = {}
-    seen: Counter[str] = Counter()
-    for command in mapped:
-        found[command.rule, seen[command.rule]] = command
-        seen[command.rule] += 1
-    return found
 
 
 @dataclass
@@ -66,17 +50,15 @@ class Comparison:
     def add(self, where: dict[str, Any], current: Mapped, candidate: Mapped) -> None:
         """One record (``where``: its topic, partition, offset) and what each set made of it."""
         self.records += 1
-        for name, mapped in (("current", current), ("candidate", candidate)):
-            if isinstance(mapped, RecordError):
+        for name, outcome in (("current", current), ("candidate", candidate)):
+            if isinstance(outcome, RecordError):
                 self.dead_letters[name] += 1
             else:
-                self.commands[name] += len(mapped)
-        before, after = keyed(current), keyed(candidate)
-        for key in sorted(before.keys() | after.keys()):
-            old, new = before.get(key), after.get(key)
+                self.commands[name] += len(outcome)
+        for rule, old, new in matched(current, candidate):
             kind, lines = compared(old, new)
             self.commands[kind] += 1
-            self.rules.setdefault(key[0], Counter())[kind] += 1
+            self.rules.setdefault(rule, Counter())[kind] += 1
             if kind == "unchanged":
                 continue
             command = new if new is not None else old
@@ -84,7 +66,7 @@ class Comparison:
             if (user := command.body.get("userId")) is not None:
                 self.customers.add(str(user))
             if len(self.samples) < self.samples_wanted:
-                self.samples.append({**where, "rule": key[0], "difference": kind, "fields": lines})
+                self.samples.append({**where, "rule": rule, "difference": kind, "fields": lines})
 
     @property
     def differs(self) -> bool:
@@ -121,28 +103,6 @@ class Comparison:
             out.write(f"{sample['difference'].upper()}  {place}: rule {sample['rule']}\n")
             for line in sample["fields"]:
                 out.write(f"      {line}\n")
-
-
-def compared(old: Command | None, new: Command | None) -> tuple[str, list[str]]:
-    """The kind of difference between two matched commands, and its lines (field by field,
-    as ``test`` prints them: the current rules' value expected, the candidate's got)."""
-    if old is None:
-        assert new is not None
-        return "added", [f"body: {json.dumps(new.body, ensure_ascii=False, default=str)[:300]}"]
-    if new is None:
-        return "removed", [f"body: {json.dumps(old.body, ensure_ascii=False, default=str)[:300]}"]
-    lines = field_diff(old.body, new.body, "body", subset=False)
-    if old.action != new.action:
-        lines.insert(0, f"action: expected {old.action!r}, got {new.action!r}")
-    return ("changed", lines) if lines else ("unchanged", [])
-
-
-def mapped(make: Callable[..., list[Command]], *args: Any) -> Mapped:
-    """``make(*args)``, or the error that would dead-letter the record."""
-    try:
-        return make(*args)
-    except RecordError as exc:
-        return exc
 
 
 def compare_lines(

@@ -25,7 +25,7 @@ from bridge.config import BridgeConfig
 from bridge.errors import ConfigError
 from bridge.metrics import Metrics
 from bridge.ops import ruleresults, ruletests
-from bridge.ops.loading import Loaded, load
+from bridge.ops.loading import Loaded, load, load_offline
 from bridge.rules.mapping import Mapper
 
 log = structlog.get_logger("bridge")
@@ -45,9 +45,12 @@ class Reloader:
         *,
         tests: Sequence[str] = (),
         watch: bool = False,
+        shadow: tuple[str, Callable[[Mapper], None]] | None = None,
     ) -> None:
+        """``shadow``: the candidate's file (``run --shadow``) and how to put its rules in
+        force; it reloads with the rest, all or nothing."""
         self._path, self._config, self._use_rules, self._metrics = path, config, use_rules, metrics
-        self._tests, self._watch = list(tests), watch
+        self._tests, self._watch, self._shadow = list(tests), watch, shadow
 
     async def run(self) -> None:
         """Wait for SIGHUP (and, watching, for the file to change), reload, and again."""
@@ -55,14 +58,14 @@ class Reloader:
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(signal.SIGHUP, hup.set)
-        seen = file_digest(self._path)
+        seen = self._digest()
         while True:
             if self._watch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(hup.wait(), WATCH_INTERVAL_S)
             else:
                 await hup.wait()
-            digest = file_digest(self._path)
+            digest = self._digest()
             if hup.is_set() or digest != seen:
                 hup.clear()
                 seen = digest
@@ -71,15 +74,20 @@ class Reloader:
     async def reload(self) -> bool:
         """Validate the file and, if only its rules changed, put them in force."""
         problems, loaded = await asyncio.to_thread(self._validated)
-        if loaded is None:
+        shadow = await asyncio.to_thread(self._shadow_rules, problems) if self._shadow else None
+        if loaded is None or problems:
             log.error("config_reload_failed", problems=problems)
-            self._metrics.config_reloads("failed").inc()
+            self._metrics.rules.reloads("failed").inc()
             return False
         for warning in loaded.mapper.warnings:
             log.warning("rule_warning", warning=warning)
         self._use_rules(loaded.mapper)
-        log.info("config_reloaded", rules_version=loaded.mapper.version, rules=len(loaded.mapper))
-        self._metrics.config_reloads("ok").inc()
+        extra = {}
+        if self._shadow is not None and shadow is not None:
+            self._shadow[1](shadow)
+            extra = {"shadow_rules_version": shadow.version}
+        log.info("config_reloaded", rules_version=loaded.mapper.version, rules=len(loaded.mapper), **extra)
+        self._metrics.rules.reloads("ok").inc()
         return True
 
     def _validated(self) -> tuple[list[str], Loaded | None]:
@@ -95,6 +103,20 @@ class Reloader:
         if not problems and self._tests:
             problems = failing_tests(self._tests, loaded, self._path)
         return problems, None if problems else loaded
+
+    def _shadow_rules(self, problems: list[str]) -> Mapper | None:
+        """The candidate's rules again, or None with its problems added to ``problems``."""
+        assert self._shadow is not None
+        try:
+            return load_offline(self._shadow[0])[1]
+        except ConfigError as exc:
+            problems += exc.problems
+            return None
+
+    def _digest(self) -> tuple[str | None, ...]:
+        """The watched files' contents, hashed: the configuration's and the candidate's."""
+        paths = [self._path, self._shadow[0]] if self._shadow else [self._path]
+        return tuple(file_digest(path) for path in paths)
 
 
 def restart_needed(running: BridgeConfig, candidate: BridgeConfig) -> list[str]:

@@ -4,7 +4,6 @@ exercises."""
 
 from __future__ import annotations
 
-import json
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any
 from bridge.errors import RecordError
 from bridge.model import Command, Record
 from bridge.ops.ruletests import Case, Suite
+from bridge.rules.difference import field_diff
 from bridge.rules.mapping import Mapper
 from bridge.runtime.convert import commands_of
 
@@ -74,7 +74,9 @@ def _compare(case: Case, commands: list[Command], error: RecordError | None) -> 
             continue  # named above
         if want.action is not None and want.action != got.action:
             problems.append(f"{where}: action: expected {want.action!r}, got {got.action!r}")
-        problems += [f"{where}: {line}" for line in diff(want.body, got.body, "body", case.match == "subset")]
+        problems += [
+            f"{where}: {line}" for line in field_diff(want.body, got.body, "body", case.match == "subset")
+        ]
     return problems
 
 
@@ -94,41 +96,6 @@ def _compare_error(case: Case, commands: list[Command], error: RecordError | Non
     if want.reason_contains is not None and want.reason_contains not in error.reason:
         problems.append(f"reason: expected it to contain {want.reason_contains!r}, got {error.reason!r}")
     return problems
-
-
-def diff(want: Any, got: Any, path: str, subset: bool) -> list[str]:
-    """Where ``got`` differs from ``want``: one line per field path, both values. With
-    ``subset`` a mapping may hold keys ``want`` does not name. Numbers compare by value
-    (``10`` equals ``10.0``), but a boolean is never a number."""
-    if isinstance(want, dict) and isinstance(got, dict):
-        lines = []
-        for key, value in want.items():
-            if key not in got:
-                lines.append(f"{path}.{key}: expected {_shown(value)}, missing")
-            else:
-                lines += diff(value, got[key], f"{path}.{key}", subset)
-        if not subset:
-            lines += [f"{path}.{key}: not expected, got {_shown(got[key])}" for key in got if key not in want]
-        return lines
-    if isinstance(want, list) and isinstance(got, list) and len(want) == len(got):
-        return [
-            line
-            for i, (w, g) in enumerate(zip(want, got, strict=True))
-            for line in diff(w, g, f"{path}[{i}]", subset)
-        ]
-    return [] if _same(want, got) else [f"{path}: expected {_shown(want)}, got {_shown(got)}"]
-
-
-def _same(want: Any, got: Any) -> bool:
-    numbers = (int, float)
-    if isinstance(want, numbers) and isinstance(got, numbers) and not isinstance(want, bool):
-        return not isinstance(got, bool) and want == got
-    return type(want) is type(got) and want == got
-
-
-def _shown(value: Any, limit: int = 200) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def run(suites: list[Suite], mapper: Mapper, default_topic: str) -> list[Result]:

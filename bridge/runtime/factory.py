@@ -34,6 +34,7 @@ from bridge.runtime.outcomes import Outcomes
 from bridge.runtime.partitions import Partitions
 from bridge.runtime.pipeline import Bridge, Parts
 from bridge.runtime.records import RecordPath
+from bridge.runtime.shadow import Shadow
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import KafkaWorker
 
@@ -64,13 +65,13 @@ def build_bridge(
     window: Window | None = None,
     rate: float | None = None,
     guard_stale: bool = True,
+    shadow: Mapper | None = None,
 ) -> Bridge:
-    """``window``: replay exactly these offsets (see :mod:`bridge.ops.replay`) instead of
-    following the group; the bridge stops once every partition reached its end.
-    ``rate``: requests/s of its own (replay, redrive) instead of a share of the
-    account's (0: no limit of its own); with Redis, the account's bucket paces it and
-    ``rate`` only while Redis is away. ``guard_stale``: skip commands past their rule's
-    ``max_age`` (``replay --ignore-max-age`` turns it off)."""
+    """``window``: replay exactly these offsets (:mod:`bridge.ops.replay`), stopping once every
+    partition reached its end. ``rate``: requests/s of its own (replay, redrive; 0: no limit)
+    instead of a share of the account's; with Redis the account's bucket paces it, ``rate``
+    only while Redis is away. ``guard_stale``: skip commands past their rule's ``max_age``.
+    ``shadow``: a candidate's rules, mapped beside the live ones (``run --shadow``)."""
     for service, setting in config.unverified_tls():
         log.warning("tls_verification_disabled", service=service, setting=setting)
     metrics, stop, states, kafka = Metrics(), Stop(), Assignment(), KafkaWorker()
@@ -78,7 +79,9 @@ def build_bridge(
     intilery = intilery_stage(config, metrics, outcomes, rate, guard_stale)
     decoder = decoder or Decoder(config.source, source_name, registry_for(config.source))
     source, dead_letters = kafka_stage(config, source_name, kafka, window, intilery.shared, metrics)
-    path = record_stage(config, mapper, decoder, intilery, dead_letters, states, outcomes, stop, window)
+    path = record_stage(
+        config, (mapper, shadow), decoder, intilery, dead_letters, states, outcomes, stop, window
+    )
     stuck_after_s = config.delivery.stuck_after_s
     health = Health(
         source, intilery.sender, stop, dead_letters=dead_letters, states=states, stuck_after_s=stuck_after_s
@@ -176,7 +179,7 @@ def intilery_stage(
 
 def record_stage(
     config: BridgeConfig,
-    mapper: Mapper,
+    rules: tuple[Mapper, Mapper | None],
     decoder: Decoder,
     intilery: IntileryStage,
     dead_letters: DeadLetters | None,
@@ -185,7 +188,9 @@ def record_stage(
     stop: Stop,
     window: Window | None,
 ) -> RecordPath:
-    """The record path: decode, map, deliver (or dead-letter) each record."""
+    """The record path: decode, map, deliver (or dead-letter) each record; ``rules``: the
+    live ones, and the shadow's (a candidate's, mapped beside them) or None."""
+    mapper, shadow = rules
     return RecordPath(
         decoder=decoder,
         mapper=mapper,
@@ -197,6 +202,7 @@ def record_stage(
         retry=config.delivery.retry,
         topics=frozenset(config.source.topic_names),
         window=window,
+        shadow=Shadow(shadow, outcomes.metrics) if shadow is not None else None,
     )
 
 

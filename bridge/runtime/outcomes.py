@@ -158,8 +158,8 @@ class Outcomes:
 
     def rules_in_force(self, version: str) -> None:
         """The rules mapping the records read from now on (at start-up, on a reload)."""
-        self.metrics.rules_info.clear()
-        self.metrics.rules_info.labels(version).set(1)
+        self.metrics.rules.info.clear()
+        self.metrics.rules.info.labels(version).set(1)
 
     def summary(self, **state: Any) -> None:
         log.info("bridge_summary", **self.counts, **state)

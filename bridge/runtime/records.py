@@ -40,6 +40,7 @@ from bridge.runtime.convert import record_commands
 from bridge.runtime.health import Stop
 from bridge.runtime.outcomes import Outcomes, where
 from bridge.runtime.ports import CommandSender, DeadLetterSink, RecordDecoder
+from bridge.runtime.shadow import Shadow
 from bridge.runtime.state import Assignment, PartitionState
 
 log = structlog.get_logger("bridge")
@@ -70,8 +71,9 @@ class RecordPath:
         retry: RetryConfig,
         topics: frozenset[str],
         window: Window | None = None,
+        shadow: Shadow | None = None,
     ) -> None:
-        self.decoder, self.mapper, self.sender = decoder, mapper, sender
+        self.decoder, self.mapper, self.sender, self.shadow = decoder, mapper, sender, shadow
         self.dead_letters, self.states, self.outcomes = dead_letters, states, outcomes
         self.stop, self.window, self._topics = stop, window, topics
         self._backoff = Backoff(retry)
@@ -92,7 +94,7 @@ class RecordPath:
             return  # past the replay window's end: never tracked, never committed
         part = state.offsets
         if not part.accepts(record.offset):
-            self._read_again(record, state)
+            self.outcomes.read_again(record, part.last_added, state.read_again())
             return
         state.rewound = False
         part.add(record.offset, record.size, time.monotonic())
@@ -110,7 +112,7 @@ class RecordPath:
         mapper = self.mapper  # the whole record is mapped by the rules in force now
         try:
             origin = origin_of(record, self.window, self._topics)
-            commands = record_commands(self.decoder, mapper, origin)
+            commands = self.commands(mapper, origin)
         except SchemaNotCached:
             commands = None  # the lane fetches the schema first
         except RecordError as exc:
@@ -121,13 +123,11 @@ class RecordPath:
             return
         state.lanes.submit(lane, partial(self.deliver, Work(record, state, commands, origin, mapper)))
 
-    def _read_again(self, record: Record, state: PartitionState) -> None:
-        """The consumer went back to a record it had read (an offset reset, or librdkafka
-        rewinding a partition after pause and resume): every record up to the last one
-        read is tracked already (finished, on the wire or waiting), so it is not sent
-        again; the partition goes on once the consumer passes the last one read."""
-        first, state.rewound = not state.rewound, True
-        self.outcomes.read_again(record, state.offsets.last_added, first)
+    def commands(self, mapper: Mapper, origin: Record) -> list[Command]:
+        """``origin``'s commands by ``mapper`` (and, with shadow rules, the candidate's beside them)."""
+        if self.shadow is not None:
+            return self.shadow.beside(self.decoder, mapper, origin)
+        return record_commands(self.decoder, mapper, origin)
 
     def _skip(self, record: Record, state: PartitionState) -> None:
         self.outcomes.skipped(record)
@@ -138,7 +138,7 @@ class RecordPath:
         try:
             if work.commands is None:
                 try:
-                    work.commands = await mapped_once_fetched(self.decoder, self._backoff, work)
+                    work.commands = await mapped_once_fetched(self, self._backoff, work)
                 except RecordError as exc:
                     self.reject(work.record, work.state, exc, origin=work.origin, rules=work.mapper)
                     return
@@ -209,17 +209,17 @@ def origin_of(record: Record, window: Window | None, topics: frozenset[str]) -> 
     return origin
 
 
-async def mapped_once_fetched(decoder: RecordDecoder, backoff: Backoff, work: Work) -> list[Command]:
+async def mapped_once_fetched(path: RecordPath, backoff: Backoff, work: Work) -> list[Command]:
     """Wait for the record's schema (retrying while the registry is down), then map it;
     a :class:`RecordError` when it cannot be decoded or mapped."""
     attempt = 0
     while True:
         try:
             try:
-                return record_commands(decoder, work.mapper, work.origin)
+                return path.commands(work.mapper, work.origin)
             except SchemaNotCached as missing:
-                assert decoder.registry is not None
-                await decoder.registry.ensure(missing.schema_id)
+                assert path.decoder.registry is not None
+                await path.decoder.registry.ensure(missing.schema_id)
         except RetryableError as exc:
             attempt += 1
             delay = backoff.delay(attempt)

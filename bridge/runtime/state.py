@@ -34,6 +34,14 @@ class PartitionState:
     def read(self, record: Record) -> None:
         self.last_read = (record.offset, record.timestamp_ms)
 
+    def read_again(self) -> bool:
+        """The consumer went back to a record it had read (an offset reset, or librdkafka
+        rewinding a partition after pause and resume): every record up to the last one read
+        is tracked already (finished, on the wire or waiting), so it is not sent again; the
+        partition goes on once the consumer passes the last one read. True the first time."""
+        first, self.rewound = not self.rewound, True
+        return first
+
     def halt(self, offset: int) -> None:
         """Records from ``offset`` on are never sent or finished."""
         self.halted_at = offset if self.halted_at is None else min(offset, self.halted_at)

@@ -1,0 +1,90 @@
+"""Shadow rules (``run --shadow CANDIDATE``): a candidate's rules beside the live ones.
+
+Each record the live rules map is mapped by the candidate too, from the same decoded
+event; nothing is sent for the candidate. Its commands are matched with the live ones
+(:mod:`bridge.rules.difference`) and counted in
+``intilery_bridge_shadow_commands_total{rule, difference}``; a difference is logged as
+``shadow_difference`` with ids and field paths only, at most one line per rule per second.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from bridge.errors import RecordError
+from bridge.metrics import Metrics
+from bridge.model import Command, Record
+from bridge.rules.difference import Mapped, compared, difference, field_paths, mapped, matched
+from bridge.rules.mapping import Mapper
+from bridge.runtime.convert import commands_of
+from bridge.runtime.ports import RecordDecoder
+
+log = structlog.get_logger("bridge")
+
+LOG_EVERY_S = 1.0  # per rule
+
+
+class Shadow:
+    def __init__(self, mapper: Mapper, metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> None:
+        self.mapper, self._metrics, self._clock = mapper, metrics, clock
+        self._logged: dict[str, float] = {}
+
+    def use_rules(self, mapper: Mapper) -> None:
+        """A reload's candidate: the records read from now on are shadowed by it."""
+        self.mapper = mapper
+
+    def beside(self, decoder: RecordDecoder, mapper: Mapper, record: Record) -> list[Command]:
+        """``record``'s commands by the live ``mapper`` (raising as :func:`record_commands`
+        does), the candidate's compared with them from the same decoded event."""
+        meta, decoded = record.meta(), []
+
+        def event() -> dict[str, Any]:
+            decoded.append(decoder.decode(record.topic, record.value))
+            return decoded[0]
+
+        try:
+            commands = commands_of(mapper, meta, event)
+        except RecordError as exc:
+            if decoded:  # decoded, but the live rules could not map it: the candidate may
+                self.compare(record, exc, decoded[0], meta)
+            raise
+        self.compare(record, commands, decoded[0], meta)
+        return commands
+
+    def compare(self, record: Record, live: Mapped, event: dict[str, Any], meta: dict[str, Any]) -> None:
+        """The candidate's commands for ``event`` (which the live rules decoded and mapped to
+        ``live``), matched with the live ones and counted; never raises for the record."""
+        candidate = mapped(commands_of, self.mapper, meta, lambda: event)
+        for rule, old, new in matched(live, candidate):
+            kind = difference(old, new)
+            self._metrics.rules.shadow_commands(rule, kind).inc()
+            if kind != "unchanged" and self._due(rule):
+                self._log(record, rule, old, new)
+
+    def _due(self, rule: str) -> bool:
+        """At most one line per rule per second."""
+        now = self._clock()
+        if now - self._logged.get(rule, -math.inf) < LOG_EVERY_S:
+            return False
+        self._logged[rule] = now
+        return True
+
+    def _log(self, record: Record, rule: str, old: Command | None, new: Command | None) -> None:
+        kind, lines = compared(old, new)
+        command = new if new is not None else old
+        log.info(
+            "shadow_difference",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            rule=rule,
+            difference=kind,
+            userId=command.body.get("userId") if command is not None else None,
+            fields=field_paths(lines) if kind == "changed" else [],
+            shadow_rules_version=self.mapper.version,
+        )
