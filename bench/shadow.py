@@ -98,7 +98,9 @@ def main() -> None:
             f"```\n{line}\n```\n\n"
             "The shadow decodes nothing again: it maps the event the live rules decoded, then "
             "matches and counts the commands (by their bytes first, field by field only when they "
-            "differ).\n"
+            "differ; the counts are a plain dict read when scraped). Above the candidate's mapping "
+            "alone that is the matching and counting; the second ratio sets it against the "
+            "candidate run as the live rules would be (decode + map).\n"
         )
 
 

@@ -31,7 +31,7 @@ LOG_EVERY_S = 1.0  # per rule
 
 class Shadow:
     def __init__(self, mapper: Mapper, metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> None:
-        self.mapper, self._metrics, self._clock = mapper, metrics, clock
+        self.mapper, self._counts, self._clock = mapper, metrics.rules.shadow_commands.counts, clock
         self._logged: dict[str, float] = {}
 
     def use_rules(self, mapper: Mapper) -> None:
@@ -62,7 +62,7 @@ class Shadow:
         candidate = mapped(commands_of, self.mapper, meta, lambda: event)
         for rule, old, new in matched(live, candidate):
             kind = difference(old, new)
-            self._metrics.rules.shadow_commands(rule, kind).inc()
+            self._counts[rule, kind] += 1
             if kind != "unchanged" and self._due(rule):
                 self._log(record, rule, old, new)
 
