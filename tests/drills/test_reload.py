@@ -28,9 +28,10 @@ LATENCY_S = 0.02
 RELOAD_EVERY_S = 1.0
 
 
-@pytest.mark.parametrize(
-    "records", [pytest.param(1500, id="short"), pytest.param(4000, id="long", marks=pytest.mark.slow)]
-)
+# `make drills` only: `make test` has the reloads' mechanics on the real broker
+# (tests/integration/test_reload.py) and stays under five minutes.
+@pytest.mark.slow
+@pytest.mark.parametrize("records", [pytest.param(4000, id="long")])
 def test_reloads_under_load_lose_and_resend_nothing(
     drill_cluster: TestKafka, sandbox: Sandbox, drill_bridge: DrillBridge, tmp_path: Path, records: int
 ) -> None:
