@@ -5,15 +5,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from bridge.errors import DecodeError
-from bridge.kafka.consumer import record_from_message
+from bridge.kafka.consumer import built, consumer_config, record_from_message
 from bridge.kafka.deadletter import VALUE_OMITTED
+from bridge.logs import kafka_logger
 from bridge.model import Record, TopicPartitionKey
 
 BRIDGE_HEADER = "x-bridge-"
@@ -97,3 +98,9 @@ def read_window(consumer: Any, window: Window) -> Iterator[Record]:
             yield record
             if window.finished(record.tp, record.offset):
                 remaining.discard(record.partition)
+
+
+def window_reader(kafka: dict[str, Any], group: str, factory: Callable[..., Any] = Consumer) -> Any:
+    """A consumer of its own for reading a window (``replay``, ``redrive``, ``diff``): the
+    ``kafka`` properties with ``group`` (never the live one), librdkafka's lines in ours."""
+    return built(factory, {**consumer_config(kafka), "group.id": group, "logger": kafka_logger()})

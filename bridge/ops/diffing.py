@@ -17,22 +17,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from confluent_kafka import Consumer
-
-from bridge import logs
-from bridge.decode.avro import SchemaNotCached
 from bridge.decode.decoder import Decoder
 from bridge.errors import RecordError
-from bridge.kafka.consumer import asking_kafka, built, consumer_config
-from bridge.kafka.window import Window, read_window
-from bridge.model import Record
+from bridge.kafka.consumer import asking_kafka
+from bridge.kafka.window import Window, read_window, window_reader
 from bridge.ops.loading import Loaded
 from bridge.ops.mapfile import DecodeLine, events
 from bridge.ops.planning import plan
 from bridge.ops.requests import ReplayRequest
 from bridge.rules.difference import KINDS, Mapped, compared, mapped, matched
 from bridge.rules.mapping import Mapper
-from bridge.runtime.convert import commands_of, record_commands
+from bridge.runtime.convert import commands_of, fetched_commands
 
 
 @dataclass
@@ -132,18 +127,9 @@ def compare_window(
         consumer.assign(window.assignment())
         for record in read_window(consumer, window):
             where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-            comparison.add(where, fetched(decoder, current, record), fetched(decoder, candidate, record))
+            before = mapped(fetched_commands, decoder, current, record)
+            comparison.add(where, before, mapped(fetched_commands, decoder, candidate, record))
     return comparison
-
-
-def fetched(decoder: Decoder, mapper: Mapper, record: Record) -> Mapped:
-    """The record's commands, its schema fetched from the registry first when needed."""
-    while True:
-        try:
-            return mapped(record_commands, decoder, mapper, record)
-        except SchemaNotCached as missing:
-            assert decoder.registry is not None
-            decoder.registry.fetch(missing.schema_id)
 
 
 def window_comparison(
@@ -152,9 +138,7 @@ def window_comparison(
     """The source topics from ``from_time`` to ``to_time`` (default: their end now), read
     by a consumer of its own: no group joined, nothing committed, the live group untouched."""
     group = f"{loaded.config.kafka['group.id']}-diff-{uuid.uuid4().hex[:8]}"  # named, never joined
-    consumer = built(
-        Consumer, {**consumer_config(loaded.config.kafka), "group.id": group, "logger": logs.kafka_logger()}
-    )
+    consumer = window_reader(loaded.config.kafka, group)
     try:
         with asking_kafka("reading the source topics"):
             windows = [

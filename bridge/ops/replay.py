@@ -27,16 +27,14 @@ from bridge.config import BridgeConfig
 from bridge.errors import ConfigError, RecordError
 from bridge.kafka.consumer import (
     asking_kafka,
-    built,
-    consumer_config,
     finished_map,
 )
-from bridge.kafka.window import Window, read_window
+from bridge.kafka.window import Window, read_window, window_reader
 from bridge.model import Record
 from bridge.ops.loading import Loaded
 from bridge.ops.planning import plan, plan_redrive
 from bridge.ops.requests import RedriveRequest, ReplayRequest, WindowRun
-from bridge.runtime.convert import record_commands
+from bridge.runtime.convert import fetched_commands
 from bridge.runtime.factory import build_bridge, start_up_frozen
 from bridge.runtime.pipeline import Bridge
 
@@ -63,7 +61,7 @@ def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: Tex
             if passed_over:
                 commands = []
             else:
-                commands = record_commands(loaded.decoder, loaded.mapper, window.origin(record))
+                commands = fetched_commands(loaded.decoder, loaded.mapper, window.origin(record))
         except RecordError as exc:
             failures += 1
             print(f"{_named(window, record)}: {exc.error_class}: {logs.redact(exc.reason)}", file=err)
@@ -166,8 +164,7 @@ def _planned(
     """The window to read (or, with ``--dry-run``, the exit code of printing it)."""
     if group == loaded.config.kafka.get("group.id"):
         raise ConfigError([f"--group {group}: that is the live group; its offsets must not move"])
-    kafka = {**consumer_config(loaded.config.kafka), "group.id": group, "logger": logs.kafka_logger()}
-    consumer = built(consumer_factory, kafka)
+    consumer = window_reader(loaded.config.kafka, group, consumer_factory)
     try:
         with asking_kafka("planning the window"):
             window = make(consumer)

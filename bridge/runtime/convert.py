@@ -47,3 +47,14 @@ def commands_of(mapper: Mapper, meta: dict[str, Any], event: Callable[[], dict[s
 def record_commands(decoder: RecordDecoder, mapper: Mapper, record: Record) -> list[Command]:
     """A Kafka record's commands (see :func:`commands_of`)."""
     return commands_of(mapper, record.meta(), lambda: decoder.decode(record.topic, record.value))
+
+
+def fetched_commands(decoder: RecordDecoder, mapper: Mapper, record: Record) -> list[Command]:
+    """As :func:`record_commands`, for a one-shot reader (``diff``, ``replay --dry-run``):
+    a schema not cached yet is fetched from the registry first, waiting for it."""
+    while True:
+        try:
+            return record_commands(decoder, mapper, record)
+        except SchemaNotCached as missing:
+            assert decoder.registry is not None
+            decoder.registry.fetch(missing.schema_id)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import json
 import struct
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +28,7 @@ from tests.support import (
     TestKafka,
     accepted,
     base_config,
+    bridge_env,
     committed_and_ends,
     log_events,
     read_all,
@@ -225,6 +228,33 @@ def test_avro_topics_end_to_end(
         cluster.bootstrap_servers, "avro", cluster.name("bookings-avro"), 2
     ):
         assert committed == end
+
+    # The one-shot readers decode as run does, fetching the registry's schemas first.
+    same = verb(
+        "diff", "--config", str(config), "--candidate", str(config), "--last", "1h", "--output", "json"
+    )
+    assert same.returncode == 0, same.stderr
+    compared = json.loads(same.stdout)
+    assert compared["records"] == 64 and compared["commands"]["unchanged"] == len(bodies)
+    assert compared["dead_letters"] == {"current": 3, "candidate": 3}
+    dry = verb(
+        "replay",
+        "--config",
+        str(config),
+        "--topic",
+        cluster.name("bookings-avro"),
+        "--from-beginning",
+        "--dry-run",
+    )
+    assert dry.returncode == 1, dry.stderr  # the three bad records would be dead-lettered
+    printed = sorted((json.loads(line)["body"] for line in dry.stdout.splitlines()), key=lambda b: b["seq"])
+    assert printed == expected
+
+
+def verb(*args: str) -> subprocess.CompletedProcess[str]:
+    """``intilery-bridge`` run as a process of its own, its output as text."""
+    command = [sys.executable, "-m", "bridge", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=bridge_env(), timeout=120, check=False)
 
 
 def test_registry_outage_delays_but_loses_nothing(
