@@ -185,8 +185,13 @@ class Harness:
                 ends[bad.topic] += 1
         producer = CheckedProducer()
         dead_letters = DeadLetters("bookings.dlq", producer, retry_delay_s=0.001)
+        # The same rules shadowed beside the live ones: the shadow's path takes every record too.
         bridge, source, sender, _ = build(
-            self.directory, [records], dead_letters=dead_letters, loaded=self.loaded
+            self.directory,
+            [records],
+            dead_letters=dead_letters,
+            loaded=self.loaded,
+            shadow=self.loaded.mapper,
         )
         code = asyncio.run(asyncio.wait_for(bridge.run(), 60))
         self.runs += 1
@@ -201,6 +206,8 @@ class Harness:
         delivered = Counter(str(c.body.get("userId")) for c in sender.sent)
         assert all(delivered[f"GOOD-{offset}"] == 1 for offset in goods), "every good event, once"
         assert len(producer.writes) == counts["dead_lettered"]
+        shadowed = bridge.parts.outcomes.metrics.rules.shadow_commands.counts
+        assert {kind for _, kind in shadowed} == {"unchanged"}, f"the same rules, shadowed: {shadowed}"
         omitted = {VALUE_OMITTED: "value", HEADERS_OMITTED: "headers", KEY_OMITTED: "key and time"}
         reasons = [
             (

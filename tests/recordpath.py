@@ -18,12 +18,14 @@ from bridge.intilery.sending import Gate
 from bridge.metrics import Metrics
 from bridge.model import Command, Fetched, Position, Record, TopicPartitionKey
 from bridge.ops.loading import Loaded, load
+from bridge.rules.mapping import Mapper
 from bridge.runtime.checkpoint import Checkpoint
 from bridge.runtime.health import BackPressure, Health, Stop
 from bridge.runtime.outcomes import Outcomes
 from bridge.runtime.partitions import Partitions
 from bridge.runtime.pipeline import Bridge, Parts
 from bridge.runtime.records import RecordPath
+from bridge.runtime.shadow import Shadow
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import KafkaWorker
 from tests.support import TOKEN, base_config, sms_event, write_config
@@ -138,10 +140,12 @@ def build(
     max_buffered_bytes: int = 64 * 1024 * 1024,
     source_config: dict[str, Any] | None = None,
     loaded: Loaded | None = None,
+    shadow: Mapper | None = None,
 ) -> tuple[Bridge, FakeSource, FakeSender, Any]:
     """``dead_letters``: True for :class:`FakeDeadLetters`, False for none, or the dead-letter
     writer to use; ``source_config``: the ``source`` section (default: the topic ``bookings``,
-    JSON); ``loaded``: a configuration loaded already (``source_config`` is then ignored)."""
+    JSON); ``loaded``: a configuration loaded already (``source_config`` is then ignored);
+    ``shadow``: rules mapped beside the live ones (``run --shadow``)."""
     loaded = loaded or load_config(tmp_path, source_config, max_buffered, bool(dead_letters))
     source, sender = FakeSource(batches), sender or FakeSender()
     dlq = (FakeDeadLetters() if dead_letters is True else dead_letters) if dead_letters else None
@@ -157,6 +161,7 @@ def build(
         stop=stop,
         retry=loaded.config.delivery.retry,
         topics=frozenset(loaded.config.source.topic_names),
+        shadow=Shadow(shadow, metrics) if shadow is not None else None,
     )
     checkpoint = Checkpoint(states, kafka, metrics)
     partitions = Partitions(source, states, checkpoint, metrics, grace_s=1, dead_letters=dlq)
