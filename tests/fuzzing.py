@@ -37,6 +37,7 @@ from confluent_kafka import Producer
 from bridge.decode.registry import SchemaRegistry
 from bridge.kafka.deadletter import HEADERS_OMITTED, KEY_OMITTED, VALUE_OMITTED, DeadLetters
 from bridge.model import Record
+from bridge.rules.mapping import Alike, compile_rules
 from bridge.runtime.health import EXIT_OK
 from tests.recordpath import build, load_config
 from tests.support import FakeRegistryClient, sms_event
@@ -168,6 +169,12 @@ class Harness:
         registry = SchemaRegistry("http://registry.invalid", client=FakeRegistryClient(_schemas()))
         self.loaded.decoder.registry = registry
         self.runs = 0
+        # The same rules, each condition written another way: the shadow runs them all again.
+        rules = self.loaded.config.model_dump(mode="json")["rules"]
+        for rule in rules:
+            rule["when"] = f"({rule['when']})" if rule.get("when") else "`true`"
+        self.shadow, problems = compile_rules(rules, [JSON_TOPIC, AVRO_TOPIC, PLAIN_TOPIC])
+        assert problems == [] and self.shadow.alike(self.loaded.mapper) == Alike(), problems
 
     def check(self, hostile: list[Record]) -> dict[str, Any]:
         """Run ``hostile`` records (topic, key, value and headers as given; offsets are
@@ -191,7 +198,7 @@ class Harness:
             [records],
             dead_letters=dead_letters,
             loaded=self.loaded,
-            shadow=self.loaded.mapper,
+            shadow=self.shadow,
         )
         code = asyncio.run(asyncio.wait_for(bridge.run(), 60))
         self.runs += 1

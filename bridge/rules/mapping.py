@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import jmespath.exceptions
 from pydantic import ValidationError
@@ -125,6 +125,8 @@ class CompiledRule:
 
     def __init__(self, config: RuleConfig, where: str, problems: list[str]) -> None:
         self.name = config.name
+        self.definition = config.model_dump_json()  # two rules defined alike make the same command
+        self.condition = json.dumps([config.topics, config.when])  # and alike here, both or neither
         self.max_age_s = config.max_age
         self.topics = frozenset(config.topics) if config.topics else None
         self._when = _compile_expr(config.when, f"{where}.when", problems) if config.when else None
@@ -197,22 +199,55 @@ class Mapper:
     def rules_for(self, topic: str) -> list[CompiledRule]:
         return self._by_topic.get(topic, self._all)
 
-    def map(self, event: dict[str, Any], meta: dict[str, Any]) -> list[Command]:
+    def map(
+        self, event: dict[str, Any], meta: dict[str, Any], known: dict[str, Command | None] | None = None
+    ) -> list[Command]:
+        """The commands of ``event``. ``known``: by rule name, what rules defined alike in
+        another set made of this event (:meth:`alike`); those rules are not run again."""
         context = event  # the decoded event is ours: add the metadata root instead of copying it
         context[KAFKA_ROOT] = meta
         commands = []
         for rule in self.rules_for(meta["topic"]):
-            try:
-                command = rule(context)
-            except MappingError as exc:
-                if exc.rule:
-                    raise
-                raise exc.for_rule(rule.name) from exc
-            except RecursionError as exc:
-                raise MappingError("event nested too deeply", rule=rule.name) from exc
+            if known is not None and rule.name in known:
+                command = known[rule.name]
+            else:
+                try:
+                    command = rule(context)
+                except MappingError as exc:
+                    if exc.rule:
+                        raise
+                    raise exc.for_rule(rule.name) from exc
+                except RecursionError as exc:
+                    raise MappingError("event nested too deeply", rule=rule.name) from exc
             if command is not None:
                 commands.append(command)
         return commands
+
+    def alike(self, other: Mapper) -> Alike:
+        """This set's rules that are defined as in ``other`` (of an event ``other`` maps, they
+        make the same command or none, as there), and those whose topics and ``when`` alone
+        are (they make none where it made none)."""
+        rules = {(rule.name, rule.definition) for rule in other._all}
+        conditions = {(rule.name, rule.condition) for rule in other._all}
+        same = frozenset(rule.name for rule in self._all if (rule.name, rule.definition) in rules)
+        return Alike(same, frozenset(r.name for r in self._all if (r.name, r.condition) in conditions) - same)
+
+
+class Alike(NamedTuple):
+    rules: frozenset[str] = frozenset()
+    conditions: frozenset[str] = frozenset()
+
+    def known(self, commands: list[Command]) -> dict[str, Command | None]:
+        """By rule name, the candidate's commands that ``commands`` (the other set's, of the
+        same event) tell (see :meth:`Mapper.map`): none where the rule or its condition is
+        alike and the other made none; the other's where the rule is alike."""
+        known: dict[str, Command | None] = dict.fromkeys(self.rules | self.conditions)
+        for command in commands:
+            if command.rule in self.rules:
+                known[command.rule] = command
+            elif command.rule in self.conditions:
+                del known[command.rule]  # its condition held: the candidate's own emit runs
+        return known
 
 
 def compile_rules(raw_rules: Any, topics: Sequence[str]) -> tuple[Mapper, list[str]]:

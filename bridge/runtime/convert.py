@@ -25,11 +25,17 @@ from bridge.runtime.ports import RecordDecoder
 log = structlog.get_logger("bridge")
 
 
-def commands_of(mapper: Mapper, meta: dict[str, Any], event: Callable[[], dict[str, Any]]) -> list[Command]:
+def commands_of(
+    mapper: Mapper,
+    meta: dict[str, Any],
+    event: Callable[[], dict[str, Any]],
+    known: dict[str, Command | None] | None = None,
+) -> list[Command]:
     """The commands the rules make of ``event()`` (decoding happens inside: its failures
-    are the record's too) with the ``_kafka`` root ``meta``."""
+    are the record's too) with the ``_kafka`` root ``meta`` (``known``: see
+    :meth:`Mapper.map`)."""
     try:
-        return mapper.map(event(), meta)
+        return mapper.map(event(), meta, known)
     except (RecordError, SchemaNotCached):
         raise
     except Exception as exc:

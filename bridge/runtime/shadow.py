@@ -20,7 +20,7 @@ from bridge.errors import RecordError
 from bridge.metrics import Metrics
 from bridge.model import Command, Record
 from bridge.rules.difference import Mapped, compared, difference, field_paths, mapped, matched
-from bridge.rules.mapping import Mapper
+from bridge.rules.mapping import Alike, Mapper
 from bridge.runtime.convert import commands_of
 from bridge.runtime.ports import RecordDecoder
 
@@ -33,10 +33,11 @@ class Shadow:
     def __init__(self, mapper: Mapper, metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> None:
         self.mapper, self._counts, self._clock = mapper, metrics.rules.shadow_commands.counts, clock
         self._logged: dict[str, float] = {}
+        self._alike: tuple[Mapper | None, Alike] = (None, Alike())
 
     def use_rules(self, mapper: Mapper) -> None:
         """A reload's candidate: the records read from now on are shadowed by it."""
-        self.mapper = mapper
+        self.mapper, self._alike = mapper, (None, Alike())
 
     def beside(self, decoder: RecordDecoder, mapper: Mapper, record: Record) -> list[Command]:
         """``record``'s commands by the live ``mapper`` (raising as :func:`record_commands`
@@ -53,13 +54,28 @@ class Shadow:
             if decoded:  # decoded, but the live rules could not map it: the candidate may
                 self.compare(record, exc, decoded[0], meta)
             raise
-        self.compare(record, commands, decoded[0], meta)
+        self.compare(record, commands, decoded[0], meta, self._known(mapper, commands))
         return commands
 
-    def compare(self, record: Record, live: Mapped, event: dict[str, Any], meta: dict[str, Any]) -> None:
+    def _known(self, live: Mapper, commands: list[Command]) -> dict[str, Command | None]:
+        """What the live ``commands`` tell of the candidate's (:class:`Alike`): its rules
+        defined as the live ones, or made none by the same condition, are not run again."""
+        if self._alike[0] is not live:
+            self._alike = (live, self.mapper.alike(live))
+        return self._alike[1].known(commands)
+
+    def compare(
+        self,
+        record: Record,
+        live: Mapped,
+        event: dict[str, Any],
+        meta: dict[str, Any],
+        known: dict[str, Command | None] | None = None,
+    ) -> None:
         """The candidate's commands for ``event`` (which the live rules decoded and mapped to
-        ``live``), matched with the live ones and counted; never raises for the record."""
-        candidate = mapped(commands_of, self.mapper, meta, lambda: event)
+        ``live``; ``known``: see :meth:`Mapper.map`), matched with the live ones and counted;
+        never raises for the record."""
+        candidate = mapped(commands_of, self.mapper, meta, lambda: event, known)
         for rule, old, new in matched(live, candidate):
             kind = difference(old, new)
             self._counts[rule, kind] += 1

@@ -4,7 +4,10 @@ line per rule per second; the live commands are what is returned, whatever the c
 
 from __future__ import annotations
 
+import contextlib
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -12,7 +15,8 @@ from structlog.testing import capture_logs
 from bridge.errors import DecodeError, MappingError
 from bridge.metrics import Metrics
 from bridge.model import Record
-from bridge.rules.mapping import compile_rules
+from bridge.rules.difference import difference, mapped, matched
+from bridge.rules.mapping import Alike, compile_rules
 from bridge.runtime.shadow import Shadow
 from tests.recordpath import load_config, record
 from tests.support import sms_event
@@ -64,3 +68,47 @@ def test_a_record_the_live_rules_cannot_map_is_still_shadowed_and_still_fails(tm
     with pytest.raises(DecodeError):  # undecodable: the same for both, nothing to compare
         shadow.beside(loaded.decoder, loaded.mapper, Record("bookings", 0, 1, None, b"not json", [], None))
     assert counted(metrics, "abandoned-sms", "added") == 1
+
+
+def test_rules_defined_alike_are_not_run_again_and_the_counts_are_a_full_mappings(tmp_path: Path) -> None:
+    def rule(name: str, when: str | None, **emit: str) -> dict[str, Any]:
+        return {"name": name, **({"when": when} if when else {}), "emit": {"userId": "{{ id }}", **emit}}
+
+    live, _ = compile_rules(
+        [
+            rule("a", "type == 'x'", event="send_sms", assetId="A"),
+            rule("b", "type == 'x'", event="b"),
+            rule("c", "type == 'y'", event="identify"),
+            rule("d", None, event="d"),
+        ],
+        ["bookings"],
+    )
+    candidate, _ = compile_rules(
+        [
+            rule("a", "type == 'x'", event="send_sms", assetId="A"),  # alike: the live command is taken
+            rule("b", "type == 'x'", event="b", userId="{{ extra }}"),  # condition alike: run where it held
+            rule("c", "type == 'x'", event="identify"),  # another condition: always run
+            rule("e", None, event="e"),  # d removed, e added
+        ],
+        ["bookings"],
+    )
+    assert candidate.alike(live) == Alike(frozenset({"a"}), frozenset({"b"}))
+    events = [
+        {"type": "x", "id": "C-1", "extra": "n"},
+        {"type": "x", "id": "C-2"},  # the candidate's b needs extra: it dead-letters the record
+        {"type": "y", "id": "C-3"},
+        {"type": "z", "id": "C-4"},
+        {"type": "x"},  # no id: the live rules dead-letter it
+    ]
+    expected: Counter[tuple[str, str]] = Counter()
+    for offset, event in enumerate(events):  # both sets mapping every rule, as `diff` does
+        meta = record(offset, event).meta()
+        old, new = mapped(live.map, dict(event), meta), mapped(candidate.map, dict(event), meta)
+        expected.update((name, difference(o, n)) for name, o, n in matched(old, new))
+    metrics, decoder = Metrics(), load_config(tmp_path, None).decoder
+    shadow = Shadow(candidate, metrics)
+    for offset, event in enumerate(events):
+        with contextlib.suppress(MappingError):
+            shadow.beside(decoder, live, record(offset, event))
+    assert sorted(metrics.rules.shadow_commands.counts.items()) == sorted(expected.items())
+    assert expected[("b", "changed")] == 1 and expected[("b", "removed")] == 1  # the two ways b differs
