@@ -28,6 +28,7 @@ from bridge.runtime.records import RecordPath
 from bridge.runtime.shadow import Shadow
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import KafkaWorker
+from bridge.tracing import Span
 from tests.support import TOKEN, base_config, sms_event, write_config
 
 TP: TopicPartitionKey = ("bookings", 0)
@@ -88,7 +89,7 @@ class FakeSender:
         self.gate, self.in_flight = Gate(), 0
         self.failing_since: float | None = None
 
-    async def send(self, command: Command, context: Mapping[str, Any]) -> Delivered:
+    async def send(self, command: Command, context: Mapping[str, Any], span: Span | None) -> Delivered:
         if not self.hold.is_set():
             await self.hold.wait()
         if command.body["userId"] in self.refuse:

@@ -315,7 +315,13 @@ def accepted(sandbox: Sandbox) -> list[dict[str, Any]]:
         for call in request["body"]["batch"]:
             action = "identify" if call["event"] == "identify" else "track"
             calls.append(
-                {"action": action, "at": request["at"], "body": call, "eventId": request["eventId"]}
+                {
+                    "action": action,
+                    "at": request["at"],
+                    "body": call,
+                    "eventId": request["eventId"],
+                    **{name: request[name] for name in ("traceparent", "tracestate") if name in request},
+                }
             )
     return calls
 

@@ -19,9 +19,10 @@ from bridge.config import BatchConfig
 from bridge.errors import DeliveryError, RejectedError
 from bridge.intilery.client import Delivered, IntileryClient
 from bridge.model import Command
+from bridge.tracing import Span, new_trace
 
 _ENVELOPE_BYTES = len(b'{"batch":[]}')
-Pending = tuple[Command, "asyncio.Future[Delivered]"]
+Pending = tuple[Command, "asyncio.Future[Delivered]", Span | None]
 
 
 def batch_payload(commands: list[Command]) -> bytes:
@@ -40,12 +41,14 @@ class Batcher:
         self.requests = 0
         self.splits = 0
 
-    async def post(self, command: Command) -> Delivered:
+    async def post(self, command: Command, span: Span | None = None) -> Delivered:
+        """``span``: the command's request span; the batch request gets a span of its own
+        (a trace of its own, linked to each of its commands' spans)."""
         size = len(command.payload) + 1
         if self._pending and self._bytes + size > self._config.max_bytes:
             self._flush()
         future: asyncio.Future[Delivered] = asyncio.get_running_loop().create_future()
-        self._pending.append((command, future))
+        self._pending.append((command, future, span))
         self._bytes += size
         if len(self._pending) >= self._config.max_calls:
             self._flush()
@@ -65,13 +68,14 @@ class Batcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _deliver(self, batch: list[Pending]) -> None:
-        live = [(c, f) for c, f in batch if not f.done()]  # a cancelled sender needs no answer
+        live = [pending for pending in batch if not pending[1].done()]  # a cancelled sender needs no answer
         if not live:
             return
         try:
             async with self._requests:
                 self.requests += 1
-                delivered = await self._client.send("batch", batch_payload([c for c, _ in live]))
+                payload = batch_payload([command for command, _, _ in live])
+                delivered = await self._client.send("batch", payload, new_trace())
         except RejectedError as exc:
             if len(live) == 1 or exc.status not in (400, 413):
                 _fail(live, exc)
@@ -82,7 +86,7 @@ class Batcher:
         except DeliveryError as exc:
             _fail(live, exc)
         else:
-            for _, future in live:
+            for _, future, _ in live:
                 if not future.done():
                     future.set_result(delivered)
 
@@ -90,7 +94,7 @@ class Batcher:
 def _fail(batch: list[Pending], error: DeliveryError | RejectedError) -> None:
     """Each command gets an exception of its own: each sender raises it, and a raised
     exception collects that sender's traceback."""
-    for _, future in batch:
+    for _, future, _ in batch:
         if not future.done():
             if isinstance(error, RejectedError):
                 copy: Exception = RejectedError(error.reason, status=error.status)

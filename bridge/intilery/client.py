@@ -32,6 +32,7 @@ from bridge.intilery.ratelimit import Limiter, Pace
 from bridge.logs import redact
 from bridge.metrics import Metrics
 from bridge.model import Command
+from bridge.tracing import Span
 
 log = structlog.get_logger("bridge.intilery.client")
 
@@ -137,16 +138,22 @@ class IntileryClient:
         self._max_timeout_s = max(config.max_timeout_s, config.timeout_s)
         self.timeout_s = config.timeout_s
 
-    async def post(self, command: Command) -> Delivered:
-        return await self.send(command.action, command.payload)
+    async def post(self, command: Command, span: Span | None = None) -> Delivered:
+        return await self.send(command.action, command.payload, span)
 
-    async def send(self, action: str, payload: bytes) -> Delivered:
+    async def send(self, action: str, payload: bytes, span: Span | None = None) -> Delivered:
+        """One request; ``span``: the request's own, whose ``traceparent`` it carries."""
         if self.pace is not None:
             await self.pace()
         started = time.perf_counter()
         timeout = self.timeout_s
         try:
-            response = await self._client.post(self._urls[action], content=payload, timeout=_timeout(timeout))
+            response = await self._client.post(
+                self._urls[action],
+                content=payload,
+                timeout=_timeout(timeout),
+                headers=span.headers() if span is not None else None,
+            )
         except httpx.RequestError as exc:
             self._observe("error", started)
             if _answer_overdue(exc):

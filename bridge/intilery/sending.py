@@ -16,6 +16,7 @@ from bridge.errors import AuthError, DeliveryError, RejectedError, SetupError, S
 from bridge.intilery.client import Delivered
 from bridge.intilery.ratelimit import Pace
 from bridge.model import Command
+from bridge.tracing import Span
 
 CREDENTIALS_REFUSED = "Intilery refuses the credentials (401/403)"
 
@@ -53,7 +54,7 @@ class Backoff:
         return ceiling * (0.5 + 0.5 * self._rand())
 
 
-Post = Callable[[Command], Awaitable[Delivered]]
+Post = Callable[[Command, Span | None], Awaitable[Delivered]]
 OnRetry = Callable[[Command, int, DeliveryError, float, Mapping[str, Any]], None]
 
 
@@ -89,13 +90,16 @@ class Sender:
         self.in_flight = 0
         self.failing_since: float | None = None  # since when every attempt has failed
 
-    async def send(self, command: Command, context: Mapping[str, Any] = MappingProxyType({})) -> Delivered:
-        """``context`` (where the command comes from) is passed to ``on_retry`` for its log line."""
+    async def send(
+        self, command: Command, context: Mapping[str, Any] = MappingProxyType({}), span: Span | None = None
+    ) -> Delivered:
+        """``context`` (where the command comes from) is passed to ``on_retry`` for its log
+        line; ``span``: its record's, of which each request is a child."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                delivered = await self._attempt(command)
+                delivered = await self._attempt(command, span.child() if span is not None else None)
             except DeliveryError as exc:
                 if self.failing_since is None:
                     self.failing_since = time.monotonic()
@@ -112,7 +116,7 @@ class Sender:
             self.failing_since = None
             return Delivered(delivered.status, delivered.event_id, delivered.latency_ms, attempt)
 
-    async def _attempt(self, command: Command) -> Delivered:
+    async def _attempt(self, command: Command, span: Span | None) -> Delivered:
         while True:
             await self.gate.wait(self._sleep)
             if self.gate.auth_failed:
@@ -120,12 +124,12 @@ class Sender:
                 async with self.gate.probe:
                     await self._admitted()
                     if self.gate.auth_failed:
-                        return await self._post_now(command)
+                        return await self._post_now(command, span)
             async with self._slots:
                 await self._admitted()
                 # Else refused while this one waited for a slot or the limiter: it probes.
                 if not self.gate.auth_failed:
-                    return await self._post_now(command)
+                    return await self._post_now(command, span)
 
     async def _admitted(self) -> None:
         """The gate open and the limiter's token taken, then the gate open still (a token
@@ -135,12 +139,12 @@ class Sender:
             await self._pace()
             await self.gate.wait(self._sleep)
 
-    async def _post_now(self, command: Command) -> Delivered:
+    async def _post_now(self, command: Command, span: Span | None) -> Delivered:
         if self.guard_stale and command.is_stale(int(time.time() * 1000)):
             raise StaleCommand(f"older than {command.max_age_s:g}s")
         self.in_flight += 1
         try:
-            return await self._post(command)
+            return await self._post(command, span)
         finally:
             self.in_flight -= 1
 

@@ -35,6 +35,7 @@ from bridge.errors import RecordError
 from bridge.kafka.consumer import built
 from bridge.logs import Repeats, kafka_logger, redact
 from bridge.model import Record
+from bridge.tracing import TRACEPARENT, TRACESTATE
 
 log = structlog.get_logger("bridge.kafka.deadletter")
 
@@ -43,6 +44,7 @@ HEADERS_OMITTED = "x-bridge-headers-omitted"
 KEY_OMITTED = "x-bridge-key-omitted"
 TIME_OMITTED = "x-bridge-time-omitted"
 REASON_LIMIT = 1024  # characters of x-bridge-error-reason
+TRACE_HEADERS = frozenset({TRACEPARENT, TRACESTATE})  # kept even when the source's headers are not
 # What a dead letter is written without: each size step smaller than the one before; a
 # refused time is dropped on its own first.
 Form = frozenset[str]
@@ -142,7 +144,7 @@ def dead_letter_headers(
         extra[KEY_OMITTED] = f"{len(record.key or b'')} bytes"
     if "time" in form and record.timestamp_ms is not None:
         extra[TIME_OMITTED] = str(record.timestamp_ms)  # the record's own time, in epoch ms
-    source = [] if "headers" in form else [(header_text(k), v) for k, v in record.headers]
+    source = [(header_text(k), v) for k, v in record.headers if "headers" not in form or k in TRACE_HEADERS]
     return [*source, *((k, header_bytes(v)) for k, v in extra.items())]
 
 

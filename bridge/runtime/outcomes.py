@@ -22,6 +22,7 @@ from bridge.intilery.client import Delivered
 from bridge.metrics import Metrics
 from bridge.model import Command, Record
 from bridge.rules.commands import KNOWN_EVENTS
+from bridge.tracing import Span
 
 log = structlog.get_logger("bridge")
 
@@ -31,9 +32,10 @@ COUNTS = (
 NO_RULE = "-"  # label value where no rule or command applies
 
 
-def where(record: Record) -> dict[str, Any]:
-    """A record's place, for log lines."""
-    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+def where(record: Record, span: Span | None = None) -> dict[str, Any]:
+    """A record's place (and its trace), for log lines."""
+    place = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+    return place if span is None else {**place, "trace_id": span.trace_id, "span_id": span.span_id}
 
 
 def describe(command: Command) -> dict[str, Any]:
@@ -54,11 +56,15 @@ def command_label(command: Command) -> str:
 
 
 def failure_fields(
-    record: Record, error: RecordError, command: Command | None = None, rules_version: str | None = None
+    record: Record,
+    error: RecordError,
+    command: Command | None = None,
+    rules_version: str | None = None,
+    span: Span | None = None,
 ) -> dict[str, Any]:
     """The log fields of a record or command that failed for good."""
     return {
-        **where(record),
+        **where(record, span),
         **(describe(command) if command else {}),
         "rule": error.rule,
         "error_class": error.error_class,
@@ -94,31 +100,54 @@ class Outcomes:
             log.warning("partition_rewound", **where(record), last_read=last_read)
         self.counts["read_again"] += 1
 
-    def skipped(self, record: Record) -> None:
+    def skipped(self, record: Record, span: Span | None = None) -> None:
         self.counts["skipped"] += 1
         self.metrics.commands(NO_RULE, NO_RULE, "skipped").inc()
-        log.debug("record_skipped", **where(record))
+        log.debug("record_skipped", **where(record, span))
 
-    def dead_lettered(self, record: Record, error: RecordError, command: Command | None, rules: str) -> None:
+    def dead_lettered(
+        self,
+        record: Record,
+        error: RecordError,
+        command: Command | None,
+        rules: str,
+        span: Span | None = None,
+    ) -> None:
         self.counts["dead_lettered"] += 1
         self.metrics.dead_letters(error.error_class).inc()
         rule, name = error.rule or NO_RULE, command_label(command) if command else NO_RULE
         self.metrics.commands(rule, name, "dead_lettered").inc()
-        log.warning("command_dead_lettered", **failure_fields(record, error, command, rules))
+        log.warning("command_dead_lettered", **failure_fields(record, error, command, rules, span))
 
-    def failed(self, record: Record, error: RecordError, command: Command | None, rules: str) -> None:
-        log.error("command_failed", **failure_fields(record, error, command, rules))
+    def failed(
+        self,
+        record: Record,
+        error: RecordError,
+        command: Command | None,
+        rules: str,
+        span: Span | None = None,
+    ) -> None:
+        log.error("command_failed", **failure_fields(record, error, command, rules, span))
 
     def failing_again(
-        self, record: Record, error: RecordError, command: Command | None, at: str, rules: str
+        self,
+        record: Record,
+        error: RecordError,
+        command: Command | None,
+        at: str,
+        rules: str,
+        span: Span | None = None,
     ) -> None:
         self.counts["failing_again"] += 1
-        log.warning("redrive_failed_again", **failure_fields(record, error, command, rules), dead_letter=at)
+        fields = failure_fields(record, error, command, rules, span)
+        log.warning("redrive_failed_again", **fields, dead_letter=at)
 
     # --- commands ---------------------------------------------------------------
 
-    def delivered(self, command: Command, record: Record, delivered: Delivered, rules: str) -> None:
-        """``rules``: the version of the rules that mapped it."""
+    def delivered(
+        self, command: Command, record: Record, delivered: Delivered, rules: str, span: Span | None = None
+    ) -> None:
+        """``rules``: the version of the rules that mapped it; ``span``: its record's."""
         self.counts["delivered"] += 1
         self.metrics.commands(command.rule, command_label(command), "delivered").inc()
         if command.event_ms is not None:
@@ -126,7 +155,7 @@ class Outcomes:
         log.info(
             "command_delivered",
             **describe(command),
-            **where(record),
+            **where(record, span),
             attempt=delivered.attempt,
             status=delivered.status,
             latency_ms=round(delivered.latency_ms, 1),
@@ -134,10 +163,10 @@ class Outcomes:
             rules_version=rules,
         )
 
-    def stale(self, command: Command, record: Record, reason: str) -> None:
+    def stale(self, command: Command, record: Record, reason: str, span: Span | None = None) -> None:
         self.counts["stale"] += 1
         self.metrics.commands(command.rule, command_label(command), "stale").inc()
-        log.info("command_stale", **describe(command), **where(record), reason=reason)
+        log.info("command_stale", **describe(command), **where(record, span), reason=reason)
 
     def retried(
         self, command: Command, attempt: int, error: DeliveryError, delay: float, context: Mapping[str, Any]

@@ -16,6 +16,7 @@ from bridge.errors import RecordError
 from bridge.intilery.client import Delivered
 from bridge.intilery.sending import Gate
 from bridge.model import Command, Fetched, Position, Record, TopicPartitionKey
+from bridge.tracing import Span
 
 
 class RecordSource(Protocol):
@@ -67,7 +68,7 @@ class CommandSender(Protocol):
     @property
     def failing_since(self) -> float | None: ...
 
-    async def send(self, command: Command, context: Mapping[str, Any], /) -> Delivered: ...
+    async def send(self, command: Command, context: Mapping[str, Any], span: Span | None, /) -> Delivered: ...
 
 
 class DeadLetterSink(Protocol):

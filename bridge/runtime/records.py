@@ -42,6 +42,7 @@ from bridge.runtime.outcomes import Outcomes, where
 from bridge.runtime.ports import CommandSender, DeadLetterSink, RecordDecoder
 from bridge.runtime.shadow import Shadow
 from bridge.runtime.state import Assignment, PartitionState
+from bridge.tracing import Span, record_span
 
 log = structlog.get_logger("bridge")
 
@@ -53,6 +54,7 @@ class Work:
     commands: list[Command] | None  # None: decoded in the lane, once its schema is fetched
     origin: Record  # what the rules see: the record itself, or for redrive its original
     mapper: Mapper  # the rules it is mapped by: those in force when it was read
+    span: Span  # its trace: continued from its traceparent header, else a new one
 
 
 class RecordPath:
@@ -109,19 +111,21 @@ class RecordPath:
             return
         # Keyed records share a lane per key; unkeyed records need no order between them.
         lane = record.key if record.key is not None else record.offset
-        mapper = self.mapper  # the whole record is mapped by the rules in force now
+        # The whole record is mapped by the rules in force now.
+        work = Work(record, state, None, record, self.mapper, record_span(record.headers))
         try:
-            origin = origin_of(record, self.window, self._topics)
-            commands = self.commands(mapper, origin)
+            work.origin = origin_of(record, self.window, self._topics)
+            work.commands = self.commands(work.mapper, work.origin)
         except SchemaNotCached:
-            commands = None  # the lane fetches the schema first
+            pass  # the lane fetches the schema first, then maps it
         except RecordError as exc:
-            self.reject(record, state, exc, origin=origin_or_read(record, self.window))
+            work.origin = origin_or_read(record, self.window)
+            self.reject(work, exc)
             return
-        if commands is not None and not commands:
-            self._skip(record, state)
+        if work.commands is not None and not work.commands:
+            self._skip(work)
             return
-        state.lanes.submit(lane, partial(self.deliver, Work(record, state, commands, origin, mapper)))
+        state.lanes.submit(lane, partial(self.deliver, work))
 
     def commands(self, mapper: Mapper, origin: Record) -> list[Command]:
         """``origin``'s commands by ``mapper`` (and, with shadow rules, the candidate's beside them)."""
@@ -129,9 +133,9 @@ class RecordPath:
             return self.shadow.beside(self.decoder, mapper, origin)
         return record_commands(self.decoder, mapper, origin)
 
-    def _skip(self, record: Record, state: PartitionState) -> None:
-        self.outcomes.skipped(record)
-        state.offsets.finish(record.offset)
+    def _skip(self, work: Work) -> None:
+        self.outcomes.skipped(work.record, work.span)
+        work.state.offsets.finish(work.record.offset)
 
     async def deliver(self, work: Work) -> None:
         """Send a record's commands in order (its lane's turn); finish it after the last."""
@@ -140,52 +144,43 @@ class RecordPath:
                 try:
                     work.commands = await mapped_once_fetched(self, self._backoff, work)
                 except RecordError as exc:
-                    self.reject(work.record, work.state, exc, origin=work.origin, rules=work.mapper)
+                    self.reject(work, exc)
                     return
                 if not work.commands:
-                    self._skip(work.record, work.state)
+                    self._skip(work)
                     return
             for command in work.commands:
                 if self.stop.draining or not work.state.sends(work.record.offset):
                     return  # stopping, revoked, or after a failed record of its partition: send no more
                 try:
-                    delivered = await self.sender.send(command, where(work.record))
+                    delivered = await self.sender.send(command, where(work.record, work.span), work.span)
                 except StaleCommand as stale:
-                    self.outcomes.stale(command, work.record, str(stale))
+                    self.outcomes.stale(command, work.record, str(stale), work.span)
                     continue
                 except RejectedError as exc:
-                    error = exc.for_rule(command.rule)
-                    self.reject(work.record, work.state, error, command, work.origin, work.mapper)
+                    self.reject(work, exc.for_rule(command.rule), command)
                     return
-                self.outcomes.delivered(command, work.record, delivered, work.mapper.version)
+                self.outcomes.delivered(command, work.record, delivered, work.mapper.version, work.span)
             work.state.offsets.finish(work.record.offset)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug this record set off: dead-letter it, the partition goes on
             log.exception("delivery_crashed", **where(work.record))
             error = InternalError(f"while delivering: {type(exc).__name__}: {exc}"[:500])
-            self.reject(work.record, work.state, error, origin=work.origin, rules=work.mapper)
+            self.reject(work, error)
 
-    def reject(
-        self,
-        record: Record,
-        state: PartitionState,
-        error: RecordError,
-        command: Command | None = None,
-        origin: Record | None = None,
-        rules: Mapper | None = None,
-    ) -> None:
-        """Dead-letter ``origin`` (the record itself unless redriving); then ``record`` is
-        finished. ``rules``: those it was mapped by (default: those in force now)."""
-        origin, version = origin or record, (rules or self.mapper).version
+    def reject(self, work: Work, error: RecordError, command: Command | None = None) -> None:
+        """Dead-letter the work's origin (the record itself unless redriving); then its
+        record is finished. The rules named are those it was mapped by."""
+        record, state, origin, version = work.record, work.state, work.origin, work.mapper.version
         if self.window is not None and self.window.redrive:
             # A dead letter that fails again stays where it is, its offset never committed
             # past, rather than being written again (the next redrive would read it twice).
-            self.outcomes.failing_again(origin, error, command, record.position, version)
+            self.outcomes.failing_again(origin, error, command, record.position, version, work.span)
             state.offsets.leave(record.offset)
             return
         if self.dead_letters is None:
-            self.outcomes.failed(origin, error, command, version)
+            self.outcomes.failed(origin, error, command, version, work.span)
             state.halt(record.offset)
             self.stop.fail(
                 f"{record.position}: {error.error_class}: "
@@ -194,7 +189,7 @@ class RecordPath:
             return
 
         def written() -> None:
-            self.outcomes.dead_lettered(origin, error, command, version)
+            self.outcomes.dead_lettered(origin, error, command, version, work.span)
             state.offsets.finish(record.offset)
 
         self.dead_letters.send(origin, error, written, version)

@@ -207,3 +207,20 @@ def test_refused_even_at_its_smallest_it_is_retried_and_shows() -> None:
     dead_letters.on_failure = lambda: seen.append(dead_letters.failing_since)
     done, _ = write_one(dead_letters, producer)
     assert done == ["done"] and len(producer.writes) == 6 and seen and all(s is not None for s in seen)
+
+
+def test_a_dead_letter_keeps_the_records_trace_context_even_without_its_headers() -> None:
+    trace = [
+        ("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ("tracestate", b"a=1"),
+    ]
+    record = Record("bookings", 0, 1, b"k", b"{}", [("source", b"web"), *trace], None)
+    error = MappingError("userId: required")
+    full = dead_letter_headers(record, error)
+    without = dead_letter_headers(record, error, frozenset({"value", "headers"}))
+    assert [h for h in full if h[0] in ("traceparent", "tracestate", "source")] == [
+        ("source", b"web"),
+        *trace,
+    ]
+    assert [h for h in without if h[0] in ("traceparent", "tracestate", "source")] == trace
+    assert dict(without)[HEADERS_OMITTED] == b"3 headers"

@@ -14,6 +14,7 @@ from bridge.errors import AuthError, DeliveryError, RecordError, RejectedError, 
 from bridge.intilery.client import Delivered, classify, parse_retry_after
 from bridge.intilery.sending import Backoff, Gate, Sender
 from bridge.model import Command
+from bridge.tracing import Span
 
 COMMAND = Command(rule="r", action="track", body={"event": "x", "userId": "u"}, payload=b"{}")
 
@@ -87,7 +88,7 @@ class Script:
         self.sleeps: list[float] = []
         self.now = 0.0
 
-    async def post(self, command: Command) -> Delivered:
+    async def post(self, command: Command, span: Span | None = None) -> Delivered:
         self.calls += 1
         outcome = self.outcomes.pop(0)
         if outcome is not None:
@@ -172,7 +173,7 @@ def test_in_flight_never_exceeds_the_limit() -> None:
     peak = 0
     current = 0
 
-    async def post(command: Command) -> Delivered:
+    async def post(command: Command, span: Span | None = None) -> Delivered:
         nonlocal peak, current
         current += 1
         peak = max(peak, current)
@@ -217,7 +218,7 @@ def test_while_credentials_are_refused_one_request_at_a_time_probes_them() -> No
     refusals = 6
     concurrent = peak = calls = 0
 
-    async def post(command: Command) -> Delivered:
+    async def post(command: Command, span: Span | None = None) -> Delivered:
         nonlocal concurrent, peak, calls
         calls += 1
         concurrent += 1
@@ -249,7 +250,7 @@ def test_requests_held_by_the_limiter_do_not_go_out_after_a_refusal() -> None:
     gaps: list[float] = []  # from the latest refusal to each request sent while refused
     calls = 0
 
-    async def post(command: Command) -> Delivered:
+    async def post(command: Command, span: Span | None = None) -> Delivered:
         nonlocal calls
         calls += 1
         now = asyncio.get_running_loop().time()

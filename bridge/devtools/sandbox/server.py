@@ -9,7 +9,7 @@ bucket, and ``{"success": true, "eventId": <uuid>}`` otherwise.
 Control endpoints (no token needed), for tests and curious users:
 
 - ``GET /_sandbox/requests[?since=N]``: the accepted calls, in arrival order (``at``:
-  when each arrived, Unix seconds).
+  when each arrived, Unix seconds; ``traceparent`` and ``tracestate`` when sent).
 - ``GET /_sandbox/attempts[?since=N]``: every request with its status and time.
 - ``DELETE /_sandbox/requests``: forget both lists.
 - ``POST /_sandbox/faults``: ``{"status": 503, "count": 5, "retry_after": 2}``

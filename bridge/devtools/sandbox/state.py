@@ -160,6 +160,7 @@ class SandboxState:
                 "action": match["action"],
                 "body": payload,
                 "eventId": event_id,
+                **{name: headers[name] for name in ("traceparent", "tracestate") if name in headers},
             }
         )
         return 200, {}, {"success": True, "eventId": event_id}

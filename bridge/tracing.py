@@ -1,0 +1,95 @@
+"""W3C trace context (https://www.w3.org/TR/trace-context/) for records and requests.
+
+A record that carries a valid ``traceparent`` header continues that trace: its span is a
+child of the header's, and each request sent to Intilery for it is a child of the
+record's span, with a ``traceparent`` of its own (``tracestate`` passed on as received).
+A record without one (or with one that does not parse) starts a trace of its own. The
+ids are what log lines carry (``trace_id``, ``span_id``) and what spans are exported with
+(:mod:`bridge.spans`), so a trace, a log line and an audit entry name the same thing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+TRACEPARENT, TRACESTATE = "traceparent", "tracestate"
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+MAX_TRACESTATE = 512  # the specification's limit a vendor may rely on: longer is dropped
+
+
+def new_span_id() -> str:
+    return os.urandom(8).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A span's place: its trace, its id, its parent's (None: the trace's root), the
+    trace flags (``01``: sampled) and the ``tracestate`` passed on."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None = None
+    flags: str = "01"
+    state: str | None = None
+
+    @property
+    def sampled(self) -> bool:
+        return int(self.flags, 16) & 1 == 1
+
+    def child(self) -> Span:
+        return Span(self.trace_id, new_span_id(), self.span_id, self.flags, self.state)
+
+    def headers(self) -> dict[str, str]:
+        """The headers that carry this span to whom it calls."""
+        found = {TRACEPARENT: f"00-{self.trace_id}-{self.span_id}-{self.flags}"}
+        if self.state:
+            found[TRACESTATE] = self.state
+        return found
+
+    def fields(self) -> dict[str, str]:
+        """For log lines."""
+        return {"trace_id": self.trace_id, "span_id": self.span_id}
+
+
+def new_trace() -> Span:
+    return Span(os.urandom(16).hex(), new_span_id())
+
+
+def parent_of(headers: list[tuple[str, bytes | None]]) -> Span | None:
+    """The span a record's ``traceparent`` header names (with its ``tracestate``), or None
+    when it has none that parses (an invalid one is ignored, as the specification says)."""
+    parent = state = None
+    for name, value in headers:
+        if value is None or len(value) > MAX_TRACESTATE:
+            continue
+        lowered = name.lower()
+        if lowered == TRACEPARENT and parent is None:
+            parent = _parsed(value)
+        elif lowered == TRACESTATE and state is None:
+            state = value.decode("ascii", "replace").strip()
+    if parent is None:
+        return None
+    return Span(parent[0], parent[1], None, parent[2], state or None)
+
+
+def _parsed(value: bytes) -> tuple[str, str, str] | None:
+    try:
+        text = value.decode("ascii").strip()
+    except UnicodeDecodeError:
+        return None
+    match = _TRACEPARENT.match(text)
+    if match is None:
+        return None
+    version, trace_id, span_id, flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest) or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    return trace_id, span_id, flags
+
+
+def record_span(headers: list[tuple[str, bytes | None]]) -> Span:
+    """A record's span: a child of its ``traceparent``'s, else the root of a new trace."""
+    parent = parent_of(headers)
+    return parent.child() if parent is not None else new_trace()

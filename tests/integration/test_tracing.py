@@ -1,0 +1,67 @@
+"""Trace context on the real broker, over real HTTP: a record's traceparent continued into
+each request sent to Intilery for it (the sandbox records the headers it was sent), a
+trace of its own for a record without one, and the ids in the log lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bridge.devtools.sandbox import Sandbox
+from tests.support import (
+    CheckedProducer,
+    TestKafka,
+    accepted,
+    base_config,
+    log_events,
+    sms_event,
+    start_bridge,
+    write_config,
+)
+
+TRACES = {0: "4bf92f3577b34da6a3ce929d0e0e4736", 1: "0af7651916cd43dd8448eb211c80319c"}
+PARENT = "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize(
+    "batch", [None, {"max_calls": 10, "linger_ms": 50}], ids=["one-per-request", "batch"]
+)
+def test_a_records_trace_continues_into_its_request(
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, batch: dict[str, int] | None
+) -> None:
+    cluster.create_topic(cluster.topic, 1)
+    cluster.create_topic(cluster.dlq, 1)
+    producer = CheckedProducer(cluster.bootstrap_servers)
+    headers = {
+        0: [("traceparent", f"00-{TRACES[0]}-{PARENT}-01".encode()), ("tracestate", b"acme=7")],
+        1: [("traceparent", f"00-{TRACES[1]}-{PARENT}-01".encode())],
+        2: [("traceparent", b"00-not-a-trace-01")],  # invalid: a trace of its own
+        3: [],
+    }
+    for seq, extra in headers.items():
+        event = sms_event(seq, 10)
+        producer.produce(cluster.topic, key=f"C-{seq}", value=json.dumps(event).encode(), headers=extra)
+    producer.flush()
+    config = base_config(cluster, sandbox.url, "traced", batch=batch)
+    log_path = tmp_path / "bridge.log"
+    assert start_bridge(write_config(tmp_path, config), log_path, "--until-caught-up").wait(timeout=120) == 0
+
+    delivered = {int(e["offset"]): e for e in log_events(log_path) if e["event"] == "command_delivered"}
+    calls = {int(c["body"]["seq"]): c for c in accepted(sandbox)}
+    assert sorted(delivered) == sorted(calls) == [0, 1, 2, 3]
+    for seq, line in delivered.items():
+        assert len(line["trace_id"]) == 32 and len(line["span_id"]) == 16
+        if seq in TRACES:  # continued: the record's span a child of the producer's
+            assert line["trace_id"] == TRACES[seq] and line["span_id"] != PARENT
+    assert len({line["trace_id"] for line in delivered.values()}) == 4  # 2 and 3: a trace each
+    for seq, call in calls.items():
+        version, trace_id, span_id, flags = call["traceparent"].split("-")
+        assert (version, flags) == ("00", "01") and span_id not in (PARENT, delivered[seq]["span_id"])
+        if batch is None:  # the request is the record's: its trace, a span of its own
+            assert trace_id == delivered[seq]["trace_id"]
+        else:  # a batch request is a trace of its own (linked to its records' spans)
+            assert trace_id not in {line["trace_id"] for line in delivered.values()}
+    if batch is None:
+        assert calls[0]["tracestate"] == "acme=7" and "tracestate" not in calls[1]
