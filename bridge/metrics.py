@@ -120,6 +120,11 @@ class Metrics:
             "Dead-letter writes refused (each retry counted): the records wait, uncommitted.",
             registry=r,
         )
+        self.audit_write_failures = Counter(
+            "intilery_bridge_audit_write_failures",
+            "Audit-topic writes refused (each retry counted): the records wait, uncommitted.",
+            registry=r,
+        )
         self.already_finished = Counter(
             "intilery_bridge_records_already_finished",
             "Records read again whose commands the last commit's map named finished: not sent again.",

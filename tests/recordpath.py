@@ -19,6 +19,7 @@ from bridge.metrics import Metrics
 from bridge.model import Command, Fetched, Position, Record, TopicPartitionKey
 from bridge.ops.loading import Loaded, load
 from bridge.rules.mapping import Mapper
+from bridge.runtime.auditing import Audit
 from bridge.runtime.checkpoint import Checkpoint
 from bridge.runtime.health import BackPressure, Health, Stop
 from bridge.runtime.outcomes import Outcomes
@@ -28,6 +29,7 @@ from bridge.runtime.records import RecordPath
 from bridge.runtime.shadow import Shadow
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import KafkaWorker
+from bridge.runtime.writes import Writes
 from bridge.tracing import Span
 from tests.support import TOKEN, base_config, sms_event, write_config
 
@@ -98,8 +100,39 @@ class FakeSender:
         return Delivered(202, f"E-{len(self.sent)}", 1.0)
 
 
+class FakeAudit:
+    """The audit topic's broker: acknowledges each entry when polled, once ``release`` is set."""
+
+    what = "the audit topic"
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        self.waiting: list[Callable[[], None]] = []
+        self.release = True
+        self.fatal, self.failing_since, self.last_failure = None, None, None
+
+    @property
+    def pending(self) -> int:
+        return len(self.waiting)
+
+    def send(self, fields: dict[str, Any], body: dict[str, Any] | None, written: Callable[[], None]) -> None:
+        self.entries.append((fields, body))
+        self.waiting.append(written)
+
+    def poll(self) -> None:
+        if self.release:
+            waiting, self.waiting = self.waiting, []
+            for written in waiting:
+                written()
+
+    def flush(self, _: float) -> None:
+        self.poll()
+
+
 class FakeDeadLetters:
     """The broker acknowledges every dead letter at once."""
+
+    what = "the dead-letter topic"
 
     def __init__(self) -> None:
         self.written: list[tuple[Record, RecordError]] = []
@@ -142,11 +175,13 @@ def build(
     source_config: dict[str, Any] | None = None,
     loaded: Loaded | None = None,
     shadow: Mapper | None = None,
+    audit: FakeAudit | None = None,
 ) -> tuple[Bridge, FakeSource, FakeSender, Any]:
     """``dead_letters``: True for :class:`FakeDeadLetters`, False for none, or the dead-letter
     writer to use; ``source_config``: the ``source`` section (default: the topic ``bookings``,
     JSON); ``loaded``: a configuration loaded already (``source_config`` is then ignored);
-    ``shadow``: rules mapped beside the live ones (``run --shadow``)."""
+    ``shadow``: rules mapped beside the live ones (``run --shadow``); ``audit``: the audit
+    topic's writer."""
     loaded = loaded or load_config(tmp_path, source_config, max_buffered, bool(dead_letters))
     source, sender = FakeSource(batches), sender or FakeSender()
     dlq = (FakeDeadLetters() if dead_letters is True else dead_letters) if dead_letters else None
@@ -163,9 +198,10 @@ def build(
         retry=loaded.config.delivery.retry,
         topics=frozenset(loaded.config.source.topic_names),
         shadow=Shadow(shadow, metrics) if shadow is not None else None,
+        audit=Audit(audit, include_body=False) if audit is not None else None,
     )
     checkpoint = Checkpoint(states, kafka, metrics)
-    partitions = Partitions(source, states, checkpoint, metrics, grace_s=1, dead_letters=dlq)
+    partitions = Partitions(source, states, checkpoint, metrics, grace_s=1, writes=Writes(dlq, audit))
     kafka.serve(source, partitions, checkpoint)
     source.listener = kafka
     parts = Parts(
@@ -175,7 +211,7 @@ def build(
         checkpoint=checkpoint,
         partitions=partitions,
         sender=sender,
-        dead_letters=dlq,
+        writes=Writes(dlq, audit),
         outcomes=outcomes,
         health=Health(source, sender, stop, states=states),
         back_pressure=BackPressure(max_buffered, max_buffered_bytes),

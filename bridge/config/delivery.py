@@ -53,6 +53,15 @@ class DeliveryConfig(Model):
     """Where permanent failures go (not one of the source topics). Without it, the first permanent
     failure stops the bridge (exit 3) with that offset uncommitted.
     """
+    audit_topic: str | None = None
+    """Where every command Intilery accepted is written, one JSON record each keyed by its userId:
+    which event it came from, which rule and rules version made it, how it went, its trace id, and
+    whether it was sent before (see docs/operations.md, "Audit topic"). Each entry is written before
+    its record's offset is committed; while the topic refuses writes, commits wait. Not one of the
+    source topics, nor the dead-letter topic.
+    """
+    audit_include_body: bool = False
+    """Write each command's body (its merge fields: customer data) in its audit entry too."""
     commit_interval_ms: int = Field(default=100, ge=10)
     """How soon finished work is committed: at most this often, only when something changed
     (asynchronously; synchronously on revocation and shutdown). What a crash can resend grows

@@ -144,11 +144,7 @@ def cross_problems(raw: dict[str, Any]) -> list[str]:
                 f"({poll_interval} ms): the group waits for it in a rebalance"
             )
     known = set(raw_topic_names(raw))
-    dead_letter_topic = as_dict(raw.get("delivery")).get("dead_letter_topic")
-    if isinstance(dead_letter_topic, str) and dead_letter_topic in known:
-        problems.append(
-            "delivery.dead_letter_topic: is also a source topic; dead letters would be read again"
-        )
+    problems += written_topic_problems(as_dict(raw.get("delivery")), known)
     names: set[str] = set()
     for index, rule in enumerate(as_list(raw.get("rules"))):
         if not isinstance(rule, dict):
@@ -161,6 +157,21 @@ def cross_problems(raw: dict[str, Any]) -> list[str]:
         unknown = sorted(str(t) for t in as_list(rule.get("topics")) if t not in known)
         if unknown and known:
             problems.append(f"{where}.topics: not in source.topics: {', '.join(unknown)}")
+    return problems
+
+
+def written_topic_problems(delivery: dict[str, Any], sources: set[str]) -> list[str]:
+    """The topics the bridge writes must not be read as events, nor one the other."""
+    problems = []
+    dead_letter_topic, audit_topic = delivery.get("dead_letter_topic"), delivery.get("audit_topic")
+    if isinstance(dead_letter_topic, str) and dead_letter_topic in sources:
+        problems.append(
+            "delivery.dead_letter_topic: is also a source topic; dead letters would be read again"
+        )
+    if isinstance(audit_topic, str) and audit_topic in sources:
+        problems.append("delivery.audit_topic: is also a source topic; audit entries would be read as events")
+    elif isinstance(audit_topic, str) and audit_topic == dead_letter_topic:
+        problems.append("delivery.audit_topic: is also the dead-letter topic; redrive would send its entries")
     return problems
 
 

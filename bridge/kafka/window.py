@@ -63,6 +63,11 @@ class Window:
         """What the rules see: the record, or for redrive the original it was dead-lettered from."""
         return original_of(record) if self.redrive else record
 
+    def described(self) -> dict[str, Any]:
+        """The window, as audit entries name it: the run, the topic it reads, its offsets."""
+        partitions = {str(p): [start, end] for p, (start, end) in sorted(self.bounds.items())}
+        return {"run": "redrive" if self.redrive else "replay", "topic": self.topic, "offsets": partitions}
+
     @property
     def total(self) -> int:
         return sum(max(0, end - start) for start, end in self.bounds.values())

@@ -9,6 +9,7 @@ import contextlib
 import gc
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import structlog
 
@@ -21,12 +22,14 @@ from bridge.intilery.client import IntileryClient
 from bridge.intilery.ratelimit import Limiter, RateLimiter, pacer
 from bridge.intilery.redislimit import RedisRateLimiter, connect
 from bridge.intilery.sending import Sender
+from bridge.kafka.audit import AuditLog
 from bridge.kafka.consumer import consumer_config
 from bridge.kafka.deadletter import DeadLetters
 from bridge.kafka.source import Source
 from bridge.kafka.window import Window
 from bridge.metrics import Metrics
 from bridge.rules.mapping import Mapper
+from bridge.runtime.auditing import Audit
 from bridge.runtime.checkpoint import Checkpoint
 from bridge.runtime.health import BackPressure, Health, Stop
 from bridge.runtime.observability import ObservabilityServer
@@ -37,6 +40,7 @@ from bridge.runtime.records import RecordPath
 from bridge.runtime.shadow import Shadow
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import KafkaWorker
+from bridge.runtime.writes import Writes
 
 log = structlog.get_logger("bridge")
 
@@ -78,16 +82,13 @@ def build_bridge(
     outcomes = Outcomes(metrics)
     intilery = intilery_stage(config, metrics, outcomes, rate, guard_stale)
     decoder = decoder or Decoder(config.source, source_name, registry_for(config.source))
-    source, dead_letters = kafka_stage(config, source_name, kafka, window, intilery.shared, metrics)
-    path = record_stage(
-        config, (mapper, shadow), decoder, intilery, dead_letters, states, outcomes, stop, window
-    )
+    writing = kafka_stage(config, source_name, kafka, window, intilery.shared, metrics)
+    source, writes = writing.source, writing.writes
+    path = record_stage(config, (mapper, shadow), decoder, intilery, writing, states, outcomes, stop, window)
     stuck_after_s = config.delivery.stuck_after_s
-    health = Health(
-        source, intilery.sender, stop, dead_letters=dead_letters, states=states, stuck_after_s=stuck_after_s
-    )
+    health = Health(source, intilery.sender, stop, writes=writes, states=states, stuck_after_s=stuck_after_s)
     checkpoint, partitions = partitions_stage(
-        config, metrics, kafka, source, states, dead_letters, intilery, window
+        config, metrics, kafka, source, states, writes, intilery, window
     )
     parts = Parts(
         kafka=kafka,
@@ -96,7 +97,7 @@ def build_bridge(
         checkpoint=checkpoint,
         partitions=partitions,
         sender=intilery.sender,
-        dead_letters=dead_letters,
+        writes=writes,
         outcomes=outcomes,
         health=health,
         back_pressure=BackPressure(config.delivery.max_buffered_records, config.delivery.max_buffered_bytes),
@@ -113,7 +114,7 @@ def partitions_stage(
     kafka: KafkaWorker,
     source: Source,
     states: Assignment,
-    dead_letters: DeadLetters | None,
+    writes: Writes,
     intilery: IntileryStage,
     window: Window | None,
 ) -> tuple[Checkpoint, Partitions]:
@@ -125,7 +126,7 @@ def partitions_stage(
         checkpoint,
         metrics,
         grace_s=config.delivery.rebalance_grace_s,
-        dead_letters=dead_letters,
+        writes=writes,
         limiter=intilery.limiter if intilery.shared else None,
         window=window,
     )
@@ -182,7 +183,7 @@ def record_stage(
     rules: tuple[Mapper, Mapper | None],
     decoder: Decoder,
     intilery: IntileryStage,
-    dead_letters: DeadLetters | None,
+    writing: KafkaStage,
     states: Assignment,
     outcomes: Outcomes,
     stop: Stop,
@@ -195,7 +196,8 @@ def record_stage(
         decoder=decoder,
         mapper=mapper,
         sender=intilery.sender,
-        dead_letters=dead_letters,
+        dead_letters=writing.dead_letters,
+        audit=Audit(writing.audit, config.delivery.audit_include_body, window) if writing.audit else None,
         states=states,
         outcomes=outcomes,
         stop=stop,
@@ -213,13 +215,20 @@ def kafka_stage(
     window: Window | None,
     count_partitions: bool,
     metrics: Metrics,
-) -> tuple[Source, DeadLetters | None]:
-    """The consumer (the group's, or a window's own) and the dead-letter writer."""
-    topic = config.delivery.dead_letter_topic
+) -> KafkaStage:
+    """The consumer (the group's, or a window's own), the dead-letter and audit writers."""
+    delivery = config.delivery
     try:
-        dead_letters = DeadLetters.create(topic, config.kafka) if topic else None
+        dead_letters = (
+            DeadLetters.create(delivery.dead_letter_topic, config.kafka)
+            if delivery.dead_letter_topic
+            else None
+        )
         if dead_letters is not None:
             dead_letters.on_failure = metrics.dead_letter_write_failures.inc
+        audit = AuditLog.create(delivery.audit_topic, config.kafka) if delivery.audit_topic else None
+        if audit is not None:
+            audit.on_failure = metrics.audit_write_failures.inc
         kafka = {**config.kafka, "group.id": window.group} if window else config.kafka
         source = Source(
             consumer_config(kafka, config.source.start_from),
@@ -231,7 +240,20 @@ def kafka_stage(
         )
     except ConfigError as exc:  # librdkafka refused a property
         raise ConfigError([f"{source_name}: {problem}" for problem in exc.problems]) from exc
-    return source, dead_letters
+    return KafkaStage(source, dead_letters, audit)
+
+
+@dataclass(frozen=True)
+class KafkaStage:
+    """The consumer, and the bridge's own writes: dead letters, audit entries."""
+
+    source: Source
+    dead_letters: DeadLetters | None
+    audit: AuditLog | None
+
+    @cached_property
+    def writes(self) -> Writes:
+        return Writes(self.dead_letters, self.audit)
 
 
 def observability_stage(

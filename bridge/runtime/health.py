@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import structlog
 
 from bridge.logs import redact
-from bridge.runtime.ports import CommandSender, DeadLetterSink, RecordSource
+from bridge.runtime.ports import CommandSender, RecordSource
 from bridge.runtime.state import Assignment
+from bridge.runtime.writes import Writes
 
 log = structlog.get_logger("bridge")
 
@@ -96,12 +97,12 @@ class Health:
         sender: CommandSender,
         stop: Stop,
         clock: Callable[[], float] = time.monotonic,
-        dead_letters: DeadLetterSink | None = None,
+        writes: Writes | None = None,
         states: Assignment | None = None,
         stuck_after_s: float = 300.0,
     ) -> None:
         self._source, self._sender, self._stop, self._clock = source, sender, stop, clock
-        self._dead_letters, self._states, self._stuck_after_s = dead_letters, states, stuck_after_s
+        self._writes, self._states, self._stuck_after_s = writes, states, stuck_after_s
         self.loop_at = clock()
 
     def went_round(self) -> None:
@@ -125,12 +126,8 @@ class Health:
         failing = self._sender.failing_since
         if failing is not None and self._clock() - failing > OUTAGE_AFTER_S:
             reasons.append(f"every request to Intilery has failed for {self._clock() - failing:.0f}s")
-        dead = self._dead_letters
-        if dead is not None and dead.failing_since is not None:
-            seconds = self._clock() - dead.failing_since
-            if seconds > OUTAGE_AFTER_S:
-                refused = f"the dead-letter topic has refused writes for {seconds:.0f}s"
-                reasons.append(f"{refused}: {dead.last_failure}")
+        if self._writes is not None:
+            reasons += self._writes.refusals(self._clock(), OUTAGE_AFTER_S)
         if self._states is not None and (stuck := self._states.stuck(self._clock(), self._stuck_after_s)):
             named = ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(stuck))
             waited = f"no commit for over {self._stuck_after_s:.0f}s while records wait"

@@ -24,8 +24,9 @@ from bridge.kafka.window import Window
 from bridge.metrics import Metrics
 from bridge.model import Position, TopicPartitionKey
 from bridge.runtime.checkpoint import Checkpoint
-from bridge.runtime.ports import DeadLetterSink, RecordSource
+from bridge.runtime.ports import RecordSource
 from bridge.runtime.state import Assignment
+from bridge.runtime.writes import Writes
 
 log = structlog.get_logger("bridge")
 
@@ -41,16 +42,16 @@ class Partitions:
         metrics: Metrics,
         *,
         grace_s: float,
-        dead_letters: DeadLetterSink | None = None,
+        writes: Writes | None = None,
         limiter: Limiter | None = None,
         window: Window | None = None,
     ) -> None:
         """``limiter``: the account's rate limit, shared by the group's replicas (each takes
         the share of the partitions it holds); None when the rate is not shared."""
         self._source, self._states, self._checkpoint, self._metrics = source, states, checkpoint, metrics
-        self._grace_s, self._dead_letters, self._limiter, self._window = (
+        self._grace_s, self._writes, self._limiter, self._window = (
             grace_s,
-            dead_letters,
+            writes or Writes(),
             limiter,
             window,
         )
@@ -89,10 +90,10 @@ class Partitions:
             state.releasing = True
         deadline = time.monotonic() + self._grace_s
         finished = await self._states.wait(self._grace_s, keys)
-        while self._dead_letters is not None and self._dead_letters.pending and time.monotonic() < deadline:
-            self._dead_letters.poll()  # their records finish on delivery
+        while self._writes.pending and time.monotonic() < deadline:
+            self._writes.poll()  # their records finish on delivery
             await asyncio.sleep(0.01)
-        if not finished or self.dead_letters_pending():
+        if not finished or self._writes.pending:
             log.warning(
                 "rebalance_grace_expired",
                 partitions=sorted(f"{t}[{p}]" for t, p in keys),
@@ -123,13 +124,10 @@ class Partitions:
 
     def caught_up(self) -> bool:
         """Every partition read to its end (or the replay window's), its records finished and
-        committed, no dead letter on its way."""
+        committed, no dead letter or audit entry on its way."""
         return (
             self._states.read_through(self._window)
             and self._states.unfinished() == 0
             and not self._checkpoint.behind()
-            and not self.dead_letters_pending()
+            and not self._writes.pending
         )
-
-    def dead_letters_pending(self) -> bool:
-        return bool(self._dead_letters and self._dead_letters.pending)

@@ -49,10 +49,11 @@ from bridge.runtime.health import EXIT_KAFKA_FATAL, BackPressure, Health, Stop
 from bridge.runtime.observability import ObservabilityServer
 from bridge.runtime.outcomes import Outcomes
 from bridge.runtime.partitions import Partitions
-from bridge.runtime.ports import CommandSender, DeadLetterSink
+from bridge.runtime.ports import CommandSender
 from bridge.runtime.records import RecordPath
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import FETCH_BATCH, KafkaWorker
+from bridge.runtime.writes import Writes
 
 log = structlog.get_logger("bridge")
 
@@ -71,7 +72,7 @@ class Parts:
     checkpoint: Checkpoint
     partitions: Partitions
     sender: CommandSender
-    dead_letters: DeadLetterSink | None
+    writes: Writes  # dead letters and audit entries on their way
     outcomes: Outcomes
     health: Health
     back_pressure: BackPressure
@@ -143,14 +144,13 @@ class Bridge:
                 if self.stopping.failure is not None:
                     break
                 self.path.on_record(record)
-            if dead_letters := self.parts.dead_letters:
-                dead_letters.poll()
+            self.parts.writes.poll()
             # While Intilery refuses the credentials, hold back; once no lane is left to
             # probe them (all revoked), resume so new records probe again.
             paused = self.kafka.paused
             if (pause := self.parts.back_pressure.pause(*self._held(), paused, self._blocked)) != paused:
                 await self.kafka.pause(pause)
-            if fatal := self.kafka.fatal or (dead_letters and dead_letters.fatal):
+            if fatal := self.kafka.fatal or self.parts.writes.fatal:
                 self.stopping.fail(f"Kafka: {fatal}", EXIT_KAFKA_FATAL)
             # Caught up only with nothing read ahead (the read ahead may bring more).
             if self.until_caught_up and not self.kafka.reading_ahead and self.parts.partitions.caught_up():
@@ -177,23 +177,17 @@ class Bridge:
         return await self.parts.checkpoint.commit(wait)
 
     async def _shutdown(self) -> None:
-        grace, stopping, dead_letters = (
-            self.config.delivery.shutdown_grace_s,
-            self.stopping,
-            self.parts.dead_letters,
-        )
+        grace, stopping, writes = self.config.delivery.shutdown_grace_s, self.stopping, self.parts.writes
         stopping.begin(grace)  # a second SIGTERM/SIGINT ends the grace at once
         log.info("bridge_stopping", in_flight=self.parts.sender.in_flight, grace_s=grace)
         await self.kafka.pause(True)
-        while stopping.left() > 0 and (self.states.lanes() or self.parts.partitions.dead_letters_pending()):
+        while stopping.left() > 0 and (self.states.lanes() or writes.pending):
             await self.kafka.poll()  # the group keeps this member; what it reads is never tracked
-            if dead_letters:
-                dead_letters.poll()
+            writes.poll()
             await self.states.wait(0.05)
         abandoned = self.states.cancel()
         await asyncio.sleep(0)
-        if dead_letters:
-            dead_letters.flush(stopping.left())
+        writes.flush(stopping.left())
         while not (committed := await self.commit(wait=True)) and stopping.left() > 0:
             # A rebalance under way refuses commits (REBALANCE_IN_PROGRESS, or ILLEGAL_GENERATION
             # for one sent while this member was rejoining, a cooperative rebalance's second

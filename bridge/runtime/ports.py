@@ -71,8 +71,12 @@ class CommandSender(Protocol):
     async def send(self, command: Command, context: Mapping[str, Any], span: Span | None, /) -> Delivered: ...
 
 
-class DeadLetterSink(Protocol):
-    """Writes a record that failed for good, with its reason, and says when it is written."""
+class KafkaWrites(Protocol):
+    """A writer of the bridge's own records (dead letters, audit entries): each acknowledged
+    before its record is finished, retried while refused."""
+
+    @property
+    def what(self) -> str: ...  # "the dead-letter topic", for /readyz
 
     @property
     def pending(self) -> int: ...
@@ -86,13 +90,25 @@ class DeadLetterSink(Protocol):
     @property
     def last_failure(self) -> str | None: ...
 
+    def poll(self) -> object: ...
+
+    def flush(self, timeout: float, /) -> object: ...
+
+
+class DeadLetterSink(KafkaWrites, Protocol):
+    """Writes a record that failed for good, with its reason, and says when it is written."""
+
     def send(
         self, record: Record, error: RecordError, on_done: Callable[[], None], rules_version: str | None, /
     ) -> None: ...
 
-    def poll(self) -> object: ...
 
-    def flush(self, timeout: float, /) -> object: ...
+class AuditSink(KafkaWrites, Protocol):
+    """Writes an audit entry of a command Intilery accepted, and says when it is written."""
+
+    def send(
+        self, fields: dict[str, Any], body: dict[str, Any] | None, on_done: Callable[[], None], /
+    ) -> None: ...
 
 
 class RecordDecoder(Protocol):

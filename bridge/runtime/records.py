@@ -36,6 +36,7 @@ from bridge.intilery.sending import Backoff
 from bridge.kafka.window import Window
 from bridge.model import Command, Record
 from bridge.rules.mapping import Mapper
+from bridge.runtime.auditing import Audit
 from bridge.runtime.convert import record_commands
 from bridge.runtime.health import Stop
 from bridge.runtime.outcomes import Outcomes, where
@@ -55,6 +56,8 @@ class Work:
     origin: Record  # what the rules see: the record itself, or for redrive its original
     mapper: Mapper  # the rules it is mapped by: those in force when it was read
     span: Span  # its trace: continued from its traceparent header, else a new one
+    unaudited: int = 0  # audit entries of its commands on their way
+    done: bool = False  # its commands all done, or its dead letter written
 
 
 class RecordPath:
@@ -74,9 +77,10 @@ class RecordPath:
         topics: frozenset[str],
         window: Window | None = None,
         shadow: Shadow | None = None,
+        audit: Audit | None = None,
     ) -> None:
         self.decoder, self.mapper, self.sender, self.shadow = decoder, mapper, sender, shadow
-        self.dead_letters, self.states, self.outcomes = dead_letters, states, outcomes
+        self.dead_letters, self.audit, self.states, self.outcomes = dead_letters, audit, states, outcomes
         self.stop, self.window, self._topics = stop, window, topics
         self._backoff = Backoff(retry)
         outcomes.rules_in_force(mapper.version)
@@ -149,7 +153,7 @@ class RecordPath:
                 if not work.commands:
                     self._skip(work)
                     return
-            for command in work.commands:
+            for index, command in enumerate(work.commands):
                 if self.stop.draining or not work.state.sends(work.record.offset):
                     return  # stopping, revoked, or after a failed record of its partition: send no more
                 try:
@@ -161,7 +165,9 @@ class RecordPath:
                     self.reject(work, exc.for_rule(command.rule), command)
                     return
                 self.outcomes.delivered(command, work.record, delivered, work.mapper.version, work.span)
-            work.state.offsets.finish(work.record.offset)
+                if self.audit is not None:
+                    self.audit.delivered(work, command, delivered, index, self._finished)
+            self._finished(work)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug this record set off: dead-letter it, the partition goes on
@@ -190,9 +196,15 @@ class RecordPath:
 
         def written() -> None:
             self.outcomes.dead_lettered(origin, error, command, version, work.span)
-            state.offsets.finish(record.offset)
+            self._finished(work)
 
         self.dead_letters.send(origin, error, written, version)
+
+    def _finished(self, work: Work) -> None:
+        """Done: finished once its audit entries are written too (no commit passes them)."""
+        work.done = True
+        if not work.unaudited:
+            work.state.offsets.finish(work.record.offset)
 
 
 def origin_of(record: Record, window: Window | None, topics: frozenset[str]) -> Record:

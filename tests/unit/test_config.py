@@ -319,6 +319,19 @@ def test_an_unterminated_variable_is_refused(tmp_path: Path) -> None:
     assert load(str(write(tmp_path, literal)), env={"TOKEN": "t"}).config.intilery.client_id == "${CLIENT_ID}"
 
 
+def test_an_audit_topic_that_is_a_source_or_the_dead_letter_topic_is_refused(tmp_path: Path) -> None:
+    where = tmp_path / "bridge.yaml"
+    for topic, problem in [
+        ("bookings", "is also a source topic; audit entries would be read as events"),
+        ("dlq", "is also the dead-letter topic; redrive would send its entries"),
+    ]:
+        config = {**GOOD, "delivery": {**GOOD["delivery"], "audit_topic": topic}}
+        assert problems(tmp_path, config) == [f"{where}: delivery.audit_topic: {problem}"]
+    config = {**GOOD, "delivery": {**GOOD["delivery"], "audit_topic": "audit", "audit_include_body": True}}
+    delivery = load(str(write(tmp_path, config)), env={"TOKEN": "t"}).config.delivery
+    assert (delivery.audit_topic, delivery.audit_include_body) == ("audit", True)
+
+
 def test_a_dead_letter_topic_that_is_a_source_topic_is_refused(tmp_path: Path) -> None:
     loop = {**GOOD, "delivery": {**GOOD["delivery"], "dead_letter_topic": "bookings"}}
     assert problems(tmp_path, loop) == [

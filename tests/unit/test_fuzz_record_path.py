@@ -98,8 +98,6 @@ avro_bodies = st.one_of(
 )
 
 
-
-
 schema_ids = st.sampled_from([*fuzzing.SCHEMA_IDS, 0, 99, 2**32 - 1])
 headers = st.lists(st.tuples(texts, st.none() | st.binary(max_size=40)), max_size=3)
 keys = st.none() | st.binary(max_size=20)

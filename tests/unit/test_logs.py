@@ -55,9 +55,7 @@ def test_a_secret_nested_in_a_log_field_is_redacted_too() -> None:
     stream = io.StringIO()
     configure("info", stream)
     try:
-        structlog.get_logger("t").info(
-            "x", reason=secret, details={"auth": [f"Bearer {secret}"], secret: 1}
-        )
+        structlog.get_logger("t").info("x", reason=secret, details={"auth": [f"Bearer {secret}"], secret: 1})
     finally:
         configure("info")
     assert secret not in stream.getvalue()

@@ -18,8 +18,10 @@ from bridge.runtime.health import EXIT_OK, EXIT_PERMANENT_FAILURE, BackPressure,
 from bridge.runtime.outcomes import command_label
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import FETCH_BATCH
+from bridge.runtime.writes import Writes
 from tests.recordpath import (
     TP,
+    FakeAudit,
     FakeDeadLetters,
     FakeSender,
     FakeSource,
@@ -175,7 +177,7 @@ def test_readiness_names_a_dead_letter_outage_and_a_stuck_partition() -> None:
     part = states.assign(("bookings", 3)).offsets
     now = [part.moved_at]
     health = Health(
-        source, sender, stop, clock=lambda: now[0], dead_letters=dead, states=states, stuck_after_s=60
+        source, sender, stop, clock=lambda: now[0], writes=Writes(dead), states=states, stuck_after_s=60
     )
     part.add(0, 10, now[0])
     dead.failing_since, dead.last_failure = now[0], "Broker: Topic authorization failed"
@@ -264,3 +266,33 @@ def test_each_record_is_mapped_by_the_rules_in_force_when_it_was_read(tmp_path: 
     metrics = bridge.parts.outcomes.metrics.registry
     assert metrics.get_sample_value("intilery_bridge_rules_info", {"rules_version": new.version}) == 1
     assert metrics.get_sample_value("intilery_bridge_rules_info", {"rules_version": old.version}) is None
+
+
+def test_no_commit_passes_a_command_whose_audit_entry_is_not_written(tmp_path: Path) -> None:
+    audit = FakeAudit()
+    audit.release = False
+    refused = sms_event(1, 5)
+    refused["customer"]["id"] = "C-REFUSED"
+    sender = FakeSender(refuse=frozenset({"C-REFUSED"}))
+    bridge, source, _, dlq = build(
+        tmp_path, [[record(0), record(1, refused), record(2)]], sender=sender, audit=audit
+    )
+
+    async def scenario() -> int:
+        running = asyncio.create_task(bridge.run())
+        while len(sender.sent) < 2 or not dlq.written:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # commits come every 10 ms: none may pass offset 0
+        assert all(position.offset == 0 for position in source.commits)
+        audit.release = True
+        return await asyncio.wait_for(running, 10)
+
+    assert asyncio.run(scenario()) == EXIT_OK
+    assert last_commit(source) == 3
+    entries = [fields for fields, body in audit.entries]
+    assert [(e["source"]["offset"], e["eventId"], e["resent"]) for e in entries] == [
+        (0, "E-1", False),
+        (2, "E-2", False),
+    ]
+    assert all(body is None for _, body in audit.entries)
+    assert entries[0]["trace_id"] and entries[0]["rules_version"] == bridge.mapper.version

@@ -1,0 +1,116 @@
+"""What the audit topic (``delivery.audit_topic``) says of each command Intilery accepted:
+which event it came from, which rule and rules made it, how it went, its trace, and
+whether the bridge had sent it before (as far as it can tell). Written by
+:class:`~bridge.kafka.audit.AuditLog`; read back by ``intilery-bridge trace``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from bridge import timestamps
+from bridge.intilery.client import Delivered
+from bridge.kafka.window import Window
+from bridge.model import Command, Record
+from bridge.runtime.ports import AuditSink
+from bridge.tracing import Span
+
+if TYPE_CHECKING:
+    from bridge.runtime.records import Work
+
+
+class Audit:
+    """The record path's side of the audit topic: an entry per command Intilery accepted
+    (with its body when ``include_body``). ``window``: replay's or redrive's, named in
+    each entry."""
+
+    def __init__(self, sink: AuditSink, include_body: bool, window: Window | None = None) -> None:
+        self.sink, self.include_body, self.window = sink, include_body, window
+
+    def delivered(
+        self, work: Work, command: Command, delivered: Delivered, index: int, finished: Callable[[Work], None]
+    ) -> None:
+        """Write the entry of ``work``'s command number ``index``; until it is written the
+        record waits (``finished`` again once it is, if the record was done meanwhile)."""
+        resent = sent_before(work.record, self.window, work.commands or [], index)
+        fields = audit_entry(
+            command, work.origin, delivered, work.mapper.version, work.span, resent, self.window
+        )
+        work.unaudited += 1
+
+        def written() -> None:
+            work.unaudited -= 1
+            if work.done:
+                finished(work)
+
+        self.sink.send(fields, command.body if self.include_body else None, written)
+
+
+def sent_before(record: Record, window: Window | None, commands: list[Command], index: int) -> bool:
+    """Whether the record's command number ``index`` was sent before, as far as the bridge
+    can tell: every command a replay sends was; a redriven record's commands before the one
+    Intilery rejected were (its record's commands go in order, and stop at a rejection)."""
+    if window is None:
+        return False
+    if not window.redrive:
+        return True
+    headers = {name: (value or b"").decode(errors="replace") for name, value in record.headers}
+    if headers.get("x-bridge-error-class") != "rejected":
+        return False  # dead-lettered before anything was sent: decoding, mapping
+    failed = next((i for i, c in enumerate(commands) if c.rule == headers.get("x-bridge-rule")), 0)
+    return index < failed
+
+
+def audit_entry(
+    command: Command,
+    origin: Record,
+    delivered: Delivered,
+    rules_version: str,
+    span: Span,
+    resent: bool,
+    window: Window | None,
+) -> dict[str, Any]:
+    """The audit entry of ``command`` (from the record ``origin``), once Intilery took it;
+    ids and outcome only: the command's merge fields are the body's, written apart."""
+    body = command.body
+    entry: dict[str, Any] = {
+        "eventId": delivered.event_id,
+        "rule": command.rule,
+        "rules_version": rules_version,
+        "command": body.get("event"),
+        "userId": body.get("userId"),
+    }
+    properties = body.get("properties")
+    if "assetId" in body:
+        entry["assetId"] = body["assetId"]
+    elif body.get("event") == "start_journey" and isinstance(properties, dict):
+        entry["journeyId"] = properties.get("journeyIdToTrigger")
+    entry["source"] = {
+        "topic": origin.topic,
+        "partition": origin.partition,
+        "offset": origin.offset,
+        "timestamp": event_time(origin.timestamp_ms),
+    }
+    entry |= {
+        "status": delivered.status,
+        "attempt": delivered.attempt,
+        "latency_ms": round(delivered.latency_ms, 1),
+        "sent_at": timestamps.from_epoch_ms(int(time.time() * 1000)),
+        "trace_id": span.trace_id,
+        "resent": resent,
+    }
+    if window is not None:
+        entry["window"] = window.described()
+    return entry
+
+
+def event_time(ms: int | None) -> str | int | None:
+    """A record's time as UTC text; a time no calendar holds (a producer may set any) as its
+    epoch milliseconds."""
+    if ms is None:
+        return None
+    try:
+        return timestamps.from_epoch_ms(ms)
+    except ValueError:
+        return ms
