@@ -37,7 +37,7 @@ services:
 	.ci/services
 
 test: services lint kafka-fetch
-	$(BIN)/pytest -m "not slow" -n 3 tests
+	$(BIN)/pytest -m "not slow" -n 3 --durations=12 tests
 
 # The unit tier only: needs nothing but Python (no broker, no promtool, no Redis).
 unit: lint

@@ -15,6 +15,7 @@ from typing import Any
 from bridge.errors import RecordError, RejectedError
 from bridge.intilery.client import Delivered
 from bridge.intilery.sending import Gate
+from bridge.kafka.deadletter import UNKNOWN, Known
 from bridge.metrics import Metrics
 from bridge.model import Command, Fetched, Position, Record, TopicPartitionKey
 from bridge.ops.loading import Loaded, load
@@ -136,7 +137,7 @@ class FakeDeadLetters:
 
     def __init__(self) -> None:
         self.written: list[tuple[Record, RecordError]] = []
-        self.versions: list[str | None] = []  # of the rules, per dead letter
+        self.known: list[Known] = []  # rules version, user, trace: per dead letter
         self.pending, self.fatal = 0, None
         self.failing_since: float | None = None
         self.last_failure: str | None = None
@@ -146,10 +147,10 @@ class FakeDeadLetters:
         record: Record,
         error: RecordError,
         written: Callable[[], None],
-        rules_version: str | None = None,
+        known: Known = UNKNOWN,
     ) -> None:
         self.written.append((record, error))
-        self.versions.append(rules_version)
+        self.known.append(known)
         written()
 
     def poll(self) -> None:

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 
 from bridge import __version__
+from bridge.cli.story import DEFAULT_SINCE, cmd_trace
 from bridge.cli.verbs import (
     RATE_HELP,
     SANDBOX_TOKEN,
@@ -56,6 +57,7 @@ def parser() -> argparse.ArgumentParser:
         _add_check,
         _add_map,
         _add_diff,
+        _add_trace,
         _add_test,
         _add_schema,
         _add_replay,
@@ -125,6 +127,21 @@ def _add_map(verb: Verb) -> None:
     mapping.add_argument("--schema", help="an .avsc file, for --format avro")
     mapping.add_argument("file", nargs="?", default="-", metavar="FILE|-", help="events file, - for stdin")
     mapping.set_defaults(func=cmd_map)
+
+
+def _add_trace(verb: Verb) -> None:
+    trace = verb(
+        "trace",
+        "one customer's story: every command the audit topic (delivery.audit_topic) says Intilery "
+        "accepted for them, and their dead letters, in time order, each with its event, rule, rules "
+        "version and trace id",
+    )
+    trace.add_argument("--user", required=True, metavar="ID", help="the customer's userId")
+    trace.add_argument(
+        "--since", default=DEFAULT_SINCE, metavar="DURATION", help=f"how far back (default {DEFAULT_SINCE})"
+    )
+    trace.add_argument("--output", choices=["text", "json"], default="text", help="json: one object")
+    trace.set_defaults(func=cmd_trace)
 
 
 def _add_diff(verb: Verb) -> None:

@@ -164,12 +164,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_FAILED if comparison.differs else 0
 
 
-def ago(duration: str) -> str:
-    """``--last DURATION``: the ISO-8601 time that long before now."""
+def ago(duration: str, flag: str = "--last") -> str:
+    """``--last DURATION`` (or ``flag``): the ISO-8601 time that long before now."""
     try:
         seconds = parse_duration(duration)
     except ValueError as exc:
-        raise ConfigError([f"--last {duration}: {exc}"]) from exc
+        raise ConfigError([f"{flag} {duration}: {exc}"]) from exc
     return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
 
 

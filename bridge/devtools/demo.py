@@ -36,6 +36,7 @@ from bridge.devtools.sandbox import Sandbox
 from bridge.errors import ConfigError
 from bridge.kafka.consumer import asking_kafka
 from bridge.ops.loading import load
+from bridge.ops.story import customer_story
 from bridge.runtime.factory import build_bridge
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 EXAMPLES = PACKAGE / "examples"
 TOKEN = "demo-token-not-a-secret"
 JSON_TOPICS = {"bookings": 3, "app-events": 1}
+AUDIT_TOPIC, TOLD = "bookings.intilery-audit", "C-1001"  # part one writes an audit topic: one story told
 AVRO_TOPICS = {"bookings-avro": 2, "app-events-avro": 1}
 
 
@@ -208,11 +210,16 @@ def run_part(
     group: str,
     topics: dict[str, int],
     log_level: str,
+    audit: bool = False,
 ) -> int:
     """Run the bridge with one example config until it catches up, then show what happened."""
     seen = sandbox.state.listing("requests", 0)["total"]
     os.environ["KAFKA_GROUP_ID"] = group
-    config, mapper, decoder = load(str(EXAMPLES / config_name))
+    loaded = load(str(EXAMPLES / config_name))
+    if audit:
+        delivery = loaded.config.delivery.model_copy(update={"audit_topic": AUDIT_TOPIC})
+        loaded = loaded._replace(config=loaded.config.model_copy(update={"delivery": delivery}))
+    config, mapper, decoder = loaded
     dlq = config.delivery.dead_letter_topic or ""
     dead_from = end_offset(cluster.bootstrap_servers, dlq)
     logs.configure(log_level, sys.stderr)
@@ -226,6 +233,9 @@ def run_part(
     print(table(dead_letter_rows(dead), ["source", "class", "rule", "reason"]))
     print(f"\nCommitted offsets of group {group}:")
     print("\n".join(committed(cluster.bootstrap_servers, group, topics)))
+    if audit:
+        print(f"\nWhy did {TOLD} get these messages? (intilery-bridge trace --user {TOLD}):\n")
+        customer_story(loaded, TOLD, None).report(sys.stdout)
     return code
 
 
@@ -248,7 +258,7 @@ def run_demo(log_level: str = "warning", bootstrap_servers: str | None = None) -
     with kafka as cluster, Sandbox(token=TOKEN) as sandbox, LocalRegistry() as registry:
         for topic, partitions in {**JSON_TOPICS, **AVRO_TOPICS}.items():
             cluster.create_topic(topic, partitions)
-        for topic in ("bookings.intilery-dlq", "bookings-avro.intilery-dlq"):
+        for topic in ("bookings.intilery-dlq", "bookings-avro.intilery-dlq", AUDIT_TOPIC):
             cluster.create_topic(topic, 1)
         sandbox.state.set_faults({"reject": {"userId": "C-BLOCKED"}})
         os.environ.update(
@@ -268,7 +278,7 @@ def run_demo(log_level: str = "warning", bootstrap_servers: str | None = None) -
             f"== JSON: produced {produced} records to {', '.join(JSON_TOPICS)}; running the bridge with "
             "examples/bridge.yaml until it catches up...\n"
         )
-        code = run_part(cluster, sandbox, "bridge.yaml", "intilery-bridge-demo", JSON_TOPICS, log_level)
+        code = run_part(cluster, sandbox, "bridge.yaml", "intilery-bridge-demo", JSON_TOPICS, log_level, True)
         produced = produce_avro(cluster.bootstrap_servers, registry.url)
         print(
             f"\n== Avro: produced {produced} records to {', '.join(AVRO_TOPICS)}; running the bridge with "

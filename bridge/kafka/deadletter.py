@@ -39,6 +39,7 @@ VALUE_OMITTED = "x-bridge-value-omitted"
 HEADERS_OMITTED = "x-bridge-headers-omitted"
 KEY_OMITTED = "x-bridge-key-omitted"
 TIME_OMITTED = "x-bridge-time-omitted"
+USER_ID, TRACE_ID = "x-bridge-user-id", "x-bridge-trace-id"
 REASON_LIMIT = 1024  # characters of x-bridge-error-reason
 TRACE_HEADERS = frozenset({TRACEPARENT, TRACESTATE})  # kept even when the source's headers are not
 # What a dead letter is written without: each size step smaller than the one before; a
@@ -73,8 +74,21 @@ def header_bytes(text: str) -> bytes:
     return text.encode("utf-8", "backslashreplace")
 
 
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the bridge knew of a failure beyond its record: the version of the rules that
+    mapped it, the customer (when a command was made) and the record's trace."""
+
+    rules_version: str | None = None
+    user: str | None = None
+    trace_id: str | None = None
+
+
+UNKNOWN = Known()
+
+
 def dead_letter_headers(
-    record: Record, error: RecordError, form: Form = FULL, rules_version: str | None = None
+    record: Record, error: RecordError, form: Form = FULL, known: Known = UNKNOWN
 ) -> list[tuple[str, bytes | None]]:
     extra = {
         "x-bridge-source-topic": record.topic,
@@ -87,8 +101,12 @@ def dead_letter_headers(
         extra["x-bridge-rule"] = error.rule[:REASON_LIMIT]
     if error.status is not None:
         extra["x-bridge-http-status"] = str(error.status)
-    if rules_version is not None:
-        extra["x-bridge-rules-version"] = rules_version
+    if known.rules_version is not None:
+        extra["x-bridge-rules-version"] = known.rules_version
+    if known.user is not None:
+        extra[USER_ID] = known.user[:REASON_LIMIT]
+    if known.trace_id is not None:
+        extra[TRACE_ID] = known.trace_id
     if "value" in form:
         extra[VALUE_OMITTED] = f"{len(record.value or b'')} bytes"
     if "headers" in form:
@@ -108,11 +126,11 @@ def header_text(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Letter:
-    """A dead letter on its way: the record, why, and the rules' version."""
+    """A dead letter on its way: the record, why, and what else the bridge knew."""
 
     record: Record
     error: RecordError
-    rules_version: str | None
+    known: Known
 
 
 class DeadLetters(Writer[Letter]):
@@ -123,18 +141,18 @@ class DeadLetters(Writer[Letter]):
         record: Record,
         error: RecordError,
         on_done: Callable[[], None],
-        rules_version: str | None = None,
+        known: Known = UNKNOWN,
     ) -> None:
-        """Write ``record`` with ``error`` (and the version of the rules that mapped it);
-        ``on_done`` once the broker has it."""
-        self._write(Letter(record, error, rules_version), on_done)
+        """Write ``record`` with ``error`` (and what else the bridge knew of it); ``on_done``
+        once the broker has it."""
+        self._write(Letter(record, error, known), on_done)
 
     def _message(self, letter: Letter, form: Form) -> dict[str, Any]:
         record = letter.record
         return {
             "key": None if "key" in form else record.key,
             "value": None if "value" in form else record.value,
-            "headers": dead_letter_headers(record, letter.error, form, letter.rules_version),
+            "headers": dead_letter_headers(record, letter.error, form, letter.known),
             # the event's time, for redrive (0: the producer's)
             "timestamp": 0 if "time" in form else record.timestamp_ms or 0,
         }

@@ -33,6 +33,7 @@ from bridge.errors import (
     StaleCommand,
 )
 from bridge.intilery.sending import Backoff
+from bridge.kafka.deadletter import Known
 from bridge.kafka.window import Window
 from bridge.model import Command, Record
 from bridge.rules.mapping import Mapper
@@ -198,7 +199,9 @@ class RecordPath:
             self.outcomes.dead_lettered(origin, error, command, version, work.span)
             self._finished(work)
 
-        self.dead_letters.send(origin, error, written, version)
+        user = command.body.get("userId") if command is not None else None
+        known = Known(version, None if user is None else str(user), work.span.trace_id)
+        self.dead_letters.send(origin, error, written, known)
 
     def _finished(self, work: Work) -> None:
         """Done: finished once its audit entries are written too (no commit passes them)."""

@@ -262,7 +262,9 @@ def test_each_record_is_mapped_by_the_rules_in_force_when_it_was_read(tmp_path: 
     delivered = [(e["offset"], e["rules_version"]) for e in logs if e["event"] == "command_delivered"]
     assert delivered == [(0, old.version), (1, new.version)]
     (dead,) = [e for e in logs if e["event"] == "command_dead_lettered"]
-    assert dead["rules_version"] == new.version and dlq.versions == [new.version]
+    assert dead["rules_version"] == new.version and [known.rules_version for known in dlq.known] == [
+        new.version
+    ]
     metrics = bridge.parts.outcomes.metrics.registry
     assert metrics.get_sample_value("intilery_bridge_rules_info", {"rules_version": new.version}) == 1
     assert metrics.get_sample_value("intilery_bridge_rules_info", {"rules_version": old.version}) is None

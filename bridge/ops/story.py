@@ -1,0 +1,143 @@
+"""One customer's story (``intilery-bridge trace --user ID``): every command the audit
+topic says Intilery accepted for them, and every dead letter of theirs, in time order,
+each naming the event it came from, the rule and rules version that made it, and its
+trace. Read by time (``--since``, offsets looked up by time), by a consumer of its own:
+no group joined, nothing committed."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from bridge.errors import ConfigError
+from bridge.kafka.consumer import asking_kafka
+from bridge.kafka.deadletter import TRACE_ID, USER_ID
+from bridge.kafka.window import read_window, window_reader
+from bridge.model import Record
+from bridge.ops.loading import Loaded
+from bridge.ops.planning import plan
+from bridge.ops.requests import ReplayRequest
+from bridge.runtime.auditing import event_time
+from bridge.tracing import parent_of
+
+
+@dataclass
+class Story:
+    user: str
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, entry: dict[str, Any]) -> None:
+        self.entries.append(entry)
+
+    def told(self) -> Story:
+        """In time order, a command sent again for the same record and rule marked
+        ``repeat`` (the second and later times)."""
+        self.entries.sort(
+            key=lambda e: str(e.get("sent_at") or (e.get("source") or {}).get("timestamp") or "")
+        )
+        seen: set[tuple[Any, ...]] = set()
+        for entry in self.entries:
+            source = entry.get("source") or {}
+            key = (
+                entry.get("kind"),
+                entry.get("rule"),
+                source.get("topic"),
+                source.get("partition"),
+                source.get("offset"),
+            )
+            entry["repeat"] = key in seen
+            seen.add(key)
+        return self
+
+    def as_json(self) -> dict[str, Any]:
+        return {"user": self.user, "entries": self.entries}
+
+    def report(self, out: TextIO) -> None:
+        print(f"{self.user}: {len(self.entries)} entries", file=out)
+        for entry in self.entries:
+            print(_line(entry), file=out)
+
+
+def _line(entry: dict[str, Any]) -> str:
+    source = entry.get("source") or {}
+    origin = f"{source.get('topic')}[{source.get('partition')}]@{source.get('offset')}"
+    rules = f"rule {entry.get('rule')} ({entry.get('rules_version') or '-'})"
+    event = f"from {origin} (event {source.get('timestamp')})"
+    trace = f"trace {entry.get('trace_id') or '-'}"
+    if entry["kind"] == "dead_letter":
+        failed = f"dead-lettered {entry.get('error_class')}: {entry.get('reason')}"
+        return f"{source.get('timestamp')}  {failed}  {rules}  {event}  {trace}"
+    target = entry.get("assetId") or entry.get("journeyId") or "-"
+    marks = [mark for mark, on in (("resent", entry.get("resent")), ("REPEAT", entry.get("repeat"))) if on]
+    shown = f"{entry.get('command')} {target}  {rules}  {event}  status {entry.get('status')}  {trace}"
+    return f"{entry.get('sent_at')}  {shown}" + (f"  [{', '.join(marks)}]" if marks else "")
+
+
+def customer_story(loaded: Loaded, user: str, since: str | None) -> Story:
+    """``user``'s entries in the audit topic (and the dead-letter topic) since ``since``
+    (None: from the beginning)."""
+    delivery = loaded.config.delivery
+    if delivery.audit_topic is None:
+        raise ConfigError(["trace: delivery.audit_topic is not set: the bridge keeps no story to read"])
+    group = f"{loaded.config.kafka['group.id']}-trace-{uuid.uuid4().hex[:8]}"  # named, never joined
+    consumer = window_reader(loaded.config.kafka, group)
+    story = Story(user)
+    try:
+        with asking_kafka("reading the audit topic"):
+            for topic, read in (
+                (delivery.audit_topic, _delivered),
+                (delivery.dead_letter_topic, _dead_letter),
+            ):
+                if topic is None:
+                    continue
+                asked = ReplayRequest(topic=topic, from_time=since, from_beginning=since is None)
+                window = plan(consumer, topic, group, False, asked)
+                consumer.assign(window.assignment())
+                for record in read_window(consumer, window):
+                    if (entry := read(record, user)) is not None:
+                        story.add(entry)
+    finally:
+        consumer.close()
+    return story.told()
+
+
+def _delivered(record: Record, user: str) -> dict[str, Any] | None:
+    if record.key is not None and record.key != user.encode():
+        return None  # keyed by the userId: another customer's
+    try:
+        entry = json.loads(record.value or b"")
+    except ValueError:
+        return None
+    if not isinstance(entry, dict) or str(entry.get("userId")) != user:
+        return None
+    return {"kind": "delivered", **entry}
+
+
+def _dead_letter(record: Record, user: str) -> dict[str, Any] | None:
+    headers = {name: (value or b"").decode(errors="replace") for name, value in record.headers}
+    named = headers.get(USER_ID)  # the bridge knew the customer: a command was made
+    if named != user and (named is not None or record.key != user.encode()):
+        return None
+    trace = parent_of(record.headers)
+    return {
+        "kind": "dead_letter",
+        "userId": user,
+        "rule": headers.get("x-bridge-rule"),
+        "rules_version": headers.get("x-bridge-rules-version"),
+        "error_class": headers.get("x-bridge-error-class"),
+        "reason": headers.get("x-bridge-error-reason"),
+        "status": _int(headers.get("x-bridge-http-status")),
+        "source": {
+            "topic": headers.get("x-bridge-source-topic"),
+            "partition": _int(headers.get("x-bridge-source-partition")),
+            "offset": _int(headers.get("x-bridge-source-offset")),
+            "timestamp": event_time(record.timestamp_ms),
+        },
+        "trace_id": headers.get(TRACE_ID) or (trace.trace_id if trace else None),
+    }
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.lstrip("-").isdigit() else None
