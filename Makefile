@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/decode.py --figures
 	$(BIN)/python bench/diff.py --figures
 	$(BIN)/python bench/shadow.py --figures
+	$(BIN)/python bench/tracing.py --figures
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache

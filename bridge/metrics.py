@@ -120,6 +120,11 @@ class Metrics:
             "Dead-letter writes refused (each retry counted): the records wait, uncommitted.",
             registry=r,
         )
+        self.spans_dropped = Counter(
+            "intilery_bridge_spans_dropped",
+            "Spans not exported (observability.tracing): the queue full, or the collector refusing.",
+            registry=r,
+        )
         self.audit_write_failures = Counter(
             "intilery_bridge_audit_write_failures",
             "Audit-topic writes refused (each retry counted): the records wait, uncommitted.",

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 TRACEPARENT, TRACESTATE = "traceparent", "tracestate"
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
@@ -27,13 +28,14 @@ def new_span_id() -> str:
 @dataclass(frozen=True, slots=True)
 class Span:
     """A span's place: its trace, its id, its parent's (None: the trace's root), the
-    trace flags (``01``: sampled) and the ``tracestate`` passed on."""
+    trace flags (``01``: sampled), the ``tracestate`` passed on, and when it started."""
 
     trace_id: str
     span_id: str
     parent_id: str | None = None
     flags: str = "01"
     state: str | None = None
+    started_ns: int = field(default_factory=time.time_ns, compare=False)  # Unix time, ns
 
     @property
     def sampled(self) -> bool:

@@ -17,6 +17,19 @@ from bridge.config.intilery import IntileryConfig
 from bridge.config.source import SourceConfig
 
 
+class TracingConfig(Model):
+    otlp_endpoint: str | None = None
+    """Export spans over OTLP/HTTP (protobuf) to this URL, a collector's traces endpoint such as
+    `http://otel-collector:4318/v1/traces`: one per record, one per request to Intilery (see
+    docs/operations.md, "Trace context"). Without it no span is exported; trace context still
+    goes into the requests and the log lines.
+    """
+    timeout_s: float = Field(default=5.0, gt=0)
+    """How long one export may take; a slower or absent collector costs spans (counted), never
+    delivery.
+    """
+
+
 class ObservabilityConfig(Model):
     enabled: bool = True
     """Serve `/metrics`, `/healthz` and `/readyz`."""
@@ -24,6 +37,8 @@ class ObservabilityConfig(Model):
     """Address to listen on."""
     port: int = Field(default=9400, ge=0, le=65535)
     """Port; `0` takes any free port (logged as `observability_port` in `bridge_started`)."""
+    tracing: TracingConfig = TracingConfig()
+    """Spans over OTLP."""
 
 
 class LogConfig(Model):

@@ -19,6 +19,7 @@ from bridge.config import BatchConfig
 from bridge.errors import DeliveryError, RejectedError
 from bridge.intilery.client import Delivered, IntileryClient
 from bridge.model import Command
+from bridge.spans import Spans
 from bridge.tracing import Span, new_trace
 
 _ENVELOPE_BYTES = len(b'{"batch":[]}')
@@ -30,8 +31,10 @@ def batch_payload(commands: list[Command]) -> bytes:
 
 
 class Batcher:
-    def __init__(self, client: IntileryClient, config: BatchConfig, max_requests: int) -> None:
-        self._client = client
+    def __init__(
+        self, client: IntileryClient, config: BatchConfig, max_requests: int, spans: Spans | None = None
+    ) -> None:
+        self._client, self._spans = client, spans
         self._config = config
         self._requests = asyncio.Semaphore(max_requests)
         self._pending: list[Pending] = []
@@ -71,12 +74,14 @@ class Batcher:
         live = [pending for pending in batch if not pending[1].done()]  # a cancelled sender needs no answer
         if not live:
             return
+        request = new_trace()
         try:
             async with self._requests:
                 self.requests += 1
                 payload = batch_payload([command for command, _, _ in live])
-                delivered = await self._client.send("batch", payload, new_trace())
+                delivered = await self._client.send("batch", payload, request)
         except RejectedError as exc:
+            self._traced(request, live, exc.status)
             if len(live) == 1 or exc.status not in (400, 413):
                 _fail(live, exc)
                 return
@@ -84,11 +89,18 @@ class Batcher:
             middle = len(live) // 2
             await asyncio.gather(self._deliver(live[:middle]), self._deliver(live[middle:]))
         except DeliveryError as exc:
+            self._traced(request, live, exc.status)
             _fail(live, exc)
         else:
+            self._traced(request, live, delivered.status)
             for _, future, _ in live:
                 if not future.done():
                     future.set_result(delivered)
+
+    def _traced(self, request: Span, batch: list[Pending], status: int | None) -> None:
+        """The batch request's span (with ``observability.tracing``), linked to its calls'."""
+        if self._spans is not None:
+            self._spans.batch(request, [span for _, _, span in batch if span is not None], status, len(batch))
 
 
 def _fail(batch: list[Pending], error: DeliveryError | RejectedError) -> None:

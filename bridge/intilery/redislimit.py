@@ -21,7 +21,9 @@ import structlog
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from bridge.intilery.ratelimit import RESERVE, RateLimiter
+from bridge.config import IntileryConfig
+from bridge.intilery.ratelimit import RESERVE, Limiter, RateLimiter
+from bridge.metrics import Metrics
 
 log = structlog.get_logger("bridge.intilery.ratelimit")
 
@@ -164,3 +166,30 @@ def connect(url: str, password: str | None, ca_file: str | None) -> Any:
     if ca_file and url.startswith("rediss://"):
         options["ssl_ca_certs"] = ca_file
     return aioredis.from_url(url, **options)
+
+
+def rate_limiter(
+    intilery: IntileryConfig, own: float | None, shared: bool, metrics: Metrics
+) -> Limiter | None:
+    """The local bucket: the account's rate (``shared`` by partitions) or ``own``; with
+    Redis, the account's bucket there, the local one serving while Redis is away."""
+    account = intilery.rate_limit
+    redis = account.redis if account.per_second > 0 else None  # the account's bucket, when it has a rate
+    # ``own`` 0: no limit of its own; with Redis the account's bucket still paces it.
+    per_second = own or account.per_second
+    if per_second <= 0 or (own == 0 and redis is None):
+        return None
+    burst = max(1, min(account.burst, round(own))) if own else account.burst
+    local = RateLimiter(per_second, burst, full=not shared)
+    if redis is None:
+        return local
+    password = redis.password.get_secret_value() if redis.password else None
+    metrics.redis_up.set(1)
+    return RedisRateLimiter(
+        connect(redis.url, password, redis.ca_file),
+        f"{redis.key_prefix}:{intilery.account_id}:{intilery.brand_id or '-'}",
+        account.per_second,
+        account.burst,
+        local,
+        on_state=lambda up: metrics.redis_up.set(1 if up else 0),
+    )

@@ -16,6 +16,7 @@ from bridge.errors import AuthError, DeliveryError, RejectedError, SetupError, S
 from bridge.intilery.client import Delivered
 from bridge.intilery.ratelimit import Pace
 from bridge.model import Command
+from bridge.spans import Spans
 from bridge.tracing import Span
 
 CREDENTIALS_REFUSED = "Intilery refuses the credentials (401/403)"
@@ -77,8 +78,9 @@ class Sender:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         guard_stale: bool = True,
         pace: Pace | None = None,
+        spans: Spans | None = None,
     ) -> None:
-        self._post = post
+        self._post, self._spans = post, spans
         self._pace = pace
         self._retry = retry
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -98,9 +100,14 @@ class Sender:
         attempt = 0
         while True:
             attempt += 1
+            request = span.child() if span is not None else None
             try:
-                delivered = await self._attempt(command, span.child() if span is not None else None)
+                delivered = await self._attempt(command, request)
+            except RejectedError as exc:  # refused for good: the record's to dead-letter
+                self._traced(request, command, attempt, exc.status, 0.0)
+                raise
             except DeliveryError as exc:
+                self._traced(request, command, attempt, exc.status, 0.0)
                 if self.failing_since is None:
                     self.failing_since = time.monotonic()
                 delay = self._delay_after(exc, attempt)
@@ -114,7 +121,15 @@ class Sender:
                 continue
             self.gate.auth_failed = False
             self.failing_since = None
+            self._traced(request, command, attempt, delivered.status, delivered.latency_ms)
             return Delivered(delivered.status, delivered.event_id, delivered.latency_ms, attempt)
+
+    def _traced(
+        self, request: Span | None, command: Command, attempt: int, status: int | None, ms: float
+    ) -> None:
+        """The attempt's span (with ``observability.tracing``); ``status`` None: no answer."""
+        if self._spans is not None and request is not None:
+            self._spans.request(request, command.rule, command.name, command.action, status, attempt, ms)
 
     async def _attempt(self, command: Command, span: Span | None) -> Delivered:
         while True:

@@ -29,7 +29,12 @@ class Audit:
         self.sink, self.include_body, self.window = sink, include_body, window
 
     def delivered(
-        self, work: Work, command: Command, delivered: Delivered, index: int, finished: Callable[[Work], None]
+        self,
+        work: Work,
+        command: Command,
+        delivered: Delivered,
+        index: int,
+        finished: Callable[[Work, str], None],
     ) -> None:
         """Write the entry of ``work``'s command number ``index``; until it is written the
         record waits (``finished`` again once it is, if the record was done meanwhile)."""
@@ -42,7 +47,7 @@ class Audit:
         def written() -> None:
             work.unaudited -= 1
             if work.done:
-                finished(work)
+                finished(work, work.done)
 
         self.sink.send(fields, command.body if self.include_body else None, written)
 

@@ -13,14 +13,14 @@ from functools import cached_property
 
 import structlog
 
-from bridge.config import BridgeConfig, IntileryConfig
+from bridge.config import BridgeConfig
 from bridge.decode.decoder import Decoder
 from bridge.decode.registry import registry_for
 from bridge.errors import ConfigError
 from bridge.intilery.batching import Batcher
 from bridge.intilery.client import IntileryClient
-from bridge.intilery.ratelimit import Limiter, RateLimiter, pacer
-from bridge.intilery.redislimit import RedisRateLimiter, connect
+from bridge.intilery.ratelimit import Limiter, pacer
+from bridge.intilery.redislimit import RedisRateLimiter, rate_limiter
 from bridge.intilery.sending import Sender
 from bridge.kafka.audit import AuditLog
 from bridge.kafka.consumer import consumer_config
@@ -41,6 +41,7 @@ from bridge.runtime.shadow import Shadow
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import KafkaWorker
 from bridge.runtime.writes import Writes
+from bridge.spans import exporting
 
 log = structlog.get_logger("bridge")
 
@@ -79,7 +80,10 @@ def build_bridge(
     for service, setting in config.unverified_tls():
         log.warning("tls_verification_disabled", service=service, setting=setting)
     metrics, stop, states, kafka = Metrics(), Stop(), Assignment(), KafkaWorker()
-    outcomes = Outcomes(metrics)
+    tracing = config.observability.tracing
+    outcomes = Outcomes(
+        metrics, exporting(tracing.otlp_endpoint, tracing.timeout_s, metrics.spans_dropped.inc)
+    )
     intilery = intilery_stage(config, metrics, outcomes, rate, guard_stale)
     decoder = decoder or Decoder(config.source, source_name, registry_for(config.source))
     writing = kafka_stage(config, source_name, kafka, window, intilery.shared, metrics)
@@ -162,17 +166,21 @@ def intilery_stage(
     post, in_flight = client.post, delivery.max_in_flight
     if delivery.batch is not None:
         # max_in_flight bounds requests; each request carries up to max_calls commands.
-        post = Batcher(client, delivery.batch, delivery.max_in_flight).post
+        post = Batcher(client, delivery.batch, delivery.max_in_flight, outcomes.spans).post
         in_flight = delivery.max_in_flight * delivery.batch.max_calls
+    pace = None if batched else pace
     sender = Sender(
         post,
         delivery.retry,
         in_flight,
         outcomes.retried,
-        pace=None if batched else pace,
+        pace=pace,
         guard_stale=guard_stale,
+        spans=None if batched else outcomes.spans,  # batched: the batch request has the span
     )
     closers: list[Callable[[], Awaitable[None] | None]] = [client.close]
+    if outcomes.spans is not None:
+        closers.append(outcomes.spans.close)
     if isinstance(limiter, RedisRateLimiter):
         closers.append(limiter.close)
     return IntileryStage(sender, limiter, shared and limiter is not None, closers)
@@ -270,31 +278,4 @@ def observability_stage(
         return None
     return ObservabilityServer(
         metrics, health.health, health.readiness, observe.host, observe.port, health.membership
-    )
-
-
-def rate_limiter(
-    intilery: IntileryConfig, own: float | None, shared: bool, metrics: Metrics
-) -> Limiter | None:
-    """The local bucket: the account's rate (``shared`` by partitions) or ``own``; with
-    Redis, the account's bucket there, the local one serving while Redis is away."""
-    account = intilery.rate_limit
-    redis = account.redis if account.per_second > 0 else None  # the account's bucket, when it has a rate
-    # ``own`` 0: no limit of its own; with Redis the account's bucket still paces it.
-    per_second = own or account.per_second
-    if per_second <= 0 or (own == 0 and redis is None):
-        return None
-    burst = max(1, min(account.burst, round(own))) if own else account.burst
-    local = RateLimiter(per_second, burst, full=not shared)
-    if redis is None:
-        return local
-    password = redis.password.get_secret_value() if redis.password else None
-    metrics.redis_up.set(1)
-    return RedisRateLimiter(
-        connect(redis.url, password, redis.ca_file),
-        f"{redis.key_prefix}:{intilery.account_id}:{intilery.brand_id or '-'}",
-        account.per_second,
-        account.burst,
-        local,
-        on_state=lambda up: metrics.redis_up.set(1 if up else 0),
     )

@@ -22,6 +22,7 @@ from bridge.intilery.client import Delivered
 from bridge.metrics import Metrics
 from bridge.model import Command, Record
 from bridge.rules.commands import KNOWN_EVENTS
+from bridge.spans import Spans
 from bridge.tracing import Span
 
 log = structlog.get_logger("bridge")
@@ -77,8 +78,8 @@ def failure_fields(
 class Outcomes:
     """Counts, metrics and log lines of what the bridge did with each record."""
 
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
+    def __init__(self, metrics: Metrics, spans: Spans | None = None) -> None:
+        self.metrics, self.spans = metrics, spans
         self.counts: Counter[str] = Counter(dict.fromkeys(COUNTS, 0))
 
     # --- records ----------------------------------------------------------------
@@ -99,6 +100,11 @@ class Outcomes:
         if first:
             log.warning("partition_rewound", **where(record), last_read=last_read)
         self.counts["read_again"] += 1
+
+    def finished(self, record: Record, span: Span, outcome: str) -> None:
+        """The record finished (``delivered``, ``skipped``, ``dead_lettered``): its span ends."""
+        if self.spans is not None:
+            self.spans.record(span, time.time_ns(), record.topic, record.partition, record.offset, outcome)
 
     def skipped(self, record: Record, span: Span | None = None) -> None:
         self.counts["skipped"] += 1

@@ -58,7 +58,7 @@ class Work:
     mapper: Mapper  # the rules it is mapped by: those in force when it was read
     span: Span  # its trace: continued from its traceparent header, else a new one
     unaudited: int = 0  # audit entries of its commands on their way
-    done: bool = False  # its commands all done, or its dead letter written
+    done: str | None = None  # how it ended: delivered, skipped, dead_lettered
 
 
 class RecordPath:
@@ -140,7 +140,7 @@ class RecordPath:
 
     def _skip(self, work: Work) -> None:
         self.outcomes.skipped(work.record, work.span)
-        work.state.offsets.finish(work.record.offset)
+        self._finished(work, "skipped")
 
     async def deliver(self, work: Work) -> None:
         """Send a record's commands in order (its lane's turn); finish it after the last."""
@@ -197,17 +197,18 @@ class RecordPath:
 
         def written() -> None:
             self.outcomes.dead_lettered(origin, error, command, version, work.span)
-            self._finished(work)
+            self._finished(work, "dead_lettered")
 
         user = command.body.get("userId") if command is not None else None
         known = Known(version, None if user is None else str(user), work.span.trace_id)
         self.dead_letters.send(origin, error, written, known)
 
-    def _finished(self, work: Work) -> None:
+    def _finished(self, work: Work, outcome: str = "delivered") -> None:
         """Done: finished once its audit entries are written too (no commit passes them)."""
-        work.done = True
+        work.done = outcome
         if not work.unaudited:
             work.state.offsets.finish(work.record.offset)
+            self.outcomes.finished(work.record, work.span, outcome)
 
 
 def origin_of(record: Record, window: Window | None, topics: frozenset[str]) -> Record:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bridge.devtools.sandbox import Sandbox
+from tests.otlp import Receiver
 from tests.support import (
     CheckedProducer,
     TestKafka,
@@ -65,3 +66,53 @@ def test_a_records_trace_continues_into_its_request(
             assert trace_id not in {line["trace_id"] for line in delivered.values()}
     if batch is None:
         assert calls[0]["tracestate"] == "acme=7" and "tracestate" not in calls[1]
+
+
+def test_spans_reach_an_otlp_collector_one_per_record_and_per_request(
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    cluster.create_topic(cluster.topic, 1)
+    cluster.create_topic(cluster.dlq, 1)
+    producer = CheckedProducer(cluster.bootstrap_servers)
+    traced = [("traceparent", f"00-{TRACES[0]}-{PARENT}-01".encode())]
+    for seq in range(4):
+        event = sms_event(seq, 10) if seq != 3 else {"type": "nothing_to_send", "seq": 3}
+        producer.produce(
+            cluster.topic, key=f"C-{seq}", value=json.dumps(event).encode(), headers=traced * (seq == 0)
+        )
+    producer.flush()
+    sandbox.state.set_faults({"reject": {"userId": "C-2"}})  # seq 2: refused, dead-lettered
+    config = base_config(cluster, sandbox.url, "exported")
+    with Receiver() as receiver:
+        config["observability"]["tracing"] = {"otlp_endpoint": receiver.url}
+        log_path = tmp_path / "bridge.log"
+        assert (
+            start_bridge(write_config(tmp_path, config), log_path, "--until-caught-up").wait(timeout=120) == 0
+        )
+    logs = log_events(log_path)
+    records = {
+        s["attributes"]["messaging.kafka.offset"]: s
+        for s in receiver.spans
+        if s["name"].startswith("process")
+    }
+    requests = [s for s in receiver.spans if s["name"] == "POST /v1/track"]
+    outcomes = {offset: span["attributes"]["bridge.outcome"] for offset, span in records.items()}
+    assert outcomes == {0: "delivered", 1: "delivered", 2: "dead_lettered", 3: "skipped"}
+    assert records[0]["trace_id"] == TRACES[0] and records[0]["parent_span_id"] == PARENT
+    lines = {e["offset"]: e for e in logs if e["event"] in ("command_delivered", "command_dead_lettered")}
+    for offset in (0, 1, 2):  # the log line and the span: the same trace and span
+        assert (lines[offset]["trace_id"], lines[offset]["span_id"]) == (
+            records[offset]["trace_id"],
+            records[offset]["span_id"],
+        )
+    by_parent = {span["parent_span_id"]: span for span in requests}
+    assert sorted(by_parent) == sorted(records[offset]["span_id"] for offset in (0, 1, 2))
+    assert by_parent[records[2]["span_id"]]["attributes"]["http.response.status_code"] == 400
+    assert all(
+        span["trace_id"] == records[0]["trace_id"]
+        for span in requests
+        if span["parent_span_id"] == records[0]["span_id"]
+    )
+    seen = {value for span in receiver.spans for value in span["attributes"].values()}
+    assert not seen & {"C-0", "C-1", "C-2", "B-0", "B-1"}  # no customer data in a span
+    assert not [e for e in logs if e["event"] == "spans_dropped"]  # the collector took them all

@@ -10,9 +10,8 @@ import pytest
 
 from bridge.config import IntileryConfig
 from bridge.intilery.ratelimit import RateLimiter
-from bridge.intilery.redislimit import RedisRateLimiter
+from bridge.intilery.redislimit import RedisRateLimiter, rate_limiter
 from bridge.metrics import Metrics
-from bridge.runtime.factory import rate_limiter
 
 
 class Clock:
