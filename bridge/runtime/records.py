@@ -172,7 +172,7 @@ class RecordPath:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug this record set off: dead-letter it, the partition goes on
-            log.exception("delivery_crashed", **where(work.record))
+            log.exception("delivery_crashed", **where(work.record, work.span))
             error = InternalError(f"while delivering: {type(exc).__name__}: {exc}"[:500])
             self.reject(work, error)
 
