@@ -64,7 +64,8 @@ def peak_rss_through_an_outage(
         # bridge holds shows in a few seconds; the long one runs with the defaults, so its
         # bound is kept well under the 64 MiB librdkafka may hold besides (with a bound of
         # 64 MiB, bridge and librdkafka together held about what 1,500 events did unbounded).
-        pytest.param(300, 8, 2, {"queued.max.messages.kbytes": 2048}, id="short"),
+        # Both in `make drills` (CI runs it): the short one was the default suite's longest test.
+        pytest.param(300, 8, 2, {"queued.max.messages.kbytes": 2048}, id="short", marks=pytest.mark.slow),
         pytest.param(2000, 60, 16, {}, id="long", marks=pytest.mark.slow),
     ],
 )
