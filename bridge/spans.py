@@ -178,8 +178,3 @@ class Spans:
         if not self._thread.is_alive():
             self._send()
         self._exporter.shutdown()  # type: ignore[no-untyped-call]
-
-
-def exporting(endpoint: str | None, timeout_s: float, dropped: Callable[[int], None]) -> Spans | None:
-    """The exporter ``observability.tracing`` asks for, or None."""
-    return Spans(endpoint, dropped, timeout_s) if endpoint else None

@@ -14,13 +14,16 @@ before it sends the next one.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from bridge.config import BatchConfig
 from bridge.errors import DeliveryError, RejectedError
 from bridge.intilery.client import Delivered, IntileryClient
 from bridge.model import Command
-from bridge.spans import Spans
 from bridge.tracing import Span, new_trace
+
+if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when spans are exported
+    from bridge.spans import Spans
 
 _ENVELOPE_BYTES = len(b'{"batch":[]}')
 Pending = tuple[Command, "asyncio.Future[Delivered]", Span | None]

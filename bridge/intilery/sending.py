@@ -9,15 +9,17 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.config import RetryConfig
 from bridge.errors import AuthError, DeliveryError, RejectedError, SetupError, StaleCommand
 from bridge.intilery.client import Delivered
 from bridge.intilery.ratelimit import Pace
 from bridge.model import Command
-from bridge.spans import Spans
 from bridge.tracing import Span
+
+if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when spans are exported
+    from bridge.spans import Spans
 
 CREDENTIALS_REFUSED = "Intilery refuses the credentials (401/403)"
 

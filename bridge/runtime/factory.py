@@ -10,6 +10,7 @@ import gc
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -41,7 +42,9 @@ from bridge.runtime.shadow import Shadow
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import KafkaWorker
 from bridge.runtime.writes import Writes
-from bridge.spans import exporting
+
+if TYPE_CHECKING:
+    from bridge.spans import Spans
 
 log = structlog.get_logger("bridge")
 
@@ -279,3 +282,13 @@ def observability_stage(
     return ObservabilityServer(
         metrics, health.health, health.readiness, observe.host, observe.port, health.membership
     )
+
+
+def exporting(endpoint: str | None, timeout_s: float, dropped: Callable[[int], None]) -> Spans | None:
+    """The span exporter ``observability.tracing`` asks for, or None: the OpenTelemetry SDK
+    is imported only then (it costs a bridge without it a third of a second at start)."""
+    if not endpoint:
+        return None
+    from bridge.spans import Spans
+
+    return Spans(endpoint, dropped, timeout_s)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -22,8 +22,10 @@ from bridge.intilery.client import Delivered
 from bridge.metrics import Metrics
 from bridge.model import Command, Record
 from bridge.rules.commands import KNOWN_EVENTS
-from bridge.spans import Spans
 from bridge.tracing import Span
+
+if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when spans are exported
+    from bridge.spans import Spans
 
 log = structlog.get_logger("bridge")
 
