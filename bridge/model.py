@@ -48,6 +48,10 @@ class Record:
         """Where it was read, as ``topic[partition]@offset`` (log lines, messages)."""
         return f"{self.topic}[{self.partition}]@{self.offset}"
 
+    def header_texts(self) -> dict[str, str]:
+        """Its headers as text (what is not UTF-8 replaced; of a repeated name, the last)."""
+        return {name: (value or b"").decode(errors="replace") for name, value in self.headers}
+
     def meta(self) -> dict[str, Any]:
         """The ``_kafka`` root every expression sees."""
         return {

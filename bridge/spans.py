@@ -87,30 +87,32 @@ class Spans:
         latency_ms: float,
     ) -> None:
         attributes: dict[str, str | int | float] = {
-            "http.request.method": "POST",
-            "url.path": f"/v1/{action}",
             "bridge.rule": rule,
             "bridge.command": command,
             "bridge.attempt": attempt,
             "bridge.latency_ms": round(latency_ms, 1),
         }
-        if status is not None:
-            attributes["http.response.status_code"] = status
-        failed = status is None or status >= 400
-        self._add(span, f"POST /v1/{action}", SpanKind.CLIENT, time.time_ns(), attributes, failed)
+        self._post(span, f"/v1/{action}", status, attributes)
 
     def batch(self, span: Span, members: Sequence[Span], status: int | None, calls: int) -> None:
         """``members``: the calls' spans, children of their records': linked to those."""
         links = [Link(_context(m.trace_id, m.parent_id or m.span_id, m.flags)) for m in members]
-        attributes: dict[str, str | int] = {
-            "http.request.method": "POST",
-            "url.path": "/v1/batch",
-            "bridge.calls": calls,
-        }
+        self._post(span, "/v1/batch", status, {"bridge.calls": calls}, links)
+
+    def _post(
+        self,
+        span: Span,
+        path: str,
+        status: int | None,
+        attributes: dict[str, str | int | float],
+        links: Sequence[Link] = (),
+    ) -> None:
+        """A request's span, ending now; an error without an answer or with a 4xx/5xx."""
+        attributes = {"http.request.method": "POST", "url.path": path, **attributes}
         if status is not None:
             attributes["http.response.status_code"] = status
         failed = status is None or status >= 400
-        self._add(span, "POST /v1/batch", SpanKind.CLIENT, time.time_ns(), attributes, failed, links)
+        self._add(span, f"POST {path}", SpanKind.CLIENT, time.time_ns(), attributes, failed, links)
 
     def _add(
         self,

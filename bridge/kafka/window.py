@@ -56,7 +56,7 @@ class Window:
         """Whether the filters take this dead letter (always, without filters)."""
         if not self.filters:
             return True
-        headers = {name: (value or b"").decode(errors="replace") for name, value in record.headers}
+        headers = record.header_texts()
         return all(headers.get(name) in wanted for name, wanted in self.filters.items())
 
     def origin(self, record: Record) -> Record:

@@ -37,16 +37,15 @@ class Story:
         self.entries.sort(
             key=lambda e: str(e.get("sent_at") or (e.get("source") or {}).get("timestamp") or "")
         )
-        seen: set[tuple[Any, ...]] = set()
+        seen: set[str] = set()
         for entry in self.entries:
             source = entry.get("source") or {}
-            key = (
+            fields = [
                 entry.get("kind"),
                 entry.get("rule"),
-                source.get("topic"),
-                source.get("partition"),
-                source.get("offset"),
-            )
+                *(source.get(f) for f in ("topic", "partition", "offset")),
+            ]
+            key = json.dumps(fields, default=str)  # another writer's entry may hold anything
             entry["repeat"] = key in seen
             seen.add(key)
         return self
@@ -112,11 +111,13 @@ def _delivered(record: Record, user: str) -> dict[str, Any] | None:
         return None
     if not isinstance(entry, dict) or str(entry.get("userId")) != user:
         return None
-    return {"kind": "delivered", **entry}
+    if not isinstance(entry.get("source"), dict):
+        entry["source"] = {}  # another writer's entry: told without its origin, never a crash
+    return {**entry, "kind": "delivered"}
 
 
 def _dead_letter(record: Record, user: str) -> dict[str, Any] | None:
-    headers = {name: (value or b"").decode(errors="replace") for name, value in record.headers}
+    headers = record.header_texts()
     named = headers.get(USER_ID)  # the bridge knew the customer: a command was made
     if named != user and (named is not None or record.key != user.encode()):
         return None

@@ -60,7 +60,7 @@ def sent_before(record: Record, window: Window | None, commands: list[Command], 
         return False
     if not window.redrive:
         return True
-    headers = {name: (value or b"").decode(errors="replace") for name, value in record.headers}
+    headers = record.header_texts()
     if headers.get("x-bridge-error-class") != "rejected":
         return False  # dead-lettered before anything was sent: decoding, mapping
     failed = next((i for i, c in enumerate(commands) if c.rule == headers.get("x-bridge-rule")), 0)
