@@ -16,6 +16,7 @@ from bridge.errors import RecordError, RejectedError
 from bridge.intilery.client import Delivered
 from bridge.intilery.sending import Gate
 from bridge.kafka.deadletter import UNKNOWN, Known
+from bridge.kafka.sentlog import SentEarlier
 from bridge.metrics import Metrics
 from bridge.model import Command, Fetched, Position, Record, TopicPartitionKey
 from bridge.ops.loading import Loaded, load
@@ -44,6 +45,7 @@ class FakeSource:
         self.batches = batches
         self.listener: KafkaWorker | None = None
         self.finished: dict[TopicPartitionKey, set[int]] = {}  # the last commit's map, on assignment
+        self.sent: dict[TopicPartitionKey, SentEarlier] = {}  # what the audit topic shows sent since
         self.paused, self.pauses, self.commits = False, list[bool](), list[Position]()
         self.assigned: set[TopicPartitionKey] = set()
         self.member, self.fatal, self.rebalances, self.partitions_total = False, None, 0, 1
@@ -54,6 +56,8 @@ class FakeSource:
         keys = sorted({record.tp for batch in self.batches for record in batch} | {TP})
         self.member, self.assigned = True, set(keys)
         self.listener.assigned(keys, self.finished)
+        if self.sent:
+            self.listener.sent_earlier(self.sent)
 
     def fetch(self, max_records: int) -> Fetched:
         if self.paused or not self.batches:
@@ -177,12 +181,13 @@ def build(
     loaded: Loaded | None = None,
     shadow: Mapper | None = None,
     audit: FakeAudit | None = None,
+    skip_audited: bool = True,
 ) -> tuple[Bridge, FakeSource, FakeSender, Any]:
     """``dead_letters``: True for :class:`FakeDeadLetters`, False for none, or the dead-letter
     writer to use; ``source_config``: the ``source`` section (default: the topic ``bookings``,
     JSON); ``loaded``: a configuration loaded already (``source_config`` is then ignored);
     ``shadow``: rules mapped beside the live ones (``run --shadow``); ``audit``: the audit
-    topic's writer."""
+    topic's writer (``skip_audited``: ``delivery.skip_audited``)."""
     loaded = loaded or load_config(tmp_path, source_config, max_buffered, bool(dead_letters))
     source, sender = FakeSource(batches), sender or FakeSender()
     dlq = (FakeDeadLetters() if dead_letters is True else dead_letters) if dead_letters else None
@@ -199,7 +204,7 @@ def build(
         retry=loaded.config.delivery.retry,
         topics=frozenset(loaded.config.source.topic_names),
         shadow=Shadow(shadow, metrics) if shadow is not None else None,
-        audit=Audit(audit, include_body=False) if audit is not None else None,
+        audit=Audit(audit, False, "g", skip_sent=skip_audited) if audit is not None else None,
     )
     checkpoint = Checkpoint(states, kafka, metrics)
     partitions = Partitions(source, states, checkpoint, metrics, grace_s=1, writes=Writes(dlq, audit))

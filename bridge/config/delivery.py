@@ -62,6 +62,12 @@ class DeliveryConfig(Model):
     """
     audit_include_body: bool = False
     """Write each command's body (its merge fields: customer data) in its audit entry too."""
+    skip_audited: bool = True
+    """With `audit_topic`: a partition taken over from a bridge that did not hand it over cleanly
+    (a crash) has its audit entries since the last commit looked up, and the commands they show
+    Intilery accepted are not sent again (`command_already_sent`). `false`: they are sent again,
+    their entries marked `resent`.
+    """
     commit_interval_ms: int = Field(default=100, ge=10)
     """How soon finished work is committed: at most this often, only when something changed
     (asynchronously; synchronously on revocation and shutdown). What a crash can resend grows

@@ -156,12 +156,14 @@ def committed_offsets(
     return {(tp.topic, tp.partition): tp for tp in found if tp.error is None}
 
 
-def finished_map(committed: TopicPartition) -> set[int]:
-    """The finished offsets a committed offset's metadata names; an unreadable map (another
-    tool's, corrupt, a newer format) is ignored with a warning: nothing is skipped."""
+def committed_map(committed: TopicPartition) -> offsetmap.Committed:
+    """What a committed offset's metadata says (the finished offsets, the commit's time); an
+    unreadable map (another tool's, corrupt, a newer format) is ignored with a warning:
+    nothing is skipped."""
+    if committed.offset < 0:
+        return offsetmap.Committed(set())
     metadata = committed.metadata or ""
-    found = offsetmap.decode(metadata, committed.offset) if committed.offset >= 0 else set()
-    if found is None:
+    if (found := offsetmap.read(metadata, committed.offset)) is None:
         log.warning(
             "offset_metadata_unreadable",
             topic=committed.topic,
@@ -169,7 +171,7 @@ def finished_map(committed: TopicPartition) -> set[int]:
             committed=committed.offset,
             metadata_bytes=len(metadata),
         )
-        return set()
+        return offsetmap.Committed(set())
     return found
 
 

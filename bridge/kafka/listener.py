@@ -3,6 +3,7 @@ thread that fetches: assignments, revocations, commit answers, retention losses.
 
 from __future__ import annotations
 
+from bridge.kafka.sentlog import SentEarlier
 from bridge.model import Position, TopicPartitionKey
 
 
@@ -18,6 +19,10 @@ class SourceListener:
     ) -> None:
         """Partitions assigned, each with the offsets its last commit named finished;
         ``starts``: those the group never committed, at the offset they start from."""
+
+    def sent_earlier(self, found: dict[TopicPartitionKey, SentEarlier]) -> None:
+        """Partitions assigned lately, each with the commands the audit topic shows its
+        previous owner sent after its last commit; told before any of their records."""
 
     def revoked(self, keys: list[TopicPartitionKey], lost: bool) -> None:
         """Partitions taken away; ``lost``: without the chance to commit."""

@@ -6,7 +6,10 @@ not yet finished (delivered, dead-lettered or skipped), with the finished ones
 after it named in the commit's metadata (:mod:`bridge.kafka.offsetmap`). An offset
 that goes backwards is refused, and a commit never passes an unfinished record.
 A partition assigned with a map from its last commit knows those records are
-finished before it reads them again, and keeps naming them until it passes them.
+finished before it reads them again, and keeps naming them until it passes them;
+so too the commands the audit topic shows were sent after that commit
+(:mod:`bridge.kafka.sentlog`). Each commit also says since when the records from
+its offset on may have had commands sent (see :mod:`bridge.kafka.offsetmap`).
 The commit job itself is :class:`bridge.runtime.checkpoint.Checkpoint`'s.
 """
 
@@ -17,6 +20,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from bridge.kafka import offsetmap
+from bridge.kafka.sentlog import SentEarlier
 
 
 class PartitionOffsets:
@@ -26,11 +30,12 @@ class PartitionOffsets:
         self._pending: deque[int] = deque()
         self._finished: set[int] = set()  # read and finished, after the first unfinished
         self._earlier = set(finished_earlier)  # named finished by the last commit, not read again yet
+        self._sent = SentEarlier(0)  # commands the audit topic shows sent after the last commit
         self._last_added: int | None = None
         self.next_commit: int | None = None
         self.committed: int | None = None  # the last offset the broker acknowledged
         self._changes = 0
-        self._sent = 0  # the changes the last commit taken carried
+        self._carried = 0  # the changes the last commit taken carried
         self._left: set[int] = set()  # done with for now, never finished: commits stop before them
         self._open: dict[int, tuple[int, float]] = {}  # unfinished offsets, in order: (bytes, read at)
         self.bytes = 0  # of the unfinished records
@@ -119,17 +124,43 @@ class PartitionOffsets:
         offsets the map left out; None when nothing changed since the last call (``force``:
         unless nothing is known)."""
         position = self.position()
-        if position is None or (self._sent == self._changes and not force):
+        if position is None or (self._carried == self._changes and not force):
             return None
-        self._sent = self._changes
+        self._carried = self._changes
         self._earlier = {offset for offset in self._earlier if offset >= position}
         finished = sorted(self._finished | self._earlier)  # all after the position
-        metadata, left_out = offsetmap.encode(position, finished, limit)
+        metadata, left_out = offsetmap.encode(position, finished, limit, self._since_ms(position, force))
         return position, metadata, left_out
+
+    def _since_ms(self, position: int, final: bool) -> int:
+        """Since when commands of the records from ``position`` on may have been sent (epoch
+        ms): when the first unfinished one was read; now when none is unfinished; 0 after a
+        ``final`` commit (revocation, shutdown) with none unfinished: none will be. Never
+        later than the previous owner's, while its sends are still ahead."""
+        now = time.time()
+        read_at = self.waiting_since()
+        if read_at is not None:
+            since = int((now - (time.monotonic() - read_at)) * 1000)
+        else:
+            since = 0 if final else int(now * 1000)
+        self._sent = self._sent.from_offset(position)
+        if self._sent.commands:
+            since = min(since, self._sent.since_ms) if since else self._sent.since_ms
+        return since
+
+    def inherit(self, sent: SentEarlier) -> None:
+        """The commands the audit topic shows the partition's previous owner sent after its
+        last commit: not sent again (or marked resent), and named by the commits until passed."""
+        self._sent = sent
+
+    def sent_earlier(self, offset: int) -> dict[str, str]:
+        """The rules whose commands for the record at ``offset`` were sent after the last
+        commit, as far as the audit topic shows, with Intilery's eventIds."""
+        return self._sent.commands.get(offset, {})
 
     def commit_failed(self) -> None:
         """The last commit did not reach the broker: the next call commits again."""
-        self._sent = -1
+        self._carried = -1
 
     def uncommitted(self) -> bool:
         """Whether the broker has yet to acknowledge the current position."""

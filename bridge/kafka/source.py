@@ -17,8 +17,8 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from bridge.kafka.commits import Commits
 from bridge.kafka.consumer import (
     built,
+    committed_map,
     committed_offsets,
-    finished_map,
     partition_lag,
     partition_total,
     record_from_message,
@@ -31,6 +31,7 @@ from bridge.kafka.positions import (
     reset_policy,
     where_to_start,
 )
+from bridge.kafka.sentlog import SentLog
 from bridge.logs import Repeats, kafka_logger
 from bridge.model import Fetched, Position, TopicPartitionKey
 
@@ -49,22 +50,21 @@ class Source:
         start_at_ms: int | None = None,
         assignment: list[TopicPartition] | None = None,
         count_partitions: bool = False,
+        sent_log: SentLog | None = None,
     ) -> None:
         """``start_at_ms``: where a partition with no committed offset starts (a time).
         ``assignment``: read exactly these partitions from these offsets (replay), never
         joining the group. ``count_partitions``: keep :attr:`partitions_total` (all the
-        partitions of the topics) counted after each assignment of the group."""
-        self._start_at_ms = start_at_ms
-        self._assignment = assignment
-        self._listener = listener
-        self._policy = reset_policy(conf)
-        self._resets = ResetWatch(kafka_logger())
+        partitions of the topics) counted after each assignment of the group.
+        ``sent_log``: looks up what the partitions' previous owners sent after their last commits."""
+        self._start_at_ms, self._assignment, self._listener = start_at_ms, assignment, listener
+        self._policy, self._resets = reset_policy(conf), ResetWatch(kafka_logger())
         self._commits = Commits(listener)
         callbacks = {"on_commit": self._commits.answered, "error_cb": self._error, "logger": self._resets}
         self._consumer = built(factory, {**conf, **callbacks})
         cooperative = "cooperative" in str(conf.get("partition.assignment.strategy", ""))
         self._incremental = cooperative or conf.get("group.protocol") == "consumer"
-        self._topics = topics
+        self._topics, self._sent_log = topics, sent_log or SentLog.off()
         self.assigned: set[TopicPartitionKey] = set()
         self.member = False  # an assignment (maybe empty) was received: the group knows us
         self.rebalances = 0  # assignments and revocations so far
@@ -100,6 +100,8 @@ class Source:
             self._recount = False
             self.partitions_total = partition_total(self._consumer, self._topics) or self.partitions_total
             self._listener.partitions_counted()
+        if (found := self._sent_log.looked_up()) is not None:  # before their records are handed on
+            self._listener.sent_earlier(found)
         return Fetched(records, ends)
 
     def pause(self, paused: bool) -> None:
@@ -150,8 +152,10 @@ class Source:
             consumer, partitions, committed, self._policy, self._start_at_ms, following
         )
         self.fatal = fatal or self.fatal
-        finished = {key: finished_map(tp) for key, tp in (committed or {}).items()}
+        maps = {key: (tp.offset, committed_map(tp)) for key, tp in (committed or {}).items()}
+        finished = {key: found.finished for key, (_, found) in maps.items()}
         self._listener.assigned(keys, finished, {(tp.topic, tp.partition): tp.offset for tp in starts})
+        self._sent_log.assigned(maps)  # looked up in fetch(), not inside the callback (see above)
         # Assign now rather than after this callback, so the pause state can be applied:
         # librdkafka remembers a partition's pause across revocation and reassignment.
         (consumer.incremental_assign if self._incremental else consumer.assign)(partitions)
@@ -170,6 +174,7 @@ class Source:
         keys = [(tp.topic, tp.partition) for tp in partitions]
         self.rebalances += 1
         self._listener.revoked(keys, lost)  # the last commit for them, unless lost
+        self._sent_log.revoked(keys)
         log.info(
             "partitions_lost" if lost else "partitions_revoked", partitions=[f"{t}[{p}]" for t, p in keys]
         )

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,11 +89,12 @@ class Window:
         return bound is None or last_read + 1 >= bound[1]
 
 
-def read_window(consumer: Any, window: Window) -> Iterator[Record]:
+def read_window(consumer: Any, window: Window, until: float | None = None) -> Iterator[Record]:
     """Every record of the window, each partition in order, from a consumer assigned to
-    it (:meth:`Window.assignment`); it ends once every partition reached its bound."""
+    it (:meth:`Window.assignment`); it ends once every partition reached its bound (or at
+    ``until``, a ``time.monotonic()`` deadline)."""
     remaining = {p for p, (start, end) in window.bounds.items() if start < end}
-    while remaining:
+    while remaining and (until is None or time.monotonic() < until):
         for message in consumer.consume(500, 1.0):
             if message.error() is not None or message.partition() not in remaining:
                 continue

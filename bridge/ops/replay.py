@@ -27,7 +27,7 @@ from bridge.config import BridgeConfig
 from bridge.errors import ConfigError, RecordError
 from bridge.kafka.consumer import (
     asking_kafka,
-    finished_map,
+    committed_map,
 )
 from bridge.kafka.window import Window, read_window, window_reader
 from bridge.model import Record
@@ -49,7 +49,7 @@ def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: Tex
     assignment = window.assignment()
     consumer.assign(assignment)
     finished = (
-        {(tp.topic, tp.partition): finished_map(tp) for tp in consumer.committed(assignment, timeout=10)}
+        {(tp.topic, tp.partition): committed_map(tp).finished for tp in consumer.committed(assignment, 10)}
         if window.commits and assignment
         else {}
     )

@@ -107,7 +107,7 @@ def _delivered(record: Record, user: str) -> dict[str, Any] | None:
         return None  # keyed by the userId: another customer's
     try:
         entry = json.loads(record.value or b"")
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past the parser's depth
         return None
     if not isinstance(entry, dict) or str(entry.get("userId")) != user:
         return None

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bridge import timestamps
+from bridge.config import BridgeConfig
 from bridge.intilery.client import Delivered
 from bridge.kafka.window import Window
 from bridge.model import Command, Record
@@ -22,11 +23,34 @@ if TYPE_CHECKING:
 
 class Audit:
     """The record path's side of the audit topic: an entry per command Intilery accepted
-    (with its body when ``include_body``). ``window``: replay's or redrive's, named in
-    each entry."""
+    (with its body when ``include_body``), naming the consumer ``group``. ``window``:
+    replay's or redrive's, named in each entry. ``skip_sent``: a command the audit topic
+    shows was sent after its partition's last commit is not sent again (else it is, its
+    entry marked ``resent``)."""
 
-    def __init__(self, sink: AuditSink, include_body: bool, window: Window | None = None) -> None:
-        self.sink, self.include_body, self.window = sink, include_body, window
+    def __init__(
+        self,
+        sink: AuditSink,
+        include_body: bool,
+        group: str,
+        window: Window | None = None,
+        skip_sent: bool = True,
+    ) -> None:
+        self.sink, self.include_body, self.group, self.window = sink, include_body, group, window
+        self.skip_sent = skip_sent
+
+    @classmethod
+    def configured(cls, sink: AuditSink | None, config: BridgeConfig, window: Window | None) -> Audit | None:
+        """The audit of ``config`` (None without an audit topic's ``sink``)."""
+        if sink is None:
+            return None
+        delivery, group = config.delivery, str(config.kafka["group.id"])
+        return cls(sink, delivery.audit_include_body, group, window, delivery.skip_audited)
+
+    def sent_earlier(self, work: Work) -> dict[str, str]:
+        """The rules whose commands of ``work``'s record are not to be sent again: sent after
+        its partition's last commit, as the audit topic shows (with their eventIds)."""
+        return work.state.offsets.sent_earlier(work.record.offset) if self.skip_sent else {}
 
     def delivered(
         self,
@@ -38,10 +62,13 @@ class Audit:
     ) -> None:
         """Write the entry of ``work``'s command number ``index``; until it is written the
         record waits (``finished`` again once it is, if the record was done meanwhile)."""
-        resent = sent_before(work.record, self.window, work.commands or [], index)
+        resent = sent_before(work.record, self.window, work.commands or [], index) or (
+            command.rule in work.state.offsets.sent_earlier(work.record.offset)
+        )
         fields = audit_entry(
             command, work.origin, delivered, work.mapper.version, work.span, resent, self.window
         )
+        fields["group"] = self.group
         work.unaudited += 1
 
         def written() -> None:
@@ -53,9 +80,10 @@ class Audit:
 
 
 def sent_before(record: Record, window: Window | None, commands: list[Command], index: int) -> bool:
-    """Whether the record's command number ``index`` was sent before, as far as the bridge
-    can tell: every command a replay sends was; a redriven record's commands before the one
-    Intilery rejected were (its record's commands go in order, and stop at a rejection)."""
+    """Whether the record's command number ``index`` was sent before, as far as a replay or
+    redrive can tell: every command a replay sends was; a redriven record's commands before
+    the one Intilery rejected were (its record's commands go in order, and stop at a
+    rejection). (After a crash: see :meth:`Audit.delivered`.)"""
     if window is None:
         return False
     if not window.redrive:

@@ -26,6 +26,7 @@ from bridge.intilery.sending import Sender
 from bridge.kafka.audit import AuditLog
 from bridge.kafka.consumer import consumer_config
 from bridge.kafka.deadletter import DeadLetters
+from bridge.kafka.sentlog import SentLog
 from bridge.kafka.source import Source
 from bridge.kafka.window import Window
 from bridge.metrics import Metrics
@@ -208,7 +209,7 @@ def record_stage(
         mapper=mapper,
         sender=intilery.sender,
         dead_letters=writing.dead_letters,
-        audit=Audit(writing.audit, config.delivery.audit_include_body, window) if writing.audit else None,
+        audit=Audit.configured(writing.audit, config, window),
         states=states,
         outcomes=outcomes,
         stop=stop,
@@ -241,6 +242,7 @@ def kafka_stage(
         if audit is not None:
             audit.on_failure = metrics.audit_write_failures.inc
         kafka = {**config.kafka, "group.id": window.group} if window else config.kafka
+        looked_up = delivery.audit_topic if audit is not None and window is None else None
         source = Source(
             consumer_config(kafka, config.source.start_from),
             [window.topic] if window else config.source.topic_names,
@@ -248,6 +250,7 @@ def kafka_stage(
             start_at_ms=config.source.start_at_ms if window is None else None,
             assignment=window.assignment() if window else None,
             count_partitions=count_partitions,
+            sent_log=SentLog(kafka, looked_up, str(kafka["group.id"])) if looked_up else None,
         )
     except ConfigError as exc:  # librdkafka refused a property
         raise ConfigError([f"{source_name}: {problem}" for problem in exc.problems]) from exc

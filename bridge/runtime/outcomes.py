@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when spans are expor
 log = structlog.get_logger("bridge")
 
 COUNTS = (
-    "consumed", "delivered", "dead_lettered", "skipped", "stale", "retries", "already_finished", "read_again"
+    "consumed", "delivered", "dead_lettered", "skipped", "stale", "retries", "already_finished",
+    "already_sent", "read_again",
 )  # fmt: skip
 NO_RULE = "-"  # label value where no rule or command applies
 
@@ -170,6 +171,13 @@ class Outcomes:
             eventId=delivered.event_id,
             rules_version=rules,
         )
+
+    def already_sent(self, command: Command, record: Record, event_id: str, span: Span | None = None) -> None:
+        """Not sent again: the audit topic shows Intilery accepted it (``event_id``) after the
+        partition's last commit (:mod:`bridge.kafka.sentlog`)."""
+        self.counts["already_sent"] += 1
+        self.metrics.commands(command.rule, command_label(command), "already_sent").inc()
+        log.info("command_already_sent", **describe(command), **where(record, span), eventId=event_id or None)
 
     def stale(self, command: Command, record: Record, reason: str, span: Span | None = None) -> None:
         self.counts["stale"] += 1

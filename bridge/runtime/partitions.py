@@ -20,6 +20,7 @@ import time
 import structlog
 
 from bridge.intilery.ratelimit import Limiter
+from bridge.kafka.sentlog import SentEarlier
 from bridge.kafka.window import Window
 from bridge.metrics import Metrics
 from bridge.model import Position, TopicPartitionKey
@@ -67,6 +68,12 @@ class Partitions:
             if starts and key in starts:
                 state.offsets.start_at(starts[key])  # committed with the next commit until the broker has it
         self.share_rate()
+
+    def sent_earlier(self, found: dict[TopicPartitionKey, SentEarlier]) -> None:
+        """What the audit topic shows the previous owners sent after their last commits."""
+        for key, sent in found.items():
+            if (state := self._states.get(key)) is not None:
+                state.offsets.inherit(sent)
 
     def share_rate(self) -> None:
         """This replica's share of the account's rate: the share of the partitions it holds."""

@@ -82,13 +82,11 @@ class RecordPath:
     ) -> None:
         self.decoder, self.mapper, self.sender, self.shadow = decoder, mapper, sender, shadow
         self.dead_letters, self.audit, self.states, self.outcomes = dead_letters, audit, states, outcomes
-        self.stop, self.window, self._topics = stop, window, topics
-        self._backoff = Backoff(retry)
+        self.stop, self.window, self._topics, self._backoff = stop, window, topics, Backoff(retry)
         outcomes.rules_in_force(mapper.version)
 
     def use_rules(self, mapper: Mapper) -> None:
-        """Map the records read from now on by ``mapper`` (a reload): each record is mapped
-        wholly by one set of rules, and commands mapped already go out as they are."""
+        """Map the records read from now on by ``mapper`` (a reload); those mapped already keep theirs."""
         self.mapper = mapper
         self.outcomes.rules_in_force(mapper.version)
 
@@ -154,9 +152,13 @@ class RecordPath:
                 if not work.commands:
                     self._skip(work)
                     return
+            sent = self.audit.sent_earlier(work) if self.audit is not None else {}  # not to send again
             for index, command in enumerate(work.commands):
                 if self.stop.draining or not work.state.sends(work.record.offset):
                     return  # stopping, revoked, or after a failed record of its partition: send no more
+                if (event_id := sent.get(command.rule)) is not None:
+                    self.outcomes.already_sent(command, work.record, event_id, work.span)
+                    continue
                 try:
                     delivered = await self.sender.send(command, where(work.record, work.span), work.span)
                 except StaleCommand as stale:

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bridge.kafka.listener import SourceListener
+from bridge.kafka.sentlog import SentEarlier
 from bridge.model import Fetched, Position, TopicPartitionKey
 from bridge.runtime.checkpoint import Checkpoint
 from bridge.runtime.partitions import Partitions
@@ -134,6 +135,9 @@ class KafkaWorker(SourceListener):
         starts: dict[TopicPartitionKey, int] | None = None,
     ) -> None:
         self._wait(_run(self._to[0].assigned, keys, finished, starts))
+
+    def sent_earlier(self, found: dict[TopicPartitionKey, SentEarlier]) -> None:
+        self._wait(_run(self._to[0].sent_earlier, found))
 
     def revoked(self, keys: list[TopicPartitionKey], lost: bool) -> None:
         revoked = set(keys)

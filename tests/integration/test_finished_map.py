@@ -100,7 +100,7 @@ def test_metadata_the_bridge_cannot_read_skips_nothing(
     cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
 ) -> None:
     seed(cluster)
-    newer = "ib2b" + encode(5, [6, 7])[0][4:]
+    newer = "ib3b" + encode(5, [6, 7])[0][4:]
     for number, metadata in enumerate(["written by another tool", newer, "ib1b!!corrupt"]):
         group = cluster.name(f"foreign{number}")
         commit(cluster, group, 5, metadata)

@@ -8,7 +8,7 @@ import base64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.kafka.offsetmap import MAX_BYTES, PREFIX, decode, encode
+from bridge.kafka.offsetmap import FORMAT_1, MAX_BYTES, PREFIX, Committed, decode, encode, read
 
 committed_offsets = st.integers(min_value=0, max_value=2**62)
 
@@ -94,10 +94,32 @@ def test_corrupted_maps_never_crash(case: tuple[int, list[int]], data: st.DataOb
 
 
 def test_a_run_longer_than_any_bridge_holds_is_refused() -> None:
-    payload = bytes([5]) + bytes([0]) + bytes([0xFF] * 8 + [0x01])  # committed 5, then a 2**63-long run
-    assert decode(PREFIX + "r" + base64.b64encode(payload).decode(), 5) is None
+    run = bytes([0]) + bytes([0xFF] * 8 + [0x01])  # nothing unfinished, then a 2**63-long run
+    assert (
+        decode(PREFIX + "r" + base64.b64encode(bytes([5, 0]) + run).decode(), 5) is None
+    )  # committed 5, time 0
+    assert decode(FORMAT_1 + "r" + base64.b64encode(bytes([5]) + run).decode(), 5) is None
 
 
-def test_no_finished_offsets_is_no_metadata() -> None:
-    assert encode(7, []) == ("", 0)
-    assert decode("", 7) == set()
+def test_no_finished_offsets_is_the_time_alone() -> None:
+    metadata, _ = encode(7, [], since_ms=1_764_000_000_000)
+    assert read(metadata, 7) == Committed(set(), 1_764_000_000_000)
+    assert encode(7, [], limit=4) == ("", 0)  # not even the time fits: no metadata
+    assert read("", 7) == Committed(set(), None)
+
+
+@given(finished_sets(), st.integers(min_value=0, max_value=2**45))
+def test_the_time_goes_with_the_map(case: tuple[int, list[int]], since_ms: int) -> None:
+    committed, finished = case
+    metadata, overflow = encode(committed, finished, since_ms=since_ms)
+    found = read(metadata, committed)
+    assert found is not None and found.since_ms == since_ms
+    assert sorted(found.finished) == finished[: len(finished) - overflow]
+
+
+def test_format_1_is_still_read_without_a_time() -> None:
+    """A commit of a bridge before format 2 (a rolling upgrade): its map, no time."""
+    bits = bytes([0b101])  # offsets 10 and 12 after committed 10
+    assert read(FORMAT_1 + "b" + base64.b64encode(bytes([10]) + bits).decode(), 10) == Committed(
+        {10, 12}, None
+    )

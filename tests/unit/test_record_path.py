@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from bridge.kafka.sentlog import SentEarlier
 from bridge.model import Command, Record
 from bridge.rules.mapping import compile_rules
 from bridge.runtime.health import EXIT_OK, EXIT_PERMANENT_FAILURE, BackPressure, Health, Stop
@@ -298,3 +299,26 @@ def test_no_commit_passes_a_command_whose_audit_entry_is_not_written(tmp_path: P
     ]
     assert all(body is None for _, body in audit.entries)
     assert entries[0]["trace_id"] and entries[0]["rules_version"] == bridge.mapper.version
+
+
+@pytest.mark.parametrize("skip", [True, False], ids=["skipped", "sent-and-marked"])
+def test_a_command_the_audit_topic_shows_sent_after_the_last_commit(tmp_path: Path, skip: bool) -> None:
+    """The previous owner sent offset 1's SMS after its last commit (its audit entry says
+    so): it is not sent again, or (``skip_audited: false``) sent with its entry marked."""
+    audit = FakeAudit()
+    bridge, source, sender, _ = build(
+        tmp_path, [[record(0), record(1), record(2)]], audit=audit, skip_audited=skip
+    )
+    source.sent = {TP: SentEarlier(1_000, {1: {"abandoned-sms": "E-EARLIER"}, 2: {"other-rule": "E-X"}})}
+    with capture_logs() as logs:
+        assert asyncio.run(bridge.run()) == EXIT_OK
+    assert seqs(sender) == ([0, 2] if skip else [0, 1, 2])
+    entries = [fields for fields, _ in audit.entries]
+    resent = [(e["source"]["offset"], e["resent"], e["group"]) for e in entries]
+    assert resent == (
+        [(0, False, "g"), (2, False, "g")] if skip else [(0, False, "g"), (1, True, "g"), (2, False, "g")]
+    )
+    skipped = [(e["offset"], e["eventId"], e["rule"]) for e in logs if e["event"] == "command_already_sent"]
+    assert skipped == ([(1, "E-EARLIER", "abandoned-sms")] if skip else [])
+    assert bridge.parts.outcomes.counts["already_sent"] == len(skipped)
+    assert last_commit(source) == 3

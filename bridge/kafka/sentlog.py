@@ -1,0 +1,176 @@
+"""What the audit topic says the previous owner of a partition sent after its last commit.
+
+A bridge that crashes (SIGKILL, OOM, node loss) leaves the commands it sent since its
+last commit uncommitted: whoever reads the partition next would send them again. Each
+commit says since when the records from its offset on may have had commands sent
+(:mod:`bridge.kafka.offsetmap`); on assignment, the new owner reads the audit topic's
+entries from that time (less :data:`MARGIN_MS`) to its end, by a consumer of its own
+(no group joined), and keeps those of its group for the partition's records from the
+committed offset on: ``(offset, rule) → eventId``. Those commands are not sent again
+(``delivery.skip_audited``), or are sent and their entries marked ``resent``.
+
+Entries are outside bytes (another writer may share the topic): anything that is not
+an entry of this group, outside a replay, naming a source offset and a rule, is passed
+over. A look-up that fails or takes longer than ``timeout_s`` gives what it found: a
+command it missed is sent again, as it would be without an audit topic.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from bridge.errors import TimeLookupFailed
+from bridge.kafka import offsetmap
+from bridge.kafka.consumer import kafka_reason, offsets_at_time
+from bridge.kafka.window import Window, read_window, window_reader
+from bridge.model import TopicPartitionKey
+
+log = structlog.get_logger("bridge.kafka.sentlog")
+
+MARGIN_MS = 5_000  # entries are stamped by the clock that stamped the commit: a margin for its steps
+
+
+@dataclass(frozen=True, slots=True)
+class SentEarlier:
+    """Commands of a partition's records sent after its last commit, as the audit topic
+    shows: ``commands[offset][rule]`` is Intilery's eventId; ``since_ms`` the commit's time."""
+
+    since_ms: int
+    commands: dict[int, dict[str, str]] = field(default_factory=dict)
+
+    def from_offset(self, offset: int) -> SentEarlier:
+        """Those of the records at ``offset`` and after."""
+        if not self.commands or min(self.commands) >= offset:
+            return self
+        return SentEarlier(self.since_ms, {o: r for o, r in self.commands.items() if o >= offset})
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """A partition to look up: its committed offset, the offsets its map names finished
+    (sent or not, they are skipped), and the commit's time."""
+
+    committed: int
+    finished: set[int]
+    since_ms: int
+
+
+class SentLog:
+    """Look-ups in the audit topic (see the module)."""
+
+    def __init__(
+        self,
+        kafka: dict[str, Any],
+        topic: str | None,
+        group: str,
+        timeout_s: float = 10.0,
+        factory: Callable[..., Any] = Consumer,
+    ) -> None:
+        """``topic``: the audit topic (None: nothing is looked up)."""
+        self._kafka, self._topic, self._group, self._timeout_s = kafka, topic, group, timeout_s
+        self._factory = factory
+        self._wanted: dict[TopicPartitionKey, Wanted] = {}  # assigned, not looked up yet
+
+    @classmethod
+    def off(cls) -> SentLog:
+        """Looks nothing up: no audit topic, or a replay (which commits nothing of the group's)."""
+        return cls({}, None, "")
+
+    def assigned(self, committed: dict[TopicPartitionKey, tuple[int, offsetmap.Committed]]) -> None:
+        """Partitions assigned, each with its committed offset and what its metadata says:
+        those whose commit says commands may have been sent since are looked up next."""
+        if self._topic is not None:
+            self._wanted |= {
+                key: Wanted(offset, found.finished, found.since_ms)
+                for key, (offset, found) in committed.items()
+                if found.since_ms
+            }
+
+    def revoked(self, keys: list[TopicPartitionKey]) -> None:
+        for key in keys:
+            self._wanted.pop(key, None)
+
+    def looked_up(self) -> dict[TopicPartitionKey, SentEarlier] | None:
+        """What the partitions assigned since the last call were sent (None: none to look up).
+        Never inside a rebalance callback: it reads with a consumer of its own."""
+        if not self._wanted:
+            return None
+        wanted, self._wanted = self._wanted, {}
+        return self.look_up(wanted)
+
+    def look_up(self, wanted: dict[TopicPartitionKey, Wanted]) -> dict[TopicPartitionKey, SentEarlier]:
+        """Per partition of ``wanted``, the commands its entries show were sent."""
+        found = {key: SentEarlier(want.since_ms) for key, want in wanted.items()}
+        if not wanted or (topic := self._topic) is None:
+            return found
+        started = time.monotonic()
+        until = started + self._timeout_s
+        entries = complete = 0
+        consumer = window_reader(self._kafka, f"{self._group}-sent-{uuid.uuid4().hex[:8]}", self._factory)
+        try:
+            since_ms = min(w.since_ms for w in wanted.values()) - MARGIN_MS
+            window = self._window(consumer, topic, since_ms)
+            consumer.assign(window.assignment())
+            for record in read_window(consumer, window, until):
+                entries += 1
+                if (record.timestamp_ms or since_ms) < since_ms:
+                    continue  # written before (a partition's times need not rise): of an earlier run
+                if (sent := sent_entry(record.value, self._group)) is None:
+                    continue
+                key, offset, rule, event_id = sent
+                want = wanted.get(key)
+                if want is not None and offset >= want.committed and offset not in want.finished:
+                    found[key].commands.setdefault(offset, {})[rule] = event_id
+            complete = time.monotonic() < until
+        except (KafkaException, TimeLookupFailed) as exc:
+            reason = kafka_reason(exc) if isinstance(exc, KafkaException) else str(exc)
+            log.warning("audit_lookup_failed", topic=topic, error=reason)
+        finally:
+            consumer.close()
+        log.info(
+            "audit_looked_up",
+            partitions=sorted(f"{t}[{p}]" for t, p in wanted),
+            entries_read=entries,
+            sent_earlier=sum(len(rules) for s in found.values() for rules in s.commands.values()),
+            complete=bool(complete),
+            took_ms=round((time.monotonic() - started) * 1000),
+        )
+        return found
+
+    def _window(self, consumer: Any, topic: str, since_ms: int) -> Window:
+        """The audit topic from ``since_ms`` to its end now."""
+        metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
+        partitions = sorted(metadata.partitions) if metadata is not None and metadata.error is None else []
+        starts = offsets_at_time(consumer, [TopicPartition(topic, p, since_ms) for p in partitions])
+        bounds = {}
+        for partition in partitions:
+            high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)[1]
+            start = starts[topic, partition]
+            bounds[partition] = (high if start < 0 else start, high)
+        return Window(topic, self._group, False, bounds)
+
+
+def sent_entry(value: bytes | None, group: str) -> tuple[TopicPartitionKey, int, str, str] | None:
+    """An audit entry of ``group`` (outside a replay): its source partition and offset, its
+    rule and eventId; None for anything else."""
+    try:
+        entry = json.loads(value or b"")
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past the parser's depth
+        return None
+    if not isinstance(entry, dict) or entry.get("group") != group or "window" in entry:
+        return None
+    source, rule = entry.get("source"), entry.get("rule")
+    if not isinstance(source, dict) or not isinstance(rule, str):
+        return None
+    topic, partition, offset = source.get("topic"), source.get("partition"), source.get("offset")
+    if not isinstance(topic, str) or type(partition) is not int or type(offset) is not int:
+        return None
+    return (topic, partition), offset, rule, str(entry.get("eventId") or "")
