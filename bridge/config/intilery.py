@@ -59,8 +59,9 @@ class RateLimitConfig(Model):
     turns the limiter off.
     """
     burst: int = Field(default=500, ge=1)
-    """The bucket's size. The bridge keeps 10% of it in reserve so network jitter never makes
-    requests reach Intilery faster than its own bucket refills. On a 429 (another client shares
+    """The bucket's size. The bridge keeps 10% of it in reserve, and at least a quarter second of
+    requests at `per_second` (up to half of it), so network jitter never makes requests reach
+    Intilery faster than its own bucket refills. On a 429 (another client shares
     the account) the bridge halves its rate, honours `Retry-After`, and regains a tenth of the
     limit per second.
     """

@@ -1,9 +1,9 @@
 """The process-wide request rate limit: a token bucket that backs off on 429.
 
 Takes one token per HTTP request to Intilery (a batch is one request). Keeps
-the bridge under ``per_second`` with bursts up to ``burst``, holding 10% of the
-burst in reserve so that network jitter never lets requests reach Intilery's
-own bucket faster than it refills. When Intilery answers 429 anyway (another
+the bridge under ``per_second`` with bursts up to ``burst``, holding part of the
+burst in reserve (:func:`saved_up`) so that network jitter never lets requests
+reach Intilery's own bucket faster than it refills. When Intilery answers 429 anyway (another
 client shares the account), :meth:`RateLimiter.throttled` halves the rate; it
 then recovers by a tenth of the limit per second. Tokens are reserved, not
 polled: each caller sleeps exactly until its turn.
@@ -20,9 +20,18 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-RESERVE = 0.1  # of the burst, kept back to absorb jitter
+RESERVE = 0.1  # of the burst, kept back to absorb jitter...
+JITTER_S = 0.25  # ...and at least this long of requests at the rate (up to half the burst)
 RECOVERY_PER_S = 0.1  # of the limit, regained each second after a 429
 FLOOR = 0.05  # of the limit: the slowest a run of 429s can make it
+
+
+def saved_up(burst: float, per_second: float) -> float:
+    """The tokens the bridge may save of ``burst``; the rest is kept back: requests sent on
+    time that arrive bunched (a stall of the network, or of either end, of ``D`` seconds)
+    stay within Intilery's bucket while ``D * per_second`` is within the reserve."""
+    reserve = min(max(burst * RESERVE, per_second * JITTER_S), burst / 2)
+    return max(1.0, burst - reserve)
 
 
 class Limiter(Protocol):
@@ -59,7 +68,7 @@ class RateLimiter:
         self.fraction = 1.0
         self.limit = per_second
         self.rate = per_second
-        self.capacity = max(1.0, burst * (1 - RESERVE))
+        self.capacity = saved_up(burst, per_second)
         self._tokens = self.capacity if full else 0.0
         self._clock, self._sleep = clock, sleep
         self._at = clock()
@@ -89,7 +98,7 @@ class RateLimiter:
         self.fraction = fraction
         self.limit = per_second * fraction
         self.rate = self.limit * backed_off
-        self.capacity = max(1.0, burst * fraction * (1 - RESERVE))
+        self.capacity = saved_up(burst * fraction, per_second * fraction)
         self._tokens = min(self._tokens, self.capacity)
 
     def throttled(self, retry_after: float | None = None) -> None:

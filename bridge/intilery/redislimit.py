@@ -22,7 +22,7 @@ from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bridge.config import IntileryConfig
-from bridge.intilery.ratelimit import RESERVE, Limiter, RateLimiter
+from bridge.intilery.ratelimit import Limiter, RateLimiter, saved_up
 from bridge.metrics import Metrics
 
 log = structlog.get_logger("bridge.intilery.ratelimit")
@@ -78,7 +78,7 @@ class RedisRateLimiter:
         self._redis = client
         self._keys = [f"{key}:tat", f"{key}:hold"]
         self._interval_us = 1_000_000 / per_second
-        self._tolerance_us = self._interval_us * max(1.0, burst * (1 - RESERVE))
+        self._tolerance_us = self._interval_us * saved_up(burst, per_second)
         self.local = local
         self._reserve = client.register_script(RESERVE_SLOT)
         self._hold = client.register_script(HOLD)

@@ -7,9 +7,11 @@ import asyncio
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.config import IntileryConfig
-from bridge.intilery.ratelimit import RateLimiter
+from bridge.intilery.ratelimit import JITTER_S, RateLimiter, saved_up
 from bridge.intilery.redislimit import RedisRateLimiter, rate_limiter
 from bridge.metrics import Metrics
 
@@ -176,3 +178,28 @@ def test_an_account_without_a_limit_paces_only_what_asks(own: float | None, pace
     """``rate_limit.per_second: 0`` (no account limit): only ``--rate N`` paces a process."""
     limiter = rate_limiter(intilery(per_second=0), own, shared=own is None, metrics=Metrics())
     assert (limiter is not None and limiter.limit == own) if paced else limiter is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from([(100, 500), (40, 20), (5, 50), (1000, 100)]),
+    st.lists(st.floats(0, 1), min_size=400, max_size=400),
+)
+def test_requests_sent_on_time_and_delayed_within_the_reserve_stay_in_the_bucket(
+    account: tuple[int, int], jitter: list[float]
+) -> None:
+    """Each request reaches Intilery up to the reserve's length late (bunching with those
+    after it): a bucket of the account's size still has a token for every one."""
+    per_second, burst = account
+    clock = Clock()
+    limiter = RateLimiter(per_second, burst, clock=clock, sleep=clock.sleep)
+    tolerance_s = (burst - saved_up(burst, per_second)) / per_second
+    assert tolerance_s >= min(JITTER_S, burst / 2 / per_second) - 1e-9
+    sent = send_times(limiter, clock, len(jitter))
+    arrivals = sorted(at + late * tolerance_s for at, late in zip(sent, jitter, strict=True))
+    tokens, last = float(burst), 0.0
+    for at in arrivals:
+        tokens = min(float(burst), tokens + (at - last) * per_second)
+        last = at
+        assert tokens >= 1 - 1e-9
+        tokens -= 1
