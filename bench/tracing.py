@@ -41,6 +41,7 @@ def variants(receiver: Receiver) -> dict[str, dict[str, Any]]:
     return {
         "plain": {},
         "spans": {"observability": spans},
+        "spans, 10% sampled": {"observability": {"tracing": {**spans["tracing"], "sample_ratio": 0.1}}},
         "audit": {"delivery": {"audit_topic": "bench.audit"}},
         "spans + audit": {"observability": spans, "delivery": {"audit_topic": "bench.audit"}},
     }
@@ -76,7 +77,7 @@ def main() -> None:
     rate = {name: statistics.median(r for r, _ in rows) for name, rows in runs.items()}
     cpu = {name: statistics.median(c for _, c in rows) for name, rows in runs.items()}
     lines = [
-        f"{name:14} {rate[name]:8,.0f} rec/s ({rate[name] / rate['plain']:.2f} of plain)   "
+        f"{name:18} {rate[name]:8,.0f} rec/s ({rate[name] / rate['plain']:.2f} of plain)   "
         f"CPU {cpu[name]:6.1f} us/record ({cpu[name] / cpu['plain']:.2f} of plain)"
         for name in runs
     ]
@@ -89,7 +90,8 @@ def main() -> None:
             f"Python {platform.python_version()}, on librdkafka's mock cluster: the bridge in batch "
             f"mode over {args.records:,} records (6 partitions) to a local sink; medians of "
             f"{args.rounds} alternated rounds. `spans`: `observability.tracing.otlp_endpoint` to a "
-            "local OTLP/HTTP receiver that decodes them; `audit`: `delivery.audit_topic` (an entry "
+            "local OTLP/HTTP receiver that decodes them (`10% sampled`: `sample_ratio: 0.1`); "
+            "`audit`: `delivery.audit_topic` (an entry "
             "per command, written before the commit). Trace context itself (ids, the `traceparent` "
             "request header, the log fields) is in every row.\n\n"
             "```\n" + "\n".join(lines) + f"\nspans received by the collector: {exported:,}\n```\n"

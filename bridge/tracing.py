@@ -3,7 +3,9 @@
 A record that carries a valid ``traceparent`` header continues that trace: its span is a
 child of the header's, and each request sent to Intilery for it is a child of the
 record's span, with a ``traceparent`` of its own (``tracestate`` passed on as received).
-A record without one (or with one that does not parse) starts a trace of its own. The
+A record without one (or with one that does not parse) starts a trace of its own, sampled
+at ``observability.tracing.sample_ratio`` by its trace id (as OpenTelemetry's
+``ParentBased(TraceIdRatioBased)``: a continued trace keeps its sampled flag). The
 ids are what log lines carry (``trace_id``, ``span_id``) and what spans are exported with
 (:mod:`bridge.spans`), so a trace, a log line and an audit entry name the same thing.
 """
@@ -56,8 +58,12 @@ class Span:
         return {"trace_id": self.trace_id, "span_id": self.span_id}
 
 
-def new_trace() -> Span:
-    return Span(os.urandom(16).hex(), new_span_id())
+def new_trace(sample_ratio: float = 1.0) -> Span:
+    """The root of a new trace, sampled when the low 64 bits of its id are below
+    ``sample_ratio`` of their range."""
+    trace_id = os.urandom(16).hex()
+    sampled = sample_ratio >= 1 or int(trace_id[16:], 16) < round(sample_ratio * 2**64)
+    return Span(trace_id, new_span_id(), None, "01" if sampled else "00")
 
 
 def parent_of(headers: list[tuple[str, bytes | None]]) -> Span | None:
@@ -91,7 +97,8 @@ def _parsed(value: bytes) -> tuple[str, str, str] | None:
     return trace_id, span_id, flags
 
 
-def record_span(headers: list[tuple[str, bytes | None]]) -> Span:
-    """A record's span: a child of its ``traceparent``'s, else the root of a new trace."""
+def record_span(headers: list[tuple[str, bytes | None]], sample_ratio: float = 1.0) -> Span:
+    """A record's span: a child of its ``traceparent``'s, else the root of a new trace
+    (sampled at ``sample_ratio``)."""
     parent = parent_of(headers)
-    return parent.child() if parent is not None else new_trace()
+    return parent.child() if parent is not None else new_trace(sample_ratio)

@@ -28,6 +28,13 @@ class TracingConfig(Model):
     """How long one export may take; a slower or absent collector costs spans (counted), never
     delivery.
     """
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    """Of the traces the bridge starts (records without a `traceparent`), the share sampled,
+    decided on the trace id as OpenTelemetry's `TraceIdRatioBased` does; a record with a
+    `traceparent` keeps its sampled flag (`ParentBased`). The decision goes into the
+    `traceparent` sent to Intilery; spans of traces not sampled are not exported. Every log line
+    still carries its ids.
+    """
 
 
 class ObservabilityConfig(Model):

@@ -77,7 +77,8 @@ class Batcher:
         live = [pending for pending in batch if not pending[1].done()]  # a cancelled sender needs no answer
         if not live:
             return
-        request = new_trace()
+        sampled = any(span is None or span.sampled for _, _, span in live)  # as its records are
+        request = new_trace(1.0 if sampled else 0.0)
         try:
             async with self._requests:
                 self.requests += 1

@@ -85,9 +85,8 @@ def build_bridge(
         log.warning("tls_verification_disabled", service=service, setting=setting)
     metrics, stop, states, kafka = Metrics(), Stop(), Assignment(), KafkaWorker()
     tracing = config.observability.tracing
-    outcomes = Outcomes(
-        metrics, exporting(tracing.otlp_endpoint, tracing.timeout_s, metrics.spans_dropped.inc)
-    )
+    spans = exporting(tracing.otlp_endpoint, tracing.timeout_s, metrics.spans_dropped.inc)
+    outcomes = Outcomes(metrics, spans, tracing.sample_ratio)
     intilery = intilery_stage(config, metrics, outcomes, rate, guard_stale)
     decoder = decoder or Decoder(config.source, source_name, registry_for(config.source))
     writing = kafka_stage(config, source_name, kafka, window, intilery.shared, metrics)

@@ -22,7 +22,7 @@ from bridge.intilery.client import Delivered
 from bridge.metrics import Metrics
 from bridge.model import Command, Record
 from bridge.rules.commands import KNOWN_EVENTS
-from bridge.tracing import Span
+from bridge.tracing import Span, record_span
 
 if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when spans are exported
     from bridge.spans import Spans
@@ -81,9 +81,13 @@ def failure_fields(
 class Outcomes:
     """Counts, metrics and log lines of what the bridge did with each record."""
 
-    def __init__(self, metrics: Metrics, spans: Spans | None = None) -> None:
-        self.metrics, self.spans = metrics, spans
+    def __init__(self, metrics: Metrics, spans: Spans | None = None, sample_ratio: float = 1.0) -> None:
+        self.metrics, self.spans, self.sample_ratio = metrics, spans, sample_ratio
         self.counts: Counter[str] = Counter(dict.fromkeys(COUNTS, 0))
+
+    def span_of(self, record: Record) -> Span:
+        """The record's span: its ``traceparent``'s child, else a new trace (sampled at ``sample_ratio``)."""
+        return record_span(record.headers, self.sample_ratio)
 
     # --- records ----------------------------------------------------------------
 

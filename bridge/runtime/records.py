@@ -44,7 +44,7 @@ from bridge.runtime.outcomes import Outcomes, where
 from bridge.runtime.ports import CommandSender, DeadLetterSink, RecordDecoder
 from bridge.runtime.shadow import Shadow
 from bridge.runtime.state import Assignment, PartitionState
-from bridge.tracing import Span, record_span
+from bridge.tracing import Span
 
 log = structlog.get_logger("bridge")
 
@@ -115,7 +115,7 @@ class RecordPath:
         # Keyed records share a lane per key; unkeyed records need no order between them.
         lane = record.key if record.key is not None else record.offset
         # The whole record is mapped by the rules in force now.
-        work = Work(record, state, None, record, self.mapper, record_span(record.headers))
+        work = Work(record, state, None, record, self.mapper, self.outcomes.span_of(record))
         try:
             work.origin = origin_of(record, self.window, self._topics)
             work.commands = self.commands(work.mapper, work.origin)

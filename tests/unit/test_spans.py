@@ -68,6 +68,7 @@ def test_a_span_its_producer_did_not_sample_is_not_exported() -> None:
         spans = Spans(receiver.url, lambda _: None)
         spans.record(Span(TRACE, "1" * 16, PARENT, "00"), time.time_ns(), "bookings", 0, 1, "skipped")
         spans.record(new_trace(), time.time_ns(), "bookings", 0, 2, "skipped")
+        spans.record(new_trace(sample_ratio=0.0), time.time_ns(), "bookings", 0, 3, "skipped")  # nor ours
         spans.close()
         wait_for(receiver, 1)
     assert [span["attributes"]["messaging.kafka.offset"] for span in receiver.spans] == [2]

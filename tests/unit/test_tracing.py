@@ -60,3 +60,15 @@ def test_records_without_a_traceparent_each_start_their_own_trace() -> None:
     traces = {record_span([]).trace_id for _ in range(100)} | {new_trace().trace_id}
     assert len(traces) == 101
     assert new_trace().headers()["traceparent"].startswith("00-")
+
+
+def test_new_traces_are_sampled_at_the_ratio_by_their_trace_id() -> None:
+    """As TraceIdRatioBased: the low 64 bits of the id below the ratio's share of their range."""
+    for ratio in (0.0, 0.25, 1.0):
+        spans = [record_span([], ratio) for _ in range(2000)]
+        assert all(s.sampled == (int(s.trace_id[16:], 16) < ratio * 2**64) for s in spans)
+        share = sum(s.sampled for s in spans) / len(spans)
+        assert abs(share - ratio) < 0.05, (ratio, share)
+        assert all(s.headers()["traceparent"].endswith("-01" if s.sampled else "-00") for s in spans)
+    continued = record_span([("traceparent", f"00-{TRACE}-{PARENT}-01".encode())], 0.0)
+    assert continued.sampled  # a continued trace keeps its flag whatever the ratio
