@@ -95,8 +95,8 @@ class Spans:
         self._post(span, f"/v1/{action}", status, attributes)
 
     def batch(self, span: Span, members: Sequence[Span], status: int | None, calls: int) -> None:
-        """``members``: the calls' spans, children of their records': linked to those."""
-        links = [Link(_context(m.trace_id, m.parent_id or m.span_id, m.flags)) for m in members]
+        """``members``: the spans of the records whose commands it carries, linked to."""
+        links = [Link(_context(m.trace_id, m.span_id, m.flags)) for m in members]
         self._post(span, "/v1/batch", status, {"bridge.calls": calls}, links)
 
     def _post(

@@ -48,8 +48,8 @@ class Batcher:
         self.splits = 0
 
     async def post(self, command: Command, span: Span | None = None) -> Delivered:
-        """``span``: the command's request span; the batch request gets a span of its own
-        (a trace of its own, linked to each of its commands' spans)."""
+        """``span``: the command's record's; the batch request gets a span of its own (a
+        trace of its own, linked to each of its commands' records' spans)."""
         size = len(command.payload) + 1
         if self._pending and self._bytes + size > self._config.max_bytes:
             self._flush()
@@ -102,7 +102,7 @@ class Batcher:
                     future.set_result(delivered)
 
     def _traced(self, request: Span, batch: list[Pending], status: int | None) -> None:
-        """The batch request's span (with ``observability.tracing``), linked to its calls'."""
+        """The batch request's span (with ``observability.tracing``), linked to its records'."""
         if self._spans is not None:
             self._spans.batch(request, [span for _, _, span in batch if span is not None], status, len(batch))
 

@@ -81,8 +81,11 @@ class Sender:
         guard_stale: bool = True,
         pace: Pace | None = None,
         spans: Spans | None = None,
+        children: bool = True,
     ) -> None:
-        self._post, self._spans = post, spans
+        """``children``: each attempt is a span of its own, a child of its record's (False:
+        ``post`` gets the record's span itself; in batch mode the batch request has one)."""
+        self._post, self._spans, self._children = post, spans, children
         self._pace = pace
         self._retry = retry
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -102,7 +105,7 @@ class Sender:
         attempt = 0
         while True:
             attempt += 1
-            request = span.child() if span is not None else None
+            request = span.child() if span is not None and self._children else span
             try:
                 delivered = await self._attempt(command, request)
             except RejectedError as exc:  # refused for good: the record's to dead-letter

@@ -180,6 +180,7 @@ def intilery_stage(
         pace=pace,
         guard_stale=guard_stale,
         spans=None if batched else outcomes.spans,  # batched: the batch request has the span
+        children=not batched,
     )
     closers: list[Callable[[], Awaitable[None] | None]] = [client.close]
     if outcomes.spans is not None:

@@ -68,8 +68,11 @@ def test_a_records_trace_continues_into_its_request(
         assert calls[0]["tracestate"] == "acme=7" and "tracestate" not in calls[1]
 
 
+@pytest.mark.parametrize(
+    "batch", [None, {"max_calls": 10, "linger_ms": 50}], ids=["one-per-request", "batch"]
+)
 def test_spans_reach_an_otlp_collector_one_per_record_and_per_request(
-    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, batch: dict[str, int] | None
 ) -> None:
     cluster.create_topic(cluster.topic, 1)
     cluster.create_topic(cluster.dlq, 1)
@@ -82,7 +85,7 @@ def test_spans_reach_an_otlp_collector_one_per_record_and_per_request(
         )
     producer.flush()
     sandbox.state.set_faults({"reject": {"userId": "C-2"}})  # seq 2: refused, dead-lettered
-    config = base_config(cluster, sandbox.url, "exported")
+    config = base_config(cluster, sandbox.url, "exported", batch=batch)
     with Receiver() as receiver:
         config["observability"]["tracing"] = {"otlp_endpoint": receiver.url}
         log_path = tmp_path / "bridge.log"
@@ -105,6 +108,17 @@ def test_spans_reach_an_otlp_collector_one_per_record_and_per_request(
             records[offset]["trace_id"],
             records[offset]["span_id"],
         )
+    seen = {value for span in receiver.spans for value in span["attributes"].values()}
+    assert not seen & {"C-0", "C-1", "C-2", "B-0", "B-1"}  # no customer data in a span
+    assert not [e for e in logs if e["event"] == "spans_dropped"]  # the collector took them all
+    if batch is not None:  # batch requests: traces of their own, linked to their records' spans
+        batches = [s for s in receiver.spans if s["name"] == "POST /v1/batch"]
+        linked = {link for span in batches for link in span["links"]}  # a refused batch is split: again
+        assert requests == [] and linked == {
+            (records[o]["trace_id"], records[o]["span_id"]) for o in (0, 1, 2)
+        }
+        assert not {span["trace_id"] for span in batches} & {r["trace_id"] for r in records.values()}
+        return
     by_parent = {span["parent_span_id"]: span for span in requests}
     assert sorted(by_parent) == sorted(records[offset]["span_id"] for offset in (0, 1, 2))
     assert by_parent[records[2]["span_id"]]["attributes"]["http.response.status_code"] == 400
@@ -113,6 +127,3 @@ def test_spans_reach_an_otlp_collector_one_per_record_and_per_request(
         for span in requests
         if span["parent_span_id"] == records[0]["span_id"]
     )
-    seen = {value for span in receiver.spans for value in span["attributes"].values()}
-    assert not seen & {"C-0", "C-1", "C-2", "B-0", "B-1"}  # no customer data in a span
-    assert not [e for e in logs if e["event"] == "spans_dropped"]  # the collector took them all
