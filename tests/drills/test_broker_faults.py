@@ -36,7 +36,10 @@ BROKER = 1
 
 @pytest.mark.parametrize(
     ("records", "down_s"),
-    [pytest.param(600, 2, id="short"), pytest.param(6000, 5, id="long", marks=pytest.mark.slow)],
+    [
+        pytest.param(600, 2, id="short", marks=pytest.mark.slow),
+        pytest.param(6000, 5, id="long", marks=pytest.mark.slow),
+    ],
 )
 def test_broker_faults(
     mock_cluster: TestKafka,

@@ -42,10 +42,11 @@ MAX_BUFFERED = 100
 LATENCY_S = 0.02
 
 
-# `make test` runs the short drill under the examples' protocol; `make drills` all three, long.
+# `make drills` runs the short drill under the examples' protocol, and all three long (the
+# default suite has tests/integration/test_source_rebalance.py; five minutes are its bound).
 @pytest.mark.parametrize(
     ("records", "protocol"),
-    [pytest.param(3000, "cooperative", id="short-cooperative")]
+    [pytest.param(3000, "cooperative", id="short-cooperative", marks=pytest.mark.slow)]
     + [pytest.param(6000, p, id=f"long-{p}", marks=pytest.mark.slow) for p in GROUP_PROTOCOLS],
 )
 def test_join_and_kill_in_a_group(

@@ -34,7 +34,10 @@ SETTLE_S = 2.0  # after the last replica's assignment: start-up over
 
 @pytest.mark.parametrize(
     ("records", "kill"),
-    [pytest.param(1800, False, id="short"), pytest.param(6000, True, id="long", marks=pytest.mark.slow)],
+    [
+        pytest.param(1800, False, id="short", marks=pytest.mark.slow),
+        pytest.param(6000, True, id="long", marks=pytest.mark.slow),
+    ],
 )
 def test_replicas_share_the_account_rate(
     drill_cluster: TestKafka, tmp_path: Path, records: int, kill: bool

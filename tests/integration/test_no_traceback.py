@@ -75,6 +75,7 @@ def test_every_verb_ends_in_one_line_and_a_documented_code(tmp_path: Path) -> No
             b"",
         ),
         "schema, unknown option": (["schema", "--nonsense"], b""),
+        "trace, no broker": (["trace", "--config", str(unreachable), "--user", "C-1001"], b""),
     }
     with ThreadPoolExecutor(len(cases)) as pool:  # three of them wait 10 s for the broker
         results = dict(
