@@ -118,16 +118,16 @@ class Source:
     def lag(
         self, last_read: dict[TopicPartitionKey, tuple[int, int | None]]
     ) -> list[tuple[TopicPartitionKey, int, float]]:
-        """Per partition of ``last_read`` (the last record read there): records and seconds
-        behind (see :func:`partition_lag`)."""
+        """Per partition of ``last_read`` (its last record read): records, seconds behind."""
         return partition_lag(self._consumer, sorted(last_read), last_read)
 
     def commit(self, positions: Iterable[Position], wait: bool, rebalances: int | None = None) -> bool:
-        """Commit these positions, for the partitions still assigned. ``rebalances``: the
-        count when they were taken; a commit taken before a rebalance that reaches here
-        after it is dropped (the partition may be another member's, or assigned again and
-        committed further on revocation). False when a synchronous commit was refused."""
+        """Commit these positions, for the partitions still assigned (False: a synchronous
+        commit refused). ``rebalances``: the count when they were taken; taken before a
+        rebalance (a partition may be another member's, or committed further on revocation),
+        they are dropped and told as failed: the next commit carries them again."""
         if rebalances is not None and rebalances != self.rebalances:
+            self._listener.commit_failed(None)
             return True
         return self._commits.request(self._consumer, [p for p in positions if p.tp in self.assigned], wait)
 
