@@ -21,12 +21,13 @@ TRACEPARENT, TRACESTATE = "traceparent", "tracestate"
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 MAX_TRACESTATE = 512  # the specification's limit a vendor may rely on: longer is dropped
+_IDS = random.Random()  # seeded from os.urandom; its own, whoever seeds the module's
 
 
 def new_span_id() -> str:
     """Random, as OpenTelemetry's ``RandomIdGenerator`` makes them (``os.urandom`` lets the
     Kafka thread take the GIL in the middle of every record); never all zeros."""
-    return f"{random.getrandbits(64) or 1:016x}"
+    return f"{_IDS.getrandbits(64) or 1:016x}"
 
 
 @dataclass(slots=True)  # not frozen: two spans a record, and a frozen one costs 4 times as much to make
@@ -64,7 +65,7 @@ class Span:
 def new_trace(sample_ratio: float = 1.0) -> Span:
     """The root of a new trace, sampled when the low 64 bits of its id are below
     ``sample_ratio`` of their range."""
-    trace_id = f"{random.getrandbits(128) or 1:032x}"
+    trace_id = f"{_IDS.getrandbits(128) or 1:032x}"
     sampled = sample_ratio >= 1 or int(trace_id[16:], 16) < round(sample_ratio * 2**64)
     return Span(trace_id, new_span_id(), None, "01" if sampled else "00")
 

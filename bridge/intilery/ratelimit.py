@@ -3,9 +3,9 @@
 Takes one token per HTTP request to Intilery (a batch is one request). Keeps
 the bridge under ``per_second`` with bursts up to ``burst``, holding part of the
 burst in reserve (:func:`saved_up`) so that network jitter never lets requests
-reach Intilery's own bucket faster than it refills. When Intilery answers 429 anyway (another
-client shares the account), :meth:`RateLimiter.throttled` halves the rate; it
-then recovers by a tenth of the limit per second. Tokens are reserved, not
+reach Intilery's own bucket faster than it refills. When Intilery answers 429
+anyway (another client shares the account), :meth:`RateLimiter.throttled` halves
+the rate; it then recovers by a tenth of the limit per second. Tokens are reserved, not
 polled: each caller sleeps exactly until its turn.
 
 The limit is the account's: replicas of one group each take their share of it
