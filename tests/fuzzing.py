@@ -11,7 +11,9 @@ records, each between good events on the same key, and asserts the invariants:
 - every record ends delivered, skipped (no rule matched) or dead-lettered, and the
   commit reaches the end of every partition;
 - every good event is delivered once;
-- every dead letter encodes and fits 1 MB (``message.max.bytes``).
+- every dead letter encodes and fits 1 MB (``message.max.bytes``);
+- the same bytes read back as audit entries (another writer may share the audit topic:
+  the look-up after a crash, ``trace --user``) are an entry or nothing, never a crash.
 
 Used by ``tests/unit/test_fuzz_record_path.py`` (hypothesis, in ``make test``, which also
 replays ``tests/corpus/``) and ``tests/fuzz.py`` (``make fuzz``: coverage-guided with
@@ -36,7 +38,9 @@ from confluent_kafka import Producer
 
 from bridge.decode.registry import SchemaRegistry
 from bridge.kafka.deadletter import HEADERS_OMITTED, KEY_OMITTED, VALUE_OMITTED, DeadLetters
+from bridge.kafka.sentlog import sent_entry
 from bridge.model import Record
+from bridge.ops.story import _delivered
 from bridge.rules.mapping import Alike, compile_rules
 from bridge.runtime.health import EXIT_OK
 from tests.recordpath import build, load_config
@@ -224,6 +228,9 @@ class Harness:
             )
             for headers in (dict(write["headers"]) for write in producer.writes)
         ]
+        for record in hostile:  # as audit entries, their key taken for the customer's
+            sent_entry(record.value, "bridge")
+            _delivered(record, (record.key or b"C-1").decode(errors="replace"))
         return {"records": len(records), "dead_lettered": counts["dead_lettered"], "reasons": reasons}
 
 
