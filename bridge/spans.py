@@ -65,6 +65,8 @@ class Spans:
     # --- the spans ---------------------------------------------------------------------
 
     def record(self, span: Span, end_ns: int, topic: str, partition: int, offset: int, outcome: str) -> None:
+        if not span.sampled:
+            return
         attributes: dict[str, str | int] = {
             "messaging.system": "kafka",
             "messaging.operation.type": "process",
@@ -86,6 +88,8 @@ class Spans:
         attempt: int,
         latency_ms: float,
     ) -> None:
+        if not span.sampled:
+            return
         attributes: dict[str, str | int | float] = {
             "bridge.rule": rule,
             "bridge.command": command,
@@ -95,8 +99,11 @@ class Spans:
         self._post(span, f"/v1/{action}", status, attributes)
 
     def batch(self, span: Span, members: Sequence[Span], status: int | None, calls: int) -> None:
-        """``members``: the spans of the records whose commands it carries, linked to."""
-        links = [Link(_context(m.trace_id, m.span_id, m.flags)) for m in members]
+        """``members``: the spans of the records whose commands it carries, linked to (those
+        sampled)."""
+        if not span.sampled:
+            return
+        links = [Link(_context(m.trace_id, m.span_id, m.flags)) for m in members if m.sampled]
         self._post(span, "/v1/batch", status, {"bridge.calls": calls}, links)
 
     def _post(

@@ -30,7 +30,8 @@ def test_record_request_and_batch_spans_arrive_as_sent() -> None:
         spans.request(request, "abandoned-sms", "send_sms", "track", 200, 1, 12.5)
         spans.record(record, time.time_ns(), "bookings", 2, 41, "delivered")
         batch = new_trace()
-        spans.batch(batch, [record], 200, 1)  # linked to the records whose commands it carries
+        unsampled = Span(TRACE, "2" * 16, PARENT, "00")  # not exported: not linked to either
+        spans.batch(batch, [record, unsampled], 200, 2)  # linked to the records whose commands it carries
         spans.close()
         wait_for(receiver, 3)
     by_name = {span["name"]: span for span in receiver.spans}
