@@ -24,11 +24,13 @@ from tests.support import (
 
 TRACES = {0: "4bf92f3577b34da6a3ce929d0e0e4736", 1: "0af7651916cd43dd8448eb211c80319c"}
 PARENT = "00f067aa0ba902b7"
-
-
-@pytest.mark.parametrize(
+# One command per request, and batch mode (a batch request is a trace of its own).
+BATCH_MODES = pytest.mark.parametrize(
     "batch", [None, {"max_calls": 10, "linger_ms": 50}], ids=["one-per-request", "batch"]
 )
+
+
+@BATCH_MODES
 def test_a_records_trace_continues_into_its_request(
     cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, batch: dict[str, int] | None
 ) -> None:
@@ -68,9 +70,7 @@ def test_a_records_trace_continues_into_its_request(
         assert calls[0]["tracestate"] == "acme=7" and "tracestate" not in calls[1]
 
 
-@pytest.mark.parametrize(
-    "batch", [None, {"max_calls": 10, "linger_ms": 50}], ids=["one-per-request", "batch"]
-)
+@BATCH_MODES
 def test_spans_reach_an_otlp_collector_one_per_record_and_per_request(
     cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, batch: dict[str, int] | None
 ) -> None:
