@@ -24,7 +24,7 @@ import confluent_kafka
 _RD_KAFKA_PRODUCER = 0
 
 
-def _load_librdkafka() -> ctypes.CDLL:
+def load_librdkafka() -> ctypes.CDLL:
     package_dir = os.path.dirname(confluent_kafka.__file__)
     candidates = sorted(glob.glob(os.path.join(package_dir + ".libs", "librdkafka*.so*")))
     candidates += sorted(glob.glob(os.path.join(package_dir, ".dylibs", "librdkafka*.dylib")))
@@ -77,7 +77,7 @@ class MockCluster:
     """A librdkafka mock cluster listening on loopback; close it when done."""
 
     def __init__(self, brokers: int = 1) -> None:
-        self._lib = _load_librdkafka()
+        self._lib = load_librdkafka()
         conf = self._lib.rd_kafka_conf_new()
         errstr = ctypes.create_string_buffer(512)
         # The handle that owns the cluster must not try to reach a real broker.

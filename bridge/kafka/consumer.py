@@ -183,6 +183,23 @@ def record_from_message(message: Any) -> Record:
         offset=message.offset(),
         key=message.key(),
         value=message.value(),
-        headers=list(message.headers() or ()),
+        headers=message_headers(message),
         timestamp_ms=timestamp if timestamp and timestamp > 0 else None,
     )
+
+
+def message_headers(message: Any) -> list[tuple[str, bytes | None]]:
+    """A message's headers. confluent-kafka decodes every header name as UTF-8 and raises
+    ``SystemError`` for one that is not (any non-Python producer can write it), with no way
+    to read the others: then the record goes on without headers, said in a warning."""
+    try:
+        return list(message.headers() or ())
+    except (SystemError, UnicodeDecodeError):
+        log.warning(
+            "record_headers_unreadable",
+            topic=message.topic(),
+            partition=message.partition(),
+            offset=message.offset(),
+            reason="a header name is not UTF-8: the record's headers are dropped",
+        )
+        return []

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from bridge.errors import DecodeError
 from bridge.kafka.consumer import built, consumer_config, record_from_message
@@ -91,12 +91,22 @@ class Window:
 
 def read_window(consumer: Any, window: Window, until: float | None = None) -> Iterator[Record]:
     """Every record of the window, each partition in order, from a consumer assigned to
-    it (:meth:`Window.assignment`); it ends once every partition reached its bound (or at
-    ``until``, a ``time.monotonic()`` deadline)."""
+    it (:meth:`Window.assignment`); it ends once every partition reached its bound or the
+    end of what a consumer can be delivered (or at ``until``, a ``time.monotonic()``
+    deadline).
+
+    The partition's end (EOF) counts as its bound: a topic written by a transactional
+    producer ends in a commit marker that takes an offset but is never delivered, and
+    with ``isolation.level: read_committed`` (librdkafka's default) nothing past an open
+    transaction is, so ``end`` (the high watermark) may never be read."""
     remaining = {p for p, (start, end) in window.bounds.items() if start < end}
     while remaining and (until is None or time.monotonic() < until):
         for message in consumer.consume(500, 1.0):
-            if message.error() is not None or message.partition() not in remaining:
+            if (error := message.error()) is not None:
+                if error.code() == KafkaError._PARTITION_EOF and message.topic() == window.topic:
+                    remaining.discard(message.partition())
+                continue
+            if message.partition() not in remaining:
                 continue
             record = record_from_message(message)
             if not window.wants(record.tp, record.offset):
