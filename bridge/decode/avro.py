@@ -16,7 +16,8 @@ timestamp-micros       ISO-8601 UTC string, microseconds
 local-timestamp-*      ISO-8601 string without offset (read as UTC)
 date                   ISO date string (``2026-11-21``)
 time-millis/-micros    ISO time string (``18:42:11.123``)
-decimal                string holding the exact value (``"1899.00"``)
+decimal                string holding the exact value (``"1899.00"``); no more
+                       bytes than its precision needs (:func:`read_decimal`)
 uuid                   string
 bytes, fixed           base64 string
 enum                   its symbol, a string
@@ -27,6 +28,8 @@ union                  the value of the branch (no ``{"type": value}`` wrapper)
 from __future__ import annotations
 
 import base64
+import decimal
+import functools
 import io
 import json
 import struct
@@ -39,6 +42,7 @@ from uuid import UUID
 
 import fastavro
 import fastavro.json_read
+import fastavro.read
 from fastavro.types import Schema
 
 from bridge.decode.avrobounds import DEFAULT_MAX_DEPTH, bounded_walk
@@ -46,6 +50,10 @@ from bridge.errors import DecodeError
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
+# The most digits a decimal may have, whatever precision its schema declares (Python's own
+# bound on turning an int into text): its bytes then cost well under a millisecond.
+MAX_DECIMAL_DIGITS = 4300
+_DECIMAL_CONTEXT = decimal.Context(prec=MAX_DECIMAL_DIGITS)
 
 
 class SchemaNotCached(Exception):
@@ -105,6 +113,31 @@ _CONVERT: dict[type, Callable[[Any], Any]] = {
     UUID: str,
     bytes: lambda v: base64.b64encode(v).decode(),
 }
+
+
+@functools.cache
+def decimal_bits(precision: int) -> int:
+    """The most bits a decimal of ``precision`` digits needs, its sign aside."""
+    return (10 ** min(precision, MAX_DECIMAL_DIGITS) - 1).bit_length()
+
+
+def read_decimal(data: bytes, writer_schema: dict[str, Any], reader_schema: Any = None) -> Decimal:
+    """fastavro's decimal reader, bounded: turning an int into a ``Decimal`` is quadratic in its
+    size (a 1 MB decimal would hold the loop for more than a minute), so a value larger than
+    the schema's precision allows (at most :data:`MAX_DECIMAL_DIGITS` digits) is refused
+    before it is converted; leading sign bytes (a ``fixed`` padded to its size) cost nothing.
+    The value is kept exact within the bound (fastavro would round it to the precision)."""
+    precision = int(writer_schema.get("precision") or 0)
+    unscaled = int.from_bytes(data, byteorder="big", signed=True)  # linear in the bytes
+    if unscaled.bit_length() > decimal_bits(precision):
+        raise ValueError(f"a decimal of {len(data)} bytes: more than precision {precision} allows")
+    exact = _DECIMAL_CONTEXT.create_decimal(unscaled)
+    return exact.scaleb(-int(writer_schema.get("scale", 0)), _DECIMAL_CONTEXT)
+
+
+# fastavro's documented hook for logical types: the reader it calls for every decimal.
+fastavro.read.LOGICAL_READERS["bytes-decimal"] = read_decimal
+fastavro.read.LOGICAL_READERS["fixed-decimal"] = read_decimal
 
 
 class Reader:

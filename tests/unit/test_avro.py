@@ -426,3 +426,39 @@ def test_the_loader_builds_the_registry_client_only_where_a_topic_needs_it() -> 
         is None
     )
     assert registry_for(SourceConfig.model_validate({"topics": ["j"]})) is None
+
+
+DECIMALS = fastavro.parse_schema(
+    {
+        "type": "record",
+        "name": "Money",
+        "fields": [
+            {
+                "name": "value",
+                "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2},
+            },
+            {
+                "name": "padded",
+                "type": {"type": "fixed", "name": "F", "size": 16, "logicalType": "decimal", "precision": 12},
+            },
+        ],
+    }
+)
+
+
+def test_a_decimal_larger_than_its_precision_allows_is_refused_before_it_is_converted() -> None:
+    """Turning a large int into a Decimal is quadratic (a 1 MB decimal held the loop for more
+    than a minute): what its precision cannot hold is a DecodeError, whatever its size."""
+    reader = Reader(DECIMALS)
+    padded = (-42).to_bytes(16, "big", signed=True)  # a fixed is padded with sign bytes
+    exact = (10**12 - 1).to_bytes(6, "big")
+    assert reader.read(avro_long(6) + exact + padded) == {"value": "9999999999.99", "padded": "-42"}
+    for size in (7, 20_000, 1_000_000):
+        value = avro_long(size) + b"\x01" * size + padded
+        with pytest.raises(DecodeError, match=f"a decimal of {size} bytes: more than precision 12 allows"):
+            reader.read(value)
+    huge = {"type": "bytes", "logicalType": "decimal", "precision": 10**9}
+    fields = [{"name": "v", "type": huge}]
+    many_digits = fastavro.parse_schema({"type": "record", "name": "Huge", "fields": fields})
+    with pytest.raises(DecodeError, match="more than precision 1000000000 allows"):
+        Reader(many_digits).read(avro_long(20_000) + b"\x01" * 20_000)  # capped at 4300 digits
