@@ -2,7 +2,9 @@
 
 A record that carries a valid ``traceparent`` header continues that trace: its span is a
 child of the header's, and each request sent to Intilery for it is a child of the
-record's span, with a ``traceparent`` of its own (``tracestate`` passed on as received).
+record's span, with a ``traceparent`` of its own (``tracestate`` passed on as received when
+it is valid by the specification's grammar, else dropped and the ``traceparent`` kept: so
+every header sent is printable ASCII by construction).
 A record without one (or with one that does not parse) starts a trace of its own, sampled
 at ``observability.tracing.sample_ratio`` by its trace id (as OpenTelemetry's
 ``ParentBased(TraceIdRatioBased)``: a continued trace keeps its sampled flag). The
@@ -21,6 +23,13 @@ TRACEPARENT, TRACESTATE = "traceparent", "tracestate"
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 MAX_TRACESTATE = 512  # the specification's limit a vendor may rely on: longer is dropped
+MAX_TRACESTATE_MEMBERS = 32
+# A list member: a simple key or tenant@system, "=", a value of printable ASCII without
+# "," or "=" that does not end in a space (the specification's ABNF, section 3.3.1).
+_MEMBER = re.compile(
+    r"(?:[a-z][a-z0-9_*/-]{0,255}|[a-z0-9][a-z0-9_*/-]{0,240}@[a-z][a-z0-9_*/-]{0,13})"
+    r"=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
+)
 _IDS = random.Random()  # seeded from os.urandom; its own, whoever seeds the module's
 
 
@@ -81,10 +90,25 @@ def parent_of(headers: list[tuple[str, bytes | None]]) -> Span | None:
         if lowered == TRACEPARENT and parent is None:
             parent = _parsed(value)
         elif lowered == TRACESTATE and state is None:
-            state = value.decode("ascii", "replace").strip()
+            state = valid_tracestate(value)
     if parent is None:
         return None
     return Span(parent[0], parent[1], None, parent[2], state or None)
+
+
+def valid_tracestate(value: bytes) -> str:
+    """The ``tracestate`` to pass on: its list members (empty ones left out), or ``""`` when
+    any member breaks the grammar or there are more than 32 (a vendor that cannot parse it
+    must not propagate it)."""
+    try:
+        text = value.decode("ascii")
+    except UnicodeDecodeError:
+        return ""
+    members = [member.strip(" \t") for member in text.split(",")]
+    members = [member for member in members if member]
+    if len(members) > MAX_TRACESTATE_MEMBERS or not all(_MEMBER.fullmatch(m) for m in members):
+        return ""
+    return ",".join(members)
 
 
 def _parsed(value: bytes) -> tuple[str, str, str] | None:

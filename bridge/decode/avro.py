@@ -118,15 +118,18 @@ _CONVERT: dict[type, Callable[[Any], Any]] = {
 @functools.cache
 def decimal_bits(precision: int) -> int:
     """The most bits a decimal of ``precision`` digits needs, its sign aside."""
-    return (10 ** min(precision, MAX_DECIMAL_DIGITS) - 1).bit_length()
+    return int(10 ** min(precision, MAX_DECIMAL_DIGITS) - 1).bit_length()
 
 
-def read_decimal(data: bytes, writer_schema: dict[str, Any], reader_schema: Any = None) -> Decimal:
+def read_decimal(
+    data: bytes, writer_schema: dict[Any, Any] | None = None, reader_schema: dict[Any, Any] | None = None
+) -> Decimal:
     """fastavro's decimal reader, bounded: turning an int into a ``Decimal`` is quadratic in its
     size (a 1 MB decimal would hold the loop for more than a minute), so a value larger than
     the schema's precision allows (at most :data:`MAX_DECIMAL_DIGITS` digits) is refused
     before it is converted; leading sign bytes (a ``fixed`` padded to its size) cost nothing.
     The value is kept exact within the bound (fastavro would round it to the precision)."""
+    writer_schema = writer_schema or {}
     precision = int(writer_schema.get("precision") or 0)
     unscaled = int.from_bytes(data, byteorder="big", signed=True)  # linear in the bytes
     if unscaled.bit_length() > decimal_bits(precision):

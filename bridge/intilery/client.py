@@ -18,10 +18,14 @@ with ``Retry-After`` or an auth failure, and the in-flight limit.
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Any
 
+import aiohttp
 import httpx
 import structlog
 from httpx_aiohttp import AiohttpTransport
@@ -48,44 +52,70 @@ class Delivered:
     attempt: int = 1
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+def parse_retry_after(value: str | None, now: float | None = None, longest: float = math.inf) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), at most
+    ``longest`` (``delivery.retry.max_backoff_ms``: one answer of ``315360000`` or ``inf``
+    would hold every request for ever); None when it says nothing a number can (``nan``)."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, OverflowError, IndexError):
+            return None
+        seconds = moment.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds):
         return None
-    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+    return min(longest, max(0.0, seconds))
+
+
+MAX_EVENT_ID = 200  # characters of an eventId kept
+
+
+def event_id_of(body: Any) -> str | None:
+    """The ``eventId`` of an answer, as text that always encodes (a lone surrogate is valid
+    JSON: written escaped, as are control characters), cut at :data:`MAX_EVENT_ID`; an id
+    that is not a string is kept as its JSON text."""
+    found = body.get("eventId") if isinstance(body, dict) else None
+    if found is None:
+        return None
+    text = found if isinstance(found, str) else json.dumps(found)
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    return text[:MAX_EVENT_ID]
+
+
+def answer_body(response: httpx.Response) -> Any:
+    """The answer's JSON, or None when it is not JSON (nested past the parser's depth too)."""
+    try:
+        return response.json()
+    except (ValueError, RecursionError):
+        return None
 
 
 def _message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
+    body = answer_body(response)
+    if body is None:
         return response.text[:200]
     return str(body.get("message", "")) if isinstance(body, dict) else str(body)[:200]
 
 
-def classify(response: httpx.Response, latency_ms: float = 0.0) -> Delivered:
-    """Translate an answer: return on 2xx, raise the right error otherwise."""
+def classify(
+    response: httpx.Response, latency_ms: float = 0.0, longest_wait_s: float = math.inf
+) -> Delivered:
+    """Translate an answer: return on 2xx, raise the right error otherwise (a ``Retry-After``
+    taken as at most ``longest_wait_s``)."""
     status = response.status_code
     if 200 <= status < 300:
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
+        body = answer_body(response)
         if isinstance(body, dict) and body.get("success") is False:
             raise RejectedError(
                 f"Intilery answered {status} with success false: {_message(response)}", status=status
             )
-        event_id = body.get("eventId") if isinstance(body, dict) else None
-        return Delivered(status, event_id, latency_ms)
+        return Delivered(status, event_id_of(body), latency_ms)
     if 300 <= status < 400:
         where = redact(response.headers.get("location", "?"))[:200]
         moved = f"Intilery redirects ({status}) to {where}: intilery.url is out of date"
@@ -93,7 +123,7 @@ def classify(response: httpx.Response, latency_ms: float = 0.0) -> Delivered:
     if status in AUTH_STATUS:
         raise AuthError(f"Intilery refused the credentials ({status}): {_message(response)}", status=status)
     if status in RETRYABLE_STATUS or status >= 500:
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        retry_after = parse_retry_after(response.headers.get("retry-after"), longest=longest_wait_s)
         raise RetryableError(f"Intilery answered {status}", status=status, retry_after=retry_after)
     raise RejectedError(f"Intilery rejected the command ({status}): {_message(response)}", status=status)
 
@@ -116,6 +146,7 @@ class IntileryClient:
         limiter: Limiter | None = None,
         metrics: Metrics | None = None,
         pace: Pace | None = None,
+        longest_wait_s: float = math.inf,
     ) -> None:
         # Parsed once: httpx would otherwise parse the URL string again on every request.
         self._urls = {action: httpx.URL(config.endpoint(action)) for action in ("track", "identify", "batch")}
@@ -137,6 +168,7 @@ class IntileryClient:
         self._base_timeout_s = config.timeout_s
         self._max_timeout_s = max(config.max_timeout_s, config.timeout_s)
         self.timeout_s = config.timeout_s
+        self.longest_wait_s = longest_wait_s  # a Retry-After is honoured up to this
 
     async def post(self, command: Command, span: Span | None = None) -> Delivered:
         return await self.send(command.action, command.payload, span)
@@ -159,11 +191,15 @@ class IntileryClient:
             if _answer_overdue(exc):
                 self._stretch(timeout)
             raise RetryableError(_transport_reason(exc)) from exc
+        except aiohttp.ClientError as exc:  # an answer aiohttp cannot parse, not mapped by httpx
+            self._observe("error", started)
+            raise RetryableError(f"the answer could not be read: {type(exc).__name__}") from exc
         self._observe(str(response.status_code), started)
         self._settle(time.perf_counter() - started)
         if response.status_code == 429 and self.limiter is not None:
-            self.limiter.throttled(parse_retry_after(response.headers.get("retry-after")))
-        return classify(response, (time.perf_counter() - started) * 1000)
+            retry_after = parse_retry_after(response.headers.get("retry-after"), longest=self.longest_wait_s)
+            self.limiter.throttled(retry_after)
+        return classify(response, (time.perf_counter() - started) * 1000, self.longest_wait_s)
 
     def _stretch(self, expired_s: float) -> None:
         """A request timed out: Intilery may still have taken it, and a retry with the same

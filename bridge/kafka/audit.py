@@ -41,9 +41,12 @@ class AuditLog(Writer[Entry]):
         if entry.body is not None:
             value |= {"body_omitted": True} if "body" in form else {"body": entry.body}
         user = entry.fields.get("userId")
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+        # A lone surrogate (valid in JSON events, so in a userId) can only be in a string:
+        # escaped, it is the JSON escape that reads back as the same string.
         return {
-            "key": None if user is None else str(user).encode(),
-            "value": json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode(),
+            "key": None if user is None else str(user).encode("utf-8", "backslashreplace"),
+            "value": text.encode("utf-8", "backslashreplace"),
         }
 
     def _smaller(self, form: Form, code: int | None) -> Form | None:

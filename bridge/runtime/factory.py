@@ -165,6 +165,7 @@ def intilery_stage(
         limiter=limiter,
         metrics=metrics,
         pace=pace if batched else None,  # one request per command: the sender paces
+        longest_wait_s=delivery.retry.max_backoff_ms / 1000,
     )
     post, in_flight = client.post, delivery.max_in_flight
     if delivery.batch is not None:

@@ -89,3 +89,26 @@ def test_a_replay_marks_every_command_resent_a_redrive_those_before_the_rejected
 def test_an_event_time_no_calendar_holds_is_kept_as_its_milliseconds() -> None:
     assert event_time(0) == "1970-01-01T00:00:00.000Z"
     assert event_time(10**18) == 10**18 and event_time(None) is None
+
+
+def test_an_entry_whose_user_or_event_id_holds_a_lone_surrogate_is_written_and_reads_back() -> None:
+    """A lone surrogate is valid JSON (an event's customer id, an eventId Intilery answered)
+    but not UTF-8: the entry was refused on every try and its record never committed."""
+    producer = FakeProducer([None])
+    fields = {**FIELDS, "userId": "C-\udce9", "eventId": "evt-\udce9"}
+    audit = AuditLog("audit", producer)
+    done: list[str] = []
+
+    async def scenario() -> None:
+        audit.send(fields, BODY, lambda: done.append("done"))
+        for _ in range(400):
+            if done:
+                break
+            producer.poll(0)
+            await asyncio.sleep(0.005)
+
+    asyncio.run(scenario())
+    assert done == ["done"]
+    (written,) = producer.writes
+    assert written["key"] == b"C-\\udce9"
+    assert json.loads(written["value"])["userId"] == "C-\udce9"  # the JSON escape: the same string

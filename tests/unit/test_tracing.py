@@ -4,6 +4,7 @@ tracestate passed on, and a trace of its own for a record without one."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from bridge.tracing import Span, new_trace, parent_of, record_span
@@ -72,3 +73,29 @@ def test_new_traces_are_sampled_at_the_ratio_by_their_trace_id() -> None:
         assert all(s.headers()["traceparent"].endswith("-01" if s.sampled else "-00") for s in spans)
     continued = record_span([("traceparent", f"00-{TRACE}-{PARENT}-01".encode())], 0.0)
     assert continued.sampled  # a continued trace keeps its flag whatever the ratio
+
+
+@pytest.mark.parametrize(
+    ("value", "passed_on"),
+    [
+        (b"acme=1, b=2 ,,c@sys=x y", "acme=1,b=2,c@sys=x y"),  # whitespace and empty members dropped
+        ("vendor=café".encode(), None),  # not ASCII: httpx and aiohttp refuse it
+        (b"vendor=a\x01b", None),  # a control character
+        (b"vendor=a\r\nx-forged: 1", None),  # a header split
+        (b"Vendor=1", None),  # keys are lower case
+        (b"a=b=c", None),
+        (b"a=trailing ", "a=trailing"),  # the member's own space is whitespace around it
+        (",".join(f"k{n}=v" for n in range(33)).encode(), None),  # more than 32 members
+        (b"k=" + b"v" * 257, None),  # a value of more than 256 characters
+    ],
+)
+def test_a_tracestate_is_passed_on_only_when_valid_and_the_traceparent_is_kept(
+    value: bytes, passed_on: str | None
+) -> None:
+    """The W3C rule: a tracestate that does not parse is not propagated; whatever a record
+    carries, the headers sent are encodable (httpx builds the request)."""
+    span = record_span([("traceparent", VALID), ("tracestate", value)])
+    assert span.trace_id == TRACE and span.parent_id == PARENT
+    headers = span.child().headers()
+    assert headers.get("tracestate") == passed_on
+    httpx.Request("POST", "http://intilery.invalid/", headers=headers)
