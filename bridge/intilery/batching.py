@@ -95,6 +95,9 @@ class Batcher:
         except DeliveryError as exc:
             self._traced(request, live, exc.status)
             _fail(live, exc)
+        except Exception as exc:  # a bug, a failing pace: each sender raises it, as without batching
+            self._traced(request, live, None)
+            _crash(live, exc)
         else:
             self._traced(request, live, delivered.status)
             for _, future, _ in live:
@@ -117,3 +120,13 @@ def _fail(batch: list[Pending], error: DeliveryError | RejectedError) -> None:
             else:
                 copy = type(error)(error.reason, status=error.status, retry_after=error.retry_after)
             future.set_exception(copy)
+
+
+def _crash(batch: list[Pending], error: Exception) -> None:
+    """An error that is neither an answer nor a refusal: every command of the request fails
+    with it (no future is left unresolved, its lane waiting for ever)."""
+    for _, future, _ in batch:
+        if not future.done():
+            failure = RuntimeError(f"the batch request failed: {type(error).__name__}")
+            failure.__cause__ = error
+            future.set_exception(failure)

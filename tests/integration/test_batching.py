@@ -103,3 +103,27 @@ def test_limiter_keeps_the_bridge_under_intilerys_bucket(
         statuses = [a["status"] for a in limited.state.attempts]
         assert 429 not in statuses
         assert sorted(c["body"]["seq"] for c in accepted(limited)) == list(range(records))
+
+
+def test_an_error_that_is_no_answer_fails_every_command_of_the_request(sandbox: Sandbox) -> None:
+    """A pace that fails (say Redis' script error) used to leave the batch's futures for
+    ever unresolved: every lane of its records hung."""
+
+    async def failing_pace() -> None:
+        raise ValueError("the pace's script failed")
+
+    async def scenario() -> list[object]:
+        settings = IntileryConfig(url=sandbox.url, client_id="acme", account_id="acme", auth_token=TOKEN)
+        client = IntileryClient(settings, 8, pace=failing_pace)
+        batcher = Batcher(client, BatchConfig(max_calls=100, linger_ms=10), 8)
+        try:
+            posts = asyncio.gather(
+                *(batcher.post(command(f"u{i}")) for i in range(5)), return_exceptions=True
+            )
+            return list(await asyncio.wait_for(posts, 10))
+        finally:
+            await client.close()
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, RuntimeError) and "ValueError" in str(r) for r in results), results
+    assert accepted(sandbox) == []
