@@ -59,6 +59,17 @@ class LogConfig(Model):
     """
 
 
+MAX_EMIT_DEPTH = 32  # objects and lists in a rule's emit (its body must serialise, as JSON must)
+
+
+def nesting(value: Any, limit: int = MAX_EMIT_DEPTH + 1) -> int:
+    """How deep objects and lists nest in ``value`` (counted no further than ``limit``)."""
+    if limit <= 0 or not isinstance(value, dict | list):
+        return 0
+    items = value.values() if isinstance(value, dict) else value
+    return 1 + max((nesting(item, limit - 1) for item in items), default=0)
+
+
 class RuleConfig(Model):
     name: str = Field(min_length=1)
     """Unique; appears in logs, `map` output and dead-letter headers."""
@@ -75,7 +86,15 @@ class RuleConfig(Model):
     its record committed. `replay` applies it too unless `--ignore-max-age`.
     """
     emit: dict[str, Any]
-    """The body to post, exactly as Intilery documents it, with templates."""
+    """The body to post, exactly as Intilery documents it, with templates; objects and lists
+    nested at most 32 deep."""
+
+    @field_validator("emit")
+    @classmethod
+    def _shallow(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if nesting(value) > MAX_EMIT_DEPTH:
+            raise ValueError(f"nested more than {MAX_EMIT_DEPTH} levels deep")
+        return value
 
     @field_validator("max_age", mode="before")
     @classmethod

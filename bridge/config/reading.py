@@ -66,6 +66,8 @@ def _file_text(file: str) -> tuple[str | None, str]:
         return Path(file).read_bytes().decode("utf-8"), ""
     except OSError as exc:
         return None, exc.strerror or str(exc)
+    except ValueError:  # a NUL in the path
+        return None, "not a path (it holds a NUL character)"
     except UnicodeDecodeError:
         return None, "not UTF-8 text"
 

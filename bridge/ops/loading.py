@@ -9,9 +9,10 @@ file, the rule or topic, and the field.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -36,6 +37,8 @@ from bridge.errors import ConfigError
 from bridge.kafka.consumer import consumer_config, librdkafka_problems
 from bridge.rules.mapping import Mapper, compile_rules
 
+T = TypeVar("T")
+
 
 class Loaded(NamedTuple):
     config: BridgeConfig
@@ -43,6 +46,25 @@ class Loaded(NamedTuple):
     decoder: Decoder
 
 
+def _refusing_anything(function: Callable[..., T]) -> Callable[..., T]:
+    """Whatever a file sets off while it is read, validated and compiled is a problem of that
+    file, named in a line of its own (``check``, ``map`` and a reload refuse it; the reloader
+    goes on), never an exception that ends the verb as a crash."""
+
+    @functools.wraps(function)
+    def loading(path: str, *args: Any, **kwargs: Any) -> T:
+        try:
+            return function(path, *args, **kwargs)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__} (the bridge's own failure: please report it with the file)"
+            raise ConfigError([f"{path}: cannot be loaded: {reason}"]) from exc
+
+    return loading
+
+
+@_refusing_anything
 def load(path: str, unset_secrets: list[str] | None = None, env: Mapping[str, str] | None = None) -> Loaded:
     """The one way a configuration is loaded, by every verb and by the tests. With
     ``unset_secrets`` (``check`` without ``--require-env``) an unset variable in a
@@ -79,6 +101,7 @@ def load(path: str, unset_secrets: list[str] | None = None, env: Mapping[str, st
     return Loaded(config, mapper, decoder)
 
 
+@_refusing_anything
 def load_offline(path: str) -> tuple[SourceConfig, Mapper]:
     """Only ``source`` and ``rules``; unset variables expand to empty strings."""
     expanded, problems = read_expanded(path, strict_env=False)  # only malformed ${ references

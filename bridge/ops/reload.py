@@ -72,7 +72,18 @@ class Reloader:
                 await self.reload()
 
     async def reload(self) -> bool:
-        """Validate the file and, if only its rules changed, put them in force."""
+        """Validate the file and, if only its rules changed, put them in force. Whatever goes
+        wrong on the way is a refused reload (the rules in force kept), never the end of the
+        reloader: it goes on listening."""
+        try:
+            return await self._reload()
+        except Exception as exc:
+            problems = [f"{self._path}: cannot be reloaded: {type(exc).__name__}"]
+            log.error("config_reload_failed", problems=problems)
+            self._metrics.rules.reloads("failed").inc()
+            return False
+
+    async def _reload(self) -> bool:
         problems, loaded = await asyncio.to_thread(self._validated)
         shadow = await asyncio.to_thread(self._shadow_rules, problems) if self._shadow else None
         if loaded is None or problems:
