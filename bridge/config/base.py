@@ -3,6 +3,7 @@ are their descriptions, durations, URLs, and helpers for raw (unvalidated) YAML.
 
 from __future__ import annotations
 
+import math
 import re
 import ssl
 from typing import Any, Literal
@@ -12,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 class Model(BaseModel):
     # A docstring under a field is its description: the JSON Schema (`schema`) shows it.
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # A number must be finite: ``.inf`` passed as a time-out dead-lettered every command.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False)
 
 
 Format = Literal["json", "avro"]
@@ -36,6 +38,8 @@ def parse_duration(value: Any) -> float:
         seconds = sum(float(n) * _UNIT_S[unit] for n, unit in _DURATION_PART.findall(text))
     else:
         raise ValueError("a duration such as 90s, 15m, 2h, 1d or 1h30m")
+    if not math.isfinite(seconds):
+        raise ValueError("must be a finite duration")
     if seconds <= 0:
         raise ValueError("must be longer than zero")
     return seconds

@@ -547,3 +547,26 @@ def test_secrets_from_files_as_kubernetes_mounts_them(tmp_path: Path) -> None:
     data["intilery"]["auth_token"] = "${TOKEN}"
     (line,) = problems(tmp_path, data)
     assert line.endswith("intilery.auth_token_file: auth_token is set too; give one of them")
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("intilery", "timeout_s", float("inf")),  # passed check, then dead-lettered every command
+        ("intilery", "max_timeout_s", float("nan")),
+        ("delivery", "stuck_after_s", float("inf")),
+        ("delivery", "shutdown_grace_s", float("inf")),
+    ],
+)
+def test_a_number_that_is_not_finite_is_refused_naming_its_key(
+    tmp_path: Path, section: str, key: str, value: float
+) -> None:
+    data = {**GOOD, section: {**GOOD[section], key: value}}
+    (problem,) = problems(tmp_path, data)
+    assert problem.startswith(f"{tmp_path / 'bridge.yaml'}: {section}.{key}: ") and "finite" in problem
+
+
+def test_a_duration_that_is_not_finite_is_refused(tmp_path: Path) -> None:
+    rule = {**GOOD["rules"][0], "max_age": "9" * 400 + "d"}  # float() makes it inf
+    (problem,) = problems(tmp_path, {**GOOD, "rules": [rule]})
+    assert "rules[0] (abandoned-sms).max_age: must be a finite duration" in problem, problem
