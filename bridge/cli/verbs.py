@@ -89,7 +89,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
     if args.strict and warnings:
         return EXIT_FAILED
-    print(f"{args.config}: OK ({len(mapper)} rules{tested}, topics: {', '.join(config.source.topic_names)})")
+    topics = logs.redact(", ".join(config.source.topic_names))  # a topic may come from a ${file:}
+    print(f"{args.config}: OK ({len(mapper)} rules{tested}, topics: {topics})")
     for problem in unset_secrets or []:
         print(f"{args.config}: {problem} (fine for check; --require-env refuses it)", file=sys.stderr)
     return 0

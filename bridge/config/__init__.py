@@ -27,6 +27,9 @@ from bridge.config.base import (
     as_list as as_list,
 )
 from bridge.config.base import (
+    at_path as at_path,
+)
+from bridge.config.base import (
     check_url as check_url,
 )
 from bridge.config.base import (
@@ -84,13 +87,7 @@ from bridge.config.reading import (
     MAX_EXPANDED_NODES as MAX_EXPANDED_NODES,
 )
 from bridge.config.reading import (
-    SECRET_PATHS as SECRET_PATHS,
-)
-from bridge.config.reading import (
     StrictLoader as StrictLoader,
-)
-from bridge.config.reading import (
-    at_path as at_path,
 )
 from bridge.config.reading import (
     describe_validation as describe_validation,
@@ -108,9 +105,6 @@ from bridge.config.reading import (
     read_raw as read_raw,
 )
 from bridge.config.reading import (
-    read_secret_file as read_secret_file,
-)
-from bridge.config.reading import (
     unterminated_references as unterminated_references,
 )
 from bridge.config.reading import (
@@ -118,6 +112,15 @@ from bridge.config.reading import (
 )
 from bridge.config.reading import (
     without_env_echoes as without_env_echoes,
+)
+from bridge.config.secrets import (
+    SECRET_PATHS as SECRET_PATHS,
+)
+from bridge.config.secrets import (
+    file_contents as file_contents,
+)
+from bridge.config.secrets import (
+    read_secret_file as read_secret_file,
 )
 from bridge.config.source import (
     SchemaRegistryConfig as SchemaRegistryConfig,

@@ -54,6 +54,13 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def at_path(node: Any, keys: list[str]) -> Any:
+    """``node[k1][k2]...`` in raw YAML, or None where a key or a mapping is missing."""
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
 def one_line_secret(value: SecretStr, header: bool = False) -> SecretStr:
     """A secret as a file written with ``echo`` holds it: one trailing newline removed (the
     loader warns), any other control character refused; ``header``: ASCII only."""

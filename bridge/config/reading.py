@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from bridge.config.document import BridgeConfig, cross_problems
+from bridge.config.secrets import read_secret_file, read_secret_files
 from bridge.errors import ConfigError
 
 _ENV = re.compile(r"\$(\$)?\{(?:file:([^}]+)|([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?)\}")
@@ -47,70 +48,6 @@ def expand_env(node: Any, env: Mapping[str, str], problems: list[str] | None, pa
         return ""
 
     return _ENV.sub(substitute, node)
-
-
-def read_secret_file(file: str, path: str, problems: list[str] | None) -> str:
-    """The content of a mounted secret (``${file:/run/secrets/x}``), without its final newline
-    (line ends read as a text file reads them)."""
-    text, reason = _file_text(file)
-    if text is None:
-        if problems is not None:
-            problems.append(f"{path}: cannot read secret file {file}: {reason}")
-        return ""
-    return text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
-
-
-def _file_text(file: str) -> tuple[str | None, str]:
-    """A file's text as it is, or None and why it cannot be read."""
-    try:
-        return Path(file).read_bytes().decode("utf-8"), ""
-    except OSError as exc:
-        return None, exc.strerror or str(exc)
-    except ValueError:  # a NUL in the path
-        return None, "not a path (it holds a NUL character)"
-    except UnicodeDecodeError:
-        return None, "not UTF-8 text"
-
-
-# The fields that hold a secret; each may also be read from a file: ``<field>_file``.
-SECRET_PATHS: tuple[tuple[str, ...], ...] = (
-    ("intilery", "auth_token"),
-    ("source", "schema_registry", "basic_auth"),
-    ("intilery", "rate_limit", "redis", "password"),
-)
-
-
-def read_secret_files(expanded: dict[str, Any], problems: list[str] | None) -> None:
-    """``auth_token_file: /var/run/secrets/...`` (a mounted Secret) puts the file's content
-    in ``auth_token``, as it is: the field's own checks then apply (one trailing newline
-    removed with a warning, control characters refused). Likewise the registry's
-    ``basic_auth_file`` and Redis' ``password_file``."""
-    for *sections, field in SECRET_PATHS:
-        node = at_path(expanded, sections)
-        if not isinstance(node, dict) or node.get(f"{field}_file") is None:
-            continue
-        where, file = ".".join([*sections, f"{field}_file"]), node[f"{field}_file"]
-        if field in node:
-            problem = f"{where}: {field} is set too; give one of them"
-        elif not isinstance(file, str) or not file:
-            problem = f"{where}: expected the path of a file"
-        else:
-            text, reason = _file_text(file)
-            node[field] = text or ""
-            if text is not None:
-                continue
-            # as an unset variable: named by the field it fills, which is left empty, so
-            # that `check` without --require-env can note it and go on
-            problem = f"{'.'.join([*sections, field])}: cannot read {field}_file {file}: {reason}"
-        if problems is not None:
-            problems.append(problem)
-
-
-def at_path(node: Any, keys: list[str]) -> Any:
-    """``node[k1][k2]...`` in raw YAML, or None where a key or a mapping is missing."""
-    for key in keys:
-        node = node.get(key) if isinstance(node, dict) else None
-    return node
 
 
 def _item_path(path: str, index: int, item: Any) -> str:

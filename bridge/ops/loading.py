@@ -26,6 +26,7 @@ from bridge.config import (
     at_path,
     cross_problems,
     describe_validation,
+    file_contents,
     raw_topic_names,
     read_expanded,
     validate,
@@ -162,6 +163,7 @@ def register_secrets(expanded: dict[str, Any]) -> None:
     for url in (redis.get("url"), registry.get("url"), intilery.get("url")):  # scheme://user:password@host
         values.append(_url_password(url))
     values += [v for k, v in kafka.items() if any(part in str(k) for part in SECRET_KEY_PARTS)]
+    values += file_contents()  # whatever a ${file:} gave, in any field
     for value in values:
         if isinstance(value, str | int | float) and not isinstance(value, bool):
             value = str(value).removesuffix("\n").removesuffix("\r")  # as the field keeps it

@@ -8,7 +8,7 @@ own interpreter, built once rather than per search. Raises jmespath's
 ParseError for bad syntax, and UnknownFunctionError for a function JMESPath does
 not have or one called with the wrong number of arguments (which jmespath itself
 finds only when the expression runs: every record would fail); evaluation raises
-what jmespath raises.
+what jmespath raises, and :func:`failure` says why without the value it failed on.
 """
 
 from __future__ import annotations
@@ -163,3 +163,22 @@ def _comparator(op: str, left: Evaluate, right: Evaluate) -> Evaluate:
         return compare(x, y)
 
     return ordering
+
+
+def described(value: Any) -> str:
+    """A value as a reason may name it: its type and size, never itself."""
+    size = f" of size {len(value)}" if isinstance(value, str | list | dict) else ""
+    return f"{type(value).__name__}{size}"
+
+
+def failure(exc: Exception) -> str:
+    """Why an expression failed, without the value it failed on (jmespath's message quotes it:
+    a phone number, a name, an e-mail address): the function and the types."""
+    if isinstance(exc, jmespath.exceptions.JMESPathTypeError):
+        expected = ", ".join(exc.expected_types)
+        return (
+            f"{exc.function_name}() takes {expected}, not {exc.actual_type} ({described(exc.current_value)})"
+        )
+    if isinstance(exc, jmespath.exceptions.ArityError):
+        return f"{exc.function_name}() takes {exc.expected_arity} arguments, not {exc.actual_arity}"
+    return type(exc).__name__  # other messages may quote the value too

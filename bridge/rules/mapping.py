@@ -29,7 +29,14 @@ from bridge.config import RuleConfig
 from bridge.errors import MappingError
 from bridge.model import Command
 from bridge.rules.commands import KNOWN_EVENTS, command_problem, is_dynamic, misspelt_command
-from bridge.rules.expressions import Evaluate, compile_expression, is_false, quoted_field_comparisons
+from bridge.rules.expressions import (
+    Evaluate,
+    compile_expression,
+    described,
+    failure,
+    is_false,
+    quoted_field_comparisons,
+)
 
 MAX_CALL_BYTES = 32 * 1024
 KAFKA_ROOT = "_kafka"
@@ -54,8 +61,7 @@ def _search(expr: Expression, context: dict[str, Any]) -> Any:
     try:
         return expr.evaluate(context)
     except (jmespath.exceptions.JMESPathError, TypeError, ValueError) as exc:
-        text = str(exc) if len(str(exc)) <= 300 else f"{str(exc)[:300]}... (cut)"  # it may quote the value
-        raise MappingError(f"expression {expr.text!r} failed: {text}") from exc
+        raise MappingError(f"expression {expr.text!r} failed: {failure(exc)}") from exc
 
 
 def _compile_expr(text: str, where: str, problems: list[str]) -> Expression | None:
@@ -167,8 +173,10 @@ def finish_command(
             body["timestamp"], event_ms = timestamps.normalise_ms(body["timestamp"])
         elif record_ms is not None:
             body["timestamp"] = timestamps.from_epoch_ms(record_ms)
-    except ValueError as exc:
-        raise MappingError(f"timestamp: {exc}", rule=rule) from exc
+    except ValueError as exc:  # its message quotes the value: an event's, so not in a reason
+        raise MappingError(
+            f"timestamp: not a time in range ({described(body.get('timestamp'))})", rule=rule
+        ) from exc
     try:
         payload = _ENCODER.encode(body).encode()
     except (TypeError, ValueError) as exc:

@@ -13,6 +13,7 @@ from bridge.errors import ConfigError
 from bridge.kafka.consumer import consumer_config, librdkafka_problems
 from bridge.logs import redact
 from bridge.ops.loading import load, load_offline
+from tests.support import run_cli
 
 GOOD: dict[str, Any] = {
     "kafka": {"bootstrap.servers": "${BOOT:-localhost:9092}", "group.id": "g"},
@@ -570,3 +571,18 @@ def test_a_duration_that_is_not_finite_is_refused(tmp_path: Path) -> None:
     rule = {**GOOD["rules"][0], "max_age": "9" * 400 + "d"}  # float() makes it inf
     (problem,) = problems(tmp_path, {**GOOD, "rules": [rule]})
     assert "rules[0] (abandoned-sms).max_age: must be a finite duration" in problem, problem
+
+
+def test_what_a_file_gives_is_redacted_wherever_it_is_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``${file:/proc/self/environ}`` in a topic printed the token in check's OK line."""
+    secret = tmp_path / "environ"
+    secret.write_text("TOKEN=s3cr3t-value\x00HOME=/root")
+    data = {**GOOD, "source": {"topics": [f"${{file:{secret}}}"]}}
+    path = write(tmp_path, data)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TOKEN", "t")
+        code, out, err = run_cli(capsys, "check", "--config", str(path))
+    assert code == 0 and "topics: [redacted]" in out, out + err
+    assert "s3cr3t" not in out + err and redact(secret.read_text()) == "[redacted]"

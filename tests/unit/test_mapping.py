@@ -182,7 +182,10 @@ def test_timestamp_defaults_to_record_time_and_is_normalised() -> None:
         ),
         ({"event": "{{ nope }}", "userId": "u"}, "event: required, a non-empty string"),
         ({"event": "x", "userId": "{{ nope }}"}, "userId: userId or anonymousId required for a track event"),
-        ({"event": "x", "userId": "u", "timestamp": "{{ type }}"}, "timestamp: not an ISO-8601 time"),
+        (
+            {"event": "x", "userId": "u", "timestamp": "{{ type }}"},
+            "timestamp: not a time in range (str of size",
+        ),
     ],
 )
 def test_rendered_body_breaking_contract_is_mapping_error(emit: dict[str, Any], reason: str) -> None:
@@ -212,7 +215,33 @@ def test_payload_is_compact_json_of_body() -> None:
     assert command.payload == '{"event":"x","userId":"ü","timestamp":"2019-11-18T13:30:12.984Z"}'.encode()
 
 
-def test_a_rule_error_quotes_at_most_300_characters_of_the_value() -> None:
+@pytest.mark.parametrize(
+    ("when", "value", "said"),
+    [
+        ("abs(booking.value) > `1`", "+447700900123", "abs() takes number, not string (str of size 13)"),
+        (
+            "length(booking.value) > `1`",
+            447700900123,
+            "length() takes string, array, object, not number (int)",
+        ),
+        ("max(booking.value) > `1`", ["ada@example.com", 3], "max() takes array-number, array-string, not"),
+    ],
+)
+def test_a_rule_error_never_quotes_the_value(when: str, value: object, said: str) -> None:
+    """JMESPath's type errors quote the value (a phone number, an e-mail address): the
+    reason names the function and the types."""
+    mapper, problems = compile_rules(
+        [{"name": "n", "when": when, "emit": {"event": "x", "userId": "u"}}], ["t"]
+    )
+    assert problems == []
+    meta = {"topic": "t", "partition": 0, "offset": 0, "key": None, "timestamp": None, "headers": {}}
+    with pytest.raises(MappingError) as info:
+        mapper.map({"booking": {"value": value}}, meta)
+    assert said in info.value.reason
+    assert "447700900123" not in info.value.reason and "ada@" not in info.value.reason
+
+
+def test_a_rule_error_is_short_whatever_the_size_of_the_value() -> None:
     """JMESPath's type errors quote the value: a 900 KB field made a 1.35 MB reason."""
     mapper, problems = compile_rules(
         [{"name": "n", "when": "abs(booking.value) > `1`", "emit": {"event": "x", "userId": "u"}}], ["t"]
@@ -221,7 +250,7 @@ def test_a_rule_error_quotes_at_most_300_characters_of_the_value() -> None:
     meta = {"topic": "t", "partition": 0, "offset": 0, "key": None, "timestamp": None, "headers": {}}
     with pytest.raises(MappingError) as info:
         mapper.map({"booking": {"value": "v" * 900_000}}, meta)
-    assert len(info.value.reason) < 500 and info.value.reason.endswith("... (cut)")
+    assert len(info.value.reason) < 500 and "v" * 10 not in info.value.reason
 
 
 @pytest.mark.parametrize(
