@@ -205,7 +205,13 @@ class Mapper:
         return [rule.name for rule in self._all]
 
     def rules_for(self, topic: str) -> list[CompiledRule]:
-        return self._by_topic.get(topic, self._all)
+        """The rules of records from ``topic``: those whose ``topics`` list it or that have
+        none, also for a topic this set was not compiled for (``diff`` and ``--shadow`` run a
+        candidate's rules on the live topics)."""
+        found = self._by_topic.get(topic)
+        if found is None:
+            found = self._by_topic[topic] = [rule for rule in self._all if rule.applies_to(topic)]
+        return found
 
     def map(
         self, event: dict[str, Any], meta: dict[str, Any], known: dict[str, Command | None] | None = None

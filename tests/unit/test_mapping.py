@@ -161,6 +161,19 @@ def test_rules_emit_in_order_and_respect_topics() -> None:
     assert [c.rule for c in mapper.map(EVENT, {**META, "topic": "other"})] == ["one", "two"]
 
 
+def test_a_rule_limited_to_topics_is_not_applied_to_a_topic_the_set_does_not_know() -> None:
+    """A candidate's rules (``diff``, ``--shadow``) meet the live topics: a topic the candidate
+    does not list ran every rule on it, its ``topics:`` ignored."""
+    mapper = Mapper(
+        [
+            rule({"event": "x", "userId": "u"}, name="one", topics=["other"]),
+            rule({"event": "y", "userId": "u"}, name="two"),
+        ],
+        ["other"],
+    )
+    assert [c.rule for c in mapper.map(EVENT, {**META, "topic": "unknown"})] == ["two"]
+
+
 def test_timestamp_defaults_to_record_time_and_is_normalised() -> None:
     assert run({"event": "x", "userId": "u"})["timestamp"] == "2019-11-18T13:30:12.984Z"
     body = run({"event": "x", "userId": "u", "timestamp": "{{ t }}"}, event={**EVENT, "t": 1574083812})
