@@ -7,8 +7,10 @@ only once the broker has acknowledged the write.
 
 A dead letter always encodes and always fits: the reason is cut at
 :data:`REASON_LIMIT` characters (its full length noted), every header value is UTF-8
-with what is not valid escaped, and a write refused for its content (too large, an
-invalid record or timestamp) is retried in a reduced form at once: a refused time is
+with what is not valid escaped, a source header named ``x-bridge-*`` is kept as
+``x-source-x-bridge-*`` (every ``x-bridge-*`` header of a dead letter is the bridge's), and
+a write refused for its content (too large, an invalid record or timestamp) is retried in a
+reduced form at once: a refused time is
 dropped on its own first (``x-bridge-time-omitted`` keeps it); otherwise each form is
 smaller than the one before: without its value (``x-bridge-value-omitted``), then
 without the source's headers (``x-bridge-headers-omitted``), then without its key and
@@ -35,6 +37,10 @@ from bridge.tracing import TRACEPARENT, TRACESTATE
 
 log = structlog.get_logger("bridge.kafka.deadletter")
 
+BRIDGE_HEADER = "x-bridge-"  # the bridge's own headers: every one a dead letter carries is ours
+# A source record's own ``x-bridge-*`` header is kept under this prefix: a producer cannot
+# forge the customer (trace), the rule (redrive's --rule) or an omission (redrive's refusal).
+SOURCE_PREFIX = "x-source-"
 VALUE_OMITTED = "x-bridge-value-omitted"
 HEADERS_OMITTED = "x-bridge-headers-omitted"
 KEY_OMITTED = "x-bridge-key-omitted"
@@ -115,13 +121,26 @@ def dead_letter_headers(
         extra[KEY_OMITTED] = f"{len(record.key or b'')} bytes"
     if "time" in form and record.timestamp_ms is not None:
         extra[TIME_OMITTED] = str(record.timestamp_ms)  # the record's own time, in epoch ms
-    source = [(header_text(k), v) for k, v in record.headers if "headers" not in form or k in TRACE_HEADERS]
+    source = [(forwarded(k), v) for k, v in record.headers if "headers" not in form or k in TRACE_HEADERS]
     return [*source, *((k, header_bytes(v)) for k, v in extra.items())]
 
 
 def header_text(name: str) -> str:
     """A header name the producer can encode."""
     return header_bytes(name).decode("utf-8")
+
+
+def forwarded(name: str) -> str:
+    """A source header's name in its dead letter: as it was, but for one that looks like the
+    bridge's own (``x-bridge-*``), kept under :data:`SOURCE_PREFIX`."""
+    text = header_text(name)
+    return SOURCE_PREFIX + text if text.lower().startswith(BRIDGE_HEADER) else text
+
+
+def restored(name: str) -> str:
+    """The source header's own name again (:func:`forwarded` undone), for redrive."""
+    inner = name.removeprefix(SOURCE_PREFIX)
+    return inner if inner != name and inner.lower().startswith(BRIDGE_HEADER) else name
 
 
 @dataclass(frozen=True, slots=True)

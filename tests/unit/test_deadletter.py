@@ -20,6 +20,7 @@ from bridge.kafka.deadletter import (
     DeadLetters,
     dead_letter_headers,
 )
+from bridge.kafka.window import Window, original_of
 from bridge.logs import register_secret
 from bridge.model import Record
 
@@ -224,3 +225,25 @@ def test_a_dead_letter_keeps_the_records_trace_context_even_without_its_headers(
     ]
     assert [h for h in without if h[0] in ("traceparent", "tracestate", "source")] == trace
     assert dict(without)[HEADERS_OMITTED] == b"3 headers"
+
+
+def test_a_source_record_cannot_forge_the_bridge_headers_and_redrive_gives_them_back() -> None:
+    """A producer's own x-bridge-user-id put another customer's dead letter in trace, its
+    x-bridge-rule passed redrive's --rule, its x-bridge-value-omitted made redrive refuse a
+    record that has its value."""
+    forged = [("x-bridge-user-id", b"C-victim"), ("x-bridge-rule", b"other"), (VALUE_OMITTED, b"9 bytes")]
+    record = Record("bookings", 0, 7, b"C-1", b"{}", [("source", b"web"), *forged], None)
+    headers = dead_letter_headers(record, MappingError("nope", rule="abandoned-sms"))
+    bridge_headers = {name: value for name, value in headers if name.startswith("x-bridge-")}
+    assert bridge_headers["x-bridge-rule"] == b"abandoned-sms"
+    assert "x-bridge-user-id" not in bridge_headers and VALUE_OMITTED not in bridge_headers
+    assert ("x-source-x-bridge-user-id", b"C-victim") in headers
+    letter = Record("bookings.dlq", 0, 0, b"C-1", b"{}", headers, None)
+    original = original_of(letter)  # redrive reads it as the record it was, forged headers and all
+    assert original.headers == record.headers and original.value == b"{}"
+    assert (
+        Window("bookings.dlq", "g", False, redrive=True, filters={"x-bridge-rule": ("other",)}).selects(
+            letter
+        )
+        is False
+    )
