@@ -37,6 +37,15 @@ def redact(text: str) -> str:
     return _USERINFO.sub(rf"\1:{REDACTED}@", text) if "@" in text else text
 
 
+def printable(text: str) -> str:
+    """``text`` for a terminal: control characters, line ends and lone surrogates escaped
+    (``\\n``, ``\\x1b``, ``\\udce9``), so that what other writers put in a topic cannot
+    move the cursor, forge a line or fail the encoding."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)

@@ -15,6 +15,7 @@ from bridge.errors import ConfigError
 from bridge.kafka.consumer import asking_kafka
 from bridge.kafka.deadletter import TRACE_ID, USER_ID
 from bridge.kafka.window import read_window, window_reader
+from bridge.logs import printable
 from bridge.model import Record
 from bridge.ops.loading import Loaded
 from bridge.ops.planning import plan
@@ -54,9 +55,9 @@ class Story:
         return {"user": self.user, "entries": self.entries}
 
     def report(self, out: TextIO) -> None:
-        print(f"{self.user}: {len(self.entries)} entries", file=out)
+        print(printable(f"{self.user}: {len(self.entries)} entries"), file=out)
         for entry in self.entries:
-            print(_line(entry), file=out)
+            print(printable(_line(entry)), file=out)  # entries are other writers' too
 
 
 def _line(entry: dict[str, Any]) -> str:

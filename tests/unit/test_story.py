@@ -32,6 +32,8 @@ def tell(entries: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     story.told().report(out)
     json.dumps(story.as_json(), default=str)
+    lines = out.getvalue().splitlines()  # other writers' control characters escaped: a line each
+    assert len(lines) == len(story.entries) + 1 and all(line.isprintable() for line in lines), lines
     return out.getvalue()
 
 
@@ -39,6 +41,7 @@ def tell(entries: list[dict[str, Any]]) -> str:
 @given(st.lists(st.dictionaries(FIELDS, JSON, max_size=6), max_size=4), st.binary(max_size=40))
 @example([{"source": [1], "rule": {"a": 1}}, {"source": "x", "rule": [2]}], b"")
 @example([], b"[" * 50_000)  # nested past the JSON parser's depth
+@example([{"rule": "r\x1b[2J\nforged 200 line", "assetId": "A\u2028\udce9"}], b"")  # printed as it was
 def test_any_audit_entry_of_the_user_is_told(entries: list[dict[str, Any]], junk: bytes) -> None:
     records = [
         Record("audit", 0, n, USER.encode(), json.dumps({**e, "userId": USER}).encode(), [], None)
