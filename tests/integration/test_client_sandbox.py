@@ -174,3 +174,21 @@ def test_a_connection_refused_does_not_stretch_the_timeout() -> None:
             await client.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("length", [b"x", b"-5", b"1e3", b"\xd9\xa3"])  # the last: an Arabic-Indic digit
+def test_a_content_length_that_is_no_whole_number_is_answered_400_at_once(
+    sandbox: Sandbox, length: bytes
+) -> None:
+    """It answered with a traceback, or (negative) waited for ever for the body."""
+    host, port = sandbox.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as connection:
+        connection.sendall(
+            b"POST /track/acme/acme/ACME/v1/track HTTP/1.1\r\nHost: x\r\nContent-Length: "
+            + length
+            + b"\r\n\r\n"
+        )
+        answer = b""
+        while chunk := connection.recv(65536):  # it closes the connection after answering
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"content-length must be a whole number" in answer

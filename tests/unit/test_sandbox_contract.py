@@ -133,3 +133,19 @@ def test_reject_rule() -> None:
 def test_the_contract_table_accepts(body: dict[str, Any]) -> None:
     status, _, answer = ask(SandboxState("tok", rate=0), body)
     assert (status, answer["success"]) == (200, True), answer
+
+
+def test_a_body_nested_past_the_parser_is_a_400_not_a_traceback() -> None:
+    status, _, body = ask(SandboxState("tok", rate=0), b"[" * 100_000)
+    assert (status, body["message"]) == (400, "body is nested too deeply")
+
+
+def test_a_long_run_keeps_only_the_latest_requests_and_numbers_them_on() -> None:
+    state = SandboxState("tok", rate=0, keep=10)
+    for _ in range(25):
+        assert ask(state, SMS)[0] == 200
+    listing = state.listing("requests", 0)
+    assert listing["total"] == 25 and len(state.accepted) <= 10 and len(state.attempts) <= 10
+    assert [r["seq"] for r in listing["requests"]] == list(range(25 - len(state.accepted), 25))
+    assert [r["seq"] for r in state.listing("requests", 23)["requests"]] == [23, 24]
+    assert state.listing("requests", 25)["requests"] == []

@@ -57,18 +57,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _body(self) -> bytes:
-        length = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(length) if length else b""
+    def _declared(self) -> int | None:
+        """The request's content-length; None when it is not a whole number (``-5``, ``x``)."""
+        text = (self.headers.get("content-length") or "0").strip()
+        return int(text) if text.isdigit() and text.isascii() else None
 
     def do_POST(self) -> None:
         state = self.server.state
-        declared = int(self.headers.get("content-length") or 0)
+        declared = self._declared()
+        if declared is None:  # nothing after it can be read as a request: answer and close
+            self.close_connection = True
+            self._send(400, {"success": False, "message": "content-length must be a whole number"})
+            return
         if declared > MAX_REQUEST_BYTES:  # answer without reading a body we would refuse anyway
             self.close_connection = True
             self._send(413, {"success": False, "message": "request too large"})
             return
-        body = self._body()
+        body = self.rfile.read(declared) if declared else b""
         url = urlsplit(self.path)
         if url.path == "/_sandbox/faults":
             try:
@@ -76,6 +81,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if not isinstance(spec, dict):
                     raise ValueError("faults must be a JSON object")
                 self._send(200, state.set_faults(spec))
+            except RecursionError:
+                self._send(400, {"success": False, "message": "faults nested too deeply"})
             except ValueError as exc:
                 self._send(400, {"success": False, "message": str(exc)})
             return

@@ -52,15 +52,20 @@ class TokenBucket:
 Answer = tuple[int, dict[str, str], dict[str, Any]]
 
 
+MAX_KEPT = 200_000  # requests (and attempts) the sandbox lists at most
+
+
 class SandboxState:
     """Everything the sandbox knows; thread-safe, independent of the HTTP layer."""
 
-    def __init__(self, token: str, rate: float = 100, burst: int = 500) -> None:
+    def __init__(self, token: str, rate: float = 100, burst: int = 500, keep: int = MAX_KEPT) -> None:
         self.token = token
         self.bucket = TokenBucket(rate, burst)
         self.faults = Faults()
         self.accepted: list[dict[str, Any]] = []
         self.attempts: list[dict[str, Any]] = []
+        self.keep = keep  # the most recent requests and attempts each list keeps
+        self._seen = {"requests": 0, "attempts": 0}  # each list's count since cleared
         self.refusing = False  # not listening: requests on connections still open are dropped
         self._lock = threading.Lock()
 
@@ -91,6 +96,7 @@ class SandboxState:
         with self._lock:
             self.accepted.clear()
             self.attempts.clear()
+            self._seen = {"requests": 0, "attempts": 0}
 
     def latency(self) -> float:
         return self.faults.latency_ms / 1000
@@ -99,10 +105,17 @@ class SandboxState:
         with self._lock:
             answer = self._answer(path, headers, body)
             status = 0 if answer == DROP else answer[0]
-            self.attempts.append(
-                {"seq": len(self.attempts), "at": time.time(), "path": path, "status": status}
-            )
+            self._kept("attempts", {"at": time.time(), "path": path, "status": status})
             return answer
+
+    def _kept(self, which: str, item: dict[str, Any]) -> None:
+        """Add to a list, numbered; past :attr:`keep` items the oldest half is forgotten (a
+        long run kept every request for ever)."""
+        items = self.accepted if which == "requests" else self.attempts
+        items.append({"seq": self._seen[which], **item})
+        self._seen[which] += 1
+        if len(items) > self.keep:
+            del items[: len(items) - self.keep // 2]
 
     def _injected(self, path: str) -> Answer | str | None:
         """A fault injected for this request (a dropped connection, a status), if any."""
@@ -145,6 +158,8 @@ class SandboxState:
             payload = json.loads(body)
         except ValueError:
             return fail(400, "body is not valid JSON")
+        except RecursionError:
+            return fail(400, "body is nested too deeply")
         if _matching(self.faults.unavailable, payload):
             return fail(503, "sandbox unavailable rule matched")
         problem = validate(match["action"], payload)
@@ -153,22 +168,23 @@ class SandboxState:
                 400, problem or "sandbox reject rule matched " + ", ".join(sorted(self.faults.reject or {}))
             )
         event_id = str(uuid.uuid4())
-        self.accepted.append(
+        self._kept(
+            "requests",
             {
-                "seq": len(self.accepted),
                 "at": time.time(),
                 "action": match["action"],
                 "body": payload,
                 "eventId": event_id,
                 **{name: headers[name] for name in ("traceparent", "tracestate") if name in headers},
-            }
+            },
         )
         return 200, {}, {"success": True, "eventId": event_id}
 
     def listing(self, which: str, since: int) -> dict[str, Any]:
         with self._lock:
             items = self.accepted if which == "requests" else self.attempts
-            return {which: items[since:], "total": len(items)}
+            forgotten = self._seen[which] - len(items)
+            return {which: items[max(0, since - forgotten) :], "total": self._seen[which]}
 
 
 def _matching(rule: dict[str, Any] | None, payload: Any) -> bool:
