@@ -32,6 +32,24 @@ class Answer:
         return whole if self.cut is None else whole[: self.cut]
 
 
+@dataclass(frozen=True)
+class Exchange:
+    at: float  # when the request was read, Unix seconds
+    request: bytes  # its head and body, as they came
+    answer: Answer
+
+    @property
+    def body(self) -> bytes:
+        return self.request.split(b"\r\n\r\n", 1)[1]
+
+    def header(self, name: bytes) -> bytes | None:
+        for line in self.request.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+            key, _, value = line.partition(b":")
+            if key.strip().lower() == name.lower():
+                return value.strip()
+        return None
+
+
 class _Handler(socketserver.BaseRequestHandler):
     server: HostileServer
 
@@ -49,9 +67,10 @@ class _Handler(socketserver.BaseRequestHandler):
                 if not (chunk := self._read()):
                     return
                 buffer += chunk
-            self.server.requests.append(head + b"\r\n\r\n" + buffer[:length])
+            request = head + b"\r\n\r\n" + buffer[:length]
             buffer = buffer[length:]
             answer = self.server.next_answer()
+            self.server.exchanges.append(Exchange(time.time(), request, answer))
             if answer.delay_s:
                 time.sleep(answer.delay_s)
             self.request.sendall(answer.raw())
@@ -83,7 +102,7 @@ class HostileServer(socketserver.ThreadingTCPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.default = default or Answer()
         self.answers: deque[Answer] = deque()
-        self.requests: list[bytes] = []
+        self.exchanges: list[Exchange] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 

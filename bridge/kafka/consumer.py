@@ -3,6 +3,7 @@ offline, look-ups by time and of committed offsets, and records from messages.""
 
 from __future__ import annotations
 
+import operator
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -188,12 +189,18 @@ def record_from_message(message: Any) -> Record:
     )
 
 
+_HEADERS = operator.methodcaller("headers")  # a call that always checks the error indicator
+
+
 def message_headers(message: Any) -> list[tuple[str, bytes | None]]:
-    """A message's headers. confluent-kafka decodes every header name as UTF-8 and raises
-    ``SystemError`` for one that is not (any non-Python producer can write it), with no way
-    to read the others: then the record goes on without headers, said in a warning."""
+    """A message's headers. confluent-kafka decodes every header name as UTF-8 and, for one
+    that is not (any non-Python producer can write it), returns with the decoding error still
+    set, so there is no way to read the others: then the record goes on without headers,
+    said in a warning. Called through :data:`_HEADERS`: once the interpreter specialises a
+    plain ``message.headers()`` call it no longer checks for that error, which then surfaces
+    at some later call as a ``SystemError`` out of nowhere."""
     try:
-        return list(message.headers() or ())
+        return list(_HEADERS(message) or ())
     except (SystemError, UnicodeDecodeError):
         log.warning(
             "record_headers_unreadable",
