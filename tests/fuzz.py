@@ -1,7 +1,9 @@
 """``make fuzz``: the record path's fuzzing harness (``tests/fuzzing.py``) for longer.
 
 Coverage-guided with atheris (libFuzzer) when it installs, else hypothesis with a large
-budget; ``--seconds`` (``FUZZ_SECONDS``, 600 by default). Every input that breaks an
+budget, for three quarters of the time; the last quarter at the edges (``tests/edgefuzz.py``:
+records produced through librdkafka, answers from a hostile Intilery); ``--seconds``
+(``FUZZ_SECONDS``, 600 by default). Every input that breaks an
 invariant is kept in ``tests/corpus/`` (which ``make test`` replays), a crash that kills
 the process included (libFuzzer's artifact, turned into the same form afterwards).
 ``--figures FILE`` writes what the run did and what every kept input comes to.
@@ -150,6 +152,57 @@ def _fuzz_hypothesis(seconds: int) -> dict[str, Any]:
     }
 
 
+def _fuzz_edges(seconds: int) -> dict[str, Any]:
+    """The edge drivers (tests/edgefuzz.py) with hypothesis for ``seconds``: records produced
+    through librdkafka and read by the consumer's code, answers from a hostile Intilery. A
+    failure is reported with hypothesis' shrunk input (the Kafka driver's as a kept input)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tests import edgefuzz, fuzzing
+    from tests.integration.test_edge_fuzz import produced
+
+    kafka, intilery = edgefuzz.KafkaEdge(), edgefuzz.IntileryEdge()
+    counts, failures, kept, last = {"kafka": 0, "intilery": 0}, list[str](), list[str](), dict[str, Any]()
+    quiet = settings(max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+
+    @quiet
+    @given(batch=st.lists(produced, min_size=1, max_size=3))
+    def through_kafka(batch: list[Any]) -> None:
+        counts["kafka"] += 1
+        last["batch"] = batch
+        kafka.check(batch)
+
+    @quiet
+    @given(answer=edgefuzz.answers)
+    def from_intilery(answer: Any) -> None:
+        counts["intilery"] += 1
+        last["answer"] = answer
+        intilery.check(answer)
+
+    started = time.monotonic()
+    deadline = started + seconds
+    try:
+        while time.monotonic() < deadline:
+            for driver in (through_kafka, from_intilery):
+                try:
+                    driver()
+                except Exception as exc:
+                    failures.append(f"{driver.__name__}: {type(exc).__name__}: {str(exc)[:200]}")
+                    if driver is through_kafka:
+                        records = [record for record, _ in last["batch"]]
+                        kept.append(fuzzing.save(records, f"make fuzz (edges): {type(exc).__name__}").name)
+    finally:
+        kafka.close()
+        intilery.close()
+    return {
+        "seconds": round(time.monotonic() - started),
+        "executions": counts,
+        "failures": failures,
+        "kept": kept,
+    }
+
+
 def figures(run: dict[str, Any]) -> str:
     from tests import fuzzing
 
@@ -168,6 +221,8 @@ def figures(run: dict[str, Any]) -> str:
         )
         rows.append(f"| {note} | {len(batch)} of {outcome['records']} | {reasons.replace('|', '/') or '-'} |")
     kept = ", ".join(f"`{name}`" for name in run["kept"]) or "nothing: no invariant broke"
+    edges = run["edges"]
+    edge_failures = "; ".join(edges["failures"]) or "none: no invariant broke"
     return "\n".join(
         [
             "# Hostile input: the fuzzing run and the kept inputs",
@@ -178,6 +233,12 @@ def figures(run: dict[str, Any]) -> str:
             f"{platform.python_version()}: {run['engine']}, {run['seconds']} s, "
             f"{run['executions']:,} inputs through the record path (each a batch of hostile records "
             f"between good events). Kept from this run: {kept}.",
+            "",
+            f"At the edges (`tests/edgefuzz.py`, hypothesis, {edges['seconds']} s): "
+            f"{edges['executions']['kafka']:,} batches produced through librdkafka (raw header names, any "
+            f"key, value and time) and read by the consumer's code into the record path; "
+            f"{edges['executions']['intilery']:,} answers from a hostile Intilery (any status, header "
+            f"bytes, body, slow or cut short) read by the real client. Failures: {edge_failures}.",
             "",
             "Every input kept in `tests/corpus/` through the same harness (`make test` replays them): "
             "how many hostile records among all, and what each dead letter says "
@@ -202,13 +263,20 @@ def main() -> int:
     from bridge import logs
 
     logs.configure("critical", open(os.devnull, "w"))  # noqa: SIM115  # the harness' bridges log a lot
+    edge_seconds = args.seconds // 4  # a quarter of the time at the edges
     try:
         import atheris  # noqa: F401
 
-        run = _fuzz_atheris(args.seconds)
+        run = _fuzz_atheris(args.seconds - edge_seconds)
     except ImportError:
-        run = _fuzz_hypothesis(args.seconds)
+        run = _fuzz_hypothesis(args.seconds - edge_seconds)
+    run["edges"] = edges = _fuzz_edges(edge_seconds)
+    run["kept"] += edges["kept"]
+    run["failed"] = run["failed"] or bool(edges["failures"])
     print(f"make fuzz: {run['engine']}, {run['seconds']} s, {run['executions']:,} inputs, kept {run['kept']}")
+    print(
+        f"make fuzz at the edges: {edges['seconds']} s, {edges['executions']}, failures {edges['failures']}"
+    )
     if args.figures:
         args.figures.write_text(figures(run))
     return 1 if run["failed"] else 0

@@ -18,6 +18,7 @@ with ``Retry-After`` or an auth failure, and the in-flight limit.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -180,12 +181,15 @@ class IntileryClient:
         started = time.perf_counter()
         timeout = self.timeout_s
         try:
-            response = await self._client.post(
-                self._urls[action],
-                content=payload,
-                timeout=_timeout(timeout),
-                headers=span.headers() if span is not None else None,
-            )
+            # httpx's time-outs are per phase: an answer that never ends (a 100 Continue and
+            # then nothing) held the request for ever. The whole exchange has a deadline too.
+            async with asyncio.timeout(timeout + min(timeout, 5.0) + 1.0):
+                response = await self._client.post(
+                    self._urls[action],
+                    content=payload,
+                    timeout=_timeout(timeout),
+                    headers=span.headers() if span is not None else None,
+                )
         except httpx.RequestError as exc:
             self._observe("error", started)
             if _answer_overdue(exc):
@@ -194,6 +198,10 @@ class IntileryClient:
         except aiohttp.ClientError as exc:  # an answer aiohttp cannot parse, not mapped by httpx
             self._observe("error", started)
             raise RetryableError(f"the answer could not be read: {type(exc).__name__}") from exc
+        except TimeoutError as exc:
+            self._observe("error", started)
+            self._stretch(timeout)  # it may have been taken: as an answer overdue
+            raise RetryableError("timed out: no whole answer by the request's deadline") from exc
         self._observe(str(response.status_code), started)
         self._settle(time.perf_counter() - started)
         if response.status_code == 429 and self.limiter is not None:
