@@ -13,7 +13,8 @@ class RetryConfig(Model):
     initial_backoff_ms: int = Field(default=200, ge=1)
     """First retry delay; doubles each attempt, with jitter (half to all of the step)."""
     max_backoff_ms: int = Field(default=30_000, ge=1)
-    """Cap on the retry delay."""
+    """Cap on the retry delay, and on how long a `Retry-After` from Intilery is honoured (an
+    answer asking for ten years, or `inf`, would hold every request)."""
     max_attempts: int | None = Field(default=None, ge=1, json_schema_extra=shown_default("unlimited"))
     """Give up after this many attempts and dead-letter the record (class `rejected`, reason `gave
     up after N attempts: ...`). Auth failures never give up.

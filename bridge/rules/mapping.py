@@ -175,7 +175,7 @@ def finish_command(
             body["timestamp"] = timestamps.from_epoch_ms(record_ms)
     except ValueError as exc:  # its message quotes the value: an event's, so not in a reason
         raise MappingError(
-            f"timestamp: not a time in range ({described(body.get('timestamp'))})", rule=rule
+            f"timestamp: not a time, or out of range ({described(body.get('timestamp'))})", rule=rule
         ) from exc
     try:
         payload = _ENCODER.encode(body).encode()

@@ -39,7 +39,9 @@ def test_429_storm_honours_retry_after(
     produce_stream(drill_cluster, records)
     sandbox.state.set_faults({"status": 429, "count": throttled, "retry_after": retry_after})
     log_path = tmp_path / "bridge.log"
-    with drill_bridge(drill_config(drill_cluster, sandbox, "throttle"), log_path):
+    # Retry-After is honoured up to the longest back-off: here longer than Intilery asks.
+    retry = {"initial_backoff_ms": 50, "max_backoff_ms": round(retry_after * 1000) + 500}
+    with drill_bridge(drill_config(drill_cluster, sandbox, "throttle", retry=retry), log_path):
         wait_for(lambda: len(delivered_seqs(sandbox)) >= records, 180, "all delivered")
     outcome = check_stream(drill_cluster, sandbox, "throttle", records)
     assert outcome.lost == 0 and outcome.dead_lettered == 0
