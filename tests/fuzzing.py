@@ -12,6 +12,8 @@ records, each between good events on the same key, and asserts the invariants:
   commit reaches the end of every partition;
 - every good event is delivered once;
 - every dead letter encodes and fits 1 MB (``message.max.bytes``);
+- a source record's own ``x-bridge-*`` headers are kept under ``x-source-``, never taken
+  for the bridge's;
 - the same bytes read back as audit entries (another writer may share the audit topic:
   the look-up after a crash, ``trace --user``) are an entry or nothing, never a crash.
 
@@ -37,7 +39,14 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bridge.decode.registry import SchemaRegistry
-from bridge.kafka.deadletter import HEADERS_OMITTED, KEY_OMITTED, VALUE_OMITTED, DeadLetters
+from bridge.kafka.deadletter import (
+    BRIDGE_HEADER,
+    HEADERS_OMITTED,
+    KEY_OMITTED,
+    VALUE_OMITTED,
+    DeadLetters,
+    forwarded,
+)
 from bridge.kafka.sentlog import sent_entry
 from bridge.model import Record
 from bridge.ops.story import _delivered
@@ -228,6 +237,15 @@ class Harness:
             )
             for headers in (dict(write["headers"]) for write in producer.writes)
         ]
+        by_position = {(r.topic, r.offset): r for r in records}
+        for write in producer.writes:  # a source's own x-bridge-* header is never taken for ours
+            headers = dict(write["headers"])
+            source = by_position[
+                headers["x-bridge-source-topic"].decode(), int(headers["x-bridge-source-offset"])
+            ]
+            for name, value in source.headers if HEADERS_OMITTED not in headers else ():
+                if name.lower().startswith(BRIDGE_HEADER):
+                    assert (forwarded(name), value) in write["headers"] and forwarded(name) != name
         for record in hostile:  # as audit entries, their key taken for the customer's
             sent_entry(record.value, "bridge")
             _delivered(record, (record.key or b"C-1").decode(errors="replace"))
