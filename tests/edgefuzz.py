@@ -13,6 +13,10 @@
   within its time-out; a ``Retry-After`` no longer than the cap; an eventId and a reason
   that always encode.
 
+- :class:`RegistryEdge`: any answer from a hostile schema registry, read by the real
+  registry client: a schema, or a ``DecodeError`` (the record's) or a ``RetryableError``
+  (the registry's), never an exception of another kind.
+
 Used by ``tests/integration/test_edge_fuzz.py`` (hypothesis, in ``make test``) and by
 ``make fuzz`` (``tests/fuzz.py``), which gives them a share of its time.
 """
@@ -29,8 +33,9 @@ from confluent_kafka import Consumer, TopicPartition
 from hypothesis import strategies as st
 
 from bridge.config import IntileryConfig
+from bridge.decode.registry import SchemaRegistry
 from bridge.devtools.mockcluster import MockCluster
-from bridge.errors import DeliveryError, RejectedError
+from bridge.errors import DecodeError, DeliveryError, RejectedError, RetryableError
 from bridge.intilery.client import MAX_EVENT_ID, IntileryClient
 from bridge.kafka.consumer import record_from_message
 from bridge.model import Command, Record
@@ -149,6 +154,48 @@ class IntileryEdge:
 
     def close(self) -> None:
         self.server.__exit__(None, None, None)
+
+
+class RegistryEdge:
+    """A hostile server as the schema registry, asked for one schema id per answer."""
+
+    def __init__(self) -> None:
+        self.server = HostileServer().__enter__()
+
+    def check(self, answer: Answer) -> None:
+        self.server.answer(answer)
+        registry = SchemaRegistry(self.server.url)
+        try:
+            registry.fetch(1)
+        except (DecodeError, RetryableError) as exc:
+            json.dumps(exc.reason).encode("utf-8", "backslashreplace")
+        finally:
+            registry.close()
+            self.server.answers.clear()
+
+    def close(self) -> None:
+        self.server.__exit__(None, None, None)
+
+
+def _registry_error(code: int, message: str) -> bytes:
+    return json.dumps({"error_code": code, "message": message}).encode()
+
+
+registry_answers = st.builds(
+    Answer,
+    status=st.sampled_from([200, 200, 200, 404, 500, 401, 302, 999]),
+    headers=st.just([(b"Content-Type", b"application/vnd.schemaregistry.v1+json")]),
+    body=st.one_of(
+        st.binary(max_size=200),
+        st.builds(
+            lambda schema, kind: json.dumps({"schema": schema, "schemaType": kind}).encode(),
+            st.text(max_size=60) | st.just('{"type": "record", "name": "R", "fields": []}'),
+            st.none() | st.sampled_from(["AVRO", "PROTOBUF", "JSON"]) | st.text(max_size=5),
+        ),
+        st.builds(_registry_error, st.integers(), st.text(max_size=30)),
+        st.integers(0, 3000).map(lambda n: b'{"schema": ' + b"[" * n),
+    ),
+)
 
 
 _BODIES = st.one_of(

@@ -162,8 +162,13 @@ def _fuzz_edges(seconds: int) -> dict[str, Any]:
     from tests import edgefuzz, fuzzing
     from tests.integration.test_edge_fuzz import produced
 
-    kafka, intilery = edgefuzz.KafkaEdge(), edgefuzz.IntileryEdge()
-    counts, failures, kept, last = {"kafka": 0, "intilery": 0}, list[str](), list[str](), dict[str, Any]()
+    kafka, intilery, registry = edgefuzz.KafkaEdge(), edgefuzz.IntileryEdge(), edgefuzz.RegistryEdge()
+    counts, failures, kept, last = (
+        {"kafka": 0, "intilery": 0, "registry": 0},
+        list[str](),
+        list[str](),
+        dict[str, Any](),
+    )
     quiet = settings(max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
     @quiet
@@ -180,11 +185,17 @@ def _fuzz_edges(seconds: int) -> dict[str, Any]:
         last["answer"] = answer
         intilery.check(answer)
 
+    @quiet
+    @given(answer=edgefuzz.registry_answers)
+    def from_the_registry(answer: Any) -> None:
+        counts["registry"] += 1
+        registry.check(answer)
+
     started = time.monotonic()
     deadline = started + seconds
     try:
         while time.monotonic() < deadline:
-            for driver in (through_kafka, from_intilery):
+            for driver in (through_kafka, from_intilery, from_the_registry):
                 try:
                     driver()
                 except Exception as exc:
@@ -195,6 +206,7 @@ def _fuzz_edges(seconds: int) -> dict[str, Any]:
     finally:
         kafka.close()
         intilery.close()
+        registry.close()
     return {
         "seconds": round(time.monotonic() - started),
         "executions": counts,
@@ -238,7 +250,8 @@ def figures(run: dict[str, Any]) -> str:
             f"{edges['executions']['kafka']:,} batches produced through librdkafka (raw header names, any "
             f"key, value and time) and read by the consumer's code into the record path; "
             f"{edges['executions']['intilery']:,} answers from a hostile Intilery (any status, header "
-            f"bytes, body, slow or cut short) read by the real client. Failures: {edge_failures}.",
+            f"bytes, body, slow or cut short) read by the real client; {edges['executions']['registry']:,} "
+            f"answers from a hostile schema registry read by its real client. Failures: {edge_failures}.",
             "",
             "Every input kept in `tests/corpus/` through the same harness (`make test` replays them): "
             "how many hostile records among all, and what each dead letter says "

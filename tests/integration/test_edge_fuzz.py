@@ -36,6 +36,13 @@ def intilery_edge() -> Iterator[edgefuzz.IntileryEdge]:
     edge.close()
 
 
+@pytest.fixture(scope="module")
+def registry_edge() -> Iterator[edgefuzz.RegistryEdge]:
+    edge = edgefuzz.RegistryEdge()
+    yield edge
+    edge.close()
+
+
 def _with_names(record: Record, names: list[bytes]) -> tuple[Record, list[tuple[bytes, bytes | None]]]:
     return record, edgefuzz.raw_headers(record, names)
 
@@ -65,3 +72,12 @@ def test_any_answer_from_intilery_is_classified_and_bounded(
     intilery_edge: edgefuzz.IntileryEdge, answer: Answer
 ) -> None:
     intilery_edge.check(answer)
+
+
+@EDGE
+@given(answer=edgefuzz.registry_answers)
+@example(answer=Answer(200, [], b'{"schema": ' + b"[" * 5000))
+def test_any_answer_from_the_schema_registry_is_a_schema_or_a_known_error(
+    registry_edge: edgefuzz.RegistryEdge, answer: Answer
+) -> None:
+    registry_edge.check(answer)
