@@ -21,6 +21,8 @@ from bridge import logs
 from bridge.config import (
     SECRET_PATHS,
     BridgeConfig,
+    Model,
+    RuleConfig,
     SourceConfig,
     as_dict,
     at_path,
@@ -39,6 +41,12 @@ from bridge.kafka.consumer import consumer_config, librdkafka_problems
 from bridge.rules.mapping import Mapper, compile_rules
 
 T = TypeVar("T")
+
+
+class _Rules(Model):
+    """The rules alone, validated as the whole configuration validates them."""
+
+    rules: list[RuleConfig]
 
 
 class Loaded(NamedTuple):
@@ -115,7 +123,13 @@ def load_offline(path: str) -> tuple[SourceConfig, Mapper]:
             describe_validation(exc, expanded.get("source") or {}) if expanded.get("source") else ["required"]
         )
         problems += [line if line.startswith("source.") else f"source.{line}" for line in lines]
-    mapper, rule_problems = compile_rules(expanded.get("rules"), raw_topic_names(expanded))
+    raw_rules = expanded.get("rules")
+    if isinstance(raw_rules, list):  # a rule that is no rule is refused here as run refuses it
+        try:
+            _Rules.model_validate({"rules": raw_rules})
+        except ValidationError as exc:
+            problems += describe_validation(exc, {"rules": raw_rules})
+    mapper, rule_problems = compile_rules(raw_rules, raw_topic_names(expanded))
     problems += rule_problems
     if problems or source is None:
         raise ConfigError([f"{path}: {p}" for p in problems])
