@@ -5,6 +5,7 @@ through ctypes, so header names are raw bytes (confluent-kafka-python encodes th
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
 from typing import Any
 
 from bridge.devtools.mockcluster import load_librdkafka
@@ -66,7 +67,7 @@ class RawProducer:
         topic: str,
         value: bytes | None,
         key: bytes | None = None,
-        headers: list[tuple[bytes, bytes | None]] = (),  # type: ignore[assignment]
+        headers: Sequence[tuple[bytes, bytes | None]] = (),
         partition: int = -1,
         timestamp_ms: int = 0,
     ) -> None:
