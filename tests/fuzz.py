@@ -163,45 +163,39 @@ def _fuzz_edges(seconds: int) -> dict[str, Any]:
     from tests.integration.test_edge_fuzz import produced
 
     kafka, intilery, registry = edgefuzz.KafkaEdge(), edgefuzz.IntileryEdge(), edgefuzz.RegistryEdge()
-    counts, failures, kept, last = (
-        {"kafka": 0, "intilery": 0, "registry": 0},
-        list[str](),
-        list[str](),
-        dict[str, Any](),
-    )
+    edges: dict[str, tuple[Any, Any]] = {  # name -> (what it is given, how it is checked)
+        "kafka": (st.lists(produced, min_size=1, max_size=3), kafka.check),
+        "intilery": (edgefuzz.answers, intilery.check),
+        "registry": (edgefuzz.registry_answers, registry.check),
+    }
+    counts = dict.fromkeys(edges, 0)
+    failures: list[str] = []
+    kept: list[str] = []
+    last: dict[str, Any] = {}
     quiet = settings(max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
-    @quiet
-    @given(batch=st.lists(produced, min_size=1, max_size=3))
-    def through_kafka(batch: list[Any]) -> None:
-        counts["kafka"] += 1
-        last["batch"] = batch
-        kafka.check(batch)
+    def driven(name: str, given_what: Any, check: Any) -> Any:
+        @quiet
+        @given(given_what)
+        def drive(value: Any) -> None:
+            counts[name] += 1
+            last[name] = value  # the last failure is hypothesis' shrunk one
+            check(value)
 
-    @quiet
-    @given(answer=edgefuzz.answers)
-    def from_intilery(answer: Any) -> None:
-        counts["intilery"] += 1
-        last["answer"] = answer
-        intilery.check(answer)
+        return drive
 
-    @quiet
-    @given(answer=edgefuzz.registry_answers)
-    def from_the_registry(answer: Any) -> None:
-        counts["registry"] += 1
-        registry.check(answer)
-
+    drivers = {name: driven(name, *edge) for name, edge in edges.items()}
     started = time.monotonic()
     deadline = started + seconds
     try:
         while time.monotonic() < deadline:
-            for driver in (through_kafka, from_intilery, from_the_registry):
+            for name, drive in drivers.items():
                 try:
-                    driver()
+                    drive()
                 except Exception as exc:
-                    failures.append(f"{driver.__name__}: {type(exc).__name__}: {str(exc)[:200]}")
-                    if driver is through_kafka:
-                        records = [record for record, _ in last["batch"]]
+                    failures.append(f"{name}: {type(exc).__name__}: {str(exc)[:200]}")
+                    if name == "kafka":
+                        records = [record for record, _ in last[name]]
                         kept.append(fuzzing.save(records, f"make fuzz (edges): {type(exc).__name__}").name)
     finally:
         kafka.close()

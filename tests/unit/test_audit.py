@@ -27,11 +27,13 @@ FIELDS = {
 BODY = {"event": "send_sms", "userId": "C-1", "assetId": "A", "firstName": "Ada"}
 
 
-def write(audit: AuditLog, producer: FakeProducer, body: dict[str, Any] | None) -> list[str]:
+def write(
+    audit: AuditLog, producer: FakeProducer, body: dict[str, Any] | None, fields: dict[str, Any] = FIELDS
+) -> list[str]:
     done: list[str] = []
 
     async def scenario() -> None:
-        audit.send(FIELDS, body, lambda: done.append("done"))
+        audit.send(fields, body, lambda: done.append("done"))
         for _ in range(400):
             if done:
                 break
@@ -96,19 +98,7 @@ def test_an_entry_whose_user_or_event_id_holds_a_lone_surrogate_is_written_and_r
     but not UTF-8: the entry was refused on every try and its record never committed."""
     producer = FakeProducer([None])
     fields = {**FIELDS, "userId": "C-\udce9", "eventId": "evt-\udce9"}
-    audit = AuditLog("audit", producer)
-    done: list[str] = []
-
-    async def scenario() -> None:
-        audit.send(fields, BODY, lambda: done.append("done"))
-        for _ in range(400):
-            if done:
-                break
-            producer.poll(0)
-            await asyncio.sleep(0.005)
-
-    asyncio.run(scenario())
-    assert done == ["done"]
+    assert write(AuditLog("audit", producer), producer, BODY, fields) == ["done"]
     (written,) = producer.writes
     assert written["key"] == b"C-\\udce9"
     assert json.loads(written["value"])["userId"] == "C-\udce9"  # the JSON escape: the same string
