@@ -5,7 +5,7 @@ failed, ``check`` found problems, ``diff`` found differences; 2 the configuratio
 refused; 3 a permanent failure with no dead-letter topic; 4 a fatal Kafka error, or Kafka
 not reachable where a verb needs an answer (replay, redrive, demo); 5 an exception nobody
 expected (a bug), in one line (``INTILERY_BRIDGE_TRACEBACK=1`` adds the traceback). No verb
-ends in a bare traceback.
+ends in a bare traceback. A verb whose output is closed (``| head -1``) ends quietly, 0.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG if args.verb != "check" else EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `| head -1`: whoever read the output has what they wanted
+        _quiet_stdout()
+        return 0
     except BrokerError as exc:  # a one-shot verb asked Kafka and got no answer
         print(logs.redact(f"intilery-bridge: stopped: Kafka: {exc}"), file=sys.stderr)
         return EXIT_KAFKA_FATAL
@@ -46,6 +49,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(logs.redact(f"intilery-bridge: unexpected error (a bug): {reason}"), file=sys.stderr)
         return EXIT_BUG
     return code
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null: the interpreter's last flush at exit would fail again on
+    the closed pipe and print its own complaint."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -96,3 +96,17 @@ def test_every_verb_ends_in_one_line_and_a_documented_code(tmp_path: Path) -> No
     assert "intilery-bridge: stopped: Kafka: " in results["redrive, no broker"][1]
     assert "--tls-cert missing.pem: no such file" in results["sandbox, no such certificate"][1]
     assert "t0ken-for-the-test" not in "".join(output for _, output in results.values())
+
+
+def test_a_closed_pipe_ends_the_verb_quietly(tmp_path: Path) -> None:
+    """``map ... | head -1`` said ``unexpected error (a bug): BrokenPipeError`` and exit 5,
+    which fails ``set -o pipefail`` scripts."""
+    event = (
+        '{"type": "booking_abandoned", "channel": "sms", "customer": {"id": "C-1"}, "booking": {"id": "B"}}'
+    )
+    events = tmp_path / "events.jsonl"
+    events.write_text((event + "\n") * 20_000)  # far more than a pipe holds
+    for args in (["map", "--config", str(EXAMPLE), str(events)], ["schema"]):
+        command = f"set -o pipefail; {sys.executable} -m bridge {' '.join(args)} | head -c 10 > /dev/null"
+        result = subprocess.run(["bash", "-c", command], capture_output=True, cwd=ROOT, timeout=90)
+        assert result.returncode == 0 and result.stderr == b"", (args, result.stderr[-500:])
