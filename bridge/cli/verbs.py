@@ -85,6 +85,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         untested = ruleresults.untested_rules(results, mapper)
         warnings += [f"rule {name}: no test case exercises it" for name in untested]
         tested = f", {len(results)} test cases exercise {len(mapper) - len(untested)} of them"
+        failed = [f"{r.path}: {r.case}: {problem}" for r in results for problem in r.problems]
+        for line in failed:  # the rules fail their own tests: not OK, as run --tests refuses them
+            print(f"{args.config}: test failed: {line}", file=sys.stderr)
+        if failed:
+            return EXIT_FAILED
     for warning in warnings:
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
     if args.strict and warnings:

@@ -295,3 +295,13 @@ def test_check_with_tests_names_the_rules_no_case_exercises(
     assert "rule abandoned-sms:" not in err
     code, _, _ = run(capsys, "check", "--strict", "--config", CONFIG, "--tests", path)
     assert code == 1
+
+
+def test_check_with_tests_fails_when_a_case_fails(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """It printed OK and exited 0 with a failing case: a bridge started on rules that fail
+    their own tests."""
+    failing = sms_case(expect=[{"rule": "abandoned-sms", "action": "identify", "body": SMS_BODY}])
+    path = write(tmp_path, failing)
+    code, out, err = run(capsys, "check", "--config", CONFIG, "--tests", path)
+    assert code == 1 and "OK" not in out
+    assert f"{CONFIG}: test failed: {path}: sms: command 1 (rule abandoned-sms): action: expected" in err
