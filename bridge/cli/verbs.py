@@ -75,20 +75,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     warnings = list(mapper.warnings)
     tested = ""
     if args.tests:
-        from bridge.ops import ruleresults, ruletests
+        from bridge.ops.ruleresults import check_suites
 
-        results = ruleresults.run(
-            ruletests.load_suites(args.tests, config.source, mapper, args.config),
-            mapper,
-            config.source.topic_names[0],
-        )
-        untested = ruleresults.untested_rules(results, mapper)
-        warnings += [f"rule {name}: no test case exercises it" for name in untested]
-        tested = f", {len(results)} test cases exercise {len(mapper) - len(untested)} of them"
-        failed = [f"{r.path}: {r.case}: {problem}" for r in results for problem in r.problems]
-        for line in failed:  # the rules fail their own tests: not OK, as run --tests refuses them
+        checked = check_suites(args.tests, config.source, mapper, args.config)
+        warnings += [f"rule {name}: no test case exercises it" for name in checked.untested]
+        tested = f", {checked.summary}"
+        for line in checked.failures:  # the rules fail their own tests: not OK
             print(f"{args.config}: test failed: {line}", file=sys.stderr)
-        if failed:
+        if checked.failures:
             return EXIT_FAILED
     for warning in warnings:
         print(f"{args.config}: warning: {warning}", file=sys.stderr)

@@ -156,7 +156,7 @@ def failing_tests(patterns: list[str], loaded: Loaded, path: str) -> list[str]:
     except ConfigError as exc:
         return exc.problems
     results = ruleresults.run(suites, loaded.mapper, loaded.config.source.topic_names[0])
-    return [f"{result.path}: {result.case}: {problem}" for result in results for problem in result.problems]
+    return ruleresults.failures(results)
 
 
 def file_digest(path: str) -> str | None:

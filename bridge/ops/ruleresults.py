@@ -9,9 +9,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.config import SourceConfig
 from bridge.errors import RecordError
 from bridge.model import Command, Record
-from bridge.ops.ruletests import Case, Suite
+from bridge.ops.ruletests import Case, Suite, load_suites
 from bridge.rules.difference import field_diff
 from bridge.rules.mapping import Mapper
 from bridge.runtime.convert import commands_of
@@ -158,3 +159,25 @@ def untested_rules(results: list[Result], mapper: Mapper) -> list[str]:
     """The rules no case made a command of (or failed in), in rule order."""
     exercised = set().union(*(r.rules for r in results)) if results else set()
     return [name for name in mapper.names if name not in exercised]
+
+
+def failures(results: list[Result]) -> list[str]:
+    """Every problem of the failing cases, one line each: ``FILE: CASE: problem``."""
+    return [f"{result.path}: {result.case}: {problem}" for result in results for problem in result.problems]
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What ``check --tests`` says of the rules' own test cases."""
+
+    failures: list[str]  # each case's problems: the rules fail their own tests
+    untested: list[str]  # rules no case exercises
+    summary: str  # "N test cases exercise M of them"
+
+
+def check_suites(patterns: list[str], source: SourceConfig, mapper: Mapper, path: str) -> Checked:
+    """Run the cases of ``patterns`` against ``mapper``, as ``check --tests`` does."""
+    results = run(load_suites(patterns, source, mapper, path), mapper, source.topic_names[0])
+    untested = untested_rules(results, mapper)
+    summary = f"{len(results)} test cases exercise {len(mapper) - len(untested)} of them"
+    return Checked(failures(results), untested, summary)
