@@ -27,6 +27,11 @@ def read_secret_file(file: str, path: str, problems: list[str] | None) -> str:
             shown = file if file.isprintable() else repr(file)  # a NUL, a line end: escaped
             problems.append(f"{path}: cannot read secret file {shown}: {reason}")
         return ""
+    return _one_text(text)
+
+
+def _one_text(text: str) -> str:
+    """Line ends read as a text file reads them, the final one removed."""
     return text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
 
 
@@ -40,7 +45,7 @@ def _file_text(file: str) -> tuple[str | None, str]:
         return None, "not UTF-8 text"
     except ValueError:  # a NUL in the path
         return None, "not a path (it holds a NUL character)"
-    _FILE_CONTENTS.add(text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n"))
+    _FILE_CONTENTS.add(_one_text(text))
     return text, ""
 
 
