@@ -34,7 +34,7 @@ from httpx_aiohttp import AiohttpTransport
 from bridge.config import IntileryConfig
 from bridge.errors import AuthError, RejectedError, RetryableError, SetupError
 from bridge.intilery.ratelimit import Limiter, Pace
-from bridge.logs import redact
+from bridge.logs import printable, redact
 from bridge.metrics import Metrics
 from bridge.model import Command
 from bridge.tracing import Span
@@ -83,10 +83,7 @@ def event_id_of(body: Any) -> str | None:
     found = body.get("eventId") if isinstance(body, dict) else None
     if found is None:
         return None
-    text = found if isinstance(found, str) else json.dumps(found)
-    if not text.isprintable():
-        text = text.encode("unicode_escape").decode("ascii")
-    return text[:MAX_EVENT_ID]
+    return printable(found if isinstance(found, str) else json.dumps(found))[:MAX_EVENT_ID]
 
 
 def answer_body(response: httpx.Response) -> Any:

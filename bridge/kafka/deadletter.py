@@ -10,14 +10,14 @@ A dead letter always encodes and always fits: the reason is cut at
 with what is not valid escaped, a source header named ``x-bridge-*`` is kept as
 ``x-source-x-bridge-*`` (every ``x-bridge-*`` header of a dead letter is the bridge's), and
 a write refused for its content (too large, an invalid record or timestamp) is retried in a
-reduced form at once: a refused time is
-dropped on its own first (``x-bridge-time-omitted`` keeps it); otherwise each form is
-smaller than the one before: without its value (``x-bridge-value-omitted``), then
-without the source's headers (``x-bridge-headers-omitted``), then without its key and
-its time (``x-bridge-key-omitted``); the ``x-bridge-*`` headers say where the original
-is, for ``replay``. Refused even at its smallest, or refused for availability, it is
-retried as it is (:class:`~bridge.kafka.writer.Writer`). The record's offset stays
-uncommitted until the write succeeds.
+reduced form at once: a refused time is dropped on its own first (``x-bridge-time-omitted``
+keeps it); otherwise each form is smaller than the one before: without its value
+(``x-bridge-value-omitted``), then without the source's headers
+(``x-bridge-headers-omitted``), then without its key and its time
+(``x-bridge-key-omitted``); the ``x-bridge-*`` headers say where the original is, for
+``replay``. Refused even at its smallest, or refused for availability, it is retried as it
+is (:class:`~bridge.kafka.writer.Writer`). The record's offset stays uncommitted until the
+write succeeds.
 """
 
 from __future__ import annotations
