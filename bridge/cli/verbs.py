@@ -35,10 +35,14 @@ def configure_logs(args: argparse.Namespace, config: BridgeConfig, stream: TextI
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bridge.ops.reload import Reloader
+    from bridge.ops.reload import Reloader, failing_tests
     from bridge.runtime.factory import build_bridge, start_up_frozen
 
-    config, mapper, decoder = load(args.config)
+    loaded = load(args.config)
+    config, mapper, decoder = loaded
+    failing = failing_tests(args.tests, loaded, args.config) if args.tests else []
+    if failing:  # rules that fail their own tests never start, as they never reload
+        raise ConfigError(failing)
     configure_logs(args, config)
     for warning in mapper.warnings:
         log.warning("rule_warning", warning=warning)

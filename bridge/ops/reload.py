@@ -150,13 +150,14 @@ def flat(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def failing_tests(patterns: list[str], loaded: Loaded, path: str) -> list[str]:
-    """The rule tests' cases that fail with the candidate's rules, as ``test`` names them."""
+    """The rule tests' cases that fail with the candidate's rules, as ``test`` names them
+    (``PATH: test failed: FILE: CASE: problem``), or the test files' own problems."""
     try:
         suites = ruletests.load_suites(patterns, loaded.config.source, loaded.mapper, path)
     except ConfigError as exc:
         return exc.problems
     results = ruleresults.run(suites, loaded.mapper, loaded.config.source.topic_names[0])
-    return ruleresults.failures(results)
+    return [f"{path}: test failed: {line}" for line in ruleresults.failures(results)]
 
 
 def file_digest(path: str) -> str | None:

@@ -305,3 +305,15 @@ def test_check_with_tests_fails_when_a_case_fails(capsys: pytest.CaptureFixture[
     code, out, err = run(capsys, "check", "--config", CONFIG, "--tests", path)
     assert code == 1 and "OK" not in out
     assert f"{CONFIG}: test failed: {path}: sms: command 1 (rule abandoned-sms): action: expected" in err
+
+
+def test_run_with_tests_refuses_to_start_when_a_case_fails(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run --tests` ran the cases only on a reload: a bridge started on rules that fail
+    their own tests. It is refused before it reads a record (no Kafka is needed to see it)."""
+    monkeypatch.setenv("INTILERY_AUTH_TOKEN", "t")
+    failing = sms_case(expect=[{"rule": "abandoned-sms", "action": "identify", "body": SMS_BODY}])
+    code, _, err = run(capsys, "run", "--config", CONFIG, "--tests", write(tmp_path, failing))
+    assert code == 2
+    assert f"{CONFIG}: test failed: " in err and "action: expected 'identify'" in err
