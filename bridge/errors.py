@@ -7,7 +7,8 @@
     ├── RecordError              permanent for one record: it goes to the dead-letter topic
     │   ├── DecodeError          bytes that are not an event          (class ``decode``)
     │   ├── MappingError         an event the rules cannot turn into valid commands
-    │   │                                                              (class ``mapping``)
+    │   │   │                                                          (class ``mapping``)
+    │   │   └── MissingFields    a template's fields absent, its rule's on_missing: dead_letter
     │   ├── RejectedError        Intilery refused the command (4xx)    (class ``rejected``)
     │   └── InternalError        an exception nobody expected, caught at the record boundary
     │                                                              (class ``internal``)
@@ -17,7 +18,9 @@
     │   ├── RetryableError       connection errors, timeouts, 408, 429, 5xx
     │   └── SetupError           3xx: intilery.url is wrong; pause everything, probe
     │       └── AuthError        401/403: the credentials are wrong, the same
-    └── StaleCommand             past its rule's max_age when it would be sent: skipped
+    └── Withheld                 not to be sent, and not the record's failure: skipped
+                                 (``stale``: past its rule's max_age; ``incomplete``: a
+                                 template's field absent, its rule's on_missing: skip)
 
     SchemaNotCached (bridge.decode.avro) is no error but a signal: a record's Avro schema is
     not fetched yet, so its lane fetches it first (never raised past the pipeline).
@@ -80,6 +83,20 @@ class MappingError(RecordError):
     error_class = "mapping"
 
 
+class MissingFields(MappingError):
+    """A template names fields the event does not have, and its rule's ``on_missing`` is
+    ``dead_letter``; ``fields``: the templates' expressions, as the rule writes them."""
+
+    def __init__(self, fields: tuple[str, ...], *, rule: str | None = None) -> None:
+        super().__init__(
+            f"fields absent from the event: {', '.join(fields)} (on_missing: dead_letter)", rule=rule
+        )
+        self.fields = fields
+
+    def for_rule(self, rule: str) -> RecordError:
+        return MissingFields(self.fields, rule=rule)
+
+
 class RejectedError(RecordError):
     error_class = "rejected"
 
@@ -114,8 +131,15 @@ class RetryableError(DeliveryError):
     pass
 
 
-class StaleCommand(BridgeError):
-    """The command's event is older than its rule's ``max_age``: it is skipped, not sent."""
+class Withheld(BridgeError):
+    """The command is skipped, not sent: ``outcome`` says why (``stale``: its event is older
+    than its rule's ``max_age``; ``incomplete``: a template's field is absent and its rule's
+    ``on_missing`` is ``skip``), the message names the rule's setting."""
+
+    def __init__(self, outcome: str, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
 
 
 class SetupError(DeliveryError):

@@ -39,7 +39,8 @@ class Children(Generic[M]):
 
 
 class RulesMetrics:
-    """The rules in force, reloads of them, and a shadow's differences from them."""
+    """The rules in force, reloads of them, a shadow's differences from them, and the fields
+    their templates did not find."""
 
     def __init__(self, r: CollectorRegistry) -> None:
         self.info = Gauge(
@@ -65,6 +66,13 @@ class RulesMetrics:
             ("rule", "difference"),
         )
         r.register(self.shadow_commands)
+        self.template_missing = LabelledCounts(
+            "intilery_bridge_template_missing",
+            "Templates whose field the event did not have, by rule and field (the template's "
+            "expression); the rule's on_missing decided what was sent.",
+            ("rule", "field"),
+        )
+        r.register(self.template_missing)
 
 
 class LabelledCounts:
@@ -102,7 +110,8 @@ class Metrics:
         self.commands = Children(
             Counter(
                 "intilery_bridge_commands",
-                "Commands by rule, command and outcome (delivered, dead_lettered, skipped, stale, retried).",
+                "Commands by rule, command and outcome (delivered, dead_lettered, skipped, stale, "
+                "incomplete, retried, already_sent).",
                 ["rule", "command", "outcome"],
                 registry=r,
             )

@@ -83,6 +83,8 @@ class Command:
     payload: bytes = field(repr=False)
     event_ms: int | None = None  # the event's time: the rendered timestamp, else the record's
     max_age_s: float | None = None  # the rule's stale-event guard
+    missing: tuple[str, ...] = ()  # its templates' fields the event does not have
+    held: bool = False  # made but not to be sent: a field missing and the rule's on_missing: skip
 
     def is_stale(self, now_ms: int) -> bool:
         return (
@@ -93,7 +95,7 @@ class Command:
 
     @property
     def name(self) -> str:
-        return str(self.body["event"])
+        return str(self.body.get("event", "-"))  # a command held back may have none
 
     def as_json_line(self) -> dict[str, Any]:
         return {"rule": self.rule, "action": self.action, "body": self.body}

@@ -69,3 +69,20 @@ def normalise_ms(value: Any) -> tuple[str, int]:
         return text, int(moment.timestamp() * 1000)
     except (OverflowError, OSError, ValueError) as exc:
         raise ValueError(f"time out of range in UTC: {str(value)[:40]!r}") from exc
+
+
+_DURATION_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as a configuration writes one: 7200 → ``2h``, 5400 → ``1h30m``, 0.5 → ``500ms``."""
+    if seconds < 1 or seconds != int(seconds):
+        whole = int(seconds)
+        rest = f"{round((seconds - whole) * 1000)}ms"
+        return rest if not whole else duration_text(whole) + rest
+    parts, left = [], int(seconds)
+    for unit, size in _DURATION_UNITS:
+        if left >= size:
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    return "".join(parts)

@@ -125,6 +125,7 @@ def _add_map(verb: Verb) -> None:
         "(default: the topic's local schema)",
     )
     mapping.add_argument("--schema", help="an .avsc file, for --format avro")
+    ignoring_max_age(mapping, "show")
     mapping.add_argument("file", nargs="?", default="-", metavar="FILE|-", help="events file, - for stdin")
     mapping.set_defaults(func=cmd_map)
 
@@ -163,6 +164,7 @@ def _add_diff(verb: Verb) -> None:
         "--to", dest="to_time", metavar="TIME", help="records at or before this time (default: now)"
     )
     window.add_argument("--last", metavar="DURATION", help="the last DURATION (24h, 90m, ...) up to now")
+    ignoring_max_age(diff, "compare")
     diff.add_argument("--samples", type=non_negative, default=5, help="differences shown field by field (5)")
     diff.add_argument("--output", choices=["text", "json"], default="text", help="json: one object")
     diff.add_argument("file", nargs="?", metavar="FILE|-", help="events (JSON Lines), - for stdin")
@@ -206,9 +208,7 @@ def _add_replay(verb: Verb) -> None:
         "--dry-run", action="store_true", help="print the commands (as map does); send nothing"
     )
     again.add_argument("--group", help="record progress in this consumer group, so a rerun resumes")
-    again.add_argument(
-        "--ignore-max-age", action="store_true", help="send even what rules' max_age would skip"
-    )
+    ignoring_max_age(again, "send")
     beside_live(again)
     again.set_defaults(func=cmd_replay)
 
@@ -280,3 +280,10 @@ def beside_live(verb: argparse.ArgumentParser) -> None:
         "--observability-port", type=port, metavar="PORT",
         help="serve /metrics, /healthz, /readyz on this port (default: none, beside a live bridge)",
     )  # fmt: skip
+
+
+def ignoring_max_age(verb: argparse.ArgumentParser, does: str) -> None:
+    """``--ignore-max-age``, for ``replay`` and the previews that show what ``run`` would skip."""
+    verb.add_argument(
+        "--ignore-max-age", action="store_true", help=f"{does} even what rules' max_age would skip"
+    )

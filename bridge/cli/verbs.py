@@ -9,19 +9,16 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO, TypeVar
 
 import structlog
 
 from bridge import logs
-from bridge.config import BridgeConfig, SourceConfig, parse_duration
-from bridge.decode.avro import load_schema
-from bridge.decode.decoder import resolve_path
-from bridge.errors import BrokerError, ConfigError, DeliveryError, cannot_listen
+from bridge.config import BridgeConfig, parse_duration
+from bridge.errors import ConfigError, DeliveryError, cannot_listen
 from bridge.ops.loading import load, load_offline
-from bridge.ops.mapfile import DecodeLine, avro_json_decoder, map_lines
+from bridge.ops.mapfile import event_lines, map_lines, offline_events
 from bridge.ops.requests import WindowRun
 from bridge.rules.mapping import Mapper
 
@@ -83,6 +80,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         checked = check_suites(args.tests, config.source, mapper, args.config)
         warnings += [f"rule {name}: no test case exercises it" for name in checked.untested]
+        warnings += checked.unsupplied
         tested = f", {checked.summary}"
         for line in checked.failures:  # the rules fail their own tests: not OK
             print(f"{args.config}: test failed: {line}", file=sys.stderr)
@@ -101,48 +99,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_map(args: argparse.Namespace) -> int:
     source, mapper = load_offline(args.config)
-    topic, decode = offline_events(args, source)
+    topic, decode = offline_events(source, args.topic, args.format, args.schema, args.config)
     with event_lines(args.file) as lines:
-        failures = map_lines(mapper, lines, topic, sys.stdout, sys.stderr, decode)
+        failures = map_lines(mapper, lines, topic, sys.stdout, sys.stderr, decode, args.ignore_max_age)
     return EXIT_FAILED if failures else 0
 
 
-def offline_events(args: argparse.Namespace, source: SourceConfig) -> tuple[str, DecodeLine | None]:
-    """``--topic`` (default the first source topic), and how its events are read: JSON, or
-    with ``--format avro`` in the schema's JSON form (``--schema``, else the topic's own)."""
-    topic = args.topic or source.topic_names[0]
-    if topic not in source.topic_names:
-        raise ConfigError([f"--topic {topic}: not in source.topics ({', '.join(source.topic_names)})"])
-    if args.format != "avro":
-        return topic, None
-    path = args.schema or next(t for t in source.resolved() if t.name == topic).schema_path
-    if not path:
-        raise ConfigError(
-            [f"--format avro: give --schema FILE.avsc (topic {topic} takes its schemas from the registry)"]
-        )
-    try:
-        return topic, avro_json_decoder(load_schema(path if args.schema else resolve_path(path, args.config)))
-    except ValueError as exc:
-        raise ConfigError([f"--schema: {exc}"]) from exc
-
-
-@contextlib.contextmanager
-def event_lines(file: str) -> Iterator[Iterable[bytes]]:
-    """The lines of ``file`` (``-``: standard input), as bytes: a line that is not UTF-8 is
-    that line's decode error, as for a record."""
-    if file == "-":
-        yield sys.stdin.buffer
-        return
-    try:
-        handle = open(file, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise ConfigError([f"{file}: cannot read: {exc.strerror}"]) from exc
-    with handle:
-        yield handle
-
-
 def cmd_diff(args: argparse.Namespace) -> int:
-    from bridge.ops.diffing import compare_lines, window_comparison
+    from bridge.ops.diffing import compare_lines, comparing, window_comparison
 
     _, candidate = load_offline(args.candidate)
     if (args.from_time or args.last) and args.file:
@@ -152,15 +116,17 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.from_time or args.last:
         loaded = load(args.config, unset_secrets=[])  # Kafka's settings; Intilery's token unused
         since = args.from_time or ago(args.last)
-        try:
-            comparison = window_comparison(loaded, candidate, since, args.to_time, args.samples)
-        except (BrokerError, DeliveryError) as exc:  # Kafka or the schema registry unreachable
+        sets = comparing(loaded.mapper, candidate, args.samples, args.ignore_max_age)
+        try:  # Kafka unreachable is a BrokerError: exit 4, as for replay and trace
+            comparison = window_comparison(sets, loaded, candidate, since, args.to_time)
+        except DeliveryError as exc:  # the schema registry unreachable
             raise ConfigError([f"diff: {exc}"]) from exc
     else:
         source, current = load_offline(args.config)
-        topic, decode = offline_events(args, source)
+        topic, decode = offline_events(source, args.topic, args.format, args.schema, args.config)
+        sets = comparing(current, candidate, args.samples, args.ignore_max_age)
         with event_lines(args.file or "-") as lines:
-            comparison = compare_lines(current, candidate, lines, topic, decode, args.samples)
+            comparison = compare_lines(sets, current, candidate, lines, topic, decode)
     if args.output == "json":
         print(json.dumps(comparison.as_json(), ensure_ascii=False, default=str))
     else:

@@ -85,6 +85,13 @@ class RuleConfig(Model):
     sent (checked before every attempt) is skipped, counted and logged as `command_stale`, and
     its record committed. `replay` applies it too unless `--ignore-max-age`.
     """
+    on_missing: Literal["empty", "skip", "dead_letter"] = "empty"
+    """What a command whose template names a field the event does not have becomes: `empty`
+    sends it without that key (a mixed text such as `"Hi {{ name }}"` leaves its key out
+    too); `skip` sends nothing for the rule (the record goes on); `dead_letter` dead-letters
+    the record (class `mapping`, the fields named). Each case is counted
+    (`intilery_bridge_template_missing_total{rule,field}`) and logged once per rule and field
+    (`template_field_missing`)."""
     emit: dict[str, Any]
     """The body to post, exactly as Intilery documents it, with templates; objects and lists
     nested at most 32 deep."""

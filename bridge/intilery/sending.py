@@ -12,10 +12,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from bridge.config import RetryConfig
-from bridge.errors import AuthError, DeliveryError, RejectedError, SetupError, StaleCommand
+from bridge.errors import AuthError, DeliveryError, RejectedError, SetupError, Withheld
 from bridge.intilery.client import Delivered
 from bridge.intilery.ratelimit import Pace
 from bridge.model import Command
+from bridge.timestamps import duration_text
 from bridge.tracing import Span
 
 if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when spans are exported
@@ -57,6 +58,18 @@ class Backoff:
         return ceiling * (0.5 + 0.5 * self._rand())
 
 
+def withheld(command: Command, now_ms: int | None) -> Withheld | None:
+    """Why ``command`` would not be sent at ``now_ms`` (None: whatever its age), if it would
+    not: what ``run`` skips and the previews (``map``, ``test``, ``diff``, ``replay
+    --dry-run``) say they skip."""
+    if command.held:
+        fields = ", ".join(command.missing)
+        return Withheld("incomplete", f"fields absent from the event: {fields} (on_missing: skip)")
+    if now_ms is not None and command.max_age_s is not None and command.is_stale(now_ms):
+        return Withheld("stale", f"older than {duration_text(command.max_age_s)} (max_age)")
+    return None
+
+
 Post = Callable[[Command, Span | None], Awaitable[Delivered]]
 OnRetry = Callable[[Command, int, DeliveryError, float, Mapping[str, Any]], None]
 
@@ -64,9 +77,9 @@ OnRetry = Callable[[Command, int, DeliveryError, float, Mapping[str, Any]], None
 class Sender:
     """Sends one command until Intilery takes it, refuses it, or attempts run out.
 
-    Before every attempt a command past its rule's ``max_age`` raises
-    :class:`StaleCommand` instead (unless ``guard_stale`` is off, as for
-    ``replay --ignore-max-age``).
+    Before every attempt a command that is not to be sent (:func:`withheld`: past its
+    rule's ``max_age``, unless ``guard_stale`` is off as for ``replay --ignore-max-age``;
+    held back by its rule's ``on_missing: skip``) raises :class:`Withheld` instead.
     """
 
     def __init__(
@@ -160,8 +173,8 @@ class Sender:
             await self.gate.wait(self._sleep)
 
     async def _post_now(self, command: Command, span: Span | None) -> Delivered:
-        if self.guard_stale and command.is_stale(int(time.time() * 1000)):
-            raise StaleCommand(f"older than {command.max_age_s:g}s")
+        if (skipped := withheld(command, int(time.time() * 1000) if self.guard_stale else None)) is not None:
+            raise skipped
         self.in_flight += 1
         try:
             return await self._post(command, span)

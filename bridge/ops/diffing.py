@@ -27,14 +27,16 @@ from bridge.ops.planning import plan
 from bridge.ops.requests import ReplayRequest
 from bridge.rules.difference import KINDS, Mapped, compared, mapped, matched
 from bridge.rules.mapping import Mapper
-from bridge.runtime.convert import commands_of, fetched_commands
+from bridge.runtime.convert import commands_of, fetched_commands, preview
 
 
 @dataclass
 class Comparison:
     """The two rule sets' outcomes over the same records, counted, with samples."""
 
-    samples_wanted: int = 5
+    samples_wanted: int = 5  # of each kind of difference
+    order: list[str] = field(default_factory=list)  # the rules as the files list them
+    ignore_max_age: bool = False  # else what run would skip as stale is not sent by either
     records: int = 0
     commands: Counter[str] = field(default_factory=Counter)
     rules: dict[str, Counter[str]] = field(default_factory=dict)
@@ -42,9 +44,12 @@ class Comparison:
     customers: set[str] = field(default_factory=set)
     samples: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, where: dict[str, Any], current: Mapped, candidate: Mapped) -> None:
-        """One record (``where``: its topic, partition, offset) and what each set made of it."""
+    def add(self, where: dict[str, Any], current: Mapped, candidate: Mapped, record_ms: int | None) -> None:
+        """One record (``where``: its topic, partition, offset) and what each set made of it;
+        of those, what ``run`` would send of it when read (at ``record_ms``) is compared."""
         self.records += 1
+        now_ms = None if self.ignore_max_age else record_ms
+        current, candidate = (sent(outcome, now_ms) for outcome in (current, candidate))
         for name, outcome in (("current", current), ("candidate", candidate)):
             if isinstance(outcome, RecordError):
                 self.dead_letters[name] += 1
@@ -60,7 +65,7 @@ class Comparison:
             assert command is not None  # one of them, by the keys' union
             if (user := command.body.get("userId")) is not None:
                 self.customers.add(str(user))
-            if len(self.samples) < self.samples_wanted:
+            if sum(sample["difference"] == kind for sample in self.samples) < self.samples_wanted:
                 self.samples.append({**where, "rule": rule, "difference": kind, "fields": lines})
 
     @property
@@ -76,12 +81,15 @@ class Comparison:
             "records": self.records,
             "commands": {name: self.commands[name] for name in ("current", "candidate", *KINDS)},
             "customers": {"affected": len(self.customers)},
-            "rules": {
-                rule: {kind: counts[kind] for kind in KINDS} for rule, counts in sorted(self.rules.items())
-            },
+            "rules": {rule: {kind: counts[kind] for kind in KINDS} for rule, counts in self.by_rule()},
             "dead_letters": {name: self.dead_letters[name] for name in ("current", "candidate")},
             "samples": self.samples,
         }
+
+    def by_rule(self) -> list[tuple[str, Counter[str]]]:
+        """The counts per rule, in the files' order (the candidate's, then rules it dropped)."""
+        place = {rule: index for index, rule in enumerate(self.order)}
+        return sorted(self.rules.items(), key=lambda item: place.get(item[0], len(place)))
 
     def report(self, out: TextIO) -> None:
         counts = self.commands
@@ -91,7 +99,7 @@ class Comparison:
             f"{counts['unchanged']} unchanged; {len(self.customers)} customers affected; dead letters "
             f"{self.dead_letters['current']} now, {self.dead_letters['candidate']} with the candidate\n"
         )
-        for rule, kinds in sorted(self.rules.items()):
+        for rule, kinds in self.by_rule():
             out.write(f"  rule {rule}: " + ", ".join(f"{kinds[kind]} {kind}" for kind in KINDS) + "\n")
         for sample in self.samples:
             place = f"{sample['topic']}[{sample['partition']}]@{sample['offset']}"
@@ -100,40 +108,56 @@ class Comparison:
                 out.write(f"      {line}\n")
 
 
+def sent(outcome: Mapped, now_ms: int | None) -> Mapped:
+    """What ``run`` would send of a record's commands at ``now_ms`` (a dead letter as it is)."""
+    return outcome if isinstance(outcome, RecordError) else preview(outcome, now_ms).sent
+
+
+def comparing(current: Mapper, candidate: Mapper, samples: int, ignore_max_age: bool) -> Comparison:
+    """An empty comparison of the two sets, their rules in the files' order."""
+    order = candidate.names + [name for name in current.names if name not in candidate.names]
+    return Comparison(samples, order, ignore_max_age)
+
+
 def compare_lines(
+    sets: Comparison,
     current: Mapper,
     candidate: Mapper,
     lines: Iterable[bytes],
     topic: str,
     decode: DecodeLine | None,
-    samples: int,
 ) -> Comparison:
     """Events as ``map`` reads them (JSON Lines, or the Avro schema's JSON form)."""
-    comparison = Comparison(samples)
     for _, meta, event in events(lines, topic, decode):
         before = mapped(commands_of, current, meta, event)
         after = mapped(commands_of, candidate, meta, event)
-        comparison.add({key: meta[key] for key in ("topic", "partition", "offset")}, before, after)
-    return comparison
+        where = {key: meta[key] for key in ("topic", "partition", "offset")}
+        sets.add(where, before, after, meta.get("timestamp"))
+    return sets
 
 
 def compare_window(
-    decoder: Decoder, current: Mapper, candidate: Mapper, consumer: Any, windows: list[Window], samples: int
+    sets: Comparison,
+    decoder: Decoder,
+    current: Mapper,
+    candidate: Mapper,
+    consumer: Any,
+    windows: list[Window],
 ) -> Comparison:
     """The records of each window, decoded as ``run`` decodes them (the registry included),
     read by ``consumer`` on its own: assigned, never subscribed, never committing."""
-    comparison = Comparison(samples)
     for window in windows:
         consumer.assign(window.assignment())
         for record in read_window(consumer, window):
             where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
             before = mapped(fetched_commands, decoder, current, record)
-            comparison.add(where, before, mapped(fetched_commands, decoder, candidate, record))
-    return comparison
+            after = mapped(fetched_commands, decoder, candidate, record)
+            sets.add(where, before, after, record.timestamp_ms)
+    return sets
 
 
 def window_comparison(
-    loaded: Loaded, candidate: Mapper, from_time: str, to_time: str | None, samples: int
+    sets: Comparison, loaded: Loaded, candidate: Mapper, from_time: str, to_time: str | None
 ) -> Comparison:
     """The source topics from ``from_time`` to ``to_time`` (default: their end now), read
     by a consumer of its own: no group joined, nothing committed, the live group untouched."""
@@ -151,6 +175,6 @@ def window_comparison(
                 )
                 for topic in loaded.config.source.topic_names
             ]
-            return compare_window(loaded.decoder, loaded.mapper, candidate, consumer, windows, samples)
+            return compare_window(sets, loaded.decoder, loaded.mapper, candidate, consumer, windows)
     finally:
         consumer.close()

@@ -3,7 +3,9 @@ offline to the commands that would be posted, one JSON line each."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
@@ -11,11 +13,12 @@ from typing import Any, TextIO
 from fastavro.types import Schema
 
 from bridge import logs
-from bridge.decode.avro import read_json
-from bridge.decode.decoder import decode_json
-from bridge.errors import RecordError
+from bridge.config import SourceConfig
+from bridge.decode.avro import load_schema, read_json
+from bridge.decode.decoder import decode_json, resolve_path
+from bridge.errors import ConfigError, RecordError
 from bridge.rules.mapping import Mapper
-from bridge.runtime.convert import commands_of
+from bridge.runtime.convert import Preview, commands_of, preview
 
 DecodeLine = Callable[[bytes], dict[str, Any]]
 
@@ -32,6 +35,42 @@ def avro_json_decoder(schema: Schema) -> DecodeLine:
         return event
 
     return decode
+
+
+def offline_events(
+    source: SourceConfig, topic: str | None, format: str, schema: str | None, config_path: str
+) -> tuple[str, DecodeLine | None]:
+    """``--topic`` (default the first source topic), and how its events are read: JSON, or
+    with ``--format avro`` in the schema's JSON form (``--schema``, else the topic's own)."""
+    topic = topic or source.topic_names[0]
+    if topic not in source.topic_names:
+        raise ConfigError([f"--topic {topic}: not in source.topics ({', '.join(source.topic_names)})"])
+    if format != "avro":
+        return topic, None
+    path = schema or next(t for t in source.resolved() if t.name == topic).schema_path
+    if not path:
+        raise ConfigError(
+            [f"--format avro: give --schema FILE.avsc (topic {topic} takes its schemas from the registry)"]
+        )
+    try:
+        return topic, avro_json_decoder(load_schema(path if schema else resolve_path(path, config_path)))
+    except ValueError as exc:
+        raise ConfigError([f"--schema: {exc}"]) from exc
+
+
+@contextlib.contextmanager
+def event_lines(file: str) -> Iterator[Iterable[bytes]]:
+    """The lines of ``file`` (``-``: standard input), as bytes: a line that is not UTF-8 is
+    that line's decode error, as for a record."""
+    if file == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        handle = open(file, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot read: {exc.strerror}"]) from exc
+    with handle:
+        yield handle
 
 
 Event = Callable[[], dict[str, Any]]  # decodes the line when called (its failure is the record's)
@@ -73,10 +112,13 @@ def map_lines(
     out: TextIO,
     err: TextIO,
     decode: DecodeLine | None = None,
+    ignore_max_age: bool = False,
 ) -> int:
-    """Map JSON Lines events; print commands to ``out``, failures to ``err``, then a
-    summary line to ``err``; count failures."""
-    failures = read = produced = unmatched = 0
+    """Map JSON Lines events; print the commands ``run`` would send to ``out``; to ``err``,
+    failures, the commands it would skip (``max_age`` measured at the record's time, unless
+    ``ignore_max_age``; ``on_missing: skip``) and the fields templates did not find, then a
+    summary line; count failures."""
+    failures = read = produced = unmatched = withheld = 0
     for number, meta, event in events(lines, topic, decode):
         read += 1
         try:
@@ -86,12 +128,31 @@ def map_lines(
             rule = f" rule {exc.rule}:" if exc.rule else ""
             print(f"line {number}: {exc.error_class}:{rule} {logs.redact(exc.reason)}", file=err)
             continue
-        produced += len(commands)
         unmatched += not commands
-        for command in commands:
+        shown = preview(commands, None if ignore_max_age else meta.get("timestamp"))
+        for note in notes(shown):
+            print(f"line {number}: {note}", file=err)
+        produced += len(shown.sent)
+        withheld += len(shown.withheld)
+        for command in shown.sent:
             out.write(json.dumps(command.as_json_line(), ensure_ascii=False) + "\n")
-    print(
-        f"map: {read} events read, {produced} commands, {unmatched} matched no rule, {failures} failed",
-        file=err,
-    )
+    summary = f"map: {counted(read, 'event')} read, {counted(produced, 'command')}, "
+    summary += f"{unmatched} matched no rule, {failures} failed"
+    print(summary + (f", {withheld} not sent" if withheld else ""), file=err)
     return failures
+
+
+def notes(shown: Preview) -> list[str]:
+    """What a preview says of a record's commands beside them: those ``run`` would skip,
+    and why, and the fields the sent ones lack (left out of their bodies)."""
+    said = [f"rule {c.rule}: not sent, {w.outcome}: {w.reason}" for c, w in shown.withheld]
+    return said + [
+        f"rule {c.rule}: fields absent from the event, left out: {', '.join(c.missing)}"
+        for c in shown.sent
+        if c.missing
+    ]
+
+
+def counted(number: int, noun: str) -> str:
+    """``1 command``, ``2 commands``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"

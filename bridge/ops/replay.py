@@ -32,9 +32,10 @@ from bridge.kafka.consumer import (
 from bridge.kafka.window import Window, read_window, window_reader
 from bridge.model import Record
 from bridge.ops.loading import Loaded
+from bridge.ops.mapfile import counted, notes
 from bridge.ops.planning import plan, plan_redrive
 from bridge.ops.requests import RedriveRequest, ReplayRequest, WindowRun
-from bridge.runtime.convert import fetched_commands
+from bridge.runtime.convert import fetched_commands, preview
 from bridge.runtime.factory import build_bridge, start_up_frozen
 from bridge.runtime.pipeline import Bridge
 
@@ -42,10 +43,13 @@ log = structlog.get_logger("bridge.ops.replay")
 PROGRESS_LOG_S = 10.0
 
 
-def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: TextIO) -> int:
+def dry_run(
+    loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: TextIO, ignore_max_age: bool = False
+) -> int:
     """Print the commands the window would send; send nothing, commit nothing. Records the
     group's last commit names finished, and dead letters the filters leave, are passed over
-    as a real run would."""
+    as a real run would; a command the run would skip (its rule's ``max_age`` now, unless
+    ``ignore_max_age``; ``on_missing: skip``) is named on ``err`` with why, not printed."""
     assignment = window.assignment()
     consumer.assign(assignment)
     finished = (
@@ -53,7 +57,7 @@ def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: Tex
         if window.commits and assignment
         else {}
     )
-    failures = read = produced = 0
+    failures = read = produced = withheld = 0
     for record in read_window(consumer, window):
         read += 1
         passed_over = record.offset in finished.get(record.tp, ()) or not window.selects(record)
@@ -66,15 +70,19 @@ def dry_run(loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: Tex
             failures += 1
             print(f"{_named(window, record)}: {exc.error_class}: {logs.redact(exc.reason)}", file=err)
         else:
-            produced += len(commands)
-            for command in commands:
+            shown = preview(commands, None if ignore_max_age else int(time.time() * 1000))
+            for note in notes(shown):
+                print(f"{_named(window, record)}: {note}", file=err)
+            produced += len(shown.sent)
+            withheld += len(shown.withheld)
+            for command in shown.sent:
                 out.write(json.dumps(command.as_json_line(), ensure_ascii=False) + "\n")
     verb = "redrive" if window.redrive else "replay"
-    print(
-        f"{verb} --dry-run of {window.topic}: {read} of {window.total} records in the window read, "
-        f"{produced} commands, {failures} would be dead-lettered (nothing sent, nothing committed)",
-        file=err,
-    )
+    failed = "would stay in the dead-letter topic" if window.redrive else "would be dead-lettered"
+    records = counted(window.total, "record")
+    summary = f"{verb} --dry-run of {window.topic}: {read} of {records} in the window read, "
+    summary += counted(produced, "command") + (f", {withheld} not sent" if withheld else "")
+    print(f"{summary}, {failures} {failed} (nothing sent, nothing committed)", file=err)
     return 1 if failures else 0
 
 
@@ -178,7 +186,7 @@ def _planned(
         )
         if args.dry_run:
             with asking_kafka("reading the window"):
-                return dry_run(loaded, window, consumer, sys.stdout, sys.stderr)
+                return dry_run(loaded, window, consumer, sys.stdout, sys.stderr, args.ignore_max_age)
         return window
     finally:
         consumer.close()

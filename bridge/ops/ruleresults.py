@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.config import SourceConfig
 from bridge.errors import RecordError
 from bridge.model import Command, Record
+from bridge.ops.mapfile import notes
 from bridge.ops.ruletests import Case, Suite, load_suites
 from bridge.rules.difference import field_diff
 from bridge.rules.mapping import Mapper
-from bridge.runtime.convert import commands_of
+from bridge.runtime.convert import commands_of, preview
 
 
 @dataclass
@@ -25,6 +26,8 @@ class Result:
     problems: list[str]  # empty: passed
     rules: set[str]  # the rules that made a command or raised the error
     seconds: float
+    notes: list[str] = field(default_factory=list)  # what run would skip, what templates missed
+    supplied: set[tuple[str, str]] = field(default_factory=set)  # (rule, template path) found
 
     @property
     def passed(self) -> bool:
@@ -51,8 +54,14 @@ def run_case(suite: Suite, case: Case, mapper: Mapper, default_topic: str) -> Re
     except RecordError as exc:
         error = exc
     rules = {c.rule for c in commands} | ({error.rule} if error is not None and error.rule else set())
-    problems = _compare_error(case, commands, error) if case.expect_error else _compare(case, commands, error)
-    return Result(suite.path, case.name, problems, rules, time.perf_counter() - started)
+    shown = preview(commands, case.now_ms)  # what run would send of them
+    sent = shown.sent
+    problems = _compare_error(case, sent, error) if case.expect_error else _compare(case, sent, error)
+    result = Result(suite.path, case.name, problems, rules, time.perf_counter() - started)
+    result.notes = notes(shown)
+    paths = mapper.template_paths()
+    result.supplied = {(c.rule, p) for c in commands for p in paths.get(c.rule, ()) if p not in c.missing}
+    return result
 
 
 def _described(error: RecordError) -> str:
@@ -109,6 +118,8 @@ def report(results: list[Result], out: Any) -> None:
         out.write(f"{'PASS' if result.passed else 'FAIL'}  {result.path}: {result.case}\n")
         for problem in result.problems:
             out.write(f"      {problem}\n")
+        for note in result.notes:
+            out.write(f"      note: {note}\n")
     failed = sum(not r.passed for r in results)
     out.write(f"test: {len(results)} cases, {len(results) - failed} passed, {failed} failed\n")
 
@@ -161,6 +172,20 @@ def untested_rules(results: list[Result], mapper: Mapper) -> list[str]:
     return [name for name in mapper.names if name not in exercised]
 
 
+def unsupplied_paths(results: list[Result], mapper: Mapper) -> list[str]:
+    """Of the rules the cases exercise, each template path no case's event had (the
+    templates a misspelt field would leave empty, untested), in rule order."""
+    exercised = set().union(*(r.rules for r in results)) if results else set()
+    supplied = set().union(*(r.supplied for r in results)) if results else set()
+    return [
+        f"rule {rule}: no test case supplies {{{{ {path} }}}}"
+        for rule, paths in mapper.template_paths().items()
+        if rule in exercised
+        for path in paths
+        if (rule, path) not in supplied
+    ]
+
+
 def failures(results: list[Result]) -> list[str]:
     """Every problem of the failing cases, one line each: ``FILE: CASE: problem``."""
     return [f"{result.path}: {result.case}: {problem}" for result in results for problem in result.problems]
@@ -173,6 +198,7 @@ class Checked:
     failures: list[str]  # each case's problems: the rules fail their own tests
     untested: list[str]  # rules no case exercises
     summary: str  # "N test cases exercise M of them"
+    unsupplied: list[str]  # template paths of exercised rules that no case's event has
 
 
 def check_suites(patterns: list[str], source: SourceConfig, mapper: Mapper, path: str) -> Checked:
@@ -180,4 +206,4 @@ def check_suites(patterns: list[str], source: SourceConfig, mapper: Mapper, path
     results = run(load_suites(patterns, source, mapper, path), mapper, source.topic_names[0])
     untested = untested_rules(results, mapper)
     summary = f"{len(results)} test cases exercise {len(mapper) - len(untested)} of them"
-    return Checked(failures(results), untested, summary)
+    return Checked(failures(results), untested, summary, unsupplied_paths(results, mapper))

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bridge import timestamps
 from bridge.config import SourceConfig, StrictLoader, describe_validation, read_raw
 from bridge.decode.avro import load_schema, read_json
 from bridge.decode.decoder import decode_json, resolve_path
@@ -66,14 +67,32 @@ class Case(_Case):
     """For an Avro topic without a local schema: the ``.avsc`` (relative to the test file)."""
     match: Literal["exact", "subset"] = "exact"
     """``subset``: a body may hold fields the case does not name."""
+    now: str | int | None = None
+    """When the case runs: an ISO-8601 time or epoch milliseconds; rules' ``max_age`` is
+    measured from it (default ``kafka.timestamp``; with neither, ``max_age`` is not
+    applied), and a command ``run`` would skip then is not among those the case expects."""
     expect: list[ExpectedCommand] | None = None
     expect_error: ExpectedError | None = None
+
+    @property
+    def now_ms(self) -> int | None:
+        """The case's moment (validated with the case), or None."""
+        if self.now is None:
+            return self.kafka.timestamp
+        return timestamps.normalise_ms(self.now)[1]
 
     @model_validator(mode="after")
     def _one_expectation(self) -> Case:
         if (self.expect is None) == (self.expect_error is None):
             raise ValueError("give either expect (a list of commands, maybe empty) or expect_error")
         return self
+
+    @field_validator("now")
+    @classmethod
+    def _a_time(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            timestamps.normalise_ms(value)  # its ValueError names what is wrong
+        return value
 
 
 class TestFile(BaseModel):

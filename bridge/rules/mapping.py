@@ -7,123 +7,33 @@ be evaluated or renders a body Intilery would refuse; at start-up,
 :func:`compile_rules` raises :class:`~bridge.errors.ConfigError` naming the
 file, the rule and the field.
 
-Templates: a string that is exactly ``"{{ expr }}"`` takes the typed value of
-the JMESPath expression; text mixed with ``{{ }}`` renders as a string; all
-else is literal. A template that yields null leaves its key out.
+Templates (:mod:`bridge.rules.templates`) that yield null name fields the event does
+not have; the command names them (``Command.missing``) and the rule's ``on_missing``
+decides whether such a command is sent, held back or dead-lettered.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import jmespath.exceptions
 from pydantic import ValidationError
 
 from bridge import timestamps
 from bridge.config import RuleConfig
-from bridge.errors import MappingError
+from bridge.errors import MappingError, MissingFields
 from bridge.model import Command
 from bridge.rules.commands import KNOWN_EVENTS, command_problem, is_dynamic, misspelt_command
-from bridge.rules.expressions import (
-    Evaluate,
-    compile_expression,
-    described,
-    failure,
-    is_false,
-    quoted_field_comparisons,
-)
+from bridge.rules.expressions import described, is_false, quoted_field_comparisons
+from bridge.rules.templates import compile_expr, compile_template, search, template_paths
 
 MAX_CALL_BYTES = 32 * 1024
 KAFKA_ROOT = "_kafka"
 
-_EXPR = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.S)
-_MISSING = object()
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)  # built once
-
-
-# --- templates -------------------------------------------------------------
-
-Render = Callable[[dict[str, Any]], Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Expression:
-    text: str
-    evaluate: Evaluate
-
-
-def _search(expr: Expression, context: dict[str, Any]) -> Any:
-    try:
-        return expr.evaluate(context)
-    except (jmespath.exceptions.JMESPathError, TypeError, ValueError) as exc:
-        raise MappingError(f"expression {expr.text!r} failed: {failure(exc)}") from exc
-
-
-def _compile_expr(text: str, where: str, problems: list[str]) -> Expression | None:
-    try:
-        return Expression(text, compile_expression(text))
-    except jmespath.exceptions.JMESPathError as exc:
-        reason = str(exc).splitlines()[0].removeprefix("Invalid jmespath expression: ").rstrip(": ")
-        problems.append(f"{where}: invalid JMESPath {text!r}: {reason}")
-        return None
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def compile_template(node: Any, where: str, problems: list[str]) -> Render:
-    """Compile an ``emit`` node into a function of the event context."""
-    if isinstance(node, dict):
-        items = [(k, compile_template(v, f"{where}.{k}", problems)) for k, v in node.items()]
-
-        def render_dict(ctx: dict[str, Any]) -> Any:
-            out = {}
-            for key, render in items:
-                value = render(ctx)
-                if value is not _MISSING:
-                    out[key] = value
-            return out
-
-        return render_dict
-    if isinstance(node, list):
-        elements = [compile_template(v, f"{where}[{i}]", problems) for i, v in enumerate(node)]
-        return lambda ctx: [None if (v := r(ctx)) is _MISSING else v for r in elements]
-    if not isinstance(node, str) or "{{" not in node:
-        return lambda ctx: node
-    matches = list(_EXPR.finditer(node))
-    if not matches:
-        problems.append(f"{where}: unclosed '{{{{' in template")
-        return lambda ctx: node
-    exprs = [_compile_expr(m.group(1), where, problems) for m in matches]
-    if any(e is None for e in exprs):
-        return lambda ctx: node
-    parsed = [e for e in exprs if e is not None]
-    if len(matches) == 1 and matches[0].span() == (0, len(node)):
-        whole = parsed[0]
-        return lambda ctx: _MISSING if (v := _search(whole, ctx)) is None else v
-    literals = _EXPR.split(node)[::2]
-
-    def render_mixed(ctx: dict[str, Any]) -> Any:
-        pieces = [literals[0]]
-        for expr, literal in zip(parsed, literals[1:], strict=True):
-            value = _search(expr, ctx)
-            if value is None:
-                return _MISSING
-            pieces += [_as_text(value), literal]
-        return "".join(pieces)
-
-    return render_mixed
-
-
-# --- rules -------------------------------------------------------------------
 
 
 class CompiledRule:
@@ -134,8 +44,10 @@ class CompiledRule:
         self.definition = config.model_dump_json()  # two rules defined alike make the same command
         self.condition = json.dumps([config.topics, config.when])  # and alike here, both or neither
         self.max_age_s = config.max_age
+        self.on_missing = config.on_missing
+        self.paths = template_paths(config.emit)  # what its templates read of the event
         self.topics = frozenset(config.topics) if config.topics else None
-        self._when = _compile_expr(config.when, f"{where}.when", problems) if config.when else None
+        self._when = compile_expr(config.when, f"{where}.when", problems) if config.when else None
         self._emit = compile_template(config.emit, f"{where}.emit", problems)
         problem = command_problem(config.emit, literal=True) or misspelt_command(config.emit.get("event"))
         if problem:
@@ -151,10 +63,17 @@ class CompiledRule:
         return self.topics is None or topic in self.topics
 
     def __call__(self, context: dict[str, Any]) -> Command | None:
-        if self._when is not None and is_false(_search(self._when, context)):
+        if self._when is not None and is_false(search(self._when, context)):
             return None
-        body = self._emit(context)
-        return finish_command(self.name, body, context[KAFKA_ROOT].get("timestamp"), self.max_age_s)
+        holes: list[str] = []
+        body = self._emit(context, holes)
+        missing = tuple(dict.fromkeys(holes))
+        if missing and self.on_missing == "dead_letter":
+            raise MissingFields(missing, rule=self.name)
+        if missing and self.on_missing == "skip":  # never sent: shown, counted, not checked
+            return Command(self.name, "track", body, b"", missing=missing, held=True)
+        command = finish_command(self.name, body, context[KAFKA_ROOT].get("timestamp"), self.max_age_s)
+        return dataclasses.replace(command, missing=missing) if missing else command
 
 
 def finish_command(
@@ -203,6 +122,10 @@ class Mapper:
     def names(self) -> list[str]:
         """The rules' names, in order."""
         return [rule.name for rule in self._all]
+
+    def template_paths(self) -> dict[str, list[str]]:
+        """By rule name, in rule order, what its templates read of the event."""
+        return {rule.name: rule.paths for rule in self._all}
 
     def rules_for(self, topic: str) -> list[CompiledRule]:
         """The rules of records from ``topic``: those whose ``topics`` list it or that have

@@ -4,8 +4,8 @@ count (``bridge_summary``, the replay summary), its metric and its log line toge
 Outcomes of a record: consumed, then one of skipped (no rule matched), already
 finished (the last commit's map names it), not selected (a redrive's filters),
 read again (a rewound partition), dead-lettered, failed (no dead-letter topic:
-the bridge stops) or failing again (redrive). Of a command: delivered, stale,
-retried.
+the bridge stops) or failing again (redrive). Of a command: delivered, already sent,
+stale or incomplete (skipped), retried; and the fields its templates did not find.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from bridge.errors import AuthError, DeliveryError, RecordError, SetupError
+from bridge.errors import AuthError, DeliveryError, RecordError, SetupError, Withheld
 from bridge.intilery.client import Delivered
 from bridge.metrics import Metrics
 from bridge.model import Command, Record
@@ -30,8 +30,8 @@ if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when spans are expor
 log = structlog.get_logger("bridge")
 
 COUNTS = (
-    "consumed", "delivered", "dead_lettered", "skipped", "stale", "retries", "already_finished",
-    "already_sent", "read_again",
+    "consumed", "delivered", "dead_lettered", "skipped", "stale", "incomplete", "retries",
+    "already_finished", "already_sent", "read_again",
 )  # fmt: skip
 NO_RULE = "-"  # label value where no rule or command applies
 
@@ -78,12 +78,84 @@ def failure_fields(
     }
 
 
-class Outcomes:
-    """Counts, metrics and log lines of what the bridge did with each record."""
+class CommandOutcomes:
+    """Counts, metrics and log lines of what became of each command."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.counts: Counter[str] = Counter(dict.fromkeys(COUNTS, 0))
+        self._missing_logged: set[tuple[str, str]] = set()
+
+    def delivered(
+        self, command: Command, record: Record, delivered: Delivered, rules: str, span: Span | None = None
+    ) -> None:
+        """``rules``: the version of the rules that mapped it; ``span``: its record's."""
+        self.counts["delivered"] += 1
+        self.metrics.commands(command.rule, command_label(command), "delivered").inc()
+        if command.event_ms is not None:
+            self.metrics.event_to_ack.observe(max(0.0, time.time() - command.event_ms / 1000))
+        log.info(
+            "command_delivered",
+            **describe(command),
+            **where(record, span),
+            attempt=delivered.attempt,
+            status=delivered.status,
+            latency_ms=round(delivered.latency_ms, 1),
+            eventId=delivered.event_id,
+            rules_version=rules,
+        )
+
+    def already_sent(self, command: Command, record: Record, event_id: str, span: Span | None = None) -> None:
+        """Not sent again: the audit topic shows Intilery accepted it (``event_id``) after the
+        partition's last commit (:mod:`bridge.kafka.sentlog`)."""
+        self.counts["already_sent"] += 1
+        self.metrics.commands(command.rule, command_label(command), "already_sent").inc()
+        log.info("command_already_sent", **describe(command), **where(record, span), eventId=event_id or None)
+
+    def withheld(self, command: Command, record: Record, skipped: Withheld, span: Span | None = None) -> None:
+        """Skipped, not sent: ``stale`` (past its rule's max_age) or ``incomplete`` (a field
+        absent, its rule's on_missing: skip)."""
+        self.counts[skipped.outcome] += 1
+        self.metrics.commands(command.rule, command_label(command), skipped.outcome).inc()
+        log.info(
+            f"command_{skipped.outcome}", **describe(command), **where(record, span), reason=skipped.reason
+        )
+
+    def fields_missing(self, rule: str, fields: tuple[str, ...], on_missing: str) -> None:
+        """A command's templates named ``fields`` its event did not have: counted per rule and
+        field, logged once per rule and field (the expressions only: no customer data)."""
+        for field in fields:
+            self.metrics.rules.template_missing.counts[rule, field] += 1
+            if (rule, field) not in self._missing_logged:
+                self._missing_logged.add((rule, field))
+                log.warning("template_field_missing", rule=rule, field=field, on_missing=on_missing)
+
+    def retried(
+        self, command: Command, attempt: int, error: DeliveryError, delay: float, context: Mapping[str, Any]
+    ) -> None:
+        self.counts["retries"] += 1
+        self.metrics.commands(command.rule, command_label(command), "retried").inc()
+        setup = isinstance(error, SetupError)
+        event = "intilery_auth_failed" if isinstance(error, AuthError) else "intilery_redirected"
+        (log.error if setup else log.warning)(
+            event if setup else "command_retry",
+            **describe(command),
+            **context,
+            attempt=attempt,
+            status=error.status,
+            reason=error.reason,
+            retry_in_ms=round(delay * 1000),
+        )
+
+
+class Outcomes(CommandOutcomes):
+    """Counts, metrics and log lines of what the bridge did with each record (and, by
+    :class:`CommandOutcomes`, with each command)."""
 
     def __init__(self, metrics: Metrics, spans: Spans | None = None, sample_ratio: float = 1.0) -> None:
-        self.metrics, self.spans, self.sample_ratio = metrics, spans, sample_ratio
-        self.counts: Counter[str] = Counter(dict.fromkeys(COUNTS, 0))
+        super().__init__(metrics)
+        self.spans = spans
+        self.sample_ratio = sample_ratio
 
     def span_of(self, record: Record) -> Span:
         """The record's span: its ``traceparent``'s child, else a new trace (sampled at ``sample_ratio``)."""
@@ -154,56 +226,6 @@ class Outcomes:
         self.counts["failing_again"] += 1
         fields = failure_fields(record, error, command, rules, span)
         log.warning("redrive_failed_again", **fields, dead_letter=at)
-
-    # --- commands ---------------------------------------------------------------
-
-    def delivered(
-        self, command: Command, record: Record, delivered: Delivered, rules: str, span: Span | None = None
-    ) -> None:
-        """``rules``: the version of the rules that mapped it; ``span``: its record's."""
-        self.counts["delivered"] += 1
-        self.metrics.commands(command.rule, command_label(command), "delivered").inc()
-        if command.event_ms is not None:
-            self.metrics.event_to_ack.observe(max(0.0, time.time() - command.event_ms / 1000))
-        log.info(
-            "command_delivered",
-            **describe(command),
-            **where(record, span),
-            attempt=delivered.attempt,
-            status=delivered.status,
-            latency_ms=round(delivered.latency_ms, 1),
-            eventId=delivered.event_id,
-            rules_version=rules,
-        )
-
-    def already_sent(self, command: Command, record: Record, event_id: str, span: Span | None = None) -> None:
-        """Not sent again: the audit topic shows Intilery accepted it (``event_id``) after the
-        partition's last commit (:mod:`bridge.kafka.sentlog`)."""
-        self.counts["already_sent"] += 1
-        self.metrics.commands(command.rule, command_label(command), "already_sent").inc()
-        log.info("command_already_sent", **describe(command), **where(record, span), eventId=event_id or None)
-
-    def stale(self, command: Command, record: Record, reason: str, span: Span | None = None) -> None:
-        self.counts["stale"] += 1
-        self.metrics.commands(command.rule, command_label(command), "stale").inc()
-        log.info("command_stale", **describe(command), **where(record, span), reason=reason)
-
-    def retried(
-        self, command: Command, attempt: int, error: DeliveryError, delay: float, context: Mapping[str, Any]
-    ) -> None:
-        self.counts["retries"] += 1
-        self.metrics.commands(command.rule, command_label(command), "retried").inc()
-        setup = isinstance(error, SetupError)
-        event = "intilery_auth_failed" if isinstance(error, AuthError) else "intilery_redirected"
-        (log.error if setup else log.warning)(
-            event if setup else "command_retry",
-            **describe(command),
-            **context,
-            attempt=attempt,
-            status=error.status,
-            reason=error.reason,
-            retry_in_ms=round(delay * 1000),
-        )
 
     def rules_in_force(self, version: str) -> None:
         """The rules mapping the records read from now on (at start-up, on a reload)."""

@@ -8,7 +8,7 @@
    decoded or mapped is rejected;
 4. otherwise its commands go to the lane of its key (:mod:`bridge.runtime.lanes`),
    where :meth:`RecordPath.deliver` sends them in order; the record is finished
-   when the last is delivered (or stale);
+   when the last is delivered (or withheld: stale, or incomplete);
 5. a rejected record goes to the dead-letter topic and is finished once the broker
    has it; without a dead-letter topic the bridge stops, the record unfinished.
 """
@@ -30,7 +30,7 @@ from bridge.errors import (
     RecordError,
     RejectedError,
     RetryableError,
-    StaleCommand,
+    Withheld,
 )
 from bridge.intilery.sending import Backoff
 from bridge.kafka.deadletter import Known
@@ -133,8 +133,8 @@ class RecordPath:
     def commands(self, mapper: Mapper, origin: Record) -> list[Command]:
         """``origin``'s commands by ``mapper`` (and, with shadow rules, the candidate's beside them)."""
         if self.shadow is not None:
-            return self.shadow.beside(self.decoder, mapper, origin)
-        return record_commands(self.decoder, mapper, origin)
+            return self.shadow.beside(self.decoder, mapper, origin, self.outcomes.fields_missing)
+        return record_commands(self.decoder, mapper, origin, self.outcomes.fields_missing)
 
     def _skip(self, work: Work) -> None:
         self.outcomes.skipped(work.record, work.span)
@@ -161,8 +161,8 @@ class RecordPath:
                     continue
                 try:
                     delivered = await self.sender.send(command, where(work.record, work.span), work.span)
-                except StaleCommand as stale:
-                    self.outcomes.stale(command, work.record, str(stale), work.span)
+                except Withheld as skipped:
+                    self.outcomes.withheld(command, work.record, skipped, work.span)
                     continue
                 except RejectedError as exc:
                     self.reject(work, exc.for_rule(command.rule), command)

@@ -21,7 +21,7 @@ from bridge.metrics import Metrics
 from bridge.model import Command, Record
 from bridge.rules.difference import Mapped, compared, difference, field_paths, mapped, matched
 from bridge.rules.mapping import Alike, Mapper
-from bridge.runtime.convert import commands_of
+from bridge.runtime.convert import Watch, commands_of
 from bridge.runtime.ports import RecordDecoder
 
 log = structlog.get_logger("bridge")
@@ -39,9 +39,12 @@ class Shadow:
         """A reload's candidate: the records read from now on are shadowed by it."""
         self.mapper, self._alike = mapper, (None, Alike())
 
-    def beside(self, decoder: RecordDecoder, mapper: Mapper, record: Record) -> list[Command]:
+    def beside(
+        self, decoder: RecordDecoder, mapper: Mapper, record: Record, watch: Watch | None = None
+    ) -> list[Command]:
         """``record``'s commands by the live ``mapper`` (raising as :func:`record_commands`
-        does), the candidate's compared with them from the same decoded event."""
+        does, telling ``watch`` of their holes), the candidate's compared with them from the
+        same decoded event."""
         meta, decoded = record.meta(), []
 
         def event() -> dict[str, Any]:
@@ -49,7 +52,7 @@ class Shadow:
             return decoded[0]
 
         try:
-            commands = commands_of(mapper, meta, event)
+            commands = commands_of(mapper, meta, event, watch=watch)
         except RecordError as exc:
             if decoded:  # decoded, but the live rules could not map it: the candidate may
                 self.compare(record, exc, decoded[0], meta)

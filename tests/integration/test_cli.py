@@ -134,13 +134,14 @@ def test_map_prints_commands_and_reports_failures() -> None:
     assert len(out) == 2
     assert result.stderr.splitlines() == [
         "line 2: mapping: rule abandoned-sms: userId: required for send_sms",
+        "line 3: rule abandoned-sms: fields absent from the event, left out: occurredAt",  # the record's time
         "line 4: decode: invalid JSON: Expecting value (line 1, column 1)",
         "map: 4 events read, 2 commands, 0 matched no rule, 2 failed",
     ]
     viewed = json.dumps({"type": "booking_viewed", "customer": {"id": "C-9"}})
     quiet = cli("map", "--config", str(EXAMPLE), "-", stdin=viewed + "\n")
     assert quiet.returncode == 0 and quiet.stdout == ""
-    assert quiet.stderr.splitlines() == ["map: 1 events read, 0 commands, 1 matched no rule, 0 failed"]
+    assert quiet.stderr.splitlines() == ["map: 1 event read, 0 commands, 1 matched no rule, 0 failed"]
 
 
 def test_map_topic_selects_rules(tmp_path: Path) -> None:

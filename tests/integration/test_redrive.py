@@ -78,7 +78,9 @@ def test_redrive_after_a_fixed_rule(cluster: TestKafka, sandbox: Sandbox, tmp_pa
     dry = redrive(v2, "--dry-run")
     assert dry.returncode == 1 and accepted(sandbox) == []  # 1: one record still fails
     assert len(dry.stdout.splitlines()) == 11 and "userId: required for send_print" in dry.stderr
-    assert "11 commands, 1 would be dead-lettered (nothing sent, nothing committed)" in dry.stderr
+    assert (
+        "11 commands, 1 would stay in the dead-letter topic (nothing sent, nothing committed)" in dry.stderr
+    )
     unknown = redrive(v2, "--rule", "no-such-rule", "--dry-run")  # exited 0, silently
     assert unknown.returncode == 2 and "--rule no-such-rule: no such rule in" in unknown.stderr
 

@@ -66,20 +66,27 @@ def test_diff_counts_what_the_candidate_changes(tmp_path: Path, capsys: pytest.C
         "viewed": {"added": 0, "removed": 0, "changed": 0, "unchanged": 1},
         "viewed-too": {"added": 1, "removed": 0, "changed": 0, "unchanged": 0},
     }
+    # in the files' order (the candidate's, then the rules it drops), not alphabetically
+    in_order = ["abandoned-sms", "identify-customer", "viewed", "viewed-too", "identify", "print"]
+    assert list(result["rules"]) == in_order
     assert result["dead_letters"] == {"current": 1, "candidate": 1}
     first = result["samples"][0]
     assert (first["offset"], first["rule"], first["difference"]) == (0, "abandoned-sms", "changed")
     assert first["fields"] == ['body.assetId: expected "ASSET-SMS", got "ASSET-SMS-2"']
-    assert len(result["samples"]) == 5  # --samples' default
+    assert len(result["samples"]) == 6  # each of the 2 + 2 + 2, under --samples' default of 5 a kind
 
     code, out, _ = run_cli(capsys, *args, "--samples", "1")
     lines = out.splitlines()
     assert code == 1 and lines[0].startswith("diff: 7 records; commands 5 now, 5 with the candidate: 2 added")
     assert "  rule abandoned-sms: 0 added, 0 removed, 2 changed, 0 unchanged" in lines
-    assert lines[-2:] == [
+    changed = lines.index("CHANGED  bookings[0]@0: rule abandoned-sms")
+    assert lines[changed : changed + 2] == [
         "CHANGED  bookings[0]@0: rule abandoned-sms",
         '      body.assetId: expected "ASSET-SMS", got "ASSET-SMS-2"',
     ]
+    # one sample of each kind (only the first kind's were shown once it had filled the samples)
+    shown = [line.split()[0] for line in lines if line.split()[0] in ("ADDED", "REMOVED", "CHANGED")]
+    assert sorted(shown) == ["ADDED", "CHANGED", "REMOVED"]
 
 
 def test_the_same_rules_differ_in_nothing_and_a_bad_candidate_is_an_error(

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bridge.config import RuleConfig
-from bridge.errors import MappingError
+from bridge.errors import MappingError, MissingFields
 from bridge.rules.mapping import MAX_CALL_BYTES, CompiledRule, Mapper, compile_rules
 
 META = {
@@ -320,3 +320,39 @@ def test_any_case_of_a_command_and_other_names_are_still_accepted() -> None:
         "identify",
         "Booking Viewed",
     ]
+
+
+SMS_WITH_HOLES = {
+    "event": "send_sms",
+    "userId": "{{ customer.id }}",
+    "assetId": "A",
+    "greeting": "Hi {{ travller.firstName }}, {{ customer.nickname }}",
+    "tier": "{{ customer.tier }}",
+}
+
+
+@pytest.mark.parametrize("on_missing", ["empty", "skip", "dead_letter"])
+def test_a_template_of_a_field_the_event_lacks_is_named_and_on_missing_decides(on_missing: str) -> None:
+    """The merge tag went without a word ("Hi !"): the command now names every such field,
+    each once, and the rule's on_missing decides what it becomes."""
+    compiled = CompiledRule(
+        RuleConfig(name="r", emit=SMS_WITH_HOLES, on_missing=on_missing), "rules[0] (r)", []
+    )
+    mapper = Mapper([compiled], ["bookings"])
+    expected = ("travller.firstName", "customer.nickname", "customer.tier")
+    if on_missing == "dead_letter":
+        with pytest.raises(MissingFields) as refused:
+            mapper.map(dict(EVENT), META)
+        assert refused.value.rule == "r" and refused.value.fields == expected
+        assert refused.value.error_class == "mapping" and "travller.firstName" in refused.value.reason
+        return
+    (command,) = mapper.map(dict(EVENT), META)
+    assert command.missing == expected and command.held is (on_missing == "skip")
+    assert "greeting" not in command.body and "tier" not in command.body
+    assert mapper.template_paths() == {"r": ["customer.id", *expected]}
+
+
+def test_an_event_with_every_field_names_none() -> None:
+    event = {**EVENT, "travller": {"firstName": "Ann"}, "customer": {"id": "C-1", "nickname": "A", "tier": 1}}
+    (command,) = Mapper([rule(SMS_WITH_HOLES)], ["bookings"]).map(event, META)
+    assert command.missing == () and command.body["greeting"] == "Hi Ann, A"
