@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import (
-    ValidationError,
-)
+from pydantic import BaseModel, ValidationError
 
 from bridge.config.document import BridgeConfig, cross_problems
 from bridge.config.secrets import read_secret_file, read_secret_files
+from bridge.config.wording import said
 from bridge.errors import ConfigError
 
 _ENV = re.compile(r"\$(\$)?\{(?:file:([^}]+)|([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?)\}")
@@ -122,9 +121,13 @@ def read_raw(path: str | Path, loader: type[StrictLoader] = StrictLoader) -> dic
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
+        if "'\\t'" in problem:  # PyYAML's words for a tab where indentation goes
+            problem = "a tab: YAML indents with spaces only (replace the tab by spaces)"
         raise ConfigError([f"{name}: invalid YAML{where}: {problem}"]) from exc
+    if raw is None:
+        raise ConfigError([f"{name}: empty (only comments, or nothing): write the sections in it"])
     if not isinstance(raw, dict):
-        raise ConfigError([f"{name}: the top level must be a mapping of sections"])
+        raise ConfigError([f"{name}: the top level must be a mapping of sections (kafka:, source:, ...)"])
     return raw
 
 
@@ -134,7 +137,7 @@ def validate(expanded: dict[str, Any]) -> tuple[BridgeConfig | None, list[str]]:
     try:
         config = BridgeConfig.model_validate(expanded)
     except ValidationError as exc:
-        return None, describe_validation(exc, expanded) + problems
+        return None, describe_validation(exc, expanded, BridgeConfig) + problems
     return (None if problems else config), problems
 
 
@@ -204,18 +207,17 @@ def _bare(path: str) -> str:
     return re.sub(r" \([^)]*\)", "", path)
 
 
-def describe_validation(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
-    """One line per pydantic error, with the rule's name beside its index."""
+def describe_validation(
+    exc: ValidationError, raw: dict[str, Any], model: type[BaseModel] | None = None
+) -> list[str]:
+    """One line per error, in the project's words (:mod:`bridge.config.wording`; ``model``:
+    the one validated, for the keys an unknown one was likely meant to be), with the rule's
+    name beside its index."""
     lines = []
     for error in exc.errors():
         loc = error["loc"]
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if not loc:
-            lines.append(message)
-            continue
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        lines.append(f"{field_path(loc, raw)}: {message}")
+        message = said(error, model)
+        lines.append(f"{field_path(loc, raw)}: {message}" if loc else message)
     return lines
 
 

@@ -120,7 +120,9 @@ def load_offline(path: str) -> tuple[SourceConfig, Mapper]:
         source = SourceConfig.model_validate(expanded.get("source"))
     except ValidationError as exc:
         lines = (
-            describe_validation(exc, expanded.get("source") or {}) if expanded.get("source") else ["required"]
+            describe_validation(exc, expanded.get("source") or {}, SourceConfig)
+            if expanded.get("source")
+            else ["required"]
         )
         problems += [line if line.startswith("source.") else f"source.{line}" for line in lines]
     raw_rules = expanded.get("rules")
@@ -128,7 +130,7 @@ def load_offline(path: str) -> tuple[SourceConfig, Mapper]:
         try:
             _Rules.model_validate({"rules": raw_rules})
         except ValidationError as exc:
-            problems += describe_validation(exc, {"rules": raw_rules})
+            problems += describe_validation(exc, {"rules": raw_rules}, _Rules)
     mapper, rule_problems = compile_rules(raw_rules, raw_topic_names(expanded))
     problems += rule_problems
     if problems or source is None:

@@ -156,7 +156,7 @@ def _load_suite(path: str, source: SourceConfig, mapper: Mapper, config_path: st
     try:
         cases = TestFile.model_validate(raw).tests
     except ValidationError as exc:
-        raise ConfigError([f"{path}: {line}" for line in describe_validation(exc, raw)]) from exc
+        raise ConfigError([f"{path}: {line}" for line in describe_validation(exc, raw, TestFile)]) from exc
     topics = {t.name: t for t in source.resolved()}
     rules = set(mapper.names)
     suite, problems, names = Suite(path, cases), [], set()

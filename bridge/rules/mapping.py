@@ -199,7 +199,11 @@ def compile_rules(raw_rules: Any, topics: Sequence[str]) -> tuple[Mapper, list[s
     for index, raw in enumerate(raw_rules if isinstance(raw_rules, list) else []):
         try:
             rule = RuleConfig.model_validate(raw)
-        except ValidationError:
+        except ValidationError as exc:
+            # Its own validation reports what it broke; the rest of it is still compiled
+            # for its other problems, so that no problem hides another.
+            if (rest := _without(raw, exc)) is not None:
+                CompiledRule(rest, f"rules[{index}] ({rest.name})", problems)
             continue
         rules.append(CompiledRule(rule, f"rules[{index}] ({rule.name})", problems))
         mapper_warnings += [
@@ -210,6 +214,17 @@ def compile_rules(raw_rules: Any, topics: Sequence[str]) -> tuple[Mapper, list[s
     mapper = Mapper(rules, topics, rules_version(raw_rules))
     mapper.warnings = mapper_warnings
     return mapper, problems
+
+
+def _without(raw: Any, exc: ValidationError) -> RuleConfig | None:
+    """The rule without the keys its validation refused, if it is a rule then."""
+    refused = {error["loc"][0] for error in exc.errors() if error["loc"]}
+    if not isinstance(raw, dict) or refused & {"name", "emit"}:
+        return None
+    try:
+        return RuleConfig.model_validate({key: value for key, value in raw.items() if key not in refused})
+    except ValidationError:
+        return None
 
 
 def rules_version(raw_rules: Any) -> str:

@@ -92,7 +92,7 @@ def test_run_refuses_bad_config_at_start_up(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("kafka: {bootstrap.servers: x}\n")
     result = cli("run", "--config", str(path))
-    assert result.returncode == 2 and f"{path}: source: Field required" in result.stderr
+    assert result.returncode == 2 and f"{path}: source: required" in result.stderr
 
 
 def test_map_prints_commands_and_reports_failures() -> None:

@@ -77,7 +77,7 @@ def test_brand_defaults_to_account_upper_and_endpoint_cases(tmp_path: Path) -> N
 def test_unknown_key_and_wrong_type_name_the_rule(tmp_path: Path) -> None:
     data = {**GOOD, "rules": [{**GOOD["rules"][0], "when": 5, "emitt": {}}]}
     lines = problems(tmp_path, data)
-    assert any("rules[0] (abandoned-sms).when: Input should be a valid string" in line for line in lines)
+    assert any("rules[0] (abandoned-sms).when: must be text" in line for line in lines)
     assert any("rules[0] (abandoned-sms).emitt: unknown key" in line for line in lines)
     assert all(line.startswith(str(tmp_path / "bridge.yaml") + ": ") for line in lines)
 
@@ -119,7 +119,7 @@ def test_invalid_yaml_names_line(tmp_path: Path) -> None:
 def test_missing_sections_and_bootstrap(tmp_path: Path) -> None:
     lines = problems(tmp_path, {"kafka": {"group.id": "g"}, "rules": []})
     joined = "\n".join(lines)
-    assert "source: Field required" in joined and "intilery: Field required" in joined
+    assert "source: required" in joined and "intilery: required" in joined
     assert "rules: List should have at least 1 item" in joined
 
 
@@ -179,7 +179,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
             "kafka.bootstrap.servers: required",
             "rules[1] (abandoned-sms).name: duplicate rule name",
             "rules[2] (t).topics: not in source.topics: nope",
-            "rules[3] (noemit).emit: Field required",
+            "rules[3] (noemit).emit: required",
             "rules[4] (j).when: invalid JMESPath 'a ==': Incomplete expression",
             "rules[4] (j).emit.assetId: required for send_sms",
             "rules[4] (j).emit.timestamp: not an ISO-8601 time or epoch number: 'yesterday'",
@@ -196,7 +196,7 @@ def test_missing_variable_hides_no_other_problem(tmp_path: Path, monkeypatch: py
         load(str(path))
     assert info.value.problems == [
         f"{path}: intilery.url: environment variable NO_SUCH_URL is not set",
-        f"{path}: rules[0] (x).emit: Field required",
+        f"{path}: rules[0] (x).emit: required",
     ]
 
 
@@ -586,3 +586,41 @@ def test_what_a_file_gives_is_redacted_wherever_it_is_printed(
         code, out, err = run_cli(capsys, "check", "--config", str(path))
     assert code == 0 and "topics: [redacted]" in out, out + err
     assert "s3cr3t" not in out + err and redact(secret.read_text()) == "[redacted]"
+
+
+def test_every_problem_at_once_in_the_project_s_words(tmp_path: Path) -> None:
+    """One problem hid another (`max_age: -5m` hid `emit.assetId` in the same rule), keys
+    got no "did you mean" while command names did, and pydantic's wording leaked."""
+    data = {
+        **GOOD,
+        "source": {"topics": "bookings", "dead_leter_topic": "dlq"},
+        "intilery": {**GOOD["intilery"], "timout_s": 3},
+        "delivery": None,  # every key commented out
+        "rules": [
+            {"name": "a", "emitt": {"event": "send_sms"}},
+            {"name": "p", "max_age": "-5m", "emit": {"event": "send_print", "userId": "u"}},
+        ],
+    }
+    path = write(tmp_path, data)
+    found = problems(tmp_path, data)
+    assert f"{path}: source.topics: must be a list (one '- item' per line, or [a, b])" in found
+    assert f"{path}: source.dead_leter_topic: unknown key; did you mean delivery.dead_letter_topic?" in found
+    assert f"{path}: intilery.timout_s: unknown key; did you mean timeout_s?" in found
+    assert any(line.startswith(f"{path}: delivery: must be a mapping of keys (empty here") for line in found)
+    assert f"{path}: rules[0] (a).emitt: unknown key; did you mean emit?" in found
+    assert f"{path}: rules[1] (p).max_age: a duration such as 90s, 15m, 2h, 1d or 1h30m" in found
+    assert f"{path}: rules[1] (p).emit.assetId: required for send_print" in found
+    assert not any("Input should" in line or "DeliveryConfig" in line for line in found), found
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("", "empty (only comments, or nothing): write the sections in it"),
+        ("# kafka:\n#   group.id: g\n", "empty (only comments, or nothing): write the sections in it"),
+        ("kafka:\n\tgroup.id: g\n", "a tab: YAML indents with spaces only (replace the tab by spaces)"),
+    ],
+)
+def test_an_empty_file_and_a_tab_say_what_to_do(tmp_path: Path, text: str, said: str) -> None:
+    found = problems(tmp_path, text)
+    assert len(found) == 1 and found[0].startswith(str(tmp_path)) and found[0].endswith(said)
