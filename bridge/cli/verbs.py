@@ -19,6 +19,7 @@ from bridge.config import BridgeConfig, parse_duration
 from bridge.errors import ConfigError, DeliveryError, cannot_listen
 from bridge.ops.loading import load, load_offline
 from bridge.ops.mapfile import event_lines, map_lines, offline_events
+from bridge.ops.plural import counted
 from bridge.ops.requests import WindowRun
 from bridge.rules.mapping import Mapper
 
@@ -91,7 +92,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.strict and warnings:
         return EXIT_FAILED
     topics = logs.redact(", ".join(config.source.topic_names))  # a topic may come from a ${file:}
-    print(f"{args.config}: OK ({len(mapper)} rules{tested}, topics: {topics})")
+    print(f"{args.config}: OK ({counted(len(mapper), 'rule')}{tested}, topics: {topics})")
     for problem in unset_secrets or []:
         print(f"{args.config}: {problem} (fine for check; --require-env refuses it)", file=sys.stderr)
     return 0

@@ -24,6 +24,7 @@ from bridge.kafka.window import Window, read_window, window_reader
 from bridge.ops.loading import Loaded
 from bridge.ops.mapfile import DecodeLine, events
 from bridge.ops.planning import plan
+from bridge.ops.plural import counted
 from bridge.ops.requests import ReplayRequest
 from bridge.rules.difference import KINDS, Mapped, compared, mapped, matched
 from bridge.rules.mapping import Mapper
@@ -92,11 +93,12 @@ class Comparison:
         return sorted(self.rules.items(), key=lambda item: place.get(item[0], len(place)))
 
     def report(self, out: TextIO) -> None:
-        counts = self.commands
+        counts, records = self.commands, counted(self.records, "record")
+        customers = counted(len(self.customers), "customer")
         out.write(
-            f"diff: {self.records} records; commands {counts['current']} now, {counts['candidate']} with the "
-            f"candidate: {counts['added']} added, {counts['removed']} removed, {counts['changed']} changed, "
-            f"{counts['unchanged']} unchanged; {len(self.customers)} customers affected; dead letters "
+            f"diff: {records}; commands {counts['current']} now, {counts['candidate']} with the candidate: "
+            f"{counts['added']} added, {counts['removed']} removed, {counts['changed']} changed, "
+            f"{counts['unchanged']} unchanged; {customers} affected; dead letters "
             f"{self.dead_letters['current']} now, {self.dead_letters['candidate']} with the candidate\n"
         )
         for rule, kinds in self.by_rule():

@@ -17,6 +17,7 @@ from bridge.config import SourceConfig
 from bridge.decode.avro import load_schema, read_json
 from bridge.decode.decoder import decode_json, resolve_path
 from bridge.errors import ConfigError, RecordError
+from bridge.ops.plural import counted
 from bridge.rules.mapping import Mapper
 from bridge.runtime.convert import Preview, commands_of, preview
 
@@ -151,8 +152,3 @@ def notes(shown: Preview) -> list[str]:
         for c in shown.sent
         if c.missing
     ]
-
-
-def counted(number: int, noun: str) -> str:
-    """``1 command``, ``2 commands``."""
-    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -32,8 +32,9 @@ from bridge.kafka.consumer import (
 from bridge.kafka.window import Window, read_window, window_reader
 from bridge.model import Record
 from bridge.ops.loading import Loaded
-from bridge.ops.mapfile import counted, notes
+from bridge.ops.mapfile import notes
 from bridge.ops.planning import plan, plan_redrive
+from bridge.ops.plural import counted
 from bridge.ops.requests import RedriveRequest, ReplayRequest, WindowRun
 from bridge.runtime.convert import fetched_commands, preview
 from bridge.runtime.factory import build_bridge, start_up_frozen
@@ -228,9 +229,11 @@ def _deliver_window(loaded: Loaded, config_file: str, args: WindowRun, window: W
         code = asyncio.run(_run(bridge, window.total))
     counts = bridge.counts
     outcomes = ", ".join(
-        f"{counts[k]} {k.replace('_', '-')}" for k in ("delivered", "dead_lettered", "skipped", "stale")
+        f"{counts[k]} {k.replace('_', '-')}"
+        for k in ("delivered", "dead_lettered", "skipped", "stale", "incomplete")
     )
-    summary = f"\n{verb} of {window.topic}: {counts['consumed']} of {window.total} records read; {outcomes}"
+    read = f"{counts['consumed']} of {counted(window.total, 'record')} read"
+    summary = f"\n{verb} of {window.topic}: {read}; {outcomes}"
     if counts["already_finished"]:
         summary += f"; {counts['already_finished']} done by an earlier run (not sent again)"
     if window.redrive:

@@ -13,6 +13,7 @@ from bridge.config import SourceConfig
 from bridge.errors import RecordError
 from bridge.model import Command, Record
 from bridge.ops.mapfile import notes
+from bridge.ops.plural import counted
 from bridge.ops.ruletests import Case, Suite, load_suites
 from bridge.rules.difference import field_diff
 from bridge.rules.mapping import Mapper
@@ -121,7 +122,7 @@ def report(results: list[Result], out: Any) -> None:
         for note in result.notes:
             out.write(f"      note: {note}\n")
     failed = sum(not r.passed for r in results)
-    out.write(f"test: {len(results)} cases, {len(results) - failed} passed, {failed} failed\n")
+    out.write(f"test: {counted(len(results), 'case')}, {len(results) - failed} passed, {failed} failed\n")
 
 
 def junit_xml(results: list[Result], problems: list[str] | None = None) -> bytes:
@@ -205,5 +206,6 @@ def check_suites(patterns: list[str], source: SourceConfig, mapper: Mapper, path
     """Run the cases of ``patterns`` against ``mapper``, as ``check --tests`` does."""
     results = run(load_suites(patterns, source, mapper, path), mapper, source.topic_names[0])
     untested = untested_rules(results, mapper)
-    summary = f"{len(results)} test cases exercise {len(mapper) - len(untested)} of them"
+    exercise = "exercises" if len(results) == 1 else "exercise"
+    summary = f"{counted(len(results), 'test case')} {exercise} {len(mapper) - len(untested)} of them"
     return Checked(failures(results), untested, summary, unsupplied_paths(results, mapper))

@@ -19,6 +19,7 @@ from bridge.logs import printable
 from bridge.model import Record
 from bridge.ops.loading import Loaded
 from bridge.ops.planning import plan
+from bridge.ops.plural import counted
 from bridge.ops.requests import ReplayRequest
 from bridge.runtime.auditing import event_time
 from bridge.tracing import parent_of
@@ -55,7 +56,7 @@ class Story:
         return {"user": self.user, "entries": self.entries}
 
     def report(self, out: TextIO) -> None:
-        print(printable(f"{self.user}: {len(self.entries)} entries"), file=out)
+        print(printable(f"{self.user}: {counted(len(self.entries), 'entry', 'entries')}"), file=out)
         for entry in self.entries:
             print(printable(_line(entry)), file=out)  # entries are other writers' too
 

@@ -156,6 +156,6 @@ def test_redrive_filters_pick_the_dead_letters(cluster: TestKafka, sandbox: Sand
     assert sorted(r["body"]["seq"] for r in accepted(sandbox)) == list(range(6))
     everything = redrive(fixed)  # from the one left: everything before it was redriven
     assert everything.returncode == 1 and len(accepted(sandbox)) == 6
-    assert f"redrive of {cluster.dlq}: 1 of 1 records read" in everything.stderr
+    assert f"redrive of {cluster.dlq}: 1 of 1 record read" in everything.stderr
     assert "1 failing again" in everything.stderr and "nothing sent, nothing written" in everything.stderr
     assert len(read_all(cluster.bootstrap_servers, cluster.dlq)) == 7

@@ -75,4 +75,4 @@ def test_the_readmes_minimal_configuration_passes_check(
     monkeypatch.setenv("INTILERY_AUTH_TOKEN", "t")
     code, out, err = run_cli(capsys, "check", "--require-env", "--config", str(tmp_path / "bridge.yaml"))
     assert code == 0, err
-    assert "OK (1 rules" in out
+    assert "OK (1 rule," in out

@@ -86,7 +86,7 @@ def test_a_failing_case_shows_the_rule_the_field_and_both_values(
         '      command 1 (rule abandoned-sms): body.booking.value: expected "10", got 10',
         "      command 1 (rule abandoned-sms): body.extra: expected true, missing",
         '      command 1 (rule abandoned-sms): body.assetId: not expected, got "202007-B-AbandonedBooking"',
-        "test: 1 cases, 0 passed, 1 failed",
+        "test: 1 case, 0 passed, 1 failed",
     ]
 
 
@@ -290,7 +290,7 @@ def test_check_with_tests_names_the_rules_no_case_exercises(
 ) -> None:
     path = write(tmp_path, sms_case())
     code, out, err = run(capsys, "check", "--config", CONFIG, "--tests", path)
-    assert code == 0 and "1 test cases exercise 1 of them" in out
+    assert code == 0 and "1 test case exercises 1 of them" in out
     assert f"{CONFIG}: warning: rule customer-identify: no test case exercises it" in err
     assert "rule abandoned-sms:" not in err
     code, _, _ = run(capsys, "check", "--strict", "--config", CONFIG, "--tests", path)

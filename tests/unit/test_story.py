@@ -50,7 +50,8 @@ def test_any_audit_entry_of_the_user_is_told(entries: list[dict[str, Any]], junk
     records.append(Record("audit", 0, 99, USER.encode(), junk, [], None))  # not JSON: not an entry
     told = [entry for record in records if (entry := _delivered(record, USER)) is not None]
     assert len(told) == len(entries) and all(entry["kind"] == "delivered" for entry in told)
-    assert tell(told).startswith(f"{USER}: {len(entries)} entries")
+    noun = "entry" if len(entries) == 1 else "entries"
+    assert tell(told).startswith(f"{USER}: {len(entries)} {noun}\n")
 
 
 @settings(max_examples=120, deadline=None)
@@ -59,4 +60,16 @@ def test_any_dead_letter_headers_are_told(headers: list[tuple[str, bytes | None]
     headers = [*headers, ("x-bridge-user-id", USER.encode())]
     entry = _dead_letter(Record("dlq", 0, 1, None, b"", headers, 2**70), USER)
     assert entry is not None and entry["kind"] == "dead_letter"
-    assert tell([entry]).startswith(f"{USER}: 1 entries")
+    assert tell([entry]).startswith(f"{USER}: 1 entry\n")
+
+
+def test_counts_agree_with_their_nouns() -> None:
+    """"1 commands", "1 entries", "1 customers" were printed."""
+    from bridge.ops.plural import counted
+
+    assert [counted(1, "command"), counted(2, "command"), counted(0, "customer")] == [
+        "1 command",
+        "2 commands",
+        "0 customers",
+    ]
+    assert [counted(1, "entry", "entries"), counted(3, "entry", "entries")] == ["1 entry", "3 entries"]
