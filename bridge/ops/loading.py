@@ -81,11 +81,12 @@ def load(path: str, unset_secrets: list[str] | None = None, env: Mapping[str, st
     the secrets are not. ``env``: the variables to expand (default the environment)."""
     expanded, env_problems = read_expanded(path, env)
     register_secrets(expanded)  # before anything could echo them, even in an error message
+    noted = [] if unset_secrets is None else _stand_ins(expanded, env_problems)
     config, problems = validate(expanded)
     mapper, rule_problems = compile_rules(expanded.get("rules"), raw_topic_names(expanded))
     problems = without_env_echoes(problems + rule_problems, env_problems)
     if unset_secrets is not None:
-        unset_secrets += [p for p in env_problems if is_secret_field(p)]
+        unset_secrets += [p for p in env_problems if is_secret_field(p) or p in noted]
     problems = [p for p in env_problems if unset_secrets is None or p not in unset_secrets] + problems
     decoder = None
     if config is not None:
@@ -136,6 +137,43 @@ def load_offline(path: str) -> tuple[SourceConfig, Mapper]:
     if problems or source is None:
         raise ConfigError([f"{path}: {p}" for p in problems])
     return source, mapper
+
+
+def _stand_ins(expanded: dict[str, Any], env_problems: list[str]) -> list[str]:
+    """For ``check``, which needs no deployment's variables as it needs no secrets: a field
+    that was only an unset variable is left out, so its default stands in, and where it
+    has none (``kafka.bootstrap.servers``) a text naming the variable does; the problems
+    of the fields so filled, to be noted rather than refused."""
+    noted = []
+    for problem in env_problems:
+        if is_secret_field(problem) or not problem.endswith(" is not set"):
+            continue  # a secret expands to empty, noted as such; a file is the file's problem
+        keys = problem.split(": ")[0].split(".")
+        parent, key = _parent(expanded, keys[:-1]), keys[-1]
+        if key not in parent and ".".join(keys[-2:]) in _parent(expanded, keys[:-2]):
+            parent, key = _parent(expanded, keys[:-2]), ".".join(keys[-2:])  # kafka's dotted keys
+        if parent.get(key) != "":
+            continue
+        del parent[key]
+        if _refused(expanded, problem):  # no default: a text naming the variable
+            parent[key] = "unset-" + problem.rsplit(" variable ", 1)[-1].split()[0]
+        if _refused(expanded, problem):
+            parent[key] = ""  # not even text will do (a number): refused, naming the variable
+            continue
+        noted.append(problem)
+    return noted
+
+
+def _refused(expanded: dict[str, Any], problem: str) -> bool:
+    """Whether validation refuses the field ``problem`` names, as ``expanded`` has it now."""
+    field = problem.split(": ")[0]
+    return any(line.startswith(field + ":") for line in validate(expanded)[1])
+
+
+def _parent(node: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    for key in keys:
+        node = as_dict(node.get(key))
+    return node
 
 
 def _missing_ca_files(config: BridgeConfig) -> list[str]:

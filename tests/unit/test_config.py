@@ -624,3 +624,31 @@ def test_every_problem_at_once_in_the_project_s_words(tmp_path: Path) -> None:
 def test_an_empty_file_and_a_tab_say_what_to_do(tmp_path: Path, text: str, said: str) -> None:
     found = problems(tmp_path, text)
     assert len(found) == 1 and found[0].startswith(str(tmp_path)) and found[0].endswith(said)
+
+
+def test_check_notes_unset_deployment_variables_as_it_notes_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`check` refused a file whose KAFKA_BOOTSTRAP_SERVERS was unset while `map` did not, so
+    a rules repository's CI had to invent deployment variables; `--require-env` refuses."""
+    for name in ("BOOT", "PORT", "IB_URL", "TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    data = {
+        **GOOD,
+        "kafka": {"bootstrap.servers": "${BOOT}", "group.id": "g"},
+        "intilery": {**GOOD["intilery"], "url": "${IB_URL}"},
+        "observability": {"port": "${PORT}"},
+    }
+    path = write(tmp_path, data)
+    code, out, err = run_cli(capsys, "check", "--config", str(path))
+    assert code == 0 and "OK" in out, err
+    for field, name in (
+        ("kafka.bootstrap.servers", "BOOT"),
+        ("observability.port", "PORT"),
+        ("intilery.url", "IB_URL"),
+    ):
+        assert f"{path}: {field}: environment variable {name} is not set (fine for check;" in err
+    code, _, err = run_cli(capsys, "check", "--require-env", "--config", str(path))
+    assert code == 1 and f"{path}: kafka.bootstrap.servers: environment variable BOOT is not set" in err
+    with pytest.raises(ConfigError):
+        load(str(path), env={"TOKEN": "t"})  # run refuses it as before
