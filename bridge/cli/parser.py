@@ -158,10 +158,16 @@ def _add_diff(verb: Verb) -> None:
     diff.add_argument("--schema", help="for FILE: an .avsc file, for --format avro")
     window = diff.add_argument_group("a window of the source topics in Kafka, instead of FILE")
     window.add_argument(
-        "--from", dest="from_time", metavar="TIME", help="records at or after this ISO-8601 time"
+        "--from",
+        dest="from_time",
+        metavar="TIME",
+        help="records at or after this ISO-8601 time (or 7d: that long ago)",
     )
     window.add_argument(
-        "--to", dest="to_time", metavar="TIME", help="records at or before this time (default: now)"
+        "--to",
+        dest="to_time",
+        metavar="TIME",
+        help="records at or before this time or duration ago (default: now)",
     )
     window.add_argument("--last", metavar="DURATION", help="the last DURATION (24h, 90m, ...) up to now")
     ignoring_max_age(diff, "compare")
@@ -193,7 +199,10 @@ def _add_replay(verb: Verb) -> None:
     again.add_argument("--topic", required=True, help="the topic to replay (one of source.topics)")
     start = again.add_mutually_exclusive_group(required=True)
     start.add_argument(
-        "--from", dest="from_time", metavar="TIME", help="first record at or after this ISO-8601 time"
+        "--from",
+        dest="from_time",
+        metavar="TIME",
+        help="first record at or after this ISO-8601 time (or 7d: that long ago)",
     )
     start.add_argument(
         "--from-offset", metavar="P:O[,P:O...]", help="first offset per partition (only these)"
@@ -201,7 +210,10 @@ def _add_replay(verb: Verb) -> None:
     start.add_argument("--from-beginning", action="store_true", help="every partition from its first record")
     end = again.add_mutually_exclusive_group()
     end.add_argument(
-        "--to", dest="to_time", metavar="TIME", help="last record at or before this ISO-8601 time"
+        "--to",
+        dest="to_time",
+        metavar="TIME",
+        help="last record at or before this ISO-8601 time or duration ago",
     )
     end.add_argument("--to-offset", metavar="P:O[,P:O...]", help="last offset per partition (inclusive)")
     again.add_argument(

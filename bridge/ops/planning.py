@@ -3,11 +3,13 @@ last offsets, from times, offsets, the beginning, or where a group stopped."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from confluent_kafka import TopicPartition
 
 from bridge import timestamps
+from bridge.config import parse_duration
 from bridge.errors import ConfigError, TimeLookupFailed
 from bridge.kafka.consumer import offsets_at_time
 from bridge.kafka.window import Window
@@ -79,10 +81,15 @@ def _check_ends(starts: dict[int, int], ends: dict[int, int]) -> None:
 
 
 def _ms(text: str, flag: str) -> int:
+    """A time (ISO-8601, epoch) or a duration meaning that long ago (``7d``, ``90m``)."""
     try:
         return timestamps.normalise_ms(text)[1]
     except ValueError as exc:
-        raise ConfigError([f"{flag}: {exc}"]) from exc
+        try:
+            return int((time.time() - parse_duration(text)) * 1000)
+        except ValueError:
+            reason = f"{exc}, nor a duration such as 90m or 7d (that long ago)"
+            raise ConfigError([f"{flag}: {reason}"]) from exc
 
 
 def _offsets_at(consumer: Any, topic: str, partitions: list[int], at_ms: int) -> dict[int, int]:

@@ -152,3 +152,20 @@ def test_a_dead_letter_without_its_value_points_at_the_source_offset() -> None:
         Record("bookings.dlq", 0, 0, b"k", source.value, dead_letter_headers(source, DecodeError("x")), 1)
     )
     assert full == source
+
+
+def test_a_duration_is_a_time_that_long_ago(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`replay --from` took no relative time while `diff --last` and `trace --since` did."""
+    import bridge.ops.planning
+
+    monkeypatch.setattr(bridge.ops.planning.time, "time", lambda: TO_MS / 1000 + 3600)
+    consumer = FakeConsumer()
+    window = plan(consumer, "t", "g", False, args(from_time="25h", to_time="1h"))
+    assert consumer.asked == [FROM_MS, FROM_MS, TO_MS + 1, TO_MS + 1]
+    assert window.bounds == {0: (20, 80), 1: (30, 50)}
+    with pytest.raises(ConfigError) as refused:
+        plan(FakeConsumer(), "t", "g", False, args(from_time="yesterday"))
+    assert (
+        refused.value.problems[0].startswith("--from: ")
+        and "nor a duration such as 90m" in refused.value.problems[0]
+    )
