@@ -33,7 +33,8 @@ COUNTS = (
     "consumed", "delivered", "dead_lettered", "skipped", "stale", "incomplete", "retries",
     "already_finished", "already_sent", "read_again",
 )  # fmt: skip
-NO_RULE = "-"  # label value where no rule or command applies
+NO_RULE = "-"  # label value where no rule or command applies (a record no rule matched)
+NO_COMMAND = "none"  # the command label of a record dead-lettered before a command was made
 
 
 def where(record: Record, span: Span | None = None) -> dict[str, Any]:
@@ -200,7 +201,7 @@ class Outcomes(CommandOutcomes):
     ) -> None:
         self.counts["dead_lettered"] += 1
         self.metrics.dead_letters(error.error_class).inc()
-        rule, name = error.rule or NO_RULE, command_label(command) if command else NO_RULE
+        rule, name = error.rule or NO_COMMAND, command_label(command) if command else NO_COMMAND
         self.metrics.commands(rule, name, "dead_lettered").inc()
         log.warning("command_dead_lettered", **failure_fields(record, error, command, rules, span))
 

@@ -54,3 +54,26 @@ def test_every_registered_metric_is_documented_and_every_documented_one_register
         if family.name.startswith("intilery_bridge_")
     }
     assert registered == documented_metrics()
+
+
+def test_outcomes_label_as_the_docs_say() -> None:
+    """A mapping dead letter was counted as command="-", the label the docs reserve for
+    records no rule matched; a field a template missed is counted per rule and field."""
+    from bridge.errors import MappingError, MissingFields
+    from bridge.model import Record
+    from bridge.runtime.outcomes import Outcomes
+
+    metrics = Metrics()
+    outcomes = Outcomes(metrics)
+    record = Record("bookings", 0, 1, None, b"{}", [], None)
+    outcomes.dead_lettered(record, MappingError("userId: required", rule="sms"), None, "v1")
+    outcomes.skipped(record)
+    for _ in range(2):
+        outcomes.fields_missing("sms", ("travller.firstName",), "empty")
+    outcomes.dead_lettered(record, MissingFields(("a",), rule="sms"), None, "v1")
+    exposed = generate_latest(metrics.registry).decode()
+    assert 'intilery_bridge_commands_total{command="none",outcome="dead_lettered",rule="sms"} 2.0' in exposed
+    assert 'intilery_bridge_commands_total{command="-",outcome="skipped",rule="-"} 1.0' in exposed
+    assert 'command="-",outcome="dead_lettered"' not in exposed
+    missing = 'intilery_bridge_template_missing_total{field="travller.firstName",rule="sms"} 2.0'
+    assert missing in exposed
