@@ -13,6 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from bridge.devtools.sandbox import Sandbox
+from tests.support import TestKafka, base_config, bridge_env, produce_events, sms_event, write_config
+
 ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "bridge.yaml"
 UNREACHABLE = "127.0.0.1:1"  # nothing listens on port 1
@@ -119,3 +122,65 @@ def test_a_closed_pipe_ends_the_verb_quietly(tmp_path: Path) -> None:
         command = f"set -o pipefail; {sys.executable} -m bridge {' '.join(args)} | head -c 10 > /dev/null"
         result = subprocess.run(["bash", "-c", command], capture_output=True, cwd=ROOT, timeout=90)
         assert result.returncode == 0 and result.stderr == b"", (args, result.stderr[-500:])
+
+
+def with_stdout_closed(
+    *args: str, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """The verb run with its standard output a pipe whose reader is gone before it starts,
+    so its first write fails, whatever the output's size (``| head -1`` after the fact)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "bridge", *args],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            input=stdin,
+            cwd=ROOT,
+            env=env,
+            timeout=90,
+        )
+    finally:
+        os.close(write)
+    return result.returncode, result.stderr
+
+
+def test_every_verb_that_prints_ends_quietly_on_a_closed_stdout(
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """trace, replay --dry-run and the others said `unexpected error (a bug):
+    BrokenPipeError`, exit 5, breaking `set -o pipefail` scripts."""
+    cluster.create_topic(cluster.topic, 1)
+    cluster.create_topic(cluster.dlq, 1)
+    cluster.create_topic(cluster.topic + ".audit", 1)
+    produce_events(cluster.bootstrap_servers, cluster.topic, [sms_event(seq, 3) for seq in range(5)])
+    config = base_config(cluster, sandbox.url, "closed-stdout")
+    config["delivery"]["audit_topic"] = cluster.topic + ".audit"
+    path = str(write_config(tmp_path, config))
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(sms_event(seq, 3)) + "\n" for seq in range(5)))
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(yaml.safe_dump({"tests": [{"name": "nothing", "event": {"type": "x"}, "expect": []}]}))
+    verbs = {
+        "check": ["check", "--config", path],
+        "map": ["map", "--config", path, str(events)],
+        "test": ["test", "--config", path, str(cases)],
+        "diff": ["diff", "--config", path, "--candidate", path, str(events)],
+        "schema": ["schema"],
+        "schema --reference": ["schema", "--reference"],
+        "trace": ["trace", "--config", path, "--user", "C-1"],
+        "replay --dry-run": [
+            "replay",
+            "--config",
+            path,
+            "--topic",
+            cluster.topic,
+            "--from-beginning",
+            "--dry-run",
+        ],
+        "redrive --dry-run": ["redrive", "--config", path, "--dry-run"],
+    }
+    for name, args in verbs.items():
+        code, err = with_stdout_closed(*args, env=bridge_env())
+        assert code == 0 and b"Traceback" not in err and b"a bug" not in err, (name, code, err[-800:])
