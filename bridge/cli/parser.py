@@ -157,18 +157,8 @@ def _add_diff(verb: Verb) -> None:
     diff.add_argument("--format", choices=["json", "avro"], default="json", help="for FILE: as map's")
     diff.add_argument("--schema", help="for FILE: an .avsc file, for --format avro")
     window = diff.add_argument_group("a window of the source topics in Kafka, instead of FILE")
-    window.add_argument(
-        "--from",
-        dest="from_time",
-        metavar="TIME",
-        help="records at or after this ISO-8601 time (or 7d: that long ago)",
-    )
-    window.add_argument(
-        "--to",
-        dest="to_time",
-        metavar="TIME",
-        help="records at or before this time or duration ago (default: now)",
-    )
+    time_option(window, "--from", "records at or after TIME")
+    time_option(window, "--to", "records at or before TIME (default: now)")
     window.add_argument("--last", metavar="DURATION", help="the last DURATION (24h, 90m, ...) up to now")
     ignoring_max_age(diff, "compare")
     diff.add_argument("--samples", type=non_negative, default=5, help="differences shown field by field (5)")
@@ -198,23 +188,13 @@ def _add_replay(verb: Verb) -> None:
     again = verb("replay", "Re-run a window of one topic through the rules, as a group of its own.")
     again.add_argument("--topic", required=True, help="the topic to replay (one of source.topics)")
     start = again.add_mutually_exclusive_group(required=True)
-    start.add_argument(
-        "--from",
-        dest="from_time",
-        metavar="TIME",
-        help="first record at or after this ISO-8601 time (or 7d: that long ago)",
-    )
+    time_option(start, "--from", "first record at or after TIME")
     start.add_argument(
         "--from-offset", metavar="P:O[,P:O...]", help="first offset per partition (only these)"
     )
     start.add_argument("--from-beginning", action="store_true", help="every partition from its first record")
     end = again.add_mutually_exclusive_group()
-    end.add_argument(
-        "--to",
-        dest="to_time",
-        metavar="TIME",
-        help="last record at or before this ISO-8601 time or duration ago",
-    )
+    time_option(end, "--to", "last record at or before TIME")
     end.add_argument("--to-offset", metavar="P:O[,P:O...]", help="last offset per partition (inclusive)")
     again.add_argument(
         "--dry-run", action="store_true", help="print the commands (as map does); send nothing"
@@ -298,4 +278,11 @@ def ignoring_max_age(verb: argparse.ArgumentParser, does: str) -> None:
     """``--ignore-max-age``, for ``replay`` and the previews that show what ``run`` would skip."""
     verb.add_argument(
         "--ignore-max-age", action="store_true", help=f"{does} even what rules' max_age would skip"
+    )
+
+
+def time_option(group: argparse._ActionsContainer, flag: str, does: str) -> None:
+    """``--from`` or ``--to`` TIME, as every verb that takes a time reads it."""
+    group.add_argument(
+        flag, dest=f"{flag[2:]}_time", metavar="TIME", help=f"{does}: ISO-8601, or a duration such as 7d ago"
     )
