@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bridge import timestamps
-from bridge.config import SourceConfig, StrictLoader, describe_validation, read_raw
+from bridge.config import SourceConfig, StrictLoader, as_dict, as_list, describe_validation, read_raw
 from bridge.decode.avro import load_schema, read_json
 from bridge.decode.decoder import decode_json, resolve_path
 from bridge.errors import ConfigError
@@ -156,36 +156,67 @@ def _load_suite(path: str, source: SourceConfig, mapper: Mapper, config_path: st
     try:
         cases = TestFile.model_validate(raw).tests
     except ValidationError as exc:
-        raise ConfigError([f"{path}: {line}" for line in describe_validation(exc, raw, TestFile)]) from exc
+        # What the cases name is checked too, so that a misspelt key hides no other problem.
+        problems = [f"{path}: {line}" for line in describe_validation(exc, raw, TestFile)]
+        named = [_named(case) for case in as_list(raw.get("tests")) if isinstance(case, dict)]
+        raise ConfigError(problems + _naming_problems(path, named, source, mapper, config_path)) from exc
     topics = {t.name: t for t in source.resolved()}
-    rules = set(mapper.names)
-    suite, problems, names = Suite(path, cases), [], set()
+    suite = Suite(path, cases)
+    problems = _naming_problems(path, [_named(case) for case in cases], source, mapper, config_path)
     for index, case in enumerate(cases):
-        where = f"{path}: tests[{index}] ({case.name})"
-        if case.name in names:
-            problems.append(f"{where}.name: another case has this name")
-        names.add(case.name)
         topic = case.topic or source.topic_names[0]
         if topic not in topics:
-            problems.append(f"{where}.topic: {topic} is not in source.topics ({', '.join(topics)})")
-            continue
-        named = [(f"expect[{i}].rule", e.rule) for i, e in enumerate(case.expect or [])]
-        if case.expect_error is not None and case.expect_error.rule is not None:
-            named.append(("expect_error.rule", case.expect_error.rule))
-        problems += [
-            f"{where}.{at}: no rule named {name!r} in {config_path}"
-            for at, name in named
-            if name not in rules
-        ]
+            continue  # named above
         try:
             suite.events[case.name] = _decoder(
                 case, topics[topic].format, topics[topic].schema_path, path, config_path
             )
         except ValueError as exc:
-            problems.append(f"{where}.{exc}")
+            problems.append(f"{path}: tests[{index}] ({case.name}).{exc}")
     if problems:
         raise ConfigError(problems)
     return suite
+
+
+Named = tuple[Any, Any, list[tuple[str, Any]]]  # a case's name, topic and the rules it names
+
+
+def _named(case: Case | dict[str, Any]) -> Named:
+    """What a case names, validated or not."""
+    if isinstance(case, Case):
+        expected = [(f"expect[{i}].rule", e.rule) for i, e in enumerate(case.expect or [])]
+        if case.expect_error is not None and case.expect_error.rule is not None:
+            expected.append(("expect_error.rule", case.expect_error.rule))
+        return case.name, case.topic, expected
+    listed: list[tuple[str, Any]] = [
+        (f"expect[{i}].rule", as_dict(e).get("rule")) for i, e in enumerate(as_list(case.get("expect")))
+    ]
+    if (rule := as_dict(case.get("expect_error")).get("rule")) is not None:
+        listed.append(("expect_error.rule", rule))
+    return case.get("name"), case.get("topic"), listed
+
+
+def _naming_problems(
+    path: str, cases: list[Named], source: SourceConfig, mapper: Mapper, config_path: str
+) -> list[str]:
+    """Each case's name used twice, topic the configuration does not read, rule it does not have."""
+    topics, rules = source.topic_names, set(mapper.names)
+    problems, names = [], set()
+    for index, (name, topic, named) in enumerate(cases):
+        where = f"{path}: tests[{index}] ({name})"
+        if name in names:
+            problems.append(f"{where}.name: another case has this name")
+        names.add(name)
+        topic = topic or topics[0]
+        if topic not in topics:
+            problems.append(f"{where}.topic: {topic} is not in source.topics ({', '.join(topics)})")
+            continue
+        problems += [
+            f"{where}.{at}: no rule named {rule!r} in {config_path}"
+            for at, rule in named
+            if rule not in rules
+        ]
+    return problems
 
 
 def _decoder(

@@ -317,3 +317,19 @@ def test_run_with_tests_refuses_to_start_when_a_case_fails(
     code, _, err = run(capsys, "run", "--config", CONFIG, "--tests", write(tmp_path, failing))
     assert code == 2
     assert f"{CONFIG}: test failed: " in err and "action: expected 'identify'" in err
+
+
+def test_a_test_file_s_problems_come_all_at_once(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`expected:` (for `expect:`) hid a bad topic, an unknown rule and a duplicate name."""
+    path = write(
+        tmp_path,
+        {"name": "a", "event": SMS_EVENT, "expected": []},
+        {"name": "a", "topic": "nope", "event": SMS_EVENT, "expect": []},
+        {"name": "b", "event": SMS_EVENT, "expect": [{"rule": "no-such-rule", "body": {}}]},
+    )
+    code, _, err = run(capsys, "test", "--config", CONFIG, path)
+    assert code == 2
+    assert f"{path}: tests[0] (a).expected: unknown key; did you mean expect?" in err
+    assert f"{path}: tests[1] (a).name: another case has this name" in err
+    assert f"{path}: tests[1] (a).topic: nope is not in source.topics" in err
+    assert f"{path}: tests[2] (b).expect[0].rule: no rule named 'no-such-rule' in {CONFIG}" in err
