@@ -65,7 +65,7 @@ def _line(entry: dict[str, Any]) -> str:
     source = entry.get("source") or {}
     origin = f"{source.get('topic')}[{source.get('partition')}]@{source.get('offset')}"
     rules = f"rule {entry.get('rule')} ({entry.get('rules_version') or '-'})"
-    event = f"from {origin} (event {source.get('timestamp')})"
+    event = f"from {origin} (event {entry.get('event_time') or source.get('timestamp')})"  # as sent
     trace = f"trace {entry.get('trace_id') or '-'}"
     if entry["kind"] == "dead_letter":
         failed = f"dead-lettered {entry.get('error_class')}: {entry.get('reason')}"

@@ -126,6 +126,7 @@ def audit_entry(
         "timestamp": event_time(origin.timestamp_ms),
     }
     entry |= {
+        "event_time": body.get("timestamp"),  # as sent: the rule's timestamp, else the record's
         "status": delivered.status,
         "attempt": delivered.attempt,
         "latency_ms": round(delivered.latency_ms, 1),

@@ -121,6 +121,9 @@ def test_trace_tells_one_customers_story_from_the_audit_and_dead_letter_topics(
     assert code == 0 and lines[0] == "C-1: 3 entries" and len(lines) == 4
     assert "dead-lettered rejected" in lines[1] and lines[3].endswith("[resent, REPEAT]")
     assert f"from {cluster.topic}[0]@1" in lines[2] and "send_sms ASSET-SMS" in lines[2]
+    # the event time that was sent (the rule's occurredAt), not the record's own time
+    assert first["event_time"] == "2026-11-01T00:00:00.000Z"
+    assert "(event 2026-11-01T00:00:00.000Z)" in lines[2]
 
     code, out, _ = run_cli(capsys, "trace", "--config", str(config), "--user", "C-404", "--output", "json")
     assert code == 0 and json.loads(out) == {"user": "C-404", "entries": []}
