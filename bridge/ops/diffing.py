@@ -93,8 +93,8 @@ class Comparison:
         return sorted(self.rules.items(), key=lambda item: place.get(item[0], len(place)))
 
     def report(self, out: TextIO) -> None:
-        counts, records = self.commands, counted(self.records, "record")
-        customers = counted(len(self.customers), "customer")
+        counts = self.commands
+        records, customers = counted(self.records, "record"), counted(len(self.customers), "customer")
         out.write(
             f"diff: {records}; commands {counts['current']} now, {counts['candidate']} with the candidate: "
             f"{counts['added']} added, {counts['removed']} removed, {counts['changed']} changed, "
