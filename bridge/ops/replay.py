@@ -99,33 +99,36 @@ def _named(window: Window, record: Record) -> str:
 
 
 async def report_progress(
-    bridge: Any, total: int, stream: TextIO, log_every_s: float = PROGRESS_LOG_S
+    bridge: Any, total: int, stream: TextIO, log_every_s: float = PROGRESS_LOG_S, verb: str = "replay"
 ) -> None:
-    """Records done of total, rate and ETA: a line redrawn on a terminal, else a log line."""
+    """Records done of total, commands sent, rate and ETA: a line redrawn on a terminal,
+    else a log line every ``log_every_s``."""
     started = time.monotonic()
     interactive = stream.isatty()
     while True:
         await asyncio.sleep(1.0 if interactive else log_every_s)
-        done = bridge.counts["consumed"]
+        done, sent = bridge.counts["consumed"], bridge.counts["delivered"]
         elapsed = time.monotonic() - started
         rate = done / elapsed if elapsed else 0.0
         eta = (total - done) / rate if rate else None
         if interactive:
             eta_text = f"{eta:.0f}s" if eta is not None else "?"
-            stream.write(f"\rreplay: {done}/{total} records, {rate:.0f}/s, ETA {eta_text}   ")
+            stream.write(f"\r{verb}: {done}/{total} records, {sent} sent, {rate:.0f}/s, ETA {eta_text}   ")
             stream.flush()
         else:
             log.info(
-                "replay_progress",
+                "replay_progress",  # of a redrive too, named by run
+                run=verb,
                 done=done,
                 total=total,
+                sent=sent,
                 rate=round(rate, 1),
                 eta_s=round(eta, 1) if eta is not None else None,
             )
 
 
-async def _run(bridge: Bridge, total: int) -> int:
-    progress = asyncio.create_task(report_progress(bridge, total, sys.stderr))
+async def _run(bridge: Bridge, total: int, verb: str) -> int:
+    progress = asyncio.create_task(report_progress(bridge, total, sys.stderr, verb=verb))
     try:
         return await bridge.run()
     finally:
@@ -226,7 +229,7 @@ def _deliver_window(loaded: Loaded, config_file: str, args: WindowRun, window: W
         guard_stale=not args.ignore_max_age,
     )
     with start_up_frozen():
-        code = asyncio.run(_run(bridge, window.total))
+        code = asyncio.run(_run(bridge, window.total, verb))
     counts = bridge.counts
     outcomes = ", ".join(
         f"{counts[k]} {k.replace('_', '-')}"

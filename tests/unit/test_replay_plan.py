@@ -129,7 +129,7 @@ def test_bad_offsets(text: str) -> None:
 
 
 def test_progress_is_logged_when_not_a_terminal() -> None:
-    bridge = Namespace(counts=Counter(consumed=25))
+    bridge = Namespace(counts=Counter(consumed=25, delivered=7))
 
     async def run() -> None:
         task = asyncio.create_task(report_progress(bridge, 100, io.StringIO(), log_every_s=0.01))
@@ -139,7 +139,8 @@ def test_progress_is_logged_when_not_a_terminal() -> None:
     with capture_logs() as logs:
         asyncio.run(run())
     line = next(e for e in logs if e["event"] == "replay_progress")
-    assert (line["done"], line["total"]) == (25, 100) and line["rate"] > 0 and line["eta_s"] is not None
+    assert (line["done"], line["total"], line["sent"]) == (25, 100, 7)
+    assert line["run"] == "replay" and line["rate"] > 0 and line["eta_s"] is not None
 
 
 def test_a_dead_letter_without_its_value_points_at_the_source_offset() -> None:
