@@ -181,7 +181,7 @@ class Bridge:
         stopping.begin(grace)  # a second SIGTERM/SIGINT ends the grace at once
         log.info("bridge_stopping", in_flight=self.parts.sender.in_flight, grace_s=grace)
         await self.kafka.pause(True)
-        while stopping.left() > 0 and (self.states.lanes() or writes.pending):
+        while stopping.left() > 0 and (self._lanes_may_finish() or writes.pending):
             await self.kafka.poll()  # the group keeps this member; what it reads is never tracked
             writes.poll()
             await self.states.wait(0.05)
@@ -201,6 +201,13 @@ class Bridge:
             await self.parts.server.stop()
         self._summary()
         self.parts.outcomes.stopped(abandoned, stopping.failure, committed, **left)
+
+    def _lanes_may_finish(self) -> bool:
+        """Lanes have work the grace may see finish: not while Intilery refuses the
+        credentials (or redirects) with nothing in flight, when none will move before a
+        person mends the setup (their records are left to the next owner, unsent)."""
+        sender = self.parts.sender
+        return bool(self.states.lanes()) and not (sender.gate.auth_failed and not sender.in_flight)
 
     async def release(self) -> None:
         """Close what the parts hold open: the HTTP client, Redis, the schema registry."""

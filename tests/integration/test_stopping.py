@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bridge.devtools.sandbox import Sandbox
 from tests.support import (
+    TOKEN,
     TestKafka,
     accepted,
     base_config,
@@ -57,3 +58,29 @@ def test_a_second_signal_ends_the_grace_and_the_last_line_counts_what_is_left(
     assert again.wait(timeout=60) == 0
     seqs = sorted(int(call["body"]["seq"]) for call in accepted(sandbox))
     assert seqs == sorted([*range(15), *range(10, 15)])
+
+
+def test_sigterm_while_intilery_refuses_the_credentials_stops_at_once(
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """With the token refused and nothing in flight it waited out the whole grace: nothing
+    could move before a person mends the token. Now it stops without waiting, sending
+    nothing, and leaves the records to the next owner."""
+    cluster.create_topic(cluster.topic, 1)
+    cluster.create_topic(cluster.dlq, 1)
+    config = base_config(cluster, sandbox.url, "stopping-refused", shutdown_grace_s=120)
+    config["delivery"]["retry"]["auth_backoff_ms"] = 120_000  # no probe inside the test
+    log_path = tmp_path / "bridge.log"
+    sandbox.state.token = "revoked"
+    process = start_bridge(write_config(tmp_path, config), log_path)
+    try:
+        produce_events(cluster.bootstrap_servers, cluster.topic, (sms_event(seq, 50) for seq in range(5)))
+        wait_for(lambda: "intilery_auth_failed" in {e["event"] for e in log_events(log_path)}, 30, "refused")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0  # well inside its 120 s of grace, one signal
+    finally:
+        process.kill()
+        sandbox.state.token = TOKEN
+    (stopped,) = [e for e in log_events(log_path) if e["event"] == "bridge_stopped"]
+    assert stopped["delivered"] == 0 and stopped["to_send"] == 5 and stopped["final_commit"] == "ok"
+    assert accepted(sandbox) == []
