@@ -80,7 +80,8 @@ def duration_text(seconds: float) -> str:
         whole = int(seconds)
         rest = f"{round((seconds - whole) * 1000)}ms"
         return rest if not whole else duration_text(whole) + rest
-    parts, left = [], int(seconds)
+    parts = []
+    left = int(seconds)
     for unit, size in _DURATION_UNITS:
         if left >= size:
             parts.append(f"{left // size}{unit}")

@@ -94,7 +94,8 @@ class Comparison:
 
     def report(self, out: TextIO) -> None:
         counts = self.commands
-        records, customers = counted(self.records, "record"), counted(len(self.customers), "customer")
+        records = counted(self.records, "record")
+        customers = counted(len(self.customers), "customer")
         out.write(
             f"diff: {records}; commands {counts['current']} now, {counts['candidate']} with the candidate: "
             f"{counts['added']} added, {counts['removed']} removed, {counts['changed']} changed, "

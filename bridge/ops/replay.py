@@ -107,7 +107,8 @@ async def report_progress(
     interactive = stream.isatty()
     while True:
         await asyncio.sleep(1.0 if interactive else log_every_s)
-        done, sent = bridge.counts["consumed"], bridge.counts["delivered"]
+        done = bridge.counts["consumed"]
+        sent = bridge.counts["delivered"]
         elapsed = time.monotonic() - started
         rate = done / elapsed if elapsed else 0.0
         eta = (total - done) / rate if rate else None

@@ -200,8 +200,10 @@ def _naming_problems(
     path: str, cases: list[Named], source: SourceConfig, mapper: Mapper, config_path: str
 ) -> list[str]:
     """Each case's name used twice, topic the configuration does not read, rule it does not have."""
-    topics, rules = source.topic_names, set(mapper.names)
-    problems, names = [], set()
+    topics = source.topic_names
+    rules = set(mapper.names)
+    problems: list[str] = []
+    names: set[Any] = set()
     for index, (name, topic, named) in enumerate(cases):
         where = f"{path}: tests[{index}] ({name})"
         if name in names:

@@ -92,7 +92,8 @@ class Preview(NamedTuple):
 
 def preview(commands: list[Command], now_ms: int | None) -> Preview:
     """``commands`` split as ``run`` would at ``now_ms`` (None: whatever their age)."""
-    sent, skipped = [], []
+    sent: list[Command] = []
+    skipped: list[tuple[Command, Withheld]] = []
     for command in commands:
         reason = withheld(command, now_ms)
         if reason is None:

@@ -201,7 +201,8 @@ class Outcomes(CommandOutcomes):
     ) -> None:
         self.counts["dead_lettered"] += 1
         self.metrics.dead_letters(error.error_class).inc()
-        rule, name = error.rule or NO_COMMAND, command_label(command) if command else NO_COMMAND
+        rule = error.rule or NO_COMMAND
+        name = command_label(command) if command else NO_COMMAND
         self.metrics.commands(rule, name, "dead_lettered").inc()
         log.warning("command_dead_lettered", **failure_fields(record, error, command, rules, span))
 
