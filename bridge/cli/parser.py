@@ -226,6 +226,12 @@ def _add_redrive(verb: Verb) -> None:
         "--source-topic", action="append", metavar="TOPIC",
         help="redrive only dead letters from this source topic (repeatable)",
     )  # fmt: skip
+    drive.add_argument(
+        "--discard",
+        action="store_true",
+        help="acknowledge the dead letters the filters pick without sending them (the next "
+        "redrive passes them over); with --dry-run, list them",
+    )
     beside_live(drive)
     drive.set_defaults(func=cmd_redrive)
 

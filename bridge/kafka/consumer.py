@@ -176,6 +176,18 @@ def committed_map(committed: TopicPartition) -> offsetmap.Committed:
     return found
 
 
+def commit_maps(consumer: Any, topic: str, positions: dict[int, tuple[int, str]]) -> None:
+    """Commit, and wait for, ``partition → (offset, finished-offsets map)`` of ``topic``; a
+    :class:`BrokerError` when the broker refuses any of them."""
+    if not positions:
+        return
+    offsets = [TopicPartition(topic, p, offset, metadata=meta) for p, (offset, meta) in positions.items()]
+    with asking_kafka("committing"):
+        result = consumer.commit(offsets=offsets, asynchronous=False) or []
+    if refused := [tp for tp in result if tp.error is not None]:
+        raise BrokerError(f"committing {topic}[{refused[0].partition}]: {refused[0].error.str()}")
+
+
 def record_from_message(message: Any) -> Record:
     _, timestamp = message.timestamp()
     return Record(

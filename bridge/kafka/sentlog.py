@@ -159,14 +159,16 @@ class SentLog:
 
 
 def sent_entry(value: bytes | None, group: str) -> tuple[TopicPartitionKey, int, str, str] | None:
-    """An audit entry of ``group`` (outside a replay): its source partition and offset, its
-    rule and eventId; None for anything else."""
+    """An audit entry of a command ``group`` sent (outside a replay): its source partition
+    and offset, its rule and eventId; None for anything else."""
     try:
         entry = json.loads(value or b"")
     except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past the parser's depth
         return None
     if not isinstance(entry, dict) or entry.get("group") != group or "window" in entry:
         return None
+    if entry.get("outcome", "delivered") != "delivered":
+        return None  # a command not sent (stale, incomplete): nothing to keep from sending again
     source, rule = entry.get("source"), entry.get("rule")
     if not isinstance(source, dict) or not isinstance(rule, str):
         return None

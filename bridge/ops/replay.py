@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TextIO
 
 import structlog
@@ -31,6 +32,7 @@ from bridge.kafka.consumer import (
 )
 from bridge.kafka.window import Window, read_window, window_reader
 from bridge.model import Record
+from bridge.ops.discard import discard
 from bridge.ops.loading import Loaded
 from bridge.ops.mapfile import notes
 from bridge.ops.planning import plan, plan_redrive
@@ -45,7 +47,7 @@ PROGRESS_LOG_S = 10.0
 
 
 def dry_run(
-    loaded: Loaded, window: Window, consumer: Any, out: TextIO, err: TextIO, ignore_max_age: bool = False
+    loaded: Loaded, window: Window, consumer: Any, *, out: TextIO, err: TextIO, ignore_max_age: bool = False
 ) -> int:
     """Print the commands the window would send; send nothing, commit nothing. Records the
     group's last commit names finished, and dead letters the filters leave, are passed over
@@ -163,7 +165,14 @@ def redrive(
         names = ", ".join(loaded.mapper.names)
         raise ConfigError([f"--rule {unknown[0]}: no such rule in {config_file} ({names})"])
     filters = args.filters()
-    window = _planned(loaded, args, consumer_factory, group, lambda c: plan_redrive(c, topic, group, filters))
+    act = (
+        partial(discard, loaded, dry_run=args.dry_run, out=sys.stdout, err=sys.stderr)
+        if args.discard
+        else None
+    )
+    window = _planned(
+        loaded, args, consumer_factory, group, lambda c: plan_redrive(c, topic, group, filters), act
+    )
     return _deliver_window(loaded, config_file, args, window)
 
 
@@ -173,8 +182,10 @@ def _planned(
     consumer_factory: Callable[..., Any],
     group: str,
     make: Callable[[Any], Window],
+    act: Callable[[Window, Any], int] | None = None,
 ) -> Window | int:
-    """The window to read (or, with ``--dry-run``, the exit code of printing it)."""
+    """The window to read; or the exit code of what was done with it instead by ``act``
+    (given the window and its consumer), or by ``--dry-run``: printing it."""
     if group == loaded.config.kafka.get("group.id"):
         raise ConfigError([f"--group {group}: that is the live group; its offsets must not move"])
     consumer = window_reader(loaded.config.kafka, group, consumer_factory)
@@ -189,9 +200,11 @@ def _planned(
             redrive=window.redrive,
             partitions={p: list(b) for p, b in window.bounds.items()},
         )
-        if args.dry_run:
+        if act is None and args.dry_run:
+            act = partial(dry_run, loaded, out=sys.stdout, err=sys.stderr, ignore_max_age=args.ignore_max_age)
+        if act is not None:
             with asking_kafka("reading the window"):
-                return dry_run(loaded, window, consumer, sys.stdout, sys.stderr, args.ignore_max_age)
+                return act(window, consumer)
         return window
     finally:
         consumer.close()

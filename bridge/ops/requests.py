@@ -36,6 +36,7 @@ class RedriveRequest(WindowRun):
     error_class: tuple[str, ...] = ()
     rule: tuple[str, ...] = ()
     source_topic: tuple[str, ...] = ()
+    discard: bool = False  # acknowledge what the filters pick, send nothing (bridge.ops.discard)
 
     def filters(self) -> dict[str, tuple[str, ...]]:
         """The filters as the dead-letter headers they match."""

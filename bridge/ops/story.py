@@ -36,9 +36,7 @@ class Story:
     def told(self) -> Story:
         """In time order, a command sent again for the same record and rule marked
         ``repeat`` (the second and later times)."""
-        self.entries.sort(
-            key=lambda e: str(e.get("sent_at") or (e.get("source") or {}).get("timestamp") or "")
-        )
+        self.entries.sort(key=lambda e: str(_when(e) or ""))
         seen: set[str] = set()
         for entry in self.entries:
             source = entry.get("source") or {}
@@ -61,16 +59,26 @@ class Story:
             print(printable(_line(entry)), file=out)  # entries are other writers' too
 
 
+def _when(entry: dict[str, Any]) -> Any:
+    """When the bridge did it: sent, skipped or discarded (a dead letter: when it was written)."""
+    return entry.get("sent_at") or entry.get("at") or (entry.get("source") or {}).get("timestamp")
+
+
 def _line(entry: dict[str, Any]) -> str:
     source = entry.get("source") or {}
     origin = f"{source.get('topic')}[{source.get('partition')}]@{source.get('offset')}"
     rules = f"rule {entry.get('rule')} ({entry.get('rules_version') or '-'})"
     event = f"from {origin} (event {entry.get('event_time') or source.get('timestamp')})"  # as sent
     trace = f"trace {entry.get('trace_id') or '-'}"
-    if entry["kind"] == "dead_letter":
-        failed = f"dead-lettered {entry.get('error_class')}: {entry.get('reason')}"
-        return f"{source.get('timestamp')}  {failed}  {rules}  {event}  {trace}"
+    kind = entry["kind"]
+    if kind in ("dead_letter", "discarded"):
+        done = "dead-lettered" if kind == "dead_letter" else "dead letter discarded,"
+        failed = f"{done} {entry.get('error_class')}: {entry.get('reason')}"
+        return f"{_when(entry)}  {failed}  {rules}  {event}  {trace}"
     target = entry.get("assetId") or entry.get("journeyId") or "-"
+    if kind != "delivered":  # withheld: stale, incomplete
+        skipped = f"{entry.get('command')} {target}  not sent ({kind}): {entry.get('reason')}"
+        return f"{_when(entry)}  {skipped}  {rules}  {event}  {trace}"
     marks = [mark for mark, on in (("resent", entry.get("resent")), ("REPEAT", entry.get("repeat"))) if on]
     shown = f"{entry.get('command')} {target}  {rules}  {event}  status {entry.get('status')}  {trace}"
     return f"{entry.get('sent_at')}  {shown}" + (f"  [{', '.join(marks)}]" if marks else "")
@@ -115,7 +123,8 @@ def _delivered(record: Record, user: str) -> dict[str, Any] | None:
         return None
     if not isinstance(entry.get("source"), dict):
         entry["source"] = {}  # another writer's entry: told without its origin, never a crash
-    return {**entry, "kind": "delivered"}
+    outcome = entry.get("outcome")
+    return {**entry, "kind": outcome if isinstance(outcome, str) else "delivered"}
 
 
 def _dead_letter(record: Record, user: str) -> dict[str, Any] | None:

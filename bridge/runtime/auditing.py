@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge import timestamps
 from bridge.config import BridgeConfig
+from bridge.errors import Withheld
 from bridge.intilery.client import Delivered
 from bridge.kafka.window import Window
 from bridge.model import Command, Record
@@ -68,6 +69,24 @@ class Audit:
         fields = audit_entry(
             command, work.origin, delivered, work.mapper.version, work.span, resent, self.window
         )
+        self._write(work, fields, command.body if self.include_body else None, finished)
+
+    def withheld(
+        self, work: Work, command: Command, skipped: Withheld, finished: Callable[[Work, str], None]
+    ) -> None:
+        """Write the entry of ``work``'s command skipped, not sent (``stale``, ``incomplete``),
+        so ``trace`` tells it beside those sent; the record waits for it as for the others."""
+        fields = command_fields(command, work.origin, work.mapper.version, work.span, self.window)
+        fields |= {"outcome": skipped.outcome, "reason": skipped.reason, "at": now_text()}
+        self._write(work, fields, None, finished)
+
+    def _write(
+        self,
+        work: Work,
+        fields: dict[str, Any],
+        body: dict[str, Any] | None,
+        finished: Callable[[Work, str], None],
+    ) -> None:
         fields["group"] = self.group
         work.unaudited += 1
 
@@ -76,7 +95,7 @@ class Audit:
             if work.done:
                 finished(work, work.done)
 
-        self.sink.send(fields, command.body if self.include_body else None, written)
+        self.sink.send(fields, body, written)
 
 
 def sent_before(record: Record, window: Window | None, commands: list[Command], index: int) -> bool:
@@ -106,9 +125,25 @@ def audit_entry(
 ) -> dict[str, Any]:
     """The audit entry of ``command`` (from the record ``origin``), once Intilery took it;
     ids and outcome only: the command's merge fields are the body's, written apart."""
+    entry: dict[str, Any] = {"eventId": delivered.event_id, "outcome": "delivered"}
+    entry |= command_fields(command, origin, rules_version, span, window)
+    entry |= {
+        "status": delivered.status,
+        "attempt": delivered.attempt,
+        "latency_ms": round(delivered.latency_ms, 1),
+        "sent_at": now_text(),
+        "resent": resent,
+    }
+    return entry
+
+
+def command_fields(
+    command: Command, origin: Record, rules_version: str, span: Span, window: Window | None
+) -> dict[str, Any]:
+    """What every entry of a command says, however it went: the rule and rules that made
+    it, its customer and target, the record it came from, its event time and trace."""
     body = command.body
     entry: dict[str, Any] = {
-        "eventId": delivered.event_id,
         "rule": command.rule,
         "rules_version": rules_version,
         "command": body.get("event"),
@@ -119,24 +154,26 @@ def audit_entry(
         entry["assetId"] = body["assetId"]
     elif body.get("event") == "start_journey" and isinstance(properties, dict):
         entry["journeyId"] = properties.get("journeyIdToTrigger")
-    entry["source"] = {
+    entry["source"] = source_fields(origin)
+    entry["event_time"] = body.get("timestamp")  # as sent: the rule's timestamp, else the record's
+    entry["trace_id"] = span.trace_id
+    if window is not None:
+        entry["window"] = window.described()
+    return entry
+
+
+def source_fields(origin: Record) -> dict[str, Any]:
+    """The record an entry is of, as entries name it."""
+    return {
         "topic": origin.topic,
         "partition": origin.partition,
         "offset": origin.offset,
         "timestamp": event_time(origin.timestamp_ms),
     }
-    entry |= {
-        "event_time": body.get("timestamp"),  # as sent: the rule's timestamp, else the record's
-        "status": delivered.status,
-        "attempt": delivered.attempt,
-        "latency_ms": round(delivered.latency_ms, 1),
-        "sent_at": timestamps.from_epoch_ms(int(time.time() * 1000)),
-        "trace_id": span.trace_id,
-        "resent": resent,
-    }
-    if window is not None:
-        entry["window"] = window.described()
-    return entry
+
+
+def now_text() -> str:
+    return timestamps.from_epoch_ms(int(time.time() * 1000))
 
 
 def event_time(ms: int | None) -> str | int | None:

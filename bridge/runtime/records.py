@@ -91,26 +91,8 @@ class RecordPath:
         self.outcomes.rules_in_force(mapper.version)
 
     def on_record(self, record: Record) -> None:
-        state = self.states.get(record.tp)
+        state = tracked(record, self.states, self.window, self.outcomes)
         if state is None:
-            return  # fetched just before its partition was revoked; the next owner reads it
-        state.read(record)
-        if self.window is not None and not self.window.wants(record.tp, record.offset):
-            return  # past the replay window's end: never tracked, never committed
-        part = state.offsets
-        if not part.accepts(record.offset):
-            self.outcomes.read_again(record, part.last_added, state.read_again())
-            return
-        state.rewound = False
-        part.add(record.offset, record.size, time.monotonic())
-        self.outcomes.consumed(record)
-        if self.window is not None and not self.window.selects(record):
-            self.outcomes.not_selected()
-            part.leave(record.offset)
-            return
-        if part.finished_earlier(record.offset):  # the last commit's map names it: sent before
-            self.outcomes.already_finished(record)
-            part.finish(record.offset)
             return
         # Keyed records share a lane per key; unkeyed records need no order between them.
         lane = record.key if record.key is not None else record.offset
@@ -163,6 +145,8 @@ class RecordPath:
                     delivered = await self.sender.send(command, where(work.record, work.span), work.span)
                 except Withheld as skipped:
                     self.outcomes.withheld(command, work.record, skipped, work.span)
+                    if self.audit is not None:
+                        self.audit.withheld(work, command, skipped, self._finished)
                     continue
                 except RejectedError as exc:
                     self.reject(work, exc.for_rule(command.rule), command)
@@ -211,6 +195,36 @@ class RecordPath:
         if not work.unaudited:
             work.state.offsets.finish(work.record.offset)
             self.outcomes.finished(work.record, work.span, outcome)
+
+
+def tracked(
+    record: Record, states: Assignment, window: Window | None, outcomes: Outcomes
+) -> PartitionState | None:
+    """Track ``record`` in its partition; its state when it is to be mapped, None when it is
+    dropped (revoked, past a replay window, read again after a rewind) or already done with
+    (left by a redrive's filters, finished by an earlier run)."""
+    state = states.get(record.tp)
+    if state is None:
+        return None  # fetched just before its partition was revoked; the next owner reads it
+    state.read(record)
+    if window is not None and not window.wants(record.tp, record.offset):
+        return None  # past the replay window's end: never tracked, never committed
+    part = state.offsets
+    if not part.accepts(record.offset):
+        outcomes.read_again(record, part.last_added, state.read_again())
+        return None
+    state.rewound = False
+    part.add(record.offset, record.size, time.monotonic())
+    outcomes.consumed(record)
+    if window is not None and not window.selects(record):
+        outcomes.not_selected()
+        part.leave(record.offset)
+        return None
+    if part.finished_earlier(record.offset):  # the last commit's map names it: sent before
+        outcomes.already_finished(record)
+        part.finish(record.offset)
+        return None
+    return state
 
 
 def origin_of(record: Record, window: Window | None, topics: frozenset[str]) -> Record:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bridge.devtools.sandbox import Sandbox
 from tests.support import (
     CheckedProducer,
@@ -17,7 +19,9 @@ from tests.support import (
     accepted,
     base_config,
     bridge_env,
+    produce_events,
     read_all,
+    run_cli,
     sms_event,
     start_bridge,
     write_config,
@@ -159,3 +163,48 @@ def test_redrive_filters_pick_the_dead_letters(cluster: TestKafka, sandbox: Sand
     assert f"redrive of {cluster.dlq}: 1 of 1 record read" in everything.stderr
     assert "1 failing again" in everything.stderr and "nothing sent, nothing written" in everything.stderr
     assert len(read_all(cluster.bootstrap_servers, cluster.dlq)) == 7
+
+
+def test_redrive_discard_acknowledges_what_can_never_succeed(
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dead letter no rule will ever decode made every redrive exit 1, forever: --discard
+    acknowledges those the filters pick (a dry run lists them first), writes an audit entry
+    for each, and the next redrive passes them over."""
+    audit_topic = f"{cluster.topic}.audit"
+    for topic in (cluster.topic, cluster.dlq, audit_topic):
+        cluster.create_topic(topic, 1)
+    produce_events(cluster.bootstrap_servers, cluster.topic, [sms_event(seq, 4) for seq in range(4)])
+    producer = CheckedProducer(cluster.bootstrap_servers)
+    producer.produce(cluster.topic, key="C-x", value=b"not json")
+    producer.flush()
+    sandbox.state.set_faults({"reject": {"bookingId": "B-2"}})  # C-2's SMS: refused for good
+    config = write_config(tmp_path, base_config(cluster, sandbox.url, "discards", audit_topic=audit_topic))
+    assert start_bridge(config, tmp_path / "live.log", "--until-caught-up").wait(60) == 0
+    assert len(accepted(sandbox)) == 3 and len(read_all(cluster.bootstrap_servers, cluster.dlq)) == 2
+
+    dry = redrive(config, "--discard", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    listed = [json.loads(line) for line in dry.stdout.splitlines()]
+    assert {(e["error_class"], e["source"]["offset"]) for e in listed} == {("rejected", 2), ("decode", 4)}
+    assert "2 would be discarded (nothing discarded, nothing committed)" in dry.stderr
+    assert redrive(config, "--dry-run").returncode == 1  # the dry run committed nothing
+
+    rejected = redrive(config, "--discard", "--error-class", "rejected")
+    assert rejected.returncode == 0, rejected.stderr
+    assert "1 discarded, each with an audit entry, 1 not selected by the filters" in rejected.stderr
+    [logged] = [json.loads(line) for line in rejected.stdout.splitlines() if "dead_letter_discarded" in line]
+    at = next(e["dead_letter"]["offset"] for e in listed if e["error_class"] == "rejected")
+    assert (logged["dead_letter"], logged["offset"], logged["userId"]) == (f"{cluster.dlq}[0]@{at}", 2, "C-2")
+    again = redrive(config)  # the discarded one is passed over; the garbage still fails
+    assert again.returncode == 1 and "1 done by an earlier run" in again.stderr
+    assert len(accepted(sandbox)) == 3  # nothing discarded was sent
+    assert redrive(config, "--discard").returncode == 0
+    last = redrive(config)
+    assert last.returncode == 0 and f"nothing to read in {cluster.dlq}" in last.stderr
+
+    code, out, _ = run_cli(capsys, "trace", "--config", str(config), "--user", "C-2", "--output", "json")
+    told = [(e["kind"], e["source"]["offset"]) for e in json.loads(out)["entries"]]
+    assert code == 0 and told == [("dead_letter", 2), ("discarded", 2)]
+    code, out, _ = run_cli(capsys, "trace", "--config", str(config), "--user", "C-2")
+    assert "dead letter discarded, rejected: " in out.splitlines()[2]

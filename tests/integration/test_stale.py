@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from bridge.devtools.sandbox import Sandbox
 from tests.support import (
     TestKafka,
@@ -15,22 +17,28 @@ from tests.support import (
     committed_and_ends,
     log_events,
     produce_events,
+    run_cli,
     sms_event,
     start_bridge,
     write_config,
 )
 
 
-def test_max_age_skips_old_events(cluster: TestKafka, sandbox: Sandbox, tmp_path: Path) -> None:
+def test_max_age_skips_old_events(
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cluster.create_topic(cluster.topic, 1)
     cluster.create_topic(cluster.dlq, 1)
     now_s = time.time()  # odd ones happened three hours ago
     events = [sms_event(seq, 20, now_s - (3 * 3600 if seq % 2 else 60)) for seq in range(20)]
     produce_events(cluster.bootstrap_servers, cluster.topic, events)
-    config = base_config(cluster, sandbox.url, "stale")
+    audit_topic = f"{cluster.topic}.audit"
+    cluster.create_topic(audit_topic, 1)
+    config = base_config(cluster, sandbox.url, "stale", audit_topic=audit_topic)
     config["rules"][0]["max_age"] = "2h"
     log_path = tmp_path / "bridge.log"
-    assert start_bridge(write_config(tmp_path, config), log_path, "--until-caught-up").wait(timeout=60) == 0
+    config_path = write_config(tmp_path, config)
+    assert start_bridge(config_path, log_path, "--until-caught-up").wait(timeout=60) == 0
     assert sorted(r["body"]["seq"] for r in accepted(sandbox)) == list(range(0, 20, 2))
     events = log_events(log_path)
     stale = [e for e in events if e["event"] == "command_stale"]
@@ -38,6 +46,13 @@ def test_max_age_skips_old_events(cluster: TestKafka, sandbox: Sandbox, tmp_path
     assert all(e["rule"] == "abandoned-sms" for e in stale)
     assert [e for e in events if e["event"] == "bridge_summary"][-1]["stale"] == 10
     assert committed_and_ends(cluster.bootstrap_servers, "stale", cluster.topic, 1) == [(20, 20)]
+    # trace tells the skipped command beside the sent ones (it left them out)
+    code, out, _ = run_cli(capsys, "trace", "--config", str(config_path), "--user", "C-1", "--output", "json")
+    [entry] = json.loads(out)["entries"]
+    assert code == 0 and (entry["kind"], entry["source"]["offset"]) == ("stale", 1)
+    assert entry["reason"] == "older than 2h (max_age)" and "eventId" not in entry
+    code, out, _ = run_cli(capsys, "trace", "--config", str(config_path), "--user", "C-1")
+    assert "send_sms ASSET-SMS  not sent (stale): older than 2h (max_age)" in out.splitlines()[1]
 
 
 def test_a_field_the_event_lacks_is_counted_and_on_missing_decides(

@@ -31,6 +31,8 @@ def test_other_groups_replays_and_foreign_entries_are_passed_over() -> None:
     assert sent_entry(entry(), "other-bridge") is None
     assert sent_entry(entry(group=None), "bridge") is None  # before entries named their group
     assert sent_entry(entry(window={"run": "replay"}), "bridge") is None
+    assert sent_entry(entry(outcome="delivered"), "bridge") is not None
+    assert sent_entry(entry(outcome="stale"), "bridge") is None  # skipped, never sent
     assert sent_entry(entry(source={"topic": "bookings", "partition": True, "offset": 41}), "bridge") is None
     assert sent_entry(entry(source={"topic": "bookings", "partition": 2, "offset": "41"}), "bridge") is None
     assert sent_entry(entry(rule=["abandoned-sms"]), "bridge") is None

@@ -21,7 +21,10 @@ JSON = st.recursive(
     max_leaves=20,
 )
 FIELDS = st.sampled_from(
-    ["source", "rule", "kind", "sent_at", "assetId", "command", "status", "resent", "trace_id"]
+    [
+        *("source", "rule", "kind", "sent_at", "assetId", "command", "status", "resent", "trace_id"),
+        *("outcome", "at", "reason", "error_class"),
+    ]
 )
 
 
@@ -49,7 +52,8 @@ def test_any_audit_entry_of_the_user_is_told(entries: list[dict[str, Any]], junk
     ]
     records.append(Record("audit", 0, 99, USER.encode(), junk, [], None))  # not JSON: not an entry
     told = [entry for record in records if (entry := _delivered(record, USER)) is not None]
-    assert len(told) == len(entries) and all(entry["kind"] == "delivered" for entry in told)
+    kinds = [e["outcome"] if isinstance(e.get("outcome"), str) else "delivered" for e in entries]
+    assert [entry["kind"] for entry in told] == kinds
     noun = "entry" if len(entries) == 1 else "entries"
     assert tell(told).startswith(f"{USER}: {len(entries)} {noun}\n")
 
@@ -64,7 +68,7 @@ def test_any_dead_letter_headers_are_told(headers: list[tuple[str, bytes | None]
 
 
 def test_counts_agree_with_their_nouns() -> None:
-    """"1 commands", "1 entries", "1 customers" were printed."""
+    """ "1 commands", "1 entries", "1 customers" were printed."""
     from bridge.ops.plural import counted
 
     assert [counted(1, "command"), counted(2, "command"), counted(0, "customer")] == [
