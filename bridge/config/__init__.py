@@ -105,6 +105,9 @@ from bridge.config.reading import (
     read_raw as read_raw,
 )
 from bridge.config.reading import (
+    sections_of as sections_of,
+)
+from bridge.config.reading import (
     unterminated_references as unterminated_references,
 )
 from bridge.config.reading import (

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from bridge.config.document import BridgeConfig, cross_problems
 from bridge.config.secrets import read_secret_file, read_secret_files
@@ -139,6 +139,25 @@ def validate(expanded: dict[str, Any]) -> tuple[BridgeConfig | None, list[str]]:
     except ValidationError as exc:
         return None, describe_validation(exc, expanded, BridgeConfig) + problems
     return (None if problems else config), problems
+
+
+def sections_of(expanded: dict[str, Any], running: BridgeConfig) -> BridgeConfig:
+    """``running`` with each section of ``expanded`` outside ``rules`` that validates on its
+    own put in its place (one that does not is left as it was): what a file whose rules
+    are refused would change, so a rule's problem never hides a change a restart needs."""
+    fields = BridgeConfig.model_fields
+    found: dict[str, Any] = {}
+    for name, info in fields.items():
+        if name == "rules" or info.annotation is None:
+            continue
+        try:
+            if name in expanded:
+                found[name] = TypeAdapter(info.annotation).validate_python(expanded[name])
+            elif not info.is_required():
+                found[name] = info.get_default(call_default_factory=True)
+        except ValidationError:
+            continue
+    return running.model_copy(update=found)
 
 
 def read_expanded(

@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from bridge.config import BridgeConfig
+from bridge.config import BridgeConfig, read_expanded, sections_of
 from bridge.errors import ConfigError
 from bridge.metrics import Metrics
 from bridge.ops import ruleresults, ruletests
@@ -107,13 +107,25 @@ class Reloader:
         try:
             loaded = load(self._path)
         except ConfigError as exc:
-            return exc.problems, None
+            return exc.problems + self._sections_changed(), None
         if loaded.decoder.registry is not None:
             loaded.decoder.registry.close()  # the bridge's own decoder goes on (source cannot change)
         problems = [f"{self._path}: {problem}" for problem in restart_needed(self._config, loaded.config)]
         if not problems and self._tests:
             problems = failing_tests(self._tests, loaded, self._path)
         return problems, None if problems else loaded
+
+    def _sections_changed(self) -> list[str]:
+        """What a refused file changes outside ``rules``, read section by section, so both
+        are reported at once (none when the file cannot be read, or a variable is unset)."""
+        try:
+            expanded, unset = read_expanded(self._path)
+        except ConfigError:
+            return []
+        if unset:
+            return []
+        changed = restart_needed(self._config, sections_of(expanded, self._config))
+        return [f"{self._path}: {problem}" for problem in changed]
 
     def _shadow_rules(self, problems: list[str]) -> Mapper | None:
         """The candidate's rules again, or None with its problems added to ``problems``."""

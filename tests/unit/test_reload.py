@@ -118,6 +118,32 @@ def test_a_refused_reload_keeps_the_old_rules(tmp_path: Path, change: Any, expec
     assert reloads(metrics, "failed") == 1 and reloads(metrics, "ok") == 0
 
 
+def test_a_rule_problem_does_not_hide_a_change_that_needs_a_restart(tmp_path: Path) -> None:
+    """A SIGHUP with a broken rule and a new group.id reported only the rule."""
+    path = write(tmp_path / "bridge.yaml", config())
+    reload, swaps, _ = reloader(path)
+    broken = config()
+    broken["rules"][0]["maxAge"] = "2h"
+    write(path, broken)  # the rule only: nothing else is said to need a restart
+    with capture_logs() as logs:
+        assert not asyncio.run(reload.reload())
+    (line,) = [entry for entry in logs if entry["event"] == "config_reload_failed"]
+    assert line["problems"] == [
+        f"{path}: rules[0] (abandoned-sms).maxAge: unknown key; did you mean max_age?"
+    ]
+    broken["kafka"]["group.id"] = "other"
+    broken["delivery"]["max_in_flight"] = "many"  # refused itself: not compared
+    write(path, broken)
+    with capture_logs() as logs:
+        assert not asyncio.run(reload.reload())
+    (line,) = [entry for entry in logs if entry["event"] == "config_reload_failed"]
+    problems = line["problems"]
+    assert any("rules[0] (abandoned-sms).maxAge: unknown key" in problem for problem in problems)
+    assert f"{path}: kafka.group.id: changed, and only rules reload: restart the bridge for it" in problems
+    assert any("delivery.max_in_flight" in problem for problem in problems) and swaps.mappers == []
+    assert not any(problem.startswith(f"{path}: delivery.") and "changed" in problem for problem in problems)
+
+
 def deep(levels: int) -> dict[str, Any]:
     body: dict[str, Any] = {"event": "send_sms", "userId": "{{ customer.id }}", "assetId": "A"}
     inner = body
