@@ -119,7 +119,7 @@ class RecordPath:
         return record_commands(self.decoder, mapper, origin, self.outcomes.fields_missing)
 
     def _skip(self, work: Work) -> None:
-        self.outcomes.skipped(work.record, work.span)
+        self.outcomes.skipped(work.origin, work.span)
         self._finished(work, "skipped")
 
     async def deliver(self, work: Work) -> None:
@@ -139,26 +139,26 @@ class RecordPath:
                 if self.stop.draining or not work.state.sends(work.record.offset):
                     return  # stopping, revoked, or after a failed record of its partition: send no more
                 if (event_id := sent.get(command.rule)) is not None:
-                    self.outcomes.already_sent(command, work.record, event_id, work.span)
+                    self.outcomes.already_sent(command, work.origin, event_id, work.span)
                     continue
                 try:
-                    delivered = await self.sender.send(command, where(work.record, work.span), work.span)
+                    delivered = await self.sender.send(command, where(work.origin, work.span), work.span)
                 except Withheld as skipped:
-                    self.outcomes.withheld(command, work.record, skipped, work.span)
+                    self.outcomes.withheld(command, work.origin, skipped, work.span)
                     if self.audit is not None:
                         self.audit.withheld(work, command, skipped, self._finished)
                     continue
                 except RejectedError as exc:
                     self.reject(work, exc.for_rule(command.rule), command)
                     return
-                self.outcomes.delivered(command, work.record, delivered, work.mapper.version, work.span)
+                self.outcomes.delivered(command, work.origin, delivered, work.mapper.version, work.span)
                 if self.audit is not None:
                     self.audit.delivered(work, command, delivered, index, self._finished)
             self._finished(work)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug this record set off: dead-letter it, the partition goes on
-            log.exception("delivery_crashed", **where(work.record, work.span))
+            log.exception("delivery_crashed", **where(work.origin, work.span))
             error = InternalError(f"while delivering: {type(exc).__name__}: {exc}"[:500])
             self.reject(work, error)
 
@@ -252,7 +252,7 @@ async def mapped_once_fetched(path: RecordPath, backoff: Backoff, work: Work) ->
             delay = backoff.delay(attempt)
             log.warning(
                 "schema_registry_retry",
-                **where(work.record),
+                **where(work.origin),
                 attempt=attempt,
                 reason=exc.reason,
                 retry_in_ms=round(delay * 1000),

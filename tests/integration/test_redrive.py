@@ -116,6 +116,10 @@ def test_redrive_after_a_fixed_rule(cluster: TestKafka, sandbox: Sandbox, tmp_pa
         and failed["dead_letter"] == f"{cluster.dlq}[0]@{seven.offset()}"
     )
     assert failed["reason"] == "userId: required for send_print"
+    delivered = [json.loads(line) for line in result.stdout.splitlines() if '"command_delivered"' in line]
+    assert len(delivered) == 11 and {e["topic"] for e in delivered} == {cluster.topic}  # the original's
+    originals = {m.offset() for m in read_all(cluster.bootstrap_servers, cluster.topic, 2)}
+    assert {e["offset"] for e in delivered} <= originals
     assert len(read_all(cluster.bootstrap_servers, cluster.dlq)) == 12  # nothing written back
 
     second = redrive(v2)  # nothing changed: nothing sent, nothing written, and it says so
