@@ -11,6 +11,7 @@ letter, and all the other's commands for it are added or removed.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -25,6 +26,7 @@ from bridge.ops.loading import Loaded
 from bridge.ops.mapfile import DecodeLine, events
 from bridge.ops.planning import plan
 from bridge.ops.plural import counted
+from bridge.ops.progress import Progress
 from bridge.ops.requests import ReplayRequest
 from bridge.rules.difference import KINDS, Mapped, compared, mapped, matched
 from bridge.rules.mapping import Mapper
@@ -70,8 +72,13 @@ class Comparison:
                 self.samples.append({**where, "rule": rule, "difference": kind, "fields": lines})
 
     @property
+    def differing(self) -> int:
+        """Commands added, removed or changed so far."""
+        return sum(self.commands[kind] for kind in KINDS[:3])
+
+    @property
     def differs(self) -> bool:
-        return any(self.commands[kind] for kind in KINDS[:3]) or self.dead_letters_differ
+        return bool(self.differing) or self.dead_letters_differ
 
     @property
     def dead_letters_differ(self) -> bool:
@@ -148,7 +155,9 @@ def compare_window(
     windows: list[Window],
 ) -> Comparison:
     """The records of each window, decoded as ``run`` decodes them (the registry included),
-    read by ``consumer`` on its own: assigned, never subscribed, never committing."""
+    read by ``consumer`` on its own: assigned, never subscribed, never committing. How far
+    it has come is drawn on stderr (:class:`Progress`)."""
+    progress = Progress("diff", sum(window.total for window in windows), sys.stderr, made="differing")
     for window in windows:
         consumer.assign(window.assignment())
         for record in read_window(consumer, window):
@@ -156,6 +165,8 @@ def compare_window(
             before = mapped(fetched_commands, decoder, current, record)
             after = mapped(fetched_commands, decoder, candidate, record)
             sets.add(where, before, after, record.timestamp_ms)
+            progress.update(sets.records, sets.differing)
+    progress.close()
     return sets
 
 

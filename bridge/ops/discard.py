@@ -31,6 +31,7 @@ from bridge.kafka.window import Window, read_window
 from bridge.model import Record
 from bridge.ops.loading import Loaded
 from bridge.ops.plural import counted
+from bridge.ops.progress import Progress
 from bridge.runtime.auditing import now_text, source_fields
 from bridge.runtime.records import origin_or_read
 
@@ -108,13 +109,17 @@ def discard(loaded: Loaded, window: Window, consumer: Any, *, dry_run: bool, out
     consumer.assign(assignment)
     earlier = {tp.partition: committed_map(tp).finished for tp in consumer.committed(assignment, 10)}
     run.partitions = {tp.partition: PartitionOffsets(earlier.get(tp.partition, ())) for tp in assignment}
+    progress = Progress("redrive --discard", window.total, err, made="discarded")
     for record in read_window(consumer, window):
-        if (entry := run.take(record)) is None:
+        entry = run.take(record)
+        progress.update(run.read, len(run.entries))
+        if entry is None:
             continue
         if dry_run:
             out.write(json.dumps(entry, ensure_ascii=False) + "\n")
         else:
             log.info("dead_letter_discarded", **_ids(entry))
+    progress.close()
     left = f", {run.left} not selected by the filters, left in {window.topic}" if run.left else ""
     read = f"{run.read} of {counted(window.total, 'record')} read"
     if dry_run:

@@ -37,13 +37,13 @@ from bridge.ops.loading import Loaded
 from bridge.ops.mapfile import notes
 from bridge.ops.planning import plan, plan_redrive
 from bridge.ops.plural import counted
+from bridge.ops.progress import Progress
 from bridge.ops.requests import RedriveRequest, ReplayRequest, WindowRun
 from bridge.runtime.convert import fetched_commands, preview
 from bridge.runtime.factory import build_bridge, start_up_frozen
 from bridge.runtime.pipeline import Bridge
 
 log = structlog.get_logger("bridge.ops.replay")
-PROGRESS_LOG_S = 10.0
 
 
 def dry_run(
@@ -61,8 +61,11 @@ def dry_run(
         else {}
     )
     failures = read = produced = withheld = 0
+    verb = "redrive" if window.redrive else "replay"
+    progress = Progress(f"{verb} --dry-run", window.total, err, made="commands")
     for record in read_window(consumer, window):
         read += 1
+        progress.update(read, produced)
         passed_over = record.offset in finished.get(record.tp, ()) or not window.selects(record)
         try:
             if passed_over:
@@ -71,16 +74,16 @@ def dry_run(
                 commands = fetched_commands(loaded.decoder, loaded.mapper, window.origin(record))
         except RecordError as exc:
             failures += 1
-            print(f"{_named(window, record)}: {exc.error_class}: {logs.redact(exc.reason)}", file=err)
+            progress.say(f"{_named(window, record)}: {exc.error_class}: {logs.redact(exc.reason)}")
         else:
             shown = preview(commands, None if ignore_max_age else int(time.time() * 1000))
             for note in notes(shown):
-                print(f"{_named(window, record)}: {note}", file=err)
+                progress.say(f"{_named(window, record)}: {note}")
             produced += len(shown.sent)
             withheld += len(shown.withheld)
             for command in shown.sent:
                 out.write(json.dumps(command.as_json_line(), ensure_ascii=False) + "\n")
-    verb = "redrive" if window.redrive else "replay"
+    progress.close()
     failed = "would stay in the dead-letter topic" if window.redrive else "would be dead-lettered"
     records = counted(window.total, "record")
     summary = f"{verb} --dry-run of {window.topic}: {read} of {records} in the window read, "
@@ -101,33 +104,17 @@ def _named(window: Window, record: Record) -> str:
 
 
 async def report_progress(
-    bridge: Any, total: int, stream: TextIO, log_every_s: float = PROGRESS_LOG_S, verb: str = "replay"
+    bridge: Any, total: int, stream: TextIO, log_every_s: float | None = None, verb: str = "replay"
 ) -> None:
-    """Records done of total, commands sent, rate and ETA: a line redrawn on a terminal,
-    else a log line every ``log_every_s``."""
-    started = time.monotonic()
-    interactive = stream.isatty()
-    while True:
-        await asyncio.sleep(1.0 if interactive else log_every_s)
-        done = bridge.counts["consumed"]
-        sent = bridge.counts["delivered"]
-        elapsed = time.monotonic() - started
-        rate = done / elapsed if elapsed else 0.0
-        eta = (total - done) / rate if rate else None
-        if interactive:
-            eta_text = f"{eta:.0f}s" if eta is not None else "?"
-            stream.write(f"\r{verb}: {done}/{total} records, {sent} sent, {rate:.0f}/s, ETA {eta_text}   ")
-            stream.flush()
-        else:
-            log.info(
-                "replay_progress",  # of a redrive too, named by run
-                run=verb,
-                done=done,
-                total=total,
-                sent=sent,
-                rate=round(rate, 1),
-                eta_s=round(eta, 1) if eta is not None else None,
-            )
+    """The bridge's records done of ``total`` and commands sent (:class:`Progress`), until
+    cancelled; off a terminal each line is logged too (``replay_progress``)."""
+    progress = Progress(verb, total, stream, log_event="replay_progress", every_s=log_every_s)
+    try:
+        while True:
+            await asyncio.sleep(min(progress.every_s, 1.0))
+            progress.update(bridge.counts["consumed"], bridge.counts["delivered"])
+    finally:
+        progress.close()
 
 
 async def _run(bridge: Bridge, total: int, verb: str) -> int:
@@ -136,6 +123,7 @@ async def _run(bridge: Bridge, total: int, verb: str) -> int:
         return await bridge.run()
     finally:
         progress.cancel()
+        await asyncio.gather(progress, return_exceptions=True)  # its line ended before the summary
 
 
 def replay(
@@ -250,7 +238,7 @@ def _deliver_window(loaded: Loaded, config_file: str, args: WindowRun, window: W
         for k in ("delivered", "dead_lettered", "skipped", "stale", "incomplete")
     )
     read = f"{counts['consumed']} of {counted(window.total, 'record')} read"
-    summary = f"\n{verb} of {window.topic}: {read}; {outcomes}"
+    summary = f"{verb} of {window.topic}: {read}; {outcomes}"
     if counts["already_finished"]:
         summary += f"; {counts['already_finished']} done by an earlier run (not sent again)"
     if window.redrive:

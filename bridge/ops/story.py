@@ -7,6 +7,7 @@ no group joined, nothing committed."""
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -20,6 +21,7 @@ from bridge.model import Record
 from bridge.ops.loading import Loaded
 from bridge.ops.planning import plan
 from bridge.ops.plural import counted
+from bridge.ops.progress import Progress
 from bridge.ops.requests import ReplayRequest
 from bridge.runtime.auditing import event_time
 from bridge.tracing import parent_of
@@ -93,23 +95,32 @@ def customer_story(loaded: Loaded, user: str, since: str | None) -> Story:
     group = f"{loaded.config.kafka['group.id']}-trace-{uuid.uuid4().hex[:8]}"  # named, never joined
     consumer = window_reader(loaded.config.kafka, group)
     story = Story(user)
+    topics = [(delivery.audit_topic, _delivered), (delivery.dead_letter_topic, _dead_letter)]
     try:
         with asking_kafka("reading the audit topic"):
-            for topic, read in (
-                (delivery.audit_topic, _delivered),
-                (delivery.dead_letter_topic, _dead_letter),
-            ):
-                if topic is None:
-                    continue
-                asked = ReplayRequest(topic=topic, from_time=since, from_beginning=since is None)
-                window = plan(consumer, topic, group, False, asked)
+            windows = [
+                (plan(consumer, topic, group, False, _since(topic, since)), read)
+                for topic, read in topics
+                if topic is not None
+            ]
+            progress = Progress("trace", sum(w.total for w, _ in windows), sys.stderr, made="entries")
+            done = 0
+            for window, read in windows:
                 consumer.assign(window.assignment())
                 for record in read_window(consumer, window):
                     if (entry := read(record, user)) is not None:
                         story.add(entry)
+                    done += 1
+                    progress.update(done, len(story.entries))
+            progress.close()
     finally:
         consumer.close()
     return story.told()
+
+
+def _since(topic: str, since: str | None) -> ReplayRequest:
+    """The window of ``topic`` from ``since`` (None: from its beginning) to its end now."""
+    return ReplayRequest(topic=topic, from_time=since, from_beginning=since is None)
 
 
 def _delivered(record: Record, user: str) -> dict[str, Any] | None:

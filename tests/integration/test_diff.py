@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from bridge.devtools.sandbox import Sandbox
+from bridge.ops import progress
 from tests.support import (
     TestKafka,
     base_config,
@@ -63,8 +64,11 @@ def test_a_window_of_the_source_topics_is_compared_and_the_live_group_left_alone
     )
     starts = [offset for offset, _ in committed]  # where the recent records begin
     assert all(sample["offset"] >= starts[sample["partition"]] for sample in result["samples"])
-    code, out, _ = run_cli(capsys, *args, "--last", "3h")
+    monkeypatch.setattr(progress, "PIPE_EVERY_S", 0.0)  # a line per record, not one per 10 s
+    code, out, err = run_cli(capsys, *args, "--last", "3h")
     assert code == 1 and json.loads(out)["records"] == 10
+    lines = [line for line in err.splitlines() if line.startswith("diff: ")]
+    assert lines[-1].startswith("diff: 10/10 records, 10 differing, ") and len(lines) == 10, err
     assert json.loads(out)["customers"] == {"affected": 4}
     code, out, _ = run_cli(capsys, *args, "--from", since, "--to", since)
     assert code == 0 and json.loads(out)["records"] == 0
