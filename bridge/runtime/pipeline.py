@@ -203,11 +203,12 @@ class Bridge:
         self.parts.outcomes.stopped(abandoned, stopping.failure, committed, **left)
 
     def _lanes_may_finish(self) -> bool:
-        """Lanes have work the grace may see finish: not while Intilery refuses the
-        credentials (or redirects) with nothing in flight, when none will move before a
-        person mends the setup (their records are left to the next owner, unsent)."""
-        sender = self.parts.sender
-        return bool(self.states.lanes()) and not (sender.gate.auth_failed and not sender.in_flight)
+        """Lanes have a command on the wire, whose answer the grace waits for. A lane with
+        none (waiting out a 429's Retry-After, a back-off, the limiter, refused credentials)
+        sends nothing more once stopping, so it is not waited for: its records are left to
+        the next owner, unsent. (A command's answer is taken by its lane before it leaves
+        ``in_flight``: none is left unrecorded.)"""
+        return bool(self.states.lanes()) and self.parts.sender.in_flight > 0
 
     async def release(self) -> None:
         """Close what the parts hold open: the HTTP client, Redis, the schema registry."""

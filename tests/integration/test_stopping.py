@@ -84,3 +84,32 @@ def test_sigterm_while_intilery_refuses_the_credentials_stops_at_once(
     (stopped,) = [e for e in log_events(log_path) if e["event"] == "bridge_stopped"]
     assert stopped["delivered"] == 0 and stopped["to_send"] == 5 and stopped["final_commit"] == "ok"
     assert accepted(sandbox) == []
+
+
+def test_sigterm_while_intilery_holds_every_request_back_stops_at_once(
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A 429 asking for two minutes held the stop for the whole grace with nothing on the
+    wire. The grace is for answers: with none awaited, it stops at once, sending nothing
+    more, and the next owner sends the records."""
+    cluster.create_topic(cluster.topic, 1)
+    cluster.create_topic(cluster.dlq, 1)
+    config = base_config(cluster, sandbox.url, "stopping-held", shutdown_grace_s=120)
+    log_path = tmp_path / "bridge.log"
+    sandbox.state.set_faults({"status": 429, "retry_after": 120})
+    config_path = write_config(tmp_path, config)
+    process = start_bridge(config_path, log_path)
+    try:
+        produce_events(cluster.bootstrap_servers, cluster.topic, (sms_event(seq, 50) for seq in range(5)))
+        wait_for(lambda: "command_retry" in {e["event"] for e in log_events(log_path)}, 30, "a 429")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0  # well inside its 120 s of grace, one signal
+    finally:
+        process.kill()
+        sandbox.state.set_faults({"status": None, "count": 0, "retry_after": None})
+    (stopped,) = [e for e in log_events(log_path) if e["event"] == "bridge_stopped"]
+    assert stopped["delivered"] == 0 and stopped["to_send"] == 5 and stopped["final_commit"] == "ok"
+    assert accepted(sandbox) == []
+    again = start_bridge(config_path, tmp_path / "again.log", "--until-caught-up")
+    assert again.wait(timeout=60) == 0
+    assert sorted(r["body"]["seq"] for r in accepted(sandbox)) == list(range(5))
