@@ -15,19 +15,13 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
-
 from bridge import logs
 from bridge.config import (
     SECRET_PATHS,
     BridgeConfig,
-    Model,
-    RuleConfig,
     SourceConfig,
     as_dict,
     at_path,
-    cross_problems,
-    describe_validation,
     file_contents,
     raw_topic_names,
     read_expanded,
@@ -41,12 +35,6 @@ from bridge.kafka.consumer import consumer_config, librdkafka_problems
 from bridge.rules.mapping import Mapper, compile_rules
 
 T = TypeVar("T")
-
-
-class _Rules(Model):
-    """The rules alone, validated as the whole configuration validates them."""
-
-    rules: list[RuleConfig]
 
 
 class Loaded(NamedTuple):
@@ -111,32 +99,15 @@ def load(path: str, unset_secrets: list[str] | None = None, env: Mapping[str, st
     return Loaded(config, mapper, decoder)
 
 
-@_refusing_anything
 def load_offline(path: str) -> tuple[SourceConfig, Mapper]:
-    """Only ``source`` and ``rules``; unset variables expand to empty strings."""
-    expanded, problems = read_expanded(path, strict_env=False)  # only malformed ${ references
-    problems += [p for p in cross_problems(expanded) if p.startswith("rules")]
-    source = None
-    try:
-        source = SourceConfig.model_validate(expanded.get("source"))
-    except ValidationError as exc:
-        lines = (
-            describe_validation(exc, expanded.get("source") or {}, SourceConfig)
-            if expanded.get("source")
-            else ["required"]
-        )
-        problems += [line if line.startswith("source.") else f"source.{line}" for line in lines]
-    raw_rules = expanded.get("rules")
-    if isinstance(raw_rules, list):  # a rule that is no rule is refused here as run refuses it
-        try:
-            _Rules.model_validate({"rules": raw_rules})
-        except ValidationError as exc:
-            problems += describe_validation(exc, {"rules": raw_rules}, _Rules)
-    mapper, rule_problems = compile_rules(raw_rules, raw_topic_names(expanded))
-    problems += rule_problems
-    if problems or source is None:
-        raise ConfigError([f"{path}: {p}" for p in problems])
-    return source, mapper
+    """What the offline verbs use (``source``, the rules), loaded as ``check`` loads the
+    whole file: what ``check`` refuses they refuse, with the same lines; as for ``check``,
+    unset variables are no problem (their defaults, or a text naming them, stand in), so
+    they need no deployment's variables nor its secrets."""
+    loaded = load(path, unset_secrets=[])
+    if loaded.decoder.registry is not None:
+        loaded.decoder.registry.close()  # they build their own decoder, for their own flags
+    return loaded.config.source, loaded.mapper
 
 
 def _stand_ins(expanded: dict[str, Any], env_problems: list[str]) -> list[str]:
