@@ -180,6 +180,7 @@ def test_every_verb_that_prints_ends_quietly_on_a_closed_stdout(
             "--dry-run",
         ],
         "redrive --dry-run": ["redrive", "--config", path, "--dry-run"],
+        "redrive --discard --dry-run": ["redrive", "--config", path, "--discard", "--dry-run"],
     }
     for name, args in verbs.items():
         code, err = with_stdout_closed(*args, env=bridge_env())
