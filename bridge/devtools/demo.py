@@ -34,7 +34,8 @@ from bridge.devtools.examples import PACKAGE, closing_hint
 from bridge.devtools.registry import LocalRegistry
 from bridge.devtools.sandbox import Sandbox
 from bridge.errors import ConfigError
-from bridge.kafka.consumer import asking_kafka
+from bridge.kafka.consumer import asking_kafka, record_from_message
+from bridge.kafka.deadletter import DeadLetterHeaders
 from bridge.ops.loading import load
 from bridge.ops.story import customer_story
 from bridge.runtime.factory import build_bridge
@@ -187,19 +188,9 @@ def received_rows(requests: list[dict[str, Any]]) -> list[list[str]]:
 def dead_letter_rows(messages: list[Any]) -> list[list[str]]:
     rows = []
     for message in messages:
-        headers = {k: (v or b"").decode() for k, v in message.headers() or []}
-        source = (
-            f"{headers['x-bridge-source-topic']}[{headers['x-bridge-source-partition']}]"
-            f"@{headers['x-bridge-source-offset']}"
-        )
-        rows.append(
-            [
-                source,
-                headers["x-bridge-error-class"],
-                headers.get("x-bridge-rule", ""),
-                headers["x-bridge-error-reason"][:90],
-            ]
-        )
+        headers = DeadLetterHeaders.of(record_from_message(message))
+        source = f"{headers.source_topic}[{headers.source_partition}]@{headers.source_offset}"
+        rows.append([source, headers.error_class or "", headers.rule or "", (headers.reason or "")[:90]])
     return rows
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 from confluent_kafka import KafkaError
 
-from bridge.errors import RecordError
+from bridge.errors import DecodeError, RecordError
 from bridge.kafka.writer import CONTENT, CONTENT_ERRORS, FULL, Form, Writer
 from bridge.logs import redact
 from bridge.model import Record
@@ -41,11 +41,21 @@ BRIDGE_HEADER = "x-bridge-"  # the bridge's own headers: every one a dead letter
 # A source record's own ``x-bridge-*`` header is kept under this prefix: a producer cannot
 # forge the customer (trace), the rule (redrive's --rule) or an omission (redrive's refusal).
 SOURCE_PREFIX = "x-source-"
+# Every header a dead letter carries beside its record's own; this module alone names them.
+SOURCE_TOPIC = "x-bridge-source-topic"  # where the record was read
+SOURCE_PARTITION = "x-bridge-source-partition"
+SOURCE_OFFSET = "x-bridge-source-offset"
+ERROR_CLASS = "x-bridge-error-class"  # decode, mapping, rejected, internal
+ERROR_REASON = "x-bridge-error-reason"
+RULE = "x-bridge-rule"  # the rule whose command failed, when one did
+HTTP_STATUS = "x-bridge-http-status"  # Intilery's answer, when it gave one
+RULES_VERSION = "x-bridge-rules-version"  # of the rules that mapped it
+USER_ID = "x-bridge-user-id"  # the customer, when a command was made
+TRACE_ID = "x-bridge-trace-id"
 VALUE_OMITTED = "x-bridge-value-omitted"
 HEADERS_OMITTED = "x-bridge-headers-omitted"
 KEY_OMITTED = "x-bridge-key-omitted"
 TIME_OMITTED = "x-bridge-time-omitted"
-USER_ID, TRACE_ID = "x-bridge-user-id", "x-bridge-trace-id"
 REASON_LIMIT = 1024  # characters of x-bridge-error-reason
 TRACE_HEADERS = frozenset({TRACEPARENT, TRACESTATE})  # kept even when the source's headers are not
 # What a dead letter is written without: each size step smaller than the one before; a
@@ -97,18 +107,18 @@ def dead_letter_headers(
     record: Record, error: RecordError, form: Form = FULL, known: Known = UNKNOWN
 ) -> list[tuple[str, bytes | None]]:
     extra = {
-        "x-bridge-source-topic": record.topic,
-        "x-bridge-source-partition": str(record.partition),
-        "x-bridge-source-offset": str(record.offset),
-        "x-bridge-error-class": error.error_class,
-        "x-bridge-error-reason": bounded_reason(error.reason),
+        SOURCE_TOPIC: record.topic,
+        SOURCE_PARTITION: str(record.partition),
+        SOURCE_OFFSET: str(record.offset),
+        ERROR_CLASS: error.error_class,
+        ERROR_REASON: bounded_reason(error.reason),
     }
     if error.rule:
-        extra["x-bridge-rule"] = error.rule[:REASON_LIMIT]
+        extra[RULE] = error.rule[:REASON_LIMIT]
     if error.status is not None:
-        extra["x-bridge-http-status"] = str(error.status)
+        extra[HTTP_STATUS] = str(error.status)
     if known.rules_version is not None:
-        extra["x-bridge-rules-version"] = known.rules_version
+        extra[RULES_VERSION] = known.rules_version
     if known.user is not None:
         extra[USER_ID] = known.user[:REASON_LIMIT]
     if known.trace_id is not None:
@@ -141,6 +151,69 @@ def restored(name: str) -> str:
     """The source header's own name again (:func:`forwarded` undone), for redrive."""
     inner = name.removeprefix(SOURCE_PREFIX)
     return inner if inner != name and inner.lower().startswith(BRIDGE_HEADER) else name
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterHeaders:
+    """What a dead letter's headers say, read back (redrive's filters, ``trace``,
+    ``redrive --discard``, the demo): each None when absent or unreadable (another
+    writer's record, a header an older bridge did not write)."""
+
+    source_topic: str | None
+    source_partition: int | None
+    source_offset: int | None
+    error_class: str | None
+    reason: str | None
+    rule: str | None
+    rules_version: str | None
+    status: int | None
+    user: str | None
+    trace_id: str | None
+
+    @classmethod
+    def of(cls, dead_letter: Record) -> DeadLetterHeaders:
+        texts = dead_letter.header_texts()
+        return cls(
+            source_topic=texts.get(SOURCE_TOPIC),
+            source_partition=_number(texts.get(SOURCE_PARTITION)),
+            source_offset=_number(texts.get(SOURCE_OFFSET)),
+            error_class=texts.get(ERROR_CLASS),
+            reason=texts.get(ERROR_REASON),
+            rule=texts.get(RULE),
+            rules_version=texts.get(RULES_VERSION),
+            status=_number(texts.get(HTTP_STATUS)),
+            user=texts.get(USER_ID),
+            trace_id=texts.get(TRACE_ID),
+        )
+
+
+def _number(text: str | None) -> int | None:
+    return int(text) if text is not None and text.lstrip("-").isdigit() else None
+
+
+def original_of(dead_letter: Record) -> Record:
+    """The record a dead letter was made from: its original topic, partition, offset and
+    headers (the bridge's own removed, the source's own given their names back); key,
+    value and time are kept as they were."""
+    headers = {name: value for name, value in dead_letter.headers}
+    try:
+        topic = (headers[SOURCE_TOPIC] or b"").decode()
+        partition = int(headers[SOURCE_PARTITION] or b"")
+        offset = int(headers[SOURCE_OFFSET] or b"")
+    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError("not a dead letter of this bridge: no x-bridge-source-* headers") from exc
+    omitted = headers.get(VALUE_OMITTED)
+    if omitted is not None:
+        raise DecodeError(
+            f"the dead letter was written without its value ({omitted.decode(errors='replace')}, too large); "
+            f"replay {topic} partition {partition} offset {offset} instead"
+        )
+    kept = [
+        (restored(name), value) for name, value in dead_letter.headers if not name.startswith(BRIDGE_HEADER)
+    ]
+    return Record(
+        topic, partition, offset, dead_letter.key, dead_letter.value, kept, dead_letter.timestamp_ms
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,36 +12,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from bridge.errors import DecodeError
 from bridge.kafka.consumer import built, consumer_config, record_from_message
-from bridge.kafka.deadletter import BRIDGE_HEADER, VALUE_OMITTED, restored
+from bridge.kafka.deadletter import original_of
 from bridge.logs import kafka_logger
 from bridge.model import Record, TopicPartitionKey
-
-
-def original_of(dead_letter: Record) -> Record:
-    """The record a dead letter was made from: its original topic, partition, offset and
-    headers (the bridge's ``x-bridge-*`` ones removed, the source's own given their names
-    back); key, value and time are kept as they were."""
-    headers = {name: value for name, value in dead_letter.headers}
-    try:
-        topic = (headers["x-bridge-source-topic"] or b"").decode()
-        partition = int(headers["x-bridge-source-partition"] or b"")
-        offset = int(headers["x-bridge-source-offset"] or b"")
-    except (KeyError, ValueError, UnicodeDecodeError) as exc:
-        raise DecodeError("not a dead letter of this bridge: no x-bridge-source-* headers") from exc
-    omitted = headers.get(VALUE_OMITTED)
-    if omitted is not None:
-        raise DecodeError(
-            f"the dead letter was written without its value ({omitted.decode(errors='replace')}, too large); "
-            f"replay {topic} partition {partition} offset {offset} instead"
-        )
-    kept = [
-        (restored(name), value) for name, value in dead_letter.headers if not name.startswith(BRIDGE_HEADER)
-    ]
-    return Record(
-        topic, partition, offset, dead_letter.key, dead_letter.value, kept, dead_letter.timestamp_ms
-    )
 
 
 @dataclass(frozen=True)

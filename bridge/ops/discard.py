@@ -25,7 +25,7 @@ from bridge import logs
 from bridge.errors import BrokerError
 from bridge.kafka.audit import AuditLog
 from bridge.kafka.consumer import commit_maps, committed_map
-from bridge.kafka.deadletter import TRACE_ID, USER_ID
+from bridge.kafka.deadletter import DeadLetterHeaders
 from bridge.kafka.offsets import PartitionOffsets
 from bridge.kafka.window import Window, read_window
 from bridge.model import Record
@@ -81,21 +81,21 @@ class Discarding:
 def discarded_entry(dead_letter: Record, window: Window, group: str) -> dict[str, Any]:
     """The audit entry of a discarded dead letter: ids, its class and reason, the record it
     was made from and where it was in the dead-letter topic."""
-    headers = dead_letter.header_texts()
+    headers = DeadLetterHeaders.of(dead_letter)
     return {
         "outcome": "discarded",
-        "rule": headers.get("x-bridge-rule"),
-        "rules_version": headers.get("x-bridge-rules-version"),
-        "userId": headers.get(USER_ID),
-        "error_class": headers.get("x-bridge-error-class"),
-        "reason": logs.redact(headers.get("x-bridge-error-reason") or ""),
+        "rule": headers.rule,
+        "rules_version": headers.rules_version,
+        "userId": headers.user,
+        "error_class": headers.error_class,
+        "reason": logs.redact(headers.reason or ""),
         "source": source_fields(origin_or_read(dead_letter, window)),
         "dead_letter": {
             "topic": dead_letter.topic,
             "partition": dead_letter.partition,
             "offset": dead_letter.offset,
         },
-        "trace_id": headers.get(TRACE_ID),
+        "trace_id": headers.trace_id,
         "at": now_text(),
         "group": group,
         "window": window.described(),

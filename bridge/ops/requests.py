@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bridge.kafka.deadletter import ERROR_CLASS, RULE, SOURCE_TOPIC
+
 
 @dataclass(frozen=True, kw_only=True)
 class WindowRun:
@@ -41,8 +43,8 @@ class RedriveRequest(WindowRun):
     def filters(self) -> dict[str, tuple[str, ...]]:
         """The filters as the dead-letter headers they match."""
         wanted = {
-            "x-bridge-error-class": self.error_class,
-            "x-bridge-rule": self.rule,
-            "x-bridge-source-topic": self.source_topic,
+            ERROR_CLASS: self.error_class,
+            RULE: self.rule,
+            SOURCE_TOPIC: self.source_topic,
         }
         return {header: values for header, values in wanted.items() if values}

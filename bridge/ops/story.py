@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from bridge.errors import ConfigError
 from bridge.kafka.consumer import asking_kafka
-from bridge.kafka.deadletter import TRACE_ID, USER_ID
+from bridge.kafka.deadletter import DeadLetterHeaders
 from bridge.kafka.window import read_window, window_reader
 from bridge.logs import printable
 from bridge.model import Record
@@ -139,28 +139,24 @@ def _delivered(record: Record, user: str) -> dict[str, Any] | None:
 
 
 def _dead_letter(record: Record, user: str) -> dict[str, Any] | None:
-    headers = record.header_texts()
-    named = headers.get(USER_ID)  # the bridge knew the customer: a command was made
+    headers = DeadLetterHeaders.of(record)
+    named = headers.user  # the bridge knew the customer: a command was made
     if named != user and (named is not None or record.key != user.encode()):
         return None
     trace = parent_of(record.headers)
     return {
         "kind": "dead_letter",
         "userId": user,
-        "rule": headers.get("x-bridge-rule"),
-        "rules_version": headers.get("x-bridge-rules-version"),
-        "error_class": headers.get("x-bridge-error-class"),
-        "reason": headers.get("x-bridge-error-reason"),
-        "status": _int(headers.get("x-bridge-http-status")),
+        "rule": headers.rule,
+        "rules_version": headers.rules_version,
+        "error_class": headers.error_class,
+        "reason": headers.reason,
+        "status": headers.status,
         "source": {
-            "topic": headers.get("x-bridge-source-topic"),
-            "partition": _int(headers.get("x-bridge-source-partition")),
-            "offset": _int(headers.get("x-bridge-source-offset")),
+            "topic": headers.source_topic,
+            "partition": headers.source_partition,
+            "offset": headers.source_offset,
             "timestamp": event_time(record.timestamp_ms),
         },
-        "trace_id": headers.get(TRACE_ID) or (trace.trace_id if trace else None),
+        "trace_id": headers.trace_id or (trace.trace_id if trace else None),
     }
-
-
-def _int(text: str | None) -> int | None:
-    return int(text) if text is not None and text.lstrip("-").isdigit() else None

@@ -13,6 +13,7 @@ from bridge import timestamps
 from bridge.config import BridgeConfig
 from bridge.errors import Withheld
 from bridge.intilery.client import Delivered
+from bridge.kafka.deadletter import DeadLetterHeaders
 from bridge.kafka.window import Window
 from bridge.model import Command, Record
 from bridge.runtime.ports import AuditSink
@@ -107,10 +108,10 @@ def sent_before(record: Record, window: Window | None, commands: list[Command], 
         return False
     if not window.redrive:
         return True
-    headers = record.header_texts()
-    if headers.get("x-bridge-error-class") != "rejected":
+    headers = DeadLetterHeaders.of(record)
+    if headers.error_class != "rejected":
         return False  # dead-lettered before anything was sent: decoding, mapping
-    failed = next((i for i, c in enumerate(commands) if c.rule == headers.get("x-bridge-rule")), 0)
+    failed = next((i for i, c in enumerate(commands) if c.rule == headers.rule), 0)
     return index < failed
 
 

@@ -19,8 +19,9 @@ from bridge.kafka.deadletter import (
     VALUE_OMITTED,
     DeadLetters,
     dead_letter_headers,
+    original_of,
 )
-from bridge.kafka.window import Window, original_of
+from bridge.kafka.window import Window
 from bridge.logs import register_secret
 from bridge.model import Record
 

@@ -4,6 +4,7 @@ function over 50."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import bridge
@@ -62,5 +63,17 @@ def test_confluent_kafka_s_exceptions_are_translated_inside_kafka_only() -> None
         for path in sorted(ROOT.rglob("*.py"))
         if path.relative_to(ROOT).parts[0] not in ("kafka", "devtools")
         and "KafkaException" in path.read_text(encoding="utf-8")
+    ]
+    assert outside == []
+
+
+def test_the_dead_letter_headers_are_named_in_one_module() -> None:
+    """Their names were string literals in six modules; kafka/deadletter.py names, writes
+    and reads them back (DeadLetterHeaders), every other module uses those."""
+    home = ROOT / "kafka" / "deadletter.py"
+    outside = [
+        str(path.relative_to(ROOT.parent))
+        for path in sorted(ROOT.rglob("*.py"))
+        if path != home and re.search(r"""["']x-bridge-[a-z]""", path.read_text(encoding="utf-8"))
     ]
     assert outside == []

@@ -14,8 +14,7 @@ from confluent_kafka import KafkaError, TopicPartition
 from structlog.testing import capture_logs
 
 from bridge.errors import ConfigError, DecodeError
-from bridge.kafka.deadletter import NO_VALUE, VALUE_OMITTED, dead_letter_headers
-from bridge.kafka.window import original_of
+from bridge.kafka.deadletter import NO_VALUE, VALUE_OMITTED, dead_letter_headers, original_of
 from bridge.model import Record
 from bridge.ops.planning import parse_offsets, plan
 from bridge.ops.replay import report_progress
