@@ -27,6 +27,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check bridge tests bench
+	$(BIN)/ruff format --check bridge tests bench
 	$(BIN)/mypy bridge
 	$(BIN)/mypy --follow-imports=silent tests/recordpath.py tests/unit/test_record_path.py  # fakes fit the ports
 	$(BIN)/lint-imports

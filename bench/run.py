@@ -421,7 +421,9 @@ FIGURES = ROOT / "docs" / "figures" / "throughput.md"
 
 def figures(meta: dict[str, Any], r: dict[str, Any]) -> str:
     """The measured rows as docs/figures/throughput.md (generated: run `make bench` again)."""
-    one, batch, naive = r["3_bridge_single"], r["4_bridge_batch"], r["5_naive_loop"]
+    one = r["3_bridge_single"]
+    batch = r["4_bridge_batch"]
+    naive = r["5_naive_loop"]
     slow = r["6_latency_20ms"]
     limited, backlog = r["7_rate_limited"], r["8_backlog_memory"]
 

@@ -80,7 +80,9 @@ class LabelledCounts:
     command, ``labels()`` and ``inc()`` (a lock each) cost more than what is counted."""
 
     def __init__(self, name: str, documentation: str, labels: tuple[str, ...]) -> None:
-        self.name, self.documentation, self.labels = name, documentation, labels
+        self.name = name
+        self.documentation = documentation
+        self.labels = labels
         self.counts: collections.Counter[tuple[str, ...]] = collections.Counter()
 
     def collect(self) -> Iterator[CounterMetricFamily]:

@@ -124,7 +124,9 @@ def _fuzz_hypothesis(seconds: int) -> dict[str, Any]:
     from tests.unit.test_fuzz_record_path import records
 
     harness, last = fuzzing.harness(), dict[str, Any]()
-    executions, kept, deadline = 0, [], time.monotonic() + seconds
+    executions = 0
+    kept = []
+    deadline = time.monotonic() + seconds
 
     @settings(max_examples=500, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(batch=st.lists(records, min_size=1, max_size=4))
@@ -162,7 +164,9 @@ def _fuzz_edges(seconds: int) -> dict[str, Any]:
     from tests import edgefuzz, fuzzing
     from tests.integration.test_edge_fuzz import produced
 
-    kafka, intilery, registry = edgefuzz.KafkaEdge(), edgefuzz.IntileryEdge(), edgefuzz.RegistryEdge()
+    kafka = edgefuzz.KafkaEdge()
+    intilery = edgefuzz.IntileryEdge()
+    registry = edgefuzz.RegistryEdge()
     edges: dict[str, tuple[Any, Any]] = {  # name -> (what it is given, how it is checked)
         "kafka": (st.lists(produced, min_size=1, max_size=3), kafka.check),
         "intilery": (edgefuzz.answers, intilery.check),

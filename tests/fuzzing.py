@@ -58,7 +58,9 @@ from tests.support import FakeRegistryClient, sms_event
 CORPUS = Path(__file__).parent / "corpus"
 ROOT = Path(__file__).parent.parent
 MAX_MESSAGE_BYTES = 1_000_000
-JSON_TOPIC, AVRO_TOPIC, PLAIN_TOPIC = "bookings", "bookings-avro", "bookings-plain"
+JSON_TOPIC = "bookings"
+AVRO_TOPIC = "bookings-avro"
+PLAIN_TOPIC = "bookings-plain"
 TOPICS = (JSON_TOPIC, AVRO_TOPIC, PLAIN_TOPIC)
 
 RECURSIVE = {"type": "record", "name": "Node", "fields": [{"name": "next", "type": ["null", "Node"]}]}

@@ -11,7 +11,14 @@ from typing import Any
 from bridge.devtools.mockcluster import load_librdkafka
 
 _PRODUCER = 0
-_END, _TOPIC, _PARTITION, _VALUE, _KEY, _MSGFLAGS, _TIMESTAMP, _HEADER = 0, 1, 3, 4, 5, 7, 8, 9
+_END = 0
+_TOPIC = 1
+_PARTITION = 3
+_VALUE = 4
+_KEY = 5
+_MSGFLAGS = 7
+_TIMESTAMP = 8
+_HEADER = 9
 _F_COPY = 0x2
 
 

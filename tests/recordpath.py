@@ -46,9 +46,14 @@ class FakeSource:
         self.listener: KafkaWorker | None = None
         self.finished: dict[TopicPartitionKey, set[int]] = {}  # the last commit's map, on assignment
         self.sent: dict[TopicPartitionKey, SentEarlier] = {}  # what the audit topic shows sent since
-        self.paused, self.pauses, self.commits = False, list[bool](), list[Position]()
+        self.paused = False
+        self.pauses = list[bool]()
+        self.commits = list[Position]()
         self.assigned: set[TopicPartitionKey] = set()
-        self.member, self.fatal, self.rebalances, self.partitions_total = False, None, 0, 1
+        self.member = False
+        self.fatal = None
+        self.rebalances = 0
+        self.partitions_total = 1
         self.last_error: str | None = None
 
     def start(self) -> None:
@@ -91,7 +96,9 @@ class FakeSender:
     keeps every command waiting until it is set."""
 
     def __init__(self, refuse: frozenset[str] = frozenset()) -> None:
-        self.refuse, self.sent, self.hold = refuse, list[Command](), asyncio.Event()
+        self.refuse = refuse
+        self.sent = list[Command]()
+        self.hold = asyncio.Event()
         self.hold.set()
         self.gate, self.in_flight = Gate(), 0
         self.failing_since: float | None = None
@@ -114,7 +121,9 @@ class FakeAudit:
         self.entries: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
         self.waiting: list[Callable[[], None]] = []
         self.release = True
-        self.fatal, self.failing_since, self.last_failure = None, None, None
+        self.fatal = None
+        self.failing_since = None
+        self.last_failure = None
 
     @property
     def pending(self) -> int:
@@ -191,7 +200,10 @@ def build(
     loaded = loaded or load_config(tmp_path, source_config, max_buffered, bool(dead_letters))
     source, sender = FakeSource(batches), sender or FakeSender()
     dlq = (FakeDeadLetters() if dead_letters is True else dead_letters) if dead_letters else None
-    metrics, stop, states, kafka = Metrics(), Stop(), Assignment(), KafkaWorker()
+    metrics = Metrics()
+    stop = Stop()
+    states = Assignment()
+    kafka = KafkaWorker()
     outcomes = Outcomes(metrics)
     path = RecordPath(
         decoder=loaded.decoder,

@@ -403,7 +403,9 @@ class FakeRegistryClient:
     """Stands in for confluent-kafka's client: answers from a dict, or raises."""
 
     def __init__(self, schemas: dict[int, str], error: Exception | None = None) -> None:
-        self.schemas, self.error, self.calls = schemas, error, 0
+        self.schemas = schemas
+        self.error = error
+        self.calls = 0
 
     def get_schema(self, schema_id: int) -> Any:
         self.calls += 1

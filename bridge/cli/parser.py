@@ -91,9 +91,11 @@ def _add_run(verb: Verb) -> None:
         help="also map every record by CANDIDATE's rules and count how they differ; nothing is sent for them",
     )
     run.add_argument(
-        "--tests", nargs="+", metavar="FILE",
+        "--tests",
+        nargs="+",
+        metavar="FILE",
         help="rule test files (or globs) whose cases must pass before a reload is put in force",
-    )  # fmt: skip
+    )
     run.set_defaults(func=cmd_run)
 
 
@@ -108,9 +110,11 @@ def _add_check(verb: Verb) -> None:
         help="also refuse unset variables in secret fields (for a deploy step; a rules CI needs no secrets)",
     )
     check.add_argument(
-        "--tests", nargs="+", metavar="FILE",
+        "--tests",
+        nargs="+",
+        metavar="FILE",
         help="test files (or globs): also warn of rules no test case exercises",
-    )  # fmt: skip
+    )
     check.set_defaults(func=cmd_check)
 
 
@@ -216,16 +220,20 @@ def _add_redrive(verb: Verb) -> None:
         "--group", help="the consumer group that records progress (default: <group.id>-redrive)"
     )
     drive.add_argument(
-        "--error-class", action="append", choices=["decode", "mapping", "rejected", "internal"],
+        "--error-class",
+        action="append",
+        choices=["decode", "mapping", "rejected", "internal"],
         help="redrive only dead letters of this class (repeat for several)",
-    )  # fmt: skip
+    )
     drive.add_argument(
         "--rule", action="append", metavar="NAME", help="redrive only dead letters of this rule (repeatable)"
     )
     drive.add_argument(
-        "--source-topic", action="append", metavar="TOPIC",
+        "--source-topic",
+        action="append",
+        metavar="TOPIC",
         help="redrive only dead letters from this source topic (repeatable)",
-    )  # fmt: skip
+    )
     drive.add_argument(
         "--discard",
         action="store_true",
@@ -275,9 +283,11 @@ def beside_live(verb: argparse.ArgumentParser) -> None:
     verb.add_argument("--rate", type=non_negative, metavar="PER_SECOND", help=RATE_HELP)
     verb.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     verb.add_argument(
-        "--observability-port", type=port, metavar="PORT",
+        "--observability-port",
+        type=port,
+        metavar="PORT",
         help="serve /metrics, /healthz, /readyz on this port (default: none, beside a live bridge)",
-    )  # fmt: skip
+    )
 
 
 def ignoring_max_age(verb: argparse.ArgumentParser, does: str) -> None:

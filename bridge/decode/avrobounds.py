@@ -129,7 +129,10 @@ class _Walker:
     """One record's walk: every value skipped over, nothing built."""
 
     def __init__(self, shape: _Shape, data: bytes, offset: int, max_depth: int) -> None:
-        self.shape, self.data, self.pos, self.max_depth = shape, data, offset, max_depth
+        self.shape = shape
+        self.data = data
+        self.pos = offset
+        self.max_depth = max_depth
         self.zero_size_items = 0
 
     def varint(self) -> int:

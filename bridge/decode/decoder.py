@@ -67,7 +67,9 @@ class Decoder:
     def __init__(
         self, source: SourceConfig, config_file: str, registry: SchemaRegistry | None = None
     ) -> None:
-        self.registry, self.config_file, self.max_depth = registry, config_file, source.avro_max_depth
+        self.registry = registry
+        self.config_file = config_file
+        self.max_depth = source.avro_max_depth
         self._by_topic: dict[str, Decode] = {}
         problems = []
         for index, topic in enumerate(source.resolved()):

@@ -47,9 +47,14 @@ class ClusterAdmin:
         """Deny (or allow again) every client's writes to a topic: the broker then answers
         TOPIC_AUTHORIZATION_FAILED. Needs a cluster started with ``AUTHORIZER``."""
         fields = (
-            ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:ANONYMOUS", "*",
-            AclOperation.WRITE, AclPermissionType.DENY,
-        )  # fmt: skip
+            ResourceType.TOPIC,
+            topic,
+            ResourcePatternType.LITERAL,
+            "User:ANONYMOUS",
+            "*",
+            AclOperation.WRITE,
+            AclPermissionType.DENY,
+        )
         admin = self.admin()
         if refuse:
             [future] = admin.create_acls([AclBinding(*fields)]).values()

@@ -99,10 +99,17 @@ def _copy_dependencies(version: str, libs: Path) -> None:
     staging = libs.with_name("libs.partial")
     shutil.rmtree(staging, ignore_errors=True)
     command = [
-        "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-        "-DincludeScope=runtime", f"-Dkafka.version={version}",
-        f"-DoutputDirectory={staging}", f"-Dmaven.repo.local={CACHE / 'm2'}",
-    ]  # fmt: skip
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-Dkafka.version={version}",
+        f"-DoutputDirectory={staging}",
+        f"-Dmaven.repo.local={CACHE / 'm2'}",
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"fetching Kafka {version} failed:\n{result.stdout}{result.stderr}")
@@ -182,15 +189,24 @@ class Node:
         (self.directory / "server.properties").write_text("\n".join(lines) + "\n")
         (self.directory / "log4j2.yaml").write_text(LOG4J2)
         return self.java(
-            libs, "kafka.tools.StorageTool", "format", "-t", cluster,
-            "-c", str(self.directory / "server.properties"), *(["--standalone"] if standalone else []),
-        )  # fmt: skip
+            libs,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster,
+            "-c",
+            str(self.directory / "server.properties"),
+            *(["--standalone"] if standalone else []),
+        )
 
     def java(self, libs: Path, main: str, *args: str) -> subprocess.Popen[bytes]:
         log4j = f"-Dlog4j2.configurationFile={self.directory / 'log4j2.yaml'}"
         command = ["java", *JVM_OPTIONS, log4j, "-cp", f"{libs}/*", main, *args]
         with open(self.log_path, "ab") as log:
             return subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,
-            )  # fmt: skip
+            )

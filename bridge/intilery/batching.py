@@ -68,7 +68,9 @@ class Batcher:
             self._timer = None
         if not self._pending:
             return
-        batch, self._pending, self._bytes = self._pending, [], _ENVELOPE_BYTES
+        batch = self._pending
+        self._pending = []
+        self._bytes = _ENVELOPE_BYTES
         task = asyncio.create_task(self._deliver(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -98,7 +98,9 @@ class Sender:
     ) -> None:
         """``children``: each attempt is a span of its own, a child of its record's (False:
         ``post`` gets the record's span itself; in batch mode the batch request has one)."""
-        self._post, self._spans, self._children = post, spans, children
+        self._post = post
+        self._spans = spans
+        self._children = children
         self._pace = pace
         self._retry = retry
         self._slots = asyncio.Semaphore(max_in_flight)

@@ -75,7 +75,10 @@ class SentLog:
         factory: Callable[..., Any] = Consumer,
     ) -> None:
         """``topic``: the audit topic (None: nothing is looked up)."""
-        self._kafka, self._topic, self._group, self._timeout_s = kafka, topic, group, timeout_s
+        self._kafka = kafka
+        self._topic = topic
+        self._group = group
+        self._timeout_s = timeout_s
         self._factory = factory
         self._wanted: dict[TopicPartitionKey, Wanted] = {}  # assigned, not looked up yet
 
@@ -172,7 +175,9 @@ def sent_entry(value: bytes | None, group: str) -> tuple[TopicPartitionKey, int,
     source, rule = entry.get("source"), entry.get("rule")
     if not isinstance(source, dict) or not isinstance(rule, str):
         return None
-    topic, partition, offset = source.get("topic"), source.get("partition"), source.get("offset")
+    topic = source.get("topic")
+    partition = source.get("partition")
+    offset = source.get("offset")
     if not isinstance(topic, str) or type(partition) is not int or type(offset) is not int:
         return None
     return (topic, partition), offset, rule, str(entry.get("eventId") or "")

@@ -57,7 +57,9 @@ class Source:
         joining the group. ``count_partitions``: keep :attr:`partitions_total` (all the
         partitions of the topics) counted after each assignment of the group.
         ``sent_log``: looks up what the partitions' previous owners sent after their last commits."""
-        self._start_at_ms, self._assignment, self._listener = start_at_ms, assignment, listener
+        self._start_at_ms = start_at_ms
+        self._assignment = assignment
+        self._listener = listener
         self._policy, self._resets = reset_policy(conf), ResetWatch(kafka_logger())
         self._commits = Commits(listener)
         callbacks = {"on_commit": self._commits.answered, "error_cb": self._error, "logger": self._resets}

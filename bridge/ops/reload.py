@@ -49,8 +49,13 @@ class Reloader:
     ) -> None:
         """``shadow``: the candidate's file (``run --shadow``) and how to put its rules in
         force; it reloads with the rest, all or nothing."""
-        self._path, self._config, self._use_rules, self._metrics = path, config, use_rules, metrics
-        self._tests, self._watch, self._shadow = list(tests), watch, shadow
+        self._path = path
+        self._config = config
+        self._use_rules = use_rules
+        self._metrics = metrics
+        self._tests = list(tests)
+        self._watch = watch
+        self._shadow = shadow
 
     async def run(self) -> None:
         """Wait for SIGHUP (and, watching, for the file to change), reload, and again."""

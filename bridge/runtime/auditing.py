@@ -38,7 +38,10 @@ class Audit:
         window: Window | None = None,
         skip_sent: bool = True,
     ) -> None:
-        self.sink, self.include_body, self.group, self.window = sink, include_body, group, window
+        self.sink = sink
+        self.include_body = include_body
+        self.group = group
+        self.window = window
         self.skip_sent = skip_sent
 
     @classmethod

@@ -48,7 +48,10 @@ class Checkpoint:
     def __init__(
         self, states: Assignment, kafka: Committer, metrics: Metrics, window: Window | None = None
     ) -> None:
-        self._states, self._kafka, self._metrics, self._window = states, kafka, metrics, window
+        self._states = states
+        self._kafka = kafka
+        self._metrics = metrics
+        self._window = window
         self.map_limit = offsetmap.MAX_BYTES  # the broker's offset.metadata.max.bytes, as far as known
 
     @property

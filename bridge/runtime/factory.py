@@ -83,7 +83,10 @@ def build_bridge(
     ``shadow``: a candidate's rules, mapped beside the live ones (``run --shadow``)."""
     for service, setting in config.unverified_tls():
         log.warning("tls_verification_disabled", service=service, setting=setting)
-    metrics, stop, states, kafka = Metrics(), Stop(), Assignment(), KafkaWorker()
+    metrics = Metrics()
+    stop = Stop()
+    states = Assignment()
+    kafka = KafkaWorker()
     tracing = config.observability.tracing
     spans = exporting(tracing.otlp_endpoint, tracing.timeout_s, metrics.spans_dropped.inc)
     outcomes = Outcomes(metrics, spans, tracing.sample_ratio)

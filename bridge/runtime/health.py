@@ -22,7 +22,9 @@ from bridge.runtime.writes import Writes
 
 log = structlog.get_logger("bridge")
 
-EXIT_OK, EXIT_PERMANENT_FAILURE, EXIT_KAFKA_FATAL = 0, 3, 4
+EXIT_OK = 0
+EXIT_PERMANENT_FAILURE = 3
+EXIT_KAFKA_FATAL = 4
 OUTAGE_AFTER_S = 10.0  # every attempt failing this long: not ready
 LOOP_STALL_S = 30.0  # the consume loop not going round this long: not healthy
 
@@ -101,8 +103,13 @@ class Health:
         states: Assignment | None = None,
         stuck_after_s: float = 300.0,
     ) -> None:
-        self._source, self._sender, self._stop, self._clock = source, sender, stop, clock
-        self._writes, self._states, self._stuck_after_s = writes, states, stuck_after_s
+        self._source = source
+        self._sender = sender
+        self._stop = stop
+        self._clock = clock
+        self._writes = writes
+        self._states = states
+        self._stuck_after_s = stuck_after_s
         self.loop_at = clock()
 
     def went_round(self) -> None:

@@ -30,9 +30,17 @@ if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when spans are expor
 log = structlog.get_logger("bridge")
 
 COUNTS = (
-    "consumed", "delivered", "dead_lettered", "skipped", "stale", "incomplete", "retries",
-    "already_finished", "already_sent", "read_again",
-)  # fmt: skip
+    "consumed",
+    "delivered",
+    "dead_lettered",
+    "skipped",
+    "stale",
+    "incomplete",
+    "retries",
+    "already_finished",
+    "already_sent",
+    "read_again",
+)
 NO_RULE = "-"  # label value where no rule or command applies (a record no rule matched)
 NO_COMMAND = "none"  # the command label of a record dead-lettered before a command was made
 

@@ -49,13 +49,14 @@ class Partitions:
     ) -> None:
         """``limiter``: the account's rate limit, shared by the group's replicas (each takes
         the share of the partitions it holds); None when the rate is not shared."""
-        self._source, self._states, self._checkpoint, self._metrics = source, states, checkpoint, metrics
-        self._grace_s, self._writes, self._limiter, self._window = (
-            grace_s,
-            writes or Writes(),
-            limiter,
-            window,
-        )
+        self._source = source
+        self._states = states
+        self._checkpoint = checkpoint
+        self._metrics = metrics
+        self._grace_s = grace_s
+        self._writes = writes or Writes()
+        self._limiter = limiter
+        self._window = window
 
     def assigned(
         self,

@@ -87,8 +87,12 @@ class Bridge:
     def __init__(
         self, config: BridgeConfig, mapper: Mapper, parts: Parts, *, until_caught_up: bool = False
     ) -> None:
-        self.config, self.mapper, self.parts = config, mapper, parts
-        self.kafka, self.path, self.states = parts.kafka, parts.path, parts.states
+        self.config = config
+        self.mapper = mapper
+        self.parts = parts
+        self.kafka = parts.kafka
+        self.path = parts.path
+        self.states = parts.states
         self.stopping = parts.stop
         self.until_caught_up = until_caught_up
 
@@ -177,7 +181,9 @@ class Bridge:
         return await self.parts.checkpoint.commit(wait)
 
     async def _shutdown(self) -> None:
-        grace, stopping, writes = self.config.delivery.shutdown_grace_s, self.stopping, self.parts.writes
+        grace = self.config.delivery.shutdown_grace_s
+        stopping = self.stopping
+        writes = self.parts.writes
         stopping.begin(grace)  # a second SIGTERM/SIGINT ends the grace at once
         log.info("bridge_stopping", in_flight=self.parts.sender.in_flight, grace_s=grace)
         await self.kafka.pause(True)

@@ -80,9 +80,18 @@ class RecordPath:
         shadow: Shadow | None = None,
         audit: Audit | None = None,
     ) -> None:
-        self.decoder, self.mapper, self.sender, self.shadow = decoder, mapper, sender, shadow
-        self.dead_letters, self.audit, self.states, self.outcomes = dead_letters, audit, states, outcomes
-        self.stop, self.window, self._topics, self._backoff = stop, window, topics, Backoff(retry)
+        self.decoder = decoder
+        self.mapper = mapper
+        self.sender = sender
+        self.shadow = shadow
+        self.dead_letters = dead_letters
+        self.audit = audit
+        self.states = states
+        self.outcomes = outcomes
+        self.stop = stop
+        self.window = window
+        self._topics = topics
+        self._backoff = Backoff(retry)
         outcomes.rules_in_force(mapper.version)
 
     def use_rules(self, mapper: Mapper) -> None:
@@ -165,7 +174,10 @@ class RecordPath:
     def reject(self, work: Work, error: RecordError, command: Command | None = None) -> None:
         """Dead-letter the work's origin (the record itself unless redriving); then its
         record is finished. The rules named are those it was mapped by."""
-        record, state, origin, version = work.record, work.state, work.origin, work.mapper.version
+        record = work.record
+        state = work.state
+        origin = work.origin
+        version = work.mapper.version
         if self.window is not None and self.window.redrive:
             # A dead letter that fails again stays where it is, its offset never committed
             # past, rather than being written again (the next redrive would read it twice).

@@ -31,7 +31,9 @@ LOG_EVERY_S = 1.0  # per rule
 
 class Shadow:
     def __init__(self, mapper: Mapper, metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> None:
-        self.mapper, self._counts, self._clock = mapper, metrics.rules.shadow_commands.counts, clock
+        self.mapper = mapper
+        self._counts = metrics.rules.shadow_commands.counts
+        self._clock = clock
         self._logged: dict[str, float] = {}
         self._alike: tuple[Mapper | None, Alike] = (None, Alike())
 

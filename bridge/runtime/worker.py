@@ -45,7 +45,9 @@ class KafkaWorker(SourceListener):
 
     def serve(self, source: RecordSource, partitions: Partitions, checkpoint: Checkpoint) -> None:
         """What it reads from, and who handles the callbacks (built after it: they need it)."""
-        self._source, self._partitions, self._checkpoint = source, partitions, checkpoint
+        self._source = source
+        self._partitions = partitions
+        self._checkpoint = checkpoint
 
     @property
     def source(self) -> RecordSource:

@@ -70,7 +70,9 @@ class Stream(threading.Thread):
 
     def __init__(self, kafka: TestKafka, minimum: int, per_second: float = 100) -> None:
         super().__init__(daemon=True)
-        self.kafka, self.minimum, self.pause = kafka, minimum, 1 / per_second
+        self.kafka = kafka
+        self.minimum = minimum
+        self.pause = 1 / per_second
         self.stop = threading.Event()
         self.produced = 0
 

@@ -29,7 +29,9 @@ from tests.drills.support import (
 from tests.support import TestKafka, accepted, log_events, wait_for
 
 FETCH, OFFSET_COMMIT = 1, 8  # Kafka API keys
-NOT_LEADER_OR_FOLLOWER, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR = 6, 15, 16
+NOT_LEADER_OR_FOLLOWER = 6
+COORDINATOR_NOT_AVAILABLE = 15
+NOT_COORDINATOR = 16
 REBALANCE_IN_PROGRESS, KAFKA_STORAGE_ERROR = 27, 56
 BROKER = 1
 

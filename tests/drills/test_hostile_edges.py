@@ -52,8 +52,16 @@ EVENT = {
 }
 DECIMAL = {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2}
 # What the registry serves: the same bytes, the booking's value a decimal.
-REGISTERED = {**EVENT, "fields": [*EVENT["fields"][:5], {"name": "booking", "type": {**BOOKING, "fields": [
-    BOOKING["fields"][0], {"name": "value", "type": DECIMAL}]}}]}  # fmt: skip
+REGISTERED = {
+    **EVENT,
+    "fields": [
+        *EVENT["fields"][:5],
+        {
+            "name": "booking",
+            "type": {**BOOKING, "fields": [BOOKING["fields"][0], {"name": "value", "type": DECIMAL}]},
+        },
+    ],
+}
 WRITER = fastavro.parse_schema(EVENT)  # the writer's view: the decimal's bytes as they are
 HUGE_DECIMAL = b"\x01" * 1_000_000
 TRACESTATES = ["vendor=café".encode(), b"vendor=a\x01b", b"ok=1"]

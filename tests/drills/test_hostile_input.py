@@ -178,7 +178,9 @@ def produce_kept(
     times; gives the good events' seqs and how many hostile records went out. Header names are
     sent as UTF-8 with what is not valid escaped (the client cannot send a lone surrogate;
     the fuzzing harness covers that case), and record times are the producer's."""
-    goods, hostile, seq = [], 0, first_seq
+    goods = []
+    hostile = 0
+    seq = first_seq
     for _ in range(rounds):
         for _, batch in fuzzing.load_corpus():
             for bad in batch:

@@ -139,11 +139,24 @@ def test_replicas_and_a_replay_share_the_account_through_redis(
                 wait_for(lambda: len(delivered_seqs(account)) >= records // 4, 120, "deliveries")
                 started_at = time.time()
                 replay = subprocess.run(
-                    [sys.executable, "-m", "bridge", "replay", "--config", str(path),
-                     "--topic", drill_cluster.topic, "--from-beginning", "--to-offset",
-                     ",".join(f"{p}:{last_replayed}" for p in range(PARTITIONS))],
-                    capture_output=True, text=True, env=bridge_env(), timeout=300,
-                )  # fmt: skip
+                    [
+                        sys.executable,
+                        "-m",
+                        "bridge",
+                        "replay",
+                        "--config",
+                        str(path),
+                        "--topic",
+                        drill_cluster.topic,
+                        "--from-beginning",
+                        "--to-offset",
+                        ",".join(f"{p}:{last_replayed}" for p in range(PARTITIONS)),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    env=bridge_env(),
+                    timeout=300,
+                )
                 assert replay.returncode == 0, replay.stderr
                 replay_done_at = time.time()
                 processes[0].send_signal(signal.SIGKILL)

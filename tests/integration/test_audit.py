@@ -82,8 +82,12 @@ def test_trace_tells_one_customers_story_from_the_audit_and_dead_letter_topics(
     window = ["--topic", cluster.topic, "--from-offset", "0:1", "--to-offset", "0:1"]
     replayed = subprocess.run(
         [sys.executable, "-m", "bridge", "replay", "--config", str(config), *window],
-        capture_output=True, text=True, env=bridge_env(), timeout=120, cwd=ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=bridge_env(),
+        timeout=120,
+        cwd=ROOT,
+    )
     assert replayed.returncode == 0, replayed.stderr
     logs = log_events(tmp_path / "bridge.log")
     trace_of = {

@@ -84,9 +84,13 @@ def test_demo_from_an_installed_wheel_outside_the_checkout(tmp_path: Path) -> No
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     where = subprocess.run(
-        [sys.executable, "-c", "import bridge; print(bridge.__file__)"], cwd=elsewhere, env=env,
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [sys.executable, "-c", "import bridge; print(bridge.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert where.stdout.startswith(str(installed)), where.stdout  # not the checkout's
     result = bridge_cli(env, elsewhere, "demo")
     assert result.returncode == 0, result.stderr

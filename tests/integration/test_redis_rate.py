@@ -71,9 +71,13 @@ def redis_server() -> Iterator[RedisServer]:
 def limiter(url: str, per_second: float, burst: int, states: list[bool] | None = None) -> RedisRateLimiter:
     local = RateLimiter(per_second, burst)
     return RedisRateLimiter(
-        connect(url, None, None), "intilery-bridge:acme:ACME", per_second, burst, local,
+        connect(url, None, None),
+        "intilery-bridge:acme:ACME",
+        per_second,
+        burst,
+        local,
         on_state=(states.append if states is not None else lambda up: None),
-    )  # fmt: skip
+    )
 
 
 def test_two_processes_share_one_bucket(redis_server: RedisServer) -> None:

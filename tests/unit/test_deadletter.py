@@ -173,7 +173,9 @@ def test_a_write_refused_for_its_content_is_retried_smaller_each_time() -> None:
 def test_an_unavailable_topic_is_retried_as_it_is_and_shows() -> None:
     refused = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED)
     producer = FakeProducer([refused, refused, None])
-    dead_letters, done, failures = DeadLetters("dlq", producer, retry_delay_s=0.01), [], []
+    dead_letters = DeadLetters("dlq", producer, retry_delay_s=0.01)
+    done = []
+    failures = []
     dead_letters.on_failure = lambda: failures.append(1)
     seen: list[float | None] = []
 

@@ -55,8 +55,13 @@ def test_diff_counts_what_the_candidate_changes(tmp_path: Path, capsys: pytest.C
     assert result["records"] == 7
     # now: sms x2, identify, print, viewed = 5; candidate: sms x2, identify-customer, viewed, viewed-too = 5
     assert result["commands"] == {
-        "current": 5, "candidate": 5, "added": 2, "removed": 2, "changed": 2, "unchanged": 1
-    }  # fmt: skip
+        "current": 5,
+        "candidate": 5,
+        "added": 2,
+        "removed": 2,
+        "changed": 2,
+        "unchanged": 1,
+    }
     assert result["customers"] == {"affected": 5}  # C-0, C-1 (changed), C-9 (renamed), C-8, C-7 (added)
     assert result["rules"] == {
         "abandoned-sms": {"added": 0, "removed": 0, "changed": 2, "unchanged": 0},

@@ -128,7 +128,10 @@ def test_back_pressure_resumes_below_half(held: int, paused: bool, pause: bool) 
 
 
 def test_readiness_names_each_reason() -> None:
-    source, sender, stop, now = FakeSource([]), FakeSender(), Stop(), [100.0]
+    source = FakeSource([])
+    sender = FakeSender()
+    stop = Stop()
+    now = [100.0]
     health = Health(source, sender, stop, clock=lambda: now[0])
     assert health.readiness() == ["not yet a member of the consumer group"]
     source.last_error = "127.0.0.1:9/bootstrap: Connect to ipv4#127.0.0.1:9 failed: Connection refused"
@@ -172,7 +175,10 @@ def test_reading_ahead_keeps_within_the_buffer_by_one_batch_at_most(tmp_path: Pa
 
 
 def test_readiness_names_a_dead_letter_outage_and_a_stuck_partition() -> None:
-    source, sender, stop, dead = FakeSource([]), FakeSender(), Stop(), FakeDeadLetters()
+    source = FakeSource([])
+    sender = FakeSender()
+    stop = Stop()
+    dead = FakeDeadLetters()
     source.member = True
     states = Assignment()
     part = states.assign(("bookings", 3)).offsets

@@ -36,11 +36,9 @@ def test_record_request_and_batch_spans_arrive_as_sent() -> None:
         wait_for(receiver, 3)
     by_name = {span["name"]: span for span in receiver.spans}
     assert set(by_name) == {"process bookings", "POST /v1/track", "POST /v1/batch"} and dropped == []
-    processed, posted, batched = (
-        by_name["process bookings"],
-        by_name["POST /v1/track"],
-        by_name["POST /v1/batch"],
-    )
+    processed = by_name["process bookings"]
+    posted = by_name["POST /v1/track"]
+    batched = by_name["POST /v1/batch"]
     assert (processed["trace_id"], processed["span_id"], processed["parent_span_id"]) == (
         TRACE,
         record.span_id,
