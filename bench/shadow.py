@@ -29,13 +29,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bridge.convert import record_commands  # noqa: E402
 from bridge.decode.decoder import Decoder  # noqa: E402
 from bridge.errors import RecordError  # noqa: E402
 from bridge.metrics import Metrics  # noqa: E402
 from bridge.model import Record  # noqa: E402
 from bridge.ops.loading import load, load_offline  # noqa: E402
 from bridge.rules.mapping import Mapper  # noqa: E402
-from bridge.runtime.convert import record_commands  # noqa: E402
 from bridge.runtime.shadow import Shadow  # noqa: E402
 
 FIGURES = ROOT / "docs" / "figures" / "shadow.md"
@@ -83,7 +83,9 @@ def measure(records: list[Record], decoder: Decoder, mapper: Mapper, candidate: 
     runs: dict[str, list[float]] = {"live": [], "shadowed": [], "twice": [], "as_live": []}
     for _ in range(ROUNDS):
         runs["live"].append(seconds_per_record(records, lambda r: record_commands(decoder, mapper, r)))
-        runs["shadowed"].append(seconds_per_record(records, lambda r: shadow.beside(decoder, mapper, r)))
+        runs["shadowed"].append(
+            seconds_per_record(records, lambda r: record_commands(decoder, mapper, r, beside=shadow))
+        )
         runs["twice"].append(
             seconds_per_record(records, lambda r: mapped_twice(decoder, mapper, candidate, r))
         )

@@ -16,8 +16,10 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TextIO
 
+from bridge.convert import commands_of, preview, record_commands
 from bridge.decode.decoder import Decoder
 from bridge.errors import RecordError
 from bridge.kafka.consumer import asking_kafka
@@ -30,7 +32,6 @@ from bridge.ops.progress import Progress
 from bridge.ops.requests import ReplayRequest
 from bridge.rules.difference import KINDS, Mapped, compared, mapped, matched
 from bridge.rules.mapping import Mapper
-from bridge.runtime.convert import commands_of, fetched_commands, preview
 
 
 @dataclass
@@ -146,6 +147,9 @@ def compare_lines(
     return sets
 
 
+fetched = partial(record_commands, fetch=True)  # a schema not cached yet: fetched, waiting
+
+
 def compare_window(
     sets: Comparison,
     decoder: Decoder,
@@ -162,8 +166,8 @@ def compare_window(
         consumer.assign(window.assignment())
         for record in read_window(consumer, window):
             where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-            before = mapped(fetched_commands, decoder, current, record)
-            after = mapped(fetched_commands, decoder, candidate, record)
+            before = mapped(fetched, decoder, current, record)
+            after = mapped(fetched, decoder, candidate, record)
             sets.add(where, before, after, record.timestamp_ms)
             progress.update(sets.records, sets.differing)
     progress.close()

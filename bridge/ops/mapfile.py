@@ -14,12 +14,12 @@ from fastavro.types import Schema
 
 from bridge import logs
 from bridge.config import SourceConfig
+from bridge.convert import Preview, commands_of, preview
 from bridge.decode.avro import load_schema, read_json
 from bridge.decode.decoder import decode_json, resolve_path
 from bridge.errors import ConfigError, RecordError
 from bridge.ops.plural import counted
 from bridge.rules.mapping import Mapper
-from bridge.runtime.convert import Preview, commands_of, preview
 
 DecodeLine = Callable[[bytes], dict[str, Any]]
 

@@ -25,6 +25,7 @@ from confluent_kafka import Consumer
 
 from bridge import logs
 from bridge.config import BridgeConfig
+from bridge.convert import preview, record_commands
 from bridge.errors import ConfigError, RecordError
 from bridge.kafka.consumer import (
     asking_kafka,
@@ -39,7 +40,6 @@ from bridge.ops.planning import plan, plan_redrive
 from bridge.ops.plural import counted
 from bridge.ops.progress import Progress
 from bridge.ops.requests import RedriveRequest, ReplayRequest, WindowRun
-from bridge.runtime.convert import fetched_commands, preview
 from bridge.runtime.factory import build_bridge, start_up_frozen
 from bridge.runtime.pipeline import Bridge
 
@@ -71,7 +71,7 @@ def dry_run(
             if passed_over:
                 commands = []
             else:
-                commands = fetched_commands(loaded.decoder, loaded.mapper, window.origin(record))
+                commands = record_commands(loaded.decoder, loaded.mapper, window.origin(record), fetch=True)
         except RecordError as exc:
             failures += 1
             progress.say(f"{_named(window, record)}: {exc.error_class}: {logs.redact(exc.reason)}")

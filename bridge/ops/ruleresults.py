@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.config import SourceConfig
+from bridge.convert import commands_of, preview
 from bridge.errors import RecordError
 from bridge.model import Command, Record
 from bridge.ops.mapfile import notes
@@ -17,7 +18,6 @@ from bridge.ops.plural import counted
 from bridge.ops.ruletests import Case, Suite, load_suites
 from bridge.rules.difference import field_diff
 from bridge.rules.mapping import Mapper
-from bridge.runtime.convert import commands_of, preview
 
 
 @dataclass

@@ -23,6 +23,7 @@ from functools import partial
 import structlog
 
 from bridge.config import RetryConfig
+from bridge.convert import record_commands
 from bridge.decode.avro import SchemaNotCached
 from bridge.errors import (
     DecodeError,
@@ -38,7 +39,6 @@ from bridge.kafka.window import Window
 from bridge.model import Command, Record
 from bridge.rules.mapping import Mapper
 from bridge.runtime.auditing import Audit
-from bridge.runtime.convert import record_commands
 from bridge.runtime.health import Stop
 from bridge.runtime.outcomes import Outcomes, where
 from bridge.runtime.ports import CommandSender, DeadLetterSink, RecordDecoder
@@ -109,7 +109,7 @@ class RecordPath:
         work = Work(record, state, None, record, self.mapper, self.outcomes.span_of(record))
         try:
             work.origin = origin_of(record, self.window, self._topics)
-            work.commands = self.commands(work.mapper, work.origin)
+            work.commands = self.commands(work)
         except SchemaNotCached:
             pass  # the lane fetches the schema first, then maps it
         except RecordError as exc:
@@ -121,11 +121,10 @@ class RecordPath:
             return
         state.lanes.submit(lane, partial(self.deliver, work))
 
-    def commands(self, mapper: Mapper, origin: Record) -> list[Command]:
-        """``origin``'s commands by ``mapper`` (and, with shadow rules, the candidate's beside them)."""
-        if self.shadow is not None:
-            return self.shadow.beside(self.decoder, mapper, origin, self.outcomes.fields_missing)
-        return record_commands(self.decoder, mapper, origin, self.outcomes.fields_missing)
+    def commands(self, work: Work) -> list[Command]:
+        """The work's commands by the rules it was read under (its shadow compared with them)."""
+        watch = self.outcomes.fields_missing
+        return record_commands(self.decoder, work.mapper, work.origin, watch=watch, beside=self.shadow)
 
     def _skip(self, work: Work) -> None:
         self.outcomes.skipped(work.origin, work.span)
@@ -255,7 +254,7 @@ async def mapped_once_fetched(path: RecordPath, backoff: Backoff, work: Work) ->
     while True:
         try:
             try:
-                return path.commands(work.mapper, work.origin)
+                return path.commands(work)
             except SchemaNotCached as missing:
                 assert path.decoder.registry is not None
                 await path.decoder.registry.ensure(missing.schema_id)

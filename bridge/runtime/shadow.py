@@ -16,13 +16,11 @@ from typing import Any
 
 import structlog
 
-from bridge.errors import RecordError
+from bridge.convert import commands_of
 from bridge.metrics import Metrics
 from bridge.model import Command, Record
 from bridge.rules.difference import Mapped, compared, difference, field_paths, mapped, matched
 from bridge.rules.mapping import Alike, Mapper
-from bridge.runtime.convert import Watch, commands_of
-from bridge.runtime.ports import RecordDecoder
 
 log = structlog.get_logger("bridge")
 
@@ -41,27 +39,6 @@ class Shadow:
         """A reload's candidate: the records read from now on are shadowed by it."""
         self.mapper, self._alike = mapper, (None, Alike())
 
-    def beside(
-        self, decoder: RecordDecoder, mapper: Mapper, record: Record, watch: Watch | None = None
-    ) -> list[Command]:
-        """``record``'s commands by the live ``mapper`` (raising as :func:`record_commands`
-        does, telling ``watch`` of their holes), the candidate's compared with them from the
-        same decoded event."""
-        meta, decoded = record.meta(), []
-
-        def event() -> dict[str, Any]:
-            decoded.append(decoder.decode(record.topic, record.value))
-            return decoded[0]
-
-        try:
-            commands = commands_of(mapper, meta, event, watch=watch)
-        except RecordError as exc:
-            if decoded:  # decoded, but the live rules could not map it: the candidate may
-                self.compare(record, exc, decoded[0], meta)
-            raise
-        self.compare(record, commands, decoded[0], meta, self._known(mapper, commands))
-        return commands
-
     def _known(self, live: Mapper, commands: list[Command]) -> dict[str, Command | None]:
         """What the live ``commands`` tell of the candidate's (:class:`Alike`): its rules
         defined as the live ones, or made none by the same condition, are not run again."""
@@ -70,16 +47,12 @@ class Shadow:
         return self._alike[1].known(commands)
 
     def compare(
-        self,
-        record: Record,
-        live: Mapped,
-        event: dict[str, Any],
-        meta: dict[str, Any],
-        known: dict[str, Command | None] | None = None,
+        self, record: Record, live: Mapped, event: dict[str, Any], meta: dict[str, Any], live_rules: Mapper
     ) -> None:
-        """The candidate's commands for ``event`` (which the live rules decoded and mapped to
-        ``live``; ``known``: see :meth:`Mapper.map`), matched with the live ones and counted;
-        never raises for the record."""
+        """The candidate's commands for ``event`` (which ``live_rules`` decoded and mapped to
+        ``live``), matched with the live ones and counted; never raises for the record.
+        What the live commands tell of the candidate's is not mapped again (:meth:`_known`)."""
+        known = self._known(live_rules, live) if isinstance(live, list) else None
         candidate = mapped(commands_of, self.mapper, meta, lambda: event, known)
         for rule, old, new in matched(live, candidate):
             kind = difference(old, new)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from bridge.convert import record_commands
 from bridge.errors import DecodeError, MappingError
 from bridge.metrics import Metrics
 from bridge.model import Record
@@ -38,12 +39,14 @@ def test_the_candidate_is_counted_beside_the_live_rules_and_logged_once_a_second
     shadow = Shadow(candidate, metrics, clock=lambda: now[0])
     with capture_logs() as logs:
         for offset in range(3):
-            commands = shadow.beside(loaded.decoder, loaded.mapper, record(offset, sms_event(offset, 5)))
+            commands = record_commands(
+                loaded.decoder, loaded.mapper, record(offset, sms_event(offset, 5)), beside=shadow
+            )
             assert [c.body["assetId"] for c in commands] == ["ASSET-SMS"]  # the live rules' commands
         now[0] += 1.0
-        shadow.beside(loaded.decoder, loaded.mapper, record(3, sms_event(3, 5)))
+        record_commands(loaded.decoder, loaded.mapper, record(3, sms_event(3, 5)), beside=shadow)
         viewed = {"type": "booking_viewed", "seq": 4, "customer": {"id": "C-4"}, "booking": {"id": "B-4"}}
-        shadow.beside(loaded.decoder, loaded.mapper, record(4, viewed))
+        record_commands(loaded.decoder, loaded.mapper, record(4, viewed), beside=shadow)
     assert counted(metrics, "abandoned-sms", "changed") == 4
     assert counted(metrics, "viewed", "unchanged") == 1
     lines = [entry for entry in logs if entry["event"] == "shadow_difference"]
@@ -63,10 +66,15 @@ def test_a_record_the_live_rules_cannot_map_is_still_shadowed_and_still_fails(tm
     event = sms_event(0, 5)
     del event["customer"]
     with pytest.raises(MappingError, match="userId"):
-        shadow.beside(loaded.decoder, loaded.mapper, record(0, event))
+        record_commands(loaded.decoder, loaded.mapper, record(0, event), beside=shadow)
     assert counted(metrics, "abandoned-sms", "added") == 1  # the candidate would send it
     with pytest.raises(DecodeError):  # undecodable: the same for both, nothing to compare
-        shadow.beside(loaded.decoder, loaded.mapper, Record("bookings", 0, 1, None, b"not json", [], None))
+        record_commands(
+            loaded.decoder,
+            loaded.mapper,
+            Record("bookings", 0, 1, None, b"not json", [], None),
+            beside=shadow,
+        )
     assert counted(metrics, "abandoned-sms", "added") == 1
 
 
@@ -109,6 +117,6 @@ def test_rules_defined_alike_are_not_run_again_and_the_counts_are_a_full_mapping
     shadow = Shadow(candidate, metrics)
     for offset, event in enumerate(events):
         with contextlib.suppress(MappingError):
-            shadow.beside(decoder, live, record(offset, event))
+            record_commands(decoder, live, record(offset, event), beside=shadow)
     assert sorted(metrics.rules.shadow_commands.counts.items()) == sorted(expected.items())
     assert expected[("b", "changed")] == 1 and expected[("b", "removed")] == 1  # the two ways b differs
