@@ -8,13 +8,13 @@ entry silently."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from bridge.kafka import auditentry
 from bridge.kafka.writer import CONTENT, CONTENT_ERRORS, Form, Writer
 
 log = structlog.get_logger("bridge.kafka.audit")
@@ -24,7 +24,7 @@ NO_BODY: Form = frozenset({"body"})
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    fields: dict[str, Any]  # see bridge.runtime.auditing.audit_entry
+    fields: dict[str, Any]  # bridge.kafka.auditentry
     body: dict[str, Any] | None  # the command's body, with delivery.audit_include_body
 
 
@@ -37,17 +37,8 @@ class AuditLog(Writer[Entry]):
         self._write(Entry(fields, body), on_done)
 
     def _message(self, entry: Entry, form: Form) -> dict[str, Any]:
-        value = dict(entry.fields)
-        if entry.body is not None:
-            value |= {"body_omitted": True} if "body" in form else {"body": entry.body}
-        user = entry.fields.get("userId")
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-        # A lone surrogate (valid in JSON events, so in a userId) can only be in a string:
-        # escaped, it is the JSON escape that reads back as the same string.
-        return {
-            "key": None if user is None else str(user).encode("utf-8", "backslashreplace"),
-            "value": text.encode("utf-8", "backslashreplace"),
-        }
+        key, value = auditentry.encode(entry.fields, entry.body, "body" in form)
+        return {"key": key, "value": value}
 
     def _smaller(self, form: Form, code: int | None) -> Form | None:
         if (code in CONTENT_ERRORS or code == CONTENT) and "body" not in form:

@@ -17,7 +17,6 @@ command it missed is sent again, as it would be without an audit topic.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -28,7 +27,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from bridge.errors import TimeLookupFailed
-from bridge.kafka import offsetmap
+from bridge.kafka import auditentry, offsetmap
 from bridge.kafka.consumer import kafka_reason, offsets_at_time
 from bridge.kafka.window import Window, read_window, window_reader
 from bridge.model import TopicPartitionKey
@@ -164,13 +163,10 @@ class SentLog:
 def sent_entry(value: bytes | None, group: str) -> tuple[TopicPartitionKey, int, str, str] | None:
     """An audit entry of a command ``group`` sent (outside a replay): its source partition
     and offset, its rule and eventId; None for anything else."""
-    try:
-        entry = json.loads(value or b"")
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past the parser's depth
+    entry = auditentry.parse(value)
+    if entry is None or entry.get("group") != group or "window" in entry:
         return None
-    if not isinstance(entry, dict) or entry.get("group") != group or "window" in entry:
-        return None
-    if entry.get("outcome", "delivered") != "delivered":
+    if auditentry.outcome(entry) != auditentry.DELIVERED:
         return None  # a command not sent (stale, incomplete): nothing to keep from sending again
     source, rule = entry.get("source"), entry.get("rule")
     if not isinstance(source, dict) or not isinstance(rule, str):

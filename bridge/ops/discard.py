@@ -21,18 +21,16 @@ from typing import Any, TextIO
 
 import structlog
 
-from bridge import logs
 from bridge.errors import BrokerError
+from bridge.kafka import auditentry
 from bridge.kafka.audit import AuditLog
 from bridge.kafka.consumer import commit_maps, committed_map
-from bridge.kafka.deadletter import DeadLetterHeaders
 from bridge.kafka.offsets import PartitionOffsets
 from bridge.kafka.window import Window, read_window
 from bridge.model import Record
 from bridge.ops.loading import Loaded
 from bridge.ops.plural import counted
 from bridge.ops.progress import Progress
-from bridge.runtime.auditing import now_text, source_fields
 from bridge.runtime.records import origin_or_read
 
 log = structlog.get_logger("bridge.ops.discard")
@@ -65,7 +63,7 @@ class Discarding:
             part.leave(record.offset)
             return None
         part.finish(record.offset)
-        entry = discarded_entry(record, self.window, self.group)
+        entry = auditentry.discarded(record, origin_or_read(record, self.window), self.window, self.group)
         self.entries.append(entry)
         return entry
 
@@ -76,30 +74,6 @@ class Discarding:
             if (taken := part.to_commit(force=True)) is not None:
                 found[partition] = taken[:2]
         return found
-
-
-def discarded_entry(dead_letter: Record, window: Window, group: str) -> dict[str, Any]:
-    """The audit entry of a discarded dead letter: ids, its class and reason, the record it
-    was made from and where it was in the dead-letter topic."""
-    headers = DeadLetterHeaders.of(dead_letter)
-    return {
-        "outcome": "discarded",
-        "rule": headers.rule,
-        "rules_version": headers.rules_version,
-        "userId": headers.user,
-        "error_class": headers.error_class,
-        "reason": logs.redact(headers.reason or ""),
-        "source": source_fields(origin_or_read(dead_letter, window)),
-        "dead_letter": {
-            "topic": dead_letter.topic,
-            "partition": dead_letter.partition,
-            "offset": dead_letter.offset,
-        },
-        "trace_id": headers.trace_id,
-        "at": now_text(),
-        "group": group,
-        "window": window.described(),
-    }
 
 
 def discard(loaded: Loaded, window: Window, consumer: Any, *, dry_run: bool, out: TextIO, err: TextIO) -> int:

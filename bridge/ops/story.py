@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from bridge.errors import ConfigError
+from bridge.kafka import auditentry
 from bridge.kafka.consumer import asking_kafka
 from bridge.kafka.deadletter import DeadLetterHeaders
 from bridge.kafka.window import read_window, window_reader
@@ -23,7 +24,6 @@ from bridge.ops.planning import plan
 from bridge.ops.plural import counted
 from bridge.ops.progress import Progress
 from bridge.ops.requests import ReplayRequest
-from bridge.runtime.auditing import event_time
 from bridge.tracing import parent_of
 
 
@@ -126,16 +126,12 @@ def _since(topic: str, since: str | None) -> ReplayRequest:
 def _delivered(record: Record, user: str) -> dict[str, Any] | None:
     if record.key is not None and record.key != user.encode():
         return None  # keyed by the userId: another customer's
-    try:
-        entry = json.loads(record.value or b"")
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past the parser's depth
-        return None
-    if not isinstance(entry, dict) or str(entry.get("userId")) != user:
+    entry = auditentry.parse(record.value)
+    if entry is None or str(entry.get("userId")) != user:
         return None
     if not isinstance(entry.get("source"), dict):
         entry["source"] = {}  # another writer's entry: told without its origin, never a crash
-    outcome = entry.get("outcome")
-    return {**entry, "kind": outcome if isinstance(outcome, str) else "delivered"}
+    return {**entry, "kind": auditentry.outcome(entry)}
 
 
 def _dead_letter(record: Record, user: str) -> dict[str, Any] | None:
@@ -156,7 +152,7 @@ def _dead_letter(record: Record, user: str) -> dict[str, Any] | None:
             "topic": headers.source_topic,
             "partition": headers.source_partition,
             "offset": headers.source_offset,
-            "timestamp": event_time(record.timestamp_ms),
+            "timestamp": auditentry.event_time(record.timestamp_ms),
         },
         "trace_id": headers.trace_id or (trace.trace_id if trace else None),
     }

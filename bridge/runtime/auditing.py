@@ -1,23 +1,21 @@
-"""What the audit topic (``delivery.audit_topic``) says of each command Intilery accepted:
-which event it came from, which rule and rules made it, how it went, its trace, and
-whether the bridge had sent it before (as far as it can tell). Written by
+"""The record path's side of the audit topic (``delivery.audit_topic``): an entry for
+each command it decided on (:mod:`bridge.kafka.auditentry`, the format), and whether the
+bridge had sent it before, as far as it can tell. Written by
 :class:`~bridge.kafka.audit.AuditLog`; read back by ``intilery-bridge trace``."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bridge import timestamps
 from bridge.config import BridgeConfig
 from bridge.errors import Withheld
 from bridge.intilery.client import Delivered
+from bridge.kafka import auditentry as entry
 from bridge.kafka.deadletter import DeadLetterHeaders
 from bridge.kafka.window import Window
 from bridge.model import Command, Record
 from bridge.runtime.ports import AuditSink
-from bridge.tracing import Span
 
 if TYPE_CHECKING:
     from bridge.runtime.records import Work
@@ -70,8 +68,17 @@ class Audit:
         resent = sent_before(work.record, self.window, work.commands or [], index) or (
             command.rule in work.state.offsets.sent_earlier(work.record.offset)
         )
-        fields = audit_entry(
-            command, work.origin, delivered, work.mapper.version, work.span, resent, self.window
+        fields = entry.delivered(
+            command,
+            work.origin,
+            event_id=delivered.event_id,
+            status=delivered.status,
+            attempt=delivered.attempt,
+            latency_ms=delivered.latency_ms,
+            rules_version=work.mapper.version,
+            trace_id=work.span.trace_id,
+            resent=resent,
+            window=self.window,
         )
         self._write(work, fields, command.body if self.include_body else None, finished)
 
@@ -80,8 +87,15 @@ class Audit:
     ) -> None:
         """Write the entry of ``work``'s command skipped, not sent (``stale``, ``incomplete``),
         so ``trace`` tells it beside those sent; the record waits for it as for the others."""
-        fields = command_fields(command, work.origin, work.mapper.version, work.span, self.window)
-        fields |= {"outcome": skipped.outcome, "reason": skipped.reason, "at": now_text()}
+        fields = entry.withheld(
+            command,
+            work.origin,
+            outcome=skipped.outcome,
+            reason=skipped.reason,
+            rules_version=work.mapper.version,
+            trace_id=work.span.trace_id,
+            window=self.window,
+        )
         self._write(work, fields, None, finished)
 
     def _write(
@@ -116,76 +130,3 @@ def sent_before(record: Record, window: Window | None, commands: list[Command], 
         return False  # dead-lettered before anything was sent: decoding, mapping
     failed = next((i for i, c in enumerate(commands) if c.rule == headers.rule), 0)
     return index < failed
-
-
-def audit_entry(
-    command: Command,
-    origin: Record,
-    delivered: Delivered,
-    rules_version: str,
-    span: Span,
-    resent: bool,
-    window: Window | None,
-) -> dict[str, Any]:
-    """The audit entry of ``command`` (from the record ``origin``), once Intilery took it;
-    ids and outcome only: the command's merge fields are the body's, written apart."""
-    entry: dict[str, Any] = {"eventId": delivered.event_id, "outcome": "delivered"}
-    entry |= command_fields(command, origin, rules_version, span, window)
-    entry |= {
-        "status": delivered.status,
-        "attempt": delivered.attempt,
-        "latency_ms": round(delivered.latency_ms, 1),
-        "sent_at": now_text(),
-        "resent": resent,
-    }
-    return entry
-
-
-def command_fields(
-    command: Command, origin: Record, rules_version: str, span: Span, window: Window | None
-) -> dict[str, Any]:
-    """What every entry of a command says, however it went: the rule and rules that made
-    it, its customer and target, the record it came from, its event time and trace."""
-    body = command.body
-    entry: dict[str, Any] = {
-        "rule": command.rule,
-        "rules_version": rules_version,
-        "command": body.get("event"),
-        "userId": body.get("userId"),
-    }
-    properties = body.get("properties")
-    if "assetId" in body:
-        entry["assetId"] = body["assetId"]
-    elif body.get("event") == "start_journey" and isinstance(properties, dict):
-        entry["journeyId"] = properties.get("journeyIdToTrigger")
-    entry["source"] = source_fields(origin)
-    entry["event_time"] = body.get("timestamp")  # as sent: the rule's timestamp, else the record's
-    entry["trace_id"] = span.trace_id
-    if window is not None:
-        entry["window"] = window.described()
-    return entry
-
-
-def source_fields(origin: Record) -> dict[str, Any]:
-    """The record an entry is of, as entries name it."""
-    return {
-        "topic": origin.topic,
-        "partition": origin.partition,
-        "offset": origin.offset,
-        "timestamp": event_time(origin.timestamp_ms),
-    }
-
-
-def now_text() -> str:
-    return timestamps.from_epoch_ms(int(time.time() * 1000))
-
-
-def event_time(ms: int | None) -> str | int | None:
-    """A record's time as UTC text; a time no calendar holds (a producer may set any) as its
-    epoch milliseconds."""
-    if ms is None:
-        return None
-    try:
-        return timestamps.from_epoch_ms(ms)
-    except ValueError:
-        return ms

@@ -13,9 +13,10 @@ from confluent_kafka import KafkaError
 from structlog.testing import capture_logs
 
 from bridge.kafka.audit import AuditLog
+from bridge.kafka.auditentry import event_time
 from bridge.kafka.window import Window
 from bridge.model import Command, Record
-from bridge.runtime.auditing import event_time, sent_before
+from bridge.runtime.auditing import sent_before
 from tests.unit.test_deadletter import FakeProducer
 
 FIELDS = {
@@ -102,3 +103,49 @@ def test_an_entry_whose_user_or_event_id_holds_a_lone_surrogate_is_written_and_r
     (written,) = producer.writes
     assert written["key"] == b"C-\\udce9"
     assert json.loads(written["value"])["userId"] == "C-\udce9"  # the JSON escape: the same string
+
+
+def test_each_kind_of_entry_is_built_and_read_back_by_the_one_format() -> None:
+    """The entry was built in runtime/, written in kafka/ and parsed twice more (the look-up
+    after a crash, trace): now one module, its entries versioned."""
+    from bridge.kafka import auditentry
+    from bridge.kafka.sentlog import sent_entry
+
+    command = Command("abandoned-sms", "track", dict(BODY, timestamp="2026-11-01T00:00:00.000Z"), b"")
+    origin = Record("bookings", 2, 41, b"C-1", b"{}", [], 0)
+    sent = auditentry.delivered(
+        command,
+        origin,
+        event_id="E-9",
+        status=200,
+        attempt=1,
+        latency_ms=12.34,
+        rules_version="v1",
+        trace_id="t" * 32,
+        resent=False,
+        window=None,
+    )
+    skipped = auditentry.withheld(
+        command,
+        origin,
+        outcome="stale",
+        reason="older than 2h (max_age)",
+        rules_version="v1",
+        trace_id="t" * 32,
+        window=None,
+    )
+    for entry, outcome in ((sent, "delivered"), (skipped, "stale")):
+        key, value = auditentry.encode({**entry, "group": "g"}, None, omit_body=False)
+        read = auditentry.parse(value)
+        assert key == b"C-1" and read is not None and read["v"] == auditentry.VERSION
+        assert auditentry.outcome(read) == outcome and read["source"]["offset"] == 41
+        assert "firstName" not in read  # ids only, the merge fields stay in the body
+    assert sent_entry(auditentry.encode({**sent, "group": "g"}, None, False)[1], "g") == (
+        ("bookings", 2),
+        41,
+        "abandoned-sms",
+        "E-9",
+    )
+    assert sent_entry(auditentry.encode({**skipped, "group": "g"}, None, False)[1], "g") is None
+    assert auditentry.outcome({"eventId": "E-1"}) == "delivered"  # an older bridge's entry
+    assert auditentry.parse(b"[1]") is None and auditentry.parse(b"\xff") is None
