@@ -93,19 +93,12 @@ class LabelledCounts:
 
 
 class Metrics:
+    """Every family of the bridge, each declared here (the rules' in :class:`RulesMetrics`)
+    but ``redis_up``, registered only by a bridge that uses Redis."""
+
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
-        self._records(r)
-        self._partitions(r)
-        self._intilery(r)
-        self.rules = RulesMetrics(r)
-        self._per_partition = (self.lag_records, self.lag_seconds, self.oldest_unfinished)
-        self.ready = Gauge("intilery_bridge_ready", "1 when /readyz answers 200.", registry=r)
-        Info("intilery_bridge_build", "The running version.", registry=r).info({"version": __version__})
-        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
-
-    def _records(self, r: CollectorRegistry) -> None:
-        """What became of the records and their commands."""
+        # What became of the records and their commands.
         self.records = Children(
             Counter("intilery_bridge_records_consumed", "Records read from Kafka.", ["topic"], registry=r)
         )
@@ -152,9 +145,7 @@ class Metrics:
             "if the partition is read again from that commit.",
             registry=r,
         )
-
-    def _partitions(self, r: CollectorRegistry) -> None:
-        """Per partition: how far behind, how long the oldest record waits, what was lost."""
+        # Per partition: how far behind, how long the oldest record waits, what was lost.
         self.lag_records = Gauge(
             "intilery_bridge_consumer_lag_records",
             "High watermark minus position.",
@@ -185,9 +176,7 @@ class Metrics:
             "Records fetched and not yet committed past (finished ones behind an unfinished one included).",
             registry=r,
         )
-
-    def _intilery(self, r: CollectorRegistry) -> None:
-        """Requests to Intilery: their duration, how many at once, the rate and its waits."""
+        # Requests to Intilery: their duration, how many at once, the rate and its waits.
         self.http = Children(
             Histogram(
                 "intilery_bridge_http_request_duration_seconds",
@@ -214,6 +203,11 @@ class Metrics:
             buckets=_EVENT_AGE,
             registry=r,
         )
+        self.rules = RulesMetrics(r)
+        self._per_partition = (self.lag_records, self.lag_seconds, self.oldest_unfinished)
+        self.ready = Gauge("intilery_bridge_ready", "1 when /readyz answers 200.", registry=r)
+        Info("intilery_bridge_build", "The running version.", registry=r).info({"version": __version__})
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
 
     @property
     def redis_up(self) -> Gauge:
