@@ -5,6 +5,7 @@ drills' report table."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -341,6 +342,15 @@ def wait_for(
         assert not exited, f"waiting for {what}, a process exited: {', '.join(exited)}"
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """:func:`wait_for` on the event loop: the loop goes on while it waits."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.005)
 
 
 def log_events(log_path: Path) -> list[dict[str, Any]]:

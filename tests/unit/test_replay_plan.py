@@ -19,6 +19,7 @@ from bridge.model import Record
 from bridge.ops.planning import parse_offsets, plan
 from bridge.ops.replay import report_progress
 from bridge.ops.requests import ReplayRequest
+from tests.support import until
 
 FROM_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 TO_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
@@ -130,12 +131,13 @@ def test_bad_offsets(text: str) -> None:
 def test_progress_is_logged_when_not_a_terminal() -> None:
     bridge = Namespace(counts=Counter(consumed=25, delivered=7))
 
-    async def run() -> None:
-        task = asyncio.create_task(report_progress(bridge, 100, io.StringIO(), log_every_s=0.01))
-        await asyncio.sleep(0.05)
-        task.cancel()
-
     with capture_logs() as logs:
+
+        async def run() -> None:
+            task = asyncio.create_task(report_progress(bridge, 100, io.StringIO(), log_every_s=0.01))
+            await until(lambda: any(e["event"] == "replay_progress" for e in logs), 10, "a progress line")
+            task.cancel()
+
         asyncio.run(run())
     line = next(e for e in logs if e["event"] == "replay_progress")
     assert (line["done"], line["total"], line["sent"]) == (25, 100, 7)

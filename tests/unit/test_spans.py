@@ -10,15 +10,15 @@ from structlog.testing import capture_logs
 
 from bridge.spans import Spans
 from bridge.tracing import Span, new_trace, record_span
+from tests import support
 from tests.otlp import Receiver
 
 TRACE, PARENT = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 
 
 def wait_for(receiver: Receiver, count: int) -> None:
-    deadline = time.monotonic() + 10
-    while len(receiver.spans) < count and time.monotonic() < deadline:
-        time.sleep(0.02)
+    """Until the collector has ``count`` spans; fails, rather than giving up silently."""
+    support.wait_for(lambda: len(receiver.spans) >= count, 10, f"{count} spans at the collector")
 
 
 def test_record_request_and_batch_spans_arrive_as_sent() -> None:
