@@ -5,8 +5,7 @@ bridge had sent it before, as far as it can tell. Written by
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bridge.config import BridgeConfig
 from bridge.errors import Withheld
@@ -15,10 +14,8 @@ from bridge.kafka import auditentry as entry
 from bridge.kafka.deadletter import DeadLetterHeaders
 from bridge.kafka.window import Window
 from bridge.model import Command, Record
+from bridge.runtime.inprogress import RecordInProgress
 from bridge.runtime.ports import AuditSink
-
-if TYPE_CHECKING:
-    from bridge.runtime.records import Work
 
 
 class Audit:
@@ -50,21 +47,20 @@ class Audit:
         delivery, group = config.delivery, str(config.kafka["group.id"])
         return cls(sink, delivery.audit_include_body, group, window, delivery.skip_audited)
 
-    def sent_earlier(self, work: Work) -> dict[str, str]:
+    def sent_earlier(self, work: RecordInProgress) -> dict[str, str]:
         """The rules whose commands of ``work``'s record are not to be sent again: sent after
         its partition's last commit, as the audit topic shows (with their eventIds)."""
         return work.state.offsets.sent_earlier(work.record.offset) if self.skip_sent else {}
 
     def delivered(
         self,
-        work: Work,
+        work: RecordInProgress,
         command: Command,
         delivered: Delivered,
         index: int,
-        finished: Callable[[Work, str], None],
     ) -> None:
         """Write the entry of ``work``'s command number ``index``; until it is written the
-        record waits (``finished`` again once it is, if the record was done meanwhile)."""
+        record waits (it holds a part of the record's completion)."""
         resent = sent_before(work.record, self.window, work.commands or [], index) or (
             command.rule in work.state.offsets.sent_earlier(work.record.offset)
         )
@@ -80,11 +76,9 @@ class Audit:
             resent=resent,
             window=self.window,
         )
-        self._write(work, fields, command.body if self.include_body else None, finished)
+        self._write(work, fields, command.body if self.include_body else None)
 
-    def withheld(
-        self, work: Work, command: Command, skipped: Withheld, finished: Callable[[Work, str], None]
-    ) -> None:
+    def withheld(self, work: RecordInProgress, command: Command, skipped: Withheld) -> None:
         """Write the entry of ``work``'s command skipped, not sent (``stale``, ``incomplete``),
         so ``trace`` tells it beside those sent; the record waits for it as for the others."""
         fields = entry.withheld(
@@ -96,24 +90,11 @@ class Audit:
             trace_id=work.span.trace_id,
             window=self.window,
         )
-        self._write(work, fields, None, finished)
+        self._write(work, fields, None)
 
-    def _write(
-        self,
-        work: Work,
-        fields: dict[str, Any],
-        body: dict[str, Any] | None,
-        finished: Callable[[Work, str], None],
-    ) -> None:
+    def _write(self, work: RecordInProgress, fields: dict[str, Any], body: dict[str, Any] | None) -> None:
         fields["group"] = self.group
-        work.unaudited += 1
-
-        def written() -> None:
-            work.unaudited -= 1
-            if work.done:
-                finished(work, work.done)
-
-        self.sink.send(fields, body, written)
+        self.sink.send(fields, body, work.hold())
 
 
 def sent_before(record: Record, window: Window | None, commands: list[Command], index: int) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from functools import partial
 
 import structlog
@@ -40,25 +39,13 @@ from bridge.model import Command, Record
 from bridge.rules.mapping import Mapper
 from bridge.runtime.auditing import Audit
 from bridge.runtime.health import Stop
+from bridge.runtime.inprogress import RecordInProgress, RecordOutcome
 from bridge.runtime.outcomes import Outcomes, where
 from bridge.runtime.ports import CommandSender, DeadLetterSink, RecordDecoder
 from bridge.runtime.shadow import Shadow
 from bridge.runtime.state import Assignment, PartitionState
-from bridge.tracing import Span
 
 log = structlog.get_logger("bridge")
-
-
-@dataclass(slots=True)
-class Work:
-    record: Record  # where the record was read: its offset is tracked and committed
-    state: PartitionState  # of its partition
-    commands: list[Command] | None  # None: decoded in the lane, once its schema is fetched
-    origin: Record  # what the rules see: the record itself, or for redrive its original
-    mapper: Mapper  # the rules it is mapped by: those in force when it was read
-    span: Span  # its trace: continued from its traceparent header, else a new one
-    unaudited: int = 0  # audit entries of its commands on their way
-    done: str | None = None  # how it ended: delivered, skipped, dead_lettered
 
 
 class RecordPath:
@@ -106,7 +93,8 @@ class RecordPath:
         # Keyed records share a lane per key; unkeyed records need no order between them.
         lane = record.key if record.key is not None else record.offset
         # The whole record is mapped by the rules in force now.
-        work = Work(record, state, None, record, self.mapper, self.outcomes.span_of(record))
+        span = self.outcomes.span_of(record)
+        work = RecordInProgress(record, state, None, record, self.mapper, span, self._finished)
         try:
             work.origin = origin_of(record, self.window, self._topics)
             work.commands = self.commands(work)
@@ -121,16 +109,16 @@ class RecordPath:
             return
         state.lanes.submit(lane, partial(self.deliver, work))
 
-    def commands(self, work: Work) -> list[Command]:
+    def commands(self, work: RecordInProgress) -> list[Command]:
         """The work's commands by the rules it was read under (its shadow compared with them)."""
         watch = self.outcomes.fields_missing
         return record_commands(self.decoder, work.mapper, work.origin, watch=watch, beside=self.shadow)
 
-    def _skip(self, work: Work) -> None:
+    def _skip(self, work: RecordInProgress) -> None:
         self.outcomes.skipped(work.origin, work.span)
-        self._finished(work, "skipped")
+        work.decide(RecordOutcome.SKIPPED)
 
-    async def deliver(self, work: Work) -> None:
+    async def deliver(self, work: RecordInProgress) -> None:
         """Send a record's commands in order (its lane's turn); finish it after the last."""
         try:
             if work.commands is None:
@@ -154,15 +142,15 @@ class RecordPath:
                 except Withheld as skipped:
                     self.outcomes.withheld(command, work.origin, skipped, work.span)
                     if self.audit is not None:
-                        self.audit.withheld(work, command, skipped, self._finished)
+                        self.audit.withheld(work, command, skipped)
                     continue
                 except RejectedError as exc:
                     self.reject(work, exc.for_rule(command.rule), command)
                     return
                 self.outcomes.delivered(command, work.origin, delivered, work.mapper.version, work.span)
                 if self.audit is not None:
-                    self.audit.delivered(work, command, delivered, index, self._finished)
-            self._finished(work)
+                    self.audit.delivered(work, command, delivered, index)
+            work.decide(RecordOutcome.DELIVERED)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug this record set off: dead-letter it, the partition goes on
@@ -170,7 +158,7 @@ class RecordPath:
             error = InternalError(f"while delivering: {type(exc).__name__}: {exc}"[:500])
             self.reject(work, error)
 
-    def reject(self, work: Work, error: RecordError, command: Command | None = None) -> None:
+    def reject(self, work: RecordInProgress, error: RecordError, command: Command | None = None) -> None:
         """Dead-letter the work's origin (the record itself unless redriving); then its
         record is finished. The rules named are those it was mapped by."""
         record = work.record
@@ -194,18 +182,18 @@ class RecordPath:
 
         def written() -> None:
             self.outcomes.dead_lettered(origin, error, command, version, work.span)
-            self._finished(work, "dead_lettered")
+            work.decide(RecordOutcome.DEAD_LETTERED)
 
         user = command.body.get("userId") if command is not None else None
         known = Known(version, None if user is None else str(user), work.span.trace_id)
         self.dead_letters.send(origin, error, written, known)
 
-    def _finished(self, work: Work, outcome: str = "delivered") -> None:
-        """Done: finished once its audit entries are written too (no commit passes them)."""
-        work.done = outcome
-        if not work.unaudited:
-            work.state.offsets.finish(work.record.offset)
-            self.outcomes.finished(work.record, work.span, outcome)
+    def _finished(self, work: RecordInProgress) -> None:
+        """Its outcome decided and its audit entries written: finished in its partition's
+        offsets (a commit may pass it now) and its span ended."""
+        assert work.outcome is not None
+        work.state.offsets.finish(work.record.offset)
+        self.outcomes.finished(work.record, work.span, work.outcome)
 
 
 def tracked(
@@ -247,7 +235,7 @@ def origin_of(record: Record, window: Window | None, topics: frozenset[str]) -> 
     return origin
 
 
-async def mapped_once_fetched(path: RecordPath, backoff: Backoff, work: Work) -> list[Command]:
+async def mapped_once_fetched(path: RecordPath, backoff: Backoff, work: RecordInProgress) -> list[Command]:
     """Wait for the record's schema (retrying while the registry is down), then map it;
     a :class:`RecordError` when it cannot be decoded or mapped."""
     attempt = 0

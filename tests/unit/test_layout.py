@@ -75,3 +75,62 @@ def test_the_dead_letter_headers_are_named_in_one_module() -> None:
         if path != home and re.search(r"""["']x-bridge-[a-z]""", path.read_text(encoding="utf-8"))
     ]
     assert outside == []
+
+
+def imports_of(path: Path, module: str, known: set[str]) -> set[str]:
+    """The modules of ours ``path`` imports, those under ``TYPE_CHECKING`` included."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in found if name in known and name != module}
+
+
+def import_cycles(root: Path) -> list[list[str]]:
+    """Each cycle of imports among the package's modules, as the modules in it."""
+    modules = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    graph = {name: imports_of(path, name, set(modules)) for name, path in modules.items()}
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+    stack: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in stack:
+            cycles.append(stack[stack.index(name) :])
+            return
+        if name in done:
+            return
+        stack.append(name)
+        for target in sorted(graph[name]):
+            visit(target)
+        stack.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name)
+    return cycles
+
+
+def test_no_import_cycle_inside_the_package() -> None:
+    """runtime.auditing imported runtime.records under TYPE_CHECKING for `Work`, which
+    imported it back: the record in progress has a module of its own now."""
+    assert import_cycles(ROOT) == []
+
+
+def test_the_check_finds_an_import_cycle(tmp_path: Path) -> None:
+    package = tmp_path / "package"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from package import b\n"
+    )
+    (package / "b.py").write_text("from package.a import x\n")
+    assert import_cycles(package) == [["package.a", "package.b"]]
