@@ -15,7 +15,7 @@ from typing import Any
 from bridge.errors import RecordError, RejectedError
 from bridge.intilery.client import Delivered
 from bridge.intilery.sending import Gate
-from bridge.kafka.deadletter import UNKNOWN, Known
+from bridge.kafka.deadletter import NO_CONTEXT, FailureContext
 from bridge.kafka.sentlog import SentEarlier
 from bridge.metrics import Metrics
 from bridge.model import Command, Fetched, Position, Record, TopicPartitionKey
@@ -26,7 +26,7 @@ from bridge.runtime.checkpoint import Checkpoint
 from bridge.runtime.health import BackPressure, Health, Stop
 from bridge.runtime.outcomes import Outcomes
 from bridge.runtime.partitions import Partitions
-from bridge.runtime.pipeline import Bridge, Parts
+from bridge.runtime.pipeline import Bridge, BridgeParts
 from bridge.runtime.records import RecordPath
 from bridge.runtime.shadow import Shadow
 from bridge.runtime.state import Assignment
@@ -150,7 +150,7 @@ class FakeDeadLetters:
 
     def __init__(self) -> None:
         self.written: list[tuple[Record, RecordError]] = []
-        self.known: list[Known] = []  # rules version, user, trace: per dead letter
+        self.known: list[FailureContext] = []  # rules version, user, trace: per dead letter
         self.pending, self.fatal = 0, None
         self.failing_since: float | None = None
         self.last_failure: str | None = None
@@ -160,7 +160,7 @@ class FakeDeadLetters:
         record: Record,
         error: RecordError,
         written: Callable[[], None],
-        known: Known = UNKNOWN,
+        known: FailureContext = NO_CONTEXT,
     ) -> None:
         self.written.append((record, error))
         self.known.append(known)
@@ -222,7 +222,7 @@ def build(
     partitions = Partitions(source, states, checkpoint, metrics, grace_s=1, writes=Writes(dlq, audit))
     kafka.serve(source, partitions, checkpoint)
     source.listener = kafka
-    parts = Parts(
+    parts = BridgeParts(
         kafka=kafka,
         path=path,
         states=states,

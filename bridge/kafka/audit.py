@@ -15,11 +15,11 @@ from typing import Any
 import structlog
 
 from bridge.kafka import auditentry
-from bridge.kafka.writer import CONTENT, CONTENT_ERRORS, Form, Writer
+from bridge.kafka.writer import CONTENT, CONTENT_ERRORS, Omitted, Writer
 
 log = structlog.get_logger("bridge.kafka.audit")
 
-NO_BODY: Form = frozenset({"body"})
+NO_BODY: Omitted = frozenset({"body"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,16 +36,16 @@ class AuditLog(Writer[Entry]):
         broker has it."""
         self._write(Entry(fields, body), on_done)
 
-    def _message(self, entry: Entry, form: Form) -> dict[str, Any]:
+    def _message(self, entry: Entry, form: Omitted) -> dict[str, Any]:
         key, value = auditentry.encode(entry.fields, entry.body, "body" in form)
         return {"key": key, "value": value}
 
-    def _smaller(self, form: Form, code: int | None) -> Form | None:
+    def _smaller(self, form: Omitted, code: int | None) -> Omitted | None:
         if (code in CONTENT_ERRORS or code == CONTENT) and "body" not in form:
             return form | NO_BODY
         return None
 
-    def _reduced(self, entry: Entry, form: Form, smaller: Form, reason: str) -> None:
+    def _reduced(self, entry: Entry, form: Omitted, smaller: Omitted, reason: str) -> None:
         log.warning("audit_body_omitted", **self._where(entry), error=reason)
 
     def _where(self, entry: Entry) -> dict[str, Any]:

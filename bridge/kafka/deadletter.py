@@ -30,7 +30,7 @@ import structlog
 from confluent_kafka import KafkaError
 
 from bridge.errors import DecodeError, RecordError
-from bridge.kafka.writer import CONTENT, CONTENT_ERRORS, FULL, Form, Writer
+from bridge.kafka.writer import CONTENT, CONTENT_ERRORS, NOTHING_OMITTED, Omitted, Writer
 from bridge.logs import redact
 from bridge.model import Record
 from bridge.tracing import TRACEPARENT, TRACESTATE
@@ -60,12 +60,12 @@ REASON_LIMIT = 1024  # characters of x-bridge-error-reason
 TRACE_HEADERS = frozenset({TRACEPARENT, TRACESTATE})  # kept even when the source's headers are not
 # What a dead letter is written without: each size step smaller than the one before; a
 # refused time is dropped on its own first.
-NO_VALUE: Form = frozenset({"value"})
-NO_HEADERS: Form = NO_VALUE | {"headers"}
-MINIMAL: Form = NO_HEADERS | {"key", "time"}
+NO_VALUE: Omitted = frozenset({"value"})
+NO_HEADERS: Omitted = NO_VALUE | {"headers"}
+MINIMAL: Omitted = NO_HEADERS | {"key", "time"}
 
 
-def _smaller(form: Form, code: int | None) -> Form | None:
+def _smaller(form: Omitted, code: int | None) -> Omitted | None:
     """The form to try at once after a refusal with ``code``; None: try the same later."""
     if code == KafkaError.INVALID_TIMESTAMP and "time" not in form:
         return form | {"time"}
@@ -91,7 +91,7 @@ def header_bytes(text: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class Known:
+class FailureContext:
     """What the bridge knew of a failure beyond its record: the version of the rules that
     mapped it, the customer (when a command was made) and the record's trace."""
 
@@ -100,11 +100,11 @@ class Known:
     trace_id: str | None = None
 
 
-UNKNOWN = Known()
+NO_CONTEXT = FailureContext()
 
 
 def dead_letter_headers(
-    record: Record, error: RecordError, form: Form = FULL, known: Known = UNKNOWN
+    record: Record, error: RecordError, form: Omitted = NOTHING_OMITTED, known: FailureContext = NO_CONTEXT
 ) -> list[tuple[str, bytes | None]]:
     extra = {
         SOURCE_TOPIC: record.topic,
@@ -222,7 +222,7 @@ class Letter:
 
     record: Record
     error: RecordError
-    known: Known
+    known: FailureContext
 
 
 class DeadLetters(Writer[Letter]):
@@ -233,13 +233,13 @@ class DeadLetters(Writer[Letter]):
         record: Record,
         error: RecordError,
         on_done: Callable[[], None],
-        known: Known = UNKNOWN,
+        known: FailureContext = NO_CONTEXT,
     ) -> None:
         """Write ``record`` with ``error`` (and what else the bridge knew of it); ``on_done``
         once the broker has it."""
         self._write(Letter(record, error, known), on_done)
 
-    def _message(self, letter: Letter, form: Form) -> dict[str, Any]:
+    def _message(self, letter: Letter, form: Omitted) -> dict[str, Any]:
         record = letter.record
         return {
             "key": None if "key" in form else record.key,
@@ -249,10 +249,10 @@ class DeadLetters(Writer[Letter]):
             "timestamp": 0 if "time" in form else record.timestamp_ms or 0,
         }
 
-    def _smaller(self, form: Form, code: int | None) -> Form | None:
+    def _smaller(self, form: Omitted, code: int | None) -> Omitted | None:
         return _smaller(form, code)
 
-    def _reduced(self, letter: Letter, form: Form, smaller: Form, reason: str) -> None:
+    def _reduced(self, letter: Letter, form: Omitted, smaller: Omitted, reason: str) -> None:
         where = self._where(letter)
         if "value" in smaller - form:
             log.warning(

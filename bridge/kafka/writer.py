@@ -25,8 +25,8 @@ from bridge.logs import Repeats, kafka_logger
 log = structlog.get_logger("bridge.kafka.writer")
 
 Item = TypeVar("Item")
-Form = frozenset[str]  # what an item is written without
-FULL: Form = frozenset()
+Omitted = frozenset[str]  # what an item is written without
+NOTHING_OMITTED: Omitted = frozenset()
 CONTENT = -1  # not a Kafka error: the client could not take this content
 
 # Refusals of what was written, not of writing: a smaller form may pass.
@@ -103,15 +103,15 @@ class Writer(Generic[Item]):
 
     # --- what a subclass says --------------------------------------------------------
 
-    def _message(self, item: Item, form: Form) -> dict[str, Any]:
+    def _message(self, item: Item, form: Omitted) -> dict[str, Any]:
         """``produce()``'s key, value, headers and timestamp for ``item`` in ``form``."""
         raise NotImplementedError
 
-    def _smaller(self, form: Form, code: int | None) -> Form | None:
+    def _smaller(self, form: Omitted, code: int | None) -> Omitted | None:
         """The form to try at once after a refusal with ``code``; None: the same, later."""
         return None
 
-    def _reduced(self, item: Item, form: Form, smaller: Form, reason: str) -> None:
+    def _reduced(self, item: Item, form: Omitted, smaller: Omitted, reason: str) -> None:
         """Log that ``item`` is written in ``smaller`` form for ``reason``."""
 
     def _where(self, item: Item) -> dict[str, Any]:
@@ -120,7 +120,9 @@ class Writer(Generic[Item]):
 
     # --- writing ---------------------------------------------------------------------
 
-    def _write(self, item: Item, on_done: Callable[[], None], attempt: int = 1, form: Form = FULL) -> None:
+    def _write(
+        self, item: Item, on_done: Callable[[], None], attempt: int = 1, form: Omitted = NOTHING_OMITTED
+    ) -> None:
         self.pending += 1
 
         def delivered(err: KafkaError | None, _message: Any) -> None:
@@ -142,7 +144,13 @@ class Writer(Generic[Item]):
             self._refused(item, on_done, attempt, form, f"{type(exc).__name__}: {exc}", CONTENT)
 
     def _refused(
-        self, item: Item, on_done: Callable[[], None], attempt: int, form: Form, reason: str, code: int | None
+        self,
+        item: Item,
+        on_done: Callable[[], None],
+        attempt: int,
+        form: Omitted,
+        reason: str,
+        code: int | None,
     ) -> None:
         """Try a smaller form at once when the content was refused; else the same later."""
         smaller = self._smaller(form, code)

@@ -64,7 +64,7 @@ class Checkpoint:
             return []
         positions = [
             Position(state.key[0], state.key[1], *taken)
-            for state in self._states.among(keys)
+            for state in self._states.states_of(keys)
             if (taken := state.offsets.to_commit(force, self.map_limit)) is not None
         ]
         if left_out := sum(position.left_out for position in positions):
@@ -85,7 +85,7 @@ class Checkpoint:
     def failed(self, key: TopicPartitionKey | None) -> None:
         """Step 4: a commit failed for one partition (None: for all it carried); the next
         commit carries their positions again."""
-        for state in self._states.among(None if key is None else {key}):
+        for state in self._states.states_of(None if key is None else {key}):
             state.offsets.commit_failed()
 
     def map_refused(self, refused_bytes: int | None) -> None:

@@ -37,7 +37,7 @@ from bridge.runtime.health import BackPressure, Health, Stop
 from bridge.runtime.observability import ObservabilityServer
 from bridge.runtime.outcomes import Outcomes
 from bridge.runtime.partitions import Partitions
-from bridge.runtime.pipeline import Bridge, Parts
+from bridge.runtime.pipeline import Bridge, BridgeParts
 from bridge.runtime.records import RecordPath
 from bridge.runtime.shadow import Shadow
 from bridge.runtime.state import Assignment
@@ -100,7 +100,7 @@ def build_bridge(
     checkpoint, partitions = partitions_stage(
         config, metrics, kafka, source, states, writes, intilery, window
     )
-    parts = Parts(
+    parts = BridgeParts(
         kafka=kafka,
         path=path,
         states=states,

@@ -45,7 +45,7 @@ NO_RULE = "-"  # label value where no rule or command applies (a record no rule 
 NO_COMMAND = "none"  # the command label of a record dead-lettered before a command was made
 
 
-def where(record: Record, span: Span | None = None) -> dict[str, Any]:
+def record_fields(record: Record, span: Span | None = None) -> dict[str, Any]:
     """A record's place (and its trace), for log lines."""
     place = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
     return place if span is None else {**place, "trace_id": span.trace_id, "span_id": span.span_id}
@@ -77,7 +77,7 @@ def failure_fields(
 ) -> dict[str, Any]:
     """The log fields of a record or command that failed for good."""
     return {
-        **where(record, span),
+        **record_fields(record, span),
         **(describe(command) if command else {}),
         "rule": error.rule,
         "error_class": error.error_class,
@@ -96,9 +96,14 @@ class CommandOutcomes:
         self._missing_logged: set[tuple[str, str]] = set()
 
     def delivered(
-        self, command: Command, record: Record, delivered: Delivered, rules: str, span: Span | None = None
+        self,
+        command: Command,
+        record: Record,
+        delivered: Delivered,
+        rules_version: str,
+        span: Span | None = None,
     ) -> None:
-        """``rules``: the version of the rules that mapped it; ``span``: its record's."""
+        """``rules_version``: the version of the rules that mapped it; ``span``: its record's."""
         self.counts["delivered"] += 1
         self.metrics.commands(command.rule, command_label(command), "delivered").inc()
         if command.event_ms is not None:
@@ -106,12 +111,12 @@ class CommandOutcomes:
         log.info(
             "command_delivered",
             **describe(command),
-            **where(record, span),
+            **record_fields(record, span),
             attempt=delivered.attempt,
             status=delivered.status,
             latency_ms=round(delivered.latency_ms, 1),
             eventId=delivered.event_id,
-            rules_version=rules,
+            rules_version=rules_version,
         )
 
     def already_sent(self, command: Command, record: Record, event_id: str, span: Span | None = None) -> None:
@@ -119,7 +124,12 @@ class CommandOutcomes:
         partition's last commit (:mod:`bridge.kafka.sentlog`)."""
         self.counts["already_sent"] += 1
         self.metrics.commands(command.rule, command_label(command), "already_sent").inc()
-        log.info("command_already_sent", **describe(command), **where(record, span), eventId=event_id or None)
+        log.info(
+            "command_already_sent",
+            **describe(command),
+            **record_fields(record, span),
+            eventId=event_id or None,
+        )
 
     def withheld(self, command: Command, record: Record, skipped: Withheld, span: Span | None = None) -> None:
         """Skipped, not sent: ``stale`` (past its rule's max_age) or ``incomplete`` (a field
@@ -127,7 +137,10 @@ class CommandOutcomes:
         self.counts[skipped.outcome] += 1
         self.metrics.commands(command.rule, command_label(command), skipped.outcome).inc()
         log.info(
-            f"command_{skipped.outcome}", **describe(command), **where(record, span), reason=skipped.reason
+            f"command_{skipped.outcome}",
+            **describe(command),
+            **record_fields(record, span),
+            reason=skipped.reason,
         )
 
     def fields_missing(self, rule: str, fields: tuple[str, ...], on_missing: str) -> None:
@@ -182,11 +195,11 @@ class Outcomes(CommandOutcomes):
     def already_finished(self, record: Record) -> None:
         self.counts["already_finished"] += 1
         self.metrics.already_finished.inc()
-        log.debug("record_already_finished", **where(record))
+        log.debug("record_already_finished", **record_fields(record))
 
     def read_again(self, record: Record, last_read: int | None, first: bool) -> None:
         if first:
-            log.warning("partition_rewound", **where(record), last_read=last_read)
+            log.warning("partition_rewound", **record_fields(record), last_read=last_read)
         self.counts["read_again"] += 1
 
     def finished(self, record: Record, span: Span, outcome: str) -> None:
@@ -197,14 +210,14 @@ class Outcomes(CommandOutcomes):
     def skipped(self, record: Record, span: Span | None = None) -> None:
         self.counts["skipped"] += 1
         self.metrics.commands(NO_RULE, NO_RULE, "skipped").inc()
-        log.debug("record_skipped", **where(record, span))
+        log.debug("record_skipped", **record_fields(record, span))
 
     def dead_lettered(
         self,
         record: Record,
         error: RecordError,
         command: Command | None,
-        rules: str,
+        rules_version: str,
         span: Span | None = None,
     ) -> None:
         self.counts["dead_lettered"] += 1
@@ -212,17 +225,17 @@ class Outcomes(CommandOutcomes):
         rule = error.rule or NO_COMMAND
         name = command_label(command) if command else NO_COMMAND
         self.metrics.commands(rule, name, "dead_lettered").inc()
-        log.warning("command_dead_lettered", **failure_fields(record, error, command, rules, span))
+        log.warning("command_dead_lettered", **failure_fields(record, error, command, rules_version, span))
 
     def failed(
         self,
         record: Record,
         error: RecordError,
         command: Command | None,
-        rules: str,
+        rules_version: str,
         span: Span | None = None,
     ) -> None:
-        log.error("command_failed", **failure_fields(record, error, command, rules, span))
+        log.error("command_failed", **failure_fields(record, error, command, rules_version, span))
 
     def failing_again(
         self,
@@ -230,11 +243,11 @@ class Outcomes(CommandOutcomes):
         error: RecordError,
         command: Command | None,
         at: str,
-        rules: str,
+        rules_version: str,
         span: Span | None = None,
     ) -> None:
         self.counts["failing_again"] += 1
-        fields = failure_fields(record, error, command, rules, span)
+        fields = failure_fields(record, error, command, rules_version, span)
         log.warning("redrive_failed_again", **fields, dead_letter=at)
 
     def rules_in_force(self, version: str) -> None:

@@ -94,7 +94,7 @@ class Partitions:
 
     async def finish_revoked(self, keys: set[TopicPartitionKey]) -> list[Position]:
         """Steps 1 and 2 of a clean hand-over; gives the partitions' last commit (step 3)."""
-        for state in self._states.among(keys):
+        for state in self._states.states_of(keys):
             state.releasing = True
         deadline = time.monotonic() + self._grace_s
         finished = await self._states.wait(self._grace_s, keys)

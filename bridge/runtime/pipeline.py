@@ -63,7 +63,7 @@ LAG_INTERVAL_S = 5.0
 
 
 @dataclass
-class Parts:
+class BridgeParts:
     """What a bridge is made of (see the module)."""
 
     kafka: KafkaWorker
@@ -85,7 +85,7 @@ class Bridge:
     """The long-lived consumer. ``await bridge.run()`` gives the exit code."""
 
     def __init__(
-        self, config: BridgeConfig, mapper: Mapper, parts: Parts, *, until_caught_up: bool = False
+        self, config: BridgeConfig, mapper: Mapper, parts: BridgeParts, *, until_caught_up: bool = False
     ) -> None:
         self.config = config
         self.mapper = mapper
@@ -93,7 +93,7 @@ class Bridge:
         self.kafka = parts.kafka
         self.path = parts.path
         self.states = parts.states
-        self.stopping = parts.stop
+        self.stop_switch = parts.stop
         self.until_caught_up = until_caught_up
 
     @property
@@ -102,11 +102,11 @@ class Bridge:
 
     @property
     def failure(self) -> str | None:
-        return self.stopping.failure
+        return self.stop_switch.failure
 
     async def run(self, alongside: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()) -> int:
         """``alongside``: tasks to run while the bridge runs (the rules' reloader)."""
-        install_signal_handlers(self.stop, self.stopping)
+        install_signal_handlers(self.stop, self.stop_switch)
         if self.parts.server is not None:
             await self.parts.server.start()
         await self.kafka.start()
@@ -131,10 +131,10 @@ class Bridge:
             for task in background:
                 task.cancel()
             await self._shutdown()
-        return self.stopping.exit_code
+        return self.stop_switch.exit_code
 
     async def _consume(self) -> None:
-        while not self.stopping.requested:
+        while not self.stop_switch.requested:
             self.parts.health.went_round()
             fetched = await self.kafka.read()
             self.states.reached(fetched.ends)
@@ -145,7 +145,7 @@ class Bridge:
             if records and self._room_ahead(records):
                 self.kafka.read_ahead()
             for record in records:
-                if self.stopping.failure is not None:
+                if self.stop_switch.failure is not None:
                     break
                 self.path.on_record(record)
             self.parts.writes.poll()
@@ -155,7 +155,7 @@ class Bridge:
             if (pause := self.parts.back_pressure.pause(*self._held(), paused, self._blocked)) != paused:
                 await self.kafka.pause(pause)
             if fatal := self.kafka.fatal or self.parts.writes.fatal:
-                self.stopping.fail(f"Kafka: {fatal}", EXIT_KAFKA_FATAL)
+                self.stop_switch.fail(f"Kafka: {fatal}", EXIT_KAFKA_FATAL)
             # Caught up only with nothing read ahead (the read ahead may bring more).
             if self.until_caught_up and not self.kafka.reading_ahead and self.parts.partitions.caught_up():
                 log.info("caught_up")
@@ -182,7 +182,7 @@ class Bridge:
 
     async def _shutdown(self) -> None:
         grace = self.config.delivery.shutdown_grace_s
-        stopping = self.stopping
+        stopping = self.stop_switch
         writes = self.parts.writes
         stopping.begin(grace)  # a second SIGTERM/SIGINT ends the grace at once
         log.info("bridge_stopping", in_flight=self.parts.sender.in_flight, grace_s=grace)
@@ -225,7 +225,7 @@ class Bridge:
     def stop(self) -> None:
         """Stop on request (SIGTERM/SIGINT): commands in flight finish, queued ones are
         abandoned (left uncommitted, so whoever reads the partition next sends them)."""
-        self.stopping.request()
+        self.stop_switch.request()
 
     async def _update_lag(self) -> None:
         lag = await self.kafka.lag(self.states.last_read())

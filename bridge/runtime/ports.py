@@ -15,7 +15,7 @@ from bridge.convert import RecordDecoder as RecordDecoder  # the parts' port, de
 from bridge.errors import RecordError
 from bridge.intilery.client import Delivered
 from bridge.intilery.sending import Gate
-from bridge.kafka.deadletter import Known
+from bridge.kafka.deadletter import FailureContext
 from bridge.model import Command, Fetched, Position, Record, TopicPartitionKey
 from bridge.tracing import Span
 
@@ -100,7 +100,7 @@ class DeadLetterSink(KafkaWrites, Protocol):
     """Writes a record that failed for good, with its reason, and says when it is written."""
 
     def send(
-        self, record: Record, error: RecordError, on_done: Callable[[], None], known: Known, /
+        self, record: Record, error: RecordError, on_done: Callable[[], None], known: FailureContext, /
     ) -> None: ...
 
 

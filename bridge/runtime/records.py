@@ -33,14 +33,14 @@ from bridge.errors import (
     Withheld,
 )
 from bridge.intilery.sending import Backoff
-from bridge.kafka.deadletter import Known
+from bridge.kafka.deadletter import FailureContext
 from bridge.kafka.window import Window
 from bridge.model import Command, Record
 from bridge.rules.mapping import Mapper
 from bridge.runtime.auditing import Audit
 from bridge.runtime.health import Stop
 from bridge.runtime.inprogress import RecordInProgress, RecordOutcome
-from bridge.runtime.outcomes import Outcomes, where
+from bridge.runtime.outcomes import Outcomes, record_fields
 from bridge.runtime.ports import CommandSender, DeadLetterSink, RecordDecoder
 from bridge.runtime.shadow import Shadow
 from bridge.runtime.state import Assignment, PartitionState
@@ -138,7 +138,9 @@ class RecordPath:
                     self.outcomes.already_sent(command, work.origin, event_id, work.span)
                     continue
                 try:
-                    delivered = await self.sender.send(command, where(work.origin, work.span), work.span)
+                    delivered = await self.sender.send(
+                        command, record_fields(work.origin, work.span), work.span
+                    )
                 except Withheld as skipped:
                     self.outcomes.withheld(command, work.origin, skipped, work.span)
                     if self.audit is not None:
@@ -154,7 +156,7 @@ class RecordPath:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug this record set off: dead-letter it, the partition goes on
-            log.exception("delivery_crashed", **where(work.origin, work.span))
+            log.exception("delivery_crashed", **record_fields(work.origin, work.span))
             error = InternalError(f"while delivering: {type(exc).__name__}: {exc}"[:500])
             self.reject(work, error)
 
@@ -185,7 +187,7 @@ class RecordPath:
             work.decide(RecordOutcome.DEAD_LETTERED)
 
         user = command.body.get("userId") if command is not None else None
-        known = Known(version, None if user is None else str(user), work.span.trace_id)
+        known = FailureContext(version, None if user is None else str(user), work.span.trace_id)
         self.dead_letters.send(origin, error, written, known)
 
     def _finished(self, work: RecordInProgress) -> None:
@@ -251,7 +253,7 @@ async def mapped_once_fetched(path: RecordPath, backoff: Backoff, work: RecordIn
             delay = backoff.delay(attempt)
             log.warning(
                 "schema_registry_retry",
-                **where(work.origin),
+                **record_fields(work.origin),
                 attempt=attempt,
                 reason=exc.reason,
                 retry_in_ms=round(delay * 1000),

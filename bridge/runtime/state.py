@@ -81,7 +81,7 @@ class Assignment:
     def __iter__(self) -> Iterator[PartitionState]:
         return iter(list(self._states.values()))
 
-    def among(self, keys: set[TopicPartitionKey] | None) -> list[PartitionState]:
+    def states_of(self, keys: set[TopicPartitionKey] | None) -> list[PartitionState]:
         """The states of ``keys`` (None: all of them)."""
         return [state for key, state in self._states.items() if keys is None or key in keys]
 
@@ -108,7 +108,7 @@ class Assignment:
 
     async def wait(self, timeout: float, keys: set[TopicPartitionKey] | None = None) -> bool:
         """Wait up to ``timeout`` for the lanes of ``keys`` (None: all) to empty; True if they did."""
-        return await wait_for((state.lanes for state in self.among(keys)), timeout)
+        return await wait_for((state.lanes for state in self.states_of(keys)), timeout)
 
     def cancel(self) -> int:
         """Abandon every lane (their records stay unfinished); gives how many there were."""
