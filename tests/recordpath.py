@@ -23,6 +23,7 @@ from bridge.ops.loading import Loaded, load
 from bridge.rules.mapping import Mapper
 from bridge.runtime.auditing import Audit
 from bridge.runtime.checkpoint import Checkpoint
+from bridge.runtime.events import KafkaEvents
 from bridge.runtime.health import BackPressure, Health, Stop
 from bridge.runtime.outcomes import Outcomes
 from bridge.runtime.partitions import Partitions
@@ -43,7 +44,7 @@ class FakeSource:
 
     def __init__(self, batches: list[list[Record]]) -> None:
         self.batches = batches
-        self.listener: KafkaWorker | None = None
+        self.listener: KafkaEvents | None = None
         self.finished: dict[TopicPartitionKey, set[int]] = {}  # the last commit's map, on assignment
         self.sent: dict[TopicPartitionKey, SentEarlier] = {}  # what the audit topic shows sent since
         self.paused = False
@@ -203,7 +204,8 @@ def build(
     metrics = Metrics()
     stop = Stop()
     states = Assignment()
-    kafka = KafkaWorker()
+    kafka = KafkaWorker(source)
+    events = KafkaEvents()
     outcomes = Outcomes(metrics)
     path = RecordPath(
         decoder=loaded.decoder,
@@ -220,10 +222,10 @@ def build(
     )
     checkpoint = Checkpoint(states, kafka, metrics)
     partitions = Partitions(source, states, checkpoint, metrics, grace_s=1, writes=Writes(dlq, audit))
-    kafka.serve(source, partitions, checkpoint)
-    source.listener = kafka
+    source.listener = events
     parts = BridgeParts(
         kafka=kafka,
+        events=events,
         path=path,
         states=states,
         checkpoint=checkpoint,

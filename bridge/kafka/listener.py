@@ -24,8 +24,13 @@ class SourceListener:
         """Partitions assigned lately, each with the commands the audit topic shows its
         previous owner sent after its last commit; told before any of their records."""
 
-    def revoked(self, keys: list[TopicPartitionKey], lost: bool) -> None:
-        """Partitions taken away; ``lost``: without the chance to commit."""
+    def revoked(self, keys: list[TopicPartitionKey], lost: bool) -> list[Position]:
+        """Partitions being taken away (``lost``: without the chance to commit): the last
+        commit for them, which the source makes before it lets them go (none when lost)."""
+        return []
+
+    def released(self, keys: list[TopicPartitionKey]) -> None:
+        """Partitions taken away, their last commit made: what was known of them may go."""
 
     def committed(self, positions: list[Position]) -> None:
         """The broker acknowledged a commit of these partitions."""

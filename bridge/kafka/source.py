@@ -175,7 +175,10 @@ class Source:
     def _release(self, partitions: list[TopicPartition], lost: bool) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
         self.rebalances += 1
-        self._listener.revoked(keys, lost)  # the last commit for them, unless lost
+        last = self._listener.revoked(keys, lost)  # the last commit for them, unless lost
+        if last and not lost:
+            self.commit(last, wait=True)
+        self._listener.released(keys)
         self._sent_log.revoked(keys)
         log.info(
             "partitions_lost" if lost else "partitions_revoked", partitions=[f"{t}[{p}]" for t, p in keys]

@@ -33,6 +33,7 @@ from bridge.metrics import Metrics
 from bridge.rules.mapping import Mapper
 from bridge.runtime.auditing import Audit
 from bridge.runtime.checkpoint import Checkpoint
+from bridge.runtime.events import KafkaEvents
 from bridge.runtime.health import BackPressure, Health, Stop
 from bridge.runtime.observability import ObservabilityServer
 from bridge.runtime.outcomes import Outcomes
@@ -86,13 +87,14 @@ def build_bridge(
     metrics = Metrics()
     stop = Stop()
     states = Assignment()
-    kafka = KafkaWorker()
+    events = KafkaEvents()
     tracing = config.observability.tracing
     spans = exporting(tracing.otlp_endpoint, tracing.timeout_s, metrics.spans_dropped.inc)
     outcomes = Outcomes(metrics, spans, tracing.sample_ratio)
     intilery = intilery_stage(config, metrics, outcomes, rate, guard_stale)
     decoder = decoder or Decoder(config.source, source_name, registry_for(config.source))
-    writing = kafka_stage(config, source_name, kafka, window, intilery.shared, metrics)
+    writing = kafka_stage(config, source_name, events, window, intilery.shared, metrics)
+    kafka = KafkaWorker(writing.source)
     source, writes = writing.source, writing.writes
     path = record_stage(config, (mapper, shadow), decoder, intilery, writing, states, outcomes, stop, window)
     stuck_after_s = config.delivery.stuck_after_s
@@ -102,6 +104,7 @@ def build_bridge(
     )
     parts = BridgeParts(
         kafka=kafka,
+        events=events,
         path=path,
         states=states,
         checkpoint=checkpoint,
@@ -128,7 +131,8 @@ def partitions_stage(
     intilery: IntileryStage,
     window: Window | None,
 ) -> tuple[Checkpoint, Partitions]:
-    """The checkpoint and the partitions' hand-over, served the consumer's callbacks."""
+    """The checkpoint and the partitions' hand-over: what the consumer tells is handed to
+    them by the bridge (:meth:`~bridge.runtime.events.KafkaEvents.serving`)."""
     checkpoint = Checkpoint(states, kafka, metrics, window)
     partitions = Partitions(
         source,
@@ -140,7 +144,6 @@ def partitions_stage(
         limiter=intilery.limiter if intilery.shared else None,
         window=window,
     )
-    kafka.serve(source, partitions, checkpoint)
     return checkpoint, partitions
 
 
@@ -227,7 +230,7 @@ def record_stage(
 def kafka_stage(
     config: BridgeConfig,
     source_name: str,
-    listener: KafkaWorker,
+    listener: KafkaEvents,
     window: Window | None,
     count_partitions: bool,
     metrics: Metrics,

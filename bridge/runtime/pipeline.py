@@ -45,6 +45,7 @@ from bridge.config import BridgeConfig
 from bridge.model import Record
 from bridge.rules.mapping import Mapper
 from bridge.runtime.checkpoint import Checkpoint
+from bridge.runtime.events import KafkaEvents
 from bridge.runtime.health import EXIT_KAFKA_FATAL, BackPressure, Health, Stop
 from bridge.runtime.observability import ObservabilityServer
 from bridge.runtime.outcomes import Outcomes
@@ -67,6 +68,7 @@ class BridgeParts:
     """What a bridge is made of (see the module)."""
 
     kafka: KafkaWorker
+    events: KafkaEvents  # what the consumer tells, to the partitions and the checkpoint
     path: RecordPath
     states: Assignment
     checkpoint: Checkpoint
@@ -109,6 +111,13 @@ class Bridge:
         install_signal_handlers(self.stop, self.stop_switch)
         if self.parts.server is not None:
             await self.parts.server.start()
+        told = self.parts.events.serving(self.parts.partitions, self.parts.checkpoint)
+        try:
+            return await self._run(alongside)
+        finally:
+            told.cancel()  # once the consumer is closed: closing it revokes
+
+    async def _run(self, alongside: Sequence[Callable[[], Coroutine[Any, Any, None]]]) -> int:
         await self.kafka.start()
         log.info(
             "bridge_started",
