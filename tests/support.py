@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -30,6 +30,8 @@ from bridge.devtools.mockcluster import MockCluster
 from bridge.devtools.sandbox import Sandbox
 
 TOKEN = "test-token-5f2b9c"
+
+T = TypeVar("T")
 
 
 SASL_PASSWORD = "sasl-pw-9d1e77"
@@ -342,6 +344,20 @@ def wait_for(
         assert not exited, f"waiting for {what}, a process exited: {', '.join(exited)}"
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def eventually(found: Callable[[], T | None], timeout: float, what: str) -> T:
+    """What ``found()`` gives once it gives something (not None), within ``timeout``."""
+    seen: list[T] = []
+
+    def arrived() -> bool:
+        value = found()
+        if value is not None:
+            seen.append(value)
+        return value is not None
+
+    wait_for(arrived, timeout, what)
+    return seen[0]
 
 
 async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:

@@ -33,7 +33,7 @@ def configure_logs(args: argparse.Namespace, config: BridgeConfig, stream: TextI
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bridge.ops.reload import Reloader, failing_tests
+    from bridge.ops.reload import Candidate, Reloader, failing_tests
     from bridge.runtime.factory import build_bridge, start_up_frozen
 
     loaded = load(args.config)
@@ -54,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         bridge.parts.outcomes.metrics,
         tests=args.tests or (),
         watch=args.watch,
-        shadow=(args.shadow, bridge.path.shadow.use_rules) if bridge.path.shadow else None,
+        shadow=Candidate(args.shadow, bridge.path.shadow.use_rules) if bridge.path.shadow else None,
     )
     with start_up_frozen():
         code = asyncio.run(bridge.run(alongside=[reloader.run]))

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import signal
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -33,6 +34,14 @@ log = structlog.get_logger("bridge")
 WATCH_INTERVAL_S = 1.0
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """``run --shadow``'s candidate: its file, and how to put its rules in force."""
+
+    path: str
+    use_rules: Callable[[Mapper], None]
+
+
 class Reloader:
     """Reloads ``path``'s rules into the running bridge (``use_rules``)."""
 
@@ -45,10 +54,10 @@ class Reloader:
         *,
         tests: Sequence[str] = (),
         watch: bool = False,
-        shadow: tuple[str, Callable[[Mapper], None]] | None = None,
+        shadow: Candidate | None = None,
     ) -> None:
-        """``shadow``: the candidate's file (``run --shadow``) and how to put its rules in
-        force; it reloads with the rest, all or nothing."""
+        """``shadow``: the candidate (``run --shadow``); it reloads with the rest, all or
+        nothing."""
         self._path = path
         self._config = config
         self._use_rules = use_rules
@@ -100,7 +109,7 @@ class Reloader:
         self._use_rules(loaded.mapper)
         extra = {}
         if self._shadow is not None and shadow is not None:
-            self._shadow[1](shadow)
+            self._shadow.use_rules(shadow)
             extra = {"shadow_rules_version": shadow.version}
         log.info("config_reloaded", rules_version=loaded.mapper.version, rules=len(loaded.mapper), **extra)
         self._metrics.rules.reloads("ok").inc()
@@ -136,14 +145,14 @@ class Reloader:
         """The candidate's rules again, or None with its problems added to ``problems``."""
         assert self._shadow is not None
         try:
-            return load_offline(self._shadow[0])[1]
+            return load_offline(self._shadow.path)[1]
         except ConfigError as exc:
             problems += exc.problems
             return None
 
     def _digest(self) -> tuple[str | None, ...]:
         """The watched files' contents, hashed: the configuration's and the candidate's."""
-        paths = [self._path, self._shadow[0]] if self._shadow else [self._path]
+        paths = [self._path, self._shadow.path] if self._shadow else [self._path]
         return tuple(file_digest(path) for path in paths)
 
 

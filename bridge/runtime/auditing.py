@@ -50,7 +50,7 @@ class Audit:
     def sent_earlier(self, work: RecordInProgress) -> dict[str, str]:
         """The rules whose commands of ``work``'s record are not to be sent again: sent after
         its partition's last commit, as the audit topic shows (with their eventIds)."""
-        return work.state.offsets.sent_earlier(work.record.offset) if self.skip_sent else {}
+        return work.state.sent_earlier(work.record.offset) if self.skip_sent else {}
 
     def delivered(
         self,
@@ -62,7 +62,7 @@ class Audit:
         """Write the entry of ``work``'s command number ``index``; until it is written the
         record waits (it holds a part of the record's completion)."""
         resent = sent_before(work.record, self.window, work.commands or [], index) or (
-            command.rule in work.state.offsets.sent_earlier(work.record.offset)
+            command.rule in work.state.sent_earlier(work.record.offset)
         )
         fields = entry.delivered(
             command,

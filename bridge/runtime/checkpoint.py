@@ -65,7 +65,7 @@ class Checkpoint:
         positions = [
             Position(state.key[0], state.key[1], *taken)
             for state in self._states.states_of(keys)
-            if (taken := state.offsets.to_commit(force, self.map_limit)) is not None
+            if (taken := state.to_commit(force, self.map_limit)) is not None
         ]
         if left_out := sum(position.left_out for position in positions):
             self._metrics.map_overflow.inc(left_out)
@@ -80,13 +80,13 @@ class Checkpoint:
         """Step 4: the broker has these positions."""
         for position in positions:
             if (state := self._states.get((position.topic, position.partition))) is not None:
-                state.offsets.acknowledged(position.offset)
+                state.acknowledged(position.offset)
 
     def failed(self, key: TopicPartitionKey | None) -> None:
         """Step 4: a commit failed for one partition (None: for all it carried); the next
         commit carries their positions again."""
         for state in self._states.states_of(None if key is None else {key}):
-            state.offsets.commit_failed()
+            state.commit_failed()
 
     def map_refused(self, refused_bytes: int | None) -> None:
         """Step 5: the broker refused a map of ``refused_bytes`` (None: of the current bound)
@@ -105,4 +105,4 @@ class Checkpoint:
 
     def behind(self) -> bool:
         """Whether the broker has yet to acknowledge a position it is to have."""
-        return self.records_progress and any(state.offsets.uncommitted() for state in self._states)
+        return self.records_progress and any(state.uncommitted() for state in self._states)

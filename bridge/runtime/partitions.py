@@ -67,14 +67,14 @@ class Partitions:
         for key in keys:
             state = self._states.assign(key, finished.get(key, ()))
             if starts and key in starts:
-                state.offsets.start_at(starts[key])  # committed with the next commit until the broker has it
+                state.start_at(starts[key])  # committed with the next commit until the broker has it
         self.share_rate()
 
     def sent_earlier(self, found: dict[TopicPartitionKey, SentEarlier]) -> None:
         """What the audit topic shows the previous owners sent after their last commits."""
         for key, sent in found.items():
             if (state := self._states.get(key)) is not None:
-                state.offsets.inherit(sent)
+                state.inherit(sent)
 
     def share_rate(self) -> None:
         """This replica's share of the account's rate: the share of the partitions it holds."""

@@ -171,7 +171,7 @@ class RecordPath:
             # A dead letter that fails again stays where it is, its offset never committed
             # past, rather than being written again (the next redrive would read it twice).
             self.outcomes.failing_again(origin, error, command, record.position, version, work.span)
-            state.offsets.leave(record.offset)
+            state.leave(record.offset)
             return
         if self.dead_letters is None:
             self.outcomes.failed(origin, error, command, version, work.span)
@@ -194,7 +194,7 @@ class RecordPath:
         """Its outcome decided and its audit entries written: finished in its partition's
         offsets (a commit may pass it now) and its span ended."""
         assert work.outcome is not None
-        work.state.offsets.finish(work.record.offset)
+        work.state.finish(work.record.offset)
         self.outcomes.finished(work.record, work.span, work.outcome)
 
 
@@ -210,20 +210,16 @@ def tracked(
     state.read(record)
     if window is not None and not window.wants(record.tp, record.offset):
         return None  # past the replay window's end: never tracked, never committed
-    part = state.offsets
-    if not part.accepts(record.offset):
-        outcomes.read_again(record, part.last_added, state.read_again())
+    if not state.track(record, time.monotonic()):
+        outcomes.read_again(record, state.last_added, state.read_again())
         return None
-    state.rewound = False
-    part.add(record.offset, record.size, time.monotonic())
     outcomes.consumed(record)
     if window is not None and not window.selects(record):
         outcomes.not_selected()
-        part.leave(record.offset)
+        state.leave(record.offset)
         return None
-    if part.finished_earlier(record.offset):  # the last commit's map names it: sent before
+    if state.finish_if_earlier(record.offset):  # the last commit's map names it: sent before
         outcomes.already_finished(record)
-        part.finish(record.offset)
         return None
     return state
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from bridge.kafka.offsets import PartitionOffsets
+from bridge.kafka.sentlog import SentEarlier
 from bridge.kafka.window import Window
 from bridge.model import Record, TopicPartitionKey
 from bridge.runtime.lanes import Lanes, wait_for
@@ -22,7 +23,7 @@ class PartitionState:
     """One assigned partition."""
 
     key: TopicPartitionKey
-    offsets: PartitionOffsets  # the records held, which are finished, where a commit points
+    _offsets: PartitionOffsets  # the records held, which are finished, where a commit points
     lanes: Lanes = field(default_factory=Lanes)  # one per Kafka key: its commands in order
     last_read: tuple[int, int | None] | None = None  # the last record read: offset, timestamp
     at_end: bool = False  # the last fetch that had news of it reached its end
@@ -49,6 +50,68 @@ class PartitionState:
     def sends(self, offset: int) -> bool:
         """Whether a command of the record at ``offset`` may still start."""
         return not self.releasing and (self.halted_at is None or offset < self.halted_at)
+
+    # --- its offsets: touched here only ---
+
+    def track(self, record: Record, now: float) -> bool:
+        """Hold ``record``'s offset until it is finished (``now``: monotonic seconds); False
+        when it comes again after a rewind (every record up to the last one read is held
+        already)."""
+        if not self._offsets.accepts(record.offset):
+            return False
+        self.rewound = False
+        self._offsets.add(record.offset, record.size, now)
+        return True
+
+    @property
+    def last_added(self) -> int | None:
+        return self._offsets.last_added
+
+    def finish_if_earlier(self, offset: int) -> bool:
+        """Finish ``offset`` at once when the last commit's map names it finished (an
+        earlier run delivered it); whether it did."""
+        if not self._offsets.finished_earlier(offset):
+            return False
+        self._offsets.finish(offset)
+        return True
+
+    def finish(self, offset: int) -> None:
+        """The record is done with (delivered, skipped, dead-lettered): a commit may pass it."""
+        self._offsets.finish(offset)
+
+    def leave(self, offset: int) -> None:
+        """Done with for this run without being finished: no commit passes it."""
+        self._offsets.leave(offset)
+
+    def sent_earlier(self, offset: int) -> dict[str, str]:
+        """The rules whose commands for ``offset`` the audit topic shows sent after the last commit."""
+        return self._offsets.sent_earlier(offset)
+
+    def start_at(self, offset: int) -> None:
+        """The group never committed here: the next commit carries this start."""
+        self._offsets.start_at(offset)
+
+    def inherit(self, sent: SentEarlier) -> None:
+        """What the audit topic shows the previous owner sent after its last commit."""
+        self._offsets.inherit(sent)
+
+    def to_commit(self, force: bool, limit: int) -> tuple[int, str, int] | None:
+        """Where a commit points now, its map and what the map left out (see
+        :meth:`PartitionOffsets.to_commit`)."""
+        return self._offsets.to_commit(force, limit)
+
+    def acknowledged(self, offset: int) -> None:
+        self._offsets.acknowledged(offset)
+
+    def commit_failed(self) -> None:
+        self._offsets.commit_failed()
+
+    def uncommitted(self) -> bool:
+        return self._offsets.uncommitted()
+
+    def held(self) -> int:
+        """Records held: read and not yet passed by the commit position."""
+        return len(self._offsets)
 
     def read_through(self, window: Window | None) -> bool:
         """Read to its end: the partition's, or the replay window's."""
@@ -93,14 +156,14 @@ class Assignment:
 
     def held(self) -> int:
         """Records held across partitions: what ``max_buffered_records`` bounds."""
-        return sum(len(state.offsets) for state in self._states.values())
+        return sum(state.held() for state in self._states.values())
 
     def held_bytes(self) -> int:
         """Bytes of the unfinished records: what ``max_buffered_bytes`` bounds."""
-        return sum(state.offsets.bytes for state in self._states.values())
+        return sum(state._offsets.bytes for state in self._states.values())
 
     def unfinished(self) -> int:
-        return sum(state.offsets.unfinished() for state in self._states.values())
+        return sum(state._offsets.unfinished() for state in self._states.values())
 
     def lanes(self) -> int:
         """Lanes with work, across partitions."""
@@ -125,7 +188,7 @@ class Assignment:
     def waiting(self, now: float) -> dict[TopicPartitionKey, float]:
         """Per partition, seconds its oldest unfinished record has waited (0: none waits)."""
         return {
-            key: 0.0 if (since := state.offsets.waiting_since()) is None else now - since
+            key: 0.0 if (since := state._offsets.waiting_since()) is None else now - since
             for key, state in self._states.items()
         }
 
@@ -134,6 +197,6 @@ class Assignment:
         return [
             key
             for key, state in self._states.items()
-            if (since := state.offsets.waiting_since()) is not None
-            and now - max(since, state.offsets.moved_at) > after_s
+            if (since := state._offsets.waiting_since()) is not None
+            and now - max(since, state._offsets.moved_at) > after_s
         ]

@@ -25,6 +25,7 @@ from tests.support import (
     accepted,
     base_config,
     bridge_env,
+    eventually,
     log_events,
     produce_events,
     read_all,
@@ -134,14 +135,12 @@ def test_a_commit_with_records_unfinished_names_those_finished_after_them(
 
 
 def wait_for_map(cluster: TestKafka, group: str, size: int) -> tuple[int, set[int]]:
-    deadline = time.monotonic() + 30
-    while True:
+    def named_finished() -> tuple[int, set[int]] | None:
         found = committed(cluster, group)
         named = decode(found.metadata or "", found.offset) if found.offset >= 0 else None
-        if named and len(named) == size:
-            return found.offset, named
-        assert time.monotonic() < deadline, f"committed {found.offset} {named}"
-        time.sleep(0.2)
+        return (found.offset, named) if named and len(named) == size else None
+
+    return eventually(named_finished, 30, f"a commit of {group} naming {size} finished offsets")
 
 
 def test_replay_and_redrive_leave_the_live_groups_commit_and_map_alone(

@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 from bridge.devtools.kafkanode import free_port
 from bridge.intilery.ratelimit import RateLimiter
 from bridge.intilery.redislimit import RedisRateLimiter, connect
+from tests.support import wait_for
 
 
 class RedisServer:
@@ -40,16 +41,15 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("redis-server did not answer")
+        wait_for(self.answers, 10, "redis-server to answer PING")
+
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.process is not None:

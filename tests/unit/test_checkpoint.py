@@ -31,7 +31,7 @@ def built(window: Window | None = None) -> tuple[Assignment, Checkpoint, Request
 
 def test_commits_only_assigned_and_changed_partitions() -> None:
     states, checkpoint, requests = built()
-    part = states.assign(("t", 0)).offsets
+    part = states.assign(("t", 0))._offsets
     part.add(0)
     part.finish(0)
     assert checkpoint.behind()
@@ -53,7 +53,7 @@ def test_a_map_the_broker_refuses_as_too_large_shrinks_to_half_of_it_down_to_non
     """A broker whose offset.metadata.max.bytes is below Kafka's 4,096 refuses every commit
     with a larger map: without shrinking, the offsets would never move again."""
     states, checkpoint, _ = built()
-    part = states.assign(("t", 0)).offsets
+    part = states.assign(("t", 0))._offsets
     for offset in range(20_000):
         part.add(offset)
     for offset in range(1, 20_000, 2):  # offset 0 unfinished, every other one after it finished
@@ -77,7 +77,7 @@ def test_a_map_the_broker_refuses_as_too_large_shrinks_to_half_of_it_down_to_non
 
 def test_bytes_and_waiting_are_those_of_the_unfinished_records() -> None:
     states = Assignment()
-    part = states.assign(("t", 0)).offsets
+    part = states.assign(("t", 0))._offsets
     for offset, (size, at) in enumerate([(100, 10.0), (200, 11.0), (300, 12.0)]):
         part.add(offset, size, at)
     assert states.held_bytes() == 600 and part.waiting_since() == 10.0
@@ -91,7 +91,7 @@ def test_bytes_and_waiting_are_those_of_the_unfinished_records() -> None:
 
 def test_a_partition_is_stuck_when_its_commit_has_not_moved_while_records_wait() -> None:
     states, checkpoint, _ = built()
-    idle, busy = states.assign(("t", 0)).offsets, states.assign(("t", 1)).offsets
+    idle, busy = states.assign(("t", 0))._offsets, states.assign(("t", 1))._offsets
     now = busy.moved_at
     busy.add(0, 1, now + 10)  # read 10 s after the partition came
     assert states.stuck(now + 300, 300) == []  # waited 290 s
@@ -104,7 +104,7 @@ def test_a_start_position_is_committed_until_the_broker_has_it() -> None:
     """A partition the group never committed: its start goes with the next commit, and
     again after a failed one, even when nothing is read (so the next member starts there)."""
     states, checkpoint, _ = built()
-    states.assign(("t", 0)).offsets.start_at(42)
+    states.assign(("t", 0))._offsets.start_at(42)
     assert [(p.offset, decode(p.metadata, p.offset)) for p in checkpoint.committable()] == [(42, set())]
     assert checkpoint.committable() == []
     checkpoint.failed(None)
@@ -115,7 +115,7 @@ def test_a_start_position_is_committed_until_the_broker_has_it() -> None:
 
 def test_a_replay_that_records_no_progress_commits_nothing() -> None:
     states, checkpoint, requests = built(Window("t", "replay-g", commits=False, bounds={0: (0, 10)}))
-    part = states.assign(("t", 0)).offsets
+    part = states.assign(("t", 0))._offsets
     part.add(0)
     part.finish(0)
     assert checkpoint.committable(force=True) == [] and not checkpoint.behind()

@@ -134,3 +134,14 @@ def test_the_check_finds_an_import_cycle(tmp_path: Path) -> None:
     )
     (package / "b.py").write_text("from package.a import x\n")
     assert import_cycles(package) == [["package.a", "package.b"]]
+
+
+def test_only_the_partition_state_touches_its_offsets() -> None:
+    """Four modules reached into `state.offsets.*`: the partition's state owns them now."""
+    home = ROOT / "runtime" / "state.py"
+    outside = [
+        str(path.relative_to(ROOT.parent))
+        for path in sorted(ROOT.rglob("*.py"))
+        if path != home and re.search(r"\._?offsets\.", path.read_text(encoding="utf-8"))
+    ]
+    assert outside == []

@@ -182,7 +182,7 @@ def test_readiness_names_a_dead_letter_outage_and_a_stuck_partition() -> None:
     dead = FakeDeadLetters()
     source.member = True
     states = Assignment()
-    part = states.assign(("bookings", 3)).offsets
+    part = states.assign(("bookings", 3))._offsets
     now = [part.moved_at]
     health = Health(
         source, sender, stop, clock=lambda: now[0], writes=Writes(dead), states=states, stuck_after_s=60
