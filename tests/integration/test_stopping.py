@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Any
 
 from bridge.devtools.sandbox import Sandbox
 from tests.support import (
@@ -60,29 +61,40 @@ def test_a_second_signal_ends_the_grace_and_the_last_line_counts_what_is_left(
     assert seqs == sorted([*range(15), *range(10, 15)])
 
 
+def stopped_while_held(cluster: TestKafka, tmp_path: Path, config: dict[str, Any], held_by: str) -> Path:
+    """Five records sent to a bridge whose every request is held back (``held_by`` logged),
+    then one SIGTERM: it stops well inside its 120 s grace, sending nothing, and leaves
+    the five to the next owner. Gives its configuration's path."""
+    cluster.create_topic(cluster.topic, 1)
+    cluster.create_topic(cluster.dlq, 1)
+    log_path = tmp_path / "bridge.log"
+    config_path = write_config(tmp_path, config)
+    process = start_bridge(config_path, log_path)
+    try:
+        produce_events(cluster.bootstrap_servers, cluster.topic, (sms_event(seq, 50) for seq in range(5)))
+        wait_for(lambda: held_by in {e["event"] for e in log_events(log_path)}, 30, held_by)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0  # well inside its 120 s of grace, one signal
+    finally:
+        process.kill()
+    (stopped,) = [e for e in log_events(log_path) if e["event"] == "bridge_stopped"]
+    assert stopped["delivered"] == 0 and stopped["to_send"] == 5 and stopped["final_commit"] == "ok"
+    return config_path
+
+
 def test_sigterm_while_intilery_refuses_the_credentials_stops_at_once(
     cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
 ) -> None:
     """With the token refused and nothing in flight it waited out the whole grace: nothing
     could move before a person mends the token. Now it stops without waiting, sending
     nothing, and leaves the records to the next owner."""
-    cluster.create_topic(cluster.topic, 1)
-    cluster.create_topic(cluster.dlq, 1)
     config = base_config(cluster, sandbox.url, "stopping-refused", shutdown_grace_s=120)
     config["delivery"]["retry"]["auth_backoff_ms"] = 120_000  # no probe inside the test
-    log_path = tmp_path / "bridge.log"
     sandbox.state.token = "revoked"
-    process = start_bridge(write_config(tmp_path, config), log_path)
     try:
-        produce_events(cluster.bootstrap_servers, cluster.topic, (sms_event(seq, 50) for seq in range(5)))
-        wait_for(lambda: "intilery_auth_failed" in {e["event"] for e in log_events(log_path)}, 30, "refused")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0  # well inside its 120 s of grace, one signal
+        stopped_while_held(cluster, tmp_path, config, "intilery_auth_failed")
     finally:
-        process.kill()
         sandbox.state.token = TOKEN
-    (stopped,) = [e for e in log_events(log_path) if e["event"] == "bridge_stopped"]
-    assert stopped["delivered"] == 0 and stopped["to_send"] == 5 and stopped["final_commit"] == "ok"
     assert accepted(sandbox) == []
 
 
@@ -92,23 +104,12 @@ def test_sigterm_while_intilery_holds_every_request_back_stops_at_once(
     """A 429 asking for two minutes held the stop for the whole grace with nothing on the
     wire. The grace is for answers: with none awaited, it stops at once, sending nothing
     more, and the next owner sends the records."""
-    cluster.create_topic(cluster.topic, 1)
-    cluster.create_topic(cluster.dlq, 1)
     config = base_config(cluster, sandbox.url, "stopping-held", shutdown_grace_s=120)
-    log_path = tmp_path / "bridge.log"
     sandbox.state.set_faults({"status": 429, "retry_after": 120})
-    config_path = write_config(tmp_path, config)
-    process = start_bridge(config_path, log_path)
     try:
-        produce_events(cluster.bootstrap_servers, cluster.topic, (sms_event(seq, 50) for seq in range(5)))
-        wait_for(lambda: "command_retry" in {e["event"] for e in log_events(log_path)}, 30, "a 429")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0  # well inside its 120 s of grace, one signal
+        config_path = stopped_while_held(cluster, tmp_path, config, "command_retry")
     finally:
-        process.kill()
         sandbox.state.set_faults({"status": None, "count": 0, "retry_after": None})
-    (stopped,) = [e for e in log_events(log_path) if e["event"] == "bridge_stopped"]
-    assert stopped["delivered"] == 0 and stopped["to_send"] == 5 and stopped["final_commit"] == "ok"
     assert accepted(sandbox) == []
     again = start_bridge(config_path, tmp_path / "again.log", "--until-caught-up")
     assert again.wait(timeout=60) == 0
