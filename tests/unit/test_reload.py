@@ -17,7 +17,7 @@ from bridge.metrics import Metrics
 from bridge.ops.loading import load
 from bridge.ops.reload import Reloader, restart_needed
 from bridge.rules.mapping import Mapper, rules_version
-from tests.support import TOKEN, base_config, run_cli
+from tests.support import TOKEN, base_config, run_cli, until
 
 
 @pytest.fixture(autouse=True)
@@ -209,9 +209,18 @@ def test_watching_sees_a_config_map_s_symlink_swap(tmp_path: Path) -> None:
     (tmp_path / "bridge.yaml").symlink_to("..data/bridge.yaml")
     reload, swaps, _ = reloader(tmp_path / "bridge.yaml", watch=True)
 
+    looked: list[object] = []
+    digest = reload._digest
+
+    def looking() -> tuple[str | None, ...]:  # each time the watcher reads the file
+        looked.append(1)
+        return digest()
+
+    reload._digest = looking  # type: ignore[method-assign]
+
     async def scenario() -> None:
         watching = asyncio.create_task(reload.run())
-        await asyncio.sleep(0.2)
+        await until(lambda: len(looked) >= 2, 10, "the watcher to look at the file twice")
         assert swaps.mappers == []  # nothing changed yet
         (tmp_path / "..data_tmp").symlink_to("v2")
         os.replace(tmp_path / "..data_tmp", tmp_path / "..data")
