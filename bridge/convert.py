@@ -27,9 +27,9 @@ import structlog
 
 from bridge.decode.avro import SchemaNotCached
 from bridge.decode.registry import SchemaRegistry
-from bridge.errors import InternalError, MissingFields, RecordError, Withheld
+from bridge.errors import InternalError, MissingFields, RecordError
 from bridge.intilery.sending import withheld
-from bridge.model import Command, Record
+from bridge.model import Command, Record, Withheld
 from bridge.rules.mapping import Mapper
 
 log = structlog.get_logger("bridge")

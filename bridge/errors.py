@@ -18,12 +18,11 @@
     │   ├── RetryableError       connection errors, timeouts, 408, 429, 5xx
     │   └── SetupError           3xx: intilery.url is wrong; pause everything, probe
     │       └── AuthError        401/403: the credentials are wrong, the same
-    └── Withheld                 not to be sent, and not the record's failure: skipped
-                                 (``stale``: past its rule's max_age; ``incomplete``: a
-                                 template's field absent, its rule's on_missing: skip)
 
-    SchemaNotCached (bridge.decode.avro) is no error but a signal: a record's Avro schema is
-    not fetched yet, so its lane fetches it first (never raised past the pipeline).
+Two outcomes that are no errors live outside the tree: a command not to be sent
+(:class:`bridge.model.Withheld`, a value the sender returns: ``stale``, ``incomplete``),
+and SchemaNotCached (bridge.decode.avro), a signal that a record's Avro schema is not
+fetched yet, so its lane fetches it first (never raised past the pipeline).
 
 Foreign exceptions (httpx, json, jmespath, confluent-kafka) are translated once,
 at the edge that meets them, with ``raise ... from exc``: confluent-kafka's only
@@ -129,17 +128,6 @@ class DeliveryError(BridgeError):
 
 class RetryableError(DeliveryError):
     pass
-
-
-class Withheld(BridgeError):
-    """The command is skipped, not sent: ``outcome`` says why (``stale``: its event is older
-    than its rule's ``max_age``; ``incomplete``: a template's field is absent and its rule's
-    ``on_missing`` is ``skip``), the message names the rule's setting."""
-
-    def __init__(self, outcome: str, reason: str) -> None:
-        super().__init__(reason)
-        self.outcome = outcome
-        self.reason = reason
 
 
 class SetupError(DeliveryError):

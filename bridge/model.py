@@ -112,3 +112,14 @@ class Position:
     @property
     def tp(self) -> TopicPartitionKey:
         return (self.topic, self.partition)
+
+
+@dataclass(frozen=True, slots=True)
+class Withheld:
+    """A command skipped, not sent, and not the record's failure: ``outcome`` says why
+    (``stale``: its event is older than its rule's ``max_age``; ``incomplete``: a
+    template's field is absent and its rule's ``on_missing`` is ``skip``), ``reason``
+    names the rule's setting. The sender returns it in place of Intilery's answer."""
+
+    outcome: str
+    reason: str

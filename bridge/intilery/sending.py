@@ -12,10 +12,10 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from bridge.config import RetryConfig
-from bridge.errors import AuthError, DeliveryError, RejectedError, SetupError, Withheld
+from bridge.errors import AuthError, DeliveryError, RejectedError, SetupError
 from bridge.intilery.client import Delivered
 from bridge.intilery.ratelimit import Pace
-from bridge.model import Command
+from bridge.model import Command, Withheld
 from bridge.timestamps import duration_text
 from bridge.tracing import Span
 
@@ -79,7 +79,7 @@ class Sender:
 
     Before every attempt a command that is not to be sent (:func:`withheld`: past its
     rule's ``max_age``, unless ``guard_stale`` is off as for ``replay --ignore-max-age``;
-    held back by its rule's ``on_missing: skip``) raises :class:`Withheld` instead.
+    held back by its rule's ``on_missing: skip``) is returned as :class:`Withheld` instead.
     """
 
     def __init__(
@@ -114,15 +114,19 @@ class Sender:
 
     async def send(
         self, command: Command, context: Mapping[str, Any] = MappingProxyType({}), span: Span | None = None
-    ) -> Delivered:
-        """``context`` (where the command comes from) is passed to ``on_retry`` for its log
-        line; ``span``: its record's, of which each request is a child."""
+    ) -> Delivered | Withheld:
+        """Intilery's acceptance, or why the command is not to be sent (:func:`withheld`,
+        checked before every attempt). ``context`` (where the command comes from) is passed
+        to ``on_retry`` for its log line; ``span``: its record's, of which each request is a
+        child."""
         attempt = 0
         while True:
             attempt += 1
             request = span.child() if span is not None and self._children else span
             try:
                 delivered = await self._attempt(command, request)
+                if isinstance(delivered, Withheld):
+                    return delivered
             except RejectedError as exc:  # refused for good: the record's to dead-letter
                 self._traced(request, command, attempt, exc.status, 0.0)
                 raise
@@ -151,7 +155,7 @@ class Sender:
         if self._spans is not None and request is not None:
             self._spans.request(request, command.rule, command.name, command.action, status, attempt, ms)
 
-    async def _attempt(self, command: Command, span: Span | None) -> Delivered:
+    async def _attempt(self, command: Command, span: Span | None) -> Delivered | Withheld:
         while True:
             await self.gate.wait(self._sleep)
             if self.gate.auth_failed:
@@ -174,9 +178,9 @@ class Sender:
             await self._pace()
             await self.gate.wait(self._sleep)
 
-    async def _post_now(self, command: Command, span: Span | None) -> Delivered:
+    async def _post_now(self, command: Command, span: Span | None) -> Delivered | Withheld:
         if (skipped := withheld(command, int(time.time() * 1000) if self.guard_stale else None)) is not None:
-            raise skipped
+            return skipped
         self.in_flight += 1
         try:
             return await self._post(command, span)

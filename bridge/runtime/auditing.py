@@ -8,12 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.config import BridgeConfig
-from bridge.errors import Withheld
 from bridge.intilery.client import Delivered
 from bridge.kafka import auditentry as entry
 from bridge.kafka.deadletter import DeadLetterHeaders
 from bridge.kafka.window import Window
-from bridge.model import Command, Record
+from bridge.model import Command, Record, Withheld
 from bridge.runtime.inprogress import RecordInProgress
 from bridge.runtime.ports import AuditSink
 

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from bridge.errors import AuthError, DeliveryError, RecordError, SetupError, Withheld
+from bridge.errors import AuthError, DeliveryError, RecordError, SetupError
 from bridge.intilery.client import Delivered
 from bridge.metrics import Metrics
-from bridge.model import Command, Record
+from bridge.model import Command, Record, Withheld
 from bridge.rules.commands import KNOWN_EVENTS
 from bridge.tracing import Span, record_span
 

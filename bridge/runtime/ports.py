@@ -16,7 +16,7 @@ from bridge.errors import RecordError
 from bridge.intilery.client import Delivered
 from bridge.intilery.sending import Gate
 from bridge.kafka.deadletter import FailureContext
-from bridge.model import Command, Fetched, Position, Record, TopicPartitionKey
+from bridge.model import Command, Fetched, Position, Record, TopicPartitionKey, Withheld
 from bridge.tracing import Span
 
 
@@ -69,7 +69,9 @@ class CommandSender(Protocol):
     @property
     def failing_since(self) -> float | None: ...
 
-    async def send(self, command: Command, context: Mapping[str, Any], span: Span | None, /) -> Delivered: ...
+    async def send(
+        self, command: Command, context: Mapping[str, Any], span: Span | None, /
+    ) -> Delivered | Withheld: ...
 
 
 class KafkaWrites(Protocol):

@@ -30,12 +30,11 @@ from bridge.errors import (
     RecordError,
     RejectedError,
     RetryableError,
-    Withheld,
 )
 from bridge.intilery.sending import Backoff
 from bridge.kafka.deadletter import FailureContext
 from bridge.kafka.window import Window
-from bridge.model import Command, Record
+from bridge.model import Command, Record, Withheld
 from bridge.rules.mapping import Mapper
 from bridge.runtime.auditing import Audit
 from bridge.runtime.health import Stop
@@ -141,14 +140,14 @@ class RecordPath:
                     delivered = await self.sender.send(
                         command, record_fields(work.origin, work.span), work.span
                     )
-                except Withheld as skipped:
-                    self.outcomes.withheld(command, work.origin, skipped, work.span)
-                    if self.audit is not None:
-                        self.audit.withheld(work, command, skipped)
-                    continue
                 except RejectedError as exc:
                     self.reject(work, exc.for_rule(command.rule), command)
                     return
+                if isinstance(delivered, Withheld):  # not to be sent: stale, incomplete
+                    self.outcomes.withheld(command, work.origin, delivered, work.span)
+                    if self.audit is not None:
+                        self.audit.withheld(work, command, delivered)
+                    continue
                 self.outcomes.delivered(command, work.origin, delivered, work.mapper.version, work.span)
                 if self.audit is not None:
                     self.audit.delivered(work, command, delivered, index)
