@@ -9,6 +9,11 @@ entries from that time (less :data:`MARGIN_MS`) to its end, by a consumer of its
 committed offset on: ``(offset, rule) → eventId``. Those commands are not sent again
 (``delivery.skip_audited``), or are sent and their entries marked ``resent``.
 
+The look-up runs on a thread of its own, so the Kafka thread goes on polling and the
+other partitions' records keep flowing; the partitions looked up stay paused until it
+is done (:class:`~bridge.kafka.source.Source`), so none of their records is handed on
+before what their previous owner sent is known.
+
 Entries are outside bytes (another writer may share the topic): anything that is not
 an entry of this group, outside a replay, naming a source offset and a rule, is passed
 over. A look-up that fails or takes longer than ``timeout_s`` gives what it found: a
@@ -17,6 +22,8 @@ command it missed is sent again, as it would be without an audit topic.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -79,34 +86,60 @@ class SentLog:
         self._group = group
         self._timeout_s = timeout_s
         self._factory = factory
-        self._wanted: dict[TopicPartitionKey, Wanted] = {}  # assigned, not looked up yet
+        self._wanted: dict[TopicPartitionKey, Wanted] = {}  # assigned, the look-up not started yet
+        self._looking: dict[TopicPartitionKey, Wanted] = {}  # being looked up (the latest of each)
+        self._answers: queue.SimpleQueue[dict[TopicPartitionKey, tuple[Wanted, SentEarlier]]]
+        self._answers = queue.SimpleQueue()
 
     @classmethod
     def off(cls) -> SentLog:
         """Looks nothing up: no audit topic, or a replay (which commits nothing of the group's)."""
         return cls({}, None, "")
 
-    def assigned(self, committed: dict[TopicPartitionKey, tuple[int, offsetmap.Committed]]) -> None:
+    def assigned(
+        self, committed: dict[TopicPartitionKey, tuple[int, offsetmap.Committed]]
+    ) -> set[TopicPartitionKey]:
         """Partitions assigned, each with its committed offset and what its metadata says:
-        those whose commit says commands may have been sent since are looked up next."""
-        if self._topic is not None:
-            self._wanted |= {
-                key: Wanted(offset, found.finished, found.since_ms)
-                for key, (offset, found) in committed.items()
-                if found.since_ms
-            }
+        those whose commit says commands may have been sent since are looked up (the keys
+        given back); their records wait until :meth:`looked_up` gives what was found."""
+        if self._topic is None:
+            return set()
+        wanted = {
+            key: Wanted(offset, found.finished, found.since_ms)
+            for key, (offset, found) in committed.items()
+            if found.since_ms
+        }
+        self._wanted |= wanted
+        self._looking |= wanted
+        return set(wanted)
 
     def revoked(self, keys: list[TopicPartitionKey]) -> None:
         for key in keys:
             self._wanted.pop(key, None)
+            self._looking.pop(key, None)  # what its look-up finds is passed over
 
     def looked_up(self) -> dict[TopicPartitionKey, SentEarlier] | None:
-        """What the partitions assigned since the last call were sent (None: none to look up).
-        Never inside a rebalance callback: it reads with a consumer of its own."""
-        if not self._wanted:
-            return None
-        wanted, self._wanted = self._wanted, {}
-        return self.look_up(wanted)
+        """What the look-ups done since the last call found, for the partitions still
+        assigned as they were (None: nothing new); starts the look-up of those assigned
+        since. Never inside a rebalance callback: it reads with a consumer of its own."""
+        if self._wanted:
+            wanted, self._wanted = self._wanted, {}
+            threading.Thread(target=self._look_up_aside, args=(wanted,), daemon=True).start()
+        found: dict[TopicPartitionKey, SentEarlier] = {}
+        while not self._answers.empty():
+            for key, (want, sent) in self._answers.get().items():
+                if self._looking.get(key) is want:  # not revoked (nor assigned again) meanwhile
+                    del self._looking[key]
+                    found[key] = sent
+        return found or None
+
+    def _look_up_aside(self, wanted: dict[TopicPartitionKey, Wanted]) -> None:
+        try:
+            found = self.look_up(wanted)
+        except Exception:  # never leave the partitions waiting: found nothing, sent again
+            log.exception("audit_lookup_failed", topic=self._topic)
+            found = {key: SentEarlier(want.since_ms) for key, want in wanted.items()}
+        self._answers.put({key: (want, found[key]) for key, want in wanted.items()})
 
     def look_up(self, wanted: dict[TopicPartitionKey, Wanted]) -> dict[TopicPartitionKey, SentEarlier]:
         """Per partition of ``wanted``, the commands its entries show were sent."""

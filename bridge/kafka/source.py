@@ -68,6 +68,7 @@ class Source:
         self._incremental = cooperative or conf.get("group.protocol") == "consumer"
         self._topics, self._sent_log = topics, sent_log or SentLog.off()
         self.assigned: set[TopicPartitionKey] = set()
+        self._looking_up: set[TopicPartitionKey] = set()  # paused until the audit look-up is done
         self.member = False  # an assignment (maybe empty) was received: the group knows us
         self.rebalances = 0  # assignments and revocations so far
         self.partitions_total: int | None = None  # of the subscribed topics, as of the last assignment
@@ -102,8 +103,11 @@ class Source:
             self._recount = False
             self.partitions_total = partition_total(self._consumer, self._topics) or self.partitions_total
             self._listener.partitions_counted()
-        if (found := self._sent_log.looked_up()) is not None:  # before their records are handed on
-            self._listener.sent_earlier(found)
+        if (found := self._sent_log.looked_up()) is not None:
+            self._listener.sent_earlier(found)  # before any of their records: they were paused
+            self._looking_up.difference_update(found)
+            if not self.paused:
+                self._consumer.resume([TopicPartition(t, p) for t, p in found])
         return Fetched(records, ends)
 
     def pause(self, paused: bool) -> None:
@@ -111,8 +115,9 @@ class Source:
 
         The state is also applied to partitions assigned later.
         """
-        if paused != self.paused and self.assigned:
-            partitions = [TopicPartition(t, p) for t, p in self.assigned]
+        waiting = self._looking_up if not paused else set()  # resumed once looked up
+        if paused != self.paused and (keys := self.assigned - waiting):
+            partitions = [TopicPartition(t, p) for t, p in keys]
             (self._consumer.pause if paused else self._consumer.resume)(partitions)
             log.info("consumer_paused" if paused else "consumer_resumed", partitions=len(partitions))
         self.paused = paused
@@ -157,11 +162,16 @@ class Source:
         maps = {key: (tp.offset, committed_map(tp)) for key, tp in (committed or {}).items()}
         finished = {key: found.finished for key, (_, found) in maps.items()}
         self._listener.assigned(keys, finished, {(tp.topic, tp.partition): tp.offset for tp in starts})
-        self._sent_log.assigned(maps)  # looked up in fetch(), not inside the callback (see above)
+        # Looked up on a thread of its own, started in fetch() (not inside the callback: see
+        # above); their records wait for it, paused.
+        self._looking_up |= self._sent_log.assigned(maps)
         # Assign now rather than after this callback, so the pause state can be applied:
         # librdkafka remembers a partition's pause across revocation and reassignment.
         (consumer.incremental_assign if self._incremental else consumer.assign)(partitions)
-        (consumer.pause if self.paused else consumer.resume)(partitions)
+        waiting = [tp for tp in partitions if (tp.topic, tp.partition) in self._looking_up]
+        running = [tp for tp in partitions if (tp.topic, tp.partition) not in self._looking_up]
+        consumer.pause(waiting)
+        (consumer.pause if self.paused else consumer.resume)(running)
         if starts and (refused := commit_start_positions(consumer, starts)):
             self._commits.failed(refused)
 
@@ -180,6 +190,7 @@ class Source:
             self.commit(last, wait=True)
         self._listener.released(keys)
         self._sent_log.revoked(keys)
+        self._looking_up.difference_update(keys)
         log.info(
             "partitions_lost" if lost else "partitions_revoked", partitions=[f"{t}[{p}]" for t, p in keys]
         )

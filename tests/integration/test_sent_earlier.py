@@ -6,14 +6,21 @@ from then and does not send again a command an entry shows Intilery accepted (or
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer
 
 from bridge.devtools.sandbox import Sandbox
+from bridge.kafka.consumer import consumer_config
+from bridge.kafka.listener import SourceListener
 from bridge.kafka.offsetmap import encode, read
+from bridge.kafka.sentlog import SentEarlier, SentLog
+from bridge.kafka.source import Source
+from bridge.model import Record, TopicPartitionKey
 from tests.integration.test_finished_map import commit, committed, seed
 from tests.support import (
     CheckedProducer,
@@ -23,6 +30,7 @@ from tests.support import (
     log_events,
     read_all,
     start_bridge,
+    wait_for,
     write_config,
 )
 
@@ -94,3 +102,71 @@ def test_what_the_audit_topic_shows_sent_after_the_last_commit(
     assert final.offset == len(seqs)
     after = read(final.metadata or "", final.offset)
     assert after is not None and after.since_ms == 0  # stopped with nothing unfinished: nothing to look up
+
+
+class HeldLookUp:
+    """The look-up's own consumer (a real one), held at its first step until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+    def __call__(self, conf: dict[str, Any]) -> Any:
+        consumer = Consumer(conf)
+        started, release = self.started, self.release
+
+        class Held:
+            def list_topics(self, *args: Any, **kwargs: Any) -> Any:
+                started.set()
+                assert release.wait(60), "never released"
+                return consumer.list_topics(*args, **kwargs)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(consumer, name)
+
+        return Held()
+
+
+class Told(SourceListener):
+    def __init__(self) -> None:
+        self.told: list[tuple[str, Any]] = []
+
+    def sent_earlier(self, found: dict[TopicPartitionKey, SentEarlier]) -> None:
+        self.told.append(("sent_earlier", sorted(found)))
+
+
+def test_the_look_up_keeps_its_partition_waiting_not_the_others(cluster: TestKafka) -> None:
+    """Partition 0's commit says commands may have been sent since: its records wait for the
+    look-up (held here) while partition 1's, with nothing to look up, flow; the Kafka thread
+    goes on fetching meanwhile."""
+    cluster.create_topic(cluster.topic, 2)
+    audit_topic = f"{cluster.topic}.audit"
+    cluster.create_topic(audit_topic, 1)
+    producer = CheckedProducer(cluster.bootstrap_servers)
+    for n in range(20):
+        producer.produce(cluster.topic, value=b"%d" % n, partition=n % 2)
+    producer.flush()
+    group = cluster.name("g")
+    commit(cluster, group, 0, encode(0, [], since_ms=int(time.time() * 1000) - MINUTE_MS)[0])
+    held, listener = HeldLookUp(), Told()
+    conf = consumer_config(
+        {"bootstrap.servers": cluster.bootstrap_servers, "group.id": group, "auto.offset.reset": "earliest"}
+    )
+    sent_log = SentLog({"bootstrap.servers": cluster.bootstrap_servers}, audit_topic, group, factory=held)
+    source = Source(conf, [cluster.topic], listener, sent_log=sent_log)
+    source.start()
+    records: list[Record] = []
+
+    def fetched(partition: int, count: int) -> bool:
+        records.extend(source.fetch(100).records)
+        return sum(r.partition == partition for r in records) >= count
+
+    try:
+        wait_for(lambda: fetched(1, 10) and held.started.is_set(), 30, "partition 1's records")
+        assert [r for r in records if r.partition == 0] == [] and listener.told == []
+        held.release.set()
+        wait_for(lambda: fetched(0, 10), 30, "partition 0's records once looked up")
+        assert listener.told == [("sent_earlier", [(cluster.topic, 0)])]
+    finally:
+        held.release.set()
+        source.close()
