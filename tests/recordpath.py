@@ -30,9 +30,9 @@ from bridge.runtime.partitions import Partitions
 from bridge.runtime.pipeline import Bridge, BridgeParts
 from bridge.runtime.records import RecordPath
 from bridge.runtime.shadow import Shadow
+from bridge.runtime.sinks import OwnTopicSinks
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import KafkaWorker
-from bridge.runtime.writes import Writes
 from bridge.tracing import Span
 from tests.support import TOKEN, base_config, sms_event, write_config
 
@@ -221,7 +221,7 @@ def build(
         audit=Audit(audit, False, "g", skip_sent=skip_audited) if audit is not None else None,
     )
     checkpoint = Checkpoint(states, kafka, metrics)
-    partitions = Partitions(source, states, checkpoint, metrics, grace_s=1, writes=Writes(dlq, audit))
+    partitions = Partitions(source, states, checkpoint, metrics, grace_s=1, sinks=OwnTopicSinks(dlq, audit))
     source.listener = events
     parts = BridgeParts(
         kafka=kafka,
@@ -231,7 +231,7 @@ def build(
         checkpoint=checkpoint,
         partitions=partitions,
         sender=sender,
-        writes=Writes(dlq, audit),
+        sinks=OwnTopicSinks(dlq, audit),
         outcomes=outcomes,
         health=Health(source, sender, stop, states=states),
         back_pressure=BackPressure(max_buffered, max_buffered_bytes),

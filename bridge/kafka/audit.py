@@ -3,7 +3,7 @@ Intilery accepted, keyed by its userId, acknowledged before the command's record
 committed (as a dead letter is). An entry refused for its content is written again at
 once without the command's body (``delivery.audit_include_body``), its ``body_omitted``
 saying so; refused for availability, it is retried and holds the commit back
-(:class:`~bridge.kafka.writer.Writer`): a full or missing audit topic never loses an
+(:class:`~bridge.kafka.writer.TopicWriter`): a full or missing audit topic never loses an
 entry silently."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from bridge.kafka import auditentry
-from bridge.kafka.writer import CONTENT, CONTENT_ERRORS, Omitted, Writer
+from bridge.kafka.writer import CONTENT, CONTENT_ERRORS, Omitted, TopicWriter
 
 log = structlog.get_logger("bridge.kafka.audit")
 
@@ -28,7 +28,7 @@ class Entry:
     body: dict[str, Any] | None  # the command's body, with delivery.audit_include_body
 
 
-class AuditLog(Writer[Entry]):
+class AuditLog(TopicWriter[Entry]):
     kind, what = "audit", "the audit topic"
 
     def send(self, fields: dict[str, Any], body: dict[str, Any] | None, on_done: Callable[[], None]) -> None:

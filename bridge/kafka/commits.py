@@ -32,8 +32,8 @@ class Commits:
             result = consumer.commit(offsets=offsets, asynchronous=not wait)
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
-            self.failed(str(error or exc))
-            self._listener.commit_failed(None)
+            self.log_refusal(str(error or exc))
+            self._listener.not_committed(None)
             if isinstance(error, KafkaError) and error.code() == KafkaError.OFFSET_METADATA_TOO_LARGE:
                 self._listener.map_too_large(max(len(tp.metadata or "") for tp in offsets))
             return False
@@ -45,15 +45,15 @@ class Commits:
     def answered(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """The broker's answer (librdkafka's ``on_commit``, or a synchronous commit's result)."""
         if error is not None:
-            self.failed(error.str())
-            self._listener.commit_failed(None)
+            self.log_refusal(error.str())
+            self._listener.not_committed(None)
         too_large, taken = [], []
         for tp in partitions:
             if tp.error is None and tp.offset >= 0:
                 taken.append(Position(tp.topic, tp.partition, tp.offset))
             elif tp.error is not None:
-                self.failed(tp.error.str(), topic=tp.topic, partition=tp.partition)
-                self._listener.commit_failed((tp.topic, tp.partition))
+                self.log_refusal(tp.error.str(), topic=tp.topic, partition=tp.partition)
+                self._listener.not_committed((tp.topic, tp.partition))
                 if tp.error.code() == KafkaError.OFFSET_METADATA_TOO_LARGE:
                     too_large.append(len(tp.metadata or ""))
         if taken:  # once per commit: each call wakes the event loop
@@ -61,7 +61,7 @@ class Commits:
         if too_large:  # once per commit: the bound follows the smallest map refused
             self._listener.map_too_large(min(too_large) or None)
 
-    def failed(self, error: str, **where: Any) -> None:
+    def log_refusal(self, error: str, **where: Any) -> None:
         """Logged once per error per 10 s: while the group coordinator moves, every
         commit fails the same way for seconds (the next commit carries the offsets)."""
         if (repeated := self._repeats.allow(error)) is not None:

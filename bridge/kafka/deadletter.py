@@ -16,7 +16,7 @@ keeps it); otherwise each form is smaller than the one before: without its value
 (``x-bridge-headers-omitted``), then without its key and its time
 (``x-bridge-key-omitted``); the ``x-bridge-*`` headers say where the original is, for
 ``replay``. Refused even at its smallest, or refused for availability, it is retried as it
-is (:class:`~bridge.kafka.writer.Writer`). The record's offset stays uncommitted until the
+is (:class:`~bridge.kafka.writer.TopicWriter`). The record's offset stays uncommitted until the
 write succeeds.
 """
 
@@ -30,7 +30,7 @@ import structlog
 from confluent_kafka import KafkaError
 
 from bridge.errors import DecodeError, RecordError
-from bridge.kafka.writer import CONTENT, CONTENT_ERRORS, NOTHING_OMITTED, Omitted, Writer
+from bridge.kafka.writer import CONTENT, CONTENT_ERRORS, NOTHING_OMITTED, Omitted, TopicWriter
 from bridge.logs import redact
 from bridge.model import Record
 from bridge.tracing import TRACEPARENT, TRACESTATE
@@ -225,7 +225,7 @@ class Letter:
     known: FailureContext
 
 
-class DeadLetters(Writer[Letter]):
+class DeadLetters(TopicWriter[Letter]):
     kind, what = "dead_letter", "the dead-letter topic"
 
     def send(

@@ -35,8 +35,9 @@ class SourceListener:
     def committed(self, positions: list[Position]) -> None:
         """The broker acknowledged a commit of these partitions."""
 
-    def commit_failed(self, key: TopicPartitionKey | None) -> None:
-        """A commit failed for one partition (``None``: for all it carried)."""
+    def not_committed(self, key: TopicPartitionKey | None) -> None:
+        """A commit was not made for one partition (``None``: for all it carried): the
+        broker refused it, or it was dropped as taken before a rebalance."""
 
     def map_too_large(self, refused_bytes: int | None) -> None:
         """The broker refused a commit because its metadata (the map, of ``refused_bytes``

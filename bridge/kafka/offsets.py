@@ -158,7 +158,7 @@ class PartitionOffsets:
         commit, as far as the audit topic shows, with Intilery's eventIds."""
         return self._sent.commands.get(offset, {})
 
-    def commit_failed(self) -> None:
+    def commit_again(self) -> None:
         """The last commit did not reach the broker: the next call commits again."""
         self._carried = -1
 

@@ -132,9 +132,9 @@ class Source:
         """Commit these positions, for the partitions still assigned (False: a synchronous
         commit refused). ``rebalances``: the count when they were taken; taken before a
         rebalance (a partition may be another member's, or committed further on revocation),
-        they are dropped and told as failed: the next commit carries them again."""
+        they are dropped and told as not committed: the next commit carries them again."""
         if rebalances is not None and rebalances != self.rebalances:
-            self._listener.commit_failed(None)
+            self._listener.not_committed(None)
             return True
         return self._commits.request(self._consumer, [p for p in positions if p.tp in self.assigned], wait)
 
@@ -173,7 +173,7 @@ class Source:
         consumer.pause(waiting)
         (consumer.pause if self.paused else consumer.resume)(running)
         if starts and (refused := commit_start_positions(consumer, starts)):
-            self._commits.failed(refused)
+            self._commits.log_refusal(refused)
 
     def _revoked(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._release(partitions, lost=False)

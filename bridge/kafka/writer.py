@@ -2,11 +2,11 @@
 before its record may be committed, retried while the topic is unavailable, and written
 in a smaller form at once when refused for its content; never silently lost.
 
-A subclass says what it writes (:meth:`Writer._message` for an item in a form), how it
-gets smaller (:meth:`Writer._smaller`) and what a reduction logs. Only a write refused
+A subclass says what it writes (:meth:`TopicWriter._message` for an item in a form), how it
+gets smaller (:meth:`TopicWriter._smaller`) and what a reduction logs. Only a write refused
 for availability (broker down, ACL, queue full) is retried as it is, every second
 (``retry_delay_s``), logged once per reason per 10 s; meanwhile
-:attr:`Writer.failing_since` says so to readiness and ``on_failure`` counts it.
+:attr:`TopicWriter.failing_since` says so to readiness and ``on_failure`` counts it.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def producer_config(kafka: dict[str, Any]) -> dict[str, Any]:
     return {**conf, "acks": "all", "enable.idempotence": True, "linger.ms": 5}
 
 
-class Writer(Generic[Item]):
+class TopicWriter(Generic[Item]):
     """Writes items to ``topic``; ``on_done`` once the broker has each."""
 
     kind = "write"  # names the log lines: ``{kind}_write_failed``, ``{kind}_producer_error``

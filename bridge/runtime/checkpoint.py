@@ -82,11 +82,12 @@ class Checkpoint:
             if (state := self._states.get((position.topic, position.partition))) is not None:
                 state.acknowledged(position.offset)
 
-    def failed(self, key: TopicPartitionKey | None) -> None:
-        """Step 4: a commit failed for one partition (None: for all it carried); the next
-        commit carries their positions again."""
+    def not_committed(self, key: TopicPartitionKey | None) -> None:
+        """Step 4: a commit not made for one partition (None: for all it carried), refused
+        or dropped as taken before a rebalance; the next commit carries their positions
+        again."""
         for state in self._states.states_of(None if key is None else {key}):
-            state.commit_failed()
+            state.commit_again()
 
     def map_refused(self, refused_bytes: int | None) -> None:
         """Step 5: the broker refused a map of ``refused_bytes`` (None: of the current bound)
@@ -95,7 +96,7 @@ class Checkpoint:
         if refused > self.map_limit or not self.map_limit:
             return
         self.map_limit = refused // 2 if refused // 2 >= MIN_MAP_BYTES else 0
-        self.failed(None)
+        self.not_committed(None)
         log.warning(
             "offset_map_too_large",
             refused_bytes=refused_bytes,

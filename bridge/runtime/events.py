@@ -60,7 +60,7 @@ class Committed:
 
 
 @dataclass(frozen=True)
-class CommitFailed:
+class NotCommitted:
     key: TopicPartitionKey | None  # None: for every partition it carried
 
 
@@ -86,7 +86,7 @@ Event = (
     | Revoked
     | Released
     | Committed
-    | CommitFailed
+    | NotCommitted
     | MapTooLarge
     | PartitionsCounted
     | LostToRetention
@@ -132,8 +132,8 @@ class KafkaEvents(SourceListener):
     def committed(self, positions: list[Position]) -> None:
         self._tell(Committed(positions))
 
-    def commit_failed(self, key: TopicPartitionKey | None) -> None:
-        self._tell(CommitFailed(key))
+    def not_committed(self, key: TopicPartitionKey | None) -> None:
+        self._tell(NotCommitted(key))
 
     def map_too_large(self, refused_bytes: int | None) -> None:
         self._tell(MapTooLarge(refused_bytes))
@@ -199,8 +199,8 @@ async def _handled(event: Event, partitions: Partitions, checkpoint: Checkpoint)
             partitions.forget(keys)
         case Committed(positions):
             checkpoint.acknowledged(positions)
-        case CommitFailed(key):
-            checkpoint.failed(key)
+        case NotCommitted(key):
+            checkpoint.not_committed(key)
         case MapTooLarge(refused_bytes):
             checkpoint.map_refused(refused_bytes)
         case PartitionsCounted():

@@ -41,9 +41,9 @@ from bridge.runtime.partitions import Partitions
 from bridge.runtime.pipeline import Bridge, BridgeParts
 from bridge.runtime.records import RecordPath
 from bridge.runtime.shadow import Shadow
+from bridge.runtime.sinks import OwnTopicSinks
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import KafkaWorker
-from bridge.runtime.writes import Writes
 
 if TYPE_CHECKING:
     from bridge.spans import Spans
@@ -95,13 +95,11 @@ def build_bridge(
     decoder = decoder or Decoder(config.source, source_name, registry_for(config.source))
     writing = kafka_stage(config, source_name, events, window, intilery.shared, metrics)
     kafka = KafkaWorker(writing.source)
-    source, writes = writing.source, writing.writes
+    source, sinks = writing.source, writing.sinks
     path = record_stage(config, (mapper, shadow), decoder, intilery, writing, states, outcomes, stop, window)
     stuck_after_s = config.delivery.stuck_after_s
-    health = Health(source, intilery.sender, stop, writes=writes, states=states, stuck_after_s=stuck_after_s)
-    checkpoint, partitions = partitions_stage(
-        config, metrics, kafka, source, states, writes, intilery, window
-    )
+    health = Health(source, intilery.sender, stop, sinks=sinks, states=states, stuck_after_s=stuck_after_s)
+    checkpoint, partitions = partitions_stage(config, metrics, kafka, source, states, sinks, intilery, window)
     parts = BridgeParts(
         kafka=kafka,
         events=events,
@@ -110,7 +108,7 @@ def build_bridge(
         checkpoint=checkpoint,
         partitions=partitions,
         sender=intilery.sender,
-        writes=writes,
+        sinks=sinks,
         outcomes=outcomes,
         health=health,
         back_pressure=BackPressure(config.delivery.max_buffered_records, config.delivery.max_buffered_bytes),
@@ -127,7 +125,7 @@ def partitions_stage(
     kafka: KafkaWorker,
     source: Source,
     states: Assignment,
-    writes: Writes,
+    sinks: OwnTopicSinks,
     intilery: IntileryStage,
     window: Window | None,
 ) -> tuple[Checkpoint, Partitions]:
@@ -140,7 +138,7 @@ def partitions_stage(
         checkpoint,
         metrics,
         grace_s=config.delivery.rebalance_grace_s,
-        writes=writes,
+        sinks=sinks,
         limiter=intilery.limiter if intilery.shared else None,
         window=window,
     )
@@ -273,8 +271,8 @@ class KafkaStage:
     audit: AuditLog | None
 
     @cached_property
-    def writes(self) -> Writes:
-        return Writes(self.dead_letters, self.audit)
+    def sinks(self) -> OwnTopicSinks:
+        return OwnTopicSinks(self.dead_letters, self.audit)
 
 
 def observability_stage(

@@ -17,8 +17,8 @@ import structlog
 
 from bridge.logs import redact
 from bridge.runtime.ports import CommandSender, RecordSource
+from bridge.runtime.sinks import OwnTopicSinks
 from bridge.runtime.state import Assignment
-from bridge.runtime.writes import Writes
 
 log = structlog.get_logger("bridge")
 
@@ -99,7 +99,7 @@ class Health:
         sender: CommandSender,
         stop: Stop,
         clock: Callable[[], float] = time.monotonic,
-        writes: Writes | None = None,
+        sinks: OwnTopicSinks | None = None,
         states: Assignment | None = None,
         stuck_after_s: float = 300.0,
     ) -> None:
@@ -107,7 +107,7 @@ class Health:
         self._sender = sender
         self._stop = stop
         self._clock = clock
-        self._writes = writes
+        self._sinks = sinks
         self._states = states
         self._stuck_after_s = stuck_after_s
         self.loop_at = clock()
@@ -133,8 +133,8 @@ class Health:
         failing = self._sender.failing_since
         if failing is not None and self._clock() - failing > OUTAGE_AFTER_S:
             reasons.append(f"every request to Intilery has failed for {self._clock() - failing:.0f}s")
-        if self._writes is not None:
-            reasons += self._writes.refusals(self._clock(), OUTAGE_AFTER_S)
+        if self._sinks is not None:
+            reasons += self._sinks.refusals(self._clock(), OUTAGE_AFTER_S)
         if self._states is not None and (stuck := self._states.stuck(self._clock(), self._stuck_after_s)):
             named = ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(stuck))
             waited = f"no commit for over {self._stuck_after_s:.0f}s while records wait"

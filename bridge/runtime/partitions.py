@@ -26,8 +26,8 @@ from bridge.metrics import Metrics
 from bridge.model import Position, TopicPartitionKey
 from bridge.runtime.checkpoint import Checkpoint
 from bridge.runtime.ports import RecordSource
+from bridge.runtime.sinks import OwnTopicSinks
 from bridge.runtime.state import Assignment
-from bridge.runtime.writes import Writes
 
 log = structlog.get_logger("bridge")
 
@@ -43,7 +43,7 @@ class Partitions:
         metrics: Metrics,
         *,
         grace_s: float,
-        writes: Writes | None = None,
+        sinks: OwnTopicSinks | None = None,
         limiter: Limiter | None = None,
         window: Window | None = None,
     ) -> None:
@@ -54,7 +54,7 @@ class Partitions:
         self._checkpoint = checkpoint
         self._metrics = metrics
         self._grace_s = grace_s
-        self._writes = writes or Writes()
+        self._sinks = sinks or OwnTopicSinks()
         self._limiter = limiter
         self._window = window
 
@@ -98,10 +98,10 @@ class Partitions:
             state.releasing = True
         deadline = time.monotonic() + self._grace_s
         finished = await self._states.wait(self._grace_s, keys)
-        while self._writes.pending and time.monotonic() < deadline:
-            self._writes.poll()  # their records finish on delivery
+        while self._sinks.pending and time.monotonic() < deadline:
+            self._sinks.poll()  # their records finish on delivery
             await asyncio.sleep(0.01)
-        if not finished or self._writes.pending:
+        if not finished or self._sinks.pending:
             log.warning(
                 "rebalance_grace_expired",
                 partitions=sorted(f"{t}[{p}]" for t, p in keys),
@@ -137,5 +137,5 @@ class Partitions:
             self._states.read_through(self._window)
             and self._states.unfinished() == 0
             and not self._checkpoint.behind()
-            and not self._writes.pending
+            and not self._sinks.pending
         )

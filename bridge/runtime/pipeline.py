@@ -52,9 +52,9 @@ from bridge.runtime.outcomes import Outcomes
 from bridge.runtime.partitions import Partitions
 from bridge.runtime.ports import CommandSender
 from bridge.runtime.records import RecordPath
+from bridge.runtime.sinks import OwnTopicSinks
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import FETCH_BATCH, KafkaWorker
-from bridge.runtime.writes import Writes
 
 log = structlog.get_logger("bridge")
 
@@ -74,7 +74,7 @@ class BridgeParts:
     checkpoint: Checkpoint
     partitions: Partitions
     sender: CommandSender
-    writes: Writes  # dead letters and audit entries on their way
+    sinks: OwnTopicSinks  # dead letters and audit entries on their way
     outcomes: Outcomes
     health: Health
     back_pressure: BackPressure
@@ -157,13 +157,13 @@ class Bridge:
                 if self.stop_switch.failure is not None:
                     break
                 self.path.on_record(record)
-            self.parts.writes.poll()
+            self.parts.sinks.poll()
             # While Intilery refuses the credentials, hold back; once no lane is left to
             # probe them (all revoked), resume so new records probe again.
             paused = self.kafka.paused
             if (pause := self.parts.back_pressure.pause(*self._held(), paused, self._blocked)) != paused:
                 await self.kafka.pause(pause)
-            if fatal := self.kafka.fatal or self.parts.writes.fatal:
+            if fatal := self.kafka.fatal or self.parts.sinks.fatal:
                 self.stop_switch.fail(f"Kafka: {fatal}", EXIT_KAFKA_FATAL)
             # Caught up only with nothing read ahead (the read ahead may bring more).
             if self.until_caught_up and not self.kafka.reading_ahead and self.parts.partitions.caught_up():
@@ -192,17 +192,17 @@ class Bridge:
     async def _shutdown(self) -> None:
         grace = self.config.delivery.shutdown_grace_s
         stopping = self.stop_switch
-        writes = self.parts.writes
+        sinks = self.parts.sinks
         stopping.begin(grace)  # a second SIGTERM/SIGINT ends the grace at once
         log.info("bridge_stopping", in_flight=self.parts.sender.in_flight, grace_s=grace)
         await self.kafka.pause(True)
-        while stopping.left() > 0 and (self._lanes_may_finish() or writes.pending):
+        while stopping.left() > 0 and (self._lanes_may_finish() or sinks.pending):
             await self.kafka.poll()  # the group keeps this member; what it reads is never tracked
-            writes.poll()
+            sinks.poll()
             await self.states.wait(0.05)
         abandoned = self.states.cancel()
         await asyncio.sleep(0)
-        writes.flush(stopping.left())
+        sinks.flush(stopping.left())
         while not (committed := await self.commit(wait=True)) and stopping.left() > 0:
             # A rebalance under way refuses commits (REBALANCE_IN_PROGRESS, or ILLEGAL_GENERATION
             # for one sent while this member was rejoining, a cooperative rebalance's second

@@ -74,7 +74,7 @@ class CommandSender(Protocol):
     ) -> Delivered | Withheld: ...
 
 
-class KafkaWrites(Protocol):
+class OwnTopicSink(Protocol):
     """A writer of the bridge's own records (dead letters, audit entries): each acknowledged
     before its record is finished, retried while refused."""
 
@@ -98,7 +98,7 @@ class KafkaWrites(Protocol):
     def flush(self, timeout: float, /) -> object: ...
 
 
-class DeadLetterSink(KafkaWrites, Protocol):
+class DeadLetterSink(OwnTopicSink, Protocol):
     """Writes a record that failed for good, with its reason, and says when it is written."""
 
     def send(
@@ -106,7 +106,7 @@ class DeadLetterSink(KafkaWrites, Protocol):
     ) -> None: ...
 
 
-class AuditSink(KafkaWrites, Protocol):
+class AuditSink(OwnTopicSink, Protocol):
     """Writes an audit entry of a command Intilery accepted, and says when it is written."""
 
     def send(

@@ -103,8 +103,8 @@ class PartitionState:
     def acknowledged(self, offset: int) -> None:
         self._offsets.acknowledged(offset)
 
-    def commit_failed(self) -> None:
-        self._offsets.commit_failed()
+    def commit_again(self) -> None:
+        self._offsets.commit_again()
 
     def uncommitted(self) -> bool:
         return self._offsets.uncommitted()

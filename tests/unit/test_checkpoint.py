@@ -42,7 +42,7 @@ def test_commits_only_assigned_and_changed_partitions() -> None:
     assert checkpoint.committable() == []
     checkpoint.acknowledged([Position("t", 0, 1)])
     assert not checkpoint.behind()
-    checkpoint.failed(None)
+    checkpoint.not_committed(None)
     assert [p.offset for p in checkpoint.committable()] == [1]
     states.revoke(("t", 0))
     checkpoint.acknowledged([Position("t", 0, 5)])  # a late callback for a revoked partition changes nothing
@@ -107,7 +107,7 @@ def test_a_start_position_is_committed_until_the_broker_has_it() -> None:
     states.assign(("t", 0))._offsets.start_at(42)
     assert [(p.offset, decode(p.metadata, p.offset)) for p in checkpoint.committable()] == [(42, set())]
     assert checkpoint.committable() == []
-    checkpoint.failed(None)
+    checkpoint.not_committed(None)
     assert [p.offset for p in checkpoint.committable()] == [42]
     checkpoint.acknowledged([Position("t", 0, 42)])
     assert not checkpoint.behind()

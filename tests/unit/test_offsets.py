@@ -61,7 +61,7 @@ def test_a_failed_commit_is_taken_again() -> None:
     part.add(0)
     part.finish(0)
     assert taken(part) == (1, set(), 0) and part.to_commit() is None
-    part.commit_failed()
+    part.commit_again()
     assert taken(part) == (1, set(), 0)
 
 

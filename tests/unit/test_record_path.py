@@ -18,9 +18,9 @@ from bridge.model import Command, Position, Record
 from bridge.rules.mapping import compile_rules
 from bridge.runtime.health import EXIT_OK, EXIT_PERMANENT_FAILURE, BackPressure, Health, Stop
 from bridge.runtime.outcomes import command_label
+from bridge.runtime.sinks import OwnTopicSinks
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import FETCH_BATCH
-from bridge.runtime.writes import Writes
 from tests.recordpath import (
     TP,
     FakeAudit,
@@ -185,7 +185,7 @@ def test_readiness_names_a_dead_letter_outage_and_a_stuck_partition() -> None:
     part = states.assign(("bookings", 3))._offsets
     now = [part.moved_at]
     health = Health(
-        source, sender, stop, clock=lambda: now[0], writes=Writes(dead), states=states, stuck_after_s=60
+        source, sender, stop, clock=lambda: now[0], sinks=OwnTopicSinks(dead), states=states, stuck_after_s=60
     )
     part.add(0, 10, now[0])
     dead.failing_since, dead.last_failure = now[0], "Broker: Topic authorization failed"

@@ -163,7 +163,7 @@ def test_a_commit_taken_before_a_rebalance_is_dropped_after_it() -> None:
     failed: list[Any] = []
 
     class Listener(SourceListener):
-        def commit_failed(self, key: Any) -> None:
+        def not_committed(self, key: Any) -> None:
             failed.append(key)
 
     fake = FakeConsumer(committed={0: 0}, by_time={})
@@ -204,7 +204,7 @@ def test_a_synchronous_commit_says_whether_the_broker_took_it() -> None:
     failed: list[Any] = []
 
     class Listener(SourceListener):
-        def commit_failed(self, key: Any) -> None:
+        def not_committed(self, key: Any) -> None:
             failed.append(key)
 
     fake = RefusingConsumer([KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION, None])
