@@ -4,10 +4,10 @@ how it ended.
 :class:`RecordInProgress` knows the record's outcome once the record path decides it and
 counts the writes the record still waits for (its commands' audit entries): each write
 takes a part with :meth:`~RecordInProgress.hold` and releases it when the broker has it.
-The record is finished, once, when its outcome is known and nothing is held: then its
-``on_finished`` runs (the record path finishes it in its partition's offsets, so no
-commit passes a record whose entries are not written). A sink never calls back into
-the record path: it releases the part it was given.
+The record is finished, once, when its outcome is known and nothing is held: its
+partition's state finishes it in its offsets (so no commit passes a record whose
+entries are not written) and its span ends. A sink never calls back into the record
+path: it releases the part it was given.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from bridge.model import Command, Record
 from bridge.rules.mapping import Mapper
+from bridge.runtime.outcomes import Outcomes
 from bridge.runtime.state import PartitionState
 from bridge.tracing import Span
 
@@ -38,7 +39,7 @@ class RecordInProgress:
     origin: Record  # what the rules see: the record itself, or for redrive its original
     mapper: Mapper  # the rules it is mapped by: those in force when it was read
     span: Span  # its trace: continued from its traceparent header, else a new one
-    on_finished: Callable[[RecordInProgress], None] = field(repr=False)
+    outcomes: Outcomes = field(repr=False)  # ends its span when it is finished
     outcome: RecordOutcome | None = None  # decided by the record path
     held: int = 0  # writes it waits for: audit entries on their way
     finished: bool = False
@@ -65,4 +66,5 @@ class RecordInProgress:
     def _finish_when_done(self) -> None:
         if self.outcome is not None and not self.held and not self.finished:
             self.finished = True
-            self.on_finished(self)
+            self.state.finish(self.record.offset)  # a commit may pass it now
+            self.outcomes.finished(self.record, self.span, self.outcome)

@@ -93,7 +93,7 @@ class RecordPath:
         lane = record.key if record.key is not None else record.offset
         # The whole record is mapped by the rules in force now.
         span = self.outcomes.span_of(record)
-        work = RecordInProgress(record, state, None, record, self.mapper, span, self._finished)
+        work = RecordInProgress(record, state, None, record, self.mapper, span, self.outcomes)
         try:
             work.origin = origin_of(record, self.window, self._topics)
             work.commands = self.commands(work)
@@ -188,13 +188,6 @@ class RecordPath:
         user = command.body.get("userId") if command is not None else None
         known = FailureContext(version, None if user is None else str(user), work.span.trace_id)
         self.dead_letters.send(origin, error, written, known)
-
-    def _finished(self, work: RecordInProgress) -> None:
-        """Its outcome decided and its audit entries written: finished in its partition's
-        offsets (a commit may pass it now) and its span ended."""
-        assert work.outcome is not None
-        work.state.finish(work.record.offset)
-        self.outcomes.finished(work.record, work.span, work.outcome)
 
 
 def tracked(

@@ -1,5 +1,6 @@
 """A record in progress is finished once: when its outcome is decided and every write it
-waits for (its commands' audit entries) is released, in whichever order they come."""
+waits for (its commands' audit entries) is released, in whichever order they come; its
+partition's state then finishes its offset and its span ends."""
 
 from __future__ import annotations
 
@@ -7,16 +8,29 @@ from typing import Any
 
 from bridge.model import Record
 from bridge.runtime.inprogress import RecordInProgress, RecordOutcome
-from bridge.tracing import new_trace
+from bridge.tracing import Span, new_trace
+
+
+class Finishing:
+    """The partition state's and the outcomes' side of finishing, as they are told."""
+
+    def __init__(self, finished: list[RecordOutcome | None]) -> None:
+        self.told = finished
+        self.offsets: list[int] = []
+
+    def finish(self, offset: int) -> None:
+        self.offsets.append(offset)
+
+    def finished(self, record: Record, span: Span, outcome: RecordOutcome) -> None:
+        assert self.offsets == [record.offset], "its offset is finished before its span ends"
+        self.told.append(outcome)
 
 
 def in_progress(finished: list[RecordOutcome | None]) -> RecordInProgress:
     record = Record("bookings", 0, 7, None, b"{}", [], None)
-    state: Any = None  # not touched by the completion itself
+    finishing: Any = Finishing(finished)
     mapper: Any = None
-    return RecordInProgress(
-        record, state, [], record, mapper, new_trace(1.0), lambda work: finished.append(work.outcome)
-    )
+    return RecordInProgress(record, finishing, [], record, mapper, new_trace(1.0), finishing)
 
 
 def test_finished_when_decided_with_nothing_held() -> None:
