@@ -149,31 +149,45 @@ class Source:
         self.rebalances += 1
         self.assigned.update(keys)
         log.info("partitions_assigned", partitions=[f"{t}[{p}]" for t, p in keys])
-        committed = committed_offsets(consumer, partitions)
         # Counted once consume() returns: list_topics() inside a callback ends the Python
         # client's call state of the consume() serving it, and its next callback (a log
         # line, a second rebalance) aborts the process (CallState_get: cs != NULL).
         self._recount = self._count_partitions
+        positioned, starts = self._where_to_start(consumer, partitions)
+        self._assign(consumer, positioned)
+        if starts and (refused := commit_start_positions(consumer, starts)):
+            self._commits.log_refusal(refused)
+
+    def _where_to_start(
+        self, consumer: Any, partitions: list[TopicPartition]
+    ) -> tuple[list[TopicPartition], list[TopicPartition]]:
+        """The partitions at the offsets they start from, and those of them the group never
+        committed (to commit at once); the listener told what each last commit named
+        finished, the audit look-up told which may have had commands sent since."""
+        committed = committed_offsets(consumer, partitions)
         following = self._assignment is None
-        partitions, starts, fatal = where_to_start(
+        positioned, starts, fatal = where_to_start(
             consumer, partitions, committed, self._policy, self._start_at_ms, following
         )
         self.fatal = fatal or self.fatal
         maps = {key: (tp.offset, committed_map(tp)) for key, tp in (committed or {}).items()}
         finished = {key: found.finished for key, (_, found) in maps.items()}
+        keys = [(tp.topic, tp.partition) for tp in partitions]
         self._listener.assigned(keys, finished, {(tp.topic, tp.partition): tp.offset for tp in starts})
         # Looked up on a thread of its own, started in fetch() (not inside the callback: see
-        # above); their records wait for it, paused.
+        # _assigned); their records wait for it, paused.
         self._looking_up |= self._sent_log.assigned(maps)
-        # Assign now rather than after this callback, so the pause state can be applied:
-        # librdkafka remembers a partition's pause across revocation and reassignment.
+        return positioned, starts
+
+    def _assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        """Assign now rather than after the callback, so the pause state can be applied:
+        librdkafka remembers a partition's pause across revocation and reassignment. Those
+        being looked up wait, paused, whatever the state."""
         (consumer.incremental_assign if self._incremental else consumer.assign)(partitions)
         waiting = [tp for tp in partitions if (tp.topic, tp.partition) in self._looking_up]
         running = [tp for tp in partitions if (tp.topic, tp.partition) not in self._looking_up]
         consumer.pause(waiting)
         (consumer.pause if self.paused else consumer.resume)(running)
-        if starts and (refused := commit_start_positions(consumer, starts)):
-            self._commits.log_refusal(refused)
 
     def _revoked(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._release(partitions, lost=False)

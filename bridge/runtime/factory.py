@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from bridge.config import BridgeConfig
+from bridge.config import BridgeConfig, DeliveryConfig
 from bridge.decode.decoder import Decoder
 from bridge.decode.registry import registry_for
 from bridge.errors import ConfigError
 from bridge.intilery.batching import Batcher
 from bridge.intilery.client import IntileryClient
-from bridge.intilery.ratelimit import Limiter, pacer
+from bridge.intilery.ratelimit import Limiter, Pace, pacer
 from bridge.intilery.redislimit import RedisRateLimiter, rate_limiter
 from bridge.intilery.sending import Sender
 from bridge.kafka.audit import AuditLog
@@ -158,41 +158,59 @@ class IntileryStage:
 def intilery_stage(
     config: BridgeConfig, metrics: Metrics, outcomes: Outcomes, rate: float | None, guard_stale: bool
 ) -> IntileryStage:
+    """The sender to Intilery: the account's rate limiter (the partitions' share of it, or
+    ``rate`` of its own), the HTTP client, and one request per command or batches."""
     delivery = config.delivery
     shared = config.intilery.rate_limit.share == "partitions" and rate is None
     limiter = rate_limiter(config.intilery, rate, shared, metrics)
     pace = pacer(limiter, metrics.limiter_wait.inc) if limiter is not None else None
-    batched = delivery.batch is not None
     client = IntileryClient(
         config.intilery,
         delivery.max_in_flight,
         limiter=limiter,
         metrics=metrics,
-        pace=pace if batched else None,  # one request per command: the sender paces
+        pace=pace if delivery.batch is not None else None,  # batched: each request is paced
         longest_wait_s=delivery.retry.max_backoff_ms / 1000,
     )
-    post, in_flight = client.post, delivery.max_in_flight
-    if delivery.batch is not None:
-        # max_in_flight bounds requests; each request carries up to max_calls commands.
-        post = Batcher(client, delivery.batch, delivery.max_in_flight, outcomes.spans).post
-        in_flight = delivery.max_in_flight * delivery.batch.max_calls
-    pace = None if batched else pace
-    sender = Sender(
-        post,
-        delivery.retry,
-        in_flight,
-        outcomes.retried,
-        pace=pace,
-        guard_stale=guard_stale,
-        spans=None if batched else outcomes.spans,  # batched: the batch request has the span
-        children=not batched,
-    )
+    sender = command_sender(delivery, client, pace, outcomes, guard_stale)
     closers: list[Callable[[], Awaitable[None] | None]] = [client.close]
     if outcomes.spans is not None:
         closers.append(outcomes.spans.close)
     if isinstance(limiter, RedisRateLimiter):
         closers.append(limiter.close)
     return IntileryStage(sender, limiter, shared and limiter is not None, closers)
+
+
+def command_sender(
+    delivery: DeliveryConfig,
+    client: IntileryClient,
+    pace: Pace | None,
+    outcomes: Outcomes,
+    guard_stale: bool,
+) -> Sender:
+    """One request per command (the sender paces each and spans it), or with
+    ``delivery.batch`` requests of up to ``max_calls`` commands: ``max_in_flight`` requests
+    at once, so ``max_in_flight * max_calls`` commands (the client paces each request, the
+    batch request has the span)."""
+    if delivery.batch is None:
+        return Sender(
+            client.post,
+            delivery.retry,
+            delivery.max_in_flight,
+            outcomes.retried,
+            pace=pace,
+            guard_stale=guard_stale,
+            spans=outcomes.spans,
+        )
+    batcher = Batcher(client, delivery.batch, delivery.max_in_flight, outcomes.spans)
+    return Sender(
+        batcher.post,
+        delivery.retry,
+        delivery.max_in_flight * delivery.batch.max_calls,
+        outcomes.retried,
+        guard_stale=guard_stale,
+        children=False,
+    )
 
 
 def record_stage(

@@ -145,31 +145,45 @@ class Bridge:
     async def _consume(self) -> None:
         while not self.stop_switch.requested:
             self.parts.health.went_round()
-            fetched = await self.kafka.read()
-            self.states.reached(fetched.ends)
-            records = fetched.records
-            # Read the next batch on the Kafka thread while this one is handled, rather than
-            # wait for it after. A callback it serves (a revocation) runs on this loop after
-            # this batch, which is handled without a pause: it finds the batch's records tracked.
-            if records and self._room_ahead(records):
-                self.kafka.read_ahead()
-            for record in records:
-                if self.stop_switch.failure is not None:
-                    break
-                self.path.on_record(record)
+            records = await self._hand_on_next_batch()
             self.parts.sinks.poll()
-            # While Intilery refuses the credentials, hold back; once no lane is left to
-            # probe them (all revoked), resume so new records probe again.
-            paused = self.kafka.paused
-            if (pause := self.parts.back_pressure.pause(*self._held(), paused, self._blocked)) != paused:
-                await self.kafka.pause(pause)
+            await self._hold_back_or_go_on()
             if fatal := self.kafka.fatal or self.parts.sinks.fatal:
                 self.stop_switch.fail(f"Kafka: {fatal}", EXIT_KAFKA_FATAL)
-            # Caught up only with nothing read ahead (the read ahead may bring more).
-            if self.until_caught_up and not self.kafka.reading_ahead and self.parts.partitions.caught_up():
+            if self._caught_up():
                 log.info("caught_up")
                 break
             await asyncio.sleep(0 if records else IDLE_SLEEP_S)
+
+    async def _hand_on_next_batch(self) -> list[Record]:
+        """The next batch read, each record handed to the record path (none once the bridge
+        failed); the batch after it read ahead while there is room."""
+        fetched = await self.kafka.read()
+        self.states.reached(fetched.ends)
+        records = fetched.records
+        # Read the next batch on the Kafka thread while this one is handled, rather than
+        # wait for it after. A callback it serves (a revocation) runs on this loop after
+        # this batch, which is handled without a pause: it finds the batch's records tracked.
+        if records and self._room_ahead(records):
+            self.kafka.read_ahead()
+        for record in records:
+            if self.stop_switch.failure is not None:
+                break
+            self.path.on_record(record)
+        return records
+
+    async def _hold_back_or_go_on(self) -> None:
+        """Pause the consumer while the records held are over the bounds, or while Intilery
+        refuses the credentials; once no lane is left to probe them (all revoked), resume
+        so new records probe again."""
+        paused = self.kafka.paused
+        if (pause := self.parts.back_pressure.pause(*self._held(), paused, self._blocked)) != paused:
+            await self.kafka.pause(pause)
+
+    def _caught_up(self) -> bool:
+        """``--until-caught-up`` (and replay, redrive): every partition at its end, with
+        nothing read ahead (the read ahead may bring more)."""
+        return self.until_caught_up and not self.kafka.reading_ahead and self.parts.partitions.caught_up()
 
     def _held(self) -> tuple[int, int]:
         return self.states.held(), self.states.held_bytes()

@@ -86,27 +86,34 @@ class RecordPath:
         self.outcomes.rules_in_force(mapper.version)
 
     def on_record(self, record: Record) -> None:
+        """Track a record read; map it now when it can be, and hand it to its lane."""
         state = tracked(record, self.states, self.window, self.outcomes)
         if state is None:
             return
-        # Keyed records share a lane per key; unkeyed records need no order between them.
-        lane = record.key if record.key is not None else record.offset
-        # The whole record is mapped by the rules in force now.
         span = self.outcomes.span_of(record)
         work = RecordInProgress(record, state, None, record, self.mapper, span, self.outcomes)
-        try:
-            work.origin = origin_of(record, self.window, self._topics)
-            work.commands = self.commands(work)
-        except SchemaNotCached:
-            pass  # the lane fetches the schema first, then maps it
-        except RecordError as exc:
-            work.origin = origin_or_read(record, self.window)
-            self.reject(work, exc)
+        if not self._map_now(work):
             return
         if work.commands is not None and not work.commands:
             self._skip(work)
             return
+        # Keyed records share a lane per key; unkeyed records need no order between them.
+        lane = record.key if record.key is not None else record.offset
         state.lanes.submit(lane, partial(self.deliver, work))
+
+    def _map_now(self, work: RecordInProgress) -> bool:
+        """Map the whole record by the rules in force now (its commands left None while its
+        schema is to be fetched, in its lane); False when it cannot be: dead-lettered."""
+        try:
+            work.origin = origin_of(work.record, self.window, self._topics)
+            work.commands = self.commands(work)
+        except SchemaNotCached:
+            pass  # the lane fetches the schema first, then maps it
+        except RecordError as exc:
+            work.origin = origin_or_read(work.record, self.window)
+            self.reject(work, exc)
+            return False
+        return True
 
     def commands(self, work: RecordInProgress) -> list[Command]:
         """The work's commands by the rules it was read under (its shadow compared with them)."""
@@ -118,39 +125,17 @@ class RecordPath:
         work.decide(RecordOutcome.SKIPPED)
 
     async def deliver(self, work: RecordInProgress) -> None:
-        """Send a record's commands in order (its lane's turn); finish it after the last."""
+        """Send a record's commands in order (its lane's turn); decide its outcome after the last."""
         try:
-            if work.commands is None:
-                try:
-                    work.commands = await mapped_once_fetched(self, self._backoff, work)
-                except RecordError as exc:
-                    self.reject(work, exc)
-                    return
-                if not work.commands:
-                    self._skip(work)
-                    return
+            commands = work.commands if work.commands is not None else await self._mapped_in_lane(work)
+            if commands is None:
+                return  # dead-lettered or skipped
             sent = self.audit.sent_earlier(work) if self.audit is not None else {}  # not to send again
-            for index, command in enumerate(work.commands):
+            for index, command in enumerate(commands):
                 if self.stop.draining or not work.state.sends(work.record.offset):
                     return  # stopping, revoked, or after a failed record of its partition: send no more
-                if (event_id := sent.get(command.rule)) is not None:
-                    self.outcomes.already_sent(command, work.origin, event_id, work.span)
-                    continue
-                try:
-                    delivered = await self.sender.send(
-                        command, record_fields(work.origin, work.span), work.span
-                    )
-                except RejectedError as exc:
-                    self.reject(work, exc.for_rule(command.rule), command)
-                    return
-                if isinstance(delivered, Withheld):  # not to be sent: stale, incomplete
-                    self.outcomes.withheld(command, work.origin, delivered, work.span)
-                    if self.audit is not None:
-                        self.audit.withheld(work, command, delivered)
-                    continue
-                self.outcomes.delivered(command, work.origin, delivered, work.mapper.version, work.span)
-                if self.audit is not None:
-                    self.audit.delivered(work, command, delivered, index)
+                if not await self._send(work, command, index, sent.get(command.rule)):
+                    return  # rejected: dead-lettered
             work.decide(RecordOutcome.DELIVERED)
         except asyncio.CancelledError:
             raise
@@ -158,6 +143,41 @@ class RecordPath:
             log.exception("delivery_crashed", **record_fields(work.origin, work.span))
             error = InternalError(f"while delivering: {type(exc).__name__}: {exc}"[:500])
             self.reject(work, error)
+
+    async def _mapped_in_lane(self, work: RecordInProgress) -> list[Command] | None:
+        """The commands of a record whose schema had to be fetched first; None when it was
+        dead-lettered (it cannot be decoded or mapped) or skipped (no rule made a command)."""
+        try:
+            work.commands = await mapped_once_fetched(self, self._backoff, work)
+        except RecordError as exc:
+            self.reject(work, exc)
+            return None
+        if not work.commands:
+            self._skip(work)
+            return None
+        return work.commands
+
+    async def _send(self, work: RecordInProgress, command: Command, index: int, sent_as: str | None) -> bool:
+        """One command of the work: not sent again when the audit topic shows it was
+        (``sent_as``: its eventId); else sent, or withheld by the sender (stale,
+        incomplete). False when Intilery rejected it: the record is dead-lettered."""
+        if sent_as is not None:
+            self.outcomes.already_sent(command, work.origin, sent_as, work.span)
+            return True
+        try:
+            delivered = await self.sender.send(command, record_fields(work.origin, work.span), work.span)
+        except RejectedError as exc:
+            self.reject(work, exc.for_rule(command.rule), command)
+            return False
+        if isinstance(delivered, Withheld):
+            self.outcomes.withheld(command, work.origin, delivered, work.span)
+            if self.audit is not None:
+                self.audit.withheld(work, command, delivered)
+        else:
+            self.outcomes.delivered(command, work.origin, delivered, work.mapper.version, work.span)
+            if self.audit is not None:
+                self.audit.delivered(work, command, delivered, index)
+        return True
 
     def reject(self, work: RecordInProgress, error: RecordError, command: Command | None = None) -> None:
         """Dead-letter the work's origin (the record itself unless redriving); then its
