@@ -131,8 +131,7 @@ class IntileryEdge:
 
     def check(self, answer: Answer) -> None:
         self.server.answer(answer)
-        started = time.monotonic()
-        try:
+        try:  # never held past the time-out: wait_for's TimeoutError fails the check
             delivered = asyncio.run(asyncio.wait_for(self._post(), 10 * TIMEOUT_S + 5))
         except (DeliveryError, RejectedError) as exc:
             json.dumps(exc.reason).encode()
@@ -142,7 +141,6 @@ class IntileryEdge:
             assert 200 <= delivered.status < 300, delivered
             event_id = delivered.event_id
             assert event_id is None or (event_id.isprintable() and len(event_id) <= MAX_EVENT_ID), event_id
-        assert time.monotonic() - started < 10 * TIMEOUT_S + 5  # never held past the time-out
         self.server.answers.clear()
 
     async def _post(self) -> Any:

@@ -74,7 +74,10 @@ class RedisRateLimiter:
         local: RateLimiter,
         on_state: Callable[[bool], None] = lambda up: None,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``sleep`` waits for a slot, ``clock`` times the fallback (both for tests: the
+        slots themselves are on Redis' clock)."""
         self._redis = client
         self._keys = [f"{key}:tat", f"{key}:hold"]
         self._interval_us = 1_000_000 / per_second
@@ -82,7 +85,9 @@ class RedisRateLimiter:
         self.local = local
         self._reserve = client.register_script(RESERVE_SLOT)
         self._hold = client.register_script(HOLD)
-        self._on_state, self._sleep = on_state, sleep
+        self._on_state = on_state
+        self._sleep = sleep
+        self._clock = clock
         self.up = True
         self._retry_at = 0.0
         self._holding: set[asyncio.Task[None]] = set()
@@ -105,7 +110,7 @@ class RedisRateLimiter:
 
     async def acquire(self) -> float:
         """Wait for this request's slot in the account's bucket; gives the seconds waited."""
-        if not self.up and time.monotonic() < self._retry_at:
+        if not self.up and self._clock() < self._retry_at:
             return await self.local.acquire()
         try:
             waited_us = await asyncio.wait_for(
@@ -137,7 +142,7 @@ class RedisRateLimiter:
             self._down(exc)
 
     def _down(self, exc: BaseException) -> None:
-        self._retry_at = time.monotonic() + RETRY_REDIS_S
+        self._retry_at = self._clock() + RETRY_REDIS_S
         if self.up:
             self.up = False
             self._on_state(False)

@@ -4,24 +4,28 @@ the consumer, commits, and stops cleanly. Built by :func:`bridge.runtime.factory
 Its parts, each in its own module:
 
 - :class:`~bridge.runtime.worker.KafkaWorker`: the Kafka thread and the consumer (read
-  ahead, pause, commit requests, the callbacks handed to the loop);
+  ahead, pause, commit requests); :class:`~bridge.runtime.events.KafkaEvents`: what the
+  consumer tells, through one queue the loop drains;
 - :class:`~bridge.runtime.records.RecordPath`: decode, map, deliver in per-key lanes,
-  skip or reject a record (the record path);
+  skip or reject a record (the record path), each record a
+  :class:`~bridge.runtime.inprogress.RecordInProgress` until it is finished;
 - :class:`~bridge.runtime.state.Assignment`: one :class:`PartitionState` per partition
   owned, all the bridge knows of it;
 - :class:`~bridge.runtime.checkpoint.Checkpoint`: the commit job, in numbered steps;
 - :class:`~bridge.runtime.partitions.Partitions`: assignment, clean hand-over on
   revocation, the rate share;
 - :class:`~bridge.runtime.outcomes.Outcomes`: the count, metric and log line of each outcome;
-- :mod:`bridge.runtime.health`: the stop switch, back-pressure, health and readiness.
+- :mod:`bridge.runtime.health`: the stop switch, back-pressure, health and readiness;
+- :class:`~bridge.runtime.sinks.OwnTopicSinks`: the dead-letter and audit topics' writers.
 
 Delivery guarantees:
 
 - a record's offset is committed only when it and every earlier record of its
-  partition are finished: delivered (2xx), dead-lettered (acknowledged by the
-  broker) or skipped;
-- commands of one Kafka key (per partition) are posted in record order, at most
-  ``max_in_flight`` at once overall;
+  partition are finished: delivered (2xx, and with an audit topic their entries
+  acknowledged), dead-lettered (acknowledged by the broker) or skipped;
+- commands of one Kafka key (per partition) are posted in record order; at most
+  ``max_in_flight`` requests at once overall, each of one command, or with
+  ``delivery.batch`` of up to ``max_calls`` (so ``max_in_flight * max_calls`` commands);
 - without a dead-letter topic the first permanent failure stops the bridge,
   its offset uncommitted, and :meth:`Bridge.run` returns a non-zero code.
 """

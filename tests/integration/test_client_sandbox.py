@@ -13,7 +13,7 @@ from bridge.devtools.sandbox import Sandbox
 from bridge.errors import AuthError, RejectedError, RetryableError
 from bridge.intilery.client import Delivered, IntileryClient
 from bridge.model import Command
-from tests.support import TOKEN
+from tests.support import TOKEN, wait_for
 
 SMS = Command(
     rule="r",
@@ -192,3 +192,21 @@ def test_a_content_length_that_is_no_whole_number_is_answered_400_at_once(
         while chunk := connection.recv(65536):  # it closes the connection after answering
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 400 ") and b"content-length must be a whole number" in answer
+
+
+def test_the_sandbox_counts_requests_open_and_the_client_keeps_to_its_bound(sandbox: Sandbox) -> None:
+    """Each attempt says how many requests were open as it arrived: eight posted at once by
+    a client allowed four connections find four open at most, and four at some point."""
+    sandbox.state.set_faults({"latency_ms": 200})
+
+    async def eight() -> None:
+        client = IntileryClient(config(sandbox.url), 4)
+        try:
+            await asyncio.gather(*(client.post(SMS) for _ in range(8)))
+        finally:
+            await client.close()
+
+    asyncio.run(eight())
+    open_counts = [a["open"] for a in sandbox.state.attempts]
+    assert len(open_counts) == 8 and max(open_counts) == 4 and min(open_counts) >= 1
+    wait_for(lambda: sandbox.state.open == 0, 10, "every request answered")  # after each answer

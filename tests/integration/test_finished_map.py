@@ -55,20 +55,21 @@ def commit(cluster: TestKafka, group: str, offset: int, metadata: str) -> None:
 
 
 def committed(cluster: TestKafka, group: str) -> TopicPartition:
-    """The group's commit of partition 0 (retried while the group's coordinator moves)."""
+    """The group's commit of partition 0 (asked again while the group's coordinator moves:
+    NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS on a new broker)."""
     consumer = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": group})
+
+    def answered() -> TopicPartition | None:
+        try:
+            [found] = consumer.committed([TopicPartition(cluster.topic, 0)], timeout=10)
+        except KafkaException:
+            return None
+        return found
+
     try:
-        for attempt in range(20):
-            try:
-                [found] = consumer.committed([TopicPartition(cluster.topic, 0)], timeout=10)
-                return found
-            except KafkaException:  # NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS on a new broker
-                if attempt == 19:
-                    raise
-                time.sleep(0.25)
+        return eventually(answered, 60, f"the group coordinator to answer for {group}")
     finally:
         consumer.close()
-    raise AssertionError("unreachable")
 
 
 def run_to_the_end(cluster: TestKafka, sandbox: Sandbox, tmp_path: Path, group: str) -> list[dict]:

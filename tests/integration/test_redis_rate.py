@@ -11,16 +11,19 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 from structlog.testing import capture_logs
 
 from bridge.devtools.kafkanode import free_port
-from bridge.intilery.ratelimit import RateLimiter
-from bridge.intilery.redislimit import RedisRateLimiter, connect
-from tests.support import wait_for
+from bridge.intilery.ratelimit import RateLimiter, saved_up
+from bridge.intilery.redislimit import RETRY_REDIS_S, RedisRateLimiter, connect
+from tests.support import until, wait_for
+
+KEY = "intilery-bridge:acme:ACME"
 
 
 class RedisServer:
@@ -68,81 +71,112 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop()
 
 
-def limiter(url: str, per_second: float, burst: int, states: list[bool] | None = None) -> RedisRateLimiter:
+def limiter(
+    url: str,
+    per_second: float,
+    burst: int,
+    states: list[bool] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> RedisRateLimiter:
+    """A limiter that never sleeps itself: each acquire gives the wait Redis assigned it
+    (on Redis' clock), so the tests read the bucket's decisions, not this machine's speed."""
     local = RateLimiter(per_second, burst)
     return RedisRateLimiter(
         connect(url, None, None),
-        "intilery-bridge:acme:ACME",
+        KEY,
         per_second,
         burst,
         local,
         on_state=(states.append if states is not None else lambda up: None),
+        sleep=lambda seconds: asyncio.sleep(0),
+        clock=clock,
     )
 
 
+def redis_now_us(url: str) -> int:
+    """Redis' own clock, which the bucket's slots are on."""
+    seconds, micros = redis.Redis.from_url(url).time()
+    return seconds * 1_000_000 + micros
+
+
 def test_two_processes_share_one_bucket(redis_server: RedisServer) -> None:
-    """120 requests from two limiters at 100/s, burst 10: together never faster than one
-    bucket of the account's size allows (a small allowance for the timing of this test)."""
-    times: list[float] = []
+    """120 requests from two limiters at 100/s, burst 10: the slots Redis gives them
+    together are one bucket's, never faster than the account's rate allows after what
+    the burst saves up."""
+    waits: list[float] = []
 
     async def run() -> None:
         first, second = limiter(redis_server.url, 100, 10), limiter(redis_server.url, 100, 10)
 
         async def send(one: RedisRateLimiter, count: int) -> None:
             for _ in range(count):
-                await one.acquire()
-                times.append(time.monotonic())
+                waits.append(await one.acquire())
 
         await asyncio.gather(send(first, 60), send(second, 60))
         await first.close()
         await second.close()
 
+    before = redis_now_us(redis_server.url)
     asyncio.run(run())
-    times.sort()
-    span = times[-1] - times[0]
-    # 5 at once (of a burst of 10, half kept back: a quarter second at 100/s is more), then
-    # 100/s: the other 115 need 1.15 s
-    assert span >= 1.15 * 0.95, f"120 requests in {span:.2f} s"
-    for start in range(0, len(times), 10):
-        window = [t for t in times if times[start] <= t < times[start] + 0.5]
-        assert len(window) <= 9 + 50 + 2, "more than a burst and half a second's worth in 0.5 s"
+    took_s = (redis_now_us(redis_server.url) - before) / 1_000_000
+    interval, saved = 1 / 100, saved_up(10, 100) * (1 / 100)
+    # The k-th slot given is at least k intervals after the first, less what the burst
+    # saved up; each wait is its slot less the time it was asked (within ``took_s``).
+    for k, wait in enumerate(sorted(waits)):
+        assert wait >= k * interval - saved - took_s - 1e-6, f"slot {k}: waited {wait:.4f} s"
+    assert max(waits) <= len(waits) * interval, "no request waits longer than the bucket asks"
+    at_once = sum(1 for wait in waits if wait == 0)  # a burst's worth, and what the time taken earned
+    assert at_once <= saved_up(10, 100) + 1 + took_s / interval, f"{at_once} at once"
 
 
 def test_a_retry_after_holds_back_every_process(redis_server: RedisServer) -> None:
-    async def run() -> float:
+    """A Retry-After given to one process holds back the other, on Redis' clock."""
+
+    async def run() -> tuple[float, int]:
         first, second = limiter(redis_server.url, 1000, 100), limiter(redis_server.url, 1000, 100)
         await first.acquire()
-        first.throttled(retry_after=0.6)
-        await asyncio.sleep(0.05)  # the hold reaches Redis
-        started = time.monotonic()
-        await second.acquire()
-        waited = time.monotonic() - started
+        first.throttled(retry_after=30)
+        await until(lambda: hold_until(redis_server.url) is not None, 10, "the hold to reach Redis")
+        waited = await second.acquire()
+        asked_by = redis_now_us(redis_server.url)
         await first.close()
         await second.close()
-        return waited
+        return waited, asked_by
 
-    assert asyncio.run(run()) >= 0.5
+    waited, asked_by = asyncio.run(run())
+    held = hold_until(redis_server.url)
+    assert held is not None and waited * 1_000_000 >= held - asked_by > 0, "waits the hold out"
+    assert waited <= 30
+
+
+def hold_until(url: str) -> int | None:
+    value = redis.Redis.from_url(url).get(f"{KEY}:hold")
+    return None if value is None else int(value)
 
 
 def test_redis_gone_falls_back_at_once_and_comes_back(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bridge.intilery.redislimit.RETRY_REDIS_S", 0.3)
+    """With Redis gone the first request is served by the local bucket (one warning for the
+    episode, the next requests never asking Redis until the retry time), and once Redis
+    answers again the next request after that time is Redis'."""
     states: list[bool] = []
+    now = [0.0]
 
     async def run() -> list[Any]:
-        one = limiter(redis_server.url, 1000, 100, states)
+        one = limiter(redis_server.url, 1000, 100, states, clock=lambda: now[0])
         await one.acquire()
         assert one.up
         redis_server.stop()
-        started = time.monotonic()
         with capture_logs() as logs:
+            await one.acquire()
+            assert not one.up, "the first request after Redis went is the local bucket's"
             for _ in range(20):  # served by the local bucket, one warning for the episode
                 await one.acquire()
-            assert time.monotonic() - started < 2, "no request waits for a dead Redis"
-            assert not one.up
             redis_server.start()
-            await asyncio.sleep(0.4)
+            await one.acquire()
+            assert not one.up, "Redis is asked again only after the retry time"
+            now[0] += RETRY_REDIS_S
             await one.acquire()
         assert one.up
         await one.close()

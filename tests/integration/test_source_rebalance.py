@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from bridge.kafka.consumer import consumer_config
 from bridge.kafka.listener import SourceListener
@@ -65,11 +65,20 @@ def fetch_until(source: Source, count: int, timeout: float = 20) -> None:
         time.sleep(0.01)
 
 
-def fetch_for(source: Source, seconds: float) -> int:
-    fetched, deadline = 0, time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        fetched += len(source.fetch(100).records)
-        time.sleep(0.01)
+def fetched_while_read_elsewhere(source: Source, cluster: TestKafka, count: int) -> int:
+    """What ``source`` fetches while a reader of another group reads the topic's ``count``
+    records: the records were there to fetch all along."""
+    reader = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": cluster.name("reader")})
+    reader.assign([TopicPartition(cluster.topic, p, OFFSET_BEGINNING) for p in (0, 1)])
+    read = fetched = 0
+    deadline = time.monotonic() + 30
+    try:
+        while read < count:
+            assert time.monotonic() < deadline, f"the reader read {read} of {count}"
+            read += sum(1 for m in reader.consume(100, timeout=0.05) if m.error() is None)
+            fetched += len(source.fetch(100).records)
+    finally:
+        reader.close()
     return fetched
 
 
@@ -83,7 +92,7 @@ def test_partitions_assigned_while_paused_stay_paused(cluster: TestKafka, strate
     other.close()
     spin(source, None, lambda: len(source.assigned) == 2)  # the other one arrives while paused
     produce(producer, cluster.topic)
-    assert fetch_for(source, 1.5) == 0
+    assert fetched_while_read_elsewhere(source, cluster, 20) == 0
     source.pause(False)
     fetch_until(source, 20)
     source.close()

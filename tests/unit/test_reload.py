@@ -224,10 +224,7 @@ def test_watching_sees_a_config_map_s_symlink_swap(tmp_path: Path) -> None:
         assert swaps.mappers == []  # nothing changed yet
         (tmp_path / "..data_tmp").symlink_to("v2")
         os.replace(tmp_path / "..data_tmp", tmp_path / "..data")
-        for _ in range(40):  # within 2 s
-            if swaps.mappers:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: bool(swaps.mappers), 10, "the watcher to swap the rules in")
         watching.cancel()
 
     asyncio.run(scenario())

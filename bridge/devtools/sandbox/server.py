@@ -88,14 +88,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         answer = state.handle(url.path, headers, body)
-        if state.latency():
-            time.sleep(state.latency())
-        if isinstance(answer, str):  # DROP
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        status, extra, payload = answer
-        self._send(status, payload, extra)
+        try:
+            if state.latency():
+                time.sleep(state.latency())
+            if isinstance(answer, str):  # DROP
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            status, extra, payload = answer
+            self._send(status, payload, extra)
+        finally:
+            state.answered()
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)

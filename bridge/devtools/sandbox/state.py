@@ -67,6 +67,7 @@ class SandboxState:
         self.keep = keep  # the most recent requests and attempts each list keeps
         self._seen = {"requests": 0, "attempts": 0}  # each list's count since cleared
         self.refusing = False  # not listening: requests on connections still open are dropped
+        self.open = 0  # requests being answered now (their latency included)
         self._lock = threading.Lock()
 
     def set_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -102,11 +103,19 @@ class SandboxState:
         return self.faults.latency_ms / 1000
 
     def handle(self, path: str, headers: dict[str, str], body: bytes) -> Answer | str:
+        """The answer to a request; each attempt is kept with the count of requests open as it
+        arrived, itself included (until :meth:`answered`), so a test reads the concurrency."""
         with self._lock:
+            self.open += 1
             answer = self._answer(path, headers, body)
             status = 0 if answer == DROP else answer[0]
-            self._kept("attempts", {"at": time.time(), "path": path, "status": status})
+            self._kept("attempts", {"at": time.time(), "path": path, "status": status, "open": self.open})
             return answer
+
+    def answered(self) -> None:
+        """A request :meth:`handle` took has had its answer (or been dropped)."""
+        with self._lock:
+            self.open -= 1
 
     def _kept(self, which: str, item: dict[str, Any]) -> None:
         """Add to a list, numbered; past :attr:`keep` items the oldest half is forgotten (a
