@@ -20,6 +20,7 @@ from bridge.devtools.kafka import KafkaCluster
 from bridge.devtools.kafkanode import kafka_version
 from bridge.devtools.mockcluster import MockCluster
 from bridge.devtools.sandbox import Sandbox
+from tests.redisserver import RedisServer
 from tests.support import TOKEN, TestKafka, drill_rows_file, drill_table
 
 
@@ -64,6 +65,17 @@ def mock_cluster() -> Iterator[TestKafka]:
     errors); each use says why."""
     with MockCluster() as mock:
         yield TestKafka(mock)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real Redis of the test's own (tests/redisserver.py)."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

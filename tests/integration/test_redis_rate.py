@@ -7,68 +7,20 @@ returns to Redis when it answers again."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
 from structlog.testing import capture_logs
 
-from bridge.devtools.kafkanode import free_port
 from bridge.intilery.ratelimit import RateLimiter, saved_up
 from bridge.intilery.redislimit import RETRY_REDIS_S, RedisRateLimiter, connect
-from tests.support import until, wait_for
+from tests.redisserver import RedisServer
+from tests.support import until
 
 KEY = "intilery-bridge:acme:ACME"
-
-
-class RedisServer:
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server not found: install Debian's redis-server package (.ci/run does)"
-        self.binary, self.port = binary, free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        no_disk = ["--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", *no_disk],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(self.answers, 10, "redis-server to answer PING")
-
-    def answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                conn.sendall(b"PING\r\n")
-                return conn.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def limiter(

@@ -1,0 +1,1 @@
+"""Customer safety: a command sent once per customer whatever the producers do (the ledger)."""

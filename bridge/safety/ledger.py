@@ -1,0 +1,213 @@
+"""The ledger of commands sent once: a key per rule, customer and rendered dedupe key,
+reserved before a command is sent, confirmed when Intilery accepts it, released when
+it is dead-lettered (so a redrive may send it) or when the reservation outlives its
+bound (its owner died).
+
+A reservation names its *holder*: the consumer group and the record's position, so
+the same record read again (a retry, a resend after a crash or a rebalance) passes its
+own reservation, and even its own confirmation: those resends stay governed by the
+offset map and the audit look-up. Another record (a producer's duplicate, a replay's
+group) meeting a confirmed key is a duplicate; meeting a reservation still pending, it
+waits for its outcome.
+
+Two ledgers keep the same promises: :class:`RedisLedger` (shared by every replica,
+``replay`` and ``redrive``: one atomic Lua script per step, each key expiring with its
+window) and :class:`MemoryLedger` (this process only, bounded). Neither guesses: a
+ledger that cannot answer raises :class:`LedgerUnavailable`, and the caller waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from redis.exceptions import RedisError
+
+TIMEOUT_S = 0.5  # a Redis call slower than this counts as Redis not answering
+
+
+class Claim(StrEnum):
+    """What reserving a key found."""
+
+    RESERVED = "reserved"  # this holder may send: the key was free, or its own
+    SENT = "sent"  # another holder's command was accepted within the window: a duplicate
+    PENDING = "pending"  # another holder's reservation, its outcome not known yet
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    claim: Claim
+    holder: str | None = None  # the other holder (SENT, PENDING)
+    event_id: str | None = None  # Intilery's eventId of the command accepted (SENT), when known
+
+
+class LedgerUnavailable(Exception):
+    """The ledger did not answer: nothing may be guessed, the caller waits and asks again."""
+
+
+class Ledger(Protocol):
+    async def reserve(self, key: str, holder: str, hold_s: float) -> Reservation: ...
+
+    async def confirm(self, key: str, holder: str, event_id: str, window_s: float) -> None: ...
+
+    async def release(self, key: str, holder: str) -> None: ...
+
+
+def ledger_key(rule: str, user_id: str, rendered: str) -> str:
+    """The key of a rule's command for a customer and a rendered dedupe key: hashed, so the
+    rendered key's size does not matter and no customer data is stored."""
+    digest = hashlib.sha256("\x1f".join((rule, user_id, rendered)).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:40]
+
+
+# KEYS: the entry (a hash: s = P pending or S sent, h = holder, e = eventId).
+# ARGV: the holder, the reservation's bound (ms). Gives {claim, holder, eventId}.
+RESERVE = """
+local state = redis.call('HGET', KEYS[1], 's')
+if not state then
+  redis.call('HSET', KEYS[1], 's', 'P', 'h', ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {'reserved', '', ''}
+end
+local holder = redis.call('HGET', KEYS[1], 'h')
+if holder == ARGV[1] then
+  if state == 'P' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+  return {'reserved', '', ''}
+end
+if state == 'S' then return {'sent', holder, redis.call('HGET', KEYS[1], 'e') or ''} end
+return {'pending', holder, ''}
+"""
+
+# KEYS: the entry. ARGV: the holder, the eventId, the window (ms): kept that long from now.
+CONFIRM = """
+redis.call('HSET', KEYS[1], 's', 'S', 'h', ARGV[1], 'e', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# KEYS: the entry. ARGV: the holder. Only its own reservation, never a confirmation.
+RELEASE = """
+if redis.call('HGET', KEYS[1], 'h') == ARGV[1] and redis.call('HGET', KEYS[1], 's') == 'P' then
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+
+
+class RedisLedger:
+    """The ledger in Redis, under ``<key_prefix>:once:<key>``."""
+
+    def __init__(self, client: Any, key_prefix: str) -> None:
+        self._redis = client
+        self._prefix = f"{key_prefix}:once:"
+        self._reserve = client.register_script(RESERVE)
+        self._confirm = client.register_script(CONFIRM)
+        self._release = client.register_script(RELEASE)
+
+    async def reserve(self, key: str, holder: str, hold_s: float) -> Reservation:
+        claim, other, event_id = await self._call(self._reserve, key, holder, ms(hold_s))
+        found = Claim(text(claim))
+        if found is Claim.RESERVED:
+            return Reservation(found)
+        return Reservation(found, text(other) or None, text(event_id) or None)
+
+    async def confirm(self, key: str, holder: str, event_id: str, window_s: float) -> None:
+        await self._call(self._confirm, key, holder, event_id, ms(window_s))
+
+    async def release(self, key: str, holder: str) -> None:
+        await self._call(self._release, key, holder)
+
+    async def _call(self, script: Any, key: str, *args: Any) -> Any:
+        try:
+            return await asyncio.wait_for(script(keys=[self._prefix + key], args=list(args)), TIMEOUT_S)
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise LedgerUnavailable(f"Redis: {type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+@dataclass(slots=True)
+class Entry:
+    sent: bool
+    holder: str
+    event_id: str | None
+    expires_at: float
+
+
+class MemoryLedger:
+    """The ledger in this process: valid for one replica. At most ``max_entries`` keys; past
+    that the entries nearest their end go first (each eviction counted)."""
+
+    def __init__(
+        self,
+        max_entries: int = 1_000_000,
+        clock: Callable[[], float] = time.monotonic,
+        on_evicted: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._entries: dict[str, Entry] = {}
+        self._ends: list[tuple[float, str]] = []  # (expires_at, key), a heap; stale ones skipped
+        self._max = max_entries
+        self._clock = clock
+        self._on_evicted = on_evicted
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def reserve(self, key: str, holder: str, hold_s: float) -> Reservation:
+        now = self._clock()
+        self._expire(now)
+        entry = self._entries.get(key)
+        if entry is None:
+            self._put(key, Entry(False, holder, None, now + hold_s))
+            return Reservation(Claim.RESERVED)
+        if entry.holder == holder:
+            if not entry.sent:
+                self._put(key, Entry(False, holder, None, now + hold_s))
+            return Reservation(Claim.RESERVED)
+        if entry.sent:
+            return Reservation(Claim.SENT, entry.holder, entry.event_id)
+        return Reservation(Claim.PENDING, entry.holder)
+
+    async def confirm(self, key: str, holder: str, event_id: str, window_s: float) -> None:
+        self._put(key, Entry(True, holder, event_id or None, self._clock() + window_s))
+
+    async def release(self, key: str, holder: str) -> None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.holder == holder and not entry.sent:
+            del self._entries[key]
+
+    def _put(self, key: str, entry: Entry) -> None:
+        self._entries[key] = entry
+        heapq.heappush(self._ends, (entry.expires_at, key))
+        while len(self._entries) > self._max:
+            self._pop_earliest(evicted=True)
+        if len(self._ends) > 2 * len(self._entries) + 1024:  # ends of entries replaced since
+            self._ends = [(e.expires_at, k) for k, e in self._entries.items()]
+            heapq.heapify(self._ends)
+
+    def _expire(self, now: float) -> None:
+        while self._ends and self._ends[0][0] <= now:
+            self._pop_earliest(evicted=False)
+
+    def _pop_earliest(self, evicted: bool) -> None:
+        expires_at, key = heapq.heappop(self._ends)
+        entry = self._entries.get(key)
+        if entry is not None and entry.expires_at == expires_at:  # not replaced since
+            del self._entries[key]
+            if evicted:
+                self._on_evicted()
+
+
+def ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,168 @@
+"""The ledger of commands sent once keeps the same promises in Redis (a real one, shared
+by two clients as by two replicas) and in memory: a key is reserved by one holder, passed
+by that holder again, confirmed as sent (a duplicate to any other holder, with the first
+eventId), released only by its holder and only while pending, and a reservation whose
+owner died ends with its bound. A Redis that does not answer is said, never guessed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import redis
+
+from bridge.intilery.redislimit import connect
+from bridge.safety.ledger import (
+    Claim,
+    Ledger,
+    LedgerUnavailable,
+    MemoryLedger,
+    RedisLedger,
+    Reservation,
+    ledger_key,
+)
+from tests.redisserver import RedisServer
+
+KEY = ledger_key("abandoned-sms", "C-1001", "B-77")
+A, B = "g:bookings:0:5", "g:bookings:1:9"  # two records: the event, and a producer's copy of it
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def both(redis_url: str) -> AsyncIterator[tuple[Ledger, Ledger]]:
+    """Two clients of one Redis, as two replicas have."""
+    first = RedisLedger(connect(redis_url, None, None), "intilery-bridge")
+    second = RedisLedger(connect(redis_url, None, None), "intilery-bridge")
+    try:
+        yield first, second
+    finally:
+        await first.close()
+        await second.close()
+
+
+def in_each(redis_server: RedisServer, scenario: Callable[[Ledger, Ledger], Any]) -> None:
+    """``scenario`` over two Redis clients, then over one ledger in memory (seen twice)."""
+
+    async def over_redis() -> None:
+        async for first, second in both(redis_server.url):
+            await scenario(first, second)
+
+    asyncio.run(over_redis())
+    memory = MemoryLedger()
+    asyncio.run(scenario(memory, memory))
+
+
+def test_reserved_once_passed_by_its_holder_a_duplicate_once_confirmed(redis_server: RedisServer) -> None:
+    async def scenario(first: Ledger, second: Ledger) -> None:
+        key = ledger_key("abandoned-sms", "C-1001", f"B-{id(first)}")
+        assert await first.reserve(key, A, 60) == Reservation(Claim.RESERVED)
+        assert await first.reserve(key, A, 60) == Reservation(Claim.RESERVED)  # a retry: its own
+        assert await second.reserve(key, B, 60) == Reservation(Claim.PENDING, A)
+        await first.confirm(key, A, "E-1", 3600)
+        assert await second.reserve(key, B, 60) == Reservation(Claim.SENT, A, "E-1")
+        assert await second.reserve(key, A, 60) == Reservation(Claim.RESERVED)  # the record again
+        await second.release(key, B)  # not its holder's: changes nothing
+        await second.release(key, A)  # confirmed: never released
+        assert await second.reserve(key, B, 60) == Reservation(Claim.SENT, A, "E-1")
+
+    in_each(redis_server, scenario)
+
+
+def test_released_while_pending_the_next_record_may_send(redis_server: RedisServer) -> None:
+    """A command dead-lettered releases its key, so a redrive (or the copy) can send it."""
+
+    async def scenario(first: Ledger, second: Ledger) -> None:
+        key = ledger_key("abandoned-sms", "C-1002", f"B-{id(first)}")
+        await first.reserve(key, A, 60)
+        await second.release(key, B)
+        assert (await second.reserve(key, B, 60)).claim is Claim.PENDING
+        await first.release(key, A)
+        assert await second.reserve(key, B, 60) == Reservation(Claim.RESERVED)
+
+    in_each(redis_server, scenario)
+
+
+def test_a_dead_owners_reservation_ends_with_its_bound_a_confirmation_with_its_window(
+    redis_server: RedisServer,
+) -> None:
+    async def over_redis() -> None:
+        async for first, second in both(redis_server.url):
+            await first.reserve(KEY, A, 0.05)
+            # Redis expires the reservation on its own clock: the next record waits until then.
+            await until_reserved(second, KEY, B)
+            await second.confirm(KEY, B, "E-2", 0.05)
+            await until_reserved(first, KEY, A + "-later")
+        ttl = redis.Redis.from_url(redis_server.url).pttl(f"intilery-bridge:once:{KEY}")
+        assert 0 < ttl <= 50, "a reservation expires with its bound"
+
+    asyncio.run(over_redis())
+
+    clock = Clock()
+    memory = MemoryLedger(clock=clock)
+
+    async def in_memory() -> None:
+        await memory.reserve(KEY, A, 30)
+        clock.now += 29
+        assert (await memory.reserve(KEY, B, 30)).claim is Claim.PENDING
+        clock.now += 1
+        assert (await memory.reserve(KEY, B, 30)).claim is Claim.RESERVED
+        await memory.confirm(KEY, B, "E-3", 3600)
+        clock.now += 3599
+        assert (await memory.reserve(KEY, A, 30)).claim is Claim.SENT
+        clock.now += 1
+        assert (await memory.reserve(KEY, A, 30)).claim is Claim.RESERVED
+
+    asyncio.run(in_memory())
+
+
+async def until_reserved(ledger: Ledger, key: str, holder: str) -> None:
+    """Asked again until Redis, on its own clock, has expired what held the key."""
+    found: list[Reservation] = []
+
+    async def reserved() -> bool:
+        found.append(await ledger.reserve(key, holder, 0.05))
+        return found[-1].claim is Claim.RESERVED
+
+    for _ in range(500):
+        if await reserved():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"still {found[-1]} after {len(found)} asks")
+
+
+def test_memory_is_bounded_the_nearest_end_goes_first() -> None:
+    evicted: list[int] = []
+    clock = Clock()
+    memory = MemoryLedger(max_entries=3, clock=clock, on_evicted=lambda: evicted.append(1))
+
+    async def scenario() -> None:
+        for n, window in enumerate((100, 10, 200, 300)):
+            await memory.confirm(f"k{n}", A, f"E-{n}", window)
+        assert len(memory) == 3 and evicted == [1]
+        assert (await memory.reserve("k1", B, 30)).claim is Claim.RESERVED  # the one nearest its end
+        assert (await memory.reserve("k0", B, 30)).claim is Claim.SENT
+
+    asyncio.run(scenario())
+
+
+def test_a_redis_that_does_not_answer_is_said_never_guessed(redis_server: RedisServer) -> None:
+    async def scenario() -> None:
+        async for first, _ in both(redis_server.url):
+            await first.reserve(KEY, A, 60)
+            redis_server.stop()
+            with pytest.raises(LedgerUnavailable):
+                await first.reserve(KEY, B, 60)
+            with pytest.raises(LedgerUnavailable):
+                await first.confirm(KEY, A, "E-4", 60)
+            redis_server.start()
+            assert (await first.reserve(KEY, B, 60)).claim is Claim.RESERVED  # a new Redis: empty
+
+    asyncio.run(scenario())
