@@ -134,6 +134,20 @@ class Metrics:
             "Audit-topic writes refused (each retry counted): the records wait, uncommitted.",
             registry=r,
         )
+        self.deduplicated = Children(
+            Counter(
+                "intilery_bridge_commands_deduplicated",
+                "Commands not sent: a copy of one Intilery accepted within the rule's dedupe window.",
+                ["rule"],
+                registry=r,
+            )
+        )
+        self.dedupe_evicted = Counter(
+            "intilery_bridge_dedupe_evicted",
+            "Keys the process' own ledger dropped before their window ended (delivery.state.max_entries).",
+            registry=r,
+        )
+        self._state_up: Gauge | None = None
         self.already_finished = Counter(
             "intilery_bridge_records_already_finished",
             "Records read again whose commands the last commit's map named finished: not sent again.",
@@ -220,6 +234,18 @@ class Metrics:
                 registry=self.registry,
             )
         return self._redis_up
+
+    @property
+    def state_up(self) -> Gauge:
+        """Registered when first used, by a bridge whose rules dedupe: 1 while the ledger of
+        commands sent once answers, 0 while the commands that need it wait."""
+        if self._state_up is None:
+            self._state_up = Gauge(
+                "intilery_bridge_state_up",
+                "1 while the ledger of commands sent once answers; 0 while the commands that need it wait.",
+                registry=self.registry,
+            )
+        return self._state_up
 
     def forget_partition(self, topic: str, partition: int) -> None:
         """A partition revoked: its gauges go, or a stale age would keep an alert firing."""

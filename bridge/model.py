@@ -6,6 +6,7 @@ them), a command for Intilery, a partition's key and a commit's position. Import
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,23 @@ def _text(value: bytes | None) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Once:
+    """A command's place in the ledger of commands sent once: its ``key`` (the rule, the
+    customer and the rendered dedupe key, hashed) and the ``window_s`` a copy of it is a
+    duplicate for, once Intilery accepted it."""
+
+    key: str
+    window_s: float
+
+    @classmethod
+    def of(cls, rule: str, user_id: str, rendered: str, window_s: float) -> Once:
+        """The key of a rule's command for a customer and a rendered dedupe key: hashed, so
+        the rendered key's size does not matter and the ledger holds no customer data."""
+        text = "\x1f".join((rule, user_id, rendered)).encode("utf-8", "surrogatepass")
+        return cls(hashlib.sha256(text).hexdigest()[:40], window_s)
+
+
+@dataclass(frozen=True, slots=True)
 class Command:
     """One call to Intilery: ``POST .../v1/{action}`` with ``body``."""
 
@@ -85,6 +103,7 @@ class Command:
     max_age_s: float | None = None  # the rule's stale-event guard
     missing: tuple[str, ...] = ()  # its templates' fields the event does not have
     held: bool = False  # made but not to be sent: a field missing and the rule's on_missing: skip
+    once: Once | None = None  # the rule's dedupe: sent once per customer and key within a window
 
     def is_stale(self, now_ms: int) -> bool:
         return (

@@ -33,6 +33,7 @@ from bridge.runtime.shadow import Shadow
 from bridge.runtime.sinks import OwnTopicSinks
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import KafkaWorker
+from bridge.safety.dedupe import Dedupe
 from bridge.tracing import Span
 from tests.support import TOKEN, base_config, sms_event, write_config
 
@@ -192,12 +193,14 @@ def build(
     shadow: Mapper | None = None,
     audit: FakeAudit | None = None,
     skip_audited: bool = True,
+    dedupe: Dedupe | None = None,
 ) -> tuple[Bridge, FakeSource, FakeSender, Any]:
     """``dead_letters``: True for :class:`FakeDeadLetters`, False for none, or the dead-letter
     writer to use; ``source_config``: the ``source`` section (default: the topic ``bookings``,
     JSON); ``loaded``: a configuration loaded already (``source_config`` is then ignored);
     ``shadow``: rules mapped beside the live ones (``run --shadow``); ``audit``: the audit
-    topic's writer (``skip_audited``: ``delivery.skip_audited``)."""
+    topic's writer (``skip_audited``: ``delivery.skip_audited``); ``dedupe``: the ledger's
+    side for rules with ``dedupe``."""
     loaded = loaded or load_config(tmp_path, source_config, max_buffered, bool(dead_letters))
     source, sender = FakeSource(batches), sender or FakeSender()
     dlq = (FakeDeadLetters() if dead_letters is True else dead_letters) if dead_letters else None
@@ -219,6 +222,7 @@ def build(
         topics=frozenset(loaded.config.source.topic_names),
         shadow=Shadow(shadow, metrics) if shadow is not None else None,
         audit=Audit(audit, False, "g", skip_sent=skip_audited) if audit is not None else None,
+        dedupe=dedupe,
     )
     checkpoint = Checkpoint(states, kafka, metrics)
     partitions = Partitions(source, states, checkpoint, metrics, grace_s=1, sinks=OwnTopicSinks(dlq, audit))
@@ -233,7 +237,7 @@ def build(
         sender=sender,
         sinks=OwnTopicSinks(dlq, audit),
         outcomes=outcomes,
-        health=Health(source, sender, stop, states=states),
+        health=Health(source, sender, stop, states=states, dedupe=dedupe),
         back_pressure=BackPressure(max_buffered, max_buffered_bytes),
         stop=stop,
     )

@@ -7,6 +7,7 @@ from pydantic import (
 )
 
 from bridge.config.base import Model, shown_default
+from bridge.config.intilery import StateRedisConfig
 
 
 class RetryConfig(Model):
@@ -30,6 +31,19 @@ class BatchConfig(Model):
     """Bytes per batch request at most (Intilery: 1 MB; every call is already at most 32 KB)."""
     linger_ms: float = Field(default=20, ge=0)
     """How long a command waits for others to share its request."""
+
+
+class StateConfig(Model):
+    redis: StateRedisConfig | None = None
+    """Where the ledger of commands sent once lives: in Redis, shared by every replica (without
+    it, in the process: valid for one replica)."""
+    reservation_s: float = Field(default=300.0, gt=0)
+    """How long a command's dedupe key stays reserved by a record whose owner stopped answering
+    (it died): then another record may send it. A live owner renews its reservation while its
+    command is being sent (retries included)."""
+    max_entries: int = Field(default=1_000_000, ge=1)
+    """Without Redis: the keys the process keeps at most (about 350 bytes each); past that, those
+    nearest the end of their window go first (`intilery_bridge_dedupe_evicted_total`)."""
 
 
 class DeliveryConfig(Model):
@@ -88,3 +102,5 @@ class DeliveryConfig(Model):
     """Batch mode: post to `/v1/batch` instead of one command per request to `/v1/track` or
     `/v1/identify`.
     """
+    state: StateConfig = StateConfig()
+    """The ledger of commands sent once, for rules with `dedupe` ([Customer safety](safety.md))."""

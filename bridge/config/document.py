@@ -70,6 +70,21 @@ def nesting(value: Any, limit: int = MAX_EMIT_DEPTH + 1) -> int:
     return 1 + max((nesting(item, limit - 1) for item in items), default=0)
 
 
+class DedupeConfig(Model):
+    key: str = Field(min_length=1)
+    """A template over the event and `_kafka` (`"{{ booking_id }}"`, `"{{ _kafka.headers.ce_id }}"`):
+    the rule's command for a customer (`userId`) and this rendered key is sent once within
+    `window`; hashed, so its size does not matter."""
+    window: float = 86_400.0  # seconds; written as a duration such as 24h
+    """A duration (`24h` by default): how long after Intilery accepted the command a copy is a
+    duplicate."""
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
 class RuleConfig(Model):
     name: str = Field(min_length=1)
     """Unique; appears in logs, `map` output and dead-letter headers."""
@@ -95,6 +110,11 @@ class RuleConfig(Model):
     emit: dict[str, Any]
     """The body to post, exactly as Intilery documents it, with templates; objects and lists
     nested at most 32 deep."""
+    dedupe: DedupeConfig | None = None
+    """Send the rule's command once per customer and key within a window, whatever the producers
+    repeat ([Customer safety](safety.md)): a duplicate is not sent, not dead-lettered, but logged
+    (`command_deduplicated`), counted (`intilery_bridge_commands_deduplicated_total{rule}`) and
+    audited. Needs `delivery.state.redis` or `delivery.audit_topic`."""
 
     @field_validator("emit")
     @classmethod
@@ -192,7 +212,9 @@ def cross_problems(raw: dict[str, Any]) -> list[str]:
                 f"({poll_interval} ms): the group waits for it in a rebalance"
             )
     known = set(raw_topic_names(raw))
-    problems += written_topic_problems(as_dict(raw.get("delivery")), known)
+    delivery = as_dict(raw.get("delivery"))
+    problems += written_topic_problems(delivery, known)
+    remembered = as_dict(delivery.get("state")).get("redis") is not None or delivery.get("audit_topic")
     names: set[str] = set()
     for index, rule in enumerate(as_list(raw.get("rules"))):
         if not isinstance(rule, dict):
@@ -205,6 +227,11 @@ def cross_problems(raw: dict[str, Any]) -> list[str]:
         unknown = sorted(str(t) for t in as_list(rule.get("topics")) if t not in known)
         if unknown and known:
             problems.append(f"{where}.topics: not in source.topics: {', '.join(unknown)}")
+        if rule.get("dedupe") is not None and not remembered:
+            problems.append(
+                f"{where}.dedupe: needs delivery.state.redis (shared by every replica) or "
+                "delivery.audit_topic (the process' own ledger, rebuilt from it)"
+            )
     return problems
 
 

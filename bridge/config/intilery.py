@@ -52,6 +52,18 @@ class RedisConfig(Model):
         return value and one_line_secret(value)
 
 
+class StateRedisConfig(RedisConfig):
+    """A Redis that every replica, replay and redrive keep the commands sent once in."""
+
+    url: str
+    """`redis://host:6379/0` (`rediss://` for TLS): the ledger of commands sent once (rules'
+    `dedupe`), shared by every replica, `replay` and `redrive` of the group: one atomic Lua
+    script per step, each key expiring with its window (`<key_prefix>:once:<hash>`). Redis not
+    answering within 0.5 s: nothing is guessed, the commands that need it wait (see [Customer
+    safety](safety.md)).
+    """
+
+
 class RateLimitConfig(Model):
     per_second: float = Field(default=100.0, ge=0)
     """The Intilery account's limit (Intilery's documented one), not a replica's: each replica of

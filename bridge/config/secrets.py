@@ -54,6 +54,7 @@ SECRET_PATHS: tuple[tuple[str, ...], ...] = (
     ("intilery", "auth_token"),
     ("source", "schema_registry", "basic_auth"),
     ("intilery", "rate_limit", "redis", "password"),
+    ("delivery", "state", "redis", "password"),
 )
 
 

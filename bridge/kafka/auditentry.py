@@ -3,8 +3,10 @@
 An entry is a JSON object, keyed by its ``userId``, one per command the bridge decided
 on: ``outcome`` ``delivered`` (Intilery accepted it: ``eventId``, ``status``,
 ``attempt``, ``latency_ms``, ``sent_at``, ``resent``), ``stale`` or ``incomplete``
-(skipped, not sent: ``reason``, ``at``), or ``discarded`` (a dead letter acknowledged by
-``redrive --discard``: its ``error_class``, ``reason``, ``dead_letter``, ``at``). Each
+(skipped, not sent: ``reason``, ``at``), ``deduplicated`` (not sent: a copy of one
+accepted within its rule's dedupe window, ``first_eventId`` when known, ``at``), or
+``discarded`` (a dead letter acknowledged by ``redrive --discard``: its ``error_class``,
+``reason``, ``dead_letter``, ``at``). Each
 says which rule and rules made it (``rule``, ``rules_version``), the customer and target
 (``userId``, ``assetId`` or ``journeyId``), the record it came from (``source``), the
 event time sent (``event_time``), its trace, the ``group`` and, from a replay or
@@ -31,6 +33,7 @@ from bridge.model import Command, Record
 
 VERSION = 1
 DELIVERED = "delivered"
+DEDUPLICATED = "deduplicated"
 
 
 def delivered(
@@ -74,6 +77,22 @@ def withheld(
     entry: dict[str, Any] = {"v": VERSION, "outcome": outcome}
     entry |= _command(command, origin, rules_version, trace_id, window)
     return entry | {"reason": reason, "at": now_text()}
+
+
+def deduplicated(
+    command: Command,
+    origin: Record,
+    *,
+    first_event_id: str | None,
+    rules_version: str,
+    trace_id: str,
+    window: Window | None,
+) -> dict[str, Any]:
+    """The entry of ``command`` not sent: a copy of one Intilery accepted within its rule's
+    dedupe window (``first_event_id``: that one's eventId, when known)."""
+    entry: dict[str, Any] = {"v": VERSION, "outcome": DEDUPLICATED}
+    entry |= _command(command, origin, rules_version, trace_id, window)
+    return entry | {"first_eventId": first_event_id, "at": now_text()}
 
 
 def discarded(dead_letter: Record, origin: Record, window: Window, group: str) -> dict[str, Any]:
@@ -120,6 +139,8 @@ def _command(
     entry["source"] = source(origin)
     entry["event_time"] = body.get("timestamp")  # as sent: the rule's timestamp, else the record's
     entry["trace_id"] = trace_id
+    if command.once is not None:
+        entry["once"] = command.once.key  # the ledger's key (a hash), for a ledger rebuilt from here
     if window is not None:
         entry["window"] = window.described()
     return entry

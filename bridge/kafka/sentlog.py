@@ -33,6 +33,7 @@ from typing import Any
 import structlog
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from bridge import timestamps
 from bridge.errors import TimeLookupFailed
 from bridge.kafka import auditentry, offsetmap
 from bridge.kafka.consumer import kafka_reason, offsets_at_time
@@ -152,7 +153,7 @@ class SentLog:
         consumer = window_reader(self._kafka, f"{self._group}-sent-{uuid.uuid4().hex[:8]}", self._factory)
         try:
             since_ms = min(w.since_ms for w in wanted.values()) - MARGIN_MS
-            window = self._window(consumer, topic, since_ms)
+            window = audit_window(consumer, topic, self._group, since_ms)
             consumer.assign(window.assignment())
             for record in read_window(consumer, window, until):
                 entries += 1
@@ -180,17 +181,78 @@ class SentLog:
         )
         return found
 
-    def _window(self, consumer: Any, topic: str, since_ms: int) -> Window:
-        """The audit topic from ``since_ms`` to its end now."""
-        metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
-        partitions = sorted(metadata.partitions) if metadata is not None and metadata.error is None else []
-        starts = offsets_at_time(consumer, [TopicPartition(topic, p, since_ms) for p in partitions])
-        bounds = {}
-        for partition in partitions:
-            high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)[1]
-            start = starts[topic, partition]
-            bounds[partition] = (high if start < 0 else start, high)
-        return Window(topic, self._group, False, bounds)
+
+def audit_window(consumer: Any, topic: str, group: str, since_ms: int) -> Window:
+    """The audit topic from ``since_ms`` to its end now."""
+    metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
+    partitions = sorted(metadata.partitions) if metadata is not None and metadata.error is None else []
+    starts = offsets_at_time(consumer, [TopicPartition(topic, p, since_ms) for p in partitions])
+    bounds = {}
+    for partition in partitions:
+        high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)[1]
+        start = starts[topic, partition]
+        bounds[partition] = (high if start < 0 else start, high)
+    return Window(topic, group, False, bounds)
+
+
+@dataclass(frozen=True, slots=True)
+class SentOnce:
+    """A command with a dedupe key that the audit topic shows Intilery accepted."""
+
+    key: str  # the ledger's key (a hash)
+    rule: str
+    source: tuple[str, int, int]  # the record it was of: topic, partition, offset
+    event_id: str
+    sent_ms: int
+
+
+def sent_once(
+    kafka: dict[str, Any],
+    topic: str,
+    group: str,
+    since_ms: int,
+    timeout_s: float,
+    factory: Callable[..., Any] = Consumer,
+) -> tuple[list[SentOnce], bool]:
+    """The commands with a dedupe key ``group`` sent since ``since_ms`` (a replay's too: they
+    count as sent), as the audit topic shows them, and whether it was read to its end
+    within ``timeout_s``. Anything else in the topic is passed over."""
+    found: list[SentOnce] = []
+    until = time.monotonic() + timeout_s
+    consumer = window_reader(kafka, f"{group}-once-{uuid.uuid4().hex[:8]}", factory)
+    try:
+        window = audit_window(consumer, topic, group, since_ms)
+        consumer.assign(window.assignment())
+        for record in read_window(consumer, window, until):
+            entry = auditentry.parse(record.value)
+            if entry is not None and entry.get("group") == group and (sent := once_entry(entry)):
+                found.append(sent)
+        return found, time.monotonic() < until
+    except (KafkaException, TimeLookupFailed) as exc:
+        reason = kafka_reason(exc) if isinstance(exc, KafkaException) else str(exc)
+        log.warning("audit_lookup_failed", topic=topic, error=reason)
+        return found, False
+    finally:
+        consumer.close()
+
+
+def once_entry(entry: dict[str, Any]) -> SentOnce | None:
+    """A delivered entry naming a ledger key, or None."""
+    key = entry.get("once")
+    rule = entry.get("rule")
+    source = entry.get("source")
+    if auditentry.outcome(entry) != auditentry.DELIVERED or not isinstance(source, dict):
+        return None
+    if not isinstance(key, str) or not isinstance(rule, str):
+        return None
+    where = (source.get("topic"), source.get("partition"), source.get("offset"))
+    if not isinstance(where[0], str) or type(where[1]) is not int or type(where[2]) is not int:
+        return None
+    try:
+        sent_ms = timestamps.normalise_ms(entry.get("sent_at"))[1]
+    except ValueError:
+        return None
+    return SentOnce(key, rule, (where[0], where[1], where[2]), str(entry.get("eventId") or ""), sent_ms)
 
 
 def sent_entry(value: bytes | None, group: str) -> tuple[TopicPartitionKey, int, str, str] | None:

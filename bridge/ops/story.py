@@ -78,6 +78,10 @@ def _line(entry: dict[str, Any]) -> str:
         failed = f"{done} {entry.get('error_class')}: {entry.get('reason')}"
         return f"{_when(entry)}  {failed}  {rules}  {event}  {trace}"
     target = entry.get("assetId") or entry.get("journeyId") or "-"
+    if kind == auditentry.DEDUPLICATED:
+        first = entry.get("first_eventId") or "-"
+        skipped = f"{entry.get('command')} {target}  not sent (deduplicated: first eventId {first})"
+        return f"{_when(entry)}  {skipped}  {rules}  {event}  {trace}"
     if kind != "delivered":  # withheld: stale, incomplete
         skipped = f"{entry.get('command')} {target}  not sent ({kind}): {entry.get('reason')}"
         return f"{_when(entry)}  {skipped}  {rules}  {event}  {trace}"

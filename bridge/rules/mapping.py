@@ -25,10 +25,10 @@ from pydantic import ValidationError
 from bridge import timestamps
 from bridge.config import RuleConfig
 from bridge.errors import MappingError, MissingFields
-from bridge.model import Command
+from bridge.model import Command, Once
 from bridge.rules.commands import KNOWN_EVENTS, command_problem, is_dynamic, misspelt_command
 from bridge.rules.expressions import described, is_false, quoted_field_comparisons
-from bridge.rules.templates import compile_expr, compile_template, search, template_paths
+from bridge.rules.templates import MISSING, compile_expr, compile_template, search, template_paths
 
 MAX_CALL_BYTES = 32 * 1024
 KAFKA_ROOT = "_kafka"
@@ -49,6 +49,10 @@ class CompiledRule:
         self.topics = frozenset(config.topics) if config.topics else None
         self._when = compile_expr(config.when, f"{where}.when", problems) if config.when else None
         self._emit = compile_template(config.emit, f"{where}.emit", problems)
+        self._dedupe = config.dedupe
+        self._dedupe_key = (
+            compile_template(config.dedupe.key, f"{where}.dedupe.key", problems) if config.dedupe else None
+        )
         problem = command_problem(config.emit, literal=True) or misspelt_command(config.emit.get("event"))
         if problem:
             problems.append(f"{where}.emit.{problem[0]}: {problem[1]}")
@@ -73,7 +77,21 @@ class CompiledRule:
         if missing and self.on_missing == "skip":  # never sent: shown, counted, not checked
             return Command(self.name, "track", body, b"", missing=missing, held=True)
         command = finish_command(self.name, body, context[KAFKA_ROOT].get("timestamp"), self.max_age_s)
+        if self._dedupe is not None:
+            command = dataclasses.replace(command, once=self._once(context, command))
         return dataclasses.replace(command, missing=missing) if missing else command
+
+    def _once(self, context: dict[str, Any], command: Command) -> Once:
+        """The command's dedupe key: a key that renders empty (a field the event does not
+        have) cannot tell copies apart, so the record is dead-lettered rather than guessed."""
+        assert self._dedupe is not None and self._dedupe_key is not None
+        holes: list[str] = []
+        rendered = self._dedupe_key(context, holes)
+        if rendered is MISSING or rendered in ("", None):
+            named = f" (the event has no {', '.join(holes)})" if holes else ""
+            raise MappingError(f"dedupe.key: rendered empty{named}", rule=self.name)
+        text = rendered if isinstance(rendered, str) else json.dumps(rendered, sort_keys=True, default=str)
+        return Once.of(self.name, str(command.body.get("userId", "")), text, self._dedupe.window)
 
 
 def finish_command(

@@ -91,6 +91,18 @@ class Audit:
         )
         self._write(work, fields, None)
 
+    def deduplicated(self, work: RecordInProgress, command: Command, first_event_id: str | None) -> None:
+        """Write the entry of ``work``'s command not sent as a duplicate, so ``trace`` tells it."""
+        fields = entry.deduplicated(
+            command,
+            work.origin,
+            first_event_id=first_event_id,
+            rules_version=work.mapper.version,
+            trace_id=work.span.trace_id,
+            window=self.window,
+        )
+        self._write(work, fields, None)
+
     def _write(self, work: RecordInProgress, fields: dict[str, Any], body: dict[str, Any] | None) -> None:
         fields["group"] = self.group
         self.sink.send(fields, body, work.hold())

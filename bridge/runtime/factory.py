@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,12 +22,12 @@ from bridge.errors import ConfigError
 from bridge.intilery.batching import Batcher
 from bridge.intilery.client import IntileryClient
 from bridge.intilery.ratelimit import Limiter, Pace, pacer
-from bridge.intilery.redislimit import RedisRateLimiter, rate_limiter
+from bridge.intilery.redislimit import RedisRateLimiter, connect, rate_limiter
 from bridge.intilery.sending import Sender
 from bridge.kafka.audit import AuditLog
 from bridge.kafka.consumer import consumer_config
 from bridge.kafka.deadletter import DeadLetters
-from bridge.kafka.sentlog import SentLog
+from bridge.kafka.sentlog import SentLog, sent_once
 from bridge.kafka.source import Source
 from bridge.kafka.window import Window
 from bridge.metrics import Metrics
@@ -44,6 +45,8 @@ from bridge.runtime.shadow import Shadow
 from bridge.runtime.sinks import OwnTopicSinks
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import KafkaWorker
+from bridge.safety.dedupe import Dedupe
+from bridge.safety.ledger import MemoryLedger, RedisLedger, holder_of
 
 if TYPE_CHECKING:
     from bridge.spans import Spans
@@ -96,9 +99,14 @@ def build_bridge(
     writing = kafka_stage(config, source_name, events, window, intilery.shared, metrics)
     kafka = KafkaWorker(writing.source)
     source, sinks = writing.source, writing.sinks
-    path = record_stage(config, (mapper, shadow), decoder, intilery, writing, states, outcomes, stop, window)
+    dedupe = dedupe_stage(config, metrics, window)
+    path = record_stage(
+        config, (mapper, shadow), decoder, intilery, writing, states, outcomes, stop, window, dedupe
+    )
     stuck_after_s = config.delivery.stuck_after_s
-    health = Health(source, intilery.sender, stop, sinks=sinks, states=states, stuck_after_s=stuck_after_s)
+    health = Health(
+        source, intilery.sender, stop, sinks=sinks, states=states, stuck_after_s=stuck_after_s, dedupe=dedupe
+    )
     checkpoint, partitions = partitions_stage(config, metrics, kafka, source, states, sinks, intilery, window)
     parts = BridgeParts(
         kafka=kafka,
@@ -113,7 +121,11 @@ def build_bridge(
         health=health,
         back_pressure=BackPressure(config.delivery.max_buffered_records, config.delivery.max_buffered_bytes),
         stop=stop,
-        closers=[*intilery.closers, *([decoder.registry.close] if decoder.registry is not None else [])],
+        closers=[
+            *intilery.closers,
+            *([decoder.registry.close] if decoder.registry is not None else []),
+            *([dedupe.ledger.close] if isinstance(dedupe.ledger, RedisLedger) else []),
+        ],
         server=observability_stage(config, metrics, health, intilery, states),
     )
     return Bridge(config, mapper, parts, until_caught_up=until_caught_up or window is not None)
@@ -223,6 +235,7 @@ def record_stage(
     outcomes: Outcomes,
     stop: Stop,
     window: Window | None,
+    dedupe: Dedupe | None = None,
 ) -> RecordPath:
     """The record path: decode, map, deliver (or dead-letter) each record; ``rules``: the
     live ones, and the shadow's (a candidate's, mapped beside them) or None."""
@@ -240,7 +253,46 @@ def record_stage(
         topics=frozenset(config.source.topic_names),
         window=window,
         shadow=Shadow(shadow, outcomes.metrics) if shadow is not None else None,
+        dedupe=dedupe,
     )
+
+
+def dedupe_stage(config: BridgeConfig, metrics: Metrics, window: Window | None) -> Dedupe:
+    """The ledger of commands sent once, for the rules with ``dedupe``: in Redis with
+    ``delivery.state.redis`` (every replica, replay and redrive share it), else in this
+    process. A record reading it is named by the group that reads it (a window's own)."""
+    state = config.delivery.state
+    group = window.group if window is not None else str(config.kafka["group.id"])
+    if state.redis is None:
+        memory = MemoryLedger(state.max_entries, on_evicted=metrics.dedupe_evicted.inc)
+        rebuild_ledger(memory, config)
+        return Dedupe(memory, group, state.reservation_s)
+    password = state.redis.password.get_secret_value() if state.redis.password else None
+    ledger = RedisLedger(connect(state.redis.url, password, state.redis.ca_file), state.redis.key_prefix)
+    metrics.state_up.set(1)
+    return Dedupe(ledger, group, state.reservation_s, on_state=lambda up: metrics.state_up.set(int(up)))
+
+
+def rebuild_ledger(memory: MemoryLedger, config: BridgeConfig, timeout_s: float = 60.0) -> None:
+    """The process' own ledger, as the audit topic shows it: the commands with a dedupe key
+    this deployment's group sent within their rules' windows (valid for one replica)."""
+    windows = {rule.name: rule.dedupe.window for rule in config.rules if rule.dedupe is not None}
+    topic = config.delivery.audit_topic
+    if not windows or topic is None:
+        return
+    group = str(config.kafka["group.id"])
+    log.warning("dedupe_state_local", reason="no delivery.state.redis: valid for one replica only")
+    started = time.time()
+    since_ms = int((started - max(windows.values())) * 1000)
+    found, complete = sent_once(config.kafka, topic, group, since_ms, timeout_s)
+    kept = 0
+    for sent in found:
+        left = sent.sent_ms / 1000 + windows.get(sent.rule, 0) - time.time()
+        if left > 0:
+            memory.seed(sent.key, holder_of(group, *sent.source), sent.event_id, left)
+            kept += 1
+    took_ms = round((time.time() - started) * 1000)
+    log.info("dedupe_ledger_rebuilt", sent=len(found), kept=kept, complete=complete, took_ms=took_ms)
 
 
 def kafka_stage(

@@ -19,6 +19,7 @@ from bridge.logs import redact
 from bridge.runtime.ports import CommandSender, RecordSource
 from bridge.runtime.sinks import OwnTopicSinks
 from bridge.runtime.state import Assignment
+from bridge.safety.dedupe import Dedupe
 
 log = structlog.get_logger("bridge")
 
@@ -102,6 +103,7 @@ class Health:
         sinks: OwnTopicSinks | None = None,
         states: Assignment | None = None,
         stuck_after_s: float = 300.0,
+        dedupe: Dedupe | None = None,
     ) -> None:
         self._source = source
         self._sender = sender
@@ -110,6 +112,7 @@ class Health:
         self._sinks = sinks
         self._states = states
         self._stuck_after_s = stuck_after_s
+        self._dedupe = dedupe
         self.loop_at = clock()
 
     def went_round(self) -> None:
@@ -126,7 +129,7 @@ class Health:
 
     def readiness(self) -> list[str]:
         """``/readyz``: a member, and delivering: Intilery taking the token and answering, the
-        dead-letter topic taking writes, no partition stuck."""
+        dead-letter topic taking writes, the dedupe ledger answering, no partition stuck."""
         reasons = self._not_member()
         if self._sender.gate.auth_failed:
             reasons.append(self._sender.gate.refusal)
@@ -135,6 +138,8 @@ class Health:
             reasons.append(f"every request to Intilery has failed for {self._clock() - failing:.0f}s")
         if self._sinks is not None:
             reasons += self._sinks.refusals(self._clock(), OUTAGE_AFTER_S)
+        if self._dedupe is not None and not self._dedupe.up:
+            reasons.append("the ledger of commands sent once does not answer: commands with dedupe wait")
         if self._states is not None and (stuck := self._states.stuck(self._clock(), self._stuck_after_s)):
             named = ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(stuck))
             waited = f"no commit for over {self._stuck_after_s:.0f}s while records wait"

@@ -131,6 +131,21 @@ class CommandOutcomes:
             eventId=event_id or None,
         )
 
+    def deduplicated(
+        self, command: Command, record: Record, first_event_id: str | None, span: Span | None = None
+    ) -> None:
+        """Not sent: a copy of a command Intilery accepted within its rule's dedupe window
+        (``first_event_id``: that one's eventId, when the ledger knows it)."""
+        self.counts["deduplicated"] += 1
+        self.metrics.commands(command.rule, command_label(command), "deduplicated").inc()
+        self.metrics.deduplicated(command.rule).inc()
+        log.info(
+            "command_deduplicated",
+            **describe(command),
+            **record_fields(record, span),
+            first_eventId=first_event_id,
+        )
+
     def withheld(self, command: Command, record: Record, skipped: Withheld, span: Span | None = None) -> None:
         """Skipped, not sent: ``stale`` (past its rule's max_age) or ``incomplete`` (a field
         absent, its rule's on_missing: skip)."""

@@ -31,6 +31,7 @@ from bridge.errors import (
     RejectedError,
     RetryableError,
 )
+from bridge.intilery.client import Delivered
 from bridge.intilery.sending import Backoff
 from bridge.kafka.deadletter import FailureContext
 from bridge.kafka.window import Window
@@ -43,6 +44,8 @@ from bridge.runtime.outcomes import Outcomes, record_fields
 from bridge.runtime.ports import CommandSender, DeadLetterSink, RecordDecoder
 from bridge.runtime.shadow import Shadow
 from bridge.runtime.state import Assignment, PartitionState
+from bridge.safety.dedupe import Dedupe
+from bridge.safety.ledger import Claim
 
 log = structlog.get_logger("bridge")
 
@@ -65,6 +68,7 @@ class RecordPath:
         window: Window | None = None,
         shadow: Shadow | None = None,
         audit: Audit | None = None,
+        dedupe: Dedupe | None = None,
     ) -> None:
         self.decoder = decoder
         self.mapper = mapper
@@ -72,6 +76,7 @@ class RecordPath:
         self.shadow = shadow
         self.dead_letters = dead_letters
         self.audit = audit
+        self.dedupe = dedupe
         self.states = states
         self.outcomes = outcomes
         self.stop = stop
@@ -159,16 +164,39 @@ class RecordPath:
 
     async def _send(self, work: RecordInProgress, command: Command, index: int, sent_as: str | None) -> bool:
         """One command of the work: not sent again when the audit topic shows it was
-        (``sent_as``: its eventId); else sent, or withheld by the sender (stale,
-        incomplete). False when Intilery rejected it: the record is dead-lettered."""
+        (``sent_as``: its eventId), nor when its rule's dedupe finds a copy accepted within
+        the window; else sent, or withheld by the sender (stale, incomplete). False when
+        Intilery rejected it: the record is dead-lettered."""
         if sent_as is not None:
             self.outcomes.already_sent(command, work.origin, sent_as, work.span)
             return True
+        if command.once is None or self.dedupe is None:
+            return await self._post(work, command, index) is not None
+        once, holder = command.once, self.dedupe.holder(work.record)
+        found = await self.dedupe.claim(once, holder)  # waits for a copy's pending outcome
+        if found.claim is Claim.SENT:
+            self.outcomes.deduplicated(command, work.origin, found.event_id, work.span)
+            if self.audit is not None:
+                self.audit.deduplicated(work, command, found.event_id)
+            return True
+        async with self.dedupe.renewing(once, holder):
+            answer = await self._post(work, command, index)
+        if isinstance(answer, Delivered):
+            await self.dedupe.confirm(once, holder, answer.event_id)
+        else:  # dead-lettered (a redrive may send it) or withheld: not sent
+            await self.dedupe.release(once, holder)
+        return answer is not None
+
+    async def _post(
+        self, work: RecordInProgress, command: Command, index: int
+    ) -> Delivered | Withheld | None:
+        """Send the command, or have it withheld; None when Intilery rejected it (the record
+        dead-lettered)."""
         try:
             delivered = await self.sender.send(command, record_fields(work.origin, work.span), work.span)
         except RejectedError as exc:
             self.reject(work, exc.for_rule(command.rule), command)
-            return False
+            return None
         if isinstance(delivered, Withheld):
             self.outcomes.withheld(command, work.origin, delivered, work.span)
             if self.audit is not None:
@@ -177,7 +205,7 @@ class RecordPath:
             self.outcomes.delivered(command, work.origin, delivered, work.mapper.version, work.span)
             if self.audit is not None:
                 self.audit.delivered(work, command, delivered, index)
-        return True
+        return delivered
 
     def reject(self, work: RecordInProgress, error: RecordError, command: Command | None = None) -> None:
         """Dead-letter the work's origin (the record itself unless redriving); then its

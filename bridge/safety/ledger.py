@@ -19,7 +19,6 @@ ledger that cannot answer raises :class:`LedgerUnavailable`, and the caller wait
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import heapq
 import time
 from collections.abc import Callable
@@ -47,6 +46,11 @@ class Reservation:
     event_id: str | None = None  # Intilery's eventId of the command accepted (SENT), when known
 
 
+def holder_of(group: str, topic: str, partition: int, offset: int) -> str:
+    """Who reserves for a record: the group reading it and its position."""
+    return f"{group}|{topic}|{partition}|{offset}"
+
+
 class LedgerUnavailable(Exception):
     """The ledger did not answer: nothing may be guessed, the caller waits and asks again."""
 
@@ -57,13 +61,6 @@ class Ledger(Protocol):
     async def confirm(self, key: str, holder: str, event_id: str, window_s: float) -> None: ...
 
     async def release(self, key: str, holder: str) -> None: ...
-
-
-def ledger_key(rule: str, user_id: str, rendered: str) -> str:
-    """The key of a rule's command for a customer and a rendered dedupe key: hashed, so the
-    rendered key's size does not matter and no customer data is stored."""
-    digest = hashlib.sha256("\x1f".join((rule, user_id, rendered)).encode("utf-8", "surrogatepass"))
-    return digest.hexdigest()[:40]
 
 
 # KEYS: the entry (a hash: s = P pending or S sent, h = holder, e = eventId).
@@ -176,6 +173,11 @@ class MemoryLedger:
         return Reservation(Claim.PENDING, entry.holder)
 
     async def confirm(self, key: str, holder: str, event_id: str, window_s: float) -> None:
+        self.seed(key, holder, event_id, window_s)
+
+    def seed(self, key: str, holder: str, event_id: str, window_s: float) -> None:
+        """A command accepted ``window_s`` before its window ends (confirm, or the rebuild at
+        start-up from the audit topic)."""
         self._put(key, Entry(True, holder, event_id or None, self._clock() + window_s))
 
     async def release(self, key: str, holder: str) -> None:

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from bridge.intilery.redislimit import connect
+from bridge.model import Once
 from bridge.safety.ledger import (
     Claim,
     Ledger,
@@ -21,11 +22,10 @@ from bridge.safety.ledger import (
     MemoryLedger,
     RedisLedger,
     Reservation,
-    ledger_key,
 )
 from tests.redisserver import RedisServer
 
-KEY = ledger_key("abandoned-sms", "C-1001", "B-77")
+KEY = Once.of("abandoned-sms", "C-1001", "B-77", 3600).key
 A, B = "g:bookings:0:5", "g:bookings:1:9"  # two records: the event, and a producer's copy of it
 
 
@@ -62,7 +62,7 @@ def in_each(redis_server: RedisServer, scenario: Callable[[Ledger, Ledger], Any]
 
 def test_reserved_once_passed_by_its_holder_a_duplicate_once_confirmed(redis_server: RedisServer) -> None:
     async def scenario(first: Ledger, second: Ledger) -> None:
-        key = ledger_key("abandoned-sms", "C-1001", f"B-{id(first)}")
+        key = Once.of("abandoned-sms", "C-1001", f"B-{id(first)}", 3600).key
         assert await first.reserve(key, A, 60) == Reservation(Claim.RESERVED)
         assert await first.reserve(key, A, 60) == Reservation(Claim.RESERVED)  # a retry: its own
         assert await second.reserve(key, B, 60) == Reservation(Claim.PENDING, A)
@@ -80,7 +80,7 @@ def test_released_while_pending_the_next_record_may_send(redis_server: RedisServ
     """A command dead-lettered releases its key, so a redrive (or the copy) can send it."""
 
     async def scenario(first: Ledger, second: Ledger) -> None:
-        key = ledger_key("abandoned-sms", "C-1002", f"B-{id(first)}")
+        key = Once.of("abandoned-sms", "C-1002", f"B-{id(first)}", 3600).key
         await first.reserve(key, A, 60)
         await second.release(key, B)
         assert (await second.reserve(key, B, 60)).claim is Claim.PENDING

@@ -47,6 +47,7 @@ def test_every_registered_metric_is_documented_and_every_documented_one_register
     """Read from the registry itself, not typed in: a list typed in missed 3 of 16."""
     metrics = Metrics()
     assert metrics.redis_up is not None  # registered when first used: only with Redis configured
+    assert metrics.state_up is not None  # likewise, with delivery.state.redis
     suffix = {"counter": "_total", "info": "_info"}
     registered = {
         family.name + suffix.get(family.type, "")
