@@ -6,16 +6,21 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 
 from bridge.devtools.kafkanode import free_port
 from tests.support import wait_for
 
 
 class RedisServer:
-    def __init__(self) -> None:
+    """``durable_in``: a directory where Redis keeps an append-only file (every write synced),
+    so that a restart keeps what it had; None: nothing on disk."""
+
+    def __init__(self, durable_in: Path | None = None) -> None:
         binary = shutil.which("redis-server")
         assert binary, "redis-server not found: install Debian's redis-server package (.ci/run does)"
         self.binary, self.port = binary, free_port()
+        self.durable_in = durable_in
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -23,9 +28,20 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        no_disk = ["--save", "", "--appendonly", "no"]
+        disk = ["--save", "", "--appendonly", "no"]
+        if self.durable_in is not None:
+            disk = [
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.durable_in),
+            ]
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", *no_disk],
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", *disk],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
 from confluent_kafka import KafkaException
 
 from bridge.devtools.sandbox import Sandbox
@@ -34,11 +35,11 @@ from tests.support import (
 BOOKINGS = 20
 
 
-def produce_copies(cluster: TestKafka, copies: list[int]) -> None:
-    """Each booking's event once per entry of ``copies``, on that partition offset from its
-    own (0: its key's partition; 1: the other one)."""
+def produce_copies(cluster: TestKafka, copies: list[int], count: int = BOOKINGS) -> None:
+    """The event of each of ``count`` bookings once per entry of ``copies``, on that partition
+    offset from its own (0: its key's partition; 1: the other one)."""
     producer = CheckedProducer(cluster.bootstrap_servers)
-    for n in range(BOOKINGS):
+    for n in range(count):
         event = {**sms_event(n, 5), "booking": {"id": f"B-{n}", "value": 1}}
         for shift in copies:
             producer.produce(
@@ -130,3 +131,45 @@ def test_without_redis_the_ledger_is_rebuilt_from_the_audit_topic(
     caught = [line for line in lines if "not sent (deduplicated: first eventId " in line]
     # C-0's bookings (one in five): each sent once, its copy caught in each run
     assert len(sent) == BOOKINGS // 5 and len(caught) == 2 * BOOKINGS // 5
+
+
+def test_redis_killed_and_restarted_mid_stream_loses_nothing_sends_nothing_twice(
+    cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """While Redis is away the commands that need it wait (none sent, none dead-lettered,
+    the state gauge 0, readiness saying why); once it is back every booking has its one SMS."""
+    redis_server = RedisServer(durable_in=tmp_path)
+    redis_server.start()
+    cluster.create_topic(cluster.topic, 2)
+    cluster.create_topic(cluster.dlq, 1)
+    group = cluster.name("redis-away")
+    state = {"redis": {"url": redis_server.url}}
+    config = write_config(tmp_path, once_config(cluster, sandbox, group, state=state))
+    log_path = tmp_path / "bridge.log"
+    produce_copies(cluster, [0, 0])
+    process = start_bridge(config, log_path)
+    try:
+        wait_for(lambda: caught_up(cluster, group), 60, "the first copies", alive=[process])
+        assert len(sms_per_booking(sandbox)) == BOOKINGS
+        redis_server.stop()
+        produce_copies(cluster, [0, 1], count=2 * BOOKINGS)  # the first ones' copies, and new ones
+
+        def said() -> bool:
+            return "dedupe_state_unavailable" in {e["event"] for e in log_events(log_path)}
+
+        wait_for(said, 30, "the bridge to find Redis away", alive=[process])
+        assert sum(sms_per_booking(sandbox).values()) == BOOKINGS, "nothing sent without the state"
+        [started] = [e for e in log_events(log_path) if e["event"] == "bridge_started"]
+        ready = httpx.get(f"http://127.0.0.1:{started['observability_port']}/readyz", timeout=5)
+        assert ready.status_code == 503 and "ledger of commands sent once does not answer" in ready.text
+        metrics = httpx.get(f"http://127.0.0.1:{started['observability_port']}/metrics", timeout=5).text
+        assert "intilery_bridge_state_up 0.0" in metrics
+        redis_server.start()
+        wait_for(lambda: caught_up(cluster, group), 90, "every copy once Redis is back", alive=[process])
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+        redis_server.stop()
+    assert sms_per_booking(sandbox) == {f"B-{n}": 1 for n in range(2 * BOOKINGS)}
+    events = [e["event"] for e in log_events(log_path)]
+    assert events.count("dedupe_state_restored") >= 1 and "command_dead_lettered" not in events
