@@ -205,6 +205,11 @@ def _add_replay(verb: Verb) -> None:
     )
     again.add_argument("--group", help="record progress in this consumer group, so a rerun resumes")
     ignoring_max_age(again, "send")
+    again.add_argument(
+        "--ignore-dedupe",
+        action="store_true",
+        help="send even what rules' dedupe finds sent already (a resend on purpose; not recorded)",
+    )
     beside_live(again)
     again.set_defaults(func=cmd_replay)
 

@@ -19,9 +19,12 @@ import io
 import json
 import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import fastavro
+import yaml
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -36,7 +39,7 @@ from bridge.devtools.sandbox import Sandbox
 from bridge.errors import ConfigError
 from bridge.kafka.consumer import asking_kafka, record_from_message
 from bridge.kafka.deadletter import DeadLetterHeaders
-from bridge.ops.loading import load
+from bridge.ops.loading import Loaded, load
 from bridge.ops.story import customer_story
 from bridge.runtime.factory import build_bridge
 
@@ -47,6 +50,7 @@ EXAMPLES = PACKAGE / "examples"
 TOKEN = "demo-token-not-a-secret"
 JSON_TOPICS = {"bookings": 3, "app-events": 1}
 AUDIT_TOPIC, TOLD = "bookings.intilery-audit", "C-1001"  # part one writes an audit topic: one story told
+COPIED = "B-5001"  # part one produces this booking's event twice (a producer's retry): caught by dedupe
 AVRO_TOPICS = {"bookings-avro": 2, "app-events-avro": 1}
 
 
@@ -63,8 +67,25 @@ def produce_json(bootstrap: str) -> int:
                 producer.produce(path.stem, key=key, value=line.encode())
                 count += 1
     producer.produce("bookings", key="C-1002", value=b'{"type": "booking_abandoned", "channel": ')
+    copied = next(
+        line for line in (EXAMPLES / "events" / "bookings.jsonl").read_text().splitlines() if COPIED in line
+    )
+    producer.produce("bookings", key=json.loads(copied)["customer"]["id"], value=copied.encode())
     producer.flush(10)
-    return count + 1
+    return count + 2
+
+
+def with_audit_and_dedupe(config_name: str, directory: str) -> Loaded:
+    """The example configuration with an audit topic, and the abandoned-booking SMS sent once
+    per booking (``dedupe``), as part one runs it."""
+    raw = yaml.safe_load((EXAMPLES / config_name).read_text())
+    raw["delivery"]["audit_topic"] = AUDIT_TOPIC
+    for rule in raw["rules"]:
+        if rule["name"] == "abandoned-sms":
+            rule["dedupe"] = {"key": "{{ booking.id }}", "window": "24h"}
+    path = Path(directory) / config_name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return load(str(path))
 
 
 def produce_avro(bootstrap: str, registry_url: str) -> int:
@@ -206,10 +227,8 @@ def run_part(
     """Run the bridge with one example config until it catches up, then show what happened."""
     seen = sandbox.state.listing("requests", 0)["total"]
     os.environ["KAFKA_GROUP_ID"] = group
-    loaded = load(str(EXAMPLES / config_name))
-    if audit:
-        delivery = loaded.config.delivery.model_copy(update={"audit_topic": AUDIT_TOPIC})
-        loaded = loaded._replace(config=loaded.config.model_copy(update={"delivery": delivery}))
+    with tempfile.TemporaryDirectory() as directory:
+        loaded = with_audit_and_dedupe(config_name, directory) if audit else load(str(EXAMPLES / config_name))
     config, mapper, decoder = loaded
     dlq = config.delivery.dead_letter_topic or ""
     dead_from = end_offset(cluster.bootstrap_servers, dlq)
@@ -227,6 +246,11 @@ def run_part(
     if audit:
         print(f"\nWhy did {TOLD} get these messages? (intilery-bridge trace --user {TOLD}):\n")
         customer_story(loaded, TOLD, None).report(sys.stdout)
+        copies = bridge.counts["deduplicated"]
+        print(
+            f"\nCopies not sent (rule abandoned-sms's dedupe, docs/safety.md): {copies}; booking "
+            f"{COPIED}'s event was produced twice, as a producer's retry does"
+        )
     return code
 
 

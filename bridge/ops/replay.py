@@ -229,6 +229,7 @@ def _deliver_window(loaded: Loaded, config_file: str, args: WindowRun, window: W
         window=window,
         rate=rate,
         guard_stale=not args.ignore_max_age,
+        dedupe=not args.ignore_dedupe,
     )
     with start_up_frozen():
         code = asyncio.run(_run(bridge, window.total, verb))

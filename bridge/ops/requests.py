@@ -17,6 +17,9 @@ class WindowRun:
     rate: float | None = None  # requests/s of its own (None: a tenth of the account's)
     observability_port: int | None = None  # serve /metrics there (None: not at all)
     ignore_max_age: bool = False  # send commands older than their rule's max_age too
+    ignore_dedupe: bool = (
+        False  # send rules' dedupe copies too, on purpose (the state neither asked nor told)
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

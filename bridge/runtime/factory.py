@@ -79,12 +79,14 @@ def build_bridge(
     rate: float | None = None,
     guard_stale: bool = True,
     shadow: Mapper | None = None,
+    dedupe: bool = True,
 ) -> Bridge:
     """``window``: replay exactly these offsets (:mod:`bridge.ops.replay`), stopping once every
     partition reached its end. ``rate``: requests/s of its own (replay, redrive; 0: no limit)
     instead of a share of the account's; with Redis the account's bucket paces it, ``rate``
     only while Redis is away. ``guard_stale``: skip commands past their rule's ``max_age``.
-    ``shadow``: a candidate's rules, mapped beside the live ones (``run --shadow``)."""
+    ``shadow``: a candidate's rules, mapped beside the live ones (``run --shadow``).
+    ``dedupe``: False sends rules' dedupe copies too (``replay --ignore-dedupe``)."""
     for service, setting in config.unverified_tls():
         log.warning("tls_verification_disabled", service=service, setting=setting)
     metrics = Metrics()
@@ -99,13 +101,13 @@ def build_bridge(
     writing = kafka_stage(config, source_name, events, window, intilery.shared, metrics)
     kafka = KafkaWorker(writing.source)
     source, sinks = writing.source, writing.sinks
-    dedupe = dedupe_stage(config, metrics, window)
+    once = dedupe_stage(config, metrics, window) if dedupe else None
     path = record_stage(
-        config, (mapper, shadow), decoder, intilery, writing, states, outcomes, stop, window, dedupe
+        config, (mapper, shadow), decoder, intilery, writing, states, outcomes, stop, window, once
     )
     stuck_after_s = config.delivery.stuck_after_s
     health = Health(
-        source, intilery.sender, stop, sinks=sinks, states=states, stuck_after_s=stuck_after_s, dedupe=dedupe
+        source, intilery.sender, stop, sinks=sinks, states=states, stuck_after_s=stuck_after_s, dedupe=once
     )
     checkpoint, partitions = partitions_stage(config, metrics, kafka, source, states, sinks, intilery, window)
     parts = BridgeParts(
@@ -124,7 +126,7 @@ def build_bridge(
         closers=[
             *intilery.closers,
             *([decoder.registry.close] if decoder.registry is not None else []),
-            *([dedupe.ledger.close] if isinstance(dedupe.ledger, RedisLedger) else []),
+            *([once.ledger.close] if once is not None and isinstance(once.ledger, RedisLedger) else []),
         ],
         server=observability_stage(config, metrics, health, intilery, states),
     )

@@ -132,6 +132,13 @@ def test_without_redis_the_ledger_is_rebuilt_from_the_audit_topic(
     # C-0's bookings (one in five): each sent once, its copy caught in each run
     assert len(sent) == BOOKINGS // 5 and len(caught) == 2 * BOOKINGS // 5
 
+    replay = [sys.executable, "-m", "bridge", "replay", "--config", str(config), "--topic", cluster.topic]
+    forced = subprocess.run(
+        [*replay, "--from-beginning", "--ignore-dedupe"], capture_output=True, text=True, env=bridge_env()
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert sms_per_booking(sandbox) == {f"B-{n}": 1 + 3 for n in range(BOOKINGS)}  # every copy, on purpose
+
 
 def test_redis_killed_and_restarted_mid_stream_loses_nothing_sends_nothing_twice(
     cluster: TestKafka, sandbox: Sandbox, tmp_path: Path
