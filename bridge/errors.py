@@ -100,6 +100,22 @@ class RejectedError(RecordError):
     error_class = "rejected"
 
 
+class CappedError(RecordError):
+    """A command over a frequency cap (``delivery.caps``): dead-lettered alone, naming the
+    cap (``x-bridge-cap``), so that a redrive sends it once the window has passed."""
+
+    error_class = "capped"
+
+    def __init__(
+        self, reason: str, *, rule: str | None = None, status: int | None = None, cap: str = ""
+    ) -> None:
+        super().__init__(reason, rule=rule, status=status)
+        self.cap = cap
+
+    def for_rule(self, rule: str) -> RecordError:
+        return CappedError(self.reason, rule=rule, cap=self.cap)
+
+
 class InternalError(RecordError):
     """Any other exception one record raised (OverflowError, RecursionError, MemoryError, a
     bug): the record is dead-lettered with the exception's type rather than halt its partition."""

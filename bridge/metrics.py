@@ -142,6 +142,14 @@ class Metrics:
                 registry=r,
             )
         )
+        self.capped = Children(
+            Counter(
+                "intilery_bridge_commands_capped",
+                "Commands over a frequency cap (delivery.caps), dead-lettered alone.",
+                ["cap"],
+                registry=r,
+            )
+        )
         self.dedupe_evicted = Counter(
             "intilery_bridge_dedupe_evicted",
             "Keys the process' own ledger dropped before their window ended (delivery.state.max_entries).",

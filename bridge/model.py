@@ -104,6 +104,7 @@ class Command:
     missing: tuple[str, ...] = ()  # its templates' fields the event does not have
     held: bool = False  # made but not to be sent: a field missing and the rule's on_missing: skip
     once: Once | None = None  # the rule's dedupe: sent once per customer and key within a window
+    uncapped: bool = False  # the rule's ``caps: false``: no frequency cap counts it
 
     def is_stale(self, now_ms: int) -> bool:
         return (

@@ -33,7 +33,9 @@ from bridge.runtime.shadow import Shadow
 from bridge.runtime.sinks import OwnTopicSinks
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import KafkaWorker
+from bridge.safety.caps import Caps
 from bridge.safety.dedupe import Dedupe
+from bridge.safety.state import State
 from bridge.tracing import Span
 from tests.support import TOKEN, base_config, sms_event, write_config
 
@@ -194,13 +196,14 @@ def build(
     audit: FakeAudit | None = None,
     skip_audited: bool = True,
     dedupe: Dedupe | None = None,
+    caps: Caps | None = None,
 ) -> tuple[Bridge, FakeSource, FakeSender, Any]:
     """``dead_letters``: True for :class:`FakeDeadLetters`, False for none, or the dead-letter
     writer to use; ``source_config``: the ``source`` section (default: the topic ``bookings``,
     JSON); ``loaded``: a configuration loaded already (``source_config`` is then ignored);
     ``shadow``: rules mapped beside the live ones (``run --shadow``); ``audit``: the audit
     topic's writer (``skip_audited``: ``delivery.skip_audited``); ``dedupe``: the ledger's
-    side for rules with ``dedupe``."""
+    side for rules with ``dedupe``; ``caps``: the frequency caps'."""
     loaded = loaded or load_config(tmp_path, source_config, max_buffered, bool(dead_letters))
     source, sender = FakeSource(batches), sender or FakeSender()
     dlq = (FakeDeadLetters() if dead_letters is True else dead_letters) if dead_letters else None
@@ -223,6 +226,8 @@ def build(
         shadow=Shadow(shadow, metrics) if shadow is not None else None,
         audit=Audit(audit, False, "g", skip_sent=skip_audited) if audit is not None else None,
         dedupe=dedupe,
+        caps=caps,
+        group="g",
     )
     checkpoint = Checkpoint(states, kafka, metrics)
     partitions = Partitions(source, states, checkpoint, metrics, grace_s=1, sinks=OwnTopicSinks(dlq, audit))
@@ -237,11 +242,18 @@ def build(
         sender=sender,
         sinks=OwnTopicSinks(dlq, audit),
         outcomes=outcomes,
-        health=Health(source, sender, stop, states=states, dedupe=dedupe),
+        health=Health(source, sender, stop, states=states, safety=safety_state(dedupe, caps)),
         back_pressure=BackPressure(max_buffered, max_buffered_bytes),
         stop=stop,
     )
     return Bridge(loaded.config, loaded.mapper, parts, until_caught_up=True), source, sender, dlq
+
+
+def safety_state(dedupe: Dedupe | None, caps: Caps | None) -> State | None:
+    """What readiness reads of customer safety: the dedupe's state, else the caps'."""
+    if dedupe is not None:
+        return dedupe.state
+    return caps.state if caps is not None else None
 
 
 def load_config(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import (
     Field,
+    field_validator,
 )
 
-from bridge.config.base import Model, shown_default
+from bridge.config.base import Model, parse_duration, shown_default
 from bridge.config.intilery import StateRedisConfig
 
 
@@ -44,6 +47,26 @@ class StateConfig(Model):
     max_entries: int = Field(default=1_000_000, ge=1)
     """Without Redis: the keys the process keeps at most (about 350 bytes each); past that, those
     nearest the end of their window go first (`intilery_bridge_dedupe_evicted_total`)."""
+
+
+SendCommand = Literal["send_email", "send_sms", "send_print", "send_push"]
+SENDS: list[SendCommand] = ["send_email", "send_sms", "send_print", "send_push"]
+
+
+class CapConfig(Model):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Unique; in the dead letter's `x-bridge-cap` header, logs and metrics."""
+    commands: list[SendCommand] = Field(default=SENDS, min_length=1)
+    """The commands the cap counts (every `send_*` by default)."""
+    max: int = Field(ge=1)
+    """At most this many of them accepted per customer (`userId`) within `window`."""
+    window: float  # seconds; written as a duration such as 1h
+    """A duration (`1h`, `1d`): the sliding window the commands are counted over."""
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
 
 
 class DeliveryConfig(Model):
@@ -102,5 +125,9 @@ class DeliveryConfig(Model):
     """Batch mode: post to `/v1/batch` instead of one command per request to `/v1/track` or
     `/v1/identify`.
     """
+    caps: list[CapConfig] = []
+    """Frequency caps per customer ([Customer safety](safety.md#frequency-caps)): a command over a
+    cap is dead-lettered alone (class `capped`, header `x-bridge-cap`), the record's other
+    commands go on. Needs `dead_letter_topic`, and `state.redis` or `audit_topic`."""
     state: StateConfig = StateConfig()
     """The ledger of commands sent once, for rules with `dedupe` ([Customer safety](safety.md))."""

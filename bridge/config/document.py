@@ -110,6 +110,9 @@ class RuleConfig(Model):
     emit: dict[str, Any]
     """The body to post, exactly as Intilery documents it, with templates; objects and lists
     nested at most 32 deep."""
+    caps: bool = True
+    """`false`: no frequency cap (`delivery.caps`) counts or holds back the rule's commands
+    (transactional messages: a password reset is never capped)."""
     dedupe: DedupeConfig | None = None
     """Send the rule's command once per customer and key within a window, whatever the producers
     repeat ([Customer safety](safety.md)): a duplicate is not sent, not dead-lettered, but logged
@@ -215,6 +218,7 @@ def cross_problems(raw: dict[str, Any]) -> list[str]:
     delivery = as_dict(raw.get("delivery"))
     problems += written_topic_problems(delivery, known)
     remembered = as_dict(delivery.get("state")).get("redis") is not None or delivery.get("audit_topic")
+    problems += cap_problems(delivery, bool(remembered))
     names: set[str] = set()
     for index, rule in enumerate(as_list(raw.get("rules"))):
         if not isinstance(rule, dict):
@@ -232,6 +236,24 @@ def cross_problems(raw: dict[str, Any]) -> list[str]:
                 f"{where}.dedupe: needs delivery.state.redis (shared by every replica) or "
                 "delivery.audit_topic (the process' own ledger, rebuilt from it)"
             )
+    return problems
+
+
+def cap_problems(delivery: dict[str, Any], remembered: bool) -> list[str]:
+    """Caps need somewhere to count, a dead-letter topic for what they hold back, and names
+    of their own."""
+    problems = []
+    names: set[str] = set()
+    for index, cap in enumerate(as_list(delivery.get("caps"))):
+        name = as_dict(cap).get("name")
+        where = f"delivery.caps[{index}] ({name})"
+        if name in names:
+            problems.append(f"{where}.name: duplicate cap name")
+        names.add(str(name))
+        if not remembered:
+            problems.append(f"{where}: needs delivery.state.redis or delivery.audit_topic to count in")
+        if not delivery.get("dead_letter_topic"):
+            problems.append(f"{where}: needs delivery.dead_letter_topic for the commands it holds back")
     return problems
 
 

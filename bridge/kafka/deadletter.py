@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 from confluent_kafka import KafkaError
 
-from bridge.errors import DecodeError, RecordError
+from bridge.errors import CappedError, DecodeError, RecordError
 from bridge.kafka.writer import CONTENT, CONTENT_ERRORS, NOTHING_OMITTED, Omitted, TopicWriter
 from bridge.logs import redact
 from bridge.model import Record
@@ -45,9 +45,10 @@ SOURCE_PREFIX = "x-source-"
 SOURCE_TOPIC = "x-bridge-source-topic"  # where the record was read
 SOURCE_PARTITION = "x-bridge-source-partition"
 SOURCE_OFFSET = "x-bridge-source-offset"
-ERROR_CLASS = "x-bridge-error-class"  # decode, mapping, rejected, internal
+ERROR_CLASS = "x-bridge-error-class"  # decode, mapping, rejected, capped, internal
 ERROR_REASON = "x-bridge-error-reason"
 RULE = "x-bridge-rule"  # the rule whose command failed, when one did
+CAP = "x-bridge-cap"  # the frequency cap a command was over (class capped): it alone is dead-lettered
 HTTP_STATUS = "x-bridge-http-status"  # Intilery's answer, when it gave one
 RULES_VERSION = "x-bridge-rules-version"  # of the rules that mapped it
 USER_ID = "x-bridge-user-id"  # the customer, when a command was made
@@ -115,6 +116,8 @@ def dead_letter_headers(
     }
     if error.rule:
         extra[RULE] = error.rule[:REASON_LIMIT]
+    if isinstance(error, CappedError):
+        extra[CAP] = error.cap[:REASON_LIMIT]
     if error.status is not None:
         extra[HTTP_STATUS] = str(error.status)
     if known.rules_version is not None:
@@ -169,6 +172,13 @@ class DeadLetterHeaders:
     status: int | None
     user: str | None
     trace_id: str | None
+    cap: str | None = None
+
+    @property
+    def alone(self) -> bool:
+        """Whether the dead letter holds one command of its rule alone (over a cap): a
+        redrive sends that command only, never the record's other commands again."""
+        return self.error_class == CappedError.error_class and self.rule is not None
 
     @classmethod
     def of(cls, dead_letter: Record) -> DeadLetterHeaders:
@@ -184,6 +194,7 @@ class DeadLetterHeaders:
             status=_number(texts.get(HTTP_STATUS)),
             user=texts.get(USER_ID),
             trace_id=texts.get(TRACE_ID),
+            cap=texts.get(CAP),
         )
 
 

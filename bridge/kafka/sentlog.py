@@ -197,10 +197,12 @@ def audit_window(consumer: Any, topic: str, group: str, since_ms: int) -> Window
 
 @dataclass(frozen=True, slots=True)
 class SentOnce:
-    """A command with a dedupe key that the audit topic shows Intilery accepted."""
+    """A command the audit topic shows Intilery accepted, as customer safety counts it."""
 
-    key: str  # the ledger's key (a hash)
+    key: str | None  # the dedupe ledger's key (a hash), when its rule dedupes
     rule: str
+    command: str  # send_sms, ...
+    user: str  # its userId
     source: tuple[str, int, int]  # the record it was of: topic, partition, offset
     event_id: str
     sent_ms: int
@@ -214,9 +216,9 @@ def sent_once(
     timeout_s: float,
     factory: Callable[..., Any] = Consumer,
 ) -> tuple[list[SentOnce], bool]:
-    """The commands with a dedupe key ``group`` sent since ``since_ms`` (a replay's too: they
-    count as sent), as the audit topic shows them, and whether it was read to its end
-    within ``timeout_s``. Anything else in the topic is passed over."""
+    """The commands ``group`` sent since ``since_ms`` (a replay's too: they count as sent), as
+    the audit topic shows them, and whether it was read to its end within ``timeout_s``.
+    Anything else in the topic is passed over."""
     found: list[SentOnce] = []
     until = time.monotonic() + timeout_s
     consumer = window_reader(kafka, f"{group}-once-{uuid.uuid4().hex[:8]}", factory)
@@ -237,13 +239,13 @@ def sent_once(
 
 
 def once_entry(entry: dict[str, Any]) -> SentOnce | None:
-    """A delivered entry naming a ledger key, or None."""
+    """A delivered entry, or None."""
     key = entry.get("once")
     rule = entry.get("rule")
     source = entry.get("source")
     if auditentry.outcome(entry) != auditentry.DELIVERED or not isinstance(source, dict):
         return None
-    if not isinstance(key, str) or not isinstance(rule, str):
+    if not isinstance(rule, str) or (key is not None and not isinstance(key, str)):
         return None
     where = (source.get("topic"), source.get("partition"), source.get("offset"))
     if not isinstance(where[0], str) or type(where[1]) is not int or type(where[2]) is not int:
@@ -252,7 +254,10 @@ def once_entry(entry: dict[str, Any]) -> SentOnce | None:
         sent_ms = timestamps.normalise_ms(entry.get("sent_at"))[1]
     except ValueError:
         return None
-    return SentOnce(key, rule, (where[0], where[1], where[2]), str(entry.get("eventId") or ""), sent_ms)
+    command, user = str(entry.get("command") or ""), str(entry.get("userId") or "")
+    return SentOnce(
+        key, rule, command, user, (where[0], where[1], where[2]), str(entry.get("eventId") or ""), sent_ms
+    )
 
 
 def sent_entry(value: bytes | None, group: str) -> tuple[TopicPartitionKey, int, str, str] | None:

@@ -50,6 +50,7 @@ class CompiledRule:
         self._when = compile_expr(config.when, f"{where}.when", problems) if config.when else None
         self._emit = compile_template(config.emit, f"{where}.emit", problems)
         self._dedupe = config.dedupe
+        self._uncapped = not config.caps
         self._dedupe_key = (
             compile_template(config.dedupe.key, f"{where}.dedupe.key", problems) if config.dedupe else None
         )
@@ -79,6 +80,8 @@ class CompiledRule:
         command = finish_command(self.name, body, context[KAFKA_ROOT].get("timestamp"), self.max_age_s)
         if self._dedupe is not None:
             command = dataclasses.replace(command, once=self._once(context, command))
+        if self._uncapped:
+            command = dataclasses.replace(command, uncapped=True)
         return dataclasses.replace(command, missing=missing) if missing else command
 
     def _once(self, context: dict[str, Any], command: Command) -> Once:

@@ -45,8 +45,10 @@ from bridge.runtime.shadow import Shadow
 from bridge.runtime.sinks import OwnTopicSinks
 from bridge.runtime.state import Assignment
 from bridge.runtime.worker import KafkaWorker
+from bridge.safety.caps import Cap, CapCounts, Caps, MemoryCaps, RedisCaps, cap_key, place_of
 from bridge.safety.dedupe import Dedupe
-from bridge.safety.ledger import MemoryLedger, RedisLedger, holder_of
+from bridge.safety.ledger import Ledger, MemoryLedger, RedisLedger, holder_of
+from bridge.safety.state import State
 
 if TYPE_CHECKING:
     from bridge.spans import Spans
@@ -101,13 +103,19 @@ def build_bridge(
     writing = kafka_stage(config, source_name, events, window, intilery.shared, metrics)
     kafka = KafkaWorker(writing.source)
     source, sinks = writing.source, writing.sinks
-    once = dedupe_stage(config, metrics, window) if dedupe else None
+    safety = safety_stage(config, metrics, window, dedupe)
     path = record_stage(
-        config, (mapper, shadow), decoder, intilery, writing, states, outcomes, stop, window, once
+        config, (mapper, shadow), decoder, intilery, writing, states, outcomes, stop, window, safety
     )
     stuck_after_s = config.delivery.stuck_after_s
     health = Health(
-        source, intilery.sender, stop, sinks=sinks, states=states, stuck_after_s=stuck_after_s, dedupe=once
+        source,
+        intilery.sender,
+        stop,
+        sinks=sinks,
+        states=states,
+        stuck_after_s=stuck_after_s,
+        safety=safety.state,
     )
     checkpoint, partitions = partitions_stage(config, metrics, kafka, source, states, sinks, intilery, window)
     parts = BridgeParts(
@@ -126,7 +134,7 @@ def build_bridge(
         closers=[
             *intilery.closers,
             *([decoder.registry.close] if decoder.registry is not None else []),
-            *([once.ledger.close] if once is not None and isinstance(once.ledger, RedisLedger) else []),
+            *safety.closers,
         ],
         server=observability_stage(config, metrics, health, intilery, states),
     )
@@ -237,7 +245,7 @@ def record_stage(
     outcomes: Outcomes,
     stop: Stop,
     window: Window | None,
-    dedupe: Dedupe | None = None,
+    safety: SafetyStage | None = None,
 ) -> RecordPath:
     """The record path: decode, map, deliver (or dead-letter) each record; ``rules``: the
     live ones, and the shadow's (a candidate's, mapped beside them) or None."""
@@ -255,44 +263,80 @@ def record_stage(
         topics=frozenset(config.source.topic_names),
         window=window,
         shadow=Shadow(shadow, outcomes.metrics) if shadow is not None else None,
-        dedupe=dedupe,
+        dedupe=safety.dedupe if safety is not None else None,
+        caps=safety.caps if safety is not None else None,
+        group=safety.group if safety is not None else "",
     )
 
 
-def dedupe_stage(config: BridgeConfig, metrics: Metrics, window: Window | None) -> Dedupe:
-    """The ledger of commands sent once, for the rules with ``dedupe``: in Redis with
-    ``delivery.state.redis`` (every replica, replay and redrive share it), else in this
-    process. A record reading it is named by the group that reads it (a window's own)."""
+@dataclass(frozen=True)
+class SafetyStage:
+    """Customer safety: the dedupe ledger and the frequency caps, asked through one state."""
+
+    dedupe: Dedupe | None  # None: replay --ignore-dedupe
+    caps: Caps | None  # None: no delivery.caps
+    state: State
+    group: str  # names a record holding a key or a place: the group reading it
+    closers: list[Callable[[], Awaitable[None] | None]]
+
+
+def safety_stage(config: BridgeConfig, metrics: Metrics, window: Window | None, dedupe: bool) -> SafetyStage:
+    """In Redis with ``delivery.state.redis`` (every replica, replay and redrive share it), else
+    in this process, rebuilt from the audit topic."""
     state = config.delivery.state
     group = window.group if window is not None else str(config.kafka["group.id"])
+    caps = [Cap(cap.name, frozenset(cap.commands), cap.max, cap.window) for cap in config.delivery.caps]
     if state.redis is None:
         memory = MemoryLedger(state.max_entries, on_evicted=metrics.dedupe_evicted.inc)
-        rebuild_ledger(memory, config)
-        return Dedupe(memory, group, state.reservation_s)
-    password = state.redis.password.get_secret_value() if state.redis.password else None
-    ledger = RedisLedger(connect(state.redis.url, password, state.redis.ca_file), state.redis.key_prefix)
-    metrics.state_up.set(1)
-    return Dedupe(ledger, group, state.reservation_s, on_state=lambda up: metrics.state_up.set(int(up)))
+        local = MemoryCaps()
+        asking = State()
+        rebuild_state(config, memory, local, Caps(local, caps, asking))
+        ledger: Ledger = memory
+        counts: CapCounts = local
+        closers: list[Callable[[], Awaitable[None] | None]] = []
+    else:
+        password = state.redis.password.get_secret_value() if state.redis.password else None
+        client = connect(state.redis.url, password, state.redis.ca_file)
+        metrics.state_up.set(1)
+        asking = State(on_state=lambda up: metrics.state_up.set(int(up)))
+        ledger = RedisLedger(client, state.redis.key_prefix)
+        counts = RedisCaps(client, state.redis.key_prefix)
+        closers = [client.aclose]
+    return SafetyStage(
+        Dedupe(ledger, state.reservation_s, state=asking) if dedupe else None,
+        Caps(counts, caps, asking) if caps else None,
+        asking,
+        group,
+        closers,
+    )
 
 
-def rebuild_ledger(memory: MemoryLedger, config: BridgeConfig, timeout_s: float = 60.0) -> None:
-    """The process' own ledger, as the audit topic shows it: the commands with a dedupe key
-    this deployment's group sent within their rules' windows (valid for one replica)."""
+def rebuild_state(
+    config: BridgeConfig, ledger: MemoryLedger, counts: MemoryCaps, caps: Caps, timeout_s: float = 60.0
+) -> None:
+    """The process' own state, as the audit topic shows it: the commands this deployment's
+    group sent within their rules' dedupe windows and their caps' windows (valid for one
+    replica)."""
     windows = {rule.name: rule.dedupe.window for rule in config.rules if rule.dedupe is not None}
+    uncapped = {rule.name for rule in config.rules if not rule.caps}
+    longest = max([*windows.values(), *(cap.window for cap in config.delivery.caps)], default=0)
     topic = config.delivery.audit_topic
-    if not windows or topic is None:
+    if not longest or topic is None:
         return
     group = str(config.kafka["group.id"])
     log.warning("dedupe_state_local", reason="no delivery.state.redis: valid for one replica only")
     started = time.time()
-    since_ms = int((started - max(windows.values())) * 1000)
-    found, complete = sent_once(config.kafka, topic, group, since_ms, timeout_s)
+    found, complete = sent_once(config.kafka, topic, group, int((started - longest) * 1000), timeout_s)
     kept = 0
     for sent in found:
-        left = sent.sent_ms / 1000 + windows.get(sent.rule, 0) - time.time()
-        if left > 0:
-            memory.seed(sent.key, holder_of(group, *sent.source), sent.event_id, left)
+        age = time.time() - sent.sent_ms / 1000
+        holder = holder_of(group, *sent.source)
+        if sent.key is not None and (left := windows.get(sent.rule, 0) - age) > 0:
+            ledger.seed(sent.key, holder, sent.event_id, left)
             kept += 1
+        for cap in caps.counting(sent.command) if sent.rule not in uncapped else []:
+            if age < cap.window_s:
+                counts.seed(cap_key(cap.name, sent.user), place_of(holder, sent.rule), age)
     took_ms = round((time.time() - started) * 1000)
     log.info("dedupe_ledger_rebuilt", sent=len(found), kept=kept, complete=complete, took_ms=took_ms)
 

@@ -19,7 +19,7 @@ from bridge.logs import redact
 from bridge.runtime.ports import CommandSender, RecordSource
 from bridge.runtime.sinks import OwnTopicSinks
 from bridge.runtime.state import Assignment
-from bridge.safety.dedupe import Dedupe
+from bridge.safety.state import State
 
 log = structlog.get_logger("bridge")
 
@@ -90,6 +90,9 @@ class BackPressure:
         return not paused and not self.pause(held, held_bytes, False, auth_blocked)
 
 
+SAFETY_AWAY = "the customer-safety state (dedupe, caps) does not answer: the commands that need it wait"
+
+
 class Health:
     """``/healthz``: the consume loop goes round. ``/readyz``: a member of the group that
     Intilery answers. Each gives the reasons it fails (none: healthy, ready)."""
@@ -103,7 +106,7 @@ class Health:
         sinks: OwnTopicSinks | None = None,
         states: Assignment | None = None,
         stuck_after_s: float = 300.0,
-        dedupe: Dedupe | None = None,
+        safety: State | None = None,
     ) -> None:
         self._source = source
         self._sender = sender
@@ -112,7 +115,7 @@ class Health:
         self._sinks = sinks
         self._states = states
         self._stuck_after_s = stuck_after_s
-        self._dedupe = dedupe
+        self._safety = safety
         self.loop_at = clock()
 
     def went_round(self) -> None:
@@ -129,7 +132,7 @@ class Health:
 
     def readiness(self) -> list[str]:
         """``/readyz``: a member, and delivering: Intilery taking the token and answering, the
-        dead-letter topic taking writes, the dedupe ledger answering, no partition stuck."""
+        dead-letter topic taking writes, the customer-safety state answering, no partition stuck."""
         reasons = self._not_member()
         if self._sender.gate.auth_failed:
             reasons.append(self._sender.gate.refusal)
@@ -138,8 +141,10 @@ class Health:
             reasons.append(f"every request to Intilery has failed for {self._clock() - failing:.0f}s")
         if self._sinks is not None:
             reasons += self._sinks.refusals(self._clock(), OUTAGE_AFTER_S)
-        if self._dedupe is not None and not self._dedupe.up:
-            reasons.append("the ledger of commands sent once does not answer: commands with dedupe wait")
+        if self._safety is not None and not self._safety.up:
+            reasons.append(
+                "the customer-safety state (dedupe, caps) does not answer: the commands that need it wait"
+            )
         if self._states is not None and (stuck := self._states.stuck(self._clock(), self._stuck_after_s)):
             named = ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(stuck))
             waited = f"no commit for over {self._stuck_after_s:.0f}s while records wait"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from bridge.errors import AuthError, DeliveryError, RecordError, SetupError
+from bridge.errors import AuthError, CappedError, DeliveryError, RecordError, SetupError
 from bridge.intilery.client import Delivered
 from bridge.metrics import Metrics
 from bridge.model import Command, Record, Withheld
@@ -144,6 +144,29 @@ class CommandOutcomes:
             **describe(command),
             **record_fields(record, span),
             first_eventId=first_event_id,
+        )
+
+    def capped(
+        self,
+        command: Command,
+        record: Record,
+        error: CappedError,
+        rules_version: str,
+        span: Span | None = None,
+    ) -> None:
+        """Over a frequency cap: the command alone goes to the dead-letter topic (its record's
+        others go on)."""
+        self.counts["capped"] += 1
+        self.metrics.capped(error.cap).inc()
+        self.metrics.dead_letters(error.error_class).inc()
+        self.metrics.commands(command.rule, command_label(command), "capped").inc()
+        log.warning(
+            "command_capped",
+            **describe(command),
+            **record_fields(record, span),
+            cap=error.cap,
+            reason=error.reason,
+            rules_version=rules_version,
         )
 
     def withheld(self, command: Command, record: Record, skipped: Withheld, span: Span | None = None) -> None:

@@ -25,6 +25,7 @@ from bridge.config import RetryConfig
 from bridge.convert import record_commands
 from bridge.decode.avro import SchemaNotCached
 from bridge.errors import (
+    CappedError,
     DecodeError,
     InternalError,
     RecordError,
@@ -33,9 +34,9 @@ from bridge.errors import (
 )
 from bridge.intilery.client import Delivered
 from bridge.intilery.sending import Backoff
-from bridge.kafka.deadletter import FailureContext
+from bridge.kafka.deadletter import DeadLetterHeaders, FailureContext
 from bridge.kafka.window import Window
-from bridge.model import Command, Record, Withheld
+from bridge.model import Command, Once, Record, Withheld
 from bridge.rules.mapping import Mapper
 from bridge.runtime.auditing import Audit
 from bridge.runtime.health import Stop
@@ -44,8 +45,10 @@ from bridge.runtime.outcomes import Outcomes, record_fields
 from bridge.runtime.ports import CommandSender, DeadLetterSink, RecordDecoder
 from bridge.runtime.shadow import Shadow
 from bridge.runtime.state import Assignment, PartitionState
+from bridge.safety.caps import Cap, Caps
 from bridge.safety.dedupe import Dedupe
-from bridge.safety.ledger import Claim
+from bridge.safety.ledger import Claim, holder_of
+from bridge.timestamps import duration_text
 
 log = structlog.get_logger("bridge")
 
@@ -69,7 +72,11 @@ class RecordPath:
         shadow: Shadow | None = None,
         audit: Audit | None = None,
         dedupe: Dedupe | None = None,
+        caps: Caps | None = None,
+        group: str = "",
     ) -> None:
+        """``dedupe``, ``caps``: customer safety (``group``: the group reading, which names a
+        record holding a dedupe key or a cap's place)."""
         self.decoder = decoder
         self.mapper = mapper
         self.sender = sender
@@ -77,6 +84,8 @@ class RecordPath:
         self.dead_letters = dead_letters
         self.audit = audit
         self.dedupe = dedupe
+        self.caps = caps
+        self.group = group
         self.states = states
         self.outcomes = outcomes
         self.stop = stop
@@ -121,9 +130,14 @@ class RecordPath:
         return True
 
     def commands(self, work: RecordInProgress) -> list[Command]:
-        """The work's commands by the rules it was read under (its shadow compared with them)."""
+        """The work's commands by the rules it was read under (its shadow compared with them);
+        a redriven dead letter holding one command alone (over a cap) gives that one only."""
         watch = self.outcomes.fields_missing
-        return record_commands(self.decoder, work.mapper, work.origin, watch=watch, beside=self.shadow)
+        commands = record_commands(self.decoder, work.mapper, work.origin, watch=watch, beside=self.shadow)
+        if self.window is None or not self.window.redrive:
+            return commands
+        headers = DeadLetterHeaders.of(work.record)
+        return [c for c in commands if c.rule == headers.rule] if headers.alone else commands
 
     def _skip(self, work: RecordInProgress) -> None:
         self.outcomes.skipped(work.origin, work.span)
@@ -164,28 +178,72 @@ class RecordPath:
 
     async def _send(self, work: RecordInProgress, command: Command, index: int, sent_as: str | None) -> bool:
         """One command of the work: not sent again when the audit topic shows it was
-        (``sent_as``: its eventId), nor when its rule's dedupe finds a copy accepted within
-        the window; else sent, or withheld by the sender (stale, incomplete). False when
-        Intilery rejected it: the record is dead-lettered."""
+        (``sent_as``: its eventId); under its rule's dedupe or a cap, as
+        :meth:`_send_safely` says; else sent, or withheld by the sender (stale, incomplete).
+        False when Intilery rejected it: the record is dead-lettered."""
         if sent_as is not None:
             self.outcomes.already_sent(command, work.origin, sent_as, work.span)
             return True
-        if command.once is None or self.dedupe is None:
+        caps = self.caps.applying(command) if self.caps is not None else []
+        once = command.once if self.dedupe is not None else None
+        if once is None and not caps:
             return await self._post(work, command, index) is not None
-        once, holder = command.once, self.dedupe.holder(work.record)
-        found = await self.dedupe.claim(once, holder)  # waits for a copy's pending outcome
-        if found.claim is Claim.SENT:
-            self.outcomes.deduplicated(command, work.origin, found.event_id, work.span)
-            if self.audit is not None:
-                self.audit.deduplicated(work, command, found.event_id)
-            return True
-        async with self.dedupe.renewing(once, holder):
-            answer = await self._post(work, command, index)
-        if isinstance(answer, Delivered):
-            await self.dedupe.confirm(once, holder, answer.event_id)
-        else:  # dead-lettered (a redrive may send it) or withheld: not sent
-            await self.dedupe.release(once, holder)
+        return await self._send_safely(work, command, index, once, caps)
+
+    async def _send_safely(
+        self, work: RecordInProgress, command: Command, index: int, once: Once | None, caps: list[Cap]
+    ) -> bool:
+        """Not sent when its dedupe finds a copy accepted within the window (waiting for a
+        copy's pending outcome); dead-lettered alone when over a cap (the record's other
+        commands go on); else sent while its key and places are held, then the key
+        confirmed, or key and places given back when it is not sent after all."""
+        holder = holder_of(self.group, work.record.topic, work.record.partition, work.record.offset)
+        if once is not None and self.dedupe is not None:
+            found = await self.dedupe.claim(once, holder)
+            if found.claim is Claim.SENT:
+                self.outcomes.deduplicated(command, work.origin, found.event_id, work.span)
+                if self.audit is not None:
+                    self.audit.deduplicated(work, command, found.event_id)
+                return True
+        full = await self.caps.take(command, holder, caps) if self.caps is not None and caps else None
+        if full is not None:
+            if once is not None and self.dedupe is not None:
+                await self.dedupe.release(once, holder)
+            return self._capped(work, command, full)
+        answer = await self._post_holding(work, command, index, once, holder)
+        if once is not None and self.dedupe is not None:
+            if isinstance(answer, Delivered):
+                await self.dedupe.confirm(once, holder, answer.event_id)
+            else:  # dead-lettered (a redrive may send it) or withheld: not sent
+                await self.dedupe.release(once, holder)
+        if caps and self.caps is not None and not isinstance(answer, Delivered):
+            await self.caps.give_back(command, holder, caps)
         return answer is not None
+
+    async def _post_holding(
+        self, work: RecordInProgress, command: Command, index: int, once: Once | None, holder: str
+    ) -> Delivered | Withheld | None:
+        """:meth:`_post`, its dedupe key renewed meanwhile (retries outlast the bound)."""
+        if once is None or self.dedupe is None:
+            return await self._post(work, command, index)
+        async with self.dedupe.renewing(once, holder):
+            return await self._post(work, command, index)
+
+    def _capped(self, work: RecordInProgress, command: Command, cap: Cap) -> bool:
+        """Over ``cap``: the command alone is dead-lettered, its record's others go on (the
+        record finishes once the dead letter is written). A redrive's command over the cap
+        again stays where it is, as any failing again. True: the record goes on."""
+        window = duration_text(cap.window_s)
+        reason = f"over the cap {cap.name}: {cap.max} within {window} for this customer"
+        error = CappedError(reason, rule=command.rule, cap=cap.name)
+        if self.dead_letters is None or (self.window is not None and self.window.redrive):
+            self.reject(work, error, command)  # check refuses caps without a dead-letter topic
+            return False
+        self.outcomes.capped(command, work.origin, error, work.mapper.version, work.span)
+        user = command.body.get("userId")
+        known = FailureContext(work.mapper.version, None if user is None else str(user), work.span.trace_id)
+        self.dead_letters.send(work.origin, error, work.hold(), known)
+        return True
 
     async def _post(
         self, work: RecordInProgress, command: Command, index: int

@@ -17,59 +17,52 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
 
-import structlog
-
-from bridge.model import Once, Record
-from bridge.safety.ledger import Claim, Ledger, LedgerUnavailable, Reservation, holder_of
-
-log = structlog.get_logger("bridge.safety")
-
-T = TypeVar("T")
+from bridge.model import Once
+from bridge.safety.ledger import Claim, Ledger, LedgerUnavailable, Reservation
+from bridge.safety.state import State
 
 PENDING_WAIT_S = (0.05, 1.0)  # another record's reservation: asked again, backing off to 1 s
-UNAVAILABLE_WAIT_S = (0.2, 5.0)  # the ledger not answering: asked again, backing off to 5 s
 
 
 class Dedupe:
-    """The record path's side of the ledger for the consumer group ``group``."""
+    """The record path's side of the ledger; a record's holder is its group and position
+    (:func:`~bridge.safety.ledger.holder_of`)."""
 
     def __init__(
         self,
         ledger: Ledger,
-        group: str,
         reservation_s: float,
         on_state: Callable[[bool], None] = lambda up: None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        state: State | None = None,
     ) -> None:
+        """``state``: how the state is asked (shared with the caps), else one of its own."""
         self.ledger = ledger
-        self._group = group
         self._reservation_s = reservation_s
-        self._on_state = on_state
         self._sleep = sleep
-        self.up = True
+        self.state = state or State(on_state, sleep)
 
-    def holder(self, record: Record) -> str:
-        """Who reserves for ``record``: the same record read again (by this group) passes."""
-        return holder_of(self._group, record.topic, record.partition, record.offset)
+    @property
+    def up(self) -> bool:
+        return self.state.up
 
     async def claim(self, once: Once, holder: str) -> Reservation:
         """RESERVED (send it) or SENT (a duplicate: not to be sent), once another holder's
         pending reservation has an outcome."""
         delay = PENDING_WAIT_S[0]
         while True:
-            found = await self._answered(lambda: self.ledger.reserve(once.key, holder, self._reservation_s))
+            found = await self.state.ask(lambda: self.ledger.reserve(once.key, holder, self._reservation_s))
             if found.claim is not Claim.PENDING:
                 return found
             await self._sleep(delay)
             delay = min(delay * 2, PENDING_WAIT_S[1])
 
     async def confirm(self, once: Once, holder: str, event_id: str | None) -> None:
-        await self._answered(lambda: self.ledger.confirm(once.key, holder, event_id or "", once.window_s))
+        await self.state.ask(lambda: self.ledger.confirm(once.key, holder, event_id or "", once.window_s))
 
     async def release(self, once: Once, holder: str) -> None:
-        await self._answered(lambda: self.ledger.release(once.key, holder))
+        await self.state.ask(lambda: self.ledger.release(once.key, holder))
 
     @contextlib.asynccontextmanager
     async def renewing(self, once: Once, holder: str) -> AsyncIterator[None]:
@@ -87,28 +80,3 @@ class Dedupe:
             yield
         finally:
             task.cancel()
-
-    async def _answered(self, call: Callable[[], Awaitable[T]]) -> T:
-        delay = UNAVAILABLE_WAIT_S[0]
-        while True:
-            try:
-                answer = await call()
-            except LedgerUnavailable as exc:
-                self._went_down(str(exc))
-                await self._sleep(delay)
-                delay = min(delay * 2, UNAVAILABLE_WAIT_S[1])
-                continue
-            self._came_back()
-            return answer
-
-    def _went_down(self, reason: str) -> None:
-        if self.up:
-            self.up = False
-            self._on_state(False)
-            log.warning("dedupe_state_unavailable", reason=reason)
-
-    def _came_back(self) -> None:
-        if not self.up:
-            self.up = True
-            self._on_state(True)
-            log.info("dedupe_state_restored")

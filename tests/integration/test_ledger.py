@@ -15,6 +15,7 @@ import redis
 
 from bridge.intilery.redislimit import connect
 from bridge.model import Once
+from bridge.safety.caps import CapCounts, MemoryCaps, RedisCaps, cap_key
 from bridge.safety.ledger import (
     Claim,
     Ledger,
@@ -164,5 +165,43 @@ def test_a_redis_that_does_not_answer_is_said_never_guessed(redis_server: RedisS
                 await first.confirm(KEY, A, "E-4", 60)
             redis_server.start()
             assert (await first.reserve(KEY, B, 60)).claim is Claim.RESERVED  # a new Redis: empty
+
+    asyncio.run(scenario())
+
+
+def test_caps_count_places_over_a_sliding_window_in_redis_and_in_memory(redis_server: RedisServer) -> None:
+    """Three places in the window: a fourth holder refused, a holder already counted
+    passes, a place given back frees one; in Redis two clients share the count."""
+
+    async def scenario(first: CapCounts, second: CapCounts, key: str) -> None:
+        assert [await first.take(key, f"h{n}", 3, 3600) for n in range(3)] == [True] * 3
+        assert not await second.take(key, "h3", 3, 3600)
+        assert await second.take(key, "h1", 3, 3600)  # its own place: passes
+        await first.give_back(key, "h0")
+        assert await second.take(key, "h3", 3, 3600)
+        assert not await first.take(key, "h4", 3, 3600)
+
+    async def over_redis() -> None:
+        clients = [connect(redis_server.url, None, None) for _ in range(2)]
+        first, second = (RedisCaps(client, "intilery-bridge") for client in clients)
+        await scenario(first, second, cap_key("marketing", "C-1001"))
+        for client in clients:
+            await client.aclose()
+
+    asyncio.run(over_redis())
+    memory = MemoryCaps()
+    asyncio.run(scenario(memory, memory, cap_key("marketing", "C-1001")))
+
+
+def test_a_place_leaves_the_count_when_the_window_passes_it() -> None:
+    clock = Clock()
+    caps = MemoryCaps(clock=clock)
+
+    async def scenario() -> None:
+        assert await caps.take("k", "h0", 1, 60)
+        clock.now += 59
+        assert not await caps.take("k", "h1", 1, 60)
+        clock.now += 1
+        assert await caps.take("k", "h1", 1, 60)
 
     asyncio.run(scenario())

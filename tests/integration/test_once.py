@@ -168,7 +168,9 @@ def test_redis_killed_and_restarted_mid_stream_loses_nothing_sends_nothing_twice
         assert sum(sms_per_booking(sandbox).values()) == BOOKINGS, "nothing sent without the state"
         [started] = [e for e in log_events(log_path) if e["event"] == "bridge_started"]
         ready = httpx.get(f"http://127.0.0.1:{started['observability_port']}/readyz", timeout=5)
-        assert ready.status_code == 503 and "ledger of commands sent once does not answer" in ready.text
+        assert (
+            ready.status_code == 503 and "customer-safety state (dedupe, caps) does not answer" in ready.text
+        )
         metrics = httpx.get(f"http://127.0.0.1:{started['observability_port']}/metrics", timeout=5).text
         assert "intilery_bridge_state_up 0.0" in metrics
         redis_server.start()

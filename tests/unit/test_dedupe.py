@@ -41,7 +41,7 @@ def run(bridge: Any) -> None:
 
 def test_copies_of_an_event_are_sent_once_and_told(tmp_path: Path) -> None:
     audit = FakeAudit()
-    dedupe = Dedupe(MemoryLedger(), "g", 60)
+    dedupe = Dedupe(MemoryLedger(), 60)
     events = [booking(0, "B-7"), booking(1, "B-7"), booking(2, "B-8"), booking(3, "B-7")]
     bridge, source, sender, dlq = build(
         tmp_path,
@@ -79,7 +79,7 @@ class RefusingOnce(FakeSender):
 
 
 def test_a_copy_dead_lettered_releases_its_key_for_the_next(tmp_path: Path) -> None:
-    dedupe = Dedupe(MemoryLedger(), "g", 60)
+    dedupe = Dedupe(MemoryLedger(), 60)
     events = [booking(0, "B-7"), booking(1, "B-7"), booking(2, "B-7")]
     bridge, _, sender, dlq = build(
         tmp_path,
@@ -121,7 +121,7 @@ def test_a_ledger_that_does_not_answer_holds_the_commands_back(tmp_path: Path) -
         reasons.append(bridge.parts.health.readiness())
         await asyncio.sleep(0)
 
-    dedupe = Dedupe(ledger, "g", 60, on_state=states.append, sleep=sleep)
+    dedupe = Dedupe(ledger, 60, on_state=states.append, sleep=sleep)
     events = [booking(0, "B-7"), booking(1, "B-7"), booking(2, "B-8")]
     bridge, _, sender, dlq = build(
         tmp_path,
@@ -134,14 +134,14 @@ def test_a_ledger_that_does_not_answer_holds_the_commands_back(tmp_path: Path) -
         run(bridge)
     assert [c.body["bookingId"] for c in sender.sent] == ["B-7", "B-8"] and dlq.written == []
     assert states == [False, True] and waits[:3] == [0.2, 0.4, 0.8]  # asked again, backing off
-    assert any("ledger of commands sent once does not answer" in r for rs in reasons for r in rs)
+    assert any("customer-safety state (dedupe, caps) does not answer" in r for rs in reasons for r in rs)
     events_logged = [entry["event"] for entry in logs]
     assert events_logged.count("dedupe_state_unavailable") == 1
     assert events_logged.count("dedupe_state_restored") == 1
 
 
 def test_a_key_that_renders_empty_is_a_dead_letter(tmp_path: Path) -> None:
-    dedupe = Dedupe(MemoryLedger(), "g", 60)
+    dedupe = Dedupe(MemoryLedger(), 60)
     event = {**sms_event(0, 1), "booking": {"value": 1}}  # no booking id
     bridge, _, sender, dlq = build(
         tmp_path, [[record(0, event)]], loaded=dedupe_config(tmp_path), audit=FakeAudit(), dedupe=dedupe

@@ -1,0 +1,167 @@
+"""Frequency caps' counts: per cap and customer, the commands taken over a sliding window.
+
+A command under a cap *takes* a place before it is sent (so concurrent lanes and
+replicas cannot pass the cap together) and *gives it back* when it is not sent after all
+(dead-lettered, withheld). A place is named by its holder (the record and the rule), so
+the same record read again finds its own place and passes. A place taken by an owner
+that died before its command was sent stays counted until the window passes it: a cap
+may then let fewer through, never more.
+
+:class:`RedisCaps` keeps them in Redis (one sorted set per cap and customer, scored by
+Redis' own clock, expiring with the window; one atomic Lua script per step), shared by
+every replica, ``replay`` and ``redrive``; :class:`MemoryCaps` in the process. Neither
+guesses: Redis not answering raises :class:`~bridge.safety.ledger.LedgerUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+from redis.exceptions import RedisError
+
+from bridge.model import Command
+from bridge.safety.ledger import TIMEOUT_S, LedgerUnavailable, ms
+from bridge.safety.state import State
+
+
+class CapCounts(Protocol):
+    async def take(self, key: str, holder: str, limit: int, window_s: float) -> bool: ...
+
+    async def give_back(self, key: str, holder: str) -> None: ...
+
+
+def cap_key(cap: str, user_id: str) -> str:
+    """A cap's count for a customer: the customer's id hashed (no customer data kept)."""
+    return f"{cap}:{hashlib.sha256(user_id.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
+
+
+def place_of(holder: str, rule: str) -> str:
+    """A command's place in a cap: its record and its rule."""
+    return f"{holder}|{rule}"
+
+
+# KEYS: the cap's set for the customer. ARGV: the holder, the cap's max, its window (ms).
+# 1: a place (taken now, or the holder's already), 0: the cap is full.
+TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], window)
+return 1
+"""
+
+
+class RedisCaps:
+    def __init__(self, client: Any, key_prefix: str) -> None:
+        self._prefix = f"{key_prefix}:cap:"
+        self._redis = client
+        self._take = client.register_script(TAKE)
+
+    async def take(self, key: str, holder: str, limit: int, window_s: float) -> bool:
+        found = await self._call(self._take(keys=[self._prefix + key], args=[holder, limit, ms(window_s)]))
+        return bool(int(found))
+
+    async def give_back(self, key: str, holder: str) -> None:
+        await self._call(self._redis.zrem(self._prefix + key, holder))
+
+    async def _call(self, call: Any) -> Any:
+        try:
+            return await asyncio.wait_for(call, TIMEOUT_S)
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise LedgerUnavailable(f"Redis: {type(exc).__name__}") from exc
+
+
+class MemoryCaps:
+    """The counts in this process (valid for one replica)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._taken: dict[str, dict[str, float]] = {}
+        self._clock = clock
+
+    async def take(self, key: str, holder: str, limit: int, window_s: float) -> bool:
+        now = self._clock()
+        places = self._taken.setdefault(key, {})
+        for old in [h for h, at in places.items() if at <= now - window_s]:
+            del places[old]
+        if holder in places:
+            return True
+        if len(places) >= limit:
+            return False
+        places[holder] = now
+        return True
+
+    def seed(self, key: str, holder: str, age_s: float) -> None:
+        """A place taken ``age_s`` ago (the rebuild at start-up from the audit topic)."""
+        self._taken.setdefault(key, {})[holder] = self._clock() - age_s
+
+    async def give_back(self, key: str, holder: str) -> None:
+        places = self._taken.get(key)
+        if places is not None:
+            places.pop(holder, None)
+            if not places:
+                del self._taken[key]
+
+
+@dataclass(frozen=True, slots=True)
+class Cap:
+    """``delivery.caps[]``: at most ``max`` of ``commands`` per customer in ``window_s``."""
+
+    name: str
+    commands: frozenset[str]
+    max: int
+    window_s: float
+
+
+class Caps:
+    """The record path's side of the caps: a command takes a place in every cap that counts
+    it before it is sent; the first cap full refuses it (the places taken for it given back)."""
+
+    def __init__(self, counts: CapCounts, caps: list[Cap], state: State) -> None:
+        self.counts = counts
+        self._caps = caps
+        self.state = state
+
+    @property
+    def up(self) -> bool:
+        return self.state.up
+
+    def applying(self, command: Command) -> list[Cap]:
+        """The caps that count ``command`` (none for a rule with ``caps: false``)."""
+        if command.uncapped:
+            return []
+        return self.counting(command.name)
+
+    def counting(self, name: str) -> list[Cap]:
+        """The caps that count a command named ``name`` (of a rule whose caps are on)."""
+        return [cap for cap in self._caps if name in cap.commands]
+
+    async def take(self, command: Command, holder: str, caps: list[Cap]) -> Cap | None:
+        """None: a place in each of ``caps`` taken for the command; else the first cap full."""
+        user = str(command.body.get("userId", ""))
+        place = place_of(holder, command.rule)
+        taken: list[str] = []
+        for cap in caps:
+            key = cap_key(cap.name, user)
+            if not await self.state.ask(partial(self.counts.take, key, place, cap.max, cap.window_s)):
+                for earlier in taken:
+                    await self.state.ask(partial(self.counts.give_back, earlier, place))
+                return cap
+            taken.append(key)
+        return None
+
+    async def give_back(self, command: Command, holder: str, caps: list[Cap]) -> None:
+        """The command was not sent after all (dead-lettered, withheld): its places go."""
+        user = str(command.body.get("userId", ""))
+        place = place_of(holder, command.rule)
+        for cap in caps:
+            await self.state.ask(partial(self.counts.give_back, cap_key(cap.name, user), place))

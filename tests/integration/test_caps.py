@@ -1,0 +1,95 @@
+"""Frequency caps on the real broker, counted in a real Redis: twelve marketing SMS for
+one customer under a cap of three send three and dead-letter nine alone (class
+``capped``, ``x-bridge-cap``), their records' journeys, the e-mails and a ``caps: false``
+rule going on; a redrive within the window leaves them (capped again), and once the cap
+is lifted a redrive sends those nine SMS and nothing else of their records."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bridge.devtools.sandbox import Sandbox
+from tests.redisserver import RedisServer
+from tests.support import (
+    CheckedProducer,
+    TestKafka,
+    accepted,
+    base_config,
+    bridge_env,
+    read_all,
+    sms_event,
+    start_bridge,
+    write_config,
+)
+
+
+def events() -> list[dict[str, Any]]:
+    """Customer C-0's: twelve abandoned-booking SMS (the first two with a big basket: a
+    journey too), three e-mails, two password resets."""
+    sms = [
+        {**sms_event(n, 1), "booking": {"id": f"B-{n}", "value": 2000 if n < 2 else 10}} for n in range(12)
+    ]
+    emails = [{**sms_event(12 + n, 1), "channel": "email"} for n in range(3)]
+    resets = [{"type": "password_reset", "seq": 15 + n, "customer": {"id": "C-0"}} for n in range(2)]
+    return [*sms, *emails, *resets]
+
+
+def capped_config(cluster: TestKafka, sandbox: Sandbox, redis_url: str, cap_max: int) -> dict[str, Any]:
+    config = base_config(cluster, sandbox.url, cluster.name("capped"))
+    config["delivery"]["state"] = {"redis": {"url": redis_url}}
+    config["delivery"]["caps"] = [
+        {"name": "marketing-sms", "commands": ["send_sms"], "max": cap_max, "window": "1h"}
+    ]
+    reset = {"event": "send_sms", "userId": "{{ customer.id }}", "assetId": "ASSET-RESET", "seq": "{{ seq }}"}
+    config["rules"].append(
+        {"name": "password-reset", "when": "type == 'password_reset'", "caps": False, "emit": reset}
+    )
+    return config
+
+
+def by_rule(sandbox: Sandbox) -> Counter[str]:
+    names = {"ASSET-SMS": "sms", "ASSET-EMAIL": "email", "ASSET-RESET": "reset"}
+    return Counter(
+        names.get(call["body"].get("assetId"), call["body"]["event"]) for call in accepted(sandbox)
+    )
+
+
+def redrive(config: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "bridge", "redrive", "--config", str(config), "--error-class", "capped"]
+    return subprocess.run(command, capture_output=True, text=True, env=bridge_env(), timeout=120)
+
+
+def test_a_cap_holds_back_the_rest_alone_and_redrive_sends_them_once_lifted(
+    cluster: TestKafka, sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    cluster.create_topic(cluster.topic, 1)
+    cluster.create_topic(cluster.dlq, 1)
+    producer = CheckedProducer(cluster.bootstrap_servers)
+    for event in events():
+        producer.produce(cluster.topic, key=b"C-0", value=json.dumps(event).encode())
+    producer.flush()
+    config = write_config(tmp_path, capped_config(cluster, sandbox, redis_server.url, 3))
+    assert start_bridge(config, tmp_path / "run.log", "--until-caught-up").wait(timeout=90) == 0
+
+    assert by_rule(sandbox) == {"sms": 3, "start_journey": 2, "email": 3, "reset": 2}
+    letters = read_all(cluster.bootstrap_servers, cluster.dlq)
+    headers = [dict(m.headers()) for m in letters]
+    assert len(letters) == 9
+    assert all(
+        h["x-bridge-error-class"] == b"capped" and h["x-bridge-cap"] == b"marketing-sms" for h in headers
+    )
+    assert all(h["x-bridge-rule"] == b"abandoned-sms" for h in headers)
+
+    again = redrive(config)  # within the window: over the cap again, left where they are
+    assert again.returncode == 1, again.stderr
+    assert by_rule(sandbox)["sms"] == 3
+
+    lifted = write_config(tmp_path, capped_config(cluster, sandbox, redis_server.url, 100))
+    sent = redrive(lifted)
+    assert sent.returncode == 0, sent.stderr
+    assert by_rule(sandbox) == {"sms": 12, "start_journey": 2, "email": 3, "reset": 2}  # the SMS only
