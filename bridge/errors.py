@@ -116,6 +116,13 @@ class CappedError(RecordError):
         return CappedError(self.reason, rule=rule, cap=self.cap)
 
 
+class HeldError(RecordError):
+    """A command past its rule's flood breaker (``max_per_minute``): dead-lettered alone, so
+    that a redrive sends it once someone has looked."""
+
+    error_class = "held"
+
+
 class InternalError(RecordError):
     """Any other exception one record raised (OverflowError, RecursionError, MemoryError, a
     bug): the record is dead-lettered with the exception's type rather than halt its partition."""

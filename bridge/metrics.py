@@ -150,6 +150,14 @@ class Metrics:
                 registry=r,
             )
         )
+        self.held = Children(
+            Counter(
+                "intilery_bridge_commands_held",
+                "Commands past their rule's flood breaker (max_per_minute), dead-lettered alone.",
+                ["rule"],
+                registry=r,
+            )
+        )
         self.dedupe_evicted = Counter(
             "intilery_bridge_dedupe_evicted",
             "Keys the process' own ledger dropped before their window ended (delivery.state.max_entries).",

@@ -105,6 +105,7 @@ class Command:
     held: bool = False  # made but not to be sent: a field missing and the rule's on_missing: skip
     once: Once | None = None  # the rule's dedupe: sent once per customer and key within a window
     uncapped: bool = False  # the rule's ``caps: false``: no frequency cap counts it
+    max_per_minute: int | None = None  # the rule's flood breaker
 
     def is_stale(self, now_ms: int) -> bool:
         return (

@@ -227,7 +227,7 @@ def _add_redrive(verb: Verb) -> None:
     drive.add_argument(
         "--error-class",
         action="append",
-        choices=["decode", "mapping", "rejected", "capped", "internal"],
+        choices=["decode", "mapping", "rejected", "capped", "held", "internal"],
         help="redrive only dead letters of this class (repeat for several)",
     )
     drive.add_argument(

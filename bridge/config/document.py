@@ -110,6 +110,12 @@ class RuleConfig(Model):
     emit: dict[str, Any]
     """The body to post, exactly as Intilery documents it, with templates; objects and lists
     nested at most 32 deep."""
+    max_per_minute: int | None = Field(default=None, ge=1)
+    """A flood breaker: the rule's commands beyond this many in any 60 s (across the group through
+    `delivery.state.redis`; else each replica counts its own) are dead-lettered alone (class
+    `held`), logged `command_held` (once a second at most) and counted
+    (`intilery_bridge_commands_held_total{rule}`); `redrive --error-class held` sends them once
+    someone has looked ([Customer safety](safety.md#a-flood-breaker))."""
     caps: bool = True
     """`false`: no frequency cap (`delivery.caps`) counts or holds back the rule's commands
     (transactional messages: a password reset is never capped)."""
@@ -231,6 +237,10 @@ def cross_problems(raw: dict[str, Any]) -> list[str]:
         unknown = sorted(str(t) for t in as_list(rule.get("topics")) if t not in known)
         if unknown and known:
             problems.append(f"{where}.topics: not in source.topics: {', '.join(unknown)}")
+        if rule.get("max_per_minute") is not None and not delivery.get("dead_letter_topic"):
+            problems.append(
+                f"{where}.max_per_minute: needs delivery.dead_letter_topic for the commands it holds"
+            )
         if rule.get("dedupe") is not None and not remembered:
             problems.append(
                 f"{where}.dedupe: needs delivery.state.redis (shared by every replica) or "

@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 from confluent_kafka import KafkaError
 
-from bridge.errors import CappedError, DecodeError, RecordError
+from bridge.errors import CappedError, DecodeError, HeldError, RecordError
 from bridge.kafka.writer import CONTENT, CONTENT_ERRORS, NOTHING_OMITTED, Omitted, TopicWriter
 from bridge.logs import redact
 from bridge.model import Record
@@ -45,7 +45,7 @@ SOURCE_PREFIX = "x-source-"
 SOURCE_TOPIC = "x-bridge-source-topic"  # where the record was read
 SOURCE_PARTITION = "x-bridge-source-partition"
 SOURCE_OFFSET = "x-bridge-source-offset"
-ERROR_CLASS = "x-bridge-error-class"  # decode, mapping, rejected, capped, internal
+ERROR_CLASS = "x-bridge-error-class"  # decode, mapping, rejected, capped, held, internal
 ERROR_REASON = "x-bridge-error-reason"
 RULE = "x-bridge-rule"  # the rule whose command failed, when one did
 CAP = "x-bridge-cap"  # the frequency cap a command was over (class capped): it alone is dead-lettered
@@ -58,6 +58,7 @@ HEADERS_OMITTED = "x-bridge-headers-omitted"
 KEY_OMITTED = "x-bridge-key-omitted"
 TIME_OMITTED = "x-bridge-time-omitted"
 REASON_LIMIT = 1024  # characters of x-bridge-error-reason
+ALONE = frozenset({CappedError.error_class, HeldError.error_class})  # classes of one command alone
 TRACE_HEADERS = frozenset({TRACEPARENT, TRACESTATE})  # kept even when the source's headers are not
 # What a dead letter is written without: each size step smaller than the one before; a
 # refused time is dropped on its own first.
@@ -176,9 +177,10 @@ class DeadLetterHeaders:
 
     @property
     def alone(self) -> bool:
-        """Whether the dead letter holds one command of its rule alone (over a cap): a
-        redrive sends that command only, never the record's other commands again."""
-        return self.error_class == CappedError.error_class and self.rule is not None
+        """Whether the dead letter holds one command of its rule alone (over a cap, or held by
+        its rule's flood breaker): a redrive sends that command only, never the record's
+        other commands again."""
+        return self.error_class in ALONE and self.rule is not None
 
     @classmethod
     def of(cls, dead_letter: Record) -> DeadLetterHeaders:

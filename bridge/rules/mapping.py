@@ -51,6 +51,7 @@ class CompiledRule:
         self._emit = compile_template(config.emit, f"{where}.emit", problems)
         self._dedupe = config.dedupe
         self._uncapped = not config.caps
+        self._max_per_minute = config.max_per_minute
         self._dedupe_key = (
             compile_template(config.dedupe.key, f"{where}.dedupe.key", problems) if config.dedupe else None
         )
@@ -80,8 +81,10 @@ class CompiledRule:
         command = finish_command(self.name, body, context[KAFKA_ROOT].get("timestamp"), self.max_age_s)
         if self._dedupe is not None:
             command = dataclasses.replace(command, once=self._once(context, command))
-        if self._uncapped:
-            command = dataclasses.replace(command, uncapped=True)
+        if self._uncapped or self._max_per_minute is not None:
+            command = dataclasses.replace(
+                command, uncapped=self._uncapped, max_per_minute=self._max_per_minute
+            )
         return dataclasses.replace(command, missing=missing) if missing else command
 
     def _once(self, context: dict[str, Any], command: Command) -> Once:

@@ -274,7 +274,7 @@ class SafetyStage:
     """Customer safety: the dedupe ledger and the frequency caps, asked through one state."""
 
     dedupe: Dedupe | None  # None: replay --ignore-dedupe
-    caps: Caps | None  # None: no delivery.caps
+    caps: Caps  # delivery.caps and the rules' flood breakers
     state: State
     group: str  # names a record holding a key or a place: the group reading it
     closers: list[Callable[[], Awaitable[None] | None]]
@@ -304,7 +304,7 @@ def safety_stage(config: BridgeConfig, metrics: Metrics, window: Window | None, 
         closers = [client.aclose]
     return SafetyStage(
         Dedupe(ledger, state.reservation_s, state=asking) if dedupe else None,
-        Caps(counts, caps, asking) if caps else None,
+        Caps(counts, caps, asking),
         asking,
         group,
         closers,

@@ -94,6 +94,8 @@ class CommandOutcomes:
         self.metrics = metrics
         self.counts: Counter[str] = Counter(dict.fromkeys(COUNTS, 0))
         self._missing_logged: set[tuple[str, str]] = set()
+        self._held_logged: dict[str, float] = {}  # rule -> when its last command_held was logged
+        self.clock = time.monotonic  # times those lines (a test's own clock)
 
     def delivered(
         self,
@@ -146,28 +148,30 @@ class CommandOutcomes:
             first_eventId=first_event_id,
         )
 
-    def capped(
+    def held_back(
         self,
         command: Command,
         record: Record,
-        error: CappedError,
+        error: RecordError,
         rules_version: str,
         span: Span | None = None,
     ) -> None:
-        """Over a frequency cap: the command alone goes to the dead-letter topic (its record's
-        others go on)."""
-        self.counts["capped"] += 1
-        self.metrics.capped(error.cap).inc()
+        """Over a frequency cap (``capped``) or its rule's flood breaker (``held``): the command
+        alone goes to the dead-letter topic (its record's others go on). A flood's lines are
+        logged once a second at most per rule (each counted)."""
+        self.counts[error.error_class] += 1
         self.metrics.dead_letters(error.error_class).inc()
-        self.metrics.commands(command.rule, command_label(command), "capped").inc()
-        log.warning(
-            "command_capped",
-            **describe(command),
-            **record_fields(record, span),
-            cap=error.cap,
-            reason=error.reason,
-            rules_version=rules_version,
-        )
+        self.metrics.commands(command.rule, command_label(command), error.error_class).inc()
+        fields = {**describe(command), **record_fields(record, span), "reason": error.reason}
+        if isinstance(error, CappedError):
+            self.metrics.capped(error.cap).inc()
+            log.warning("command_capped", **fields, cap=error.cap, rules_version=rules_version)
+            return
+        self.metrics.held(command.rule).inc()
+        now = self.clock()
+        if now - self._held_logged.get(command.rule, -1.0) >= 1.0:
+            self._held_logged[command.rule] = now
+            log.warning("command_held", **fields, rules_version=rules_version)
 
     def withheld(self, command: Command, record: Record, skipped: Withheld, span: Span | None = None) -> None:
         """Skipped, not sent: ``stale`` (past its rule's max_age) or ``incomplete`` (a field

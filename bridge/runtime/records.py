@@ -27,6 +27,7 @@ from bridge.decode.avro import SchemaNotCached
 from bridge.errors import (
     CappedError,
     DecodeError,
+    HeldError,
     InternalError,
     RecordError,
     RejectedError,
@@ -186,7 +187,7 @@ class RecordPath:
             return True
         caps = self.caps.applying(command) if self.caps is not None else []
         once = command.once if self.dedupe is not None else None
-        if once is None and not caps:
+        if once is None and not caps and command.max_per_minute is None:
             return await self._post(work, command, index) is not None
         return await self._send_safely(work, command, index, once, caps)
 
@@ -194,9 +195,10 @@ class RecordPath:
         self, work: RecordInProgress, command: Command, index: int, once: Once | None, caps: list[Cap]
     ) -> bool:
         """Not sent when its dedupe finds a copy accepted within the window (waiting for a
-        copy's pending outcome); dead-lettered alone when over a cap (the record's other
-        commands go on); else sent while its key and places are held, then the key
-        confirmed, or key and places given back when it is not sent after all."""
+        copy's pending outcome); dead-lettered alone when over a cap or past its rule's
+        flood breaker (the record's other commands go on); else sent while its key and
+        places are held, then the key confirmed, or key and places given back when it is
+        not sent after all."""
         holder = holder_of(self.group, work.record.topic, work.record.partition, work.record.offset)
         if once is not None and self.dedupe is not None:
             found = await self.dedupe.claim(once, holder)
@@ -205,20 +207,37 @@ class RecordPath:
                 if self.audit is not None:
                     self.audit.deduplicated(work, command, found.event_id)
                 return True
-        full = await self.caps.take(command, holder, caps) if self.caps is not None and caps else None
-        if full is not None:
+        held = await self._held_back(command, holder, caps)
+        if held is not None:
             if once is not None and self.dedupe is not None:
                 await self.dedupe.release(once, holder)
-            return self._capped(work, command, full)
+            return self._alone(work, command, held)
         answer = await self._post_holding(work, command, index, once, holder)
         if once is not None and self.dedupe is not None:
             if isinstance(answer, Delivered):
                 await self.dedupe.confirm(once, holder, answer.event_id)
             else:  # dead-lettered (a redrive may send it) or withheld: not sent
                 await self.dedupe.release(once, holder)
-        if caps and self.caps is not None and not isinstance(answer, Delivered):
+        if self.caps is not None and not isinstance(answer, Delivered):
             await self.caps.give_back(command, holder, caps)
+            await self.caps.give_back_flood(command, holder)
         return answer is not None
+
+    async def _held_back(self, command: Command, holder: str, caps: list[Cap]) -> RecordError | None:
+        """Why the command is not to be sent: over one of ``caps``, or past its rule's flood
+        breaker (None: places taken in each, it may go)."""
+        if self.caps is None:
+            return None
+        full = await self.caps.take(command, holder, caps) if caps else None
+        if full is not None:
+            window = duration_text(full.window_s)
+            reason = f"over the cap {full.name}: {full.max} within {window} for this customer"
+            return CappedError(reason, rule=command.rule, cap=full.name)
+        if not await self.caps.within_flood(command, holder):
+            await self.caps.give_back(command, holder, caps)
+            reason = f"over the rule's max_per_minute ({command.max_per_minute}): held until someone looks"
+            return HeldError(reason, rule=command.rule)
+        return None
 
     async def _post_holding(
         self, work: RecordInProgress, command: Command, index: int, once: Once | None, holder: str
@@ -229,17 +248,15 @@ class RecordPath:
         async with self.dedupe.renewing(once, holder):
             return await self._post(work, command, index)
 
-    def _capped(self, work: RecordInProgress, command: Command, cap: Cap) -> bool:
-        """Over ``cap``: the command alone is dead-lettered, its record's others go on (the
-        record finishes once the dead letter is written). A redrive's command over the cap
-        again stays where it is, as any failing again. True: the record goes on."""
-        window = duration_text(cap.window_s)
-        reason = f"over the cap {cap.name}: {cap.max} within {window} for this customer"
-        error = CappedError(reason, rule=command.rule, cap=cap.name)
+    def _alone(self, work: RecordInProgress, command: Command, error: RecordError) -> bool:
+        """Over a cap or held by its rule's flood breaker: the command alone is dead-lettered,
+        its record's others go on (the record finishes once the dead letter is written). A
+        redrive's command held back again stays where it is, as any failing again. True:
+        the record goes on."""
         if self.dead_letters is None or (self.window is not None and self.window.redrive):
             self.reject(work, error, command)  # check refuses caps without a dead-letter topic
             return False
-        self.outcomes.capped(command, work.origin, error, work.mapper.version, work.span)
+        self.outcomes.held_back(command, work.origin, error, work.mapper.version, work.span)
         user = command.body.get("userId")
         known = FailureContext(work.mapper.version, None if user is None else str(user), work.span.trace_id)
         self.dead_letters.send(work.origin, error, work.hold(), known)

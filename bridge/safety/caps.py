@@ -41,6 +41,11 @@ def cap_key(cap: str, user_id: str) -> str:
     return f"{cap}:{hashlib.sha256(user_id.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
 
 
+def flood_key(rule: str) -> str:
+    """A rule's flood breaker's count: its commands, whoever they are for."""
+    return f"flood:{hashlib.sha256(rule.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
+
+
 def place_of(holder: str, rule: str) -> str:
     """A command's place in a cap: its record and its rule."""
     return f"{holder}|{rule}"
@@ -158,6 +163,19 @@ class Caps:
                 return cap
             taken.append(key)
         return None
+
+    async def within_flood(self, command: Command, holder: str) -> bool:
+        """Whether the rule's flood breaker (``max_per_minute``) lets ``command`` through: a
+        place in the rule's last 60 s taken for it, or False when they are all taken."""
+        if command.max_per_minute is None:
+            return True
+        key, place = flood_key(command.rule), place_of(holder, command.rule)
+        return await self.state.ask(partial(self.counts.take, key, place, command.max_per_minute, 60.0))
+
+    async def give_back_flood(self, command: Command, holder: str) -> None:
+        if command.max_per_minute is not None:
+            key, place = flood_key(command.rule), place_of(holder, command.rule)
+            await self.state.ask(partial(self.counts.give_back, key, place))
 
     async def give_back(self, command: Command, holder: str, caps: list[Cap]) -> None:
         """The command was not sent after all (dead-lettered, withheld): its places go."""

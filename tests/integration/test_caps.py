@@ -93,3 +93,35 @@ def test_a_cap_holds_back_the_rest_alone_and_redrive_sends_them_once_lifted(
     sent = redrive(lifted)
     assert sent.returncode == 0, sent.stderr
     assert by_rule(sandbox) == {"sms": 12, "start_journey": 2, "email": 3, "reset": 2}  # the SMS only
+
+
+def flood_config(cluster: TestKafka, sandbox: Sandbox, redis_url: str, per_minute: int) -> dict[str, Any]:
+    config = base_config(cluster, sandbox.url, cluster.name("flood"))
+    config["delivery"]["state"] = {"redis": {"url": redis_url}}
+    config["rules"][0]["max_per_minute"] = per_minute
+    return config
+
+
+def test_a_flood_is_held_past_max_per_minute_and_redriven_once_looked_at(
+    cluster: TestKafka, sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """120 SMS (a rule gone wrong) under max_per_minute 30: 30 sent, the rest dead-lettered
+    as held, none lost; redriven with the breaker raised, every one is sent once."""
+    cluster.create_topic(cluster.topic, 2)
+    cluster.create_topic(cluster.dlq, 1)
+    producer = CheckedProducer(cluster.bootstrap_servers)
+    for n in range(120):
+        producer.produce(cluster.topic, key=f"C-{n}", value=json.dumps(sms_event(n, 120)).encode())
+    producer.flush()
+    config = write_config(tmp_path, flood_config(cluster, sandbox, redis_server.url, 30))
+    assert start_bridge(config, tmp_path / "run.log", "--until-caught-up").wait(timeout=90) == 0
+    assert by_rule(sandbox) == {"sms": 30}
+    letters = read_all(cluster.bootstrap_servers, cluster.dlq)
+    assert len(letters) == 90 and all(dict(m.headers())["x-bridge-error-class"] == b"held" for m in letters)
+
+    raised = write_config(tmp_path, flood_config(cluster, sandbox, redis_server.url, 1000))
+    command = [sys.executable, "-m", "bridge", "redrive", "--config", str(raised), "--error-class", "held"]
+    result = subprocess.run(command, capture_output=True, text=True, env=bridge_env(), timeout=120)
+    assert result.returncode == 0, result.stderr
+    seqs = Counter(int(call["body"]["seq"]) for call in accepted(sandbox))
+    assert seqs == {n: 1 for n in range(120)}  # each once: none lost, none twice

@@ -90,3 +90,23 @@ def test_a_command_refused_by_intilery_gives_its_place_back(tmp_path: Path) -> N
     assert error.error_class == "rejected"
     counts = caps.counts
     assert isinstance(counts, MemoryCaps) and counts._taken == {}  # the place given back
+
+
+def test_a_flood_past_max_per_minute_is_held_alone_and_said_once_a_second(tmp_path: Path) -> None:
+    where: Any = type("Where", (), {"bootstrap_servers": "127.0.0.1:9", "topic": "bookings", "dlq": "dlq"})
+    config = base_config(where, "http://127.0.0.1:9", "g", commit_interval_ms=10)
+    config["rules"][0]["max_per_minute"] = 30
+    loaded = load(str(write_config(tmp_path, config)), env={"TEST_INTILERY_TOKEN": TOKEN})
+    flood = [record(n, sms_event(n, 120), key=f"C-{n}".encode()) for n in range(120)]
+    bridge, source, sender, dlq = build(tmp_path, [flood], loaded=loaded, caps=caps_of(loaded))
+    bridge.parts.outcomes.clock = lambda: 5.0  # a clock that never moves
+
+    with capture_logs() as logs:
+        asyncio.run(bridge.run())
+    assert len(sender.sent) == 30 and len(dlq.written) == 90  # none lost
+    assert {r.offset for r, _ in dlq.written} | {int(c.body["seq"]) for c in sender.sent} == set(range(120))
+    assert all(e.error_class == "held" and e.rule == "abandoned-sms" for _, e in dlq.written)
+    said = [e for e in logs if e["event"] == "command_held"]
+    assert len(said) == 1, "once a second at most: the clock never moved"
+    assert bridge.parts.outcomes.metrics.held("abandoned-sms")._value.get() == 90
+    assert max(position.offset for position in source.commits) == 120
