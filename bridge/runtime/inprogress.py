@@ -26,7 +26,9 @@ from bridge.tracing import Span
 class RecordOutcome(StrEnum):
     """How a record ended (the ``outcome`` of its span)."""
 
-    DELIVERED = "delivered"  # every command sent, or withheld (stale, incomplete), or sent before
+    # every command sent, withheld (stale, incomplete), sent before, a copy (dedupe), or
+    # dead-lettered alone (over a cap, held by a flood breaker)
+    DELIVERED = "delivered"
     SKIPPED = "skipped"  # no rule made a command of it
     DEAD_LETTERED = "dead_lettered"  # the dead-letter topic has it
 

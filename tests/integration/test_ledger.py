@@ -101,7 +101,8 @@ def test_a_dead_owners_reservation_ends_with_its_bound_a_confirmation_with_its_w
             await until_reserved(second, KEY, B)
             await second.confirm(KEY, B, "E-2", 0.05)
             await until_reserved(first, KEY, A + "-later")
-        ttl = redis.Redis.from_url(redis_server.url).pttl(f"intilery-bridge:once:{KEY}")
+        with redis.Redis.from_url(redis_server.url) as client:
+            ttl = client.pttl(f"intilery-bridge:once:{KEY}")
         assert 0 < ttl <= 50, "a reservation expires with its bound"
 
     asyncio.run(over_redis())

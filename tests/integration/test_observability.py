@@ -31,6 +31,7 @@ from tests.unit.test_monitoring import documented_metrics, monitored_metrics
 # by a partition that lost records to retention, or only with shadow rules (test_shadow.py).
 CONDITIONAL = {
     "intilery_bridge_rate_limit_redis_up",
+    "intilery_bridge_state_up",
     "intilery_bridge_records_lost_to_retention_total",
     "intilery_bridge_shadow_commands_total",
 }

@@ -47,7 +47,8 @@ def limiter(
 
 def redis_now_us(url: str) -> int:
     """Redis' own clock, which the bucket's slots are on."""
-    seconds, micros = redis.Redis.from_url(url).time()
+    with redis.Redis.from_url(url) as client:
+        seconds, micros = client.time()
     return seconds * 1_000_000 + micros
 
 
@@ -102,7 +103,8 @@ def test_a_retry_after_holds_back_every_process(redis_server: RedisServer) -> No
 
 
 def hold_until(url: str) -> int | None:
-    value = redis.Redis.from_url(url).get(f"{KEY}:hold")
+    with redis.Redis.from_url(url) as client:
+        value = client.get(f"{KEY}:hold")
     return None if value is None else int(value)
 
 
