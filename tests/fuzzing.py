@@ -39,6 +39,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bridge.decode.registry import SchemaRegistry
+from bridge.kafka import auditentry
 from bridge.kafka.deadletter import (
     BRIDGE_HEADER,
     HEADERS_OMITTED,
@@ -47,7 +48,7 @@ from bridge.kafka.deadletter import (
     DeadLetters,
     forwarded,
 )
-from bridge.kafka.sentlog import sent_entry
+from bridge.kafka.sentlog import once_entry, sent_entry
 from bridge.model import Record
 from bridge.ops.story import _delivered
 from bridge.rules.mapping import Alike, compile_rules
@@ -250,6 +251,8 @@ class Harness:
                     assert (forwarded(name), value) in write["headers"] and forwarded(name) != name
         for record in hostile:  # as audit entries, their key taken for the customer's
             sent_entry(record.value, "bridge")
+            if (entry := auditentry.parse(record.value)) is not None:
+                once_entry(entry)  # as the customer-safety state reads them back at start-up
             _delivered(record, (record.key or b"C-1").decode(errors="replace"))
         return {"records": len(records), "dead_lettered": counts["dead_lettered"], "reasons": reasons}
 
