@@ -210,6 +210,11 @@ def _add_replay(verb: Verb) -> None:
         action="store_true",
         help="send even what rules' dedupe finds sent already (a resend on purpose; not recorded)",
     )
+    again.add_argument(
+        "--ignore-caps",
+        action="store_true",
+        help="send even past the frequency caps and rules' max_per_minute (on purpose; not counted)",
+    )
     beside_live(again)
     again.set_defaults(func=cmd_replay)
 

@@ -230,6 +230,7 @@ def _deliver_window(loaded: Loaded, config_file: str, args: WindowRun, window: W
         rate=rate,
         guard_stale=not args.ignore_max_age,
         dedupe=not args.ignore_dedupe,
+        caps=not args.ignore_caps,
     )
     with start_up_frozen():
         code = asyncio.run(_run(bridge, window.total, verb))

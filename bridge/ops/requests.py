@@ -20,6 +20,7 @@ class WindowRun:
     ignore_dedupe: bool = (
         False  # send rules' dedupe copies too, on purpose (the state neither asked nor told)
     )
+    ignore_caps: bool = False  # send past the caps and flood breakers too (neither asked nor told)
 
 
 @dataclass(frozen=True, kw_only=True)

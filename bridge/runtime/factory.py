@@ -82,13 +82,15 @@ def build_bridge(
     guard_stale: bool = True,
     shadow: Mapper | None = None,
     dedupe: bool = True,
+    caps: bool = True,
 ) -> Bridge:
     """``window``: replay exactly these offsets (:mod:`bridge.ops.replay`), stopping once every
     partition reached its end. ``rate``: requests/s of its own (replay, redrive; 0: no limit)
     instead of a share of the account's; with Redis the account's bucket paces it, ``rate``
     only while Redis is away. ``guard_stale``: skip commands past their rule's ``max_age``.
     ``shadow``: a candidate's rules, mapped beside the live ones (``run --shadow``).
-    ``dedupe``: False sends rules' dedupe copies too (``replay --ignore-dedupe``)."""
+    ``dedupe``: False sends rules' dedupe copies too (``replay --ignore-dedupe``); ``caps``:
+    False sends past the caps and the rules' flood breakers (``replay --ignore-caps``)."""
     for service, setting in config.unverified_tls():
         log.warning("tls_verification_disabled", service=service, setting=setting)
     metrics = Metrics()
@@ -103,7 +105,7 @@ def build_bridge(
     writing = kafka_stage(config, source_name, events, window, intilery.shared, metrics)
     kafka = KafkaWorker(writing.source)
     source, sinks = writing.source, writing.sinks
-    safety = safety_stage(config, metrics, window, dedupe)
+    safety = safety_stage(config, metrics, window, dedupe, caps)
     path = record_stage(
         config, (mapper, shadow), decoder, intilery, writing, states, outcomes, stop, window, safety
     )
@@ -274,15 +276,18 @@ class SafetyStage:
     """Customer safety: the dedupe ledger and the frequency caps, asked through one state."""
 
     dedupe: Dedupe | None  # None: replay --ignore-dedupe
-    caps: Caps  # delivery.caps and the rules' flood breakers
+    caps: Caps | None  # delivery.caps and the rules' flood breakers (None: replay --ignore-caps)
     state: State
     group: str  # names a record holding a key or a place: the group reading it
     closers: list[Callable[[], Awaitable[None] | None]]
 
 
-def safety_stage(config: BridgeConfig, metrics: Metrics, window: Window | None, dedupe: bool) -> SafetyStage:
+def safety_stage(
+    config: BridgeConfig, metrics: Metrics, window: Window | None, dedupe: bool, capping: bool
+) -> SafetyStage:
     """In Redis with ``delivery.state.redis`` (every replica, replay and redrive share it), else
-    in this process, rebuilt from the audit topic."""
+    in this process, rebuilt from the audit topic. ``dedupe``, ``capping``: False leaves that
+    check out (neither asked nor told)."""
     state = config.delivery.state
     group = window.group if window is not None else str(config.kafka["group.id"])
     caps = [Cap(cap.name, frozenset(cap.commands), cap.max, cap.window) for cap in config.delivery.caps]
@@ -304,7 +309,7 @@ def safety_stage(config: BridgeConfig, metrics: Metrics, window: Window | None, 
         closers = [client.aclose]
     return SafetyStage(
         Dedupe(ledger, state.reservation_s, state=asking) if dedupe else None,
-        Caps(counts, caps, asking),
+        Caps(counts, caps, asking) if capping else None,
         asking,
         group,
         closers,

@@ -125,3 +125,37 @@ def test_a_flood_is_held_past_max_per_minute_and_redriven_once_looked_at(
     assert result.returncode == 0, result.stderr
     seqs = Counter(int(call["body"]["seq"]) for call in accepted(sandbox))
     assert seqs == {n: 1 for n in range(120)}  # each once: none lost, none twice
+
+
+def test_a_replay_is_capped_unless_it_ignores_the_caps_on_purpose(
+    cluster: TestKafka, sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Six SMS under a cap of three: three sent; a replay within the window sends no more
+    SMS (the cap is shared with it); ``replay --ignore-caps`` sends all six, uncounted: with
+    the cap raised to five, a plain replay finds three in the window and sends two."""
+    cluster.create_topic(cluster.topic, 1)
+    cluster.create_topic(cluster.dlq, 1)
+    producer = CheckedProducer(cluster.bootstrap_servers)
+    for n in range(6):
+        producer.produce(cluster.topic, key=b"C-0", value=json.dumps(sms_event(n, 1)).encode())
+    producer.flush()
+    config = write_config(tmp_path, capped_config(cluster, sandbox, redis_server.url, 3))
+    assert start_bridge(config, tmp_path / "run.log", "--until-caught-up").wait(timeout=90) == 0
+    assert by_rule(sandbox)["sms"] == 3
+
+    def replay(cap_max: int, *extra: str) -> int:
+        path = write_config(tmp_path, capped_config(cluster, sandbox, redis_server.url, cap_max))
+        command = [sys.executable, "-m", "bridge", "replay", "--config", str(path), "--topic", cluster.topic]
+        done = subprocess.run(
+            [*command, "--from-beginning", *extra],
+            capture_output=True,
+            text=True,
+            env=bridge_env(),
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return by_rule(sandbox)["sms"]
+
+    assert replay(3) == 3
+    assert replay(3, "--ignore-caps") == 3 + 6
+    assert replay(5) == 3 + 6 + 2
