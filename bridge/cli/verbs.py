@@ -17,7 +17,7 @@ import structlog
 from bridge import logs
 from bridge.config import BridgeConfig, parse_duration
 from bridge.errors import ConfigError, DeliveryError, cannot_listen
-from bridge.ops.loading import load, load_offline
+from bridge.ops.loading import load, load_offline, load_offline_config
 from bridge.ops.mapfile import event_lines, map_lines, offline_events
 from bridge.ops.plural import counted
 from bridge.ops.requests import WindowRun
@@ -79,7 +79,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.tests:
         from bridge.ops.ruleresults import check_suites
 
-        checked = check_suites(args.tests, config.source, mapper, args.config)
+        checked = check_suites(args.tests, config, mapper, args.config)
         warnings += [f"rule {name}: no test case exercises it" for name in checked.untested]
         warnings += checked.unsupplied
         tested = f", {checked.summary}"
@@ -147,9 +147,10 @@ def ago(duration: str, flag: str = "--last") -> str:
 def cmd_test(args: argparse.Namespace) -> int:
     from bridge.ops import ruleresults, ruletests
 
-    source, mapper = load_offline(args.config)
+    config, mapper = load_offline_config(args.config)
+    source = config.source
     try:
-        suites = ruletests.load_suites(args.files, source, mapper, args.config)
+        suites = ruletests.load_suites(args.files, source, mapper, args.config, config.delivery.caps)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

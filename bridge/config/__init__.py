@@ -42,6 +42,9 @@ from bridge.config.delivery import (
     BatchConfig as BatchConfig,
 )
 from bridge.config.delivery import (
+    CapConfig as CapConfig,
+)
+from bridge.config.delivery import (
     DeliveryConfig as DeliveryConfig,
 )
 from bridge.config.delivery import (

@@ -100,14 +100,20 @@ def load(path: str, unset_secrets: list[str] | None = None, env: Mapping[str, st
 
 
 def load_offline(path: str) -> tuple[SourceConfig, Mapper]:
-    """What the offline verbs use (``source``, the rules), loaded as ``check`` loads the
+    """What the offline verbs use (``source``, the rules), as :func:`load_offline_config`."""
+    config, mapper = load_offline_config(path)
+    return config.source, mapper
+
+
+def load_offline_config(path: str) -> tuple[BridgeConfig, Mapper]:
+    """The configuration and the rules for the offline verbs, loaded as ``check`` loads the
     whole file: what ``check`` refuses they refuse, with the same lines; as for ``check``,
     unset variables are no problem (their defaults, or a text naming them, stand in), so
     they need no deployment's variables nor its secrets."""
     loaded = load(path, unset_secrets=[])
     if loaded.decoder.registry is not None:
         loaded.decoder.registry.close()  # they build their own decoder, for their own flags
-    return loaded.config.source, loaded.mapper
+    return loaded.config, loaded.mapper
 
 
 def _stand_ins(expanded: dict[str, Any], env_problems: list[str]) -> list[str]:

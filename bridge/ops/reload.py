@@ -179,7 +179,9 @@ def failing_tests(patterns: list[str], loaded: Loaded, path: str) -> list[str]:
     """The rule tests' cases that fail with the candidate's rules, as ``test`` names them
     (``PATH: test failed: FILE: CASE: problem``), or the test files' own problems."""
     try:
-        suites = ruletests.load_suites(patterns, loaded.config.source, loaded.mapper, path)
+        suites = ruletests.load_suites(
+            patterns, loaded.config.source, loaded.mapper, path, loaded.config.delivery.caps
+        )
     except ConfigError as exc:
         return exc.problems
     results = ruleresults.run(suites, loaded.mapper, loaded.config.source.topic_names[0])

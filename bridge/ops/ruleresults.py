@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import time
 import xml.etree.ElementTree as ET
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.config import SourceConfig
+from bridge.config import BridgeConfig, CapConfig
 from bridge.convert import commands_of, preview
 from bridge.errors import RecordError
-from bridge.model import Command, Record
+from bridge.model import Command, Once, Record
 from bridge.ops.mapfile import notes
 from bridge.ops.plural import counted
 from bridge.ops.ruletests import Case, Suite, load_suites
@@ -56,13 +57,39 @@ def run_case(suite: Suite, case: Case, mapper: Mapper, default_topic: str) -> Re
         error = exc
     rules = {c.rule for c in commands} | ({error.rule} if error is not None and error.rule else set())
     shown = preview(commands, case.now_ms)  # what run would send of them
-    sent = shown.sent
+    sent, held = _past_the_state(case, suite.caps, shown.sent)
     problems = _compare_error(case, sent, error) if case.expect_error else _compare(case, sent, error)
     result = Result(suite.path, case.name, problems, rules, time.perf_counter() - started)
-    result.notes = notes(shown)
+    result.notes = notes(shown) + held
     paths = mapper.template_paths()
     result.supplied = {(c.rule, p) for c in commands for p in paths.get(c.rule, ()) if p not in c.missing}
     return result
+
+
+def _past_the_state(
+    case: Case, caps: list[CapConfig], commands: list[Command]
+) -> tuple[list[Command], list[str]]:
+    """The commands ``run`` would send in the state the case assumes (``seen``,
+    ``sent_in_window``), in order, each one sent counting in the caps for the next; and
+    a note for each it would not: a copy, or over a cap."""
+    seen = {
+        Once.of(c.rule, str(c.body.get("userId", "")), key, 0).key
+        for c in commands
+        for key in case.seen.get(c.rule, [])
+    }
+    counted = Counter(case.sent_in_window)
+    sent, held = [], []
+    for command in commands:
+        if command.once is not None and command.once.key in seen:
+            held.append(f"rule {command.rule}: not sent, deduplicated: its dedupe key is in seen")
+            continue
+        applying = [] if command.uncapped else [cap for cap in caps if command.name in cap.commands]
+        if full := next((cap for cap in applying if counted[cap.name] >= cap.max), None):
+            held.append(f"rule {command.rule}: not sent, capped: over the cap {full.name} ({full.max})")
+            continue
+        counted.update(cap.name for cap in applying)
+        sent.append(command)
+    return sent, held
 
 
 def _described(error: RecordError) -> str:
@@ -202,9 +229,10 @@ class Checked:
     unsupplied: list[str]  # template paths of exercised rules that no case's event has
 
 
-def check_suites(patterns: list[str], source: SourceConfig, mapper: Mapper, path: str) -> Checked:
+def check_suites(patterns: list[str], config: BridgeConfig, mapper: Mapper, path: str) -> Checked:
     """Run the cases of ``patterns`` against ``mapper``, as ``check --tests`` does."""
-    results = run(load_suites(patterns, source, mapper, path), mapper, source.topic_names[0])
+    suites = load_suites(patterns, config.source, mapper, path, config.delivery.caps)
+    results = run(suites, mapper, config.source.topic_names[0])
     untested = untested_rules(results, mapper)
     exercise = "exercises" if len(results) == 1 else "exercise"
     summary = f"{counted(len(results), 'test case')} {exercise} {len(mapper) - len(untested)} of them"

@@ -14,12 +14,20 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bridge import timestamps
-from bridge.config import SourceConfig, StrictLoader, as_dict, as_list, describe_validation, read_raw
+from bridge.config import (
+    CapConfig,
+    SourceConfig,
+    StrictLoader,
+    as_dict,
+    as_list,
+    describe_validation,
+    read_raw,
+)
 from bridge.decode.avro import load_schema, read_json
 from bridge.decode.decoder import decode_json, resolve_path
 from bridge.errors import ConfigError
@@ -71,6 +79,14 @@ class Case(_Case):
     """When the case runs: an ISO-8601 time or epoch milliseconds; rules' ``max_age`` is
     measured from it (default ``kafka.timestamp``; with neither, ``max_age`` is not
     applied), and a command ``run`` would skip then is not among those the case expects."""
+    seen: dict[str, list[str]] = {}
+    """The customer-safety state the case assumes ([Customer safety](safety.md)): by rule
+    (one with a ``dedupe``), the rendered dedupe keys already accepted within its window for
+    the customer of the event's commands; such a command is a copy, not among those the
+    case expects."""
+    sent_in_window: dict[str, Annotated[int, Field(ge=0)]] = {}
+    """By cap (``delivery.caps[].name``), how many commands it counted for the customer
+    within its window; a command past the cap is not among those the case expects."""
     expect: list[ExpectedCommand] | None = None
     expect_error: ExpectedError | None = None
 
@@ -119,6 +135,7 @@ class Suite:
     path: str
     cases: list[Case]
     events: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)  # by case name
+    caps: list[CapConfig] = field(default_factory=list)  # delivery.caps, for sent_in_window
 
 
 def expand(patterns: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -135,15 +152,20 @@ def expand(patterns: Iterable[str]) -> tuple[list[str], list[str]]:
 
 
 def load_suites(
-    patterns: Iterable[str], source: SourceConfig, mapper: Mapper, config_path: str
+    patterns: Iterable[str],
+    source: SourceConfig,
+    mapper: Mapper,
+    config_path: str,
+    caps: list[CapConfig] | None = None,
 ) -> list[Suite]:
-    """Every test file read and checked against the configuration; ConfigError listing
-    every problem (each naming the file, the case and the field) if any."""
+    """Every test file read and checked against the configuration (``caps``: its
+    ``delivery.caps``); ConfigError listing every problem (each naming the file, the case
+    and the field) if any."""
     files, problems = expand(patterns)
     suites = []
     for path in files:
         try:
-            suites.append(_load_suite(path, source, mapper, config_path))
+            suites.append(_load_suite(path, source, mapper, config_path, caps or []))
         except ConfigError as exc:
             problems += exc.problems
     if problems:
@@ -151,7 +173,9 @@ def load_suites(
     return suites
 
 
-def _load_suite(path: str, source: SourceConfig, mapper: Mapper, config_path: str) -> Suite:
+def _load_suite(
+    path: str, source: SourceConfig, mapper: Mapper, config_path: str, caps: list[CapConfig]
+) -> Suite:
     raw = read_raw(path, _TestLoader)
     try:
         cases = TestFile.model_validate(raw).tests
@@ -161,8 +185,9 @@ def _load_suite(path: str, source: SourceConfig, mapper: Mapper, config_path: st
         named = [_named(case) for case in as_list(raw.get("tests")) if isinstance(case, dict)]
         raise ConfigError(problems + _naming_problems(path, named, source, mapper, config_path)) from exc
     topics = {t.name: t for t in source.resolved()}
-    suite = Suite(path, cases)
+    suite = Suite(path, cases, caps=caps)
     problems = _naming_problems(path, [_named(case) for case in cases], source, mapper, config_path)
+    problems += _state_problems(path, cases, mapper, caps, config_path)
     for index, case in enumerate(cases):
         topic = case.topic or source.topic_names[0]
         if topic not in topics:
@@ -217,6 +242,29 @@ def _naming_problems(
             f"{where}.{at}: no rule named {rule!r} in {config_path}"
             for at, rule in named
             if rule not in rules
+        ]
+    return problems
+
+
+def _state_problems(
+    path: str, cases: list[Case], mapper: Mapper, caps: list[CapConfig], config_path: str
+) -> list[str]:
+    """Each ``seen`` naming a rule without a ``dedupe``, each ``sent_in_window`` a cap the
+    configuration does not have."""
+    deduplicating = set(mapper.deduplicating)
+    cap_names = {cap.name for cap in caps}
+    problems = []
+    for index, case in enumerate(cases):
+        where = f"{path}: tests[{index}] ({case.name})"
+        problems += [
+            f"{where}.seen.{rule}: no rule named {rule!r} with a dedupe in {config_path}"
+            for rule in case.seen
+            if rule not in deduplicating
+        ]
+        problems += [
+            f"{where}.sent_in_window.{name}: no cap named {name!r} in {config_path} (delivery.caps)"
+            for name in case.sent_in_window
+            if name not in cap_names
         ]
     return problems
 

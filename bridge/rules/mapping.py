@@ -65,6 +65,10 @@ class CompiledRule:
             except ValueError as exc:
                 problems.append(f"{where}.emit.timestamp: {exc}")
 
+    @property
+    def deduplicates(self) -> bool:
+        return self._dedupe is not None
+
     def applies_to(self, topic: str) -> bool:
         return self.topics is None or topic in self.topics
 
@@ -146,6 +150,11 @@ class Mapper:
     def names(self) -> list[str]:
         """The rules' names, in order."""
         return [rule.name for rule in self._all]
+
+    @property
+    def deduplicating(self) -> list[str]:
+        """The names of the rules with a ``dedupe``."""
+        return [rule.name for rule in self._all if rule.deduplicates]
 
     def template_paths(self) -> dict[str, list[str]]:
         """By rule name, in rule order, what its templates read of the event."""

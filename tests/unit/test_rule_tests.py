@@ -333,3 +333,57 @@ def test_a_test_file_s_problems_come_all_at_once(capsys: pytest.CaptureFixture[s
     assert f"{path}: tests[1] (a).name: another case has this name" in err
     assert f"{path}: tests[1] (a).topic: nope is not in source.topics" in err
     assert f"{path}: tests[2] (b).expect[0].rule: no rule named 'no-such-rule' in {CONFIG}" in err
+
+
+def safety_config(tmp_path: Path) -> str:
+    """The example's rules, abandoned-sms with a dedupe by booking, and a cap of two SMS a day."""
+    config = yaml.safe_load((EXAMPLES / "bridge.yaml").read_text())
+    config["delivery"] = {
+        **config.get("delivery", {}),
+        "audit_topic": "bookings.intilery-audit",
+        "dead_letter_topic": "bookings.intilery-dlq",
+        "caps": [{"name": "sms-a-day", "commands": ["send_sms"], "max": 2, "window": "1d"}],
+    }
+    for rule in config["rules"]:
+        if rule["name"] == "abandoned-sms":
+            rule["dedupe"] = {"key": "{{ booking.id }}"}
+    path = tmp_path / "bridge.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return str(path)
+
+
+def test_a_case_gives_the_dedupe_and_cap_state_it_assumes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = safety_config(tmp_path)
+    sms = sms_case()["expect"]
+    cases = [
+        sms_case(name="first"),
+        sms_case(name="a copy", seen={"abandoned-sms": ["B-1"]}, expect=[]),
+        sms_case(name="another booking seen", seen={"abandoned-sms": ["B-9"]}),
+        sms_case(name="one left", sent_in_window={"sms-a-day": 1}),
+        sms_case(name="at the cap", sent_in_window={"sms-a-day": 2}, expect=[]),
+        sms_case(name="wrongly expected", sent_in_window={"sms-a-day": 2}, expect=sms),
+    ]
+    code, out, _ = run(capsys, "test", "--config", config, write(tmp_path, *cases))
+    assert code == 1
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines if line.startswith(("PASS", "FAIL"))] == [
+        *["PASS  " + str(tmp_path / "cases.yaml")] * 5,
+        "FAIL  " + str(tmp_path / "cases.yaml"),
+    ]
+    assert "note: rule abandoned-sms: not sent, deduplicated: its dedupe key is in seen" in out
+    assert "note: rule abandoned-sms: not sent, capped: over the cap sms-a-day (2)" in out
+    assert "expected commands of rules ['abandoned-sms'], got []" in out
+
+
+def test_a_case_naming_state_the_configuration_lacks_is_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    case = sms_case(seen={"abandoned-email": ["B-1"]}, sent_in_window={"sms-a-week": 1})
+    path = write(tmp_path, case)
+    code, _, err = run(capsys, "test", "--config", safety_config(tmp_path), path)
+    assert code == 2
+    where = f"{path}: tests[0] (sms)"
+    assert f"{where}.seen.abandoned-email: no rule named 'abandoned-email' with a dedupe" in err
+    assert f"{where}.sent_in_window.sms-a-week: no cap named 'sms-a-week'" in err
