@@ -230,7 +230,10 @@ def build(
         group="g",
     )
     checkpoint = Checkpoint(states, kafka, metrics)
-    partitions = Partitions(source, states, checkpoint, metrics, grace_s=1, sinks=OwnTopicSinks(dlq, audit))
+    breaker = caps if caps is not None and not caps.shared else None  # as the factory shares it out
+    partitions = Partitions(
+        source, states, checkpoint, metrics, grace_s=1, sinks=OwnTopicSinks(dlq, audit), breaker=breaker
+    )
     source.listener = events
     parts = BridgeParts(
         kafka=kafka,

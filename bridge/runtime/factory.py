@@ -119,7 +119,9 @@ def build_bridge(
         stuck_after_s=stuck_after_s,
         safety=safety.state,
     )
-    checkpoint, partitions = partitions_stage(config, metrics, kafka, source, states, sinks, intilery, window)
+    checkpoint, partitions = partitions_stage(
+        config, metrics, kafka, source, states, sinks, intilery, window, safety.caps
+    )
     parts = BridgeParts(
         kafka=kafka,
         events=events,
@@ -152,6 +154,7 @@ def partitions_stage(
     sinks: OwnTopicSinks,
     intilery: IntileryStage,
     window: Window | None,
+    caps: Caps | None,
 ) -> tuple[Checkpoint, Partitions]:
     """The checkpoint and the partitions' hand-over: what the consumer tells is handed to
     them by the bridge (:meth:`~bridge.runtime.events.KafkaEvents.serving`)."""
@@ -164,6 +167,7 @@ def partitions_stage(
         grace_s=config.delivery.rebalance_grace_s,
         sinks=sinks,
         limiter=intilery.limiter if intilery.shared else None,
+        breaker=caps if caps is not None and not caps.shared else None,
         window=window,
     )
     return checkpoint, partitions
@@ -295,7 +299,7 @@ def safety_stage(
         memory = MemoryLedger(state.max_entries, on_evicted=metrics.dedupe_evicted.inc)
         local = MemoryCaps()
         asking = State()
-        rebuild_state(config, memory, local, Caps(local, caps, asking))
+        rebuild_state(config, memory, local, Caps(local, caps, asking, shared=False))
         ledger: Ledger = memory
         counts: CapCounts = local
         closers: list[Callable[[], Awaitable[None] | None]] = []
@@ -309,7 +313,7 @@ def safety_stage(
         closers = [client.aclose]
     return SafetyStage(
         Dedupe(ledger, state.reservation_s, state=asking) if dedupe else None,
-        Caps(counts, caps, asking) if capping else None,
+        Caps(counts, caps, asking, shared=state.redis is not None) if capping else None,
         asking,
         group,
         closers,

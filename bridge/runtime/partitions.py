@@ -28,6 +28,7 @@ from bridge.runtime.checkpoint import Checkpoint
 from bridge.runtime.ports import RecordSource
 from bridge.runtime.sinks import OwnTopicSinks
 from bridge.runtime.state import Assignment
+from bridge.safety.caps import Caps
 
 log = structlog.get_logger("bridge")
 
@@ -45,10 +46,12 @@ class Partitions:
         grace_s: float,
         sinks: OwnTopicSinks | None = None,
         limiter: Limiter | None = None,
+        breaker: Caps | None = None,
         window: Window | None = None,
     ) -> None:
         """``limiter``: the account's rate limit, shared by the group's replicas (each takes
-        the share of the partitions it holds); None when the rate is not shared."""
+        the share of the partitions it holds); None when the rate is not shared.
+        ``breaker``: the rules' flood breakers counted in this process, shared out alike."""
         self._source = source
         self._states = states
         self._checkpoint = checkpoint
@@ -56,6 +59,7 @@ class Partitions:
         self._grace_s = grace_s
         self._sinks = sinks or OwnTopicSinks()
         self._limiter = limiter
+        self._breaker = breaker
         self._window = window
 
     def assigned(
@@ -77,9 +81,14 @@ class Partitions:
                 state.inherit(sent)
 
     def share_rate(self) -> None:
-        """This replica's share of the account's rate: the share of the partitions it holds."""
+        """This replica's share of the account's rate (and of the rules' flood breakers
+        counted in this process): the share of the partitions it holds."""
         total, limiter = self._source.partitions_total, self._limiter
-        if limiter is None or not total:
+        if not total:
+            return
+        if self._breaker is not None:
+            self._breaker.share(len(self._states) / total)
+        if limiter is None:
             return
         before = limiter.limit
         limiter.share(len(self._states) / total)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,10 +132,26 @@ class Caps:
     """The record path's side of the caps: a command takes a place in every cap that counts
     it before it is sent; the first cap full refuses it (the places taken for it given back)."""
 
-    def __init__(self, counts: CapCounts, caps: list[Cap], state: State) -> None:
+    def __init__(self, counts: CapCounts, caps: list[Cap], state: State, shared: bool = True) -> None:
+        """``shared``: the counts are the group's (Redis), so a rule's ``max_per_minute`` is
+        the group's; else this replica's, and it takes its :meth:`share` of it."""
         self.counts = counts
         self._caps = caps
         self.state = state
+        self.shared = shared
+        self._share = 1.0
+
+    def share(self, fraction: float) -> None:
+        """Counted in this process: ``fraction`` (the share of the partitions this replica
+        holds) of each rule's ``max_per_minute`` is this replica's, as the rate limit is
+        shared. The caps per customer are not shared out: a customer's records are on one
+        partition when keyed by customer."""
+        if not self.shared:
+            self._share = fraction
+
+    def flood_max(self, per_minute: int) -> int:
+        """This replica's part of a rule's ``max_per_minute`` (at least one)."""
+        return per_minute if self.shared else max(1, math.ceil(per_minute * self._share))
 
     @property
     def up(self) -> bool:
@@ -170,7 +187,8 @@ class Caps:
         if command.max_per_minute is None:
             return True
         key, place = flood_key(command.rule), place_of(holder, command.rule)
-        return await self.state.ask(partial(self.counts.take, key, place, command.max_per_minute, 60.0))
+        limit = self.flood_max(command.max_per_minute)
+        return await self.state.ask(partial(self.counts.take, key, place, limit, 60.0))
 
     async def give_back_flood(self, command: Command, holder: str) -> None:
         if command.max_per_minute is not None:

@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from bridge.errors import CappedError
 from bridge.kafka.deadletter import CAP, dead_letter_headers
+from bridge.model import Command
 from bridge.ops.loading import Loaded, load
 from bridge.safety.caps import Cap, Caps, MemoryCaps
 from bridge.safety.state import State
@@ -110,3 +111,39 @@ def test_a_flood_past_max_per_minute_is_held_alone_and_said_once_a_second(tmp_pa
     assert len(said) == 1, "once a second at most: the clock never moved"
     assert bridge.parts.outcomes.metrics.held("abandoned-sms")._value.get() == 90
     assert max(position.offset for position in source.commits) == 120
+
+
+def sms_command(n: int, per_minute: int) -> Command:
+    body = {"event": "send_sms", "userId": f"C-{n}"}
+    return Command("flood", "track", body, b"{}", max_per_minute=per_minute)
+
+
+def sent_of(caps: Caps, count: int, per_minute: int) -> int:
+    async def through() -> int:
+        return sum([await caps.within_flood(sms_command(n, per_minute), f"g/t/0/{n}") for n in range(count)])
+
+    return asyncio.run(through())
+
+
+def test_a_breaker_counted_in_the_process_takes_its_partition_share() -> None:
+    local = Caps(MemoryCaps(), [], State(), shared=False)
+    local.share(0.5)  # half the partitions: half of max_per_minute is this replica's
+    assert sent_of(local, 120, 30) == 15
+    local.share(0.01)
+    assert local.flood_max(30) == 1  # never none
+    group = Caps(MemoryCaps(), [], State(), shared=True)
+    group.share(0.5)  # the group's count (Redis): the whole max
+    assert sent_of(group, 120, 30) == 30
+
+
+def test_without_redis_a_replica_holding_half_the_partitions_sends_half_the_flood(tmp_path: Path) -> None:
+    where: Any = type("Where", (), {"bootstrap_servers": "127.0.0.1:9", "topic": "bookings", "dlq": "dlq"})
+    config = base_config(where, "http://127.0.0.1:9", "g", commit_interval_ms=10)
+    config["rules"][0]["max_per_minute"] = 30
+    loaded = load(str(write_config(tmp_path, config)), env={"TEST_INTILERY_TOKEN": TOKEN})
+    flood = [record(n, sms_event(n, 120), key=f"C-{n}".encode()) for n in range(120)]
+    caps = Caps(MemoryCaps(), [], State(), shared=False)
+    bridge, source, sender, dlq = build(tmp_path, [flood], loaded=loaded, caps=caps)
+    source.partitions_total = 2  # another replica holds the other partition
+    asyncio.run(bridge.run())
+    assert len(sender.sent) == 15 and len(dlq.written) == 105
