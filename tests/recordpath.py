@@ -197,13 +197,15 @@ def build(
     skip_audited: bool = True,
     dedupe: Dedupe | None = None,
     caps: Caps | None = None,
+    local_state: bool = False,
 ) -> tuple[Bridge, FakeSource, FakeSender, Any]:
     """``dead_letters``: True for :class:`FakeDeadLetters`, False for none, or the dead-letter
     writer to use; ``source_config``: the ``source`` section (default: the topic ``bookings``,
     JSON); ``loaded``: a configuration loaded already (``source_config`` is then ignored);
     ``shadow``: rules mapped beside the live ones (``run --shadow``); ``audit``: the audit
     topic's writer (``skip_audited``: ``delivery.skip_audited``); ``dedupe``: the ledger's
-    side for rules with ``dedupe``; ``caps``: the frequency caps'."""
+    side for rules with ``dedupe``; ``caps``: the frequency caps'; ``local_state``: that
+    state lives in the process (no Redis)."""
     loaded = loaded or load_config(tmp_path, source_config, max_buffered, bool(dead_letters))
     source, sender = FakeSource(batches), sender or FakeSender()
     dlq = (FakeDeadLetters() if dead_letters is True else dead_letters) if dead_letters else None
@@ -232,7 +234,14 @@ def build(
     checkpoint = Checkpoint(states, kafka, metrics)
     breaker = caps if caps is not None and not caps.shared else None  # as the factory shares it out
     partitions = Partitions(
-        source, states, checkpoint, metrics, grace_s=1, sinks=OwnTopicSinks(dlq, audit), breaker=breaker
+        source,
+        states,
+        checkpoint,
+        metrics,
+        grace_s=1,
+        sinks=OwnTopicSinks(dlq, audit),
+        breaker=breaker,
+        local_state=local_state,
     )
     source.listener = events
     parts = BridgeParts(

@@ -168,6 +168,7 @@ def partitions_stage(
         sinks=sinks,
         limiter=intilery.limiter if intilery.shared else None,
         breaker=caps if caps is not None and not caps.shared else None,
+        local_state=local_state_in_use(config) and window is None,
         window=window,
     )
     return checkpoint, partitions
@@ -320,6 +321,13 @@ def safety_stage(
     )
 
 
+def local_state_in_use(config: BridgeConfig) -> bool:
+    """Whether a rule's dedupe, a cap or a flood breaker keeps its state in this process."""
+    rules = config.rules
+    in_use = config.delivery.caps or any(r.dedupe is not None or r.max_per_minute for r in rules)
+    return bool(in_use) and config.delivery.state.redis is None
+
+
 def rebuild_state(
     config: BridgeConfig, ledger: MemoryLedger, counts: MemoryCaps, caps: Caps, timeout_s: float = 60.0
 ) -> None:
@@ -333,7 +341,6 @@ def rebuild_state(
     if not longest or topic is None:
         return
     group = str(config.kafka["group.id"])
-    log.warning("dedupe_state_local", reason="no delivery.state.redis: valid for one replica only")
     started = time.time()
     found, complete = sent_once(config.kafka, topic, group, int((started - longest) * 1000), timeout_s)
     kept = 0

@@ -47,11 +47,14 @@ class Partitions:
         sinks: OwnTopicSinks | None = None,
         limiter: Limiter | None = None,
         breaker: Caps | None = None,
+        local_state: bool = False,
         window: Window | None = None,
     ) -> None:
         """``limiter``: the account's rate limit, shared by the group's replicas (each takes
         the share of the partitions it holds); None when the rate is not shared.
-        ``breaker``: the rules' flood breakers counted in this process, shared out alike."""
+        ``breaker``: the rules' flood breakers counted in this process, shared out alike.
+        ``local_state``: the customer-safety state lives in this process (no Redis), valid
+        for one replica: said when another member of the group holds partitions."""
         self._source = source
         self._states = states
         self._checkpoint = checkpoint
@@ -60,6 +63,7 @@ class Partitions:
         self._sinks = sinks or OwnTopicSinks()
         self._limiter = limiter
         self._breaker = breaker
+        self._warn_local_state = local_state
         self._window = window
 
     def assigned(
@@ -86,6 +90,7 @@ class Partitions:
         total, limiter = self._source.partitions_total, self._limiter
         if not total:
             return
+        self._say_if_state_is_not_valid(total)
         if self._breaker is not None:
             self._breaker.share(len(self._states) / total)
         if limiter is None:
@@ -100,6 +105,16 @@ class Partitions:
                 per_second=round(limiter.limit, 2),
                 burst=round(limiter.capacity, 1),
             )
+
+    def _say_if_state_is_not_valid(self, total: int) -> None:
+        """The state in this process is valid for one replica: said once another member of
+        the group holds partitions (once per process)."""
+        if self._warn_local_state and len(self._states) < total:
+            self._warn_local_state = False
+            reason = (
+                "another member of the group holds partitions: this process' state is valid for one replica"
+            )
+            log.warning("dedupe_state_local", reason=reason, partitions=len(self._states), of=total)
 
     async def finish_revoked(self, keys: set[TopicPartitionKey]) -> list[Position]:
         """Steps 1 and 2 of a clean hand-over; gives the partitions' last commit (step 3)."""

@@ -147,3 +147,18 @@ def test_without_redis_a_replica_holding_half_the_partitions_sends_half_the_floo
     source.partitions_total = 2  # another replica holds the other partition
     asyncio.run(bridge.run())
     assert len(sender.sent) == 15 and len(dlq.written) == 105
+
+
+def test_the_local_state_is_said_to_be_valid_for_one_replica_when_another_holds_partitions(
+    tmp_path: Path,
+) -> None:
+    said = {}
+    for total in (1, 2):  # alone, then beside another member holding the other partition
+        caps = Caps(MemoryCaps(), [], State(), shared=False)
+        bridge, source, _, _ = build(tmp_path, [[record(0, sms_event(0, 1))]], caps=caps, local_state=True)
+        source.partitions_total = total
+        with capture_logs() as logs:
+            asyncio.run(bridge.run())
+        said[total] = [e for e in logs if e["event"] == "dedupe_state_local"]
+    assert said[1] == []
+    assert [(e["partitions"], e["of"]) for e in said[2]] == [(1, 2)]
