@@ -39,6 +39,16 @@ def events() -> list[dict[str, Any]]:
     return [*sms, *emails, *resets]
 
 
+def produced(cluster: TestKafka, partitions: int, keyed: list[tuple[str, dict[str, Any]]]) -> None:
+    """The topic (of ``partitions``) and a dead-letter topic, and the events, by key."""
+    cluster.create_topic(cluster.topic, partitions)
+    cluster.create_topic(cluster.dlq, 1)
+    producer = CheckedProducer(cluster.bootstrap_servers)
+    for key, event in keyed:
+        producer.produce(cluster.topic, key=key.encode(), value=json.dumps(event).encode())
+    producer.flush()
+
+
 def capped_config(cluster: TestKafka, sandbox: Sandbox, redis_url: str, cap_max: int) -> dict[str, Any]:
     config = base_config(cluster, sandbox.url, cluster.name("capped"))
     config["delivery"]["state"] = {"redis": {"url": redis_url}}
@@ -67,12 +77,7 @@ def redrive(config: Path) -> subprocess.CompletedProcess[str]:
 def test_a_cap_holds_back_the_rest_alone_and_redrive_sends_them_once_lifted(
     cluster: TestKafka, sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    cluster.create_topic(cluster.topic, 1)
-    cluster.create_topic(cluster.dlq, 1)
-    producer = CheckedProducer(cluster.bootstrap_servers)
-    for event in events():
-        producer.produce(cluster.topic, key=b"C-0", value=json.dumps(event).encode())
-    producer.flush()
+    produced(cluster, 1, [("C-0", event) for event in events()])
     config = write_config(tmp_path, capped_config(cluster, sandbox, redis_server.url, 3))
     assert start_bridge(config, tmp_path / "run.log", "--until-caught-up").wait(timeout=90) == 0
 
@@ -107,12 +112,7 @@ def test_a_flood_is_held_past_max_per_minute_and_redriven_once_looked_at(
 ) -> None:
     """120 SMS (a rule gone wrong) under max_per_minute 30: 30 sent, the rest dead-lettered
     as held, none lost; redriven with the breaker raised, every one is sent once."""
-    cluster.create_topic(cluster.topic, 2)
-    cluster.create_topic(cluster.dlq, 1)
-    producer = CheckedProducer(cluster.bootstrap_servers)
-    for n in range(120):
-        producer.produce(cluster.topic, key=f"C-{n}", value=json.dumps(sms_event(n, 120)).encode())
-    producer.flush()
+    produced(cluster, 2, [(f"C-{n}", sms_event(n, 120)) for n in range(120)])
     config = write_config(tmp_path, flood_config(cluster, sandbox, redis_server.url, 30))
     assert start_bridge(config, tmp_path / "run.log", "--until-caught-up").wait(timeout=90) == 0
     assert by_rule(sandbox) == {"sms": 30}
@@ -133,12 +133,7 @@ def test_a_replay_is_capped_unless_it_ignores_the_caps_on_purpose(
     """Six SMS under a cap of three: three sent; a replay within the window sends no more
     SMS (the cap is shared with it); ``replay --ignore-caps`` sends all six, uncounted: with
     the cap raised to five, a plain replay finds three in the window and sends two."""
-    cluster.create_topic(cluster.topic, 1)
-    cluster.create_topic(cluster.dlq, 1)
-    producer = CheckedProducer(cluster.bootstrap_servers)
-    for n in range(6):
-        producer.produce(cluster.topic, key=b"C-0", value=json.dumps(sms_event(n, 1)).encode())
-    producer.flush()
+    produced(cluster, 1, [("C-0", sms_event(n, 1)) for n in range(6)])
     config = write_config(tmp_path, capped_config(cluster, sandbox, redis_server.url, 3))
     assert start_bridge(config, tmp_path / "run.log", "--until-caught-up").wait(timeout=90) == 0
     assert by_rule(sandbox)["sms"] == 3

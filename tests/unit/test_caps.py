@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from bridge.errors import CappedError
 from bridge.kafka.deadletter import CAP, dead_letter_headers
-from bridge.model import Command
+from bridge.model import Command, Record
 from bridge.ops.loading import Loaded, load
 from bridge.safety.caps import Cap, Caps, MemoryCaps
 from bridge.safety.state import State
@@ -93,12 +93,17 @@ def test_a_command_refused_by_intilery_gives_its_place_back(tmp_path: Path) -> N
     assert isinstance(counts, MemoryCaps) and counts._taken == {}  # the place given back
 
 
-def test_a_flood_past_max_per_minute_is_held_alone_and_said_once_a_second(tmp_path: Path) -> None:
+def flood_of(tmp_path: Path) -> tuple[Loaded, list[Record]]:
+    """The example rules with abandoned-sms under max_per_minute 30, and 120 of its events."""
     where: Any = type("Where", (), {"bootstrap_servers": "127.0.0.1:9", "topic": "bookings", "dlq": "dlq"})
     config = base_config(where, "http://127.0.0.1:9", "g", commit_interval_ms=10)
     config["rules"][0]["max_per_minute"] = 30
     loaded = load(str(write_config(tmp_path, config)), env={"TEST_INTILERY_TOKEN": TOKEN})
-    flood = [record(n, sms_event(n, 120), key=f"C-{n}".encode()) for n in range(120)]
+    return loaded, [record(n, sms_event(n, 120), key=f"C-{n}".encode()) for n in range(120)]
+
+
+def test_a_flood_past_max_per_minute_is_held_alone_and_said_once_a_second(tmp_path: Path) -> None:
+    loaded, flood = flood_of(tmp_path)
     bridge, source, sender, dlq = build(tmp_path, [flood], loaded=loaded, caps=caps_of(loaded))
     bridge.parts.outcomes.clock = lambda: 5.0  # a clock that never moves
 
@@ -137,11 +142,7 @@ def test_a_breaker_counted_in_the_process_takes_its_partition_share() -> None:
 
 
 def test_without_redis_a_replica_holding_half_the_partitions_sends_half_the_flood(tmp_path: Path) -> None:
-    where: Any = type("Where", (), {"bootstrap_servers": "127.0.0.1:9", "topic": "bookings", "dlq": "dlq"})
-    config = base_config(where, "http://127.0.0.1:9", "g", commit_interval_ms=10)
-    config["rules"][0]["max_per_minute"] = 30
-    loaded = load(str(write_config(tmp_path, config)), env={"TEST_INTILERY_TOKEN": TOKEN})
-    flood = [record(n, sms_event(n, 120), key=f"C-{n}".encode()) for n in range(120)]
+    loaded, flood = flood_of(tmp_path)
     caps = Caps(MemoryCaps(), [], State(), shared=False)
     bridge, source, sender, dlq = build(tmp_path, [flood], loaded=loaded, caps=caps)
     source.partitions_total = 2  # another replica holds the other partition
