@@ -156,7 +156,7 @@ def load_suites(
     source: SourceConfig,
     mapper: Mapper,
     config_path: str,
-    caps: list[CapConfig] | None = None,
+    caps: list[CapConfig],
 ) -> list[Suite]:
     """Every test file read and checked against the configuration (``caps``: its
     ``delivery.caps``); ConfigError listing every problem (each naming the file, the case
@@ -165,7 +165,7 @@ def load_suites(
     suites = []
     for path in files:
         try:
-            suites.append(_load_suite(path, source, mapper, config_path, caps or []))
+            suites.append(_load_suite(path, source, mapper, config_path, caps))
         except ConfigError as exc:
             problems += exc.problems
     if problems:
