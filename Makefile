@@ -67,6 +67,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/diff.py --figures
 	$(BIN)/python bench/shadow.py --figures
 	$(BIN)/python bench/tracing.py --figures
+	$(BIN)/python bench/safety.py --figures
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache
