@@ -154,7 +154,12 @@ class RecordPath:
             for index, command in enumerate(commands):
                 if self.stop.draining or not work.state.sends(work.record.offset):
                     return  # stopping, revoked, or after a failed record of its partition: send no more
-                if not await self._send(work, command, index, sent.get(command.rule)):
+                if (sent_as := sent.get(command.rule)) is not None:
+                    self.outcomes.already_sent(command, work.origin, sent_as, work.span)
+                elif self._guarded(command):
+                    if not await self._send_safely(work, command, index):
+                        return  # rejected: dead-lettered
+                elif await self._post(work, command, index) is None:
                     return  # rejected: dead-lettered
             work.decide(RecordOutcome.DELIVERED)
         except asyncio.CancelledError:
@@ -177,28 +182,22 @@ class RecordPath:
             return None
         return work.commands
 
-    async def _send(self, work: RecordInProgress, command: Command, index: int, sent_as: str | None) -> bool:
-        """One command of the work: not sent again when the audit topic shows it was
-        (``sent_as``: its eventId); under its rule's dedupe or a cap, as
-        :meth:`_send_safely` says; else sent, or withheld by the sender (stale, incomplete).
-        False when Intilery rejected it: the record is dead-lettered."""
-        if sent_as is not None:
-            self.outcomes.already_sent(command, work.origin, sent_as, work.span)
+    def _guarded(self, command: Command) -> bool:
+        """Whether the command is under its rule's dedupe, a cap or its rule's flood breaker
+        (sent by :meth:`_send_safely`); else it is posted as it is (not sent again when
+        the audit topic shows it was; withheld by the sender when stale or incomplete)."""
+        if command.max_per_minute is not None or (command.once is not None and self.dedupe is not None):
             return True
-        caps = self.caps.applying(command) if self.caps is not None else []
-        once = command.once if self.dedupe is not None else None
-        if once is None and not caps and command.max_per_minute is None:
-            return await self._post(work, command, index) is not None
-        return await self._send_safely(work, command, index, once, caps)
+        return self.caps is not None and bool(self.caps.applying(command))
 
-    async def _send_safely(
-        self, work: RecordInProgress, command: Command, index: int, once: Once | None, caps: list[Cap]
-    ) -> bool:
+    async def _send_safely(self, work: RecordInProgress, command: Command, index: int) -> bool:
         """Not sent when its dedupe finds a copy accepted within the window (waiting for a
         copy's pending outcome); dead-lettered alone when over a cap or past its rule's
         flood breaker (the record's other commands go on); else sent while its key and
         places are held, then the key confirmed, or key and places given back when it is
-        not sent after all."""
+        not sent after all. False when Intilery rejected it: the record is dead-lettered."""
+        caps = self.caps.applying(command) if self.caps is not None else []
+        once = command.once if self.dedupe is not None else None
         holder = holder_of(self.group, work.record.topic, work.record.partition, work.record.offset)
         if once is not None and self.dedupe is not None:
             found = await self.dedupe.claim(once, holder)
