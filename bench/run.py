@@ -17,10 +17,12 @@ import os
 import platform
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -231,6 +233,37 @@ def delivery_rate(stats: dict[str, Any], skip_first: int = 0) -> float:
     """Calls/s between the first and the last arrival (start-up and group join excluded)."""
     arrivals = sorted(stats["arrivals"])[skip_first:]
     return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
+
+
+Configure = Callable[[Sink, str], dict[str, Any]]  # a row's configuration, given its sink and group
+
+
+def alternated_rounds(
+    rows: dict[str, Configure], workdir: Path, records: int, rounds: int
+) -> dict[str, list[tuple[float, float]]]:
+    """Each row's runs over the same topic of ``records``, the rows alternated round after
+    round (the machine is shared and noisy): records per second and CPU us per record."""
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in rows}
+    for round_ in range(rounds):
+        for name, configure in rows.items():
+            sink = Sink()
+            usage = run_bridge(configure(sink, f"{name.replace(' + ', '-')}-{round_}"), workdir)
+            assert len(sink.stats()["arrivals"]) >= records, f"{name}: records missing"
+            cpu_us = (usage.ru_utime + usage.ru_stime) / records * 1e6
+            runs[name].append((delivery_rate(sink.stats()), cpu_us))
+            sink.close()
+    return runs
+
+
+def against_plain(runs: dict[str, list[tuple[float, float]]], width: int) -> list[str]:
+    """A line per row: its median throughput and CPU per record, each against the row ``plain``."""
+    rate = {name: statistics.median(r for r, _ in rows) for name, rows in runs.items()}
+    cpu = {name: statistics.median(c for _, c in rows) for name, rows in runs.items()}
+    return [
+        f"{name:{width}} {rate[name]:8,.0f} rec/s ({rate[name] / rate['plain']:.2f} of plain)   "
+        f"CPU {cpu[name]:6.1f} us/record ({cpu[name] / cpu['plain']:.2f} of plain)"
+        for name in runs
+    ]
 
 
 def naive_loop(cluster: MockCluster, sink: Sink, topic: str, count: int) -> float:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import Sink, bridge_config, delivery_rate, produce, run_bridge  # noqa: E402
+from run import Sink, against_plain, alternated_rounds, bridge_config, produce  # noqa: E402
 
 from bridge.devtools.mockcluster import MockCluster  # noqa: E402
 from tests.redisserver import RedisServer  # noqa: E402
@@ -34,6 +34,7 @@ from tests.redisserver import RedisServer  # noqa: E402
 FIGURES = ROOT / "docs" / "figures" / "safety.md"
 BATCH = {"batch": {"max_calls": 100, "linger_ms": 20}}
 DEDUPE = {"key": "{{ booking.id }}", "window": "1h"}
+ROWS = ("plain", "dedupe", "dedupe + cap")
 CAP = {"name": "sms-an-hour", "commands": ["send_sms"], "max": 1_000_000, "window": "1h"}
 
 
@@ -53,32 +54,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--figures", action="store_true", help=f"also rewrite {FIGURES.relative_to(ROOT)}")
     args = parser.parse_args()
-    rows = ("plain", "dedupe", "dedupe + cap")
-    runs: dict[str, list[tuple[float, float]]] = {row: [] for row in rows}
     redis = RedisServer()
     redis.start()
     try:
         with MockCluster() as cluster, tempfile.TemporaryDirectory() as tmp:
             cluster.create_topic("bench.dlq", 1)
             produce(cluster, "bench", args.records)
-            for round_ in range(args.rounds):  # alternated: the machine is shared and noisy
-                for row in rows:
-                    sink = Sink()
-                    group = f"{row.replace(' + ', '-')}-{round_}"
-                    usage = run_bridge(configured(cluster, sink, group, redis.url, row), Path(tmp))
-                    cpu_us = (usage.ru_utime + usage.ru_stime) / args.records * 1e6
-                    runs[row].append((delivery_rate(sink.stats()), cpu_us))
-                    assert len(sink.stats()["arrivals"]) >= args.records, f"{row}: records missing"
-                    sink.close()
+            rows = {row: partial(configured, cluster, redis=redis.url, row=row) for row in ROWS}
+            runs = alternated_rounds(rows, Path(tmp), args.records, args.rounds)
     finally:
         redis.stop()
-    rate = {row: statistics.median(r for r, _ in runs[row]) for row in rows}
-    cpu = {row: statistics.median(c for _, c in runs[row]) for row in rows}
-    lines = [
-        f"{row:14} {rate[row]:8,.0f} rec/s ({rate[row] / rate['plain']:.2f} of plain)   "
-        f"CPU {cpu[row]:6.1f} us/record ({cpu[row] / cpu['plain']:.2f} of plain)"
-        for row in rows
-    ]
+    lines = against_plain(runs, 14)
     print("\n".join(lines))
     if args.figures:
         FIGURES.write_text(

@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import Sink, bridge_config, delivery_rate, produce, run_bridge  # noqa: E402
+from run import Sink, against_plain, alternated_rounds, bridge_config, produce  # noqa: E402
 
 from bridge.devtools.mockcluster import MockCluster  # noqa: E402
 from tests.otlp import Receiver  # noqa: E402
@@ -60,27 +60,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--figures", action="store_true", help=f"also rewrite {FIGURES.relative_to(ROOT)}")
     args = parser.parse_args()
-    runs: dict[str, list[tuple[float, float]]] = {}
     with MockCluster() as cluster, Receiver() as receiver, tempfile.TemporaryDirectory() as tmp:
         cluster.create_topic("bench.dlq", 1)
         cluster.create_topic("bench.audit", 6)
         produce(cluster, "bench", args.records)
-        for round_ in range(args.rounds):  # alternated: the machine is shared and noisy
-            for name, extra in variants(receiver).items():
-                sink = Sink()
-                group = f"{name.replace(' + ', '-')}-{round_}"
-                usage = run_bridge(configured(cluster, sink, group, extra), Path(tmp))
-                cpu_us = (usage.ru_utime + usage.ru_stime) / args.records * 1e6
-                runs.setdefault(name, []).append((delivery_rate(sink.stats()), cpu_us))
-                sink.close()
+        rows = {name: partial(configured, cluster, extra=extra) for name, extra in variants(receiver).items()}
+        runs = alternated_rounds(rows, Path(tmp), args.records, args.rounds)
         exported = len(receiver.spans)
-    rate = {name: statistics.median(r for r, _ in rows) for name, rows in runs.items()}
-    cpu = {name: statistics.median(c for _, c in rows) for name, rows in runs.items()}
-    lines = [
-        f"{name:18} {rate[name]:8,.0f} rec/s ({rate[name] / rate['plain']:.2f} of plain)   "
-        f"CPU {cpu[name]:6.1f} us/record ({cpu[name] / cpu['plain']:.2f} of plain)"
-        for name in runs
-    ]
+    lines = against_plain(runs, 18)
     print("\n".join(lines) + f"\nspans received by the collector: {exported:,}")
     if args.figures:
         FIGURES.write_text(
