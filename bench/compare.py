@@ -25,11 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.run import Sink, bridge_config, delivery_rate, produce, run_bridge_counting  # noqa: E402
+from bench.run import BATCH, Sink, bridge_config, delivery_rate, produce, run_bridge_counting  # noqa: E402
 from bridge.devtools.mockcluster import MockCluster  # noqa: E402
 
 RECORDS = 20_000
-ROWS = {"3 one per request": {}, "4 batch mode": {"delivery": {"batch": {"max_calls": 100, "linger_ms": 20}}}}
+ROWS = {"3 one per request": {}, "4 batch mode": {"delivery": BATCH}}
 
 
 def main() -> None:

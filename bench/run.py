@@ -43,6 +43,7 @@ from bridge.model import Command  # noqa: E402
 TOKEN = "bench-token"
 PARTITIONS = 6
 MAX_IN_FLIGHT = 32
+BATCH = {"batch": {"max_calls": 100, "linger_ms": 20}}  # delivery: the batch-mode rows'
 RULE = {
     "name": "abandoned-sms",
     "when": "type == 'booking_abandoned'",
@@ -345,7 +346,7 @@ def main() -> None:
         sink.close()
 
         sink = Sink()
-        batch = {"delivery": {"batch": {"max_calls": 100, "linger_ms": 20}}}
+        batch = {"delivery": BATCH}
         usage, kafka = run_bridge_counting(
             cluster, bridge_config(cluster, sink, "bench", "batch", **batch), workdir
         )

@@ -26,13 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import Sink, against_plain, alternated_rounds, bridge_config, produce  # noqa: E402
+from run import BATCH, Sink, against_plain, alternated_rounds, bridge_config, produce  # noqa: E402
 
 from bridge.devtools.mockcluster import MockCluster  # noqa: E402
 from tests.redisserver import RedisServer  # noqa: E402
 
 FIGURES = ROOT / "docs" / "figures" / "safety.md"
-BATCH = {"batch": {"max_calls": 100, "linger_ms": 20}}
 DEDUPE = {"key": "{{ booking.id }}", "window": "1h"}
 ROWS = ("plain", "dedupe", "dedupe + cap")
 CAP = {"name": "sms-an-hour", "commands": ["send_sms"], "max": 1_000_000, "window": "1h"}

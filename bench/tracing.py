@@ -26,13 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import Sink, against_plain, alternated_rounds, bridge_config, produce  # noqa: E402
+from run import BATCH, Sink, against_plain, alternated_rounds, bridge_config, produce  # noqa: E402
 
 from bridge.devtools.mockcluster import MockCluster  # noqa: E402
 from tests.otlp import Receiver  # noqa: E402
 
 FIGURES = ROOT / "docs" / "figures" / "tracing.md"
-BATCH = {"batch": {"max_calls": 100, "linger_ms": 20}}
 
 
 def variants(receiver: Receiver) -> dict[str, dict[str, Any]]:
