@@ -14,10 +14,10 @@ decides whether such a command is sent, held back or dead-lettered.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
@@ -82,16 +82,15 @@ class CompiledRule:
             raise MissingFields(missing, rule=self.name)
         if missing and self.on_missing == "skip":  # never sent: shown, counted, not checked
             return Command(self.name, "track", body, b"", missing=missing, held=True)
-        command = finish_command(self.name, body, context[KAFKA_ROOT].get("timestamp"), self.max_age_s)
-        if self._dedupe is not None:
-            command = dataclasses.replace(command, once=self._once(context, command))
-        if self._uncapped or self._max_per_minute is not None:
-            command = dataclasses.replace(
-                command, uncapped=self._uncapped, max_per_minute=self._max_per_minute
-            )
-        return dataclasses.replace(command, missing=missing) if missing else command
+        safety = Safety(
+            self._once(context, body) if self._dedupe is not None else None,
+            self._uncapped,
+            self._max_per_minute,
+        )
+        record_ms = context[KAFKA_ROOT].get("timestamp")
+        return finish_command(self.name, body, record_ms, self.max_age_s, missing, safety)
 
-    def _once(self, context: dict[str, Any], command: Command) -> Once:
+    def _once(self, context: dict[str, Any], body: dict[str, Any]) -> Once:
         """The command's dedupe key: a key that renders empty (a field the event does not
         have) cannot tell copies apart, so the record is dead-lettered rather than guessed."""
         assert self._dedupe is not None and self._dedupe_key is not None
@@ -101,11 +100,29 @@ class CompiledRule:
             named = f" (the event has no {', '.join(holes)})" if holes else ""
             raise MappingError(f"dedupe.key: rendered empty{named}", rule=self.name)
         text = rendered if isinstance(rendered, str) else json.dumps(rendered, sort_keys=True, default=str)
-        return Once.of(self.name, str(command.body.get("userId", "")), text, self._dedupe.window)
+        return Once.of(self.name, str(body.get("userId", "")), text, self._dedupe.window)
+
+
+@dataclass(frozen=True, slots=True)
+class Safety:
+    """What a rule's command carries of customer safety: its dedupe key, its caps being
+    off, its flood breaker."""
+
+    once: Once | None = None
+    uncapped: bool = False
+    max_per_minute: int | None = None
+
+
+UNGUARDED = Safety()
 
 
 def finish_command(
-    rule: str, body: dict[str, Any], record_ms: int | None, max_age_s: float | None = None
+    rule: str,
+    body: dict[str, Any],
+    record_ms: int | None,
+    max_age_s: float | None = None,
+    missing: tuple[str, ...] = (),
+    safety: Safety = UNGUARDED,
 ) -> Command:
     """Normalise the event name and timestamp, check the contract and the size."""
     event = body.get("event")
@@ -131,7 +148,18 @@ def finish_command(
     if len(payload) > MAX_CALL_BYTES:
         raise MappingError(f"body is {len(payload)} bytes, over Intilery's 32 KB per call", rule=rule)
     action = "identify" if body["event"] == "identify" else "track"
-    return Command(rule, action, body, payload, event_ms, max_age_s)
+    return Command(
+        rule,
+        action,
+        body,
+        payload,
+        event_ms,
+        max_age_s,
+        missing,
+        once=safety.once,
+        uncapped=safety.uncapped,
+        max_per_minute=safety.max_per_minute,
+    )
 
 
 class Mapper:
