@@ -312,12 +312,13 @@ def safety_stage(
         ledger = RedisLedger(client, state.redis.key_prefix)
         counts = RedisCaps(client, state.redis.key_prefix)
         closers = [client.aclose]
+    once = Dedupe(ledger, state.reservation_s, state=asking) if dedupe else None
     return SafetyStage(
-        Dedupe(ledger, state.reservation_s, state=asking) if dedupe else None,
+        once,
         Caps(counts, caps, asking, shared=state.redis is not None) if capping else None,
         asking,
         group,
-        closers,
+        [once.close, *closers] if once is not None else closers,
     )
 
 

@@ -244,7 +244,7 @@ class RecordPath:
         """:meth:`_post`, its dedupe key renewed meanwhile (retries outlast the bound)."""
         if once is None or self.dedupe is None:
             return await self._post(work, command, index)
-        async with self.dedupe.renewing(once, holder):
+        with self.dedupe.renewing(once, holder):
             return await self._post(work, command, index)
 
     def _alone(self, work: RecordInProgress, command: Command, error: RecordError) -> bool:

@@ -8,14 +8,14 @@ that died before its command was sent stays counted until the window passes it: 
 may then let fewer through, never more.
 
 :class:`RedisCaps` keeps them in Redis (one sorted set per cap and customer, scored by
-Redis' own clock, expiring with the window; one atomic Lua script per step), shared by
-every replica, ``replay`` and ``redrive``; :class:`MemoryCaps` in the process. Neither
-guesses: Redis not answering raises :class:`~bridge.safety.ledger.LedgerUnavailable`.
+Redis' own clock, expiring with the window; one atomic Lua script per step, over the
+places of every command asking at once), shared by every replica, ``replay`` and
+``redrive``; :class:`MemoryCaps` in the process. Neither guesses: Redis not answering
+raises :class:`~bridge.safety.ledger.LedgerUnavailable`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 import time
@@ -24,10 +24,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-from redis.exceptions import RedisError
-
 from bridge.model import Command
-from bridge.safety.ledger import TIMEOUT_S, LedgerUnavailable, ms
+from bridge.safety.ledger import RedisScript, ms
 from bridge.safety.state import State
 
 
@@ -52,39 +50,52 @@ def place_of(holder: str, rule: str) -> str:
     return f"{holder}|{rule}"
 
 
-# KEYS: the cap's set for the customer. ARGV: the holder, the cap's max, its window (ms).
-# 1: a place (taken now, or the holder's already), 0: the cap is full.
+# KEYS: the caps' sets (per cap and customer), one per entry, taken in order; the
+# entries' arguments as the ledger's scripts take them (:class:`RedisScript`). Per
+# entry: the holder, the cap's max, its window (ms). Answers per entry 1: a place (taken
+# now, or the holder's already), 0: the cap is full.
 TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], window)
-return 1
+local entries, out = cjson.decode(ARGV[1]), {}
+for i, key in ipairs(KEYS) do
+  local holder, most, window = entries[i][1], entries[i][2], entries[i][3]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  out[i] = 1
+  if not redis.call('ZSCORE', key, holder) then
+    if redis.call('ZCARD', key) >= most then
+      out[i] = 0
+    else
+      redis.call('ZADD', key, now, holder)
+      redis.call('PEXPIRE', key, window)
+    end
+  end
+end
+return cjson.encode(out)
+"""
+
+# Per entry: the holder whose place goes.
+GIVE_BACK = """
+local entries = cjson.decode(ARGV[1])
+for i, key in ipairs(KEYS) do redis.call('ZREM', key, entries[i][1]) end
+return cjson.encode(#KEYS)
 """
 
 
 class RedisCaps:
+    """The counts in Redis, under ``<key_prefix>:cap:<key>``; the steps of concurrent
+    commands sent together (:mod:`~bridge.safety.coalescing`)."""
+
     def __init__(self, client: Any, key_prefix: str) -> None:
         self._prefix = f"{key_prefix}:cap:"
-        self._redis = client
-        self._take = client.register_script(TAKE)
+        self._take = RedisScript(client, TAKE)
+        self._give_back = RedisScript(client, GIVE_BACK)
 
     async def take(self, key: str, holder: str, limit: int, window_s: float) -> bool:
-        found = await self._call(self._take(keys=[self._prefix + key], args=[holder, limit, ms(window_s)]))
-        return bool(int(found))
+        return bool(await self._take.ask((self._prefix + key, (holder, limit, ms(window_s)))))
 
     async def give_back(self, key: str, holder: str) -> None:
-        await self._call(self._redis.zrem(self._prefix + key, holder))
-
-    async def _call(self, call: Any) -> Any:
-        try:
-            return await asyncio.wait_for(call, TIMEOUT_S)
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise LedgerUnavailable(f"Redis: {type(exc).__name__}") from exc
+        await self._give_back.ask((self._prefix + key, (holder,)))
 
 
 class MemoryCaps:

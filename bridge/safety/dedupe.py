@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from bridge.model import Once
-from bridge.safety.ledger import Claim, Ledger, LedgerUnavailable, Reservation
+from bridge.safety.ledger import Claim, Ledger, Reservation
 from bridge.safety.state import State
 
 PENDING_WAIT_S = (0.05, 1.0)  # another record's reservation: asked again, backing off to 1 s
@@ -42,6 +42,8 @@ class Dedupe:
         self._reservation_s = reservation_s
         self._sleep = sleep
         self.state = state or State(on_state, sleep)
+        self._held: dict[tuple[str, str], int] = {}  # (key, holder): the blocks renewing it
+        self._renewing: asyncio.Task[None] | None = None
 
     @property
     def up(self) -> bool:
@@ -64,19 +66,34 @@ class Dedupe:
     async def release(self, once: Once, holder: str) -> None:
         await self.state.ask(lambda: self.ledger.release(once.key, holder))
 
-    @contextlib.asynccontextmanager
-    async def renewing(self, once: Once, holder: str) -> AsyncIterator[None]:
+    @contextlib.contextmanager
+    def renewing(self, once: Once, holder: str) -> Iterator[None]:
         """The reservation renewed every third of its bound while the block runs (a live
-        owner's retries outlast the bound; a dead owner's reservation ends with it)."""
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(self._reservation_s / 3)
-                with contextlib.suppress(LedgerUnavailable):  # the next renewal tries again
-                    await self.ledger.reserve(once.key, holder, self._reservation_s)
-
-        task = asyncio.get_running_loop().create_task(renew())
+        owner's retries outlast the bound; a dead owner's reservation ends with it): one
+        task renews every reservation held, together."""
+        held = (once.key, holder)
+        self._held[held] = self._held.get(held, 0) + 1
+        if self._renewing is None:
+            self._renewing = asyncio.get_running_loop().create_task(self._renew())
         try:
             yield
         finally:
-            task.cancel()
+            if self._held[held] == 1:
+                del self._held[held]
+            else:
+                self._held[held] -= 1
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self._reservation_s / 3)
+            renewals = [self.ledger.reserve(key, holder, self._reservation_s) for key, holder in self._held]
+            # Not answering: the next renewal tries again (a third of the bound later).
+            await asyncio.gather(*renewals, return_exceptions=True)
+
+    async def close(self) -> None:
+        """The renewals stop (the bridge is stopping: the reservations left end with their bound)."""
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewing
+            self._renewing = None

@@ -11,15 +11,17 @@ group) meeting a confirmed key is a duplicate; meeting a reservation still pendi
 waits for its outcome.
 
 Two ledgers keep the same promises: :class:`RedisLedger` (shared by every replica,
-``replay`` and ``redrive``: one atomic Lua script per step, each key expiring with its
-window) and :class:`MemoryLedger` (this process only, bounded). Neither guesses: a
-ledger that cannot answer raises :class:`LedgerUnavailable`, and the caller waits.
+``replay`` and ``redrive``: one atomic Lua script per step, over the keys of every
+command asking at once, each key expiring with its window) and :class:`MemoryLedger`
+(this process only, bounded). Neither guesses: a ledger that cannot answer raises
+:class:`LedgerUnavailable`, and the caller waits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +29,8 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from redis.exceptions import RedisError
+
+from bridge.safety.coalescing import Coalescer
 
 TIMEOUT_S = 0.5  # a Redis call slower than this counts as Redis not answering
 
@@ -63,68 +67,98 @@ class Ledger(Protocol):
     async def release(self, key: str, holder: str) -> None: ...
 
 
-# KEYS: the entry (a hash: s = P pending or S sent, h = holder, e = eventId).
-# ARGV: the holder, the reservation's bound (ms). Gives {claim, holder, eventId}.
+# Each script takes many entries, one per key, their arguments a JSON array in ARGV[1]
+# (one array per entry: one argument to encode, not four per command), and answers a
+# JSON array, one answer per entry. The entries run in order, so two holders reserving
+# one key in the same call meet as they would in two. An entry is a hash: s = P
+# pending or S sent, h = holder, e = eventId.
+
+# Per entry: the holder, the reservation's bound (ms). Answers [claim, holder, eventId].
 RESERVE = """
-local state = redis.call('HGET', KEYS[1], 's')
-if not state then
-  redis.call('HSET', KEYS[1], 's', 'P', 'h', ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {'reserved', '', ''}
+local entries, out = cjson.decode(ARGV[1]), {}
+for i, key in ipairs(KEYS) do
+  local holder, bound = entries[i][1], entries[i][2]
+  local found = redis.call('HMGET', key, 's', 'h', 'e')
+  if not found[1] then
+    redis.call('HSET', key, 's', 'P', 'h', holder)
+    redis.call('PEXPIRE', key, bound)
+    out[i] = {'reserved', '', ''}
+  elseif found[2] == holder then
+    if found[1] == 'P' then redis.call('PEXPIRE', key, bound) end
+    out[i] = {'reserved', '', ''}
+  elseif found[1] == 'S' then
+    out[i] = {'sent', found[2], found[3] or ''}
+  else
+    out[i] = {'pending', found[2], ''}
+  end
 end
-local holder = redis.call('HGET', KEYS[1], 'h')
-if holder == ARGV[1] then
-  if state == 'P' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-  return {'reserved', '', ''}
-end
-if state == 'S' then return {'sent', holder, redis.call('HGET', KEYS[1], 'e') or ''} end
-return {'pending', holder, ''}
+return cjson.encode(out)
 """
 
-# KEYS: the entry. ARGV: the holder, the eventId, the window (ms): kept that long from now.
+# Per entry: the holder, the eventId, the window (ms): kept that long from now.
 CONFIRM = """
-redis.call('HSET', KEYS[1], 's', 'S', 'h', ARGV[1], 'e', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
+local entries = cjson.decode(ARGV[1])
+for i, key in ipairs(KEYS) do
+  redis.call('HSET', key, 's', 'S', 'h', entries[i][1], 'e', entries[i][2])
+  redis.call('PEXPIRE', key, entries[i][3])
+end
+return cjson.encode(#KEYS)
 """
 
-# KEYS: the entry. ARGV: the holder. Only its own reservation, never a confirmation.
+# Per entry: the holder. Only its own reservation, never a confirmation.
 RELEASE = """
-if redis.call('HGET', KEYS[1], 'h') == ARGV[1] and redis.call('HGET', KEYS[1], 's') == 'P' then
-  redis.call('DEL', KEYS[1])
+local entries = cjson.decode(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local found = redis.call('HMGET', key, 's', 'h')
+  if found[1] == 'P' and found[2] == entries[i][1] then redis.call('DEL', key) end
 end
-return 1
+return cjson.encode(#KEYS)
 """
+
+
+class RedisScript(Coalescer[tuple[str, tuple[Any, ...]], Any]):
+    """A script over many entries (see above), its calls coalesced: each step a key and its
+    arguments, answered with the script's answer for it (None when the script answers the
+    number of entries it took)."""
+
+    def __init__(self, client: Any, source: str) -> None:
+        super().__init__(self._run)
+        self._script = client.register_script(source)
+
+    async def _run(self, entries: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        keys = [key for key, _ in entries]
+        args = json.dumps([each for _, each in entries])
+        try:
+            reply = await asyncio.wait_for(self._script(keys=keys, args=[args]), TIMEOUT_S)
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise LedgerUnavailable(f"Redis: {type(exc).__name__}") from exc
+        answers = json.loads(reply)
+        return [None] * len(entries) if isinstance(answers, int) else answers
 
 
 class RedisLedger:
-    """The ledger in Redis, under ``<key_prefix>:once:<key>``."""
+    """The ledger in Redis, under ``<key_prefix>:once:<key>``; the steps of concurrent
+    commands sent together (:mod:`~bridge.safety.coalescing`)."""
 
     def __init__(self, client: Any, key_prefix: str) -> None:
         self._redis = client
         self._prefix = f"{key_prefix}:once:"
-        self._reserve = client.register_script(RESERVE)
-        self._confirm = client.register_script(CONFIRM)
-        self._release = client.register_script(RELEASE)
+        self._reserve = RedisScript(client, RESERVE)
+        self._confirm = RedisScript(client, CONFIRM)
+        self._release = RedisScript(client, RELEASE)
 
     async def reserve(self, key: str, holder: str, hold_s: float) -> Reservation:
-        claim, other, event_id = await self._call(self._reserve, key, holder, ms(hold_s))
-        found = Claim(text(claim))
+        claim, other, event_id = await self._reserve.ask((self._prefix + key, (holder, ms(hold_s))))
+        found = Claim(claim)
         if found is Claim.RESERVED:
             return Reservation(found)
-        return Reservation(found, text(other) or None, text(event_id) or None)
+        return Reservation(found, other or None, event_id or None)
 
     async def confirm(self, key: str, holder: str, event_id: str, window_s: float) -> None:
-        await self._call(self._confirm, key, holder, event_id, ms(window_s))
+        await self._confirm.ask((self._prefix + key, (holder, event_id, ms(window_s))))
 
     async def release(self, key: str, holder: str) -> None:
-        await self._call(self._release, key, holder)
-
-    async def _call(self, script: Any, key: str, *args: Any) -> Any:
-        try:
-            return await asyncio.wait_for(script(keys=[self._prefix + key], args=list(args)), TIMEOUT_S)
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise LedgerUnavailable(f"Redis: {type(exc).__name__}") from exc
+        await self._release.ask((self._prefix + key, (holder,)))
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -209,7 +243,3 @@ class MemoryLedger:
 
 def ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
-
-
-def text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

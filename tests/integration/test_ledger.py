@@ -206,3 +206,37 @@ def test_a_place_leaves_the_count_when_the_window_passes_it() -> None:
         assert await caps.take("k", "h1", 1, 60)
 
     asyncio.run(scenario())
+
+
+def test_the_steps_of_concurrent_commands_go_to_redis_together_and_meet_as_in_turn(
+    redis_server: RedisServer,
+) -> None:
+    """Two hundred commands reserving at once cost Redis a call or two, not two hundred;
+    within one call the steps run in order: of two records reserving one key, one holds
+    it and the other finds it pending, and five takes of a cap of three give three."""
+
+    def script_calls() -> int:
+        with redis.Redis.from_url(redis_server.url) as client:
+            stats = client.info("commandstats")
+        return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval"))
+
+    async def scenario() -> None:
+        client = connect(redis_server.url, None, None)
+        ledger, counts = RedisLedger(client, "together"), RedisCaps(client, "together")
+        await ledger.reserve("warm-up", A, 60)  # the script loaded once
+        before = script_calls()
+        keys = [f"k{n}" for n in range(200)]
+        found = await asyncio.gather(*(ledger.reserve(key, A, 60) for key in keys))
+        assert {f.claim for f in found} == {Claim.RESERVED}
+        assert script_calls() - before <= 2
+        both_ways = await asyncio.gather(ledger.reserve("one", A, 60), ledger.reserve("one", B, 60))
+        assert both_ways == [Reservation(Claim.RESERVED), Reservation(Claim.PENDING, A)]
+        key = cap_key("marketing", "C-1003")
+        taken = await asyncio.gather(*(counts.take(key, f"h{n}", 3, 3600) for n in range(5)))
+        assert taken == [True, True, True, False, False]
+        await asyncio.gather(*(ledger.confirm(key, A, f"E-{key}", 60) for key in keys))
+        again = await asyncio.gather(*(ledger.reserve(key, B, 60) for key in keys))
+        assert [f.event_id for f in again] == [f"E-{key}" for key in keys]
+        await ledger.close()
+
+    asyncio.run(scenario())

@@ -14,10 +14,10 @@ from structlog.testing import capture_logs
 
 from bridge.errors import RejectedError
 from bridge.intilery.client import Delivered
-from bridge.model import Command
+from bridge.model import Command, Once
 from bridge.ops.loading import Loaded, load
 from bridge.safety.dedupe import Dedupe
-from bridge.safety.ledger import LedgerUnavailable, MemoryLedger, Reservation
+from bridge.safety.ledger import Claim, LedgerUnavailable, MemoryLedger, Reservation
 from bridge.tracing import Span
 from tests.recordpath import FakeAudit, FakeSender, build, record
 from tests.support import TOKEN, base_config, sms_event, write_config
@@ -151,3 +151,21 @@ def test_a_key_that_renders_empty_is_a_dead_letter(tmp_path: Path) -> None:
     [(_, error)] = dlq.written
     assert error.error_class == "mapping" and "dedupe.key: rendered empty" in error.reason
     assert "booking.id" in error.reason
+
+
+def test_a_reservation_is_renewed_while_its_command_is_out_and_ends_after() -> None:
+    """A live owner's send outlasting the bound keeps its key (one task renews every
+    reservation held); once the block is left, the reservation ends with its bound."""
+    ledger = MemoryLedger()
+    dedupe = Dedupe(ledger, 0.3)
+
+    async def scenario() -> None:
+        await ledger.reserve("k", "A", 0.3)
+        with dedupe.renewing(Once("k", 60), "A"):
+            await asyncio.sleep(0.8)
+            assert (await ledger.reserve("k", "B", 0.3)).claim is Claim.PENDING
+        await asyncio.sleep(0.5)
+        assert (await ledger.reserve("k", "B", 0.3)).claim is Claim.RESERVED
+        await dedupe.close()
+
+    asyncio.run(scenario())
