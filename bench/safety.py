@@ -49,7 +49,7 @@ def configured(cluster: MockCluster, sink: Sink, group: str, redis: str, row: st
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--figures", action="store_true", help=f"also rewrite {FIGURES.relative_to(ROOT)}")
     args = parser.parse_args()

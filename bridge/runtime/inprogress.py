@@ -20,6 +20,7 @@ from bridge.model import Command, Record
 from bridge.rules.mapping import Mapper
 from bridge.runtime.outcomes import Outcomes
 from bridge.runtime.state import PartitionState
+from bridge.safety.early import EarlySteps
 from bridge.tracing import Span
 
 
@@ -44,6 +45,7 @@ class RecordInProgress:
     outcomes: Outcomes = field(repr=False)  # ends its span when it is finished
     outcome: RecordOutcome | None = None  # decided by the record path
     held: int = 0  # writes it waits for: audit entries on their way
+    early: EarlySteps | None = None  # its commands' customer-safety steps, asked when it was read
     finished: bool = False
 
     def hold(self) -> Callable[[], None]:

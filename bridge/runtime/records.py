@@ -48,6 +48,7 @@ from bridge.runtime.shadow import Shadow
 from bridge.runtime.state import Assignment, PartitionState
 from bridge.safety.caps import Cap, Caps
 from bridge.safety.dedupe import Dedupe
+from bridge.safety.early import EarlySteps
 from bridge.safety.ledger import Claim, holder_of
 from bridge.timestamps import duration_text
 
@@ -112,6 +113,8 @@ class RecordPath:
         if work.commands is not None and not work.commands:
             self._skip(work)
             return
+        if work.commands and (self.dedupe is not None or self.caps is not None):
+            work.early = EarlySteps(self.dedupe, self.caps, self._holder(work), work.commands)
         # Keyed records share a lane per key; unkeyed records need no order between them.
         lane = record.key if record.key is not None else record.offset
         state.lanes.submit(lane, partial(self.deliver, work))
@@ -156,11 +159,13 @@ class RecordPath:
                     return  # stopping, revoked, or after a failed record of its partition: send no more
                 if (sent_as := sent.get(command.rule)) is not None:
                     self.outcomes.already_sent(command, work.origin, sent_as, work.span)
+                    if work.early is not None:
+                        await work.early.let_go(command)
                 elif self._guarded(command):
                     if not await self._send_safely(work, command, index):
-                        return  # rejected: dead-lettered
+                        return await self._rejected(work)
                 elif await self._post(work, command, index) is None:
-                    return  # rejected: dead-lettered
+                    return await self._rejected(work)
             work.decide(RecordOutcome.DELIVERED)
         except asyncio.CancelledError:
             raise
@@ -168,6 +173,12 @@ class RecordPath:
             log.exception("delivery_crashed", **record_fields(work.origin, work.span))
             error = InternalError(f"while delivering: {type(exc).__name__}: {exc}"[:500])
             self.reject(work, error)
+
+    async def _rejected(self, work: RecordInProgress) -> None:
+        """The record was dead-lettered at one of its commands: the steps asked early for the
+        commands after it are let go (no other record waits for them)."""
+        if work.early is not None:
+            await work.early.let_go()
 
     async def _mapped_in_lane(self, work: RecordInProgress) -> list[Command] | None:
         """The commands of a record whose schema had to be fetched first; None when it was
@@ -198,15 +209,18 @@ class RecordPath:
         not sent after all. False when Intilery rejected it: the record is dead-lettered."""
         caps = self.caps.applying(command) if self.caps is not None else []
         once = command.once if self.dedupe is not None else None
-        holder = holder_of(self.group, work.record.topic, work.record.partition, work.record.offset)
+        holder = self._holder(work)
+        early = work.early
         if once is not None and self.dedupe is not None:
-            found = await self.dedupe.claim(once, holder)
+            found = await self.dedupe.claim(once, holder, early.reservation(command) if early else None)
             if found.claim is Claim.SENT:
                 self.outcomes.deduplicated(command, work.origin, found.event_id, work.span)
                 if self.audit is not None:
                     self.audit.deduplicated(work, command, found.event_id)
+                if early is not None:
+                    await early.let_go(command)  # its places in the caps, taken early
                 return True
-        held = await self._held_back(command, holder, caps)
+        held = await self._held_back(command, holder, caps, early.places(command) if early else None)
         if held is not None:
             if once is not None and self.dedupe is not None:
                 await self.dedupe.release(once, holder)
@@ -222,12 +236,15 @@ class RecordPath:
             await self.caps.give_back_flood(command, holder)
         return answer is not None
 
-    async def _held_back(self, command: Command, holder: str, caps: list[Cap]) -> RecordError | None:
+    async def _held_back(
+        self, command: Command, holder: str, caps: list[Cap], early: list[asyncio.Future[bool]] | None
+    ) -> RecordError | None:
         """Why the command is not to be sent: over one of ``caps``, or past its rule's flood
-        breaker (None: places taken in each, it may go)."""
+        breaker (None: places taken in each, it may go). ``early``: its places asked for
+        when the record was read."""
         if self.caps is None:
             return None
-        full = await self.caps.take(command, holder, caps) if caps else None
+        full = await self.caps.take(command, holder, caps, early) if caps else None
         if full is not None:
             window = duration_text(full.window_s)
             reason = f"over the cap {full.name}: {full.max} within {window} for this customer"
@@ -246,6 +263,10 @@ class RecordPath:
             return await self._post(work, command, index)
         with self.dedupe.renewing(once, holder):
             return await self._post(work, command, index)
+
+    def _holder(self, work: RecordInProgress) -> str:
+        record = work.record
+        return holder_of(self.group, record.topic, record.partition, record.offset)
 
     def _alone(self, work: RecordInProgress, command: Command, error: RecordError) -> bool:
         """Over a cap or held by its rule's flood breaker: the command alone is dead-lettered,

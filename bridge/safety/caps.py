@@ -16,6 +16,7 @@ raises :class:`~bridge.safety.ledger.LedgerUnavailable`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import time
@@ -30,6 +31,10 @@ from bridge.safety.state import State
 
 
 class CapCounts(Protocol):
+    def taking(self, key: str, holder: str, limit: int, window_s: float) -> asyncio.Future[bool]:
+        """A place taken now, its answer awaited later (asked early for a record just read)."""
+        ...
+
     async def take(self, key: str, holder: str, limit: int, window_s: float) -> bool: ...
 
     async def give_back(self, key: str, holder: str) -> None: ...
@@ -88,11 +93,14 @@ class RedisCaps:
 
     def __init__(self, client: Any, key_prefix: str) -> None:
         self._prefix = f"{key_prefix}:cap:"
-        self._take = RedisScript(client, TAKE)
+        self._take = RedisScript(client, TAKE, bool)
         self._give_back = RedisScript(client, GIVE_BACK)
 
+    def taking(self, key: str, holder: str, limit: int, window_s: float) -> asyncio.Future[bool]:
+        return self._take.submit((self._prefix + key, (holder, limit, ms(window_s))))
+
     async def take(self, key: str, holder: str, limit: int, window_s: float) -> bool:
-        return bool(await self._take.ask((self._prefix + key, (holder, limit, ms(window_s)))))
+        return bool(await self.taking(key, holder, limit, window_s))
 
     async def give_back(self, key: str, holder: str) -> None:
         await self._give_back.ask((self._prefix + key, (holder,)))
@@ -105,7 +113,15 @@ class MemoryCaps:
         self._taken: dict[str, dict[str, float]] = {}
         self._clock = clock
 
+    def taking(self, key: str, holder: str, limit: int, window_s: float) -> asyncio.Future[bool]:
+        answered: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        answered.set_result(self.taken(key, holder, limit, window_s))
+        return answered
+
     async def take(self, key: str, holder: str, limit: int, window_s: float) -> bool:
+        return self.taken(key, holder, limit, window_s)
+
+    def taken(self, key: str, holder: str, limit: int, window_s: float) -> bool:
         now = self._clock()
         places = self._taken.setdefault(key, {})
         for old in [h for h, at in places.items() if at <= now - window_s]:
@@ -178,8 +194,26 @@ class Caps:
         """The caps that count a command named ``name`` (of a rule whose caps are on)."""
         return [cap for cap in self._caps if name in cap.commands]
 
-    async def take(self, command: Command, holder: str, caps: list[Cap]) -> Cap | None:
-        """None: a place in each of ``caps`` taken for the command; else the first cap full."""
+    def taking(self, command: Command, holder: str, caps: list[Cap]) -> list[asyncio.Future[bool]]:
+        """A place in each of ``caps`` taken now for a record just read; its lane gives the
+        answers to :meth:`take`."""
+        user = str(command.body.get("userId", ""))
+        place = place_of(holder, command.rule)
+        return [self.counts.taking(cap_key(cap.name, user), place, cap.max, cap.window_s) for cap in caps]
+
+    async def take(
+        self, command: Command, holder: str, caps: list[Cap], early: list[asyncio.Future[bool]] | None = None
+    ) -> Cap | None:
+        """None: a place in each of ``caps`` taken for the command; else the first cap full
+        (the places taken for it given back). ``early``: the places :meth:`taking` asked
+        for when the record was read, used when they were answered."""
+        answers = await self.state.answered(early) if early is not None else None
+        if answers is not None:
+            placed = dict(zip((cap.name for cap in caps), answers, strict=True))
+            full = next((cap for cap in caps if not placed[cap.name]), None)
+            if full is not None:
+                await self.give_back(command, holder, [cap for cap in caps if placed[cap.name]])
+            return full
         user = str(command.body.get("userId", ""))
         place = place_of(holder, command.rule)
         taken: list[str] = []

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 
 from bridge.model import Once
 from bridge.safety.ledger import Claim, Ledger, Reservation
@@ -49,16 +50,35 @@ class Dedupe:
     def up(self) -> bool:
         return self.state.up
 
-    async def claim(self, once: Once, holder: str) -> Reservation:
+    @property
+    def fresh_s(self) -> float:
+        """How long a reservation asked early stays good to use without asking again: until
+        the renewal would have renewed it."""
+        return self._reservation_s / 3
+
+    def reserving(self, once: Once, holder: str) -> asyncio.Future[Reservation]:
+        """The key reserved now for a record just read; its lane gives the answer to :meth:`claim`."""
+        return self.ledger.reserving(once.key, holder, self._reservation_s)
+
+    async def claim(
+        self, once: Once, holder: str, early: asyncio.Future[Reservation] | None = None
+    ) -> Reservation:
         """RESERVED (send it) or SENT (a duplicate: not to be sent), once another holder's
-        pending reservation has an outcome."""
+        pending reservation has an outcome. ``early``: :meth:`reserving`'s, used when it was
+        answered."""
         delay = PENDING_WAIT_S[0]
+        answered = await self.state.answered([early]) if early is not None else None
+        found = answered[0] if answered is not None else None
         while True:
-            found = await self.state.ask(lambda: self.ledger.reserve(once.key, holder, self._reservation_s))
+            if found is None:
+                found = await self.state.ask(
+                    partial(self.ledger.reserve, once.key, holder, self._reservation_s)
+                )
             if found.claim is not Claim.PENDING:
                 return found
             await self._sleep(delay)
             delay = min(delay * 2, PENDING_WAIT_S[1])
+            found = None
 
     async def confirm(self, once: Once, holder: str, event_id: str | None) -> None:
         await self.state.ask(lambda: self.ledger.confirm(once.key, holder, event_id or "", once.window_s))

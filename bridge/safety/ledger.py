@@ -50,6 +50,9 @@ class Reservation:
     event_id: str | None = None  # Intilery's eventId of the command accepted (SENT), when known
 
 
+RESERVED = Reservation(Claim.RESERVED)
+
+
 def holder_of(group: str, topic: str, partition: int, offset: int) -> str:
     """Who reserves for a record: the group reading it and its position."""
     return f"{group}|{topic}|{partition}|{offset}"
@@ -60,6 +63,10 @@ class LedgerUnavailable(Exception):
 
 
 class Ledger(Protocol):
+    def reserving(self, key: str, holder: str, hold_s: float) -> asyncio.Future[Reservation]:
+        """The key reserved now, its answer awaited later (asked early for a record just read)."""
+        ...
+
     async def reserve(self, key: str, holder: str, hold_s: float) -> Reservation: ...
 
     async def confirm(self, key: str, holder: str, event_id: str, window_s: float) -> None: ...
@@ -118,12 +125,13 @@ return cjson.encode(#KEYS)
 
 class RedisScript(Coalescer[tuple[str, tuple[Any, ...]], Any]):
     """A script over many entries (see above), its calls coalesced: each step a key and its
-    arguments, answered with the script's answer for it (None when the script answers the
-    number of entries it took)."""
+    arguments, answered with ``answer`` of the script's answer for it (None when the
+    script answers the number of entries it took)."""
 
-    def __init__(self, client: Any, source: str) -> None:
+    def __init__(self, client: Any, source: str, answer: Callable[[Any], Any] = lambda raw: raw) -> None:
         super().__init__(self._run)
         self._script = client.register_script(source)
+        self._answer_of = answer
 
     async def _run(self, entries: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         keys = [key for key, _ in entries]
@@ -133,7 +141,17 @@ class RedisScript(Coalescer[tuple[str, tuple[Any, ...]], Any]):
         except (TimeoutError, RedisError, OSError) as exc:
             raise LedgerUnavailable(f"Redis: {type(exc).__name__}") from exc
         answers = json.loads(reply)
-        return [None] * len(entries) if isinstance(answers, int) else answers
+        if isinstance(answers, int):
+            return [None] * len(entries)
+        return [self._answer_of(answer) for answer in answers]
+
+
+def reservation_of(answer: list[str]) -> Reservation:
+    claim, other, event_id = answer
+    found = Claim(claim)
+    if found is Claim.RESERVED:
+        return RESERVED
+    return Reservation(found, other or None, event_id or None)
 
 
 class RedisLedger:
@@ -143,16 +161,15 @@ class RedisLedger:
     def __init__(self, client: Any, key_prefix: str) -> None:
         self._redis = client
         self._prefix = f"{key_prefix}:once:"
-        self._reserve = RedisScript(client, RESERVE)
+        self._reserve = RedisScript(client, RESERVE, reservation_of)
         self._confirm = RedisScript(client, CONFIRM)
         self._release = RedisScript(client, RELEASE)
 
+    def reserving(self, key: str, holder: str, hold_s: float) -> asyncio.Future[Reservation]:
+        return self._reserve.submit((self._prefix + key, (holder, ms(hold_s))))
+
     async def reserve(self, key: str, holder: str, hold_s: float) -> Reservation:
-        claim, other, event_id = await self._reserve.ask((self._prefix + key, (holder, ms(hold_s))))
-        found = Claim(claim)
-        if found is Claim.RESERVED:
-            return Reservation(found)
-        return Reservation(found, other or None, event_id or None)
+        return await self.reserving(key, holder, hold_s)
 
     async def confirm(self, key: str, holder: str, event_id: str, window_s: float) -> None:
         await self._confirm.ask((self._prefix + key, (holder, event_id, ms(window_s))))
@@ -191,17 +208,25 @@ class MemoryLedger:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def reserving(self, key: str, holder: str, hold_s: float) -> asyncio.Future[Reservation]:
+        answered: asyncio.Future[Reservation] = asyncio.get_running_loop().create_future()
+        answered.set_result(self.reserved(key, holder, hold_s))
+        return answered
+
     async def reserve(self, key: str, holder: str, hold_s: float) -> Reservation:
+        return self.reserved(key, holder, hold_s)
+
+    def reserved(self, key: str, holder: str, hold_s: float) -> Reservation:
         now = self._clock()
         self._expire(now)
         entry = self._entries.get(key)
         if entry is None:
             self._put(key, Entry(False, holder, None, now + hold_s))
-            return Reservation(Claim.RESERVED)
+            return RESERVED
         if entry.holder == holder:
             if not entry.sent:
                 self._put(key, Entry(False, holder, None, now + hold_s))
-            return Reservation(Claim.RESERVED)
+            return RESERVED
         if entry.sent:
             return Reservation(Claim.SENT, entry.holder, entry.event_id)
         return Reservation(Claim.PENDING, entry.holder)

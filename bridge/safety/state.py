@@ -44,6 +44,14 @@ class State:
             self._came_back()
             return answer
 
+    async def answered(self, early: list[asyncio.Future[T]]) -> list[T] | None:
+        """The answers of steps asked early (for a record when it was read); None when one
+        of them was not answered: the caller asks again, patiently."""
+        try:
+            return [await future for future in early]
+        except LedgerUnavailable:
+            return None
+
     def _went_down(self, reason: str) -> None:
         if self.up:
             self.up = False

@@ -17,6 +17,7 @@ from bridge.intilery.client import Delivered
 from bridge.model import Command, Once
 from bridge.ops.loading import Loaded, load
 from bridge.safety.dedupe import Dedupe
+from bridge.safety.early import EarlySteps
 from bridge.safety.ledger import Claim, LedgerUnavailable, MemoryLedger, Reservation
 from bridge.tracing import Span
 from tests.recordpath import FakeAudit, FakeSender, build, record
@@ -103,15 +104,20 @@ class Flaky(MemoryLedger):
         self.down = down
         self.calls = 0
 
-    async def reserve(self, key: str, holder: str, hold_s: float) -> Reservation:
+    def reserving(self, key: str, holder: str, hold_s: float) -> asyncio.Future[Reservation]:
         self.calls += 1
-        if self.calls <= self.down:
-            raise LedgerUnavailable("Redis: ConnectionError")
-        return await super().reserve(key, holder, hold_s)
+        if self.calls > self.down:
+            return super().reserving(key, holder, hold_s)
+        failed: asyncio.Future[Reservation] = asyncio.get_running_loop().create_future()
+        failed.set_exception(LedgerUnavailable("Redis: ConnectionError"))
+        return failed
+
+    async def reserve(self, key: str, holder: str, hold_s: float) -> Reservation:
+        return await self.reserving(key, holder, hold_s)
 
 
 def test_a_ledger_that_does_not_answer_holds_the_commands_back(tmp_path: Path) -> None:
-    ledger = Flaky(down=3)
+    ledger = Flaky(down=6)  # the three asked early as the records are read, then three in the lane
     states: list[bool] = []
     reasons: list[list[str]] = []
     waits: list[float] = []
@@ -167,5 +173,30 @@ def test_a_reservation_is_renewed_while_its_command_is_out_and_ends_after() -> N
         await asyncio.sleep(0.5)
         assert (await ledger.reserve("k", "B", 0.3)).claim is Claim.RESERVED
         await dedupe.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_records_key_is_reserved_when_it_is_read_and_let_go_when_unused() -> None:
+    """Its lane takes the early answer while fresh (after that it asks again); a record
+    that never uses its steps lets them go, so a copy does not wait for them."""
+    ledger = MemoryLedger()
+    dedupe = Dedupe(ledger, 60)
+    command = Command(
+        "abandoned-sms", "track", {"userId": "C-1", "event": "send_sms"}, b"", once=Once("k", 60)
+    )
+    now = [0.0]
+
+    async def scenario() -> None:
+        early = EarlySteps(dedupe, None, "A", [command], clock=lambda: now[0])
+        assert (await ledger.reserve("k", "B", 60)).claim is Claim.PENDING  # held from the read on
+        answer = early.reservation(command)
+        assert answer is not None and (await answer).claim is Claim.RESERVED
+        stale = EarlySteps(dedupe, None, "A", [command], clock=lambda: now[0])
+        now[0] += dedupe.fresh_s
+        assert stale.reservation(command) is None  # too old to trust: the lane asks again
+        unused = EarlySteps(dedupe, None, "A", [command])
+        await unused.let_go()
+        assert (await ledger.reserve("k", "B", 60)).claim is Claim.RESERVED
 
     asyncio.run(scenario())
