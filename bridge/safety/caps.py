@@ -26,6 +26,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from bridge.model import Command
+from bridge.safety.coalescing import settled
 from bridge.safety.ledger import RedisScript, ms
 from bridge.safety.state import State
 
@@ -114,9 +115,7 @@ class MemoryCaps:
         self._clock = clock
 
     def taking(self, key: str, holder: str, limit: int, window_s: float) -> asyncio.Future[bool]:
-        answered: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        answered.set_result(self.taken(key, holder, limit, window_s))
-        return answered
+        return settled(self.taken(key, holder, limit, window_s))
 
     async def take(self, key: str, holder: str, limit: int, window_s: float) -> bool:
         return self.taken(key, holder, limit, window_s)

@@ -85,6 +85,13 @@ class Coalescer(Generic[Step, Answer]):
                 future.set_result(answer)
 
 
+def settled(answer: Answer) -> asyncio.Future[Answer]:
+    """A step answered at once (a state in this process), in the shape of one asked."""
+    future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+    future.set_result(answer)
+    return future
+
+
 def retrieved(future: asyncio.Future[Any]) -> None:
     """A failure nobody awaits (a step asked early for a record then dropped) is not an
     error to report: whoever needs the answer asks again."""

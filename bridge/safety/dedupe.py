@@ -106,7 +106,7 @@ class Dedupe:
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(self._reservation_s / 3)
-            renewals = [self.ledger.reserve(key, holder, self._reservation_s) for key, holder in self._held]
+            renewals = [self.ledger.reserving(key, holder, self._reservation_s) for key, holder in self._held]
             # Not answering: the next renewal tries again (a third of the bound later).
             await asyncio.gather(*renewals, return_exceptions=True)
 

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
-from bridge.safety.coalescing import Coalescer
+from bridge.safety.coalescing import Coalescer, settled
 
 TIMEOUT_S = 0.5  # a Redis call slower than this counts as Redis not answering
 
@@ -209,9 +209,7 @@ class MemoryLedger:
         return len(self._entries)
 
     def reserving(self, key: str, holder: str, hold_s: float) -> asyncio.Future[Reservation]:
-        answered: asyncio.Future[Reservation] = asyncio.get_running_loop().create_future()
-        answered.set_result(self.reserved(key, holder, hold_s))
-        return answered
+        return settled(self.reserved(key, holder, hold_s))
 
     async def reserve(self, key: str, holder: str, hold_s: float) -> Reservation:
         return self.reserved(key, holder, hold_s)
